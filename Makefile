@@ -1,0 +1,54 @@
+# Every command runs from the project's own virtual environment (.venv), made from requirements/.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help install requirements lint format test unit integration run demo bench clean
+
+help:
+	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
+	@echo "make test         lint, then every test (unit and integration)"
+	@echo "make run          auth service, email worker and a mail sink that prints each mail"
+	@echo "make unit | integration | lint | format | bench | requirements | clean"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/base.txt requirements/dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/base.txt -r requirements/dev.txt
+	touch $@
+
+requirements: install
+	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/base.txt requirements/base.in
+	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/dev.txt requirements/dev.in
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest tests/unit
+
+integration: install
+	$(PY) -m pytest tests/integration
+
+run: install
+	$(PY) -m devtools.run
+
+demo: install
+	$(PY) -m devtools.demo
+
+bench: install
+	$(PY) -m bench.email_latency
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The auth service: registration, email confirmation, login and tokens over HTTP."""

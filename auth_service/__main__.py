@@ -1,0 +1,24 @@
+"""Entry point of the auth service (``python -m auth_service``)."""
+
+from __future__ import annotations
+
+import sys
+
+from auth_service.config import Settings
+from auth_service.entrypoints import server
+from common.logs import configure_logging
+from common.settings import SettingsError
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"auth_service: {error}", file=sys.stderr)
+        return 2
+    configure_logging("auth_service", settings.log_level)
+    return server.run(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Cooldowns kept in Redis (shared by every auth process), or in memory for ``memory://``."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import redis
+
+
+class RedisCooldowns:
+    def __init__(self, client: redis.Redis, key_prefix: str = "auth:cooldown"):
+        self._redis = client
+        self._prefix = key_prefix
+
+    def start(self, key: str, seconds: int) -> float:
+        if seconds <= 0:
+            return 0.0
+        redis_key = f"{self._prefix}:{hashlib.sha256(key.encode()).hexdigest()}"
+        if self._redis.set(redis_key, 1, nx=True, ex=seconds):
+            return 0.0
+        remaining_ms = self._redis.pttl(redis_key)
+        return max(remaining_ms, 1) / 1000
+
+    def ping(self) -> None:
+        self._redis.ping()
+
+
+class InMemoryCooldowns:
+    def __init__(self, clock=time.monotonic):
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def start(self, key: str, seconds: int) -> float:
+        now = self._clock()
+        with self._lock:
+            until = self._until.get(key, 0.0)
+            if until > now:
+                return until - now
+            if seconds > 0:
+                self._until[key] = now + seconds
+            return 0.0
+
+    def ping(self) -> None:
+        return None

@@ -1,0 +1,151 @@
+"""Users in MongoDB, each document carrying its own outbox of messages to publish.
+
+Keeping the outbox inside the user document makes "user stored" and "message
+stored" one atomic single-document write, with no multi-document transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pymongo
+from pymongo.errors import DuplicateKeyError
+
+from auth_service.domain.accounts import Status, User
+from auth_service.domain.errors import EmailTaken
+from auth_service.ports import OutboxEntry
+from common.messaging.envelope import Outgoing
+
+
+class MongoUserRepository:
+    def __init__(self, database, serialize_writes: bool = False):
+        self._users = database["users"]
+        # mongomock checks a unique index and inserts in two steps; with
+        # several request threads that gap would let two equal addresses in.
+        # A real server needs no lock: its unique index is atomic.
+        self._write_lock = threading.Lock() if serialize_writes else None
+
+    def ensure_indexes(self) -> None:
+        self._users.create_index([("email", pymongo.ASCENDING)], unique=True, name="email_unique")
+        self._users.create_index([("outbox_due_at", pymongo.ASCENDING)], sparse=True, name="outbox_due")
+
+    def add(self, user: User, outbox: OutboxEntry, publish_after: datetime) -> None:
+        document = {
+            "_id": user.id,
+            "email": user.email,
+            "name": user.name,
+            "password_hash": user.password_hash,
+            "status": user.status.value,
+            "created_at": user.created_at,
+            "verified_at": None,
+            "outbox": [_entry_document(outbox)],
+            "outbox_due_at": publish_after,
+        }
+        try:
+            self._locked(self._users.insert_one, document)
+        except DuplicateKeyError:
+            raise EmailTaken() from None
+
+    def by_email(self, email: str) -> User | None:
+        return _user(self._users.find_one({"email": email}))
+
+    def by_id(self, user_id: str) -> User | None:
+        return _user(self._users.find_one({"_id": user_id}))
+
+    def mark_verified(self, user_id: str, at: datetime) -> bool:
+        result = self._locked(
+            self._users.update_one,
+            {"_id": user_id, "status": Status.PENDING_VERIFICATION.value},
+            {"$set": {"status": Status.VERIFIED.value, "verified_at": at}},
+        )
+        return result.modified_count == 1
+
+    def replace_password_hash(self, user_id: str, password_hash: str) -> None:
+        self._locked(self._users.update_one, {"_id": user_id}, {"$set": {"password_hash": password_hash}})
+
+    def add_outbox(self, user_id: str, outbox: OutboxEntry, publish_after: datetime) -> None:
+        self._locked(
+            self._users.update_one,
+            {"_id": user_id},
+            {"$push": {"outbox": _entry_document(outbox)}, "$set": {"outbox_due_at": publish_after}},
+        )
+
+    def outbox_delivered(self, user_id: str, message_id: str) -> None:
+        self._locked(self._users.update_one, {"_id": user_id}, {"$pull": {"outbox": {"message_id": message_id}}})
+        self._locked(
+            self._users.update_one,
+            {"_id": user_id, "outbox": {"$size": 0}, "outbox_due_at": {"$exists": True}},
+            {"$unset": {"outbox_due_at": ""}},
+        )
+
+    def claim_due_outbox(self, now: datetime, lease_until: datetime) -> tuple[str, list[OutboxEntry]] | None:
+        """Lease one user's due messages, so that another relay leaves them alone meanwhile."""
+        while True:
+            document = self._locked(
+                self._users.find_one_and_update,
+                {"outbox_due_at": {"$lte": now}},
+                {"$set": {"outbox_due_at": lease_until}},
+                return_document=pymongo.ReturnDocument.AFTER,
+            )
+            if document is None:
+                return None
+            entries = [_entry(raw) for raw in document.get("outbox", [])]
+            if entries:
+                return document["_id"], entries
+            self._locked(
+                self._users.update_one,
+                {"_id": document["_id"], "outbox": {"$size": 0}},
+                {"$unset": {"outbox_due_at": ""}},
+            )
+
+    def postpone_outbox(self, user_id: str, until: datetime) -> None:
+        self._locked(self._users.update_one, {"_id": user_id}, {"$set": {"outbox_due_at": until}})
+
+    def pending_outbox_count(self) -> int:
+        return self._users.count_documents({"outbox_due_at": {"$exists": True}})
+
+    def ping(self) -> None:
+        self._users.database.command("ping")
+
+    def _locked(self, operation, *args, **kwargs):
+        if self._write_lock is None:
+            return operation(*args, **kwargs)
+        with self._write_lock:
+            return operation(*args, **kwargs)
+
+
+def _entry_document(entry: OutboxEntry) -> dict:
+    message = entry.message
+    return {
+        "queue": entry.queue,
+        "message_id": message.message_id,
+        "type": message.type,
+        "body": message.body,
+        "request_id": message.request_id,
+    }
+
+
+def _entry(raw: dict) -> OutboxEntry:
+    return OutboxEntry(
+        queue=raw["queue"],
+        message=Outgoing(
+            type=raw["type"], body=raw["body"], message_id=raw["message_id"], request_id=raw.get("request_id")
+        ),
+    )
+
+
+def _user(document: dict | None) -> User | None:
+    if document is None:
+        return None
+    created_at = document["created_at"]
+    if created_at.tzinfo is None:  # BSON dates come back naive, in UTC
+        created_at = created_at.replace(tzinfo=UTC)
+    return User(
+        id=document["_id"],
+        email=document["email"],
+        name=document.get("name"),
+        password_hash=document["password_hash"],
+        status=Status(document["status"]),
+        created_at=created_at,
+    )

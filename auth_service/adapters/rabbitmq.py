@@ -1,0 +1,172 @@
+"""The auth service's link to RabbitMQ: one connection, owned by one thread.
+
+pika connections are not thread-safe, so request threads never touch it: they
+hand a publish to the link thread with ``add_callback_threadsafe`` and wait on
+a future. The link thread also pumps heartbeats and receives replies on the
+direct reply-to pseudo-queue, so an RPC needs no queue of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+
+import pika
+
+from auth_service.ports import BrokerUnavailable
+from common.messaging import topology
+from common.messaging.connection import Backoff, close_quietly, parameters, wake
+from common.messaging.consumer import CONNECTION_ERRORS
+from common.messaging.envelope import Outgoing
+
+log = logging.getLogger(__name__)
+
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+
+
+class RabbitMessageBus(threading.Thread):
+    def __init__(self, url: str, declare: list[str]):
+        super().__init__(name="rabbitmq-link", daemon=True)
+        self._url = url
+        self._declare = declare
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._connection: pika.BlockingConnection | None = None
+        self._channel = None
+        self._replies: dict[str, Future] = {}
+        self._replies_lock = threading.Lock()
+        self.failure: BaseException | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._ready.wait(timeout)
+
+    def publish(self, queue: str, message: Outgoing, timeout: float) -> None:
+        self._run_on_link(lambda channel: _basic_publish(channel, queue, message), timeout)
+
+    def request(self, queue: str, message: Outgoing, timeout: float) -> dict | None:
+        """Publish and wait for the reply; ``None`` if none came within ``timeout``."""
+        reply: Future = Future()
+        correlation_id = message.correlation_id
+        with self._replies_lock:
+            self._replies[correlation_id] = reply
+        try:
+            addressed = Outgoing(
+                type=message.type,
+                body=message.body,
+                message_id=message.message_id,
+                request_id=message.request_id,
+                reply_to=DIRECT_REPLY_TO,
+                correlation_id=correlation_id,
+            )
+            self._run_on_link(lambda channel: _basic_publish(channel, queue, addressed), timeout)
+            try:
+                return reply.result(timeout)
+            except FutureTimeout:
+                return None
+            except BrokerUnavailable:
+                return None  # the link dropped after the publish was confirmed: the verdict is on its way
+        finally:
+            with self._replies_lock:
+                self._replies.pop(correlation_id, None)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        wake(self._connection)
+
+    def run(self) -> None:
+        backoff = Backoff(self._stopping)
+        while not self._stopping.is_set():
+            try:
+                self._connect()
+                backoff.reset()
+                log.info("broker link up")
+                while not self._stopping.is_set():
+                    self._connection.process_data_events(time_limit=1)
+            except CONNECTION_ERRORS as error:
+                log.warning("broker link lost, reconnecting", extra={"error": repr(error)})
+            except pika.exceptions.AMQPChannelError as error:
+                log.error("broker channel error, link stops", extra={"error": repr(error)})
+                self.failure = error
+                self._stopping.set()
+            finally:
+                self._ready.clear()
+                self._fail_waiting_replies()
+                self._close()
+            if not self._stopping.is_set():
+                backoff.wait()
+
+    def _connect(self) -> None:
+        self._connection = pika.BlockingConnection(parameters(self._url, "auth_service"))
+        channel = self._connection.channel()
+        channel.confirm_delivery()
+        topology.declare(channel, self._declare)
+        channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, auto_ack=True)
+        self._channel = channel
+        self._ready.set()
+
+    def _on_reply(self, channel, method, properties, body: bytes) -> None:
+        with self._replies_lock:
+            waiting = self._replies.get(properties.correlation_id)
+        if waiting is None or waiting.done():
+            return
+        try:
+            reply = json.loads(body)
+        except ValueError:
+            reply = None
+        if isinstance(reply, dict):
+            waiting.set_result(reply)
+        else:
+            log.error("unreadable reply from the worker")
+
+    def _run_on_link(self, work: Callable, timeout: float) -> None:
+        if not self._ready.is_set():
+            raise BrokerUnavailable("not connected")
+        done: Future = Future()
+
+        def on_link_thread() -> None:
+            try:
+                work(self._channel)
+                done.set_result(None)
+            except Exception as error:
+                done.set_exception(error)
+                if isinstance(error, CONNECTION_ERRORS):
+                    raise
+
+        try:
+            self._connection.add_callback_threadsafe(on_link_thread)
+            done.result(timeout)
+        except FutureTimeout:
+            raise BrokerUnavailable("no confirmation in time") from None
+        except BrokerUnavailable:
+            raise
+        except Exception as error:
+            raise BrokerUnavailable(type(error).__name__) from None
+
+    def _fail_waiting_replies(self) -> None:
+        with self._replies_lock:
+            waiting = list(self._replies.values())
+        for future in waiting:
+            if not future.done():
+                future.set_exception(BrokerUnavailable("link lost"))
+
+    def _close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        close_quietly(connection)
+
+
+def _basic_publish(channel, queue: str, message: Outgoing) -> None:
+    channel.basic_publish(
+        exchange=topology.DEFAULT_EXCHANGE,
+        routing_key=queue,
+        body=message.encoded_body(),
+        properties=message.properties(),
+        mandatory=True,
+    )

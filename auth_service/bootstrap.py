@@ -1,0 +1,135 @@
+"""The one place that wires the auth service: real adapters by default, fakes where tests pass them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import mongomock
+import pymongo
+import redis
+from flask import Flask
+
+from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
+from auth_service.adapters.mongo_users import MongoUserRepository
+from auth_service.adapters.rabbitmq import RabbitMessageBus
+from auth_service.config import Settings
+from auth_service.domain.passwords import PasswordHasher
+from auth_service.domain.tokens import TokenIssuer
+from auth_service.entrypoints.consumers import AccountConfirmedHandler, OutboxRelay
+from auth_service.entrypoints.http.app import create_app
+from auth_service.ports import Cooldowns, MessageBus
+from auth_service.service import AccountService, Queues, Timeouts
+from common.messaging.consumer import Consumer
+
+log = logging.getLogger(__name__)
+
+IN_PROCESS_MONGO = "mongomock://"
+
+
+@dataclass
+class AuthSystem:
+    app: Flask
+    accounts: AccountService
+    users: MongoUserRepository
+    bus: MessageBus
+    background: list = field(default_factory=list)
+
+    def start_background(self) -> None:
+        for thread in self.background:
+            thread.start()
+
+    def stop_background(self, timeout: float) -> None:
+        for thread in reversed(self.background):
+            thread.stop()
+        deadline = time.monotonic() + timeout
+        for thread in reversed(self.background):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def failed(self) -> list[str]:
+        return [thread.name for thread in self.background if getattr(thread, "failure", None) is not None]
+
+
+def mongo_database(settings: Settings):
+    if settings.mongo_uri.startswith(IN_PROCESS_MONGO):
+        return mongomock.MongoClient()[settings.mongo_db]
+    client = pymongo.MongoClient(
+        settings.mongo_uri,
+        serverSelectionTimeoutMS=3000,
+        connectTimeoutMS=3000,
+        socketTimeoutMS=10000,
+        retryWrites=True,
+        tz_aware=True,
+    )
+    return client[settings.mongo_db]
+
+
+def cooldown_store(settings: Settings) -> Cooldowns:
+    uri = settings.ratelimit_storage_uri
+    if uri.startswith("memory://"):
+        return InMemoryCooldowns()
+    client = redis.Redis.from_url(uri, socket_timeout=2, socket_connect_timeout=2)
+    return RedisCooldowns(client)
+
+
+def build(
+    settings: Settings,
+    *,
+    database=None,
+    bus: MessageBus | None = None,
+    cooldowns: Cooldowns | None = None,
+    clock: Callable[[], float] = time.time,
+) -> AuthSystem:
+    in_process = settings.mongo_uri.startswith(IN_PROCESS_MONGO)
+    if database is None:
+        database = mongo_database(settings)
+    users = MongoUserRepository(database, serialize_writes=in_process or isinstance(database, mongomock.Database))
+    users.ensure_indexes()
+
+    background: list = []
+    if bus is None:
+        bus = RabbitMessageBus(settings.rabbitmq_url, settings.work_queues)
+        background.append(bus)
+
+    accounts = AccountService(
+        users=users,
+        bus=bus,
+        cooldowns=cooldowns if cooldowns is not None else cooldown_store(settings),
+        hasher=PasswordHasher(settings.bcrypt_rounds),
+        tokens=TokenIssuer(
+            settings.jwt_secret, settings.jwt_ttl_seconds, settings.jwt_issuer, settings.jwt_audience, clock
+        ),
+        queues=Queues(settings.account_creation_queue, settings.confirm_email_code_queue),
+        timeouts=Timeouts(
+            publish_seconds=settings.publish_timeout_seconds,
+            confirm_wait_seconds=settings.confirm_wait_seconds,
+            resend_cooldown_seconds=settings.resend_cooldown_seconds,
+        ),
+        clock=clock,
+    )
+
+    if isinstance(bus, RabbitMessageBus):
+        background.append(
+            Consumer(
+                url=settings.rabbitmq_url,
+                queue=settings.account_confirmed_queue,
+                handler=AccountConfirmedHandler(accounts),
+                declare=settings.work_queues,
+            )
+        )
+        background.append(OutboxRelay(accounts))
+
+    def readiness() -> dict[str, str]:
+        checks = {}
+        try:
+            users.ping()
+            checks["mongodb"] = "up"
+        except Exception:
+            checks["mongodb"] = "down"
+        checks["rabbitmq"] = "up" if bus.connected else "down"
+        return checks
+
+    app = create_app(settings, accounts, readiness)
+    return AuthSystem(app=app, accounts=accounts, users=users, bus=bus, background=background)

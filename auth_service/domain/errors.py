@@ -1,0 +1,58 @@
+"""What can go wrong for a caller, named as the contract names it (the ``error`` field)."""
+
+from __future__ import annotations
+
+
+class AuthError(Exception):
+    code = "error"
+    message = "Request failed."
+
+    def __init__(self, message: str | None = None, **details):
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.details = details
+
+
+class EmailTaken(AuthError):
+    code = "email_taken"
+    message = "An account with this email address already exists."
+
+
+class InvalidCode(AuthError):
+    code = "invalid_code"
+    message = "The code is not correct."
+
+
+class CodeExpired(AuthError):
+    code = "code_expired"
+    message = "There is no valid code for this address. Ask for a new one."
+
+
+class TooManyAttempts(AuthError):
+    code = "too_many_attempts"
+    message = "Too many wrong codes. Ask for a new one."
+
+
+class RateLimited(AuthError):
+    code = "rate_limited"
+    message = "Too many requests. Try again later."
+
+
+class ServiceUnavailable(AuthError):
+    code = "service_unavailable"
+    message = "The service is temporarily unavailable. Try again shortly."
+
+
+class InvalidCredentials(AuthError):
+    code = "invalid_credentials"
+    message = "Email or password is incorrect."
+
+
+class EmailNotVerified(AuthError):
+    code = "email_not_verified"
+    message = "Confirm your email address before logging in."
+
+
+class InvalidTokenError(AuthError):
+    code = "invalid_token"
+    message = "The access token is missing, malformed or expired."

@@ -1,0 +1,80 @@
+"""The Flask application factory: config, error handling, request ids, blueprints."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Flask, g, request
+from flask_smorest import Api
+from werkzeug.exceptions import BadRequest, HTTPException
+
+from auth_service.config import Settings
+from auth_service.domain.errors import AuthError
+from auth_service.entrypoints.http import errors, routes
+from auth_service.service import AccountService
+
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+@dataclass
+class AuthExtension:
+    accounts: AccountService
+    readiness: Callable[[], dict[str, str]]
+
+
+class ContractApi(Api):
+    """flask-smorest with the contract's error body instead of its own."""
+
+    def handle_http_exception(self, error: HTTPException):
+        return errors.handle_http_exception(error)
+
+
+def create_app(settings: Settings, accounts: AccountService, readiness: Callable[[], dict[str, str]]) -> Flask:
+    app = Flask("auth_service")
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        API_TITLE="Auth service",
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        API_SPEC_OPTIONS={
+            "components": {
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            }
+        },
+    )
+    app.extensions["auth_service"] = AuthExtension(accounts=accounts, readiness=readiness)
+
+    api = ContractApi(app)
+    api.register_blueprint(routes.auth)
+    api.register_blueprint(routes.health)
+
+    app.register_error_handler(AuthError, errors.handle_auth_error)
+    app.register_error_handler(Exception, errors.handle_unexpected)
+
+    @app.before_request
+    def assign_request_id():
+        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = offered if REQUEST_ID_PATTERN.match(offered) else uuid.uuid4().hex
+
+    @app.before_request
+    def require_json_object():
+        has_body = request.method in ("POST", "PUT", "PATCH") and request.url_rule is not None
+        if has_body and not isinstance(request.get_json(silent=True), dict):
+            raise BadRequest("The request body must be a JSON object (Content-Type: application/json).")
+
+    @app.after_request
+    def echo_request_id(response):
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+
+    return app

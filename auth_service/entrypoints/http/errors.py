@@ -1,0 +1,86 @@
+"""Every error leaves as ``{error, message}`` (plus ``fields`` on a 422), never as HTML."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import jsonify
+from werkzeug.exceptions import HTTPException
+
+from auth_service.domain import errors
+
+log = logging.getLogger(__name__)
+
+STATUS_OF = {
+    errors.EmailTaken: 409,
+    errors.InvalidCode: 400,
+    errors.CodeExpired: 410,
+    errors.TooManyAttempts: 429,
+    errors.RateLimited: 429,
+    errors.ServiceUnavailable: 503,
+    errors.InvalidCredentials: 401,
+    errors.EmailNotVerified: 403,
+    errors.InvalidTokenError: 401,
+}
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None, **extra):
+    response = jsonify({"error": code, "message": message, **extra})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def handle_auth_error(error: errors.AuthError):
+    status = STATUS_OF.get(type(error), 400)
+    details = dict(error.details)
+    headers = {}
+    retry_after = details.pop("retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    if isinstance(error, errors.InvalidTokenError):
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return error_response(status, error.code, error.message, headers, **details)
+
+
+def handle_http_exception(error: HTTPException):
+    data = getattr(error, "data", None) or {}
+    if error.code == 422:
+        return error_response(
+            422, "validation_error", "The request has invalid fields.", fields=_field_messages(data.get("messages"))
+        )
+    if error.code >= 500:
+        log.error("server error", extra={"status": error.code})
+    headers = dict(data.get("headers") or {})
+    if error.code == 405 and error.valid_methods:
+        headers["Allow"] = ", ".join(error.valid_methods)
+    return error_response(error.code, _snake(error.name), data.get("message") or error.description, headers)
+
+
+def handle_unexpected(error: Exception):
+    log.exception("unhandled error")
+    return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def _field_messages(messages) -> dict[str, list[str]]:
+    """Flatten webargs' ``{"json": {"field": [...]}}`` into ``{"field": [...]}``."""
+    if isinstance(messages, dict) and set(messages) <= {"json", "query", "headers", "form"}:
+        merged: dict = {}
+        for location_messages in messages.values():
+            if isinstance(location_messages, dict):
+                merged.update(location_messages)
+        messages = merged
+    result: dict[str, list[str]] = {}
+    for field, value in (messages or {}).items():
+        if isinstance(value, list):
+            result[str(field)] = [str(item) for item in value]
+        elif isinstance(value, dict):
+            result[str(field)] = [f"{key}: {item}" for key, item in value.items()]
+        else:
+            result[str(field)] = [str(value)]
+    return result

@@ -1,0 +1,112 @@
+"""Request and response schemas; the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from auth_service.domain.accounts import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, password_length_problem
+
+
+class StrictSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+
+def _trimmed(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class TrimmedEmail(fields.Email):
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(_trimmed(value), attr, data, **kwargs)
+
+
+def _check_password(value: str) -> None:
+    problem = password_length_problem(value)
+    if problem:
+        raise ma.ValidationError(problem)
+
+
+def _email():
+    return TrimmedEmail(
+        required=True, validate=validate.Length(max=EMAIL_MAX_LENGTH), metadata={"example": "ada@example.com"}
+    )
+
+
+class RegisterRequest(StrictSchema):
+    email = _email()
+    password = fields.String(
+        required=True,
+        validate=_check_password,
+        metadata={"description": "8 to 72 bytes of UTF-8", "example": "correct horse battery"},
+    )
+    name = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(max=NAME_MAX_LENGTH), metadata={"example": "Ada"}
+    )
+
+
+class ConfirmRequest(StrictSchema):
+    email = _email()
+    code = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^\d{6}$", error="Code must be 6 digits."),
+        metadata={"example": "123456"},
+    )
+
+
+class ResendRequest(StrictSchema):
+    email = _email()
+
+
+class LoginRequest(StrictSchema):
+    email = _email()
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class RegisteredResponse(ma.Schema):
+    id = fields.String(required=True)
+    email = fields.String(required=True)
+    status = fields.String(required=True)
+
+
+class ConfirmResponse(ma.Schema):
+    id = fields.String(required=True)
+    email = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "verified, or pending_verification on 202"})
+
+
+class AcceptedResponse(ma.Schema):
+    status = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+class TokenResponse(ma.Schema):
+    access_token = fields.String(required=True)
+    token_type = fields.String(required=True)
+    expires_in = fields.Integer(required=True)
+
+
+class ProfileResponse(ma.Schema):
+    id = fields.String(required=True)
+    email = fields.String(required=True)
+    name = fields.String(allow_none=True)
+    status = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class ErrorResponse(ma.Schema):
+    error = fields.String(required=True, metadata={"description": "stable snake_case code"})
+    message = fields.String(required=True)
+    field_errors = fields.Dict(
+        data_key="fields",
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={"description": "only on 422: field name -> messages"},
+    )
+    attempts_left = fields.Integer(metadata={"description": "only on invalid_code"})
+
+
+class HealthResponse(ma.Schema):
+    status = fields.String(required=True)
+    checks = fields.Dict(keys=fields.String(), values=fields.String())

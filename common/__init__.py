@@ -1,0 +1,1 @@
+"""Code both services share: settings parsing, logging and the RabbitMQ conventions."""

@@ -1,0 +1,225 @@
+"""A consumer thread that owns its connection and acks only after the work is done.
+
+Handlers return what should happen to the message; this loop does it:
+ack, park it in a retry queue (the broker redelivers it later), or move it to
+the dead-letter queue with the reason in its headers. A handler that raises
+is treated as a transient failure, so a bug never loses a message and never
+requeues it in a hot loop. Connection errors reconnect with capped back-off;
+a channel error (a topology mismatch, a bug) stops the thread and is
+reported through ``failure`` so the process exits visibly.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pika
+import pika.exceptions
+
+from common.messaging import topology
+from common.messaging.connection import Backoff, close_quietly, parameters, wake
+from common.messaging.envelope import (
+    DEAD_REASON_HEADER,
+    ORIGINAL_QUEUE_HEADER,
+    RETRY_COUNT_HEADER,
+    Incoming,
+    MalformedMessage,
+    Outgoing,
+)
+
+log = logging.getLogger(__name__)
+
+CONNECTION_ERRORS = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.ConnectionClosed,
+    pika.exceptions.StreamLostError,
+    ConnectionError,
+    OSError,
+)
+
+
+class Outcome(enum.Enum):
+    ACK = "ack"
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    reason: str = ""
+
+    @classmethod
+    def ack(cls) -> Result:
+        return cls(Outcome.ACK)
+
+    @classmethod
+    def retry(cls, reason: str) -> Result:
+        return cls(Outcome.RETRY, reason)
+
+    @classmethod
+    def dead_letter(cls, reason: str) -> Result:
+        return cls(Outcome.DEAD_LETTER, reason)
+
+
+class ChannelPublisher:
+    """Publishes on the consumer's own channel (in confirm mode), from its own thread."""
+
+    def __init__(self, channel):
+        self._channel = channel
+
+    def publish(self, queue: str, message: Outgoing) -> None:
+        self._channel.basic_publish(
+            exchange=topology.DEFAULT_EXCHANGE,
+            routing_key=queue,
+            body=message.encoded_body(),
+            properties=message.properties(),
+            mandatory=True,
+        )
+
+    def reply(self, reply_to: str, message: Outgoing) -> None:
+        # The requester may be gone; a reply nobody waits for is simply dropped.
+        self._channel.basic_publish(
+            exchange=topology.DEFAULT_EXCHANGE,
+            routing_key=reply_to,
+            body=message.encoded_body(),
+            properties=message.properties(),
+        )
+
+
+Handler = Callable[[Incoming, ChannelPublisher], Result]
+Observer = Callable[[str, Outcome], None]
+
+
+class Consumer(threading.Thread):
+    def __init__(
+        self,
+        *,
+        url: str,
+        queue: str,
+        handler: Handler,
+        declare: list[str],
+        prefetch: int = 4,
+        name: str | None = None,
+        observe: Observer | None = None,
+        bind_request_id: Callable[[str | None], None] | None = None,
+    ):
+        super().__init__(name=name or f"consumer:{queue}", daemon=True)
+        self._url = url
+        self._queue = topology.WorkQueue(queue)
+        self._handler = handler
+        self._declare = declare
+        self._prefetch = prefetch
+        self._observe = observe or (lambda queue, outcome: None)
+        self._bind_request_id = bind_request_id or (lambda request_id: None)
+        self._stopping = threading.Event()
+        self._connection: pika.BlockingConnection | None = None
+        self.ready = threading.Event()
+        self.failure: BaseException | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.ready.is_set()
+
+    def stop(self) -> None:
+        """Ask the thread to finish the message in hand and close; returns at once."""
+        self._stopping.set()
+        wake(self._connection)
+
+    def run(self) -> None:
+        backoff = Backoff(self._stopping)
+        while not self._stopping.is_set():
+            try:
+                self._consume_until_stopped(backoff)
+            except CONNECTION_ERRORS as error:
+                log.warning(
+                    "broker connection lost, reconnecting",
+                    extra={"queue": self._queue.name, "error": repr(error)},
+                )
+                backoff.wait()
+            except pika.exceptions.AMQPChannelError as error:
+                log.error("channel error, consumer stops", extra={"queue": self._queue.name, "error": repr(error)})
+                self.failure = error
+                break
+            finally:
+                self.ready.clear()
+                self._close()
+
+    def _consume_until_stopped(self, backoff: Backoff) -> None:
+        self._connection = pika.BlockingConnection(parameters(self._url, self.name))
+        channel = self._connection.channel()
+        channel.confirm_delivery()
+        topology.declare(channel, self._declare)
+        channel.basic_qos(prefetch_count=self._prefetch)
+        channel.basic_consume(self._queue.name, self._on_message)
+        self.ready.set()
+        backoff.reset()
+        log.info("consuming", extra={"queue": self._queue.name})
+        while not self._stopping.is_set():
+            self._connection.process_data_events(time_limit=1)
+        channel.close()
+
+    def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        close_quietly(connection)
+
+    def _on_message(self, channel, method, properties, body: bytes) -> None:
+        try:
+            message = Incoming.parse(properties, body)
+        except MalformedMessage as error:
+            self._bind_request_id(None)
+            self._settle(channel, method, properties, body, Result.dead_letter(f"malformed: {error}"))
+            return
+        self._bind_request_id(message.request_id)
+        try:
+            result = self._handler(message, ChannelPublisher(channel))
+        except (*CONNECTION_ERRORS, pika.exceptions.AMQPChannelError):
+            raise  # not acked: the broker redelivers it once we reconnect
+        except Exception as error:
+            log.exception("handler failed", extra={"queue": self._queue.name, "message_type": message.type})
+            result = Result.retry(f"unexpected {type(error).__name__}")
+        self._settle(channel, method, properties, body, result)
+        self._bind_request_id(None)
+
+    def _settle(self, channel, method, properties, body: bytes, result: Result) -> None:
+        headers = dict(properties.headers or {})
+        outcome = result.outcome
+        if outcome is Outcome.RETRY:
+            retries = headers.get(RETRY_COUNT_HEADER, 0)
+            retries = retries if isinstance(retries, int) and retries >= 0 else 0
+            if retries >= self._queue.max_retries:
+                outcome = Outcome.DEAD_LETTER
+                result = Result.dead_letter(f"retries exhausted: {result.reason}")
+            else:
+                headers[RETRY_COUNT_HEADER] = retries + 1
+                self._republish(channel, self._queue.retry_queue(retries), properties, body, headers)
+                log.warning(
+                    "message parked for retry",
+                    extra={"queue": self._queue.name, "retry": retries + 1, "reason": result.reason},
+                )
+        if outcome is Outcome.DEAD_LETTER:
+            headers[DEAD_REASON_HEADER] = result.reason[:500]
+            headers[ORIGINAL_QUEUE_HEADER] = self._queue.name
+            self._republish(channel, self._queue.dead_letter_queue, properties, body, headers)
+            log.error("message dead-lettered", extra={"queue": self._queue.name, "reason": result.reason})
+        channel.basic_ack(method.delivery_tag)
+        self._observe(self._queue.name, outcome)
+
+    @staticmethod
+    def _republish(channel, queue: str, properties, body: bytes, headers: dict) -> None:
+        copy = pika.BasicProperties(
+            content_type=properties.content_type,
+            delivery_mode=pika.DeliveryMode.Persistent,
+            message_id=properties.message_id,
+            type=properties.type,
+            reply_to=properties.reply_to,
+            correlation_id=properties.correlation_id,
+            headers=headers,
+        )
+        channel.basic_publish(
+            exchange=topology.DEFAULT_EXCHANGE, routing_key=queue, body=body, properties=copy, mandatory=True
+        )

@@ -1,0 +1,129 @@
+"""A local SMTP server that keeps every mail it receives and can print it.
+
+``python -m devtools.mailsink`` runs one on SMTP_PORT (1025) for ``make run``.
+Tests and the demo use ``MailSink`` in-process, and can make it refuse mail
+for a while to simulate an SMTP outage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import email.policy
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from aiosmtpd.controller import Controller
+
+CODE_PATTERN = re.compile(r"\b\d{6}\b")
+
+
+@dataclass(frozen=True)
+class ReceivedMail:
+    recipient: str
+    subject: str
+    text: str
+    html: str
+    received_at: float
+
+    @property
+    def code(self) -> str | None:
+        match = CODE_PATTERN.search(self.text)
+        return match.group(0) if match else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _Handler:
+    def __init__(self, sink: MailSink):
+        self._sink = sink
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self._sink.refusing:
+            return "451 4.3.0 Mail server temporarily unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        text_part = message.get_body(preferencelist=("plain",))
+        html_part = message.get_body(preferencelist=("html",))
+        for recipient in envelope.rcpt_tos:
+            self._sink.deliver(
+                ReceivedMail(
+                    recipient=recipient.lower(),
+                    subject=str(message["subject"]),
+                    text=text_part.get_content() if text_part else "",
+                    html=html_part.get_content() if html_part else "",
+                    received_at=time.time(),
+                )
+            )
+        return "250 Message accepted"
+
+
+class MailSink:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, echo: bool = False):
+        self.port = port or free_port()
+        self._controller = Controller(_Handler(self), hostname=host, port=self.port)
+        self._mails: list[ReceivedMail] = []
+        self._arrived = threading.Condition()
+        self._echo = echo
+        self.refusing = False
+
+    def start(self) -> MailSink:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def deliver(self, mail: ReceivedMail) -> None:
+        with self._arrived:
+            self._mails.append(mail)
+            self._arrived.notify_all()
+        if self._echo:
+            print(f"\n--- mail to {mail.recipient}: {mail.subject}\n{mail.text}", flush=True)
+
+    def mails_to(self, recipient: str) -> list[ReceivedMail]:
+        with self._arrived:
+            return [mail for mail in self._mails if mail.recipient == recipient.lower()]
+
+    def all(self) -> list[ReceivedMail]:
+        with self._arrived:
+            return list(self._mails)
+
+    def wait_for(self, recipient: str, count: int = 1, timeout: float = 10.0) -> list[ReceivedMail]:
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while True:
+                mails = [mail for mail in self._mails if mail.recipient == recipient.lower()]
+                remaining = deadline - time.monotonic()
+                if len(mails) >= count or remaining <= 0:
+                    return mails
+                self._arrived.wait(remaining)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Local SMTP sink that prints every mail it receives.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1025)
+    args = parser.parse_args()
+    sink = MailSink(args.host, args.port, echo=True).start()
+    print(f"mail sink listening on {args.host}:{sink.port}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sink.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""The system on this machine: the two services as real processes plus a mail sink.
+
+``make run``, ``make demo`` and the integration tests all start the system
+through ``LocalStack``, so what the tests prove is what a developer runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pika
+import redis
+
+from common.messaging import topology
+from devtools.mailsink import MailSink, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def unique_names(prefix: str = "run") -> dict[str, str]:
+    """Queue names and key prefixes of one's own, so copies of the system share servers safely."""
+    tag = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    return {
+        "ACCOUNT_CREATION_QUEUE": f"{tag}.account_creation",
+        "CONFIRM_EMAIL_CODE_QUEUE": f"{tag}.confirm_email_code",
+        "ACCOUNT_CONFIRMED_QUEUE": f"{tag}.account_confirmed",
+        "REDIS_KEY_PREFIX": f"{tag}:email",
+    }
+
+
+def preflight(rabbitmq_url: str, redis_url: str) -> list[str]:
+    """What is not answering, each with how to start it."""
+    problems = []
+    try:
+        params = pika.URLParameters(rabbitmq_url)
+        params.socket_timeout = 3
+        params.connection_attempts = 1
+        pika.BlockingConnection(params).close()
+    except Exception as error:
+        problems.append(
+            f"RabbitMQ does not answer at {_without_password(rabbitmq_url)} ({type(error).__name__}).\n"
+            "    Start it with:  rabbitmq-server -detached   (or run the whole stack with: make up)"
+        )
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
+    except Exception as error:
+        problems.append(
+            f"Redis does not answer at {redis_url} ({type(error).__name__}).\n"
+            '    Start it with:  redis-server --daemonize yes --port 6379 --save "" --appendonly no'
+        )
+    return problems
+
+
+def _without_password(url: str) -> str:
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    return f"{scheme}://{credentials.split(':')[0]}:***@{host}"
+
+
+def http_json(method: str, url: str, body: dict | None = None, headers: dict | None = None, timeout: float = 30):
+    """(status, headers, parsed JSON body) using only the standard library."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, response_headers, raw = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        status, response_headers, raw = error.code, dict(error.headers), error.read()
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = raw.decode(errors="replace")
+    return status, response_headers, parsed
+
+
+def delete_queues(rabbitmq_url: str, work_queues: list[str]) -> None:
+    """Remove a run's private queues (each work queue with its retry and dead-letter queues)."""
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    try:
+        channel = connection.channel()
+        for name in work_queues:
+            queue = topology.WorkQueue(name)
+            for queue_name in [queue.name, queue.dead_letter_queue, *queue.retry_queues]:
+                channel.queue_delete(queue_name)
+    finally:
+        connection.close()
+
+
+class Service:
+    """One service as a child process, its output in a log file."""
+
+    def __init__(self, module: str, env: dict[str, str], log_path: Path):
+        self.module = module
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Service:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout``; returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class LocalStack:
+    """Mail sink in this process; auth and worker as children, on private queues and ports."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        overrides: dict[str, str] | None = None,
+        echo_mail: bool = False,
+        auth_port: int | None = None,
+        smtp_port: int = 0,
+    ):
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.sink = MailSink(port=smtp_port, echo=echo_mail)
+        self.auth_port = auth_port or free_port()
+        self.env = {
+            **os.environ,
+            "APP_ENV": "development",
+            "MONGO_URI": "mongomock://",
+            "AUTH_HOST": "127.0.0.1",
+            "AUTH_PORT": str(self.auth_port),
+            "SMTP_HOST": "127.0.0.1",
+            "PYTHONUNBUFFERED": "1",
+            **(overrides or {}),
+        }
+        self.auth = Service("auth_service", self.env, log_dir / "auth.log")
+        self.worker = Service("email_service", self.env, log_dir / "worker.log")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.auth_port}"
+
+    def start(self, ready_timeout: float = 30.0) -> LocalStack:
+        self.sink.start()
+        self.env["SMTP_PORT"] = str(self.sink.port)
+        self.worker.start()
+        self.auth.start()
+        self.wait_ready(ready_timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.auth.process.poll() is not None:
+                raise RuntimeError(
+                    f"auth service exited ({self.auth.process.returncode}):\n{self.auth.log_text()[-3000:]}"
+                )
+            try:
+                last = http_json("GET", f"{self.base_url}/readyz", timeout=2)
+                if last[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"auth service not ready after {timeout}s: {last}")
+
+    def stop(self) -> dict[str, int | None]:
+        codes = {"auth": self.auth.stop(), "worker": self.worker.stop()}
+        self.sink.stop()
+        return codes
+
+    def call(self, method: str, path: str, body: dict | None = None, headers: dict | None = None):
+        return http_json(method, f"{self.base_url}{path}", body, headers)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""The email worker: issues verification codes, emails them, and checks submitted codes."""

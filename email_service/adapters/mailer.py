@@ -1,0 +1,91 @@
+"""Sending mail through Flask-Mail, with a socket timeout and failures sorted by kind."""
+
+from __future__ import annotations
+
+import smtplib
+
+from flask import Flask, render_template
+from flask_mail import Connection, Mail, Message
+
+from email_service.ports import PermanentMailError, TransientMailError
+
+
+class _TimeoutConnection(Connection):
+    # Flask-Mail opens smtplib connections without a timeout; a stalled server
+    # would hang the consumer (and its heartbeats) forever.
+    timeout: float = 10.0
+
+    def configure_host(self) -> smtplib.SMTP:
+        smtp_class = smtplib.SMTP_SSL if self.mail.use_ssl else smtplib.SMTP
+        host = smtp_class(self.mail.server, self.mail.port, timeout=self.timeout)
+        if self.mail.use_tls:
+            host.starttls()
+        if self.mail.username and self.mail.password:
+            host.login(self.mail.username, self.mail.password)
+        return host
+
+
+class _TimeoutMail(Mail):
+    def __init__(self, timeout: float):
+        super().__init__()
+        self._timeout = timeout
+
+    def connect(self) -> Connection:
+        connection = _TimeoutConnection(self.app.extensions["mail"])
+        connection.timeout = self._timeout
+        return connection
+
+
+class FlaskMailer:
+    """Renders the verification email from templates and hands it to the SMTP server."""
+
+    def __init__(self, app: Flask, timeout: float):
+        self.app = app
+        self.mail = _TimeoutMail(timeout)
+        self.mail.init_app(app)
+        self.mail.app = app
+
+    def send_verification(self, email: str, name: str | None, code: str, validity: str) -> None:
+        with self.app.app_context():
+            context = {"name": name, "code": code, "validity": validity}
+            message = Message(
+                subject="Confirm your email address",
+                recipients=[email],
+                body=render_template("verification.txt", **context),
+                html=render_template("verification.html", **context),
+            )
+            try:
+                self.mail.send(message)
+            except smtplib.SMTPRecipientsRefused as error:
+                codes = [code for code, _ in error.recipients.values()]
+                raise _classify(min(codes), "recipient refused") from None
+            except smtplib.SMTPResponseException as error:
+                raise _classify(error.smtp_code, type(error).__name__) from None
+            except (TimeoutError, smtplib.SMTPException, OSError) as error:
+                raise TransientMailError(type(error).__name__) from None
+
+
+def _classify(smtp_code: int, what: str) -> Exception:
+    if 400 <= smtp_code < 500:
+        return TransientMailError(f"{what}: SMTP {smtp_code}")
+    return PermanentMailError(f"{what}: SMTP {smtp_code}")
+
+
+def mail_app(settings) -> Flask:
+    app = Flask("email_service", template_folder="templates", root_path=_package_root())
+    app.config.update(
+        MAIL_SERVER=settings.smtp_host,
+        MAIL_PORT=settings.smtp_port,
+        MAIL_USERNAME=settings.smtp_username,
+        MAIL_PASSWORD=settings.smtp_password,
+        MAIL_USE_TLS=settings.smtp_use_tls,
+        MAIL_USE_SSL=settings.smtp_use_ssl,
+        MAIL_DEFAULT_SENDER=settings.mail_default_sender,
+    )
+    return app
+
+
+def _package_root() -> str:
+    import email_service
+
+    return email_service.__path__[0]

@@ -1,0 +1,153 @@
+"""Pending registrations in Redis: one hash per address, living ``CODE_TTL_SECONDS``.
+
+Each guess is judged inside an optimistic transaction (WATCH/MULTI): if another
+guess changed the registration in between, the transaction is retried, so
+parallel guesses can never spend more attempts than allowed. Every guess is
+remembered by its message id, so a redelivered guess returns the same verdict
+without spending another attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import redis
+
+from email_service.domain.codes import Judgement, PendingRegistration, Verdict, judge_attempt
+
+HOUR = 3600
+DAY = 86400
+SEEN_PREFIX = "seen:"
+
+
+class RedisPendingRegistrations:
+    def __init__(self, client: redis.Redis, key_prefix: str):
+        self._redis = client
+        self._prefix = key_prefix
+
+    def _address_key(self, kind: str, email: str) -> str:
+        # Addresses are hashed so keys do not spell out personal data.
+        return f"{self._prefix}:{kind}:{hashlib.sha256(email.encode()).hexdigest()}"
+
+    def get(self, email: str) -> PendingRegistration | None:
+        return _parse(self._redis.hgetall(self._address_key("pending", email)))
+
+    def replace(self, pending: PendingRegistration, ttl_seconds: int) -> None:
+        key = self._address_key("pending", pending.email)
+        fields = {
+            "email": pending.email,
+            "user_id": pending.user_id,
+            "code_digest": pending.code_digest,
+            "attempts": pending.attempts,
+            "message_id": pending.message_id,
+            "requested_at": repr(pending.requested_at),
+            "mail_sent": int(pending.mail_sent),
+        }
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, ttl_seconds)
+            pipe.execute()
+
+    def mark_mail_sent(self, email: str, message_id: str) -> None:
+        key = self._address_key("pending", email)
+
+        def mark(pipe: redis.client.Pipeline) -> None:
+            if _text(pipe.hget(key, "message_id")) == message_id:
+                pipe.multi()
+                pipe.hset(key, "mail_sent", 1)
+
+        self._redis.transaction(mark, key)
+
+    def attempt(self, email: str, presented_digest: str, attempt_id: str, max_attempts: int) -> Judgement:
+        key = self._address_key("pending", email)
+        outcome: list[Judgement] = []
+
+        def judge(pipe: redis.client.Pipeline) -> None:
+            outcome.clear()
+            raw = pipe.hgetall(key)
+            seen = raw.get(f"{SEEN_PREFIX}{attempt_id}".encode())
+            if seen is not None:
+                outcome.append(_judgement_from_json(seen))
+                return
+            pending = _parse(raw)
+            judgement = judge_attempt(pending, presented_digest, max_attempts)
+            outcome.append(judgement)
+            if pending is None or judgement.verdict is Verdict.CODE_EXPIRED:
+                return
+            pipe.multi()
+            pipe.hset(key, f"{SEEN_PREFIX}{attempt_id}", _judgement_to_json(judgement))
+            if judgement.verdict is Verdict.VERIFIED:
+                pipe.hset(key, "consumed_by", attempt_id)
+            elif judgement.verdict is Verdict.INVALID_CODE:
+                pipe.hincrby(key, "attempts", 1)
+            else:
+                pipe.hset(key, mapping={"attempts": max_attempts, "code_digest": ""})
+
+        self._redis.transaction(judge, key)
+        return outcome[0]
+
+    def discard_consumed(self, email: str, attempt_id: str) -> None:
+        key = self._address_key("pending", email)
+
+        def discard(pipe: redis.client.Pipeline) -> None:
+            if _text(pipe.hget(key, "consumed_by")) == attempt_id:
+                pipe.multi()
+                pipe.delete(key)
+
+        self._redis.transaction(discard, key)
+
+    def codes_sent(self, email: str, now: float) -> tuple[int, int]:
+        """Codes sent to this address in the last hour and the last day."""
+        key = self._address_key("sent", email)
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcount(key, now - HOUR, "+inf")
+            pipe.zcount(key, now - DAY, "+inf")
+            last_hour, last_day = pipe.execute()
+        return last_hour, last_day
+
+    def already_counted(self, email: str, message_id: str) -> bool:
+        return self._redis.zscore(self._address_key("sent", email), message_id) is not None
+
+    def record_code_sent(self, email: str, message_id: str, now: float) -> None:
+        key = self._address_key("sent", email)
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {message_id: now}, nx=True)
+            pipe.zremrangebyscore(key, "-inf", now - DAY)
+            pipe.expire(key, DAY)
+            pipe.execute()
+
+    def ping(self) -> bool:
+        return bool(self._redis.ping())
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _parse(raw: dict) -> PendingRegistration | None:
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    if "user_id" not in fields:
+        return None
+    return PendingRegistration(
+        email=fields["email"],
+        user_id=fields["user_id"],
+        code_digest=fields.get("code_digest", ""),
+        attempts=int(fields.get("attempts", 0)),
+        message_id=fields.get("message_id", ""),
+        requested_at=float(fields.get("requested_at", 0)),
+        mail_sent=fields.get("mail_sent") == "1",
+        consumed_by=fields.get("consumed_by"),
+    )
+
+
+def _judgement_to_json(judgement: Judgement) -> str:
+    return json.dumps(
+        {"verdict": judgement.verdict.value, "attempts_left": judgement.attempts_left, "user_id": judgement.user_id}
+    )
+
+
+def _judgement_from_json(raw: bytes) -> Judgement:
+    data = json.loads(raw)
+    return Judgement(Verdict(data["verdict"]), data["attempts_left"], data["user_id"])

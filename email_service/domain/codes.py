@@ -1,0 +1,81 @@
+"""Verification codes: how they are made, stored and judged. Pure Python, no I/O."""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import secrets
+from dataclasses import dataclass
+from hashlib import sha256
+
+CODE_DIGITS = 6
+
+
+def generate_code() -> str:
+    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def code_digest(key: str, email: str, code: str) -> str:
+    """Keyed hash binding a code to its address, so a stored digest is useless without the key."""
+    return hmac.new(key.encode(), f"{email}\x00{code}".encode(), sha256).hexdigest()
+
+
+def digests_match(stored: str, presented: str) -> bool:
+    return hmac.compare_digest(stored.encode(), presented.encode())
+
+
+class Verdict(enum.Enum):
+    VERIFIED = "verified"
+    INVALID_CODE = "invalid_code"
+    CODE_EXPIRED = "code_expired"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    attempts_left: int = 0
+    user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingRegistration:
+    """What the worker keeps in Redis while a code is live."""
+
+    email: str
+    user_id: str
+    code_digest: str
+    attempts: int
+    message_id: str
+    requested_at: float
+    mail_sent: bool
+    consumed_by: str | None = None
+
+    @property
+    def burned(self) -> bool:
+        return self.code_digest == ""
+
+
+def judge_attempt(pending: PendingRegistration | None, presented_digest: str, max_attempts: int) -> Judgement:
+    """The verdict on one guess, given the registration as it stands (before the guess)."""
+    if pending is None or pending.consumed_by is not None:
+        return Judgement(Verdict.CODE_EXPIRED)
+    if pending.burned or pending.attempts >= max_attempts:
+        return Judgement(Verdict.TOO_MANY_ATTEMPTS)
+    if digests_match(pending.code_digest, presented_digest):
+        return Judgement(Verdict.VERIFIED, user_id=pending.user_id)
+    attempts_left = max_attempts - pending.attempts - 1
+    if attempts_left <= 0:
+        return Judgement(Verdict.TOO_MANY_ATTEMPTS)
+    return Judgement(Verdict.INVALID_CODE, attempts_left=attempts_left)
+
+
+def within_quota(sent_last_hour: int, sent_last_day: int, per_hour: int, per_day: int) -> bool:
+    return sent_last_hour < per_hour and sent_last_day < per_day
+
+
+def describe_validity(seconds: int) -> str:
+    if seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"

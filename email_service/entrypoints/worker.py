@@ -1,0 +1,46 @@
+"""``python -m email_service``: consume until SIGTERM/SIGINT, finish the message in hand, exit 0."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from email_service import bootstrap
+from email_service.config import Settings
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 9.0
+
+
+def run(settings: Settings) -> int:
+    handlers = bootstrap.build_handlers(settings)
+    consumers = bootstrap.build_consumers(settings, handlers)
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    for consumer in consumers:
+        consumer.start()
+    log.info("email worker started", extra={"queues": [c.name for c in consumers]})
+
+    exit_code = 0
+    while not stop.wait(0.5):
+        failed = [c for c in consumers if c.failure is not None]
+        if failed:
+            log.error("a consumer failed, shutting down", extra={"consumers": [c.name for c in failed]})
+            exit_code = 1
+            break
+
+    for consumer in consumers:
+        consumer.stop()
+    for consumer in consumers:
+        consumer.join(SHUTDOWN_GRACE_SECONDS)
+    log.info("email worker stopped")
+    return exit_code

@@ -1,0 +1,139 @@
+"""The worker's use cases: issue a code for a registration, judge a submitted code.
+
+Each handler takes a parsed message and the publisher of the channel it came
+on, does its work through small ports (store, mailer), and returns what should
+happen to the message. The consumer acks only after the handler returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from common.messaging import messages
+from common.messaging.consumer import ChannelPublisher, Result
+from common.messaging.envelope import Incoming, MalformedMessage, Outgoing
+from email_service.domain.codes import (
+    PendingRegistration,
+    Verdict,
+    code_digest,
+    describe_validity,
+    generate_code,
+    within_quota,
+)
+from email_service.ports import Mailer, PendingStore, PermanentMailError, TransientMailError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CodePolicy:
+    hmac_key: str
+    ttl_seconds: int
+    max_attempts: int
+    max_codes_per_hour: int
+    max_codes_per_day: int
+
+
+class VerificationHandlers:
+    def __init__(
+        self,
+        store: PendingStore,
+        mailer: Mailer,
+        policy: CodePolicy,
+        account_confirmed_queue: str,
+        clock: Callable[[], float],
+    ):
+        self._store = store
+        self._mailer = mailer
+        self._policy = policy
+        self._account_confirmed_queue = account_confirmed_queue
+        self._clock = clock
+
+    def on_code_requested(self, message: Incoming, publisher: ChannelPublisher) -> Result:
+        if message.type not in messages.CODE_REQUEST_TYPES:
+            return Result.dead_letter(f"unexpected message type {message.type!r}")
+        try:
+            user_id = message.string_field("user_id", max_length=64)
+            email = message.string_field("email")
+            name = message.optional_string_field("name", max_length=200)
+            requested_at = message.number_field("requested_at")
+        except MalformedMessage as error:
+            return Result.dead_letter(f"malformed: {error}")
+
+        current = self._store.get(email)
+        if current is not None and current.mail_sent:
+            if current.message_id == message.message_id:
+                log.info("code already sent for this message, redelivery ignored")
+                return Result.ack()
+            if current.requested_at > requested_at:
+                log.info("a newer code is already out, older request ignored")
+                return Result.ack()
+
+        now = self._clock()
+        if not self._store.already_counted(email, message.message_id):
+            last_hour, last_day = self._store.codes_sent(email, now)
+            policy = self._policy
+            if not within_quota(last_hour, last_day, policy.max_codes_per_hour, policy.max_codes_per_day):
+                log.warning("code quota reached for address, no code sent")
+                return Result.ack()
+
+        code = generate_code()
+        self._store.replace(
+            PendingRegistration(
+                email=email,
+                user_id=user_id,
+                code_digest=code_digest(self._policy.hmac_key, email, code),
+                attempts=0,
+                message_id=message.message_id,
+                requested_at=requested_at,
+                mail_sent=False,
+            ),
+            self._policy.ttl_seconds,
+        )
+        self._store.record_code_sent(email, message.message_id, now)
+        try:
+            self._mailer.send_verification(email, name, code, describe_validity(self._policy.ttl_seconds))
+        except TransientMailError as error:
+            return Result.retry(f"smtp: {error}")
+        except PermanentMailError as error:
+            return Result.dead_letter(f"smtp: {error}")
+        self._store.mark_mail_sent(email, message.message_id)
+        log.info("verification code sent")
+        return Result.ack()
+
+    def on_code_submitted(self, message: Incoming, publisher: ChannelPublisher) -> Result:
+        if message.type != messages.EMAIL_CODE_SUBMITTED:
+            return Result.dead_letter(f"unexpected message type {message.type!r}")
+        try:
+            email = message.string_field("email")
+            code = message.string_field("code", max_length=32)
+        except MalformedMessage as error:
+            return Result.dead_letter(f"malformed: {error}")
+
+        presented = code_digest(self._policy.hmac_key, email, code)
+        judgement = self._store.attempt(email, presented, message.message_id, self._policy.max_attempts)
+        if judgement.verdict is Verdict.VERIFIED:
+            publisher.publish(
+                self._account_confirmed_queue,
+                Outgoing(
+                    type=messages.ACCOUNT_CONFIRMED,
+                    body={"user_id": judgement.user_id, "email": email},
+                    message_id=f"confirmed-{message.message_id}",
+                    request_id=message.request_id,
+                ),
+            )
+            self._store.discard_consumed(email, message.message_id)
+        log.info("code judged", extra={"verdict": judgement.verdict.value})
+        if message.reply_to:
+            publisher.reply(
+                message.reply_to,
+                Outgoing(
+                    type=messages.EMAIL_CODE_VERDICT,
+                    body={"verdict": judgement.verdict.value, "attempts_left": judgement.attempts_left},
+                    correlation_id=message.correlation_id,
+                    request_id=message.request_id,
+                ),
+            )
+        return Result.ack()

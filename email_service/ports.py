@@ -1,0 +1,30 @@
+"""The worker's small interfaces to the outside, and the failures they report."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from email_service.domain.codes import Judgement, PendingRegistration
+
+
+class TransientMailError(Exception):
+    """Worth another try later: a timeout, a refused connection, a 4xx reply."""
+
+
+class PermanentMailError(Exception):
+    """Retrying will not help: a 5xx reply such as an unknown mailbox."""
+
+
+class PendingStore(Protocol):
+    def get(self, email: str) -> PendingRegistration | None: ...
+    def replace(self, pending: PendingRegistration, ttl_seconds: int) -> None: ...
+    def mark_mail_sent(self, email: str, message_id: str) -> None: ...
+    def attempt(self, email: str, presented_digest: str, attempt_id: str, max_attempts: int) -> Judgement: ...
+    def discard_consumed(self, email: str, attempt_id: str) -> None: ...
+    def codes_sent(self, email: str, now: float) -> tuple[int, int]: ...
+    def already_counted(self, email: str, message_id: str) -> bool: ...
+    def record_code_sent(self, email: str, message_id: str, now: float) -> None: ...
+
+
+class Mailer(Protocol):
+    def send_verification(self, email: str, name: str | None, code: str, validity: str) -> None: ...

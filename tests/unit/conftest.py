@@ -1,0 +1,120 @@
+"""Both services wired on fakes: mongomock, fakeredis, Flask-Mail's recorder, an in-memory broker.
+
+The handlers and use cases are the production ones; only the wiring differs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import fakeredis
+import mongomock
+import pytest
+
+from auth_service import bootstrap as auth_bootstrap
+from auth_service.adapters.cooldowns import InMemoryCooldowns
+from auth_service.config import Settings as AuthSettings
+from auth_service.entrypoints.consumers import AccountConfirmedHandler
+from email_service import bootstrap as worker_bootstrap
+from email_service.adapters.mailer import FlaskMailer, mail_app
+from email_service.adapters.pending_store import RedisPendingRegistrations
+from email_service.config import Settings as WorkerSettings
+from tests.fakes import InMemoryBroker
+
+BASE_ENV = {
+    "APP_ENV": "development",
+    "MONGO_URI": "mongomock://",
+    "BCRYPT_ROUNDS": "4",
+    "RATELIMIT_ENABLED": "false",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "JWT_SECRET": "unit-test-secret-that-is-long-enough-0123456789",
+    "CODE_HMAC_KEY": "unit-test-code-key-that-is-long-enough-0123456789",
+}
+
+
+class Clock:
+    """A clock a test can move; it starts at the real time because pyjwt checks tokens against it."""
+
+    def __init__(self, now: float | None = None):
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class System:
+    auth_settings: AuthSettings
+    worker_settings: WorkerSettings
+    auth: auth_bootstrap.AuthSystem
+    broker: InMemoryBroker
+    redis: fakeredis.FakeRedis
+    store: RedisPendingRegistrations
+    mailer: FlaskMailer
+    outbox: list
+    clock: Clock
+    cooldown_clock: Clock
+
+    @property
+    def client(self):
+        return self.auth.app.test_client()
+
+    def codes_for(self, email: str) -> list[str]:
+        import re
+
+        return [re.search(r"\b\d{6}\b", m.body).group(0) for m in self.outbox if email in m.recipients]
+
+
+def build_system(env: dict | None = None) -> System:
+    full_env = {**BASE_ENV, **(env or {})}
+    auth_settings = AuthSettings.from_env(full_env)
+    worker_settings = WorkerSettings.from_env(full_env)
+    clock = Clock()
+    cooldown_clock = Clock(0.0)
+    broker = InMemoryBroker()
+    redis = fakeredis.FakeRedis()
+    store = RedisPendingRegistrations(redis, worker_settings.redis_key_prefix)
+    app = mail_app(worker_settings)
+    app.config["MAIL_SUPPRESS_SEND"] = True
+    mailer = FlaskMailer(app, timeout=worker_settings.smtp_timeout_seconds)
+    handlers = worker_bootstrap.build_handlers(worker_settings, store=store, mailer=mailer, clock=clock)
+    auth = auth_bootstrap.build(
+        auth_settings,
+        database=mongomock.MongoClient()[auth_settings.mongo_db],
+        bus=broker,
+        cooldowns=InMemoryCooldowns(clock=cooldown_clock),
+        clock=clock,
+    )
+    broker.bind(worker_settings.account_creation_queue, handlers.on_code_requested)
+    broker.bind(worker_settings.confirm_email_code_queue, handlers.on_code_submitted)
+    broker.bind(auth_settings.account_confirmed_queue, AccountConfirmedHandler(auth.accounts))
+    outbox_context = mailer.mail.record_messages()
+    outbox = outbox_context.__enter__()
+    system = System(auth_settings, worker_settings, auth, broker, redis, store, mailer, outbox, clock, cooldown_clock)
+    system._outbox_context = outbox_context
+    return system
+
+
+@pytest.fixture
+def system():
+    built = build_system()
+    yield built
+    built._outbox_context.__exit__(None, None, None)
+
+
+@pytest.fixture
+def make_system():
+    built_systems = []
+
+    def make(env: dict | None = None) -> System:
+        built = build_system(env)
+        built_systems.append(built)
+        return built
+
+    yield make
+    for built in built_systems:
+        built._outbox_context.__exit__(None, None, None)
