@@ -59,7 +59,14 @@ def build_consumers(
         "observe": observe,
         "bind_request_id": bind_request_id,
     }
+    # Each consumer owns its connection; several per queue let a slow SMTP
+    # exchange for one user not hold up the codes of the others.
+    routes = [
+        (settings.account_creation_queue, handlers.on_code_requested),
+        (settings.confirm_email_code_queue, handlers.on_code_submitted),
+    ]
     return [
-        Consumer(queue=settings.account_creation_queue, handler=handlers.on_code_requested, **common),
-        Consumer(queue=settings.confirm_email_code_queue, handler=handlers.on_code_submitted, **common),
+        Consumer(queue=queue, handler=handler, name=f"consumer:{queue}:{index}", **common)
+        for queue, handler in routes
+        for index in range(settings.consumer_threads)
     ]

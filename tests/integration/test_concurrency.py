@@ -1,0 +1,11 @@
+"""100 users registering and confirming at the same time: none is lost."""
+
+from devtools.load import register_and_confirm_many
+
+
+def test_100_users_register_and_confirm_concurrently_with_none_lost(stack):
+    runs = register_and_confirm_many(stack, users=100, concurrency=25)
+    incomplete = [(run.email, run.registered, run.confirmed, run.logged_in) for run in runs if not run.complete]
+    assert incomplete == []
+    for run in runs:
+        assert len(stack.sink.mails_to(run.email)) == 1

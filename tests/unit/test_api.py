@@ -1,0 +1,339 @@
+"""Every row of the contract's HTTP table, on fakes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import jwt
+import pytest
+
+PASSWORD = "correct horse battery"
+
+
+def register(client, email, password=PASSWORD, **extra):
+    return client.post("/auth/register", json={"email": email, "password": password, **extra})
+
+
+def confirm(client, email, code):
+    return client.post("/auth/confirm", json={"email": email, "code": code})
+
+
+def wrong_code(right: str) -> str:
+    return f"{(int(right) + 1) % 1_000_000:06d}"
+
+
+def assert_error(response, status: int, error: str):
+    assert response.status_code == status, response.json
+    assert response.json["error"] == error
+    assert isinstance(response.json["message"], str) and response.json["message"]
+
+
+def verified_user(system, email):
+    register(system.client, email)
+    [code] = system.codes_for(email)
+    assert confirm(system.client, email, code).status_code == 200
+
+
+def token_for(system, email):
+    verified_user(system, email)
+    return system.client.post("/auth/login", json={"email": email, "password": PASSWORD}).json["access_token"]
+
+
+# --- register -------------------------------------------------------------------------------
+
+
+def test_register_trims_and_lowercases_the_address(system, unique_email):
+    email = unique_email()
+    response = register(system.client, f"  {email.upper()} ")
+    assert response.status_code == 201
+    assert response.json["email"] == email
+
+
+def test_register_publishes_no_password(system, unique_email):
+    email = unique_email()
+    register(system.client, email, password="a secret passphrase 1")
+    [message] = system.broker.sent_to(system.auth_settings.account_creation_queue)
+    assert message.body["email"] == email
+    assert set(message.body) == {"user_id", "email", "name", "requested_at"}
+    assert "a secret passphrase 1" not in message.encoded_body().decode()
+
+
+def test_register_twice_is_409_also_when_the_case_differs(system, unique_email):
+    email = unique_email()
+    assert register(system.client, email).status_code == 201
+    assert_error(register(system.client, email.upper()), 409, "email_taken")
+
+
+def test_parallel_registrations_of_one_address_yield_exactly_one_201(system, unique_email):
+    email = unique_email()
+    statuses: list[int] = []
+    barrier = threading.Barrier(10)
+
+    def attempt():
+        client = system.auth.app.test_client()
+        barrier.wait()
+        statuses.append(register(client, email).status_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201] + [409] * 9
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"email": "not-an-address", "password": PASSWORD}, "email"),
+        ({"password": PASSWORD}, "email"),
+        ({"email": "a@example.com"}, "password"),
+        ({"email": "a@example.com", "password": "short"}, "password"),
+        ({"email": "a@example.com", "password": "x" * 73}, "password"),
+        ({"email": "a@example.com", "password": "é" * 37}, "password"),  # 74 bytes in UTF-8
+        ({"email": "a@example.com", "password": 12345678}, "password"),
+        ({"email": "a@example.com", "password": PASSWORD, "name": "n" * 101}, "name"),
+        ({"email": "a@example.com", "password": PASSWORD, "role": "admin"}, "role"),
+    ],
+)
+def test_register_rejects_invalid_fields_with_422(system, body, field):
+    response = system.client.post("/auth/register", json=body)
+    assert_error(response, 422, "validation_error")
+    assert field in response.json["fields"]
+
+
+def test_password_of_exactly_72_bytes_is_accepted(system, unique_email):
+    assert register(system.client, unique_email(), password="é" * 36).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"data": b"[1, 2]", "content_type": "application/json"},
+        {"data": b'"text"', "content_type": "application/json"},
+        {"data": b"{not json", "content_type": "application/json"},
+        {"data": b"email=a@example.com", "content_type": "application/x-www-form-urlencoded"},
+        {"data": b"", "content_type": "application/json"},
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_400(system, payload):
+    for path in ("/auth/register", "/auth/confirm", "/auth/resend-code", "/auth/login"):
+        assert_error(system.client.post(path, **payload), 400, "bad_request")
+
+
+# --- confirm --------------------------------------------------------------------------------
+
+
+def test_a_wrong_code_is_400_with_attempts_left_then_burned_after_the_last(system, unique_email):
+    email = unique_email()
+    register(system.client, email)
+    [code] = system.codes_for(email)
+    for left in (4, 3, 2, 1):
+        response = confirm(system.client, email, wrong_code(code))
+        assert_error(response, 400, "invalid_code")
+        assert response.json["attempts_left"] == left
+    assert_error(confirm(system.client, email, wrong_code(code)), 429, "too_many_attempts")
+    assert_error(confirm(system.client, email, code), 429, "too_many_attempts")
+
+
+def test_a_code_is_accepted_once_and_confirming_again_stays_verified(system, unique_email):
+    email = unique_email()
+    register(system.client, email)
+    [code] = system.codes_for(email)
+    assert confirm(system.client, email, code).status_code == 200
+    again = confirm(system.client, email, code)
+    assert again.status_code == 200
+    assert again.json["status"] == "verified"
+
+
+def test_an_expired_code_is_410(make_system, unique_email):
+    system = make_system({"CODE_TTL_SECONDS": "1"})
+    email = unique_email()
+    register(system.client, email)
+    [code] = system.codes_for(email)
+    system.redis.flushall()  # what Redis does when the TTL runs out
+    assert_error(confirm(system.client, email, code), 410, "code_expired")
+
+
+def test_confirm_for_an_unknown_address_is_410(system, unique_email):
+    assert_error(confirm(system.client, unique_email(), "123456"), 410, "code_expired")
+
+
+@pytest.mark.parametrize("code", ["12345", "1234567", "abcdef", "", 123456, None])
+def test_confirm_rejects_a_malformed_code_with_422(system, code):
+    response = system.client.post("/auth/confirm", json={"email": "a@example.com", "code": code})
+    assert_error(response, 422, "validation_error")
+    assert "code" in response.json["fields"]
+
+
+def test_confirm_without_a_verdict_in_time_is_202_and_the_account_ends_verified(system, unique_email):
+    email = unique_email()
+    register(system.client, email)
+    [code] = system.codes_for(email)
+    system.broker.hold.add(system.worker_settings.confirm_email_code_queue)
+
+    response = confirm(system.client, email, code)
+    assert response.status_code == 202
+    assert response.json["status"] == "pending_verification"
+
+    system.broker.release(system.worker_settings.confirm_email_code_queue)
+    login = system.client.post("/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200
+
+
+def test_confirm_while_the_broker_is_down_is_503_with_retry_after(system, unique_email):
+    email = unique_email()
+    register(system.client, email)
+    system.broker.up = False
+    response = confirm(system.client, email, "123456")
+    assert_error(response, 503, "service_unavailable")
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_the_submitted_code_reaches_the_worker_with_reply_to_and_correlation_id(system, unique_email):
+    email = unique_email()
+    register(system.client, email)
+    [code] = system.codes_for(email)
+    confirm(system.client, email, code)
+    [submission] = system.broker.sent_to(system.worker_settings.confirm_email_code_queue)
+    assert submission.reply_to and submission.correlation_id
+    assert submission.body["code"] == code
+
+
+# --- resend ---------------------------------------------------------------------------------
+
+
+def test_resend_sends_a_new_code_that_replaces_the_old_one(system, unique_email):
+    email = unique_email()
+    register(system.client, email)
+    system.cooldown_clock.advance(61)
+    assert system.client.post("/auth/resend-code", json={"email": email}).status_code == 202
+    old, new = system.codes_for(email)
+    if old != new:
+        assert_error(confirm(system.client, email, old), 400, "invalid_code")
+    assert confirm(system.client, email, new).status_code == 200
+
+
+def test_resend_inside_the_cooldown_is_429_with_retry_after(system, unique_email):
+    email = unique_email()
+    register(system.client, email)
+    system.cooldown_clock.advance(20)
+    response = system.client.post("/auth/resend-code", json={"email": email})
+    assert_error(response, 429, "rate_limited")
+    assert response.headers["Retry-After"] == "40"
+
+
+def test_resend_answers_alike_for_unknown_addresses(system, unique_email):
+    unknown = unique_email()
+    first = system.client.post("/auth/resend-code", json={"email": unknown})
+    assert first.status_code == 202
+    assert_error(system.client.post("/auth/resend-code", json={"email": unknown}), 429, "rate_limited")
+    assert system.broker.deliveries == []
+
+
+def test_resend_rejects_a_bad_address_with_422(system):
+    assert_error(system.client.post("/auth/resend-code", json={"email": "nope"}), 422, "validation_error")
+
+
+# --- login and me ---------------------------------------------------------------------------
+
+
+def test_login_unknown_address_and_wrong_password_are_the_same_401(system, unique_email):
+    email = unique_email()
+    verified_user(system, email)
+    unknown = system.client.post("/auth/login", json={"email": unique_email(), "password": PASSWORD})
+    wrong = system.client.post("/auth/login", json={"email": email, "password": "not the password"})
+    assert_error(unknown, 401, "invalid_credentials")
+    assert unknown.json == wrong.json
+
+
+def test_login_before_confirming_is_403(system, unique_email):
+    email = unique_email()
+    register(system.client, email)
+    response = system.client.post("/auth/login", json={"email": email, "password": PASSWORD})
+    assert_error(response, 403, "email_not_verified")
+
+
+def test_login_token_carries_the_required_claims(system, unique_email):
+    email = unique_email()
+    token = token_for(system, email)
+    settings = system.auth_settings
+    claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"], audience=settings.jwt_audience)
+    assert set(claims) == {"sub", "iat", "exp", "iss", "aud"}
+    assert claims["exp"] - claims["iat"] == settings.jwt_ttl_seconds
+    assert claims["iss"] == settings.jwt_issuer
+
+
+def _forged(system, **changes) -> str:
+    settings = system.auth_settings
+    now = int(time.time())
+    claims = {"sub": "x", "iat": now, "exp": now + 60, "iss": settings.jwt_issuer, "aud": settings.jwt_audience}
+    claims.update(changes.pop("claims", {}))
+    key = changes.pop("key", settings.jwt_secret)
+    return jwt.encode(claims, key, algorithm=changes.pop("algorithm", "HS256"))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "Bearer",
+        "Bearer not.a.token",
+        "Basic dXNlcjpwYXNz",
+        "Bearer {expired}",
+        "Bearer {wrong_key}",
+        "Bearer {alg_none}",
+        "Bearer {no_exp}",
+        "Bearer {wrong_audience}",
+    ],
+)
+def test_me_rejects_every_bad_token_with_401(system, unique_email, header):
+    email = unique_email()
+    user_id = register(system.client, email).json["id"]
+    tokens = {
+        "expired": _forged(system, claims={"sub": user_id, "iat": 1, "exp": 2}),
+        "wrong_key": _forged(system, claims={"sub": user_id}, key="another-secret-that-is-also-long-enough!"),
+        "alg_none": _forged(system, claims={"sub": user_id}, key=None, algorithm="none"),
+        "no_exp": jwt.encode({"sub": user_id, "iat": int(time.time())}, system.auth_settings.jwt_secret),
+        "wrong_audience": _forged(system, claims={"sub": user_id, "aud": "someone-else"}),
+    }
+    headers = {"Authorization": header.format(**tokens)} if header else {}
+    assert_error(system.client.get("/auth/me", headers=headers), 401, "invalid_token")
+
+
+def test_me_returns_the_profile(system, unique_email):
+    email = unique_email()
+    token = token_for(system, email)
+    me = system.client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200
+    assert set(me.json) == {"id", "email", "name", "status", "created_at"}
+
+
+# --- health and docs ------------------------------------------------------------------------
+
+
+def test_healthz_and_readyz(system):
+    assert system.client.get("/healthz").status_code == 200
+    ready = system.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json["checks"] == {"mongodb": "up", "rabbitmq": "up"}
+
+
+def test_readyz_names_what_is_down(system):
+    system.broker.up = False
+    ready = system.client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json["checks"]["rabbitmq"] == "down"
+
+
+def test_openapi_document_lists_every_endpoint(system):
+    document = system.client.get("/openapi.json").json
+    assert document["openapi"].startswith("3.")
+    assert {"/auth/register", "/auth/confirm", "/auth/resend-code", "/auth/login", "/auth/me"} <= set(document["paths"])
+    assert {"/healthz", "/readyz"} <= set(document["paths"])
+
+
+def test_unknown_route_and_wrong_method_get_the_error_body(system):
+    assert_error(system.client.get("/nope"), 404, "not_found")
+    assert_error(system.client.get("/auth/register"), 405, "method_not_allowed")

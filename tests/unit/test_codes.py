@@ -1,0 +1,75 @@
+"""The pure rules of verification codes."""
+
+import re
+
+import pytest
+
+from email_service.domain.codes import (
+    PendingRegistration,
+    Verdict,
+    code_digest,
+    describe_validity,
+    generate_code,
+    judge_attempt,
+    within_quota,
+)
+
+KEY = "k" * 32
+
+
+def pending(code="123456", attempts=0, **changes):
+    fields = dict(
+        email="a@example.com",
+        user_id="u1",
+        code_digest=code_digest(KEY, "a@example.com", code),
+        attempts=attempts,
+        message_id="m1",
+        requested_at=0.0,
+        mail_sent=True,
+    )
+    fields.update(changes)
+    return PendingRegistration(**fields)
+
+
+def test_codes_are_six_digits_and_vary():
+    codes = {generate_code() for _ in range(2000)}
+    assert all(re.fullmatch(r"\d{6}", code) for code in codes)
+    assert len(codes) > 1900
+
+
+def test_digest_depends_on_key_address_and_code():
+    base = code_digest(KEY, "a@example.com", "123456")
+    assert base != code_digest("j" * 32, "a@example.com", "123456")
+    assert base != code_digest(KEY, "b@example.com", "123456")
+    assert base != code_digest(KEY, "a@example.com", "123457")
+    assert "123456" not in base
+
+
+@pytest.mark.parametrize(
+    ("registration", "presented", "verdict", "left"),
+    [
+        (None, "123456", Verdict.CODE_EXPIRED, 0),
+        (pending(), "123456", Verdict.VERIFIED, 0),
+        (pending(), "654321", Verdict.INVALID_CODE, 4),
+        (pending(attempts=3), "654321", Verdict.INVALID_CODE, 1),
+        (pending(attempts=4), "654321", Verdict.TOO_MANY_ATTEMPTS, 0),
+        (pending(attempts=5), "123456", Verdict.TOO_MANY_ATTEMPTS, 0),
+        (pending(code_digest=""), "123456", Verdict.TOO_MANY_ATTEMPTS, 0),
+        (pending(consumed_by="other"), "123456", Verdict.CODE_EXPIRED, 0),
+    ],
+)
+def test_judge_attempt(registration, presented, verdict, left):
+    judgement = judge_attempt(registration, code_digest(KEY, "a@example.com", presented), max_attempts=5)
+    assert judgement.verdict is verdict
+    assert judgement.attempts_left == left
+
+
+def test_quota_boundaries():
+    assert within_quota(4, 9, per_hour=5, per_day=10)
+    assert not within_quota(5, 5, per_hour=5, per_day=10)
+    assert not within_quota(0, 10, per_hour=5, per_day=10)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(600, "10 minutes"), (60, "1 minute"), (90, "90 seconds")])
+def test_describe_validity(seconds, text):
+    assert describe_validity(seconds) == text

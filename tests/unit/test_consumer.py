@@ -1,0 +1,90 @@
+"""What the consumer does with each handler outcome, on a recording channel."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pika
+import pytest
+
+from common.messaging import topology
+from common.messaging.consumer import Consumer, Result
+from common.messaging.envelope import DEAD_REASON_HEADER, RETRY_COUNT_HEADER, Outgoing
+
+QUEUE = "work"
+
+
+class RecordingChannel:
+    def __init__(self):
+        self.events: list[tuple] = []
+
+    def basic_publish(self, exchange, routing_key, body, properties, mandatory=False):
+        self.events.append(("publish", routing_key, body, properties))
+
+    def basic_ack(self, delivery_tag):
+        self.events.append(("ack", delivery_tag))
+
+
+def deliver(handler, message: Outgoing | None = None, raw: bytes | None = None, headers=None):
+    consumer = Consumer(url="amqp://unused", queue=QUEUE, handler=handler, declare=[QUEUE])
+    channel = RecordingChannel()
+    message = message or Outgoing(type="t", body={"x": 1})
+    properties = message.properties()
+    if headers:
+        properties.headers = {**(properties.headers or {}), **headers}
+    consumer._on_message(channel, SimpleNamespace(delivery_tag=7), properties, raw or message.encoded_body())
+    return channel.events
+
+
+def test_ack_comes_after_the_handler_returned():
+    order = []
+
+    def handler(message, publisher):
+        order.append("work")
+        return Result.ack()
+
+    events = deliver(handler)
+    assert order == ["work"]
+    assert events == [("ack", 7)]
+
+
+def test_retry_parks_a_copy_in_the_first_retry_queue_then_acks():
+    events = deliver(lambda message, publisher: Result.retry("smtp timeout"))
+    (kind, queue, _, properties), ack = events
+    assert (kind, queue) == ("publish", topology.WorkQueue(QUEUE).retry_queue(0))
+    assert properties.headers[RETRY_COUNT_HEADER] == 1
+    assert properties.delivery_mode == pika.DeliveryMode.Persistent.value
+    assert ack == ("ack", 7)
+
+
+def test_retries_climb_the_ladder_then_go_to_the_dead_letter_queue():
+    queue = topology.WorkQueue(QUEUE)
+    for retries in range(queue.max_retries):
+        [(_, routed, _, _), _] = deliver(lambda m, p: Result.retry("again"), headers={RETRY_COUNT_HEADER: retries})
+        assert routed == queue.retry_queue(retries)
+    [(_, routed, _, properties), _] = deliver(
+        lambda m, p: Result.retry("again"), headers={RETRY_COUNT_HEADER: queue.max_retries}
+    )
+    assert routed == queue.dead_letter_queue
+    assert "retries exhausted" in properties.headers[DEAD_REASON_HEADER]
+
+
+def test_a_handler_that_raises_is_retried_not_lost():
+    def handler(message, publisher):
+        raise RuntimeError("bug")
+
+    [(_, queue, _, _), ack] = deliver(handler)
+    assert queue == topology.WorkQueue(QUEUE).retry_queue(0)
+    assert ack == ("ack", 7)
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[1]", b'{"no_type": 1}', b"\xff\xfe"])
+def test_a_malformed_message_is_dead_lettered_with_the_reason(raw):
+    called = []
+    events = deliver(lambda m, p: called.append(m) or Result.ack(), raw=raw)
+    [(_, queue, body, properties), ack] = events
+    assert called == []
+    assert queue == topology.WorkQueue(QUEUE).dead_letter_queue
+    assert body == raw
+    assert properties.headers[DEAD_REASON_HEADER].startswith("malformed")
+    assert ack == ("ack", 7)

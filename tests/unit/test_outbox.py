@@ -1,0 +1,49 @@
+"""A 201 means the message will be published, even if the broker was away at the time."""
+
+from datetime import timedelta
+
+import pytest
+
+from auth_service.ports import BrokerUnavailable
+from auth_service.service import OUTBOX_GRACE
+
+
+def test_broker_down_at_registration_still_answers_201_and_keeps_the_message(system, unique_email):
+    email = unique_email()
+    system.broker.up = False
+    response = system.client.post("/auth/register", json={"email": email, "password": "correct horse battery"})
+    assert response.status_code == 201
+    assert system.auth.users.pending_outbox_count() == 1
+    assert system.outbox == []
+
+
+def test_the_relay_publishes_what_was_left_once_the_broker_is_back(system, unique_email):
+    email = unique_email()
+    system.broker.up = False
+    system.client.post("/auth/register", json={"email": email, "password": "correct horse battery"})
+
+    system.broker.up = True
+    assert system.auth.accounts.relay_due_outbox() == 0  # still inside the request's grace period
+    system.clock.advance(OUTBOX_GRACE.total_seconds() + 1)
+    assert system.auth.accounts.relay_due_outbox() == 1
+    assert system.auth.accounts.relay_due_outbox() == 0
+    assert len(system.codes_for(email)) == 1
+    assert system.auth.users.pending_outbox_count() == 0
+
+
+def test_a_relay_that_meets_a_dead_broker_puts_the_message_back(system, unique_email):
+    email = unique_email()
+    system.broker.up = False
+    system.client.post("/auth/register", json={"email": email, "password": "correct horse battery"})
+    system.clock.advance(OUTBOX_GRACE.total_seconds() + 1)
+    with pytest.raises(BrokerUnavailable):
+        system.auth.accounts.relay_due_outbox()
+    system.broker.up = True
+    system.clock.advance(timedelta(seconds=1).total_seconds())
+    assert system.auth.accounts.relay_due_outbox() == 1
+    assert len(system.codes_for(email)) == 1
+
+
+def test_a_published_registration_leaves_nothing_in_the_outbox(system, unique_email):
+    system.client.post("/auth/register", json={"email": unique_email(), "password": "correct horse battery"})
+    assert system.auth.users.pending_outbox_count() == 0

@@ -1,0 +1,100 @@
+"""Pending registrations in Redis (fakeredis here; the same adapter runs on real Redis)."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import fakeredis
+import pytest
+
+from email_service.adapters.pending_store import RedisPendingRegistrations
+from email_service.domain.codes import PendingRegistration, Verdict, code_digest
+
+KEY = "k" * 32
+EMAIL = "a@example.com"
+
+
+@pytest.fixture
+def store():
+    return RedisPendingRegistrations(fakeredis.FakeRedis(), "test")
+
+
+def put(store, code="123456", message_id="m1", ttl=600):
+    store.replace(PendingRegistration(EMAIL, "u1", code_digest(KEY, EMAIL, code), 0, message_id, 1.0, False), ttl)
+
+
+def guess(store, code, attempt_id, max_attempts=5):
+    return store.attempt(EMAIL, code_digest(KEY, EMAIL, code), attempt_id, max_attempts)
+
+
+def test_the_stored_registration_holds_no_code_and_expires(store):
+    put(store, ttl=600)
+    key = store._address_key("pending", EMAIL)
+    raw = store._redis.hgetall(key)
+    assert b"123456" not in b"".join(list(raw.keys()) + list(raw.values()))
+    assert 0 < store._redis.ttl(key) <= 600
+    assert EMAIL.encode() not in key.encode()
+
+
+def test_twenty_parallel_wrong_guesses_spend_exactly_the_allowed_attempts(store):
+    put(store)
+    barrier = threading.Barrier(20)
+
+    def one(index):
+        barrier.wait()
+        return guess(store, "000000", f"attempt-{index}").verdict
+
+    with ThreadPoolExecutor(20) as pool:
+        verdicts = list(pool.map(one, range(20)))
+    assert verdicts.count(Verdict.INVALID_CODE) == 4
+    assert verdicts.count(Verdict.TOO_MANY_ATTEMPTS) == 16
+    assert guess(store, "123456", "late-right-guess").verdict is Verdict.TOO_MANY_ATTEMPTS
+
+
+def test_a_redelivered_guess_gets_the_same_verdict_without_spending_an_attempt(store):
+    put(store)
+    first = guess(store, "000000", "same-message")
+    again = guess(store, "000000", "same-message")
+    assert first == again
+    assert first.attempts_left == 4
+    assert guess(store, "000000", "next-message").attempts_left == 3
+
+
+def test_a_code_is_accepted_once(store):
+    put(store)
+    assert guess(store, "123456", "first").verdict is Verdict.VERIFIED
+    assert guess(store, "123456", "first").verdict is Verdict.VERIFIED  # the same submission, redelivered
+    assert guess(store, "123456", "second").verdict is Verdict.CODE_EXPIRED
+    store.discard_consumed(EMAIL, "first")
+    assert store.get(EMAIL) is None
+
+
+def test_discard_leaves_a_registration_consumed_by_another_submission(store):
+    put(store)
+    guess(store, "123456", "first")
+    store.discard_consumed(EMAIL, "someone-else")
+    assert store.get(EMAIL) is not None
+
+
+def test_a_new_code_replaces_the_old_one_and_resets_attempts(store):
+    put(store, code="111111", message_id="m1")
+    guess(store, "000000", "a1")
+    put(store, code="222222", message_id="m2")
+    assert guess(store, "111111", "a2").attempts_left == 4
+    assert guess(store, "222222", "a3").verdict is Verdict.VERIFIED
+
+
+def test_mark_mail_sent_only_for_the_current_message(store):
+    put(store, message_id="m1")
+    store.mark_mail_sent(EMAIL, "older")
+    assert store.get(EMAIL).mail_sent is False
+    store.mark_mail_sent(EMAIL, "m1")
+    assert store.get(EMAIL).mail_sent is True
+
+
+def test_codes_sent_counts_each_message_once_per_window(store):
+    store.record_code_sent(EMAIL, "m1", now=1000.0)
+    store.record_code_sent(EMAIL, "m1", now=1001.0)
+    store.record_code_sent(EMAIL, "m2", now=1000.0 + 3000)
+    assert store.codes_sent(EMAIL, now=1000.0 + 3700) == (1, 2)
+    assert store.already_counted(EMAIL, "m1")
+    assert not store.already_counted(EMAIL, "m3")

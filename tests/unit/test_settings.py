@@ -1,0 +1,47 @@
+import pytest
+
+from auth_service.config import Settings as AuthSettings
+from common.settings import SettingsError
+from email_service.config import Settings as WorkerSettings
+
+LONG = "x" * 32
+
+
+def test_defaults_follow_the_contract():
+    settings = AuthSettings.from_env({"JWT_SECRET": LONG})
+    assert settings.mongo_uri == "mongodb://localhost:27017"
+    assert settings.mongo_db == "auth"
+    assert settings.account_creation_queue == "ACCOUNT_CREATION_QUEUE"
+    assert settings.jwt_ttl_seconds == 900
+    assert settings.bcrypt_rounds == 12
+    assert settings.resend_cooldown_seconds == 60
+    assert settings.ratelimit_enabled is True
+    assert settings.ratelimit_storage_uri == settings.redis_url == "redis://localhost:6379/0"
+    assert (settings.auth_host, settings.auth_port) == ("127.0.0.1", 8000)
+    worker = WorkerSettings.from_env({"CODE_HMAC_KEY": LONG})
+    assert (worker.smtp_host, worker.smtp_port) == ("localhost", 1025)
+    assert (worker.code_ttl_seconds, worker.code_max_attempts, worker.max_codes_per_hour) == (600, 5, 5)
+    assert worker.mail_default_sender == "no-reply@localhost"
+
+
+@pytest.mark.parametrize("env", [{}, {"JWT_SECRET": "too-short"}])
+def test_auth_refuses_to_start_without_a_strong_jwt_secret(env):
+    with pytest.raises(SettingsError, match="JWT_SECRET"):
+        AuthSettings.from_env(env)
+
+
+def test_development_may_run_without_secrets_but_never_without_validation():
+    settings = AuthSettings.from_env({"APP_ENV": "development"})
+    assert len(settings.jwt_secret.encode()) >= 32
+    with pytest.raises(SettingsError):
+        AuthSettings.from_env({"APP_ENV": "development", "AUTH_PORT": "eighty"})
+
+
+def test_the_worker_refuses_to_start_without_a_code_key():
+    with pytest.raises(SettingsError, match="CODE_HMAC_KEY"):
+        WorkerSettings.from_env({})
+
+
+def test_weak_bcrypt_cost_needs_development():
+    with pytest.raises(SettingsError, match="BCRYPT_ROUNDS"):
+        AuthSettings.from_env({"JWT_SECRET": LONG, "BCRYPT_ROUNDS": "4"})
