@@ -1,0 +1,11 @@
+from devtools.mailsink import free_port
+from devtools.stack import preflight
+
+
+def test_preflight_names_each_server_that_does_not_answer_and_how_to_start_it():
+    closed = free_port()
+    problems = preflight(f"amqp://guest:secret@127.0.0.1:{closed}/%2F", f"redis://127.0.0.1:{closed}/0")
+    assert len(problems) == 2
+    assert "RabbitMQ does not answer" in problems[0] and "rabbitmq-server -detached" in problems[0]
+    assert "secret" not in problems[0]
+    assert "Redis does not answer" in problems[1] and "redis-server" in problems[1]
