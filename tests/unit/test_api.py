@@ -337,3 +337,15 @@ def test_openapi_document_lists_every_endpoint(system):
 def test_unknown_route_and_wrong_method_get_the_error_body(system):
     assert_error(system.client.get("/nope"), 404, "not_found")
     assert_error(system.client.get("/auth/register"), 405, "method_not_allowed")
+
+
+def test_an_unreachable_database_is_503_not_500(system, unique_email, monkeypatch):
+    import pymongo.errors
+
+    def unreachable(*args, **kwargs):
+        raise pymongo.errors.ServerSelectionTimeoutError("no servers")
+
+    monkeypatch.setattr(system.auth.users, "by_email", unreachable)
+    response = system.client.post("/auth/login", json={"email": unique_email(), "password": PASSWORD})
+    assert_error(response, 503, "service_unavailable")
+    assert response.headers["Retry-After"] == "5"

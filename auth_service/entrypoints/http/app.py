@@ -57,6 +57,8 @@ def create_app(settings: Settings, accounts: AccountService, readiness: Callable
     api.register_blueprint(routes.health)
 
     app.register_error_handler(AuthError, errors.handle_auth_error)
+    for dependency_error in errors.UNAVAILABLE_ERRORS:
+        app.register_error_handler(dependency_error, errors.handle_dependency_down)
     app.register_error_handler(Exception, errors.handle_unexpected)
 
     @app.before_request

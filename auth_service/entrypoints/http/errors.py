@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import re
 
+import pymongo.errors
+import redis.exceptions
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -56,6 +58,15 @@ def handle_http_exception(error: HTTPException):
     if error.code == 405 and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
     return error_response(error.code, _snake(error.name), data.get("message") or error.description, headers)
+
+
+# A store that is unreachable is the service being unavailable, not a bug in the request.
+UNAVAILABLE_ERRORS = (pymongo.errors.ConnectionFailure, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def handle_dependency_down(error: Exception):
+    log.warning("dependency unavailable", extra={"error": type(error).__name__})
+    return handle_auth_error(errors.ServiceUnavailable(retry_after=5))
 
 
 def handle_unexpected(error: Exception):
