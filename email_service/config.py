@@ -33,6 +33,7 @@ class Settings:
     max_codes_per_day: int
     code_hmac_key: str
     prefetch: int
+    metrics_host: str
     metrics_port: int
     log_level: str
 
@@ -67,6 +68,7 @@ class Settings:
             max_codes_per_day=read.int("MAX_CODES_PER_DAY", 10, minimum=1),
             code_hmac_key=read.secret("CODE_HMAC_KEY", development, DEVELOPMENT_CODE_KEY),
             prefetch=read.int("WORKER_PREFETCH", 4, minimum=1),
+            metrics_host=read.str("WORKER_METRICS_HOST", "127.0.0.1"),
             metrics_port=read.int("WORKER_METRICS_PORT", 9100, minimum=0, maximum=65535),
             log_level=read.str("LOG_LEVEL", "INFO").upper(),
         )
