@@ -22,7 +22,10 @@ class StatusServer:
         handler = type("StatusHandler", (_StatusHandler,), {"registry": registry, "readiness": staticmethod(readiness)})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="status-server", daemon=True)
+        # A short poll keeps shutdown quick; the worker must be gone within seconds of SIGTERM.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="status-server", daemon=True
+        )
 
     @property
     def port(self) -> int:
