@@ -25,7 +25,7 @@ from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService, Queues, Timeouts
 from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
-from common.metrics import CollectorRegistry, ConsumerMetrics
+from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def build(
     users = MongoUserRepository(database, serialize_writes=in_process or isinstance(database, mongomock.Database))
     users.ensure_indexes()
 
-    registry = CollectorRegistry()
+    registry = process_registry()
     Gauge(
         "outbox_pending", "Users whose queue message waits in the outbox for the relay", registry=registry
     ).set_function(lambda: _or_nan(users.pending_outbox_count))

@@ -96,6 +96,9 @@ def configure_logging(service: str, level: str = "INFO", stream: IO[str] | None 
 
 
 def _log_uncaught(exc_type, exc_value, traceback) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc_value, traceback)
+        return
     logging.getLogger("uncaught").critical("uncaught exception", exc_info=(exc_type, exc_value, traceback))
 
 

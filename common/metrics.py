@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    generate_latest,
+)
 
 from common.messaging.consumer import Outcome
 
-__all__ = ["CONTENT_TYPE_LATEST", "CollectorRegistry", "ConsumerMetrics", "exposition"]
+__all__ = ["CONTENT_TYPE_LATEST", "CollectorRegistry", "ConsumerMetrics", "exposition", "process_registry"]
+
+
+def process_registry() -> CollectorRegistry:
+    """A registry of this process's own, with the library's process, platform and GC metrics."""
+    registry = CollectorRegistry()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    return registry
 
 
 class ConsumerMetrics:

@@ -10,7 +10,7 @@ import redis
 
 from common.logs import bind_request_id as bind_request_id_to_logs
 from common.messaging.consumer import Consumer, Observer
-from common.metrics import CollectorRegistry, ConsumerMetrics
+from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
 from email_service.adapters.mailer import FlaskMailer, SmtpProbe, mail_app
 from email_service.adapters.metrics import PrometheusVerificationEvents
 from email_service.adapters.pending_store import RedisPendingRegistrations
@@ -31,7 +31,7 @@ class Worker:
 
 def build_worker(settings: Settings) -> Worker:
     """The production wiring: Redis, SMTP, consumers, and the metrics and readiness they report to."""
-    registry = CollectorRegistry()
+    registry = process_registry()
     client = redis_client(settings)
     handlers = build_handlers(
         settings,
