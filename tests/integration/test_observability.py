@@ -63,6 +63,18 @@ def test_one_request_id_finds_a_registration_in_both_services_logs(stack, unique
     assert worker_story[-1]["queue"] == stack.env["ACCOUNT_CREATION_QUEUE"]
     assert {line["service"] for line in auth_story + worker_story} == {"auth_service", "email_service"}
 
+    # A client may choose the id; the confirmation's story comes back to auth through ACCOUNT_CONFIRMED_QUEUE.
+    confirm_id = f"confirm-{request_id}"
+    status, headers, _ = stack.call(
+        "POST", "/auth/confirm", {"email": email, "code": mail.code}, {"X-Request-ID": confirm_id}
+    )
+    assert (status, headers["X-Request-Id"]) == (200, confirm_id)
+    auth_confirm = wait_for_lines(tmp_path / "auth.log", confirm_id, "account confirmed")
+    worker_confirm = wait_for_lines(tmp_path / "worker.log", confirm_id, "message handled")
+    assert {"POST /auth/confirm 200", "account confirmed"} <= {line["message"] for line in auth_confirm}
+    assert [line["message"] for line in worker_confirm] == ["code judged", "message handled"]
+    assert worker_confirm[0]["verdict"] == "verified"
+
     # Every line of both files is one JSON object, and none holds the password or the code.
     for name in ("auth.log", "worker.log"):
         text = (tmp_path / name).read_text()
