@@ -9,6 +9,7 @@ containers, and published ports do not clash.
 from __future__ import annotations
 
 import ast
+import io
 import re
 import subprocess
 from pathlib import Path
@@ -51,8 +52,9 @@ def env_example() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def dockerfile() -> DockerfileParser:
-    parser = DockerfileParser()
-    parser.content = (ROOT / "docker" / "Dockerfile").read_text()
+    # Read-only: given a path or no file object, the parser writes what it is handed back to disk.
+    with open(ROOT / "docker" / "Dockerfile", "rb") as file:
+        parser = DockerfileParser(fileobj=io.BytesIO(file.read()))
     return parser
 
 
