@@ -11,6 +11,7 @@ import mongomock
 import pymongo
 import redis
 from flask import Flask
+from prometheus_client import Counter, Gauge
 
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
 from auth_service.adapters.mongo_users import MongoUserRepository
@@ -22,7 +23,9 @@ from auth_service.entrypoints.consumers import AccountConfirmedHandler, OutboxRe
 from auth_service.entrypoints.http.app import create_app
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService, Queues, Timeouts
+from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
+from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ class AuthSystem:
     users: MongoUserRepository
     bus: MessageBus
     background: list = field(default_factory=list)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def start_background(self) -> None:
         for thread in self.background:
@@ -88,6 +92,11 @@ def build(
     users = MongoUserRepository(database, serialize_writes=in_process or isinstance(database, mongomock.Database))
     users.ensure_indexes()
 
+    registry = process_registry()
+    Gauge(
+        "outbox_pending", "Users whose queue message waits in the outbox for the relay", registry=registry
+    ).set_function(lambda: _or_nan(users.pending_outbox_count))
+
     background: list = []
     if bus is None:
         bus = RabbitMessageBus(settings.rabbitmq_url, settings.work_queues)
@@ -117,9 +126,12 @@ def build(
                 queue=settings.account_confirmed_queue,
                 handler=AccountConfirmedHandler(accounts),
                 declare=settings.work_queues,
+                observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
+                bind_request_id=bind_request_id,
             )
         )
-        background.append(OutboxRelay(accounts))
+        relayed = Counter("outbox_relayed", "Queue messages published late by the outbox relay", registry=registry)
+        background.append(OutboxRelay(accounts, on_relayed=relayed.inc))
 
     def readiness() -> dict[str, str]:
         checks = {}
@@ -131,5 +143,13 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
-    app = create_app(settings, accounts, readiness)
-    return AuthSystem(app=app, accounts=accounts, users=users, bus=bus, background=background)
+    app = create_app(settings, accounts, readiness, registry)
+    return AuthSystem(app=app, accounts=accounts, users=users, bus=bus, background=background, registry=registry)
+
+
+def _or_nan(count: Callable[[], int]) -> float:
+    # A scrape must not fail because MongoDB is away; /readyz says that already.
+    try:
+        return float(count())
+    except Exception:
+        return float("nan")

@@ -1,15 +1,113 @@
-"""Logging set-up shared by both services."""
+"""Logging set-up shared by both services: one JSON object per line.
+
+Every record carries the service name and the request id of the work in hand.
+The id is bound per HTTP request in auth and per message in the worker (the
+``x-request-id`` header), so one id finds a registration's whole story across
+both services. A redacting filter blanks secret-looking extras as a second
+line of defence: code must not log secrets in the first place.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
+import threading
+from collections.abc import Mapping
+from typing import IO
+
+from pythonjsonlogger.json import JsonFormatter
+
+REDACTED = "[redacted]"
+SECRET_KEYS = frozenset({"password", "code", "token", "secret", "authorization", "access_token"})
+SECRET_SUFFIXES = tuple(f"_{word}" for word in ("password", "token", "secret", "authorization"))
+
+_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+def bind_request_id(request_id: str | None) -> None:
+    """Tag every record logged from here on (in this thread or context) with ``request_id``."""
+    _request_id.set(request_id)
+
+
+def current_request_id() -> str | None:
+    return _request_id.get()
+
+
+def is_secret_key(key: str) -> bool:
+    word = key.lower().replace("-", "_")
+    return word in SECRET_KEYS or word.endswith(SECRET_SUFFIXES)
+
+
+def redact(value):
+    """``value`` with every secret-looking key of every nested mapping blanked."""
+    if isinstance(value, Mapping):
+        return {key: REDACTED if is_secret_key(str(key)) else redact(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    return value
+
+
+_STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = _request_id.get()
+        return True
+
+
+class RedactSecretsFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key in [key for key in record.__dict__ if key not in _STANDARD_ATTRIBUTES]:
+            record.__dict__[key] = REDACTED if is_secret_key(key) else redact(record.__dict__[key])
+        return True
+
+
+def json_formatter(service: str) -> JsonFormatter:
+    return JsonFormatter(
+        "%(levelname)s %(name)s %(message)s",
+        rename_fields={"levelname": "level", "name": "logger"},
+        static_fields={"service": service},
+        timestamp="time",
+    )
+
+
+def json_handler(service: str, stream: IO[str] | None = None) -> logging.Handler:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(json_formatter(service))
+    handler.addFilter(RequestIdFilter())
+    handler.addFilter(RedactSecretsFilter())
+    return handler
+
+
+def configure_logging(service: str, level: str = "INFO", stream: IO[str] | None = None) -> logging.Handler:
+    handler = json_handler(service, stream)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("pika").setLevel(logging.WARNING)
+    # Warnings and crashes of any thread become JSON lines too, not free text between them.
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+    return handler
+
+
+def _log_uncaught(exc_type, exc_value, traceback) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc_value, traceback)
+        return
+    logging.getLogger("uncaught").critical("uncaught exception", exc_info=(exc_type, exc_value, traceback))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    thread = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("uncaught").critical(
+        "uncaught exception in a thread",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        extra={"thread_name": thread},
+    )

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from common.settings import environment
-from devtools.stack import LocalStack, delete_queues, preflight, unique_names
+from devtools.stack import LocalStack, delete_queues, http_json, preflight, unique_names
 
 RULE = "-" * 72
 
@@ -23,6 +23,32 @@ def show(step: str, method: str, path: str, body: dict | None, answer) -> None:
     status, _, response = answer
     print(f"\n{RULE}\n{step}\n  {method} {path}" + (f"  {json.dumps(body)}" if body else ""))
     print(f"  -> {status} {json.dumps(response, indent=2).replace(chr(10), chr(10) + '     ')}")
+
+
+def show_operations(stack: LocalStack, request_id: str, log_dir: Path) -> None:
+    """What an operator sees: the registration's log lines in both services, and the metrics."""
+    print(f"\n{RULE}\n7. The registration in the logs (request id {request_id}), then the metrics\n")
+    for name in ("auth.log", "worker.log"):
+        for line in (log_dir / name).read_text().splitlines():
+            if f'"request_id": "{request_id}"' in line:
+                print(f"   {name}: {line}")
+    for url in (f"{stack.base_url}/metrics", f"{stack.worker_status_url}/metrics"):
+        print(f"\n   GET {url}")
+        _, _, text = http_json("GET", url)
+        for line in text.splitlines():
+            if line.startswith(DEMO_METRICS) and not line.endswith(" 0.0"):
+                print(f"   {line}")
+
+
+DEMO_METRICS = (
+    "http_requests_total",
+    "messages_consumed_total",
+    "outbox_pending",
+    "codes_issued_total",
+    "code_verdicts_total",
+    "emails_sent_total",
+    "emails_failed_total",
+)
 
 
 def main() -> int:
@@ -53,13 +79,8 @@ def main() -> int:
         print(f"Auth service ready at {stack.base_url} (API docs at {stack.base_url}/docs)")
 
         body = {"email": email, "password": password, "name": "Ada"}
-        show(
-            "1. Register",
-            "POST",
-            "/auth/register",
-            {**body, "password": "***"},
-            stack.call("POST", "/auth/register", body),
-        )
+        registered = stack.call("POST", "/auth/register", body)
+        show("1. Register", "POST", "/auth/register", {**body, "password": "***"}, registered)
 
         mails = stack.sink.wait_for(email, timeout=15)
         if not mails:
@@ -100,6 +121,7 @@ def main() -> int:
             stack.call("GET", "/auth/me", None, {"Authorization": f"Bearer {token}"}),
         )
         ok = status == 200
+        show_operations(stack, registered[1].get("X-Request-Id", ""), log_dir)
     finally:
         codes = stack.stop()
         delete_queues(rabbitmq_url, [names[key] for key in names if key.endswith("_QUEUE")])

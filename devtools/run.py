@@ -27,7 +27,10 @@ def main() -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="run-logs-"))
     stack = LocalStack(
         log_dir,
-        {"MONGO_URI": env.get("MONGO_URI") or "mongomock://"},
+        {
+            "MONGO_URI": env.get("MONGO_URI") or "mongomock://",
+            "WORKER_METRICS_PORT": env.get("WORKER_METRICS_PORT", "9100"),
+        },
         echo_mail=True,
         auth_port=int(env.get("AUTH_PORT", 8000)),
         smtp_port=int(env.get("SMTP_PORT", 1025)),
@@ -36,6 +39,7 @@ def main() -> int:
     print(f"auth service: {stack.base_url}  (docs: {stack.base_url}/docs)")
     print(f"mail sink: 127.0.0.1:{stack.sink.port}, each mail is printed here")
     print(f"service logs: {log_dir}/auth.log and {log_dir}/worker.log")
+    print(f"metrics: {stack.base_url}/metrics and {stack.worker_status_url}/metrics")
     print("Ctrl-C to stop.")
     try:
         threading.Event().wait()

@@ -155,6 +155,8 @@ class LocalStack:
             "MONGO_URI": "mongomock://",
             "AUTH_HOST": "127.0.0.1",
             "AUTH_PORT": str(self.auth_port),
+            "WORKER_METRICS_HOST": "127.0.0.1",
+            "WORKER_METRICS_PORT": str(free_port()),
             "SMTP_HOST": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
             **(overrides or {}),
@@ -165,6 +167,11 @@ class LocalStack:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.auth_port}"
+
+    @property
+    def worker_status_url(self) -> str:
+        """Where the worker serves /metrics, /healthz and /readyz (a private port, so runs never collide)."""
+        return f"http://127.0.0.1:{self.env['WORKER_METRICS_PORT']}"
 
     def start(self, ready_timeout: float = 30.0) -> LocalStack:
         self.sink.start()

@@ -4,15 +4,63 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis
 
+from common.logs import bind_request_id as bind_request_id_to_logs
 from common.messaging.consumer import Consumer, Observer
-from email_service.adapters.mailer import FlaskMailer, mail_app
+from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
+from email_service.adapters.mailer import FlaskMailer, SmtpProbe, mail_app
+from email_service.adapters.metrics import PrometheusVerificationEvents
 from email_service.adapters.pending_store import RedisPendingRegistrations
 from email_service.config import Settings
 from email_service.handlers import CodePolicy, VerificationHandlers
-from email_service.ports import Mailer, PendingStore
+from email_service.ports import Mailer, PendingStore, VerificationEvents
+
+SMTP_PROBE_TIMEOUT_SECONDS = 2.0
+SMTP_PROBE_CACHE_SECONDS = 5.0
+
+
+@dataclass
+class Worker:
+    consumers: list[Consumer]
+    registry: CollectorRegistry
+    readiness: Callable[[], dict[str, str]]
+
+
+def build_worker(settings: Settings) -> Worker:
+    """The production wiring: Redis, SMTP, consumers, and the metrics and readiness they report to."""
+    registry = process_registry()
+    client = redis_client(settings)
+    handlers = build_handlers(
+        settings,
+        store=RedisPendingRegistrations(client, settings.redis_key_prefix),
+        events=PrometheusVerificationEvents(registry),
+    )
+    consumers = build_consumers(
+        settings, handlers, observe=ConsumerMetrics(registry, consumed_queues(settings)).observe
+    )
+    smtp_answers = SmtpProbe(
+        settings.smtp_host,
+        settings.smtp_port,
+        use_ssl=settings.smtp_use_ssl,
+        timeout=min(SMTP_PROBE_TIMEOUT_SECONDS, settings.smtp_timeout_seconds),
+        cache_seconds=SMTP_PROBE_CACHE_SECONDS,
+    )
+
+    def readiness() -> dict[str, str]:
+        try:
+            redis_up = bool(client.ping())
+        except redis.RedisError:
+            redis_up = False
+        return {
+            "redis": "up" if redis_up else "down",
+            "rabbitmq": "up" if all(consumer.connected for consumer in consumers) else "down",
+            "smtp": "up" if smtp_answers() else "down",
+        }
+
+    return Worker(consumers=consumers, registry=registry, readiness=readiness)
 
 
 def build_handlers(
@@ -21,6 +69,7 @@ def build_handlers(
     store: PendingStore | None = None,
     mailer: Mailer | None = None,
     clock: Callable[[], float] = time.time,
+    events: VerificationEvents | None = None,
 ) -> VerificationHandlers:
     if store is None:
         store = RedisPendingRegistrations(redis_client(settings), settings.redis_key_prefix)
@@ -33,7 +82,7 @@ def build_handlers(
         max_codes_per_hour=settings.max_codes_per_hour,
         max_codes_per_day=settings.max_codes_per_day,
     )
-    return VerificationHandlers(store, mailer, policy, settings.account_confirmed_queue, clock)
+    return VerificationHandlers(store, mailer, policy, settings.account_confirmed_queue, clock, events)
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -46,11 +95,15 @@ def redis_client(settings: Settings) -> redis.Redis:
     )
 
 
+def consumed_queues(settings: Settings) -> list[str]:
+    return [settings.account_creation_queue, settings.confirm_email_code_queue]
+
+
 def build_consumers(
     settings: Settings,
     handlers: VerificationHandlers,
     observe: Observer | None = None,
-    bind_request_id: Callable[[str | None], None] | None = None,
+    bind_request_id: Callable[[str | None], None] = bind_request_id_to_logs,
 ) -> list[Consumer]:
     common = {
         "url": settings.rabbitmq_url,
@@ -61,10 +114,8 @@ def build_consumers(
     }
     # Each consumer owns its connection; several per queue let a slow SMTP
     # exchange for one user not hold up the codes of the others.
-    routes = [
-        (settings.account_creation_queue, handlers.on_code_requested),
-        (settings.confirm_email_code_queue, handlers.on_code_submitted),
-    ]
+    code_requests, code_submissions = consumed_queues(settings)
+    routes = [(code_requests, handlers.on_code_requested), (code_submissions, handlers.on_code_submitted)]
     return [
         Consumer(queue=queue, handler=handler, name=f"consumer:{queue}:{index}", **common)
         for queue, handler in routes

@@ -34,6 +34,7 @@ class Settings:
     code_hmac_key: str
     prefetch: int
     consumer_threads: int
+    metrics_host: str
     metrics_port: int
     log_level: str
 
@@ -69,6 +70,7 @@ class Settings:
             code_hmac_key=read.secret("CODE_HMAC_KEY", development, DEVELOPMENT_CODE_KEY),
             prefetch=read.int("WORKER_PREFETCH", 4, minimum=1),
             consumer_threads=read.int("WORKER_THREADS", 4, minimum=1, maximum=64),
+            metrics_host=read.str("WORKER_METRICS_HOST", "127.0.0.1"),
             metrics_port=read.int("WORKER_METRICS_PORT", 9100, minimum=0, maximum=65535),
             log_level=read.str("LOG_LEVEL", "INFO").upper(),
         )

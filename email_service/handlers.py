@@ -22,7 +22,7 @@ from email_service.domain.codes import (
     generate_code,
     within_quota,
 )
-from email_service.ports import Mailer, PendingStore, PermanentMailError, TransientMailError
+from email_service.ports import Mailer, PendingStore, PermanentMailError, TransientMailError, VerificationEvents
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,23 @@ class CodePolicy:
     max_codes_per_day: int
 
 
+class UncountedEvents:
+    def code_issued(self) -> None:
+        pass
+
+    def code_over_quota(self) -> None:
+        pass
+
+    def code_judged(self, verdict: Verdict) -> None:
+        pass
+
+    def email_sent(self) -> None:
+        pass
+
+    def email_failed(self, permanent: bool) -> None:
+        pass
+
+
 class VerificationHandlers:
     def __init__(
         self,
@@ -44,12 +61,14 @@ class VerificationHandlers:
         policy: CodePolicy,
         account_confirmed_queue: str,
         clock: Callable[[], float],
+        events: VerificationEvents | None = None,
     ):
         self._store = store
         self._mailer = mailer
         self._policy = policy
         self._account_confirmed_queue = account_confirmed_queue
         self._clock = clock
+        self._events = events if events is not None else UncountedEvents()
 
     def on_code_requested(self, message: Incoming, publisher: ChannelPublisher) -> Result:
         if message.type not in messages.CODE_REQUEST_TYPES:
@@ -77,6 +96,7 @@ class VerificationHandlers:
             policy = self._policy
             if not within_quota(last_hour, last_day, policy.max_codes_per_hour, policy.max_codes_per_day):
                 log.warning("code quota reached for address, no code sent")
+                self._events.code_over_quota()
                 return Result.ack()
 
         code = generate_code()
@@ -93,12 +113,16 @@ class VerificationHandlers:
             self._policy.ttl_seconds,
         )
         self._store.record_code_sent(email, message.message_id, now)
+        self._events.code_issued()
         try:
             self._mailer.send_verification(email, name, code, describe_validity(self._policy.ttl_seconds))
         except TransientMailError as error:
+            self._events.email_failed(permanent=False)
             return Result.retry(f"smtp: {error}")
         except PermanentMailError as error:
+            self._events.email_failed(permanent=True)
             return Result.dead_letter(f"smtp: {error}")
+        self._events.email_sent()
         self._store.mark_mail_sent(email, message.message_id)
         log.info("verification code sent")
         return Result.ack()
@@ -125,6 +149,7 @@ class VerificationHandlers:
                 ),
             )
             self._store.discard_consumed(email, message.message_id)
+        self._events.code_judged(judgement.verdict)
         log.info("code judged", extra={"verdict": judgement.verdict.value})
         if message.reply_to:
             publisher.reply(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from email_service.domain.codes import Judgement, PendingRegistration
+from email_service.domain.codes import Judgement, PendingRegistration, Verdict
 
 
 class TransientMailError(Exception):
@@ -28,3 +28,13 @@ class PendingStore(Protocol):
 
 class Mailer(Protocol):
     def send_verification(self, email: str, name: str | None, code: str, validity: str) -> None: ...
+
+
+class VerificationEvents(Protocol):
+    """What the handlers report happening, for metrics; never the address or the code."""
+
+    def code_issued(self) -> None: ...
+    def code_over_quota(self) -> None: ...
+    def code_judged(self, verdict: Verdict) -> None: ...
+    def email_sent(self) -> None: ...
+    def email_failed(self, permanent: bool) -> None: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from auth_service.ports import BrokerUnavailable
 from auth_service.service import AccountService
@@ -34,9 +35,15 @@ class AccountConfirmedHandler:
 class OutboxRelay(threading.Thread):
     """Publishes what a request stored but could not publish (the broker was away)."""
 
-    def __init__(self, accounts: AccountService, interval_seconds: float = 1.0):
+    def __init__(
+        self,
+        accounts: AccountService,
+        interval_seconds: float = 1.0,
+        on_relayed: Callable[[int], None] = lambda delivered: None,
+    ):
         super().__init__(name="outbox-relay", daemon=True)
         self._accounts = accounts
+        self._on_relayed = on_relayed
         self._interval = interval_seconds
         self._stopping = threading.Event()
         self.failure: BaseException | None = None
@@ -50,6 +57,7 @@ class OutboxRelay(threading.Thread):
             try:
                 delivered = self._accounts.relay_due_outbox()
                 if delivered:
+                    self._on_relayed(delivered)
                     log.info("outbox relayed", extra={"delivered": delivered})
                 backoff.reset()
                 self._stopping.wait(self._interval)

@@ -207,6 +207,11 @@ class Consumer(threading.Thread):
             self._republish(channel, self._queue.dead_letter_queue, properties, body, headers)
             log.error("message dead-lettered", extra={"queue": self._queue.name, "reason": result.reason})
         channel.basic_ack(method.delivery_tag)
+        if outcome is Outcome.ACK:
+            log.info(
+                "message handled",
+                extra={"queue": self._queue.name, "message_type": properties.type, "message_id": properties.message_id},
+            )
         self._observe(self._queue.name, outcome)
 
     @staticmethod

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import smtplib
+import threading
+import time
+from collections.abc import Callable
 
 from flask import Flask, render_template
 from flask_mail import Connection, Mail, Message
@@ -63,6 +66,45 @@ class FlaskMailer:
                 raise _classify(error.smtp_code, type(error).__name__) from None
             except (TimeoutError, smtplib.SMTPException, OSError) as error:
                 raise TransientMailError(type(error).__name__) from None
+
+
+class SmtpProbe:
+    """Does the SMTP server answer? Connect and NOOP, remembered a few seconds so probes stay cheap."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        use_ssl: bool = False,
+        timeout: float = 2.0,
+        cache_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._host = host
+        self._port = port
+        self._smtp_class = smtplib.SMTP_SSL if use_ssl else smtplib.SMTP
+        self._timeout = timeout
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._checked_at: float | None = None
+        self._answered = False
+
+    def __call__(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            if self._checked_at is None or now - self._checked_at >= self._cache_seconds:
+                self._answered = self._noop()
+                self._checked_at = self._clock()
+            return self._answered
+
+    def _noop(self) -> bool:
+        try:
+            with self._smtp_class(self._host, self._port, timeout=self._timeout) as smtp:
+                status, _ = smtp.noop()
+            return status == 250
+        except (OSError, smtplib.SMTPException):
+            return False
 
 
 def _classify(smtp_code: int, what: str) -> Exception:

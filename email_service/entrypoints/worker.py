@@ -8,6 +8,7 @@ import threading
 
 from email_service import bootstrap
 from email_service.config import Settings
+from email_service.entrypoints.status import StatusServer
 
 log = logging.getLogger(__name__)
 
@@ -15,8 +16,17 @@ SHUTDOWN_GRACE_SECONDS = 9.0
 
 
 def run(settings: Settings) -> int:
-    handlers = bootstrap.build_handlers(settings)
-    consumers = bootstrap.build_consumers(settings, handlers)
+    worker = bootstrap.build_worker(settings)
+    consumers = worker.consumers
+    status = None
+    if settings.metrics_port:
+        try:
+            status = StatusServer(settings.metrics_host, settings.metrics_port, worker.registry, worker.readiness)
+        except OSError as error:
+            log.error("cannot serve metrics", extra={"port": settings.metrics_port, "error": repr(error)})
+            return 1
+        status.start()
+        log.info("metrics and probes served", extra={"url": f"http://{settings.metrics_host}:{status.port}/metrics"})
     stop = threading.Event()
 
     def request_stop(signum, frame):
@@ -42,5 +52,7 @@ def run(settings: Settings) -> int:
         consumer.stop()
     for consumer in consumers:
         consumer.join(SHUTDOWN_GRACE_SECONDS)
+    if status is not None:
+        status.stop()
     log.info("email worker stopped")
     return exit_code

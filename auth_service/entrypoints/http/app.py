@@ -13,8 +13,9 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from auth_service.config import Settings
 from auth_service.domain.errors import AuthError
-from auth_service.entrypoints.http import errors, routes
+from auth_service.entrypoints.http import errors, observability, routes
 from auth_service.service import AccountService
+from common.metrics import CollectorRegistry
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -33,7 +34,12 @@ class ContractApi(Api):
         return errors.handle_http_exception(error)
 
 
-def create_app(settings: Settings, accounts: AccountService, readiness: Callable[[], dict[str, str]]) -> Flask:
+def create_app(
+    settings: Settings,
+    accounts: AccountService,
+    readiness: Callable[[], dict[str, str]],
+    registry: CollectorRegistry | None = None,
+) -> Flask:
     app = Flask("auth_service")
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -65,6 +71,7 @@ def create_app(settings: Settings, accounts: AccountService, readiness: Callable
     def assign_request_id():
         offered = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = offered if REQUEST_ID_PATTERN.match(offered) else uuid.uuid4().hex
+        observability.start_request(g.request_id)
 
     @app.before_request
     def require_json_object():
@@ -79,4 +86,5 @@ def create_app(settings: Settings, accounts: AccountService, readiness: Callable
             response.headers[REQUEST_ID_HEADER] = request_id
         return response
 
+    observability.install(app, registry if registry is not None else CollectorRegistry())
     return app
