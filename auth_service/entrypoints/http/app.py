@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from auth_service.config import Settings
 from auth_service.domain.errors import AuthError
-from auth_service.entrypoints.http import errors, ratelimits, routes
+from auth_service.entrypoints.http import errors, ratelimits, routes, schemas
 from auth_service.service import AccountService
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -28,7 +28,9 @@ class AuthExtension:
 
 
 class ContractApi(Api):
-    """flask-smorest with the contract's error body instead of its own."""
+    """flask-smorest with the contract's error body instead of its own, in answers and in the document."""
+
+    ERROR_SCHEMA = schemas.ErrorResponse
 
     def handle_http_exception(self, error: HTTPException):
         return errors.handle_http_exception(error)
