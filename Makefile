@@ -4,13 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install requirements lint format test unit integration run demo bench clean
+.PHONY: help install requirements lint format test unit integration run demo bench bench-login clean
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
 	@echo "make test         lint, then every test (unit and integration)"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
-	@echo "make unit | integration | lint | format | bench | requirements | clean"
+	@echo "make unit | integration | lint | format | bench | bench-login | requirements | clean"
 
 install: $(VENV)/.installed
 
@@ -49,6 +49,9 @@ demo: install
 
 bench: install
 	$(PY) -m bench.email_latency
+
+bench-login: install
+	$(PY) -m bench.login_timing
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
