@@ -5,9 +5,54 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from limits import parse_many
+
 from common.settings import Reader, SettingsError, environment
 
 DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-do-not-use-in-production"  # noqa: S105 (refused outside APP_ENV=development)
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Request limits per endpoint, in flask-limiter's notation ("10/minute;100/hour").
+
+    Each endpoint is limited per client IP and per address (the normalized email
+    of the body). See docs/security.md for why these numbers.
+    """
+
+    register_per_ip: str = "10/minute;100/hour"
+    register_per_address: str = "5/hour"
+    confirm_per_ip: str = "30/minute;300/hour"
+    confirm_per_address: str = "10/minute;50/day"
+    resend_per_ip: str = "10/minute;100/hour"
+    resend_per_address: str = "10/hour"
+    login_per_ip: str = "30/minute;300/hour"
+    login_failures_per_address: str = "10/minute;100/day"
+
+    # Spelled out so that a search for a setting's name finds where it is read.
+    SETTING_NAMES = {
+        "register_per_ip": "RATELIMIT_REGISTER_PER_IP",
+        "register_per_address": "RATELIMIT_REGISTER_PER_ADDRESS",
+        "confirm_per_ip": "RATELIMIT_CONFIRM_PER_IP",
+        "confirm_per_address": "RATELIMIT_CONFIRM_PER_ADDRESS",
+        "resend_per_ip": "RATELIMIT_RESEND_PER_IP",
+        "resend_per_address": "RATELIMIT_RESEND_PER_ADDRESS",
+        "login_per_ip": "RATELIMIT_LOGIN_PER_IP",
+        "login_failures_per_address": "RATELIMIT_LOGIN_FAILURES_PER_ADDRESS",
+    }
+
+    @classmethod
+    def read(cls, read: Reader) -> RateLimits:
+        values = {}
+        defaults = cls()
+        for name, env_name in cls.SETTING_NAMES.items():
+            value = read.str(env_name, getattr(defaults, name))
+            try:
+                parse_many(value)
+            except ValueError:
+                raise SettingsError(f"{env_name} must be limits like '10/minute;100/hour', got {value!r}") from None
+            values[name] = value
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -28,6 +73,8 @@ class Settings:
     resend_cooldown_seconds: int
     ratelimit_enabled: bool
     ratelimit_storage_uri: str
+    ratelimit_key_prefix: str
+    rate_limits: RateLimits
     auth_host: str
     auth_port: int
     confirm_wait_seconds: float
@@ -71,6 +118,8 @@ class Settings:
             resend_cooldown_seconds=read.int("RESEND_COOLDOWN_SECONDS", 60, minimum=0),
             ratelimit_enabled=read.bool("RATELIMIT_ENABLED", True),
             ratelimit_storage_uri=read.str("RATELIMIT_STORAGE_URI", redis_url),
+            ratelimit_key_prefix=read.str("RATELIMIT_KEY_PREFIX", "auth-ratelimit"),
+            rate_limits=RateLimits.read(read),
             auth_host=read.str("AUTH_HOST", "127.0.0.1"),
             auth_port=read.int("AUTH_PORT", 8000, minimum=0, maximum=65535),
             confirm_wait_seconds=read.float("CONFIRM_WAIT_SECONDS", 5.0, minimum=0.1),

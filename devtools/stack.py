@@ -34,6 +34,7 @@ def unique_names(prefix: str = "run") -> dict[str, str]:
         "CONFIRM_EMAIL_CODE_QUEUE": f"{tag}.confirm_email_code",
         "ACCOUNT_CONFIRMED_QUEUE": f"{tag}.account_confirmed",
         "REDIS_KEY_PREFIX": f"{tag}:email",
+        "RATELIMIT_KEY_PREFIX": f"{tag}:ratelimit",
     }
 
 

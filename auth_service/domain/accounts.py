@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from auth_service.domain.common_passwords import is_common
+
 PASSWORD_MIN_BYTES = 8
 PASSWORD_MAX_BYTES = 72  # bcrypt ignores everything past 72 bytes
 EMAIL_MAX_LENGTH = 254
@@ -42,3 +44,11 @@ def password_length_problem(password: str) -> str | None:
     if size > PASSWORD_MAX_BYTES:
         return f"Password must be at most {PASSWORD_MAX_BYTES} bytes (UTF-8)."
     return None
+
+
+def password_problem(password: str) -> str | None:
+    """Why a new password is refused, or None: the length rule, then the common-password list."""
+    problem = password_length_problem(password)
+    if problem is None and is_common(password):
+        problem = "This password is too common; choose one that is harder to guess."
+    return problem

@@ -59,11 +59,18 @@ def dockerfile() -> DockerfileParser:
 
 
 def settings_read_by_the_code() -> set[str]:
-    """Every NAME in a ``read.<method>("NAME", ...)`` call anywhere in the services' code."""
+    """Every NAME in a ``read.<method>("NAME", ...)`` call anywhere in the services' code,
+    and every value of a ``SETTING_NAMES = {...}`` table (settings read in a loop)."""
     names = set()
     for package in CODE_PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Assign)
+                    and any(isinstance(target, ast.Name) and target.id == "SETTING_NAMES" for target in node.targets)
+                    and isinstance(node.value, ast.Dict)
+                ):
+                    names.update(value.value for value in node.value.values if isinstance(value, ast.Constant))
                 if (
                     isinstance(node, ast.Call)
                     and isinstance(node.func, ast.Attribute)

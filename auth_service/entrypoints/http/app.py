@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from flask import Flask, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from auth_service.config import Settings
 from auth_service.domain.errors import AuthError
-from auth_service.entrypoints.http import errors, observability, routes
+from auth_service.entrypoints.http import errors, observability, ratelimits, routes, schemas
 from auth_service.service import AccountService
 from common.metrics import CollectorRegistry
 
@@ -28,7 +29,9 @@ class AuthExtension:
 
 
 class ContractApi(Api):
-    """flask-smorest with the contract's error body instead of its own."""
+    """flask-smorest with the contract's error body instead of its own, in answers and in the document."""
+
+    ERROR_SCHEMA = schemas.ErrorResponse
 
     def handle_http_exception(self, error: HTTPException):
         return errors.handle_http_exception(error)
@@ -61,6 +64,10 @@ def create_app(
     api = ContractApi(app)
     api.register_blueprint(routes.auth)
     api.register_blueprint(routes.health)
+    ratelimits.install(app, settings)
+    if settings.proxy_hops:
+        # Only as many X-Forwarded-For entries as there are proxies of ours are believed.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
 
     app.register_error_handler(AuthError, errors.handle_auth_error)
     for dependency_error in errors.UNAVAILABLE_ERRORS:
@@ -78,6 +85,14 @@ def create_app(
         has_body = request.method in ("POST", "PUT", "PATCH") and request.url_rule is not None
         if has_body and not isinstance(request.get_json(silent=True), dict):
             raise BadRequest("The request body must be a JSON object (Content-Type: application/json).")
+
+    @app.after_request
+    def never_cache_auth_answers(response):
+        # Tokens and code verdicts must not stay in a shared or browser cache, errors included.
+        if request.path.startswith(routes.auth.url_prefix + "/"):
+            response.headers["Cache-Control"] = "no-store"
+            response.headers["Pragma"] = "no-cache"
+        return response
 
     @app.after_request
     def echo_request_id(response):

@@ -27,6 +27,10 @@ STATUS_OF = {
 }
 
 
+# Where werkzeug's name for a status is not the snake_case code the API documents.
+CODE_FOR_STATUS = {413: "payload_too_large"}
+
+
 def error_response(status: int, code: str, message: str, headers: dict | None = None, **extra):
     response = jsonify({"error": code, "message": message, **extra})
     response.status_code = status
@@ -57,7 +61,8 @@ def handle_http_exception(error: HTTPException):
     headers = dict(data.get("headers") or {})
     if error.code == 405 and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
-    return error_response(error.code, _snake(error.name), data.get("message") or error.description, headers)
+    code = CODE_FOR_STATUS.get(error.code) or _snake(error.name)
+    return error_response(error.code, code, data.get("message") or error.description, headers)
 
 
 # A store that is unreachable is the service being unavailable, not a bug in the request.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from auth_service.domain.accounts import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, password_length_problem
+from auth_service.domain.accounts import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, password_problem
 
 
 class StrictSchema(ma.Schema):
@@ -17,13 +17,25 @@ def _trimmed(value):
     return value.strip() if isinstance(value, str) else value
 
 
+class Text(fields.String):
+    """A string that is valid Unicode text: JSON can smuggle in lone surrogates, which no store accepts."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ma.ValidationError("Not valid Unicode text.") from None
+        return text
+
+
 class TrimmedEmail(fields.Email):
     def _deserialize(self, value, attr, data, **kwargs):
         return super()._deserialize(_trimmed(value), attr, data, **kwargs)
 
 
 def _check_password(value: str) -> None:
-    problem = password_length_problem(value)
+    problem = password_problem(value)
     if problem:
         raise ma.ValidationError(problem)
 
@@ -36,12 +48,15 @@ def _email():
 
 class RegisterRequest(StrictSchema):
     email = _email()
-    password = fields.String(
+    password = Text(
         required=True,
         validate=_check_password,
-        metadata={"description": "8 to 72 bytes of UTF-8", "example": "correct horse battery"},
+        metadata={
+            "description": "8 to 72 bytes of UTF-8, not one of the 10,000 most common passwords",
+            "example": "correct horse battery",
+        },
     )
-    name = fields.String(
+    name = Text(
         load_default=None, allow_none=True, validate=validate.Length(max=NAME_MAX_LENGTH), metadata={"example": "Ada"}
     )
 
@@ -61,7 +76,7 @@ class ResendRequest(StrictSchema):
 
 class LoginRequest(StrictSchema):
     email = _email()
-    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    password = Text(required=True, validate=validate.Length(min=1, max=1024))
 
 
 class RegisteredResponse(ma.Schema):

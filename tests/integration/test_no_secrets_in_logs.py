@@ -1,0 +1,126 @@
+"""The whole flow on the real processes at LOG_LEVEL=DEBUG, then every log line searched for secrets.
+
+Both services run as they do in production (waitress, pika, RabbitMQ, Redis)
+through ``LocalStack``, on queues and key prefixes of this run's own. The
+passwords, every code (sent or guessed), the access token and both keys are
+fresh per run, so a match can only come from a log line that leaked them.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import secrets
+import uuid
+
+import pytest
+
+from devtools.stack import LocalStack, delete_queues, preflight, unique_names
+
+pytestmark = pytest.mark.integration
+
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def fresh_key(label: str) -> str:
+    return f"{label}-{secrets.token_urlsafe(32)}"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    problems = preflight(RABBITMQ_URL, REDIS_URL)
+    if problems:
+        pytest.fail("\n".join(problems))
+    names = unique_names("secrets")
+    secret_values = {
+        "JWT_SECRET": fresh_key("jwt"),
+        "CODE_HMAC_KEY": fresh_key("hmac"),
+    }
+    overrides = {
+        **names,
+        **secret_values,
+        "RABBITMQ_URL": RABBITMQ_URL,
+        "REDIS_URL": REDIS_URL,
+        "LOG_LEVEL": "DEBUG",
+        "BCRYPT_ROUNDS": "4",
+        "RESEND_COOLDOWN_SECONDS": "0",
+        "RATELIMIT_ENABLED": "true",
+    }
+    work_queues = [names["ACCOUNT_CREATION_QUEUE"], names["CONFIRM_EMAIL_CODE_QUEUE"], names["ACCOUNT_CONFIRMED_QUEUE"]]
+    stack = LocalStack(tmp_path_factory.mktemp("logs"), overrides)
+    try:
+        stack.start()
+        yield stack, dict(secret_values)
+    finally:
+        stack.stop()
+        delete_queues(RABBITMQ_URL, work_queues)
+
+
+def walk_the_flow(stack: LocalStack) -> dict[str, list[str]]:
+    """Register, guess, resend, confirm, log in, read the profile; returns the secrets it used."""
+    email = f"secrets-{uuid.uuid4().hex[:10]}@example.com"
+    password = f"pw {secrets.token_urlsafe(12)}"
+    wrong_password = f"wrong {secrets.token_urlsafe(12)}"
+
+    assert stack.call("POST", "/auth/register", {"email": email, "password": password, "name": "Ada"})[0] == 201
+    [first] = stack.sink.wait_for(email, count=1, timeout=20)
+    wrong_code = f"{(int(first.code) + 1) % 1_000_000:06d}"
+    status, _, body = stack.call("POST", "/auth/confirm", {"email": email, "code": wrong_code})
+    assert (status, body["error"]) == (400, "invalid_code")
+
+    assert stack.call("POST", "/auth/resend-code", {"email": email})[0] == 202
+    mails = stack.sink.wait_for(email, count=2, timeout=20)
+    codes = [mail.code for mail in mails]
+    assert stack.call("POST", "/auth/confirm", {"email": email, "code": codes[-1]})[0] == 200
+
+    assert stack.call("POST", "/auth/login", {"email": email, "password": wrong_password})[0] == 401
+    unknown = f"nobody-{uuid.uuid4().hex[:10]}@example.com"
+    assert stack.call("POST", "/auth/login", {"email": unknown, "password": password})[0] == 401
+    status, headers, body = stack.call("POST", "/auth/login", {"email": email, "password": password})
+    assert status == 200
+    assert headers["Cache-Control"] == "no-store"
+    token = body["access_token"]
+    assert stack.call("GET", "/auth/me", headers={"Authorization": f"Bearer {token}"})[0] == 200
+    assert stack.call("GET", "/auth/me", headers={"Authorization": f"Bearer {token}x"})[0] == 401
+    return {"password": [password, wrong_password], "code": [*codes, wrong_code], "access token": [token]}
+
+
+def test_a_chunked_body_over_the_cap_is_413_on_the_real_server(run):
+    stack, _ = run
+    connection = http.client.HTTPConnection("127.0.0.1", stack.auth_port, timeout=10)
+    try:
+        connection.putrequest("POST", "/auth/login")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()
+        chunk = b'{"email": "' + b"a" * 64 * 1024 + b'"}'
+        connection.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(chunk), chunk))
+        response = connection.getresponse()
+        assert response.status == 413
+        assert b'"payload_too_large"' in response.read()
+    finally:
+        connection.close()
+
+
+def test_no_secret_reaches_a_log_line(run):
+    stack, keys = run
+    used = walk_the_flow(stack)
+    # Stopped before reading, so that every line is flushed; the fixture stops the mail sink.
+    assert stack.auth.stop() == 0
+    assert stack.worker.stop() == 0
+    logs = {"auth": stack.auth.log_text(), "worker": stack.worker.log_text()}
+    assert "verification code sent" in logs["worker"]
+    assert "auth service listening" in logs["auth"]
+
+    wanted = {**used, "JWT_SECRET": [keys["JWT_SECRET"]], "CODE_HMAC_KEY": [keys["CODE_HMAC_KEY"]]}
+    leaks = []
+    for service, text in logs.items():
+        for number, line in enumerate(text.splitlines(), 1):
+            for kind, values in wanted.items():
+                for value in values:
+                    # Codes are matched as whole numbers, so that hex ids and timestamps cannot collide.
+                    pattern = rf"(?<![0-9A-Za-z]){re.escape(value)}(?![0-9A-Za-z])" if kind == "code" else None
+                    if (pattern and re.search(pattern, line)) or (not pattern and value in line):
+                        leaks.append(f"{service}.log:{number}: {kind}")
+    assert not leaks, leaks
