@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import mongomock
 import pymongo
+import pymongo.errors
 import redis
 from flask import Flask
 
@@ -90,7 +91,7 @@ def build(
 
     background: list = []
     if bus is None:
-        bus = RabbitMessageBus(settings.rabbitmq_url, settings.work_queues)
+        bus = RabbitMessageBus(settings.rabbitmq_url, settings.work_queues, settings.retry_delays_seconds)
         background.append(bus)
 
     accounts = AccountService(
@@ -117,6 +118,8 @@ def build(
                 queue=settings.account_confirmed_queue,
                 handler=AccountConfirmedHandler(accounts),
                 declare=settings.work_queues,
+                retry_delays=settings.retry_delays_seconds,
+                unavailable=(pymongo.errors.ConnectionFailure,),
             )
         )
         background.append(OutboxRelay(accounts))

@@ -58,6 +58,9 @@ def build_consumers(
         "prefetch": settings.prefetch,
         "observe": observe,
         "bind_request_id": bind_request_id,
+        "retry_delays": settings.retry_delays_seconds,
+        # Redis down says nothing about the message: hold it rather than spend its retries.
+        "unavailable": (redis.ConnectionError, redis.TimeoutError),
     }
     return [
         Consumer(queue=settings.account_creation_queue, handler=handlers.on_code_requested, **common),

@@ -15,6 +15,18 @@ def generate_code() -> str:
     return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
 
 
+def code_for_request(key: str, message_id: str) -> str:
+    """The code for one code request: a keyed hash of its random message id.
+
+    A redelivered request (the worker died after mailing, before recording
+    that it had) yields the same code again, so a second email never voids
+    the first. Message ids are random (uuid4) and the key is secret, so the
+    code is as unpredictable as one drawn from ``secrets``.
+    """
+    mac = hmac.new(key.encode(), f"code\x00{message_id}".encode(), sha256).digest()
+    return f"{int.from_bytes(mac, 'big') % 10**CODE_DIGITS:0{CODE_DIGITS}d}"
+
+
 def code_digest(key: str, email: str, code: str) -> str:
     """Keyed hash binding a code to its address, so a stored digest is useless without the key."""
     return hmac.new(key.encode(), f"{email}\x00{code}".encode(), sha256).hexdigest()
