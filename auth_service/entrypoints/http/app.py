@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pymongo.errors
 from flask import Flask, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import BadRequest, HTTPException
@@ -57,6 +58,7 @@ def create_app(settings: Settings, accounts: AccountService, readiness: Callable
     api.register_blueprint(routes.health)
 
     app.register_error_handler(AuthError, errors.handle_auth_error)
+    app.register_error_handler(pymongo.errors.ConnectionFailure, errors.handle_store_unavailable)
     app.register_error_handler(Exception, errors.handle_unexpected)
 
     @app.before_request

@@ -12,6 +12,8 @@ from auth_service.domain import errors
 
 log = logging.getLogger(__name__)
 
+STORE_RETRY_AFTER_SECONDS = 5
+
 STATUS_OF = {
     errors.EmailTaken: 409,
     errors.InvalidCode: 400,
@@ -56,6 +58,12 @@ def handle_http_exception(error: HTTPException):
     if error.code == 405 and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
     return error_response(error.code, _snake(error.name), data.get("message") or error.description, headers)
+
+
+def handle_store_unavailable(error: Exception):
+    """A store the request needs (MongoDB) did not answer: a retryable 503, not a 500."""
+    log.warning("store unavailable", extra={"error": type(error).__name__})
+    return handle_auth_error(errors.ServiceUnavailable(retry_after=STORE_RETRY_AFTER_SECONDS))
 
 
 def handle_unexpected(error: Exception):
