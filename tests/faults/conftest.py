@@ -162,10 +162,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.section("fault-injection figures")
     header = "  ".join(f"{column:>{width}}" for column, width in FIGURE_COLUMNS)
     terminalreporter.write_line(header)
+    columns = {column for column, _ in FIGURE_COLUMNS}
     for figures in FIGURES:
-        terminalreporter.write_line(
-            "  ".join(f"{figures.get(column, ''):>{width}}" for column, width in FIGURE_COLUMNS)
-        )
+        row = "  ".join(f"{figures.get(column, ''):>{width}}" for column, width in FIGURE_COLUMNS)
+        extra = ", ".join(f"{key}: {value}" for key, value in figures.items() if key not in columns)
+        terminalreporter.write_line(f"{row}  {extra}".rstrip())
     basetemp = config._tmp_path_factory.getbasetemp() if hasattr(config, "_tmp_path_factory") else None
     if basetemp is not None:
         path = Path(basetemp) / "fault-figures.json"

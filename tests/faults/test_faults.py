@@ -40,7 +40,7 @@ def assert_every_registration_recovered(run: FaultRun, outcome, addresses: list[
 def test_worker_killed_mid_burst_and_restarted(fault_run, record_figures):
     run = fault_run()
     first = run.register(BURST // 2)
-    run.wait_for_mails(BURST // 8, timeout=30)
+    mailed_at_kill = run.wait_for_mails(BURST // 8, timeout=30)
     run.stack.worker.kill()  # SIGKILL: messages in hand are neither acked nor recorded
     second = run.register(BURST // 2)
     run.stack.worker.start()
@@ -49,8 +49,11 @@ def test_worker_killed_mid_burst_and_restarted(fault_run, record_figures):
 
     outcome = run.judge(addresses)
     dead = sum(run.dead_letters().values())
-    record_figures(outcome.figures("worker SIGKILL", run.elapsed, dead))
+    figures = outcome.figures("worker SIGKILL", run.elapsed, dead)
+    figures["mailed at kill"] = mailed_at_kill
+    record_figures(figures)
 
+    assert mailed_at_kill < len(first), "the worker was not killed mid-burst"
     assert_every_registration_recovered(run, outcome, addresses)
     assert all(count == 1 for count in outcome.distinct_codes.values())
     assert dead == 0
@@ -59,6 +62,7 @@ def test_worker_killed_mid_burst_and_restarted(fault_run, record_figures):
 def test_rabbitmq_stopped_for_20_seconds_mid_burst(fault_run, private_rabbitmq, record_figures):
     run = fault_run()
     first = run.register(BURST // 2)
+    mailed_at_stop = len(run.stack.sink.all())
     private_rabbitmq.stop()
     outage_started = time.monotonic()
     wait_until_not_ready(run)
@@ -75,7 +79,8 @@ def test_rabbitmq_stopped_for_20_seconds_mid_burst(fault_run, private_rabbitmq, 
     outcome = run.judge(addresses)
     dead = sum(run.dead_letters().values())
     figures = outcome.figures("RabbitMQ down 20 s", run.elapsed, dead)
-    figures["503 answer (s)"] = round(max(confirm_seconds, resend_seconds), 2)
+    figures["mailed at stop"] = mailed_at_stop
+    figures["503 answered within (s)"] = round(max(confirm_seconds, resend_seconds), 3)
     record_figures(figures)
 
     for status, headers, body in (confirm, resend):
@@ -117,7 +122,7 @@ def test_smtp_refusing_for_20_seconds(fault_run, record_figures):
 def test_redis_restarted_mid_burst(fault_run, private_redis, record_figures):
     run = fault_run(RESEND_COOLDOWN_SECONDS="1")
     first = run.register(BURST // 2)
-    run.wait_for_mails(BURST // 5, timeout=30)
+    mailed_at_crash = run.wait_for_mails(BURST // 5, timeout=30)
     private_redis.crash_and_restart_empty(down_seconds=5)
     second = run.register(BURST // 2)
     addresses = first + second
@@ -126,7 +131,10 @@ def test_redis_restarted_mid_burst(fault_run, private_redis, record_figures):
     # Pending codes that Redis lost are lost by design; a resend must recover each such user.
     outcome = run.judge(addresses, recover_expired=True)
     dead = sum(run.dead_letters().values())
-    record_figures(outcome.figures("Redis crash + restart", run.elapsed, dead))
+    figures = outcome.figures("Redis crash + restart", run.elapsed, dead)
+    figures["mailed at crash"] = mailed_at_crash
+    figures["repeated without resend"] = len(outcome.duplicated - outcome.resent)
+    record_figures(figures)
 
     assert_every_registration_recovered(run, outcome, addresses)
     assert not outcome.resent & set(second), "registered after the restart, yet needed a resend"
