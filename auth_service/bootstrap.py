@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import mongomock
 import pymongo
+import pymongo.errors
 import redis
 from flask import Flask
 from prometheus_client import Counter, Gauge
@@ -99,7 +100,7 @@ def build(
 
     background: list = []
     if bus is None:
-        bus = RabbitMessageBus(settings.rabbitmq_url, settings.work_queues)
+        bus = RabbitMessageBus(settings.rabbitmq_url, settings.work_queues, settings.retry_delays_seconds)
         background.append(bus)
 
     accounts = AccountService(
@@ -128,6 +129,8 @@ def build(
                 declare=settings.work_queues,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
+                retry_delays=settings.retry_delays_seconds,
+                unavailable=(pymongo.errors.ConnectionFailure,),
             )
         )
         relayed = Counter("outbox_relayed", "Queue messages published late by the outbox relay", registry=registry)

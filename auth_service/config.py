@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from limits import parse_many
 
+from common.messaging.topology import RETRY_DELAYS_SECONDS
 from common.settings import Reader, SettingsError, environment
 
 DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-do-not-use-in-production"  # noqa: S105 (refused outside APP_ENV=development)
@@ -77,6 +78,7 @@ class Settings:
     rate_limits: RateLimits
     auth_host: str
     auth_port: int
+    retry_delays_seconds: tuple[int, ...]
     confirm_wait_seconds: float
     publish_timeout_seconds: float
     max_body_bytes: int
@@ -122,6 +124,7 @@ class Settings:
             rate_limits=RateLimits.read(read),
             auth_host=read.str("AUTH_HOST", "127.0.0.1"),
             auth_port=read.int("AUTH_PORT", 8000, minimum=0, maximum=65535),
+            retry_delays_seconds=read.int_tuple("RETRY_DELAYS_SECONDS", RETRY_DELAYS_SECONDS),
             confirm_wait_seconds=read.float("CONFIRM_WAIT_SECONDS", 5.0, minimum=0.1),
             publish_timeout_seconds=read.float("PUBLISH_TIMEOUT_SECONDS", 3.0, minimum=0.1),
             max_body_bytes=read.int("MAX_BODY_BYTES", 16 * 1024, minimum=1024),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 # The request publishes the message itself; the relay steps in only if it has
 # not succeeded by then, so the two rarely publish the same message.
 OUTBOX_GRACE = timedelta(seconds=10)
+RETRY_AFTER_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -105,13 +107,19 @@ class AccountService:
         return user
 
     def resend_code(self, email: str, request_id: str | None = None) -> None:
-        """Queue a fresh code. Answers alike for every address, known or not."""
+        """Queue a fresh code. Answers alike for every address, known or not.
+
+        While the broker link is down the request is refused with a retry hint
+        before the cooldown starts, so asking again soon is not punished.
+        """
         email = normalize_email(email)
+        if not self._bus.connected:
+            raise ServiceUnavailable(retry_after=RETRY_AFTER_SECONDS)
         try:
             remaining = self._cooldowns.start(_cooldown_key(email), self._timeouts.resend_cooldown_seconds)
         except Exception:
             log.warning("cooldown store unavailable", exc_info=True)
-            raise ServiceUnavailable(retry_after=5) from None
+            raise ServiceUnavailable(retry_after=RETRY_AFTER_SECONDS) from None
         if remaining > 0:
             raise RateLimited("Wait before asking for another code.", retry_after=math.ceil(remaining))
         user = self._users.by_email(email)
@@ -143,7 +151,7 @@ class AccountService:
                 self._queues.confirm_email_code, submission, timeout=self._timeouts.confirm_wait_seconds
             )
         except BrokerUnavailable:
-            raise ServiceUnavailable(retry_after=5) from None
+            raise ServiceUnavailable(retry_after=RETRY_AFTER_SECONDS) from None
         if reply is None:
             return Confirmation(False, user)
         verdict = reply.get("verdict")
@@ -161,7 +169,7 @@ class AccountService:
                 return Confirmation(True, current)
             raise CodeExpired()
         log.error("unknown verdict from the worker", extra={"verdict": str(verdict)[:40]})
-        raise ServiceUnavailable(retry_after=5)
+        raise ServiceUnavailable(retry_after=RETRY_AFTER_SECONDS)
 
     def mark_verified(self, user_id: str) -> bool:
         return self._users.mark_verified(user_id, self._now())
@@ -214,6 +222,9 @@ class AccountService:
         message = Outgoing(
             type=message_type,
             body={"user_id": user.id, "email": user.email, "name": user.name, "requested_at": self._clock()},
+            # The worker derives the code from this id (see email_service.domain.codes),
+            # so it must come from the cryptographically secure generator.
+            message_id=secrets.token_hex(16),
             request_id=request_id,
         )
         return OutboxEntry(self._queues.account_creation, message)

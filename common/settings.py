@@ -53,6 +53,19 @@ class Reader:
             raise SettingsError(f"{name} must be at least {minimum}")
         return value
 
+    def int_tuple(self, name: str, default: tuple[int, ...], minimum: int = 1) -> tuple[int, ...]:
+        """A comma-separated list of integers, such as ``2,10,30,120``."""
+        raw = self.str(name)
+        if raw is None:
+            return default
+        try:
+            values = tuple(int(part) for part in raw.split(","))
+        except ValueError:
+            raise SettingsError(f"{name} must be comma-separated integers, got {raw!r}") from None
+        if any(value < minimum for value in values):
+            raise SettingsError(f"{name} values must be at least {minimum}")
+        return values
+
     def bool(self, name: str, default: bool) -> bool:
         raw = self._env.get(name)
         if raw is None:

@@ -47,6 +47,7 @@ class _Handler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self._sink.refusing:
+            self._sink.refused += 1
             return "451 4.3.0 Mail server temporarily unavailable"
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -76,6 +77,7 @@ class MailSink:
         self._arrived = threading.Condition()
         self._echo = echo
         self.refusing = False
+        self.refused = 0  # recipients answered 451 while refusing
 
     def start(self) -> MailSink:
         self._controller.start()

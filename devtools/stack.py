@@ -87,13 +87,15 @@ def http_json(method: str, url: str, body: dict | None = None, headers: dict | N
     return status, response_headers, parsed
 
 
-def delete_queues(rabbitmq_url: str, work_queues: list[str]) -> None:
+def delete_queues(
+    rabbitmq_url: str, work_queues: list[str], retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS
+) -> None:
     """Remove a run's private queues (each work queue with its retry and dead-letter queues)."""
     connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
     try:
         channel = connection.channel()
         for name in work_queues:
-            queue = topology.WorkQueue(name)
+            queue = topology.WorkQueue(name, retry_delays)
             for queue_name in [queue.name, queue.dead_letter_queue, *queue.retry_queues]:
                 channel.queue_delete(queue_name)
     finally:

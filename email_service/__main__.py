@@ -1,21 +1,38 @@
-"""Entry point of the email worker (``python -m email_service``)."""
+"""Entry point of the email worker (``python -m email_service``).
+
+Without arguments it runs the worker; ``python -m email_service dlq ...`` is
+the operator's command for dead-lettered messages.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from common.logs import configure_logging
 from common.settings import SettingsError
 from email_service.config import Settings
-from email_service.entrypoints import worker
+from email_service.entrypoints import dlq, worker
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m email_service", description="The email worker.")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("worker", help="consume the queues until SIGTERM/SIGINT (the default)")
+    dlq.add_arguments(commands.add_parser("dlq", help="list, show, replay or purge dead-lettered messages"))
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
+    args = parse_args(argv)
     try:
         settings = Settings.from_env()
     except SettingsError as error:
         print(f"email_service: {error}", file=sys.stderr)
         return 2
+    if args.command == "dlq":
+        configure_logging("email_service", "WARNING")
+        return dlq.run(args, settings.rabbitmq_url, settings.work_queues)
     configure_logging("email_service", settings.log_level)
     return worker.run(settings)
 

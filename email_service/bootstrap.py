@@ -111,6 +111,9 @@ def build_consumers(
         "prefetch": settings.prefetch,
         "observe": observe,
         "bind_request_id": bind_request_id,
+        "retry_delays": settings.retry_delays_seconds,
+        # Redis down says nothing about the message: hold it rather than spend its retries.
+        "unavailable": (redis.ConnectionError, redis.TimeoutError),
     }
     # Each consumer owns its connection; several per queue let a slow SMTP
     # exchange for one user not hold up the codes of the others.

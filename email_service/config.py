@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from common.messaging.topology import RETRY_DELAYS_SECONDS
 from common.settings import Reader, environment
 
 DEVELOPMENT_CODE_KEY = "development-only-code-key-do-not-use-in-production"
@@ -32,6 +33,7 @@ class Settings:
     max_codes_per_hour: int
     max_codes_per_day: int
     code_hmac_key: str
+    retry_delays_seconds: tuple[int, ...]
     prefetch: int
     consumer_threads: int
     metrics_host: str
@@ -68,6 +70,7 @@ class Settings:
             max_codes_per_hour=read.int("MAX_CODES_PER_HOUR", 5, minimum=1),
             max_codes_per_day=read.int("MAX_CODES_PER_DAY", 10, minimum=1),
             code_hmac_key=read.secret("CODE_HMAC_KEY", development, DEVELOPMENT_CODE_KEY),
+            retry_delays_seconds=read.int_tuple("RETRY_DELAYS_SECONDS", RETRY_DELAYS_SECONDS),
             prefetch=read.int("WORKER_PREFETCH", 4, minimum=1),
             consumer_threads=read.int("WORKER_THREADS", 4, minimum=1, maximum=64),
             metrics_host=read.str("WORKER_METRICS_HOST", "127.0.0.1"),

@@ -18,8 +18,8 @@ from email_service.domain.codes import (
     PendingRegistration,
     Verdict,
     code_digest,
+    code_for_request,
     describe_validity,
-    generate_code,
     within_quota,
 )
 from email_service.ports import Mailer, PendingStore, PermanentMailError, TransientMailError, VerificationEvents
@@ -82,8 +82,9 @@ class VerificationHandlers:
             return Result.dead_letter(f"malformed: {error}")
 
         current = self._store.get(email)
+        same_request = current is not None and current.message_id == message.message_id
         if current is not None and current.mail_sent:
-            if current.message_id == message.message_id:
+            if same_request:
                 log.info("code already sent for this message, redelivery ignored")
                 return Result.ack()
             if current.requested_at > requested_at:
@@ -99,19 +100,21 @@ class VerificationHandlers:
                 self._events.code_over_quota()
                 return Result.ack()
 
-        code = generate_code()
-        self._store.replace(
-            PendingRegistration(
-                email=email,
-                user_id=user_id,
-                code_digest=code_digest(self._policy.hmac_key, email, code),
-                attempts=0,
-                message_id=message.message_id,
-                requested_at=requested_at,
-                mail_sent=False,
-            ),
-            self._policy.ttl_seconds,
-        )
+        # Same request, same code: if an earlier try did mail it, this mail repeats it.
+        code = code_for_request(self._policy.hmac_key, message.message_id)
+        if not same_request:
+            self._store.replace(
+                PendingRegistration(
+                    email=email,
+                    user_id=user_id,
+                    code_digest=code_digest(self._policy.hmac_key, email, code),
+                    attempts=0,
+                    message_id=message.message_id,
+                    requested_at=requested_at,
+                    mail_sent=False,
+                ),
+                self._policy.ttl_seconds,
+            )
         self._store.record_code_sent(email, message.message_id, now)
         self._events.code_issued()
         try:

@@ -29,10 +29,11 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
 class RabbitMessageBus(threading.Thread):
-    def __init__(self, url: str, declare: list[str]):
+    def __init__(self, url: str, declare: list[str], retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS):
         super().__init__(name="rabbitmq-link", daemon=True)
         self._url = url
         self._declare = declare
+        self._retry_delays = retry_delays
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self._connection: pika.BlockingConnection | None = None
@@ -107,7 +108,7 @@ class RabbitMessageBus(threading.Thread):
         self._connection = pika.BlockingConnection(parameters(self._url, "auth_service"))
         channel = self._connection.channel()
         channel.confirm_delivery()
-        topology.declare(channel, self._declare)
+        topology.declare(channel, self._declare, self._retry_delays)
         channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, auto_ack=True)
         self._channel = channel
         self._ready.set()

@@ -7,6 +7,13 @@ is treated as a transient failure, so a bug never loses a message and never
 requeues it in a hot loop. Connection errors reconnect with capped back-off;
 a channel error (a topology mismatch, a bug) stops the thread and is
 reported through ``failure`` so the process exits visibly.
+
+A handler that raises one of the ``unavailable`` errors (Redis or MongoDB
+unreachable) says nothing about the message, only about a store it needs.
+Such a message is not spent on the retry ladder: the consumer keeps it in
+hand, pauses with capped back-off while still serving heartbeats, and runs
+the handler again once the store answers. A short outage therefore costs
+time, never a dead-lettered registration.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +40,9 @@ from common.messaging.envelope import (
 )
 
 log = logging.getLogger(__name__)
+
+HOLD_INITIAL_SECONDS = 0.5
+HOLD_MAX_SECONDS = 10.0
 
 CONNECTION_ERRORS = (
     pika.exceptions.AMQPConnectionError,
@@ -107,10 +118,13 @@ class Consumer(threading.Thread):
         name: str | None = None,
         observe: Observer | None = None,
         bind_request_id: Callable[[str | None], None] | None = None,
+        retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS,
+        unavailable: tuple[type[Exception], ...] = (),
     ):
         super().__init__(name=name or f"consumer:{queue}", daemon=True)
         self._url = url
-        self._queue = topology.WorkQueue(queue)
+        self._queue = topology.WorkQueue(queue, retry_delays)
+        self._unavailable = unavailable
         self._handler = handler
         self._declare = declare
         self._prefetch = prefetch
@@ -145,6 +159,10 @@ class Consumer(threading.Thread):
                 log.error("channel error, consumer stops", extra={"queue": self._queue.name, "error": repr(error)})
                 self.failure = error
                 break
+            except Exception as error:  # e.g. a republish the broker could not route: stop visibly
+                log.exception("consumer failed", extra={"queue": self._queue.name})
+                self.failure = error
+                break
             finally:
                 self.ready.clear()
                 self._close()
@@ -153,7 +171,7 @@ class Consumer(threading.Thread):
         self._connection = pika.BlockingConnection(parameters(self._url, self.name))
         channel = self._connection.channel()
         channel.confirm_delivery()
-        topology.declare(channel, self._declare)
+        topology.declare(channel, self._declare, self._queue.retry_delays)
         channel.basic_qos(prefetch_count=self._prefetch)
         channel.basic_consume(self._queue.name, self._on_message)
         self.ready.set()
@@ -176,14 +194,41 @@ class Consumer(threading.Thread):
             return
         self._bind_request_id(message.request_id)
         try:
-            result = self._handler(message, ChannelPublisher(channel))
+            result = self._handle_when_available(message, channel)
         except (*CONNECTION_ERRORS, pika.exceptions.AMQPChannelError):
             raise  # not acked: the broker redelivers it once we reconnect
         except Exception as error:
             log.exception("handler failed", extra={"queue": self._queue.name, "message_type": message.type})
             result = Result.retry(f"unexpected {type(error).__name__}")
-        self._settle(channel, method, properties, body, result)
+        if result is None:
+            # Stopping while a store is down: hand the message back untouched.
+            channel.basic_nack(method.delivery_tag, requeue=True)
+        else:
+            self._settle(channel, method, properties, body, result)
         self._bind_request_id(None)
+
+    def _handle_when_available(self, message: Incoming, channel) -> Result | None:
+        """Run the handler; while a store it needs is down, hold the message and try again."""
+        pause = HOLD_INITIAL_SECONDS
+        while True:
+            try:
+                return self._handler(message, ChannelPublisher(channel))
+            except self._unavailable as error:
+                if self._stopping.is_set():
+                    return None
+                log.warning(
+                    "a store is unavailable, message held",
+                    extra={"queue": self._queue.name, "error": type(error).__name__, "pause": pause},
+                )
+                self._pause(pause)
+                pause = min(pause * 2, HOLD_MAX_SECONDS)
+
+    def _pause(self, seconds: float) -> None:
+        # connection.sleep keeps heartbeats flowing and, inside a delivery
+        # callback, dispatches no other delivery.
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set() and (remaining := deadline - time.monotonic()) > 0:
+            self._connection.sleep(min(remaining, 0.5))
 
     def _settle(self, channel, method, properties, body: bytes, result: Result) -> None:
         headers = dict(properties.headers or {})

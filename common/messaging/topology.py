@@ -6,6 +6,11 @@ dead-lettered by the broker into ``Q.dead``. Transient failures are parked in
 ``Q.retry.<n>``: a queue with a fixed message TTL whose dead-letter route
 leads back to ``Q``, so a retried message waits in the broker, not in a
 sleeping consumer, and a short delay never queues behind a long one.
+
+The delays are a setting (``RETRY_DELAYS_SECONDS``) read by both services.
+A retry queue's name carries its delay, so two ladders can never clash on
+queue arguments; both services should still use the same one, since each
+consumer parks messages on its own ladder.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ DEFAULT_EXCHANGE = ""
 @dataclass(frozen=True)
 class WorkQueue:
     name: str
+    retry_delays: tuple[int, ...] = RETRY_DELAYS_SECONDS
 
     @property
     def dead_letter_queue(self) -> str:
@@ -27,25 +33,25 @@ class WorkQueue:
 
     def retry_queue(self, attempt: int) -> str:
         """The retry queue for the given retry number (0-based), capped at the last step."""
-        return self.retry_queues[min(attempt, len(RETRY_DELAYS_SECONDS) - 1)]
+        return self.retry_queues[min(attempt, len(self.retry_delays) - 1)]
 
     @property
     def retry_queues(self) -> list[str]:
-        return [f"{self.name}.retry.{delay}s" for delay in RETRY_DELAYS_SECONDS]
+        return [f"{self.name}.retry.{delay}s" for delay in self.retry_delays]
 
     @property
     def max_retries(self) -> int:
-        return len(RETRY_DELAYS_SECONDS)
+        return len(self.retry_delays)
 
 
 def _quorum(extra: dict | None = None) -> dict:
     return {"x-queue-type": "quorum", **(extra or {})}
 
 
-def declare(channel, queue_names: list[str]) -> None:
+def declare(channel, queue_names: list[str], retry_delays: tuple[int, ...] = RETRY_DELAYS_SECONDS) -> None:
     """Declare each work queue with its retry and dead-letter queues (idempotent)."""
     for name in queue_names:
-        queue = WorkQueue(name)
+        queue = WorkQueue(name, retry_delays)
         channel.queue_declare(queue=queue.dead_letter_queue, durable=True, arguments=_quorum())
         channel.queue_declare(
             queue=queue.name,
@@ -58,7 +64,7 @@ def declare(channel, queue_names: list[str]) -> None:
                 }
             ),
         )
-        for delay, retry_queue in zip(RETRY_DELAYS_SECONDS, queue.retry_queues):
+        for delay, retry_queue in zip(queue.retry_delays, queue.retry_queues):
             channel.queue_declare(
                 queue=retry_queue,
                 durable=True,

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import enum
 import hmac
-import secrets
 from dataclasses import dataclass
 from hashlib import sha256
 
 CODE_DIGITS = 6
 
 
-def generate_code() -> str:
-    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+def code_for_request(key: str, message_id: str) -> str:
+    """The code for one code request: a keyed hash (HMAC-SHA256) of its message id.
+
+    The auth service draws each request's id from ``secrets`` (128 bits), and
+    the key is secret, so the code is as unpredictable as one drawn from
+    ``secrets`` directly. Unlike a fresh draw, a redelivered request (the worker
+    died after mailing, before recording that it had) yields the same code
+    again, so a second email never voids the first.
+    """
+    mac = hmac.new(key.encode(), f"code\x00{message_id}".encode(), sha256).digest()
+    return f"{int.from_bytes(mac, 'big') % 10**CODE_DIGITS:0{CODE_DIGITS}d}"
 
 
 def code_digest(key: str, email: str, code: str) -> str:

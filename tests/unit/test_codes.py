@@ -1,6 +1,8 @@
 """The pure rules of verification codes."""
 
 import re
+import secrets
+from collections import Counter
 
 import pytest
 
@@ -8,8 +10,8 @@ from email_service.domain.codes import (
     PendingRegistration,
     Verdict,
     code_digest,
+    code_for_request,
     describe_validity,
-    generate_code,
     judge_attempt,
     within_quota,
 )
@@ -31,10 +33,19 @@ def pending(code="123456", attempts=0, **changes):
     return PendingRegistration(**fields)
 
 
-def test_codes_are_six_digits_and_vary():
-    codes = {generate_code() for _ in range(2000)}
+def test_codes_are_six_digits_spread_over_the_whole_range():
+    codes = [code_for_request(KEY, secrets.token_hex(16)) for _ in range(20_000)]
     assert all(re.fullmatch(r"\d{6}", code) for code in codes)
-    assert len(codes) > 1900
+    assert len(set(codes)) > 19_000
+    first_digits = Counter(code[0] for code in codes)
+    assert set(first_digits) == set("0123456789")
+    assert all(1600 < count < 2400 for count in first_digits.values())
+
+
+def test_a_request_always_gets_the_same_code_and_the_key_matters():
+    ids = [f"m{n}" for n in range(50)]
+    assert [code_for_request(KEY, i) for i in ids] == [code_for_request(KEY, i) for i in ids]
+    assert sum(code_for_request(KEY, i) != code_for_request("j" * 32, i) for i in ids) >= 49
 
 
 def test_digest_depends_on_key_address_and_code():
