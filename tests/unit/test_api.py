@@ -349,3 +349,48 @@ def test_an_unreachable_database_is_503_not_500(system, unique_email, monkeypatc
     response = system.client.post("/auth/login", json={"email": unique_email(), "password": PASSWORD})
     assert_error(response, 503, "service_unavailable")
     assert response.headers["Retry-After"] == "5"
+
+
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"email": ' + b"[" * 5000 + b"]" * 5000 + b"}"])
+def test_a_body_nested_too_deeply_is_400_not_500(system, body):
+    for path in ("/auth/register", "/auth/login"):
+        response = system.client.post(path, data=body, content_type="application/json")
+        assert_error(response, 400, "bad_request")
+
+
+@pytest.mark.parametrize("email", ["a@ex\ud800ample.com", "j\u00f6hn@example.com", "\ud800@example.com"])
+def test_an_address_that_cannot_be_mailed_is_422(system, email):
+    for path, extra in (
+        ("/auth/register", {"password": PASSWORD}),
+        ("/auth/resend-code", {}),
+        ("/auth/login", {"password": PASSWORD}),
+    ):
+        response = system.client.post(path, json={"email": email, **extra})
+        assert_error(response, 422, "validation_error")
+        assert "email" in response.json["fields"]
+
+
+@pytest.mark.parametrize(
+    "code", ["\uff11\uff12\uff13\uff14\uff15\uff16", "\u0661\u0662\u0663\u0664\u0665\u0666", "123456\n"]
+)
+def test_a_code_of_other_digits_is_422_and_spends_no_attempt(system, unique_email, code):
+    email = unique_email()
+    register(system.client, email)
+    assert_error(confirm(system.client, email, code), 422, "validation_error")
+    [real] = system.codes_for(email)
+    assert confirm(system.client, email, wrong_code(real)).json["attempts_left"] == 4
+
+
+@pytest.mark.parametrize("name", ["Ada\nBcc: x@example.com", "visit https://evil.example", "tab\there"])
+def test_a_name_with_control_characters_or_links_is_422(system, unique_email, name):
+    response = register(system.client, unique_email(), name=name)
+    assert_error(response, 422, "validation_error")
+    assert "name" in response.json["fields"]
+
+
+def test_confirm_answers_without_the_account_id(system, unique_email):
+    email = unique_email()
+    register(system.client, email)
+    [code] = system.codes_for(email)
+    assert confirm(system.client, email, code).json == {"email": email, "status": "verified"}
+    assert confirm(system.client, email, "000000").json == {"email": email, "status": "verified"}

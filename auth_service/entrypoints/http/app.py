@@ -15,6 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from auth_service.config import Settings
 from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import errors, observability, ratelimits, routes, schemas
+from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
 from auth_service.service import AccountService
 from common.metrics import CollectorRegistry
 
@@ -44,6 +45,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
 ) -> Flask:
     app = Flask("auth_service")
+    app.json = BoundedJSONProvider(app)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         API_TITLE="Auth service",

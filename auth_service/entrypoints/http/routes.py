@@ -26,6 +26,7 @@ def _accounts() -> AccountService:
 @auth.alt_response(409, schema=ERROR, description="email_taken")
 @auth.alt_response(422, schema=ERROR, description="validation_error")
 @auth.alt_response(429, schema=ERROR, description="rate_limited")
+@auth.alt_response(503, schema=ERROR, description="service_unavailable: a store or the broker does not answer")
 def register(body):
     """Create an account and email a verification code."""
     user = _accounts().register(body["email"], body["password"], body.get("name"), g.request_id)
@@ -46,8 +47,8 @@ def confirm(body):
     result = _accounts().confirm(body["email"], body["code"], g.request_id)
     user = result.user
     if result.verified:
-        return {"id": user.id, "email": user.email, "status": "verified"}, 200
-    return {"id": user.id, "email": user.email, "status": user.status.value}, 202
+        return {"email": user.email, "status": "verified"}, 200
+    return {"email": user.email, "status": user.status.value}, 202
 
 
 @auth.route("/resend-code", methods=["POST"])
@@ -71,6 +72,7 @@ def resend_code(body):
 @auth.alt_response(403, schema=ERROR, description="email_not_verified")
 @auth.alt_response(422, schema=ERROR, description="validation_error")
 @auth.alt_response(429, schema=ERROR, description="rate_limited")
+@auth.alt_response(503, schema=ERROR, description="service_unavailable: a store or the broker does not answer")
 def login(body):
     """Exchange email and password for an access token."""
     token = _accounts().login(body["email"], body["password"])
@@ -80,6 +82,7 @@ def login(body):
 @auth.route("/me", methods=["GET"])
 @auth.response(200, schemas.ProfileResponse)
 @auth.alt_response(401, schema=ERROR, description="invalid_token")
+@auth.alt_response(503, schema=ERROR, description="service_unavailable: a store or the broker does not answer")
 @auth.doc(security=[{"bearerAuth": []}])
 def me():
     """The account behind the bearer token."""

@@ -30,14 +30,26 @@ class Text(fields.String):
 
 
 class TrimmedEmail(fields.Email):
+    """An address, trimmed. Only ASCII: the mail path cannot deliver anything else, so say so now."""
+
     def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(_trimmed(value), attr, data, **kwargs)
+        address = super()._deserialize(_trimmed(value), attr, data, **kwargs)
+        if not address.isascii():
+            raise ma.ValidationError("Only addresses in ASCII characters are supported.")
+        return address
 
 
 def _check_password(value: str) -> None:
     problem = password_problem(value)
     if problem:
         raise ma.ValidationError(problem)
+
+
+def _check_name(value: str) -> None:
+    # The name is printed in an email to an address the caller chooses: no
+    # control characters (header or layout tricks), no links.
+    if any(ord(char) < 32 or ord(char) == 127 for char in value) or "://" in value:
+        raise ma.ValidationError("Name may not contain control characters or links.")
 
 
 def _email():
@@ -57,7 +69,10 @@ class RegisterRequest(StrictSchema):
         },
     )
     name = Text(
-        load_default=None, allow_none=True, validate=validate.Length(max=NAME_MAX_LENGTH), metadata={"example": "Ada"}
+        load_default=None,
+        allow_none=True,
+        validate=[validate.Length(max=NAME_MAX_LENGTH), _check_name],
+        metadata={"example": "Ada"},
     )
 
 
@@ -65,7 +80,7 @@ class ConfirmRequest(StrictSchema):
     email = _email()
     code = fields.String(
         required=True,
-        validate=validate.Regexp(r"^\d{6}$", error="Code must be 6 digits."),
+        validate=validate.Regexp(r"\A[0-9]{6}\Z", error="Code must be 6 digits (0-9)."),
         metadata={"example": "123456"},
     )
 
@@ -86,7 +101,7 @@ class RegisteredResponse(ma.Schema):
 
 
 class ConfirmResponse(ma.Schema):
-    id = fields.String(required=True)
+    # No account id: confirm answers for an address whoever asks, so it gives nothing more away.
     email = fields.String(required=True)
     status = fields.String(required=True, metadata={"description": "verified, or pending_verification on 202"})
 
