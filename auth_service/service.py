@@ -142,7 +142,7 @@ class AccountService:
             return Confirmation(True, user)
         submission = Outgoing(
             type=messages.EMAIL_CODE_SUBMITTED,
-            body={"email": user.email, "code": code, "user_id": user.id},
+            body={"email": user.email, "code": code, "user_id": user.id, "submitted_at": self._clock()},
             correlation_id=uuid.uuid4().hex,
             request_id=request_id,
         )

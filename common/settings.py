@@ -77,6 +77,13 @@ class Reader:
             return False
         raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
+    def optional_secret(self, name: str, development: bool, minimum_bytes: int = 32) -> str | None:
+        """A key that may be left unset (the caller has another source), but never too short."""
+        value = self.str(name)
+        if value is not None and len(value.encode()) < minimum_bytes and not development:
+            raise SettingsError(f"{name} must be at least {minimum_bytes} bytes")
+        return value
+
     def secret(self, name: str, development: bool, development_default: str, minimum_bytes: int = 32) -> str:
         """A key that must be long enough; only development may fall back to a fixed one."""
         value = self.str(name)

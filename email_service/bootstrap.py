@@ -11,6 +11,7 @@ import redis
 from common.logs import bind_request_id as bind_request_id_to_logs
 from common.messaging.consumer import Consumer, Observer
 from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
+from email_service.adapters.code_key import ConfiguredCodeKey, SharedCodeKey
 from email_service.adapters.mailer import FlaskMailer, SmtpProbe, mail_app
 from email_service.adapters.metrics import PrometheusVerificationEvents
 from email_service.adapters.pending_store import RedisPendingRegistrations
@@ -71,12 +72,18 @@ def build_handlers(
     clock: Callable[[], float] = time.time,
     events: VerificationEvents | None = None,
 ) -> VerificationHandlers:
+    client = None
     if store is None:
-        store = RedisPendingRegistrations(redis_client(settings), settings.redis_key_prefix)
+        client = redis_client(settings)
+        store = RedisPendingRegistrations(client, settings.redis_key_prefix)
     if mailer is None:
         mailer = FlaskMailer(mail_app(settings), timeout=settings.smtp_timeout_seconds)
+    if settings.code_hmac_key is not None:
+        hmac_key = ConfiguredCodeKey(settings.code_hmac_key)
+    else:
+        hmac_key = SharedCodeKey(client or redis_client(settings), settings.redis_key_prefix)
     policy = CodePolicy(
-        hmac_key=settings.code_hmac_key,
+        hmac_key=hmac_key,
         ttl_seconds=settings.code_ttl_seconds,
         max_attempts=settings.code_max_attempts,
         max_codes_per_hour=settings.max_codes_per_hour,

@@ -6,9 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.messaging.topology import RETRY_DELAYS_SECONDS
-from common.settings import Reader, environment
-
-DEVELOPMENT_CODE_KEY = "development-only-code-key-do-not-use-in-production"
+from common.settings import Reader, SettingsError, environment
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class Settings:
     code_max_attempts: int
     max_codes_per_hour: int
     max_codes_per_day: int
-    code_hmac_key: str
+    code_hmac_key: str | None
     retry_delays_seconds: tuple[int, ...]
     prefetch: int
     consumer_threads: int
@@ -49,6 +47,8 @@ class Settings:
         read = Reader(environment(env))
         app_env = read.str("APP_ENV", "production")
         development = app_env == "development"
+        if read.bool("SMTP_USE_TLS", False) and read.bool("SMTP_USE_SSL", False):
+            raise SettingsError("SMTP_USE_TLS (STARTTLS) and SMTP_USE_SSL (implicit TLS) exclude each other")
         return cls(
             app_env=app_env,
             redis_url=read.str("REDIS_URL", "redis://localhost:6379/0"),
@@ -69,7 +69,8 @@ class Settings:
             code_max_attempts=read.int("CODE_MAX_ATTEMPTS", 5, minimum=1),
             max_codes_per_hour=read.int("MAX_CODES_PER_HOUR", 5, minimum=1),
             max_codes_per_day=read.int("MAX_CODES_PER_DAY", 10, minimum=1),
-            code_hmac_key=read.secret("CODE_HMAC_KEY", development, DEVELOPMENT_CODE_KEY),
+            # Unset: the workers share a random key kept in Redis (email_service.adapters.code_key).
+            code_hmac_key=read.optional_secret("CODE_HMAC_KEY", development),
             retry_delays_seconds=read.int_tuple("RETRY_DELAYS_SECONDS", RETRY_DELAYS_SECONDS),
             prefetch=read.int("WORKER_PREFETCH", 4, minimum=1),
             consumer_threads=read.int("WORKER_THREADS", 4, minimum=1, maximum=64),

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CodePolicy:
-    hmac_key: str
+    hmac_key: Callable[[], str]
     ttl_seconds: int
     max_attempts: int
     max_codes_per_hour: int
@@ -101,13 +101,14 @@ class VerificationHandlers:
                 return Result.ack()
 
         # Same request, same code: if an earlier try did mail it, this mail repeats it.
-        code = code_for_request(self._policy.hmac_key, message.message_id)
+        key = self._policy.hmac_key()
+        code = code_for_request(key, message.message_id)
         if not same_request:
             self._store.replace(
                 PendingRegistration(
                     email=email,
                     user_id=user_id,
-                    code_digest=code_digest(self._policy.hmac_key, email, code),
+                    code_digest=code_digest(key, email, code),
                     attempts=0,
                     message_id=message.message_id,
                     requested_at=requested_at,
@@ -136,11 +137,14 @@ class VerificationHandlers:
         try:
             email = message.string_field("email")
             code = message.string_field("code", max_length=32)
+            submitted_at = message.optional_number_field("submitted_at")
         except MalformedMessage as error:
             return Result.dead_letter(f"malformed: {error}")
 
-        presented = code_digest(self._policy.hmac_key, email, code)
-        judgement = self._store.attempt(email, presented, message.message_id, self._policy.max_attempts)
+        presented = code_digest(self._policy.hmac_key(), email, code)
+        judgement = self._store.attempt(
+            email, presented, message.message_id, self._policy.max_attempts, submitted_at=submitted_at
+        )
         if judgement.verdict is Verdict.VERIFIED:
             publisher.publish(
                 self._account_confirmed_queue,

@@ -186,6 +186,11 @@ class Consumer(threading.Thread):
         close_quietly(connection)
 
     def _on_message(self, channel, method, properties, body: bytes) -> None:
+        if self._stopping.is_set():
+            # pika hands over every prefetched delivery in one go; once asked to
+            # stop, finish only the message in hand and give the rest back.
+            channel.basic_nack(method.delivery_tag, requeue=True)
+            return
         try:
             message = Incoming.parse(properties, body)
         except MalformedMessage as error:

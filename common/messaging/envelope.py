@@ -99,6 +99,9 @@ class Incoming:
             raise MalformedMessage(f"field {name!r} must be a string")
         return value
 
+    def optional_number_field(self, name: str) -> float | None:
+        return None if self.body.get(name) is None else self.number_field(name)
+
     def number_field(self, name: str) -> float:
         value = self.body.get(name)
         if isinstance(value, bool) or not isinstance(value, int | float):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -19,10 +20,14 @@ class _TimeoutConnection(Connection):
     timeout: float = 10.0
 
     def configure_host(self) -> smtplib.SMTP:
-        smtp_class = smtplib.SMTP_SSL if self.mail.use_ssl else smtplib.SMTP
-        host = smtp_class(self.mail.server, self.mail.port, timeout=self.timeout)
+        # smtplib checks no certificate unless handed a context that does.
+        tls = ssl.create_default_context()
+        if self.mail.use_ssl:
+            host = smtplib.SMTP_SSL(self.mail.server, self.mail.port, timeout=self.timeout, context=tls)
+        else:
+            host = smtplib.SMTP(self.mail.server, self.mail.port, timeout=self.timeout)
         if self.mail.use_tls:
-            host.starttls()
+            host.starttls(context=tls)
         if self.mail.username and self.mail.password:
             host.login(self.mail.username, self.mail.password)
         return host
@@ -59,6 +64,12 @@ class FlaskMailer:
             )
             try:
                 self.mail.send(message)
+            except UnicodeError:
+                raise PermanentMailError("address or content cannot be encoded for SMTP") from None
+            except (smtplib.SMTPAuthenticationError, smtplib.SMTPSenderRefused) as error:
+                # Our login or sender is refused: a configuration problem an
+                # operator fixes, not a property of this message.
+                raise TransientMailError(f"{type(error).__name__}: SMTP {error.smtp_code}") from None
             except smtplib.SMTPRecipientsRefused as error:
                 codes = [code for code, _ in error.recipients.values()]
                 raise _classify(min(codes), "recipient refused") from None
@@ -82,7 +93,7 @@ class SmtpProbe:
     ):
         self._host = host
         self._port = port
-        self._smtp_class = smtplib.SMTP_SSL if use_ssl else smtplib.SMTP
+        self._use_ssl = use_ssl
         self._timeout = timeout
         self._cache_seconds = cache_seconds
         self._clock = clock
@@ -100,7 +111,13 @@ class SmtpProbe:
 
     def _noop(self) -> bool:
         try:
-            with self._smtp_class(self._host, self._port, timeout=self._timeout) as smtp:
+            if self._use_ssl:
+                smtp = smtplib.SMTP_SSL(
+                    self._host, self._port, timeout=self._timeout, context=ssl.create_default_context()
+                )
+            else:
+                smtp = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
+            with smtp:
                 status, _ = smtp.noop()
             return status == 250
         except (OSError, smtplib.SMTPException):

@@ -60,7 +60,9 @@ class RedisPendingRegistrations:
 
         self._redis.transaction(mark, key)
 
-    def attempt(self, email: str, presented_digest: str, attempt_id: str, max_attempts: int) -> Judgement:
+    def attempt(
+        self, email: str, presented_digest: str, attempt_id: str, max_attempts: int, submitted_at: float | None = None
+    ) -> Judgement:
         key = self._address_key("pending", email)
         outcome: list[Judgement] = []
 
@@ -72,7 +74,7 @@ class RedisPendingRegistrations:
                 outcome.append(_judgement_from_json(seen))
                 return
             pending = _parse(raw)
-            judgement = judge_attempt(pending, presented_digest, max_attempts)
+            judgement = judge_attempt(pending, presented_digest, max_attempts, submitted_at)
             outcome.append(judgement)
             if pending is None or judgement.verdict is Verdict.CODE_EXPIRED:
                 return

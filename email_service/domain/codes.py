@@ -64,9 +64,18 @@ class PendingRegistration:
         return self.code_digest == ""
 
 
-def judge_attempt(pending: PendingRegistration | None, presented_digest: str, max_attempts: int) -> Judgement:
-    """The verdict on one guess, given the registration as it stands (before the guess)."""
+def judge_attempt(
+    pending: PendingRegistration | None, presented_digest: str, max_attempts: int, submitted_at: float | None = None
+) -> Judgement:
+    """The verdict on one guess, given the registration as it stands (before the guess).
+
+    A guess submitted before the current code was requested (it waited in the
+    queue while a newer code went out) was meant for an older code: it is
+    answered as expired and spends none of the new code's attempts.
+    """
     if pending is None or pending.consumed_by is not None:
+        return Judgement(Verdict.CODE_EXPIRED)
+    if submitted_at is not None and submitted_at < pending.requested_at:
         return Judgement(Verdict.CODE_EXPIRED)
     if pending.burned or pending.attempts >= max_attempts:
         return Judgement(Verdict.TOO_MANY_ATTEMPTS)

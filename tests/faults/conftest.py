@@ -130,6 +130,9 @@ def fault_run(private_rabbitmq, private_redis, tmp_path):
             "RATELIMIT_STORAGE_URI": private_redis.url,
             "RATELIMIT_ENABLED": "false",
             "BCRYPT_ROUNDS": "4",
+            # As recommended for production: a key that survives a Redis loss, so a
+            # message in flight at the crash mails the same code again.
+            "CODE_HMAC_KEY": "fault-test-code-key-0123456789abcdef0123",
             "RETRY_DELAYS_SECONDS": TEST_RETRY_DELAYS,
             "MAX_CODES_PER_HOUR": "50",
             "MAX_CODES_PER_DAY": "50",

@@ -394,3 +394,19 @@ def test_confirm_answers_without_the_account_id(system, unique_email):
     [code] = system.codes_for(email)
     assert confirm(system.client, email, code).json == {"email": email, "status": "verified"}
     assert confirm(system.client, email, "000000").json == {"email": email, "status": "verified"}
+
+
+def test_guesses_that_waited_in_the_queue_do_not_burn_a_newer_code(system, unique_email):
+    email = unique_email()
+    register(system.client, email)
+    [old] = system.codes_for(email)
+    queue = system.worker_settings.confirm_email_code_queue
+    system.broker.hold.add(queue)
+    for _ in range(5):
+        assert confirm(system.client, email, wrong_code(old)).status_code == 202
+    system.cooldown_clock.advance(61)
+    system.clock.advance(61)
+    assert system.client.post("/auth/resend-code", json={"email": email}).status_code == 202
+    system.broker.release(queue)
+    new = system.codes_for(email)[-1]
+    assert confirm(system.client, email, new).status_code == 200

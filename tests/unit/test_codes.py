@@ -84,3 +84,16 @@ def test_quota_boundaries():
 @pytest.mark.parametrize(("seconds", "text"), [(600, "10 minutes"), (60, "1 minute"), (90, "90 seconds")])
 def test_describe_validity(seconds, text):
     assert describe_validity(seconds) == text
+
+
+def test_without_a_configured_key_workers_share_a_random_one_kept_in_redis():
+    import fakeredis
+
+    from email_service.adapters.code_key import SharedCodeKey
+
+    client = fakeredis.FakeRedis()
+    first, second = SharedCodeKey(client, "w"), SharedCodeKey(client, "w")
+    key = first()
+    assert len(key) == 64 and key == second() == first()
+    client.flushall()  # Redis restarted: pending codes are gone, and so is the key
+    assert first() == second() != key

@@ -160,7 +160,9 @@ def build(journal: Journal, mail_outcome: Exception | None, store_failure: str |
     if preload:  # a live code for ada, so that submissions reach every verdict
         digest = code_digest(KEY, "ada@example.com", "123456")
         store.replace(PendingRegistration("ada@example.com", "u1", digest, 0, "m0", NOW, True), 600)
-    policy = CodePolicy(hmac_key=KEY, ttl_seconds=600, max_attempts=3, max_codes_per_hour=5, max_codes_per_day=10)
+    policy = CodePolicy(
+        hmac_key=lambda: KEY, ttl_seconds=600, max_attempts=3, max_codes_per_hour=5, max_codes_per_day=10
+    )
     handlers = VerificationHandlers(
         JournalingStore(store, journal, store_failure),
         JournalingMailer(journal, mail_outcome),

@@ -37,9 +37,10 @@ def test_development_may_run_without_secrets_but_never_without_validation():
         AuthSettings.from_env({"APP_ENV": "development", "AUTH_PORT": "eighty"})
 
 
-def test_the_worker_refuses_to_start_without_a_code_key():
+def test_the_worker_starts_on_the_contract_settings_alone_but_refuses_a_short_code_key():
+    assert WorkerSettings.from_env({}).code_hmac_key is None
     with pytest.raises(SettingsError, match="CODE_HMAC_KEY"):
-        WorkerSettings.from_env({})
+        WorkerSettings.from_env({"CODE_HMAC_KEY": "short"})
 
 
 def test_weak_bcrypt_cost_needs_development():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import fakeredis
 import pytest
 
@@ -143,3 +145,34 @@ def test_a_wrong_code_publishes_no_confirmation(worker):
 def test_a_submission_of_the_wrong_type_is_dead_lettered(worker):
     message = Outgoing(type="something.else", body={"email": EMAIL, "code": "123456"})
     assert worker.handlers.on_code_submitted(as_delivered(message), worker.broker).outcome is Outcome.DEAD_LETTER
+
+
+def test_the_plain_text_part_holds_the_code_as_its_only_six_digit_number():
+    from email_service.adapters.mailer import FlaskMailer, mail_app
+
+    settings = Settings.from_env(BASE_ENV)
+    app = mail_app(settings)
+    app.config["MAIL_SUPPRESS_SEND"] = True
+    mailer = FlaskMailer(app, timeout=1)
+    with mailer.mail.record_messages() as outbox:
+        mailer.send_verification(EMAIL, "999999", "123456", "10 minutes")
+    [message] = outbox
+    assert re.findall(r"\b\d{6}\b", message.body) == ["123456"]
+    assert "10 minutes" in message.body
+    assert "123456" in message.html
+
+
+def test_an_address_smtp_cannot_encode_is_a_permanent_failure():
+    from devtools.mailsink import MailSink
+    from email_service.adapters.mailer import FlaskMailer, mail_app
+
+    sink = MailSink().start()
+    try:
+        settings = Settings.from_env({**BASE_ENV, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port)})
+        mailer = FlaskMailer(mail_app(settings), timeout=2)
+        with pytest.raises(PermanentMailError):
+            mailer.send_verification("j\u00f6hn@example.com", None, "123456", "10 minutes")
+        mailer.send_verification(EMAIL, None, "123456", "10 minutes")
+    finally:
+        sink.stop()
+    assert [mail.recipient for mail in sink.all()] == [EMAIL]
