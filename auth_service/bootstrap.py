@@ -76,7 +76,7 @@ def cooldown_store(settings: Settings) -> Cooldowns:
     if uri.startswith("memory://"):
         return InMemoryCooldowns()
     client = redis.Redis.from_url(uri, socket_timeout=2, socket_connect_timeout=2)
-    return RedisCooldowns(client)
+    return RedisCooldowns(client, settings.ratelimit_key_prefix)
 
 
 def build(

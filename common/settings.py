@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dotenv import dotenv_values
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
-FALSE_WORDS = {"0", "false", "no", "off", ""}
+FALSE_WORDS = {"0", "false", "no", "off"}
 
 
 class SettingsError(ValueError):
@@ -68,7 +68,7 @@ class Reader:
 
     def bool(self, name: str, default: bool) -> bool:
         raw = self._env.get(name)
-        if raw is None:
+        if raw is None or raw.strip() == "":  # an empty value means unset, as for every other setting
             return default
         word = raw.strip().lower()
         if word in TRUE_WORDS:

@@ -10,21 +10,21 @@ import redis
 
 
 class RedisCooldowns:
-    def __init__(self, client: redis.Redis, key_prefix: str = "auth:cooldown"):
+    def __init__(self, client: redis.Redis, key_prefix: str):
         self._redis = client
-        self._prefix = key_prefix
+        self._prefix = f"{key_prefix}:cooldown"
 
     def start(self, key: str, seconds: int) -> float:
         if seconds <= 0:
             return 0.0
         redis_key = f"{self._prefix}:{hashlib.sha256(key.encode()).hexdigest()}"
-        if self._redis.set(redis_key, 1, nx=True, ex=seconds):
-            return 0.0
-        remaining_ms = self._redis.pttl(redis_key)
-        return max(remaining_ms, 1) / 1000
-
-    def ping(self) -> None:
-        self._redis.ping()
+        for _ in range(2):  # the running cooldown may expire between SET and PTTL: then start anew
+            if self._redis.set(redis_key, 1, nx=True, ex=seconds):
+                return 0.0
+            remaining_ms = self._redis.pttl(redis_key)
+            if remaining_ms > 0:
+                return remaining_ms / 1000
+        return 0.001
 
 
 class InMemoryCooldowns:
@@ -42,6 +42,3 @@ class InMemoryCooldowns:
             if seconds > 0:
                 self._until[key] = now + seconds
             return 0.0
-
-    def ping(self) -> None:
-        return None

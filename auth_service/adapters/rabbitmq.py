@@ -46,9 +46,6 @@ class RabbitMessageBus(threading.Thread):
     def connected(self) -> bool:
         return self._ready.is_set()
 
-    def wait_connected(self, timeout: float) -> bool:
-        return self._ready.wait(timeout)
-
     def publish(self, queue: str, message: Outgoing, timeout: float) -> None:
         self._run_on_link(lambda channel: _basic_publish(channel, queue, message), timeout)
 
@@ -133,6 +130,9 @@ class RabbitMessageBus(threading.Thread):
         done: Future = Future()
 
         def on_link_thread() -> None:
+            # The caller gave up waiting (and answered 503): do not publish behind its back.
+            if not done.set_running_or_notify_cancel():
+                return
             try:
                 work(self._channel)
                 done.set_result(None)
@@ -145,6 +145,7 @@ class RabbitMessageBus(threading.Thread):
             self._connection.add_callback_threadsafe(on_link_thread)
             done.result(timeout)
         except FutureTimeout:
+            done.cancel()  # too late if the link thread has started it; then only the confirm was late
             raise BrokerUnavailable("no confirmation in time") from None
         except BrokerUnavailable:
             raise

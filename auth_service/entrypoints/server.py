@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from waitress import create_server
 
@@ -40,7 +41,7 @@ def run(settings: Settings) -> int:
     def watch_background():
         nonlocal exit_code
         while True:
-            threading.Event().wait(1)
+            time.sleep(1)
             failed = system.failed()
             if failed:
                 log.error("a background thread failed, shutting down", extra={"threads": failed})

@@ -120,9 +120,6 @@ class RedisPendingRegistrations:
             pipe.expire(key, DAY)
             pipe.execute()
 
-    def ping(self) -> bool:
-        return bool(self._redis.ping())
-
 
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value

@@ -8,8 +8,8 @@ from common.settings import environment
 from devtools.stack import preflight
 
 
-def servers_or_skip() -> dict[str, str]:
-    """RABBITMQ_URL and REDIS_URL of the shared servers; skips, saying what is down and how to start it."""
+def servers_or_fail() -> dict[str, str]:
+    """RABBITMQ_URL and REDIS_URL of the shared servers; fails, saying what is down and how to start it."""
     env = environment()
     urls = {
         "RABBITMQ_URL": env.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2F"),
@@ -17,7 +17,7 @@ def servers_or_skip() -> dict[str, str]:
     }
     problems = preflight(urls["RABBITMQ_URL"], urls["REDIS_URL"])
     if problems:
-        pytest.skip("\n".join(problems))
+        pytest.fail("integration tests need this machine's servers:\n" + "\n".join(problems))
     return urls
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from devtools.stack import LocalStack, delete_queues, http_json, unique_names
-from tests.integration.local_servers import servers_or_skip, work_queues
+from tests.integration.local_servers import servers_or_fail, work_queues
 from tests.observability import metric_samples
 
 pytestmark = pytest.mark.integration
@@ -18,7 +18,7 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def stack(tmp_path):
-    servers = servers_or_skip()
+    servers = servers_or_fail()
     names = unique_names("observability")
     running = LocalStack(tmp_path, {**servers, **names, "BCRYPT_ROUNDS": "4"})
     try:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from devtools.stack import LocalStack, delete_queues, unique_names
-from tests.integration.local_servers import servers_or_skip, work_queues
+from tests.integration.local_servers import servers_or_fail, work_queues
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +17,7 @@ STOP_WITHIN_SECONDS = 10.0
 
 
 def test_sigterm_stops_both_services_with_exit_0_within_10_seconds(tmp_path, unique_email):
-    servers = servers_or_skip()
+    servers = servers_or_fail()
     names = unique_names("sigterm")
     stack = LocalStack(tmp_path, {**servers, **names, "BCRYPT_ROUNDS": "4"})
     try:

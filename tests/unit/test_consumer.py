@@ -88,3 +88,18 @@ def test_a_malformed_message_is_dead_lettered_with_the_reason(raw):
     assert body == raw
     assert properties.headers[DEAD_REASON_HEADER].startswith("malformed")
     assert ack == ("ack", 7)
+
+
+def test_once_asked_to_stop_prefetched_deliveries_are_handed_back_unprocessed():
+    handled = []
+    consumer = Consumer(
+        url="amqp://unused", queue=QUEUE, handler=lambda m, p: handled.append(m) or Result.ack(), declare=[QUEUE]
+    )
+    channel = RecordingChannel()
+    channel.basic_nack = lambda delivery_tag, requeue: channel.events.append(("nack", delivery_tag, requeue))
+    message = Outgoing(type="t", body={"x": 1})
+    consumer._on_message(channel, SimpleNamespace(delivery_tag=1), message.properties(), message.encoded_body())
+    consumer.stop()
+    consumer._on_message(channel, SimpleNamespace(delivery_tag=2), message.properties(), message.encoded_body())
+    assert len(handled) == 1
+    assert channel.events == [("ack", 1), ("nack", 2, True)]

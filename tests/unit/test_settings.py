@@ -46,3 +46,22 @@ def test_the_worker_starts_on_the_contract_settings_alone_but_refuses_a_short_co
 def test_weak_bcrypt_cost_needs_development():
     with pytest.raises(SettingsError, match="BCRYPT_ROUNDS"):
         AuthSettings.from_env({"JWT_SECRET": LONG, "BCRYPT_ROUNDS": "4"})
+
+
+def test_an_empty_value_means_the_default_for_every_kind_of_setting():
+    settings = AuthSettings.from_env({"JWT_SECRET": LONG, "RATELIMIT_ENABLED": "", "AUTH_PORT": ""})
+    assert settings.ratelimit_enabled is True
+    assert settings.auth_port == 8000
+
+
+def test_cooldowns_live_under_the_rate_limit_key_prefix():
+    import fakeredis
+
+    from auth_service.adapters.cooldowns import RedisCooldowns
+
+    client = fakeredis.FakeRedis()
+    cooldowns = RedisCooldowns(client, "copy-a")
+    assert cooldowns.start("resend:a@example.com", 60) == 0.0
+    assert 59 < cooldowns.start("resend:a@example.com", 60) <= 60
+    assert RedisCooldowns(client, "copy-b").start("resend:a@example.com", 60) == 0.0
+    assert all(key.startswith(b"copy-") for key in client.scan_iter())
