@@ -21,7 +21,10 @@ BASE_OVERRIDES = {
     "REDIS_URL": REDIS_URL,
     "RATELIMIT_STORAGE_URI": REDIS_URL,
     "RATELIMIT_ENABLED": "false",
+    # Production mode, as deployed; only the bcrypt cost is lowered, explicitly, to keep the suite fast.
+    "APP_ENV": "production",
     "BCRYPT_ROUNDS": "4",
+    "ALLOW_WEAK_BCRYPT": "true",
     "JWT_SECRET": "integration-test-jwt-secret-0123456789abcdef",
     "CODE_HMAC_KEY": "integration-test-code-key-0123456789abcdef",
 }

@@ -188,3 +188,12 @@ def test_no_verdict_in_time_is_202_and_the_account_ends_verified(start_stack):
     while login(stack, email)[0] != 200:
         assert time.monotonic() < deadline, "the account was never verified"
         time.sleep(0.2)
+
+
+def test_without_a_code_key_the_workers_share_one_through_redis(start_stack):
+    stack = start_stack(CODE_HMAC_KEY="")  # empty: unset, as with only the contract's settings
+    email = new_email()
+    register(stack, email)
+    [code] = emailed_codes(stack, email)
+    assert confirm(stack, email, code)[0] == 200
+    assert login(stack, email)[0] == 200
