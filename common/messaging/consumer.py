@@ -266,15 +266,23 @@ class Consumer(threading.Thread):
 
     @staticmethod
     def _republish(channel, queue: str, properties, body: bytes, headers: dict) -> None:
-        copy = pika.BasicProperties(
-            content_type=properties.content_type,
-            delivery_mode=pika.DeliveryMode.Persistent,
-            message_id=properties.message_id,
-            type=properties.type,
-            reply_to=properties.reply_to,
-            correlation_id=properties.correlation_id,
-            headers=headers,
-        )
-        channel.basic_publish(
-            exchange=topology.DEFAULT_EXCHANGE, routing_key=queue, body=body, properties=copy, mandatory=True
-        )
+        republish(channel, queue, properties, body, headers)
+
+
+def republish(channel, queue: str, properties: pika.BasicProperties, body: bytes, headers: dict) -> None:
+    """Publish a persistent copy of a delivered message to ``queue`` with new headers.
+
+    On a channel in confirm mode this returns only once the broker has the copy (else it raises).
+    """
+    copy = pika.BasicProperties(
+        content_type=properties.content_type,
+        delivery_mode=pika.DeliveryMode.Persistent,
+        message_id=properties.message_id,
+        type=properties.type,
+        reply_to=properties.reply_to,
+        correlation_id=properties.correlation_id,
+        headers=headers,
+    )
+    channel.basic_publish(
+        exchange=topology.DEFAULT_EXCHANGE, routing_key=queue, body=body, properties=copy, mandatory=True
+    )

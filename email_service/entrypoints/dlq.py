@@ -27,6 +27,7 @@ import pika.exceptions
 
 from common.messaging import topology
 from common.messaging.connection import close_quietly, parameters
+from common.messaging.consumer import republish
 from common.messaging.envelope import DEAD_REASON_HEADER, ORIGINAL_QUEUE_HEADER, RETRY_COUNT_HEADER
 
 MASK = "******"
@@ -152,20 +153,7 @@ class DeadLetterQueues:
         self._channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
 
     def _republish(self, queue: str, letter: DeadLetter) -> None:
-        properties = letter.properties
-        copy = pika.BasicProperties(
-            content_type=properties.content_type,
-            delivery_mode=pika.DeliveryMode.Persistent,
-            message_id=properties.message_id,
-            type=properties.type,
-            reply_to=properties.reply_to,
-            correlation_id=properties.correlation_id,
-            headers=fresh_headers(letter.headers),
-        )
-        # In confirm mode this returns only once the broker has the copy (else it raises).
-        self._channel.basic_publish(
-            exchange=topology.DEFAULT_EXCHANGE, routing_key=queue, body=letter.body, properties=copy, mandatory=True
-        )
+        republish(self._channel, queue, letter.properties, letter.body, fresh_headers(letter.headers))
 
     def _take(self, queue: str) -> Iterator[tuple[int, DeadLetter]]:
         """Fetch (unacknowledged) the messages that were in the dead-letter queue when we started.
