@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import smtplib
 import ssl
 import threading
@@ -14,20 +15,27 @@ from flask_mail import Connection, Mail, Message
 from email_service.ports import PermanentMailError, TransientMailError
 
 
+@functools.cache
+def _verifying_tls_context() -> ssl.SSLContext:
+    # smtplib checks no certificate unless handed a context that does. Built
+    # once: loading the CA bundle takes tens of milliseconds.
+    return ssl.create_default_context()
+
+
 class _TimeoutConnection(Connection):
     # Flask-Mail opens smtplib connections without a timeout; a stalled server
     # would hang the consumer (and its heartbeats) forever.
     timeout: float = 10.0
 
     def configure_host(self) -> smtplib.SMTP:
-        # smtplib checks no certificate unless handed a context that does.
-        tls = ssl.create_default_context()
         if self.mail.use_ssl:
-            host = smtplib.SMTP_SSL(self.mail.server, self.mail.port, timeout=self.timeout, context=tls)
+            host = smtplib.SMTP_SSL(
+                self.mail.server, self.mail.port, timeout=self.timeout, context=_verifying_tls_context()
+            )
         else:
             host = smtplib.SMTP(self.mail.server, self.mail.port, timeout=self.timeout)
         if self.mail.use_tls:
-            host.starttls(context=tls)
+            host.starttls(context=_verifying_tls_context())
         if self.mail.username and self.mail.password:
             host.login(self.mail.username, self.mail.password)
         return host
@@ -112,9 +120,7 @@ class SmtpProbe:
     def _noop(self) -> bool:
         try:
             if self._use_ssl:
-                smtp = smtplib.SMTP_SSL(
-                    self._host, self._port, timeout=self._timeout, context=ssl.create_default_context()
-                )
+                smtp = smtplib.SMTP_SSL(self._host, self._port, timeout=self._timeout, context=_verifying_tls_context())
             else:
                 smtp = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
             with smtp:

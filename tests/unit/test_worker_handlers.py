@@ -176,3 +176,16 @@ def test_an_address_smtp_cannot_encode_is_a_permanent_failure():
     finally:
         sink.stop()
     assert [mail.recipient for mail in sink.all()] == [EMAIL]
+
+
+def test_smtp_over_tls_verifies_the_servers_certificate_and_name():
+    import ssl
+
+    from common.settings import SettingsError
+    from email_service.adapters.mailer import _verifying_tls_context
+
+    context = _verifying_tls_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname is True
+    with pytest.raises(SettingsError, match="SMTP_USE_TLS"):
+        Settings.from_env({**BASE_ENV, "SMTP_USE_TLS": "true", "SMTP_USE_SSL": "true"})
