@@ -20,7 +20,6 @@ from email_service.domain.codes import (
     code_digest,
     code_for_request,
     describe_validity,
-    within_quota,
 )
 from email_service.ports import Mailer, PendingStore, PermanentMailError, TransientMailError, VerificationEvents
 
@@ -91,14 +90,13 @@ class VerificationHandlers:
                 log.info("a newer code is already out, older request ignored")
                 return Result.ack()
 
-        now = self._clock()
-        if not self._store.already_counted(email, message.message_id):
-            last_hour, last_day = self._store.codes_sent(email, now)
-            policy = self._policy
-            if not within_quota(last_hour, last_day, policy.max_codes_per_hour, policy.max_codes_per_day):
-                log.warning("code quota reached for address, no code sent")
-                self._events.code_over_quota()
-                return Result.ack()
+        policy = self._policy
+        if not self._store.reserve_code(
+            email, message.message_id, self._clock(), policy.max_codes_per_hour, policy.max_codes_per_day
+        ):
+            log.warning("code quota reached for address, no code sent")
+            self._events.code_over_quota()
+            return Result.ack()
 
         # Same request, same code: if an earlier try did mail it, this mail repeats it.
         key = self._policy.hmac_key()
@@ -116,7 +114,6 @@ class VerificationHandlers:
                 ),
                 self._policy.ttl_seconds,
             )
-        self._store.record_code_sent(email, message.message_id, now)
         self._events.code_issued()
         try:
             self._mailer.send_verification(email, name, code, describe_validity(self._policy.ttl_seconds))

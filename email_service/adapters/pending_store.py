@@ -14,7 +14,7 @@ import json
 
 import redis
 
-from email_service.domain.codes import Judgement, PendingRegistration, Verdict, judge_attempt
+from email_service.domain.codes import Judgement, PendingRegistration, Verdict, judge_attempt, within_quota
 
 HOUR = 3600
 DAY = 86400
@@ -100,25 +100,32 @@ class RedisPendingRegistrations:
 
         self._redis.transaction(discard, key)
 
-    def codes_sent(self, email: str, now: float) -> tuple[int, int]:
-        """Codes sent to this address in the last hour and the last day."""
-        key = self._address_key("sent", email)
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zcount(key, now - HOUR, "+inf")
-            pipe.zcount(key, now - DAY, "+inf")
-            last_hour, last_day = pipe.execute()
-        return last_hour, last_day
+    def reserve_code(self, email: str, message_id: str, now: float, per_hour: int, per_day: int) -> bool:
+        """Count this request's code against the address's hourly and daily quota; False if over it.
 
-    def already_counted(self, email: str, message_id: str) -> bool:
-        return self._redis.zscore(self._address_key("sent", email), message_id) is not None
-
-    def record_code_sent(self, email: str, message_id: str, now: float) -> None:
+        Checked and counted in one optimistic transaction, so parallel requests
+        cannot both take the last slot. A request already counted (a
+        redelivery) is allowed again without counting twice.
+        """
         key = self._address_key("sent", email)
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(key, {message_id: now}, nx=True)
-            pipe.zremrangebyscore(key, "-inf", now - DAY)
-            pipe.expire(key, DAY)
-            pipe.execute()
+        allowed: list[bool] = []
+
+        def reserve(pipe: redis.client.Pipeline) -> None:
+            allowed.clear()
+            if pipe.zscore(key, message_id) is not None:
+                allowed.append(True)
+                return
+            last_hour = pipe.zcount(key, now - HOUR, "+inf")
+            last_day = pipe.zcount(key, now - DAY, "+inf")
+            allowed.append(within_quota(last_hour, last_day, per_hour, per_day))
+            if allowed[0]:
+                pipe.multi()
+                pipe.zadd(key, {message_id: now})
+                pipe.zremrangebyscore(key, "-inf", now - DAY)
+                pipe.expire(key, DAY)
+
+        self._redis.transaction(reserve, key)
+        return allowed[0]
 
 
 def _text(value: bytes | str | None) -> str | None:

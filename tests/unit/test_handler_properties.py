@@ -49,7 +49,7 @@ class Journal(list):
 class JournalingStore:
     """The Redis store, with every call written to the journal before it runs."""
 
-    WRITES = {"replace", "mark_mail_sent", "attempt", "discard_consumed", "record_code_sent"}
+    WRITES = {"replace", "mark_mail_sent", "attempt", "discard_consumed", "reserve_code"}
 
     def __init__(self, inner: RedisPendingRegistrations, journal: Journal, fail_on: str | None = None):
         self._inner = inner
@@ -185,7 +185,7 @@ def assert_acked_last_and_once(journal: Journal, tag: int) -> None:
 
 
 mail_outcomes = st.sampled_from([None, TransientMailError("451 try later"), PermanentMailError("550 no such user")])
-store_failures = st.sampled_from([None, None, None, "get", "replace", "attempt", "record_code_sent"])
+store_failures = st.sampled_from([None, None, None, "get", "replace", "attempt", "reserve_code"])
 
 
 @PROPERTY_SETTINGS

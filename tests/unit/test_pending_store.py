@@ -91,10 +91,25 @@ def test_mark_mail_sent_only_for_the_current_message(store):
     assert store.get(EMAIL).mail_sent is True
 
 
-def test_codes_sent_counts_each_message_once_per_window(store):
-    store.record_code_sent(EMAIL, "m1", now=1000.0)
-    store.record_code_sent(EMAIL, "m1", now=1001.0)
-    store.record_code_sent(EMAIL, "m2", now=1000.0 + 3000)
-    assert store.codes_sent(EMAIL, now=1000.0 + 3700) == (1, 2)
-    assert store.already_counted(EMAIL, "m1")
-    assert not store.already_counted(EMAIL, "m3")
+def test_the_code_quota_counts_each_request_once_per_window(store):
+    def reserve(message_id, now):
+        return store.reserve_code(EMAIL, message_id, now, per_hour=2, per_day=3)
+
+    assert reserve("m1", 1000.0) and reserve("m1", 1001.0)  # a redelivery is not counted twice
+    assert reserve("m2", 1500.0)
+    assert not reserve("m3", 1600.0)  # two in the last hour
+    assert reserve("m3", 1000.0 + 3601)  # m1 has left the hour
+    assert not reserve("m4", 1000.0 + 3700)  # m2 and m3 in the hour
+    assert not reserve("m5", 2000.0 + 3 * 3600)  # three in the day
+    assert reserve("m1", 2000.0 + 3 * 3600)  # already counted
+
+
+def test_parallel_requests_cannot_both_take_the_last_code_slot(store):
+    barrier = threading.Barrier(10)
+
+    def one(index):
+        barrier.wait()
+        return store.reserve_code(EMAIL, f"m{index}", 1000.0, per_hour=3, per_day=10)
+
+    with ThreadPoolExecutor(10) as pool:
+        assert sum(pool.map(one, range(10))) == 3
