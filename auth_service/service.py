@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 # The request publishes the message itself; the relay steps in only if it has
 # not succeeded by then, so the two rarely publish the same message.
 OUTBOX_GRACE = timedelta(seconds=10)
-RETRY_AFTER_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -114,12 +113,12 @@ class AccountService:
         """
         email = normalize_email(email)
         if not self._bus.connected:
-            raise ServiceUnavailable(retry_after=RETRY_AFTER_SECONDS)
+            raise ServiceUnavailable()
         try:
             remaining = self._cooldowns.start(_cooldown_key(email), self._timeouts.resend_cooldown_seconds)
         except Exception:
             log.warning("cooldown store unavailable", exc_info=True)
-            raise ServiceUnavailable(retry_after=RETRY_AFTER_SECONDS) from None
+            raise ServiceUnavailable() from None
         if remaining > 0:
             raise RateLimited("Wait before asking for another code.", retry_after=math.ceil(remaining))
         user = self._users.by_email(email)
@@ -151,7 +150,7 @@ class AccountService:
                 self._queues.confirm_email_code, submission, timeout=self._timeouts.confirm_wait_seconds
             )
         except BrokerUnavailable:
-            raise ServiceUnavailable(retry_after=RETRY_AFTER_SECONDS) from None
+            raise ServiceUnavailable() from None
         if reply is None:
             return Confirmation(False, user)
         verdict = reply.get("verdict")
@@ -169,7 +168,7 @@ class AccountService:
                 return Confirmation(True, current)
             raise CodeExpired()
         log.error("unknown verdict from the worker", extra={"verdict": str(verdict)[:40]})
-        raise ServiceUnavailable(retry_after=RETRY_AFTER_SECONDS)
+        raise ServiceUnavailable()
 
     def mark_verified(self, user_id: str) -> bool:
         return self._users.mark_verified(user_id, self._now())

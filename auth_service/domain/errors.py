@@ -41,6 +41,10 @@ class RateLimited(AuthError):
 class ServiceUnavailable(AuthError):
     code = "service_unavailable"
     message = "The service is temporarily unavailable. Try again shortly."
+    retry_after_seconds = 5
+
+    def __init__(self, message: str | None = None, **details):
+        super().__init__(message, **{"retry_after": self.retry_after_seconds, **details})
 
 
 class InvalidCredentials(AuthError):

@@ -14,7 +14,6 @@ from auth_service.domain import errors
 
 log = logging.getLogger(__name__)
 
-STORE_RETRY_AFTER_SECONDS = 5
 
 STATUS_OF = {
     errors.EmailTaken: 409,
@@ -74,7 +73,7 @@ UNAVAILABLE_ERRORS = (pymongo.errors.ConnectionFailure, redis.exceptions.Connect
 def handle_dependency_down(error: Exception):
     """A store the request needs did not answer: a retryable 503, not a 500."""
     log.warning("dependency unavailable", extra={"error": type(error).__name__})
-    return handle_auth_error(errors.ServiceUnavailable(retry_after=STORE_RETRY_AFTER_SECONDS))
+    return handle_auth_error(errors.ServiceUnavailable())
 
 
 def handle_unexpected(error: Exception):
