@@ -34,11 +34,7 @@ def build_worker(settings: Settings) -> Worker:
     """The production wiring: Redis, SMTP, consumers, and the metrics and readiness they report to."""
     registry = process_registry()
     client = redis_client(settings)
-    handlers = build_handlers(
-        settings,
-        store=RedisPendingRegistrations(client, settings.redis_key_prefix),
-        events=PrometheusVerificationEvents(registry),
-    )
+    handlers = build_handlers(settings, client=client, events=PrometheusVerificationEvents(registry))
     consumers = build_consumers(
         settings, handlers, observe=ConsumerMetrics(registry, consumed_queues(settings)).observe
     )
@@ -71,17 +67,20 @@ def build_handlers(
     mailer: Mailer | None = None,
     clock: Callable[[], float] = time.time,
     events: VerificationEvents | None = None,
+    client: redis.Redis | None = None,
 ) -> VerificationHandlers:
-    client = None
-    if store is None:
+    """The handlers on real adapters, except those passed in. One Redis client serves the
+    store and, without CODE_HMAC_KEY, the shared code key."""
+    if client is None and (store is None or settings.code_hmac_key is None):
         client = redis_client(settings)
+    if store is None:
         store = RedisPendingRegistrations(client, settings.redis_key_prefix)
     if mailer is None:
         mailer = FlaskMailer(mail_app(settings), timeout=settings.smtp_timeout_seconds)
     if settings.code_hmac_key is not None:
         hmac_key = ConfiguredCodeKey(settings.code_hmac_key)
     else:
-        hmac_key = SharedCodeKey(client or redis_client(settings), settings.redis_key_prefix)
+        hmac_key = SharedCodeKey(client, settings.redis_key_prefix)
     policy = CodePolicy(
         hmac_key=hmac_key,
         ttl_seconds=settings.code_ttl_seconds,
