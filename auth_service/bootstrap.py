@@ -17,13 +17,15 @@ from prometheus_client import Counter, Gauge
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
 from auth_service.adapters.mongo_users import MongoUserRepository
 from auth_service.adapters.rabbitmq import RabbitMessageBus
+from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.tokens import TokenIssuer
-from auth_service.entrypoints.consumers import AccountConfirmedHandler, OutboxRelay
+from auth_service.entrypoints.consumers import OutboxRelay, account_confirmed_router
 from auth_service.entrypoints.http.app import create_app
+from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
-from auth_service.service import AccountService, Queues, Timeouts
+from auth_service.service import AccountService
 from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
 from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
@@ -39,6 +41,8 @@ class AuthSystem:
     accounts: AccountService
     users: MongoUserRepository
     bus: MessageBus
+    codes: CodeClient
+    outbox: Outbox
     background: list = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
@@ -103,19 +107,24 @@ def build(
         bus = RabbitMessageBus(settings.rabbitmq_url, settings.work_queues, settings.retry_delays_seconds)
         background.append(bus)
 
+    outbox = Outbox(users, bus, settings.publish_timeout_seconds, clock)
+    codes = CodeClient(
+        bus,
+        outbox,
+        cooldowns if cooldowns is not None else cooldown_store(settings),
+        CodeQueues(requests=settings.account_creation_queue, submissions=settings.confirm_email_code_queue),
+        CodeTimings(
+            verdict_wait_seconds=settings.confirm_wait_seconds, cooldown_seconds=settings.resend_cooldown_seconds
+        ),
+        clock,
+    )
     accounts = AccountService(
         users=users,
-        bus=bus,
-        cooldowns=cooldowns if cooldowns is not None else cooldown_store(settings),
+        codes=codes,
+        outbox=outbox,
         hasher=PasswordHasher(settings.bcrypt_rounds),
         tokens=TokenIssuer(
             settings.jwt_secret, settings.jwt_ttl_seconds, settings.jwt_issuer, settings.jwt_audience, clock
-        ),
-        queues=Queues(settings.account_creation_queue, settings.confirm_email_code_queue),
-        timeouts=Timeouts(
-            publish_seconds=settings.publish_timeout_seconds,
-            confirm_wait_seconds=settings.confirm_wait_seconds,
-            resend_cooldown_seconds=settings.resend_cooldown_seconds,
         ),
         clock=clock,
     )
@@ -125,7 +134,7 @@ def build(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=AccountConfirmedHandler(accounts),
+                handler=account_confirmed_router(accounts),
                 declare=settings.work_queues,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
@@ -134,7 +143,7 @@ def build(
             )
         )
         relayed = Counter("outbox_relayed", "Queue messages published late by the outbox relay", registry=registry)
-        background.append(OutboxRelay(accounts, on_relayed=relayed.inc))
+        background.append(OutboxRelay(outbox, on_relayed=relayed.inc))
 
     def readiness() -> dict[str, str]:
         checks = {}
@@ -147,7 +156,16 @@ def build(
         return checks
 
     app = create_app(settings, accounts, readiness, registry)
-    return AuthSystem(app=app, accounts=accounts, users=users, bus=bus, background=background, registry=registry)
+    return AuthSystem(
+        app=app,
+        accounts=accounts,
+        users=users,
+        bus=bus,
+        codes=codes,
+        outbox=outbox,
+        background=background,
+        registry=registry,
+    )
 
 
 def _or_nan(count: Callable[[], int]) -> float:
