@@ -124,7 +124,11 @@ def build(
         outbox=outbox,
         hasher=PasswordHasher(settings.bcrypt_rounds),
         tokens=TokenIssuer(
-            settings.jwt_secret, settings.jwt_ttl_seconds, settings.jwt_issuer, settings.jwt_audience, clock
+            settings.jwt_secret.get_secret_value(),
+            settings.jwt_ttl_seconds,
+            settings.jwt_issuer,
+            settings.jwt_audience,
+            clock,
         ),
         clock=clock,
     )

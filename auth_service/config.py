@@ -1,134 +1,68 @@
-"""The auth service's settings, read once from the environment (see ../shared/CONTRACT.md)."""
+"""The auth service's settings (see ../shared/CONTRACT.md and common/settings.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Annotated, Any
 
 from limits import parse_many
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 
-from common.messaging.topology import RETRY_DELAYS_SECONDS
-from common.settings import Reader, SettingsError, environment
+from common.settings import Flag, Port, ServiceSettings, key_error
 
 DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-do-not-use-in-production"  # noqa: S105 (refused outside APP_ENV=development)
 
 
-@dataclass(frozen=True)
-class RateLimits:
-    """Request limits per endpoint, in flask-limiter's notation ("10/minute;100/hour").
-
-    Each endpoint is limited per client IP and per address (the normalized email
-    of the body). See docs/security.md for why these numbers.
-    """
-
-    register_per_ip: str = "10/minute;100/hour"
-    register_per_address: str = "5/hour"
-    confirm_per_ip: str = "30/minute;300/hour"
-    confirm_per_address: str = "10/minute;50/day"
-    resend_per_ip: str = "10/minute;100/hour"
-    resend_per_address: str = "10/hour"
-    login_per_ip: str = "30/minute;300/hour"
-    login_failures_per_address: str = "10/minute;100/day"
-
-    # Spelled out so that a search for a setting's name finds where it is read.
-    SETTING_NAMES = {
-        "register_per_ip": "RATELIMIT_REGISTER_PER_IP",
-        "register_per_address": "RATELIMIT_REGISTER_PER_ADDRESS",
-        "confirm_per_ip": "RATELIMIT_CONFIRM_PER_IP",
-        "confirm_per_address": "RATELIMIT_CONFIRM_PER_ADDRESS",
-        "resend_per_ip": "RATELIMIT_RESEND_PER_IP",
-        "resend_per_address": "RATELIMIT_RESEND_PER_ADDRESS",
-        "login_per_ip": "RATELIMIT_LOGIN_PER_IP",
-        "login_failures_per_address": "RATELIMIT_LOGIN_FAILURES_PER_ADDRESS",
-    }
-
-    @classmethod
-    def read(cls, read: Reader) -> RateLimits:
-        values = {}
-        defaults = cls()
-        for name, env_name in cls.SETTING_NAMES.items():
-            value = read.str(env_name, getattr(defaults, name))
-            try:
-                parse_many(value)
-            except ValueError:
-                raise SettingsError(f"{env_name} must be limits like '10/minute;100/hour', got {value!r}") from None
-            values[name] = value
-        return cls(**values)
+def _limits(value: str) -> str:
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError("must be limits like '10/minute;100/hour'") from None
+    return value
 
 
-@dataclass(frozen=True)
-class Settings:
-    app_env: str
-    mongo_uri: str
-    mongo_db: str
-    redis_url: str
-    rabbitmq_url: str
-    account_creation_queue: str
-    confirm_email_code_queue: str
-    account_confirmed_queue: str
-    jwt_secret: str
-    jwt_ttl_seconds: int
-    jwt_issuer: str
-    jwt_audience: str
-    bcrypt_rounds: int
-    resend_cooldown_seconds: int
-    ratelimit_enabled: bool
-    ratelimit_storage_uri: str
-    ratelimit_key_prefix: str
-    rate_limits: RateLimits
-    auth_host: str
-    auth_port: int
-    retry_delays_seconds: tuple[int, ...]
-    confirm_wait_seconds: float
-    publish_timeout_seconds: float
-    max_body_bytes: int
-    proxy_hops: int
-    server_threads: int
-    log_level: str
+# Request limits in flask-limiter's notation, per client IP or per address (docs/security.md).
+RateLimit = Annotated[str, AfterValidator(_limits)]
 
-    @property
-    def development(self) -> bool:
-        return self.app_env == "development"
 
-    @property
-    def work_queues(self) -> list[str]:
-        return [self.account_creation_queue, self.confirm_email_code_queue, self.account_confirmed_queue]
+def _jwt_secret_default(data: dict[str, Any]) -> SecretStr:
+    # Unset, only development gets a fixed key; elsewhere the empty key is refused below.
+    return SecretStr(DEVELOPMENT_JWT_SECRET if data.get("app_env") == "development" else "")
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        read = Reader(environment(env))
-        app_env = read.str("APP_ENV", "production")
-        development = app_env == "development"
-        redis_url = read.str("REDIS_URL", "redis://localhost:6379/0")
-        bcrypt_rounds = read.int("BCRYPT_ROUNDS", 12, minimum=4, maximum=31)
-        if bcrypt_rounds < 10 and not development and not read.bool("ALLOW_WEAK_BCRYPT", False):
-            raise SettingsError("BCRYPT_ROUNDS below 10 is only allowed with APP_ENV=development")
-        return cls(
-            app_env=app_env,
-            mongo_uri=read.str("MONGO_URI", "mongodb://localhost:27017"),
-            mongo_db=read.str("MONGO_DB", "auth"),
-            redis_url=redis_url,
-            rabbitmq_url=read.str("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2F"),
-            account_creation_queue=read.str("ACCOUNT_CREATION_QUEUE", "ACCOUNT_CREATION_QUEUE"),
-            confirm_email_code_queue=read.str("CONFIRM_EMAIL_CODE_QUEUE", "CONFIRM_EMAIL_CODE_QUEUE"),
-            account_confirmed_queue=read.str("ACCOUNT_CONFIRMED_QUEUE", "ACCOUNT_CONFIRMED_QUEUE"),
-            jwt_secret=read.secret("JWT_SECRET", development, DEVELOPMENT_JWT_SECRET),
-            jwt_ttl_seconds=read.int("JWT_TTL_SECONDS", 900, minimum=1),
-            jwt_issuer=read.str("JWT_ISSUER", "auth-service"),
-            jwt_audience=read.str("JWT_AUDIENCE", "mobile-app"),
-            bcrypt_rounds=bcrypt_rounds,
-            resend_cooldown_seconds=read.int("RESEND_COOLDOWN_SECONDS", 60, minimum=0),
-            ratelimit_enabled=read.bool("RATELIMIT_ENABLED", True),
-            ratelimit_storage_uri=read.str("RATELIMIT_STORAGE_URI", redis_url),
-            ratelimit_key_prefix=read.str("RATELIMIT_KEY_PREFIX", "auth-ratelimit"),
-            rate_limits=RateLimits.read(read),
-            auth_host=read.str("AUTH_HOST", "127.0.0.1"),
-            auth_port=read.int("AUTH_PORT", 8000, minimum=0, maximum=65535),
-            retry_delays_seconds=read.int_tuple("RETRY_DELAYS_SECONDS", RETRY_DELAYS_SECONDS),
-            confirm_wait_seconds=read.float("CONFIRM_WAIT_SECONDS", 5.0, minimum=0.1),
-            publish_timeout_seconds=read.float("PUBLISH_TIMEOUT_SECONDS", 3.0, minimum=0.1),
-            max_body_bytes=read.int("MAX_BODY_BYTES", 16 * 1024, minimum=1024),
-            proxy_hops=read.int("PROXY_HOPS", 0, minimum=0, maximum=5),
-            server_threads=read.int("AUTH_THREADS", 8, minimum=1, maximum=64),
-            log_level=read.str("LOG_LEVEL", "INFO").upper(),
-        )
+
+class Settings(ServiceSettings):
+    mongo_uri: str = Field("mongodb://localhost:27017", repr=False)
+    mongo_db: str = "auth"
+    jwt_secret: SecretStr = Field(default_factory=_jwt_secret_default)
+    jwt_ttl_seconds: int = Field(900, ge=1)
+    jwt_issuer: str = "auth-service"
+    jwt_audience: str = "mobile-app"
+    bcrypt_rounds: int = Field(12, ge=4, le=31)
+    allow_weak_bcrypt: Flag = False
+    resend_cooldown_seconds: int = Field(60, ge=0)
+    ratelimit_enabled: Flag = True
+    ratelimit_storage_uri: str = Field(default_factory=lambda data: data["redis_url"], repr=False)
+    ratelimit_key_prefix: str = "auth-ratelimit"
+    ratelimit_register_per_ip: RateLimit = "10/minute;100/hour"
+    ratelimit_register_per_address: RateLimit = "5/hour"
+    ratelimit_confirm_per_ip: RateLimit = "30/minute;300/hour"
+    ratelimit_confirm_per_address: RateLimit = "10/minute;50/day"
+    ratelimit_resend_per_ip: RateLimit = "10/minute;100/hour"
+    ratelimit_resend_per_address: RateLimit = "10/hour"
+    ratelimit_login_per_ip: RateLimit = "30/minute;300/hour"
+    ratelimit_login_failures_per_address: RateLimit = "10/minute;100/day"
+    auth_host: str = "127.0.0.1"
+    auth_port: Port = 8000
+    auth_threads: int = Field(8, ge=1, le=64)
+    confirm_wait_seconds: float = Field(5.0, ge=0.1)
+    publish_timeout_seconds: float = Field(3.0, ge=0.1)
+    max_body_bytes: int = Field(16 * 1024, ge=1024)
+    proxy_hops: int = Field(0, ge=0, le=5)
+
+    @model_validator(mode="after")
+    def _refuse_weak_secrets(self) -> Settings:
+        refused = key_error("JWT_SECRET", self.jwt_secret, self.development, required=True)
+        if refused:
+            raise ValueError(refused)
+        if self.bcrypt_rounds < 10 and not (self.development or self.allow_weak_bcrypt):
+            raise ValueError("BCRYPT_ROUNDS below 10 needs APP_ENV=development or ALLOW_WEAK_BCRYPT=true")
+        return self

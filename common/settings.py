@@ -1,96 +1,143 @@
-"""Reading settings from the environment, after a ``.env`` file fills in the gaps."""
+"""Settings as typed, bounded pydantic-settings models: one field per environment variable.
+
+A field's environment variable is its name in capitals (``auth_port`` is ``AUTH_PORT``): the
+models are the one list of every setting the services read. ``ServiceSettings`` holds what both
+services read; each service's ``config.py`` adds its own. The process environment wins over a
+``.env`` file, which fills in what the environment does not set; an empty value means unset.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self, get_args
 
-from dotenv import dotenv_values
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
+
+from common.messaging.topology import RETRY_DELAYS_SECONDS
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
+MINIMUM_KEY_BYTES = 32
 
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the service refuses to start."""
 
 
-def environment(env: Mapping[str, str] | None = None, dotenv_path: str = ".env") -> dict[str, str]:
-    """The process environment, with values from ``.env`` where the environment is silent."""
-    if env is not None:
-        return dict(env)
-    from_file = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
-    return {**from_file, **os.environ}
-
-
-class Reader:
-    def __init__(self, env: Mapping[str, str]):
-        self._env = env
-
-    def str(self, name: str, default: str | None = None) -> str | None:
-        value = self._env.get(name)
-        return default if value is None or value == "" else value
-
-    def int(self, name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
-        raw = self.str(name)
-        try:
-            value = default if raw is None else int(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-        if minimum is not None and value < minimum:
-            raise SettingsError(f"{name} must be at least {minimum}")
-        if maximum is not None and value > maximum:
-            raise SettingsError(f"{name} must be at most {maximum}")
-        return value
-
-    def float(self, name: str, default: float, minimum: float = 0.0) -> float:
-        raw = self.str(name)
-        try:
-            value = default if raw is None else float(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-        if value < minimum:
-            raise SettingsError(f"{name} must be at least {minimum}")
-        return value
-
-    def int_tuple(self, name: str, default: tuple[int, ...], minimum: int = 1) -> tuple[int, ...]:
-        """A comma-separated list of integers, such as ``2,10,30,120``."""
-        raw = self.str(name)
-        if raw is None:
-            return default
-        try:
-            values = tuple(int(part) for part in raw.split(","))
-        except ValueError:
-            raise SettingsError(f"{name} must be comma-separated integers, got {raw!r}") from None
-        if any(value < minimum for value in values):
-            raise SettingsError(f"{name} values must be at least {minimum}")
-        return values
-
-    def bool(self, name: str, default: bool) -> bool:
-        raw = self._env.get(name)
-        if raw is None or raw.strip() == "":  # an empty value means unset, as for every other setting
-            return default
-        word = raw.strip().lower()
+def _flag(value: object) -> object:
+    # Stricter than pydantic's own booleans ("t", "y"...): the words operators are told they may use.
+    if isinstance(value, str):
+        word = value.strip().lower()
         if word in TRUE_WORDS:
             return True
         if word in FALSE_WORDS:
             return False
-        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+        raise ValueError("must be true or false (or 1/0, yes/no, on/off)")
+    return value
 
-    def optional_secret(self, name: str, development: bool, minimum_bytes: int = 32) -> str | None:
-        """A key that may be left unset (the caller has another source), but never too short."""
-        value = self.str(name)
-        if value is not None and len(value.encode()) < minimum_bytes and not development:
-            raise SettingsError(f"{name} must be at least {minimum_bytes} bytes")
-        return value
 
-    def secret(self, name: str, development: bool, development_default: str, minimum_bytes: int = 32) -> str:
-        """A key that must be long enough; only development may fall back to a fixed one."""
-        value = self.str(name)
-        if value is None:
-            if development:
-                return development_default
-            raise SettingsError(f"{name} is required (at least {minimum_bytes} bytes) unless APP_ENV=development")
-        if len(value.encode()) < minimum_bytes and not development:
-            raise SettingsError(f"{name} must be at least {minimum_bytes} bytes")
-        return value
+def _comma_separated(value: object) -> object:
+    return tuple(part.strip() for part in value.split(",")) if isinstance(value, str) else value
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+# NoDecode: "2,10,30" is a list of its own notation, not the JSON pydantic-settings expects of a tuple.
+Delays = Annotated[tuple[Annotated[int, Field(ge=1)], ...], NoDecode, BeforeValidator(_comma_separated)]
+# AMQP caps a queue name at 255 bytes.
+QueueName = Annotated[str, Field(min_length=1, max_length=255)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
+
+
+def key_error(name: str, key: SecretStr | None, development: bool, required: bool) -> str | None:
+    """Why a signing or hashing key is refused, or None. Development may use any key, or none."""
+    if development:
+        return None
+    if key is None or not key.get_secret_value():
+        return (
+            f"{name} is required (at least {MINIMUM_KEY_BYTES} bytes) unless APP_ENV=development" if required else None
+        )
+    if len(key.get_secret_value().encode()) < MINIMUM_KEY_BYTES:
+        return f"{name} must be at least {MINIMUM_KEY_BYTES} bytes"
+    return None
+
+
+class _GivenEnvironment(EnvSettingsSource):
+    """The environment source reading a mapping handed to it instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+class ServiceSettings(BaseSettings):
+    """What both services read, with the same names, defaults and bounds."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        allow_inf_nan=False,
+        validate_default=True,
+    )
+
+    app_env: str = "production"
+    log_level: LogLevel = "INFO"
+    # URLs may carry a password: kept out of repr and of error messages (repr=False).
+    redis_url: str = Field("redis://localhost:6379/0", repr=False)
+    rabbitmq_url: str = Field("amqp://guest:guest@localhost:5672/%2F", repr=False)
+    account_creation_queue: QueueName = "ACCOUNT_CREATION_QUEUE"
+    confirm_email_code_queue: QueueName = "CONFIRM_EMAIL_CODE_QUEUE"
+    account_confirmed_queue: QueueName = "ACCOUNT_CONFIRMED_QUEUE"
+    retry_delays_seconds: Delays = RETRY_DELAYS_SECONDS
+
+    @property
+    def development(self) -> bool:
+        return self.app_env == "development"
+
+    @property
+    def work_queues(self) -> list[str]:
+        return [self.account_creation_queue, self.confirm_email_code_queue, self.account_confirmed_queue]
+
+    @classmethod
+    def setting_names(cls) -> set[str]:
+        """The environment variables this model reads."""
+        return {name.upper() for name in cls.model_fields}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """The settings of ``env`` alone if given (tests), else of the process environment and ``.env``.
+
+        Raises SettingsError with one line naming each refused setting.
+        """
+        try:
+            if env is None:
+                return cls()
+            return cls(_build_sources=((_GivenEnvironment(cls, env),), {}))
+        except ValidationError as error:
+            # A default computed from another setting is not computed once that one is refused: say nothing of it.
+            refused = [item for item in error.errors() if item["type"] != "default_factory_not_called"]
+            raise SettingsError("; ".join(_describe(cls.model_fields, item) for item in refused)) from None
+
+
+def _describe(fields: Mapping[str, FieldInfo], item: Any) -> str:
+    """One refusal as ``NAME: what is wrong (got 'value')``, never echoing a secret or a URL."""
+    message = str(item["ctx"]["error"]) if item["type"] == "value_error" else item["msg"]
+    if not item["loc"]:  # a rule across settings: its message names them
+        return message
+    name = str(item["loc"][0])
+    field = fields.get(name)
+    shown = field is not None and field.repr and SecretStr not in (field.annotation, *get_args(field.annotation))
+    got = f" (got {item['input']!r})" if shown and isinstance(item["input"], str) else ""
+    return f"{name.upper()}: {message}{got}"

@@ -78,7 +78,7 @@ def build_handlers(
     if mailer is None:
         mailer = FlaskMailer(mail_app(settings), timeout=settings.smtp_timeout_seconds)
     if settings.code_hmac_key is not None:
-        hmac_key = ConfiguredCodeKey(settings.code_hmac_key)
+        hmac_key = ConfiguredCodeKey(settings.code_hmac_key.get_secret_value())
     else:
         hmac_key = SharedCodeKey(client, settings.redis_key_prefix)
     policy = CodePolicy(
@@ -114,7 +114,7 @@ def build_consumers(
     common = {
         "url": settings.rabbitmq_url,
         "declare": settings.work_queues,
-        "prefetch": settings.prefetch,
+        "prefetch": settings.worker_prefetch,
         "observe": observe,
         "bind_request_id": bind_request_id,
         "retry_delays": settings.retry_delays_seconds,
@@ -128,5 +128,5 @@ def build_consumers(
     return [
         Consumer(queue=queue, handler=handler, name=f"consumer:{queue}:{index}", **common)
         for queue, handler in routes
-        for index in range(settings.consumer_threads)
+        for index in range(settings.worker_threads)
     ]

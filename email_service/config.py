@@ -1,80 +1,38 @@
-"""The worker's settings, read once from the environment (see ../shared/CONTRACT.md)."""
+"""The worker's settings (see ../shared/CONTRACT.md and common/settings.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from pydantic import Field, SecretStr, model_validator
 
-from common.messaging.topology import RETRY_DELAYS_SECONDS
-from common.settings import Reader, SettingsError, environment
+from common.settings import Flag, Port, ServiceSettings, key_error
 
 
-@dataclass(frozen=True)
-class Settings:
-    app_env: str
-    redis_url: str
-    redis_key_prefix: str
-    rabbitmq_url: str
-    account_creation_queue: str
-    confirm_email_code_queue: str
-    account_confirmed_queue: str
-    smtp_host: str
-    smtp_port: int
-    smtp_username: str | None
-    smtp_password: str | None
-    smtp_use_tls: bool
-    smtp_use_ssl: bool
-    smtp_timeout_seconds: float
-    mail_default_sender: str
-    code_ttl_seconds: int
-    code_max_attempts: int
-    max_codes_per_hour: int
-    max_codes_per_day: int
-    code_hmac_key: str | None
-    retry_delays_seconds: tuple[int, ...]
-    prefetch: int
-    consumer_threads: int
-    metrics_host: str
-    metrics_port: int
-    log_level: str
+class Settings(ServiceSettings):
+    redis_key_prefix: str = "email_service"
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(1025, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_use_tls: Flag = False
+    smtp_use_ssl: Flag = False
+    smtp_timeout_seconds: float = Field(10.0, ge=0.1)
+    mail_default_sender: str = "no-reply@localhost"
+    code_ttl_seconds: int = Field(600, ge=1)
+    code_max_attempts: int = Field(5, ge=1)
+    max_codes_per_hour: int = Field(5, ge=1)
+    max_codes_per_day: int = Field(10, ge=1)
+    # Unset: the workers share a random key kept in Redis (email_service.adapters.code_key).
+    code_hmac_key: SecretStr | None = None
+    worker_prefetch: int = Field(4, ge=1)
+    worker_threads: int = Field(4, ge=1, le=64)
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: Port = 9100
 
-    @property
-    def work_queues(self) -> list[str]:
-        return [self.account_creation_queue, self.confirm_email_code_queue, self.account_confirmed_queue]
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        read = Reader(environment(env))
-        app_env = read.str("APP_ENV", "production")
-        development = app_env == "development"
-        if read.bool("SMTP_USE_TLS", False) and read.bool("SMTP_USE_SSL", False):
-            raise SettingsError("SMTP_USE_TLS (STARTTLS) and SMTP_USE_SSL (implicit TLS) exclude each other")
-        return cls(
-            app_env=app_env,
-            redis_url=read.str("REDIS_URL", "redis://localhost:6379/0"),
-            redis_key_prefix=read.str("REDIS_KEY_PREFIX", "email_service"),
-            rabbitmq_url=read.str("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2F"),
-            account_creation_queue=read.str("ACCOUNT_CREATION_QUEUE", "ACCOUNT_CREATION_QUEUE"),
-            confirm_email_code_queue=read.str("CONFIRM_EMAIL_CODE_QUEUE", "CONFIRM_EMAIL_CODE_QUEUE"),
-            account_confirmed_queue=read.str("ACCOUNT_CONFIRMED_QUEUE", "ACCOUNT_CONFIRMED_QUEUE"),
-            smtp_host=read.str("SMTP_HOST", "localhost"),
-            smtp_port=read.int("SMTP_PORT", 1025, minimum=1, maximum=65535),
-            smtp_username=read.str("SMTP_USERNAME"),
-            smtp_password=read.str("SMTP_PASSWORD"),
-            smtp_use_tls=read.bool("SMTP_USE_TLS", False),
-            smtp_use_ssl=read.bool("SMTP_USE_SSL", False),
-            smtp_timeout_seconds=read.float("SMTP_TIMEOUT_SECONDS", 10.0, minimum=0.1),
-            mail_default_sender=read.str("MAIL_DEFAULT_SENDER", "no-reply@localhost"),
-            code_ttl_seconds=read.int("CODE_TTL_SECONDS", 600, minimum=1),
-            code_max_attempts=read.int("CODE_MAX_ATTEMPTS", 5, minimum=1),
-            max_codes_per_hour=read.int("MAX_CODES_PER_HOUR", 5, minimum=1),
-            max_codes_per_day=read.int("MAX_CODES_PER_DAY", 10, minimum=1),
-            # Unset: the workers share a random key kept in Redis (email_service.adapters.code_key).
-            code_hmac_key=read.optional_secret("CODE_HMAC_KEY", development),
-            retry_delays_seconds=read.int_tuple("RETRY_DELAYS_SECONDS", RETRY_DELAYS_SECONDS),
-            prefetch=read.int("WORKER_PREFETCH", 4, minimum=1),
-            consumer_threads=read.int("WORKER_THREADS", 4, minimum=1, maximum=64),
-            metrics_host=read.str("WORKER_METRICS_HOST", "127.0.0.1"),
-            metrics_port=read.int("WORKER_METRICS_PORT", 9100, minimum=0, maximum=65535),
-            log_level=read.str("LOG_LEVEL", "INFO").upper(),
-        )
+    @model_validator(mode="after")
+    def _refuse_conflicts(self) -> Settings:
+        refused = key_error("CODE_HMAC_KEY", self.code_hmac_key, self.development, required=False)
+        if refused:
+            raise ValueError(refused)
+        if self.smtp_use_tls and self.smtp_use_ssl:
+            raise ValueError("SMTP_USE_TLS (STARTTLS) and SMTP_USE_SSL (implicit TLS) exclude each other")
+        return self

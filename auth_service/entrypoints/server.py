@@ -26,7 +26,7 @@ def run(settings: Settings) -> int:
         system.app,
         host=settings.auth_host,
         port=settings.auth_port,
-        threads=settings.server_threads,
+        threads=settings.auth_threads,
         ident="auth_service",
     )
     log.info("auth service listening", extra={"url": f"http://{settings.auth_host}:{server.effective_port}"})

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask
 from flask_mail import Connection, Mail, Message
 
+from email_service.config import Settings
 from email_service.ports import PermanentMailError, TransientMailError
 
 
@@ -148,13 +149,13 @@ def _classify(smtp_code: int, what: str) -> Exception:
     return PermanentMailError(f"{what}: SMTP {smtp_code}")
 
 
-def mail_app(settings) -> Flask:
+def mail_app(settings: Settings) -> Flask:
     app = Flask("email_service", template_folder="templates", root_path=_package_root())
     app.config.update(
         MAIL_SERVER=settings.smtp_host,
         MAIL_PORT=settings.smtp_port,
         MAIL_USERNAME=settings.smtp_username,
-        MAIL_PASSWORD=settings.smtp_password,
+        MAIL_PASSWORD=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
         MAIL_USE_TLS=settings.smtp_use_tls,
         MAIL_USE_SSL=settings.smtp_use_ssl,
         MAIL_DEFAULT_SENDER=settings.mail_default_sender,

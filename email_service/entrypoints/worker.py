@@ -19,14 +19,18 @@ def run(settings: Settings) -> int:
     worker = bootstrap.build_worker(settings)
     consumers = worker.consumers
     status = None
-    if settings.metrics_port:
+    if settings.worker_metrics_port:
         try:
-            status = StatusServer(settings.metrics_host, settings.metrics_port, worker.registry, worker.readiness)
+            status = StatusServer(
+                settings.worker_metrics_host, settings.worker_metrics_port, worker.registry, worker.readiness
+            )
         except OSError as error:
-            log.error("cannot serve metrics", extra={"port": settings.metrics_port, "error": repr(error)})
+            log.error("cannot serve metrics", extra={"port": settings.worker_metrics_port, "error": repr(error)})
             return 1
         status.start()
-        log.info("metrics and probes served", extra={"url": f"http://{settings.metrics_host}:{status.port}/metrics"})
+        log.info(
+            "metrics and probes served", extra={"url": f"http://{settings.worker_metrics_host}:{status.port}/metrics"}
+        )
     stop = threading.Event()
 
     def request_stop(signum, frame):

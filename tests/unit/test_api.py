@@ -259,7 +259,9 @@ def test_login_token_carries_the_required_claims(system, unique_email):
     email = unique_email()
     token = token_for(system, email)
     settings = system.auth_settings
-    claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"], audience=settings.jwt_audience)
+    claims = jwt.decode(
+        token, settings.jwt_secret.get_secret_value(), algorithms=["HS256"], audience=settings.jwt_audience
+    )
     assert set(claims) == {"sub", "iat", "exp", "iss", "aud"}
     assert claims["exp"] - claims["iat"] == settings.jwt_ttl_seconds
     assert claims["iss"] == settings.jwt_issuer
@@ -270,7 +272,7 @@ def _forged(system, **changes) -> str:
     now = int(time.time())
     claims = {"sub": "x", "iat": now, "exp": now + 60, "iss": settings.jwt_issuer, "aud": settings.jwt_audience}
     claims.update(changes.pop("claims", {}))
-    key = changes.pop("key", settings.jwt_secret)
+    key = changes.pop("key", settings.jwt_secret.get_secret_value())
     return jwt.encode(claims, key, algorithm=changes.pop("algorithm", "HS256"))
 
 
@@ -295,7 +297,9 @@ def test_me_rejects_every_bad_token_with_401(system, unique_email, header):
         "expired": _forged(system, claims={"sub": user_id, "iat": 1, "exp": 2}),
         "wrong_key": _forged(system, claims={"sub": user_id}, key="another-secret-that-is-also-long-enough!"),
         "alg_none": _forged(system, claims={"sub": user_id}, key=None, algorithm="none"),
-        "no_exp": jwt.encode({"sub": user_id, "iat": int(time.time())}, system.auth_settings.jwt_secret),
+        "no_exp": jwt.encode(
+            {"sub": user_id, "iat": int(time.time())}, system.auth_settings.jwt_secret.get_secret_value()
+        ),
         "wrong_audience": _forged(system, claims={"sub": user_id, "aud": "someone-else"}),
     }
     headers = {"Authorization": header.format(**tokens)} if header else {}

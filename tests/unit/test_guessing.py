@@ -10,7 +10,6 @@ import threading
 
 from limits import parse_many
 
-from auth_service.config import RateLimits
 from auth_service.config import Settings as AuthSettings
 from common.messaging.consumer import Result
 from common.messaging.messages import CodeRequested, Purpose
@@ -53,10 +52,10 @@ def test_the_defaults_keep_a_day_of_guessing_below_one_in_ten_thousand():
     assert codes * worker.code_max_attempts / space < 1e-4  # 75 guesses: 7.5e-5
 
     # Independently, the per-address confirm limit caps guesses in any 24 hours.
-    [per_day] = [item for item in parse_many(auth.rate_limits.confirm_per_address) if item.get_expiry() == DAY]
+    [per_day] = [item for item in parse_many(auth.ratelimit_confirm_per_address) if item.get_expiry() == DAY]
     assert per_day.amount <= worker.max_codes_per_day * worker.code_max_attempts
     assert per_day.amount / space < 1e-4  # 50 guesses: 5e-5
-    assert auth.rate_limits == RateLimits()
+    assert auth.ratelimit_confirm_per_address == AuthSettings.model_fields["ratelimit_confirm_per_address"].default
 
 
 def test_a_code_takes_exactly_max_attempts_guesses(make_system, unique_email):
@@ -94,7 +93,7 @@ def test_parallel_guesses_spend_no_more_than_max_attempts(make_system, unique_em
         start.wait()
         guess_code = f"{(int(code) + 1 + n) % 10**CODE_DIGITS:0{CODE_DIGITS}d}"
         slot = Slot(Purpose.VERIFY_EMAIL, email)
-        presented = Presented.code(system.worker_settings.code_hmac_key, slot, guess_code)
+        presented = Presented.code(system.worker_settings.code_hmac_key.get_secret_value(), slot, guess_code)
         verdicts.append(system.store.attempt(slot, presented, f"guess-{n}", 5).verdict.value)
 
     threads = [threading.Thread(target=guess, args=(n,)) for n in range(12)]

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from auth_service.config import RateLimits, Settings
+from auth_service.config import Settings
 from auth_service.entrypoints.http import ratelimits
 from common.settings import SettingsError
 
 PASSWORD = "correct horse battery"
 GENEROUS = "1000/hour"
+RATE_LIMITS = [name for name in Settings.model_fields if name.startswith("ratelimit_") and "_per_" in name]
 
 
 def limited(**limits: str) -> dict[str, str]:
     """Rate limits on, every limit generous except the ones a test names."""
     env = {"RATELIMIT_ENABLED": "true", "RATELIMIT_STORAGE_URI": "memory://"}
-    for name in RateLimits.__dataclass_fields__:
-        env[f"RATELIMIT_{name.upper()}"] = limits.pop(name, GENEROUS)
+    for setting in RATE_LIMITS:
+        env[setting.upper()] = limits.pop(setting.removeprefix("ratelimit_"), GENEROUS)
     assert not limits, f"unknown limits {limits}"
     return env
 

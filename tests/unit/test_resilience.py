@@ -16,7 +16,7 @@ from common.messaging.connection import BLOCKED_CONNECTION_TIMEOUT_SECONDS, HEAR
 from common.messaging.consumer import Consumer, Result
 from common.messaging.envelope import RETRY_COUNT_HEADER, Outgoing
 from common.messaging.messages import AccountConfirmed, CodeRequested, CodeSubmitted, Purpose
-from common.settings import Reader, SettingsError
+from common.settings import SettingsError
 from email_service import bootstrap as worker_bootstrap
 from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings as WorkerSettings
@@ -38,11 +38,11 @@ def test_connections_have_heartbeats_and_a_blocked_connection_timeout():
 
 
 def test_retry_delays_are_a_setting_and_name_their_retry_queues():
-    assert Reader({"RETRY_DELAYS_SECONDS": "1,3,8"}).int_tuple("RETRY_DELAYS_SECONDS", (2,)) == (1, 3, 8)
-    assert Reader({}).int_tuple("RETRY_DELAYS_SECONDS", (2, 10)) == (2, 10)
-    for bad in ("1,x", "0,5", "-1"):
-        with pytest.raises(SettingsError):
-            Reader({"RETRY_DELAYS_SECONDS": bad}).int_tuple("RETRY_DELAYS_SECONDS", (2,))
+    assert WorkerSettings.from_env({"RETRY_DELAYS_SECONDS": "1,3,8"}).retry_delays_seconds == (1, 3, 8)
+    assert WorkerSettings.from_env({}).retry_delays_seconds == topology.RETRY_DELAYS_SECONDS
+    for bad in ("1,x", "0,5", "-1", "1,,2"):
+        with pytest.raises(SettingsError, match="RETRY_DELAYS_SECONDS"):
+            WorkerSettings.from_env({"RETRY_DELAYS_SECONDS": bad})
     queue = topology.WorkQueue("Q", (1, 3, 8))
     assert queue.retry_queues == ["Q.retry.1s", "Q.retry.3s", "Q.retry.8s"]
     assert queue.retry_queue(7) == "Q.retry.8s"

@@ -19,12 +19,11 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from auth_service import config as auth_config
-from common.settings import Reader
 from email_service import config as worker_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE_PACKAGES = ("auth_service", "email_service", "common")
-READER_METHODS = {name for name in vars(Reader) if not name.startswith("_")}
+SETTINGS_MODELS = (auth_config.Settings, worker_config.Settings)
 APP_SERVICES = {"auth": "auth_service", "email-worker": "email_service"}
 INFRASTRUCTURE = {"mongodb", "rabbitmq", "redis", "mailpit"}
 COMPOSE_ONLY_SETTINGS = {"RABBITMQ_USER", "RABBITMQ_PASSWORD"}
@@ -59,65 +58,33 @@ def dockerfile() -> DockerfileParser:
 
 
 def settings_read_by_the_code() -> set[str]:
-    """Every NAME in a ``read.<method>("NAME", ...)`` call anywhere in the services' code,
-    and every value of a ``SETTING_NAMES = {...}`` table (settings read in a loop)."""
-    names = set()
+    """Every setting of the services: a field of a settings model is the variable of its name in capitals."""
+    return set().union(*(model.setting_names() for model in SETTINGS_MODELS))
+
+
+def test_the_settings_models_are_the_only_settings_the_code_reads():
+    # A settings class or a stray os.environ/getenv would be a setting the checks below cannot see.
+    found = set()
     for package in CODE_PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if (
-                    isinstance(node, ast.Assign)
-                    and any(isinstance(target, ast.Name) and target.id == "SETTING_NAMES" for target in node.targets)
-                    and isinstance(node.value, ast.Dict)
-                ):
-                    names.update(value.value for value in node.value.values if isinstance(value, ast.Constant))
-                if (
-                    isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in READER_METHODS
-                    and isinstance(node.func.value, ast.Name)
-                    and node.func.value.id == "read"
-                    and node.args
-                    and isinstance(node.args[0], ast.Constant)
-                ):
-                    names.add(node.args[0].value)
-    return names
-
-
-def test_the_settings_scan_finds_what_the_settings_classes_actually_read(monkeypatch):
-    asked = set()
-
-    class RecordingReader(Reader):
-        def __getattribute__(self, name):
-            attribute = super().__getattribute__(name)
-            if name in READER_METHODS:
-
-                def recorded(setting, *args, **kwargs):
-                    asked.add(setting)
-                    return attribute(setting, *args, **kwargs)
-
-                return recorded
-            return attribute
-
-    monkeypatch.setattr(auth_config, "Reader", RecordingReader)
-    monkeypatch.setattr(worker_config, "Reader", RecordingReader)
-    auth_config.Settings.from_env({"APP_ENV": "development"})
-    worker_config.Settings.from_env({"APP_ENV": "development"})
-
-    scanned = settings_read_by_the_code()
-    assert "MONGO_URI" in asked and "SMTP_HOST" in asked
-    assert asked <= scanned
-    assert {"MONGO_URI", "JWT_SECRET", "SMTP_HOST", "CODE_HMAC_KEY", "WORKER_METRICS_PORT"} <= scanned
-
-
-def test_settings_are_read_only_through_the_reader():
-    # A stray os.environ/getenv would be a setting the scan above cannot see.
-    for package in CODE_PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
-            if path == ROOT / "common" / "settings.py":
-                continue
             text = path.read_text()
             assert "os.environ" not in text and "getenv" not in text, path
+            for node in ast.walk(ast.parse(text)):
+                bases = [ast.unparse(base) for base in node.bases] if isinstance(node, ast.ClassDef) else []
+                if any(base.endswith("Settings") for base in bases):
+                    found.add(f"{path.relative_to(ROOT).with_suffix('')}.{node.name}".replace("/", "."))
+    models = {f"{model.__module__}.{model.__qualname__}" for model in SETTINGS_MODELS}
+    assert found == models | {"common.settings.ServiceSettings"}
+    for model in SETTINGS_MODELS:
+        for name, field in model.model_fields.items():
+            assert field.alias is None and field.validation_alias is None, f"{name}: its variable is its name"
+    assert {
+        "MONGO_URI",
+        "JWT_SECRET",
+        "SMTP_HOST",
+        "CODE_HMAC_KEY",
+        "WORKER_METRICS_PORT",
+    } <= settings_read_by_the_code()
 
 
 def test_env_example_lists_every_setting_the_code_reads_and_nothing_else(env_example):

@@ -81,25 +81,24 @@ def install(app: Flask, settings: Settings) -> Limiter:
     if not settings.ratelimit_enabled:
         return limiter
 
-    limits = settings.rate_limits
     per_endpoint = {
         "auth.register": [
-            limiter.limit(limits.register_per_ip),
-            limiter.limit(limits.register_per_address, key_func=address_key, exempt_when=no_address),
+            limiter.limit(settings.ratelimit_register_per_ip),
+            limiter.limit(settings.ratelimit_register_per_address, key_func=address_key, exempt_when=no_address),
         ],
         "auth.confirm": [
-            limiter.limit(limits.confirm_per_ip),
-            limiter.limit(limits.confirm_per_address, key_func=address_key, exempt_when=no_address),
+            limiter.limit(settings.ratelimit_confirm_per_ip),
+            limiter.limit(settings.ratelimit_confirm_per_address, key_func=address_key, exempt_when=no_address),
         ],
         "auth.resend_code": [
-            limiter.limit(limits.resend_per_ip),
-            limiter.limit(limits.resend_per_address, key_func=address_key, exempt_when=no_address),
+            limiter.limit(settings.ratelimit_resend_per_ip),
+            limiter.limit(settings.ratelimit_resend_per_address, key_func=address_key, exempt_when=no_address),
         ],
         "auth.login": [
-            limiter.limit(limits.login_per_ip),
+            limiter.limit(settings.ratelimit_login_per_ip),
             # Only failures count against an address, as NIST SP 800-63B 5.2.2 asks.
             limiter.limit(
-                limits.login_failures_per_address,
+                settings.ratelimit_login_failures_per_address,
                 key_func=address_key,
                 exempt_when=no_address,
                 deduct_when=login_failed,
