@@ -15,6 +15,7 @@ from flask import Flask
 from prometheus_client import Counter, Gauge
 
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
+from auth_service.adapters.mongo_sessions import MongoSessionRepository
 from auth_service.adapters.mongo_users import MongoUserRepository
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.config import Settings
@@ -24,6 +25,7 @@ from auth_service.entrypoints.consumers import AccountConfirmedHandler, OutboxRe
 from auth_service.entrypoints.http.app import create_app
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService, Queues, Timeouts
+from auth_service.sessions import SessionPolicy, SessionService
 from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
 from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
@@ -37,6 +39,7 @@ IN_PROCESS_MONGO = "mongomock://"
 class AuthSystem:
     app: Flask
     accounts: AccountService
+    sessions: SessionService
     users: MongoUserRepository
     bus: MessageBus
     background: list = field(default_factory=list)
@@ -90,8 +93,11 @@ def build(
     in_process = settings.mongo_uri.startswith(IN_PROCESS_MONGO)
     if database is None:
         database = mongo_database(settings)
-    users = MongoUserRepository(database, serialize_writes=in_process or isinstance(database, mongomock.Database))
+    serialize_writes = in_process or isinstance(database, mongomock.Database)
+    users = MongoUserRepository(database, serialize_writes=serialize_writes)
     users.ensure_indexes()
+    session_store = MongoSessionRepository(database, serialize_writes=serialize_writes)
+    session_store.ensure_indexes()
 
     registry = process_registry()
     Gauge(
@@ -103,14 +109,23 @@ def build(
         bus = RabbitMessageBus(settings.rabbitmq_url, settings.work_queues, settings.retry_delays_seconds)
         background.append(bus)
 
+    hasher = PasswordHasher(settings.bcrypt_rounds)
+    sessions = SessionService(
+        users=users,
+        sessions=session_store,
+        tokens=TokenIssuer(
+            settings.jwt_secret, settings.jwt_ttl_seconds, settings.jwt_issuer, settings.jwt_audience, clock
+        ),
+        hasher=hasher,
+        policy=SessionPolicy(settings.refresh_ttl_seconds, settings.refresh_reuse_grace_seconds),
+        clock=clock,
+    )
     accounts = AccountService(
         users=users,
         bus=bus,
         cooldowns=cooldowns if cooldowns is not None else cooldown_store(settings),
-        hasher=PasswordHasher(settings.bcrypt_rounds),
-        tokens=TokenIssuer(
-            settings.jwt_secret, settings.jwt_ttl_seconds, settings.jwt_issuer, settings.jwt_audience, clock
-        ),
+        hasher=hasher,
+        sessions=sessions,
         queues=Queues(settings.account_creation_queue, settings.confirm_email_code_queue),
         timeouts=Timeouts(
             publish_seconds=settings.publish_timeout_seconds,
@@ -146,8 +161,10 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
-    app = create_app(settings, accounts, readiness, registry)
-    return AuthSystem(app=app, accounts=accounts, users=users, bus=bus, background=background, registry=registry)
+    app = create_app(settings, accounts, sessions, readiness, registry)
+    return AuthSystem(
+        app=app, accounts=accounts, sessions=sessions, users=users, bus=bus, background=background, registry=registry
+    )
 
 
 def _or_nan(count: Callable[[], int]) -> float:

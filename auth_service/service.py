@@ -18,14 +18,14 @@ from auth_service.domain.errors import (
     EmailNotVerified,
     InvalidCode,
     InvalidCredentials,
-    InvalidTokenError,
     RateLimited,
     ServiceUnavailable,
     TooManyAttempts,
 )
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.domain.tokens import InvalidToken, TokenIssuer
+from auth_service.domain.sessions import TokenPair
 from auth_service.ports import BrokerUnavailable, Cooldowns, MessageBus, OutboxEntry, UserRepository
+from auth_service.sessions import SessionService
 from common.messaging import messages
 from common.messaging.envelope import Outgoing
 
@@ -55,12 +55,6 @@ class Confirmation:
     user: User
 
 
-@dataclass(frozen=True)
-class AccessToken:
-    token: str
-    expires_in: int
-
-
 class AccountService:
     def __init__(
         self,
@@ -68,7 +62,7 @@ class AccountService:
         bus: MessageBus,
         cooldowns: Cooldowns,
         hasher: PasswordHasher,
-        tokens: TokenIssuer,
+        sessions: SessionService,
         queues: Queues,
         timeouts: Timeouts,
         clock: Callable[[], float] = time.time,
@@ -77,7 +71,7 @@ class AccountService:
         self._bus = bus
         self._cooldowns = cooldowns
         self._hasher = hasher
-        self._tokens = tokens
+        self._sessions = sessions
         self._queues = queues
         self._timeouts = timeouts
         self._clock = clock
@@ -173,7 +167,7 @@ class AccountService:
     def mark_verified(self, user_id: str) -> bool:
         return self._users.mark_verified(user_id, self._now())
 
-    def login(self, email: str, password: str) -> AccessToken:
+    def login(self, email: str, password: str) -> TokenPair:
         user = self._users.by_email(normalize_email(email))
         if user is None:
             self._hasher.burn_time(password)
@@ -184,20 +178,7 @@ class AccountService:
             raise EmailNotVerified()
         if self._hasher.needs_rehash(user.password_hash):
             self._users.replace_password_hash(user.id, self._hasher.hash(password))
-        token, expires_in = self._tokens.issue(user.id)
-        return AccessToken(token, expires_in)
-
-    def profile(self, token: str | None) -> User:
-        if not token:
-            raise InvalidTokenError()
-        try:
-            user_id = self._tokens.subject(token)
-        except InvalidToken:
-            raise InvalidTokenError() from None
-        user = self._users.by_id(user_id)
-        if user is None:
-            raise InvalidTokenError()
-        return user
+        return self._sessions.open(user)
 
     def relay_due_outbox(self, lease_seconds: float = 30.0) -> int:
         """Publish messages whose request did not manage to; returns how many went out.
