@@ -79,7 +79,7 @@ def judge_presented(record: RefreshRecord | None, now: datetime, grace: timedelt
         return Presented.UNKNOWN
     if record.expires_at <= now:
         return Presented.EXPIRED
-    if record.used_at is not None and now - record.used_at <= grace:
+    if record.used_at is not None and now - record.used_at < grace:
         return Presented.RETRY_WITHIN_GRACE
     return Presented.REUSED
 
