@@ -55,7 +55,7 @@ def test_register_publishes_no_password(system, unique_email):
     register(system.client, email, password="a secret passphrase 1")
     [message] = system.broker.sent_to(system.auth_settings.account_creation_queue)
     assert message.body["email"] == email
-    assert set(message.body) == {"user_id", "email", "name", "requested_at"}
+    assert set(message.body) == {"purpose", "user_id", "email", "name", "requested_at"}
     assert "a secret passphrase 1" not in message.encoded_body().decode()
 
 
