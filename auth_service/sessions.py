@@ -92,6 +92,8 @@ class SessionService:
             return self._successor(claimed, now)
         presented = self._sessions.find(token_hash)
         verdict = judge_presented(presented, now, self._grace)
+        if presented is None:
+            raise InvalidTokenError(REFRESH_REFUSED)
         if verdict is Presented.RETRY_WITHIN_GRACE:
             return self._successor(presented, now)
         if verdict is Presented.REUSED and self._sessions.end(presented.family_id, now, "reuse_detected"):
