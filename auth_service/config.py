@@ -36,6 +36,9 @@ class Settings(ServiceSettings):
     jwt_ttl_seconds: int = Field(900, ge=1)
     jwt_issuer: str = "auth-service"
     jwt_audience: str = "mobile-app"
+    refresh_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
+    # Bounded: a long grace would let a stolen token be used alongside its owner unnoticed.
+    refresh_reuse_grace_seconds: int = Field(10, ge=0, le=300)
     bcrypt_rounds: int = Field(12, ge=4, le=31)
     allow_weak_bcrypt: Flag = False
     resend_cooldown_seconds: int = Field(60, ge=0)
@@ -50,6 +53,12 @@ class Settings(ServiceSettings):
     ratelimit_resend_per_address: RateLimit = "10/hour"
     ratelimit_login_per_ip: RateLimit = "30/minute;300/hour"
     ratelimit_login_failures_per_address: RateLimit = "10/minute;100/day"
+    ratelimit_refresh_per_ip: RateLimit = "60/minute;1000/hour"
+    ratelimit_refresh_per_token: RateLimit = "10/minute"  # noqa: S105 (a limit, not a secret)
+    ratelimit_logout_per_ip: RateLimit = "30/minute;300/hour"
+    ratelimit_logout_per_token: RateLimit = "10/minute"  # noqa: S105 (a limit, not a secret)
+    ratelimit_password_change_per_ip: RateLimit = "10/minute;100/hour"  # noqa: S105 (a limit, not a secret)
+    ratelimit_password_change_failures_per_account: RateLimit = "5/minute;20/day"  # noqa: S105 (a limit, not a secret)
     auth_host: str = "127.0.0.1"
     auth_port: Port = 8000
     auth_threads: int = Field(8, ge=1, le=64)

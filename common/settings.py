@@ -70,7 +70,7 @@ def key_error(name: str, key: SecretStr | None, development: bool, required: boo
 
 
 class _GivenEnvironment(EnvSettingsSource):
-    """The environment source reading a mapping handed to it instead of ``os.environ``."""
+    """The environment source reading a mapping handed to it instead of the process environment."""
 
     def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
         self._environ = environ

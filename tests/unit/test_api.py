@@ -262,7 +262,8 @@ def test_login_token_carries_the_required_claims(system, unique_email):
     claims = jwt.decode(
         token, settings.jwt_secret.get_secret_value(), algorithms=["HS256"], audience=settings.jwt_audience
     )
-    assert set(claims) == {"sub", "iat", "exp", "iss", "aud"}
+    assert set(claims) == {"sub", "iat", "exp", "iss", "aud", "ver"}
+    assert claims["ver"] == 0
     assert claims["exp"] - claims["iat"] == settings.jwt_ttl_seconds
     assert claims["iss"] == settings.jwt_issuer
 
@@ -270,7 +271,14 @@ def test_login_token_carries_the_required_claims(system, unique_email):
 def _forged(system, **changes) -> str:
     settings = system.auth_settings
     now = int(time.time())
-    claims = {"sub": "x", "iat": now, "exp": now + 60, "iss": settings.jwt_issuer, "aud": settings.jwt_audience}
+    claims = {
+        "sub": "x",
+        "iat": now,
+        "exp": now + 60,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "ver": 0,
+    }
     claims.update(changes.pop("claims", {}))
     key = changes.pop("key", settings.jwt_secret.get_secret_value())
     return jwt.encode(claims, key, algorithm=changes.pop("algorithm", "HS256"))
