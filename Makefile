@@ -6,13 +6,13 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements lint format test unit integration run demo bench bench-login clean up down logs ps
+.PHONY: help install requirements lint typecheck format test unit integration run demo bench bench-login clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
-	@echo "make test         lint, then every test (unit and integration)"
+	@echo "make test         lint, type check, then every test (unit and integration)"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
-	@echo "make unit | integration | lint | format | bench | bench-login | requirements | clean"
+	@echo "make unit | integration | lint | typecheck | format | bench | bench-login | requirements | clean"
 	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services)"
 	@echo "make down | logs | ps"
 
@@ -36,7 +36,11 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+# mypy over every package and the tests (pyproject.toml [tool.mypy]).
+typecheck: install
+	$(VENV)/bin/mypy
+
+test: lint typecheck
 	$(PY) -m pytest
 
 unit: install
@@ -58,7 +62,7 @@ bench-login: install
 	$(PY) -m bench.login_timing
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
 
 # The stack in containers (compose.yaml, docs/operations.md). --wait returns once every healthcheck passes.
 up: .env

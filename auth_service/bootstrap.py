@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import mongomock
 import pymongo
@@ -13,6 +14,7 @@ import pymongo.errors
 import redis
 from flask import Flask
 from prometheus_client import Counter, Gauge
+from pymongo.database import Database
 
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
 from auth_service.adapters.mongo_sessions import MongoSessionRepository
@@ -64,10 +66,10 @@ class AuthSystem:
         return [thread.name for thread in self.background if getattr(thread, "failure", None) is not None]
 
 
-def mongo_database(settings: Settings):
+def mongo_database(settings: Settings) -> Database[dict[str, Any]]:
     if settings.mongo_uri.startswith(IN_PROCESS_MONGO):
         return mongomock.MongoClient()[settings.mongo_db]
-    client = pymongo.MongoClient(
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         settings.mongo_uri,
         serverSelectionTimeoutMS=3000,
         connectTimeoutMS=3000,

@@ -108,6 +108,6 @@ def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
     thread = args.thread.name if args.thread is not None else "?"
     logging.getLogger("uncaught").critical(
         "uncaught exception in a thread",
-        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        exc_info=args.exc_value,  # carries its traceback
         extra={"thread_name": thread},
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     GC_COLLECTOR,
@@ -28,7 +30,7 @@ def process_registry() -> CollectorRegistry:
 class ConsumerMetrics:
     """Messages settled per queue and outcome; its ``observe`` is the Consumer's hook."""
 
-    def __init__(self, registry: CollectorRegistry, queues: list[str] = ()):
+    def __init__(self, registry: CollectorRegistry, queues: Iterable[str] = ()):
         self.messages = Counter(
             "messages_consumed",
             "Messages taken off a work queue, by how they were settled (ack, retry, dead_letter)",

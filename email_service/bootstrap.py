@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,16 +72,22 @@ def build_handlers(
 ) -> CodeHandlers:
     """The handlers on real adapters, except those passed in. One Redis client serves the
     store and, without CODE_HMAC_KEY, the shared code key."""
-    if client is None and (store is None or settings.code_hmac_key is None):
-        client = redis_client(settings)
+
+    def shared_client() -> redis.Redis:
+        nonlocal client
+        if client is None:
+            client = redis_client(settings)
+        return client
+
     if store is None:
-        store = RedisPendingCodes(client, settings.redis_key_prefix)
+        store = RedisPendingCodes(shared_client(), settings.redis_key_prefix)
     if mailer is None:
         mailer = FlaskMailer(mail_app(settings), timeout=settings.smtp_timeout_seconds)
+    hmac_key: Callable[[], str]
     if settings.code_hmac_key is not None:
         hmac_key = ConfiguredCodeKey(settings.code_hmac_key.get_secret_value())
     else:
-        hmac_key = SharedCodeKey(client, settings.redis_key_prefix)
+        hmac_key = SharedCodeKey(shared_client(), settings.redis_key_prefix)
     policy = CodePolicy(
         hmac_key=hmac_key,
         ttl_seconds=settings.code_ttl_seconds,
@@ -111,22 +118,23 @@ def build_consumers(
     observe: Observer | None = None,
     bind_request_id: Callable[[str | None], None] = bind_request_id_to_logs,
 ) -> list[Consumer]:
-    common = {
-        "url": settings.rabbitmq_url,
-        "declare": settings.work_queues,
-        "prefetch": settings.worker_prefetch,
-        "observe": observe,
-        "bind_request_id": bind_request_id,
-        "retry_delays": settings.retry_delays_seconds,
+    consumer = functools.partial(
+        Consumer,
+        url=settings.rabbitmq_url,
+        declare=settings.work_queues,
+        prefetch=settings.worker_prefetch,
+        observe=observe,
+        bind_request_id=bind_request_id,
+        retry_delays=settings.retry_delays_seconds,
         # Redis down says nothing about the message: hold it rather than spend its retries.
-        "unavailable": (redis.ConnectionError, redis.TimeoutError),
-    }
+        unavailable=(redis.ConnectionError, redis.TimeoutError),
+    )
     # Each consumer owns its connection; several per queue let a slow SMTP
     # exchange for one user not hold up the codes of the others.
     code_requests, code_submissions = consumed_queues(settings)
     routes = [(code_requests, handlers.code_requests), (code_submissions, handlers.code_submissions)]
     return [
-        Consumer(queue=queue, handler=handler, name=f"consumer:{queue}:{index}", **common)
+        consumer(queue=queue, handler=handler, name=f"consumer:{queue}:{index}")
         for queue, handler in routes
         for index in range(settings.worker_threads)
     ]

@@ -155,8 +155,10 @@ class CodeHandlers:
         key = self._policy.hmac_key()
         if submission.code is not None:
             presented = Presented.code(key, slot, submission.code)
-        else:
+        elif submission.link_token is not None:
             presented = Presented.link(key, slot, submission.link_token)
+        else:  # CodeSubmitted refuses to be built without one of them
+            raise AssertionError("a submission with neither a code nor a link token")
         judgement = self._store.attempt(
             slot, presented, delivery.message_id, self._policy.max_attempts, submitted_at=submission.submitted_at
         )
@@ -185,6 +187,8 @@ class CodeHandlers:
     def _publish_account_confirmed(
         self, slot: Slot, judgement: Judgement, delivery: Delivered[CodeSubmitted], publisher: ChannelPublisher
     ) -> None:
+        if judgement.user_id is None:  # judge_attempt copies it from the pending code it verified
+            raise AssertionError("a verified code without its user")
         publisher.publish(
             self._account_confirmed_queue,
             AccountConfirmed(user_id=judgement.user_id, email=slot.email).outgoing(

@@ -8,6 +8,7 @@ request that is waiting for it.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 import pika
@@ -56,20 +57,21 @@ class InMemoryBroker:
             delivery.result = handler(as_delivered(message), self)
 
     def reply(self, reply_to: str, message: Outgoing) -> None:
-        if reply_to == REPLY_INBOX:
+        if reply_to == REPLY_INBOX and message.correlation_id is not None:
             self.replies[message.correlation_id] = message.body
 
     def request(self, queue: str, message: Outgoing, timeout: float) -> dict | None:
+        correlation_id = message.correlation_id or uuid.uuid4().hex
         addressed = Outgoing(
             type=message.type,
             body=message.body,
             message_id=message.message_id,
             request_id=message.request_id,
             reply_to=REPLY_INBOX,
-            correlation_id=message.correlation_id,
+            correlation_id=correlation_id,
         )
         self.publish(queue, addressed)
-        return self.replies.pop(message.correlation_id, None)
+        return self.replies.pop(correlation_id, None)
 
     def sent_to(self, queue: str) -> list[Outgoing]:
         return [delivery.message for delivery in self.deliveries if delivery.queue == queue]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 
 import redis
+
+from common.redis_replies import reply
 
 
 class RedisCooldowns:
@@ -21,14 +24,14 @@ class RedisCooldowns:
         for _ in range(2):  # the running cooldown may expire between SET and PTTL: then start anew
             if self._redis.set(redis_key, 1, nx=True, ex=seconds):
                 return 0.0
-            remaining_ms = self._redis.pttl(redis_key)
+            remaining_ms: int = reply(self._redis.pttl(redis_key))
             if remaining_ms > 0:
                 return remaining_ms / 1000
         return 0.001
 
 
 class InMemoryCooldowns:
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._until: dict[str, float] = {}
         self._lock = threading.Lock()
         self._clock = clock

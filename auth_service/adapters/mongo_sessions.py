@@ -9,6 +9,7 @@ successor inserted while the family was being ended is refused all the same.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
 
 import pymongo
 
@@ -72,6 +73,10 @@ class MongoSessionRepository:
         return result.modified_count
 
 
+@overload
+def _utc(value: datetime) -> datetime: ...
+@overload
+def _utc(value: datetime | None) -> datetime | None: ...
 def _utc(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:  # BSON dates come back naive, in UTC
         return value.replace(tzinfo=UTC)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -42,7 +43,7 @@ class RabbitMessageBus(ConnectionThread):
     def request(self, queue: str, message: Outgoing, timeout: float) -> dict | None:
         """Publish and wait for the reply; ``None`` if none came within ``timeout``."""
         reply: Future = Future()
-        correlation_id = message.correlation_id
+        correlation_id = message.correlation_id or uuid.uuid4().hex
         with self._replies_lock:
             self._replies[correlation_id] = reply
         try:
@@ -91,7 +92,8 @@ class RabbitMessageBus(ConnectionThread):
             log.error("unreadable reply from the worker")
 
     def _run_on_link(self, work: Callable, timeout: float) -> None:
-        if not self.connected:
+        connection = self._connection
+        if connection is None or not self.connected:
             raise BrokerUnavailable("not connected")
         done: Future = Future()
 
@@ -108,7 +110,7 @@ class RabbitMessageBus(ConnectionThread):
                     raise
 
         try:
-            self._connection.add_callback_threadsafe(on_link_thread)
+            connection.add_callback_threadsafe(on_link_thread)
             done.result(timeout)
         except FutureTimeout:
             done.cancel()  # too late if the link thread has started it; then only the confirm was late

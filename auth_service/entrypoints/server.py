@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 
-from waitress import create_server
+from waitress.server import BaseWSGIServer, MultiSocketServer, TcpWSGIServer, create_server
 
 from auth_service import bootstrap
 from auth_service.config import Settings
@@ -15,6 +15,18 @@ from auth_service.config import Settings
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 8.0
+
+
+def listening_urls(server: MultiSocketServer | BaseWSGIServer) -> list[str]:
+    """One URL per socket: a host name such as ``localhost`` may resolve to an IPv4 and an IPv6 address."""
+    if isinstance(server, MultiSocketServer):
+        addresses = [(str(host), port) for host, port in server.effective_listen]
+    elif isinstance(server, TcpWSGIServer):
+        host, port = server.getsockname()
+        addresses = [(host, int(port))]
+    else:
+        return []
+    return [f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}" for host, port in addresses]
 
 
 def run(settings: Settings) -> int:
@@ -29,7 +41,7 @@ def run(settings: Settings) -> int:
         threads=settings.auth_threads,
         ident="auth_service",
     )
-    log.info("auth service listening", extra={"url": f"http://{settings.auth_host}:{server.effective_port}"})
+    log.info("auth service listening", extra={"urls": listening_urls(server)})
 
     exit_code = 0
 

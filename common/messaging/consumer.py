@@ -237,9 +237,13 @@ class Consumer(ConnectionThread):
     def _pause(self, seconds: float) -> None:
         # connection.sleep keeps heartbeats flowing and, inside a delivery
         # callback, dispatches no other delivery.
+        connection = self._connection
+        if connection is None:  # no connection whose heartbeats to keep
+            self._stopping.wait(seconds)
+            return
         deadline = time.monotonic() + seconds
         while not self._stopping.is_set() and (remaining := deadline - time.monotonic()) > 0:
-            self._connection.sleep(min(remaining, 0.5))
+            connection.sleep(min(remaining, 0.5))
 
     def _settle(self, channel, method, properties, body: bytes, result: Result) -> None:
         headers = dict(properties.headers or {})

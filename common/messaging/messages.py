@@ -179,7 +179,7 @@ def _purpose(message: Incoming, legacy_types: frozenset[str]) -> Purpose:
 
 
 def _known_purpose(raw: object) -> Purpose:
-    if raw not in set(Purpose):
+    if not isinstance(raw, str) or raw not in set(Purpose):
         raise MalformedMessage(f"unknown purpose {str(raw)[:40]!r}")
     return Purpose(raw)
 

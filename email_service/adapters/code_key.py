@@ -6,6 +6,8 @@ import secrets
 
 import redis
 
+from common.redis_replies import reply
+
 
 class ConfiguredCodeKey:
     """The key from ``CODE_HMAC_KEY``."""
@@ -31,8 +33,10 @@ class SharedCodeKey:
         self._name = f"{key_prefix}:code-hmac-key"
 
     def __call__(self) -> str:
-        value = self._redis.get(self._name)
+        value: bytes | str | None = reply(self._redis.get(self._name))
         if value is None:
             self._redis.set(self._name, secrets.token_hex(32), nx=True)
-            value = self._redis.get(self._name)
+            value = reply(self._redis.get(self._name))
+        if value is None:  # deleted again in between: only a flushed Redis does that
+            raise redis.ConnectionError("the shared code key vanished as it was written")
         return value.decode() if isinstance(value, bytes) else value

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
 from flask_mail import Connection, Mail, Message
 
 from email_service.config import Settings
@@ -30,6 +30,7 @@ class _TimeoutConnection(Connection):
     timeout: float = 10.0
 
     def configure_host(self) -> smtplib.SMTP:
+        host: smtplib.SMTP
         if self.mail.use_ssl:
             host = smtplib.SMTP_SSL(
                 self.mail.server, self.mail.port, timeout=self.timeout, context=_verifying_tls_context()
@@ -49,7 +50,8 @@ class _TimeoutMail(Mail):
         self._timeout = timeout
 
     def connect(self) -> Connection:
-        connection = _TimeoutConnection(self.app.extensions["mail"])
+        # As Flask-Mail's own connect: the app it was given, else the one in context.
+        connection = _TimeoutConnection((self.app or current_app).extensions["mail"])
         connection.timeout = self._timeout
         return connection
 
@@ -131,6 +133,7 @@ class SmtpProbe:
             return self._answered
 
     def _noop(self) -> bool:
+        smtp: smtplib.SMTP
         try:
             if self._use_ssl:
                 smtp = smtplib.SMTP_SSL(self._host, self._port, timeout=self._timeout, context=_verifying_tls_context())

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
+from typing import overload
 
 import redis
 
+from common.redis_replies import reply
 from email_service.domain.codes import (
     Judgement,
     PendingCode,
@@ -43,7 +46,7 @@ class RedisPendingCodes:
         return f"{self._prefix}:{kind}:{slot.purpose}:{hashlib.sha256(slot.email.encode()).hexdigest()}"
 
     def get(self, slot: Slot) -> PendingCode | None:
-        return _parse(self._redis.hgetall(self._slot_key("pending", slot)))
+        return _parse(reply(self._redis.hgetall(self._slot_key("pending", slot))))
 
     def replace(self, pending: PendingCode, ttl_seconds: int) -> None:
         key = self._slot_key("pending", pending.slot)
@@ -68,9 +71,9 @@ class RedisPendingCodes:
         key = self._slot_key("pending", slot)
 
         def mark(pipe: redis.client.Pipeline) -> None:
-            if _text(pipe.hget(key, "message_id")) == message_id:
+            if _text(reply(pipe.hget(key, "message_id"))) == message_id:
                 pipe.multi()
-                pipe.hset(key, "mail_sent", 1)
+                pipe.hset(key, "mail_sent", "1")
 
         self._redis.transaction(mark, key)
 
@@ -82,7 +85,7 @@ class RedisPendingCodes:
 
         def judge(pipe: redis.client.Pipeline) -> None:
             outcome.clear()
-            raw = pipe.hgetall(key)
+            raw = reply(pipe.hgetall(key))
             seen = raw.get(f"{SEEN_PREFIX}{attempt_id}".encode())
             if seen is not None:
                 outcome.append(_judgement_from_json(seen))
@@ -108,7 +111,7 @@ class RedisPendingCodes:
         key = self._slot_key("pending", slot)
 
         def discard(pipe: redis.client.Pipeline) -> None:
-            if _text(pipe.hget(key, "consumed_by")) == attempt_id:
+            if _text(reply(pipe.hget(key, "consumed_by"))) == attempt_id:
                 pipe.multi()
                 pipe.delete(key)
 
@@ -129,8 +132,8 @@ class RedisPendingCodes:
             if pipe.zscore(key, message_id) is not None:
                 allowed.append(True)
                 return
-            last_hour = pipe.zcount(key, now - HOUR, "+inf")
-            last_day = pipe.zcount(key, now - DAY, "+inf")
+            last_hour: int = reply(pipe.zcount(key, now - HOUR, "+inf"))
+            last_day: int = reply(pipe.zcount(key, now - DAY, "+inf"))
             allowed.append(within_quota(last_hour, last_day, per_hour, per_day))
             if allowed[0]:
                 pipe.multi()
@@ -142,11 +145,15 @@ class RedisPendingCodes:
         return allowed[0]
 
 
+@overload
+def _text(value: bytes | str) -> str: ...
+@overload
+def _text(value: bytes | str | None) -> str | None: ...
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _parse(raw: dict) -> PendingCode | None:
+def _parse(raw: Mapping[bytes | str, bytes | str]) -> PendingCode | None:
     fields = {_text(k): _text(v) for k, v in raw.items()}
     if "user_id" not in fields:
         return None

@@ -101,11 +101,13 @@ Selector = Callable[[DeadLetter], bool]
 class DeadLetterQueues:
     """The dead-letter queues of some work queues, on one connection with publisher confirms."""
 
+    # Opened by __enter__: the class is used as a context manager only.
+    _connection: pika.BlockingConnection
+    _channel: pika.adapters.blocking_connection.BlockingChannel
+
     def __init__(self, rabbitmq_url: str, work_queues: list[str]):
         self._url = rabbitmq_url
         self._work_queues = work_queues
-        self._connection: pika.BlockingConnection | None = None
-        self._channel = None
 
     def __enter__(self) -> DeadLetterQueues:
         self._connection = pika.BlockingConnection(parameters(self._url, "email_service dlq"))

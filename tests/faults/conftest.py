@@ -21,6 +21,7 @@ import pytest
 from port_for import get_port
 from pytest_rabbitmq.factories.executor import RabbitMqExecutor
 from pytest_redis import factories as redis_factories
+from pytest_redis.executor import RedisExecutor
 
 from devtools.stack import LocalStack, delete_queues, unique_names
 from tests.faults.harness import FIGURE_COLUMNS, FaultRun, retry_delays
@@ -64,7 +65,7 @@ class PrivateRabbitMQ:
 
 @dataclass
 class PrivateRedis:
-    executor: object
+    executor: RedisExecutor
     port: int
     datadir: Path
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from common.settings import environment
-from devtools.stack import preflight
+from common.settings import ServiceSettings
+from devtools.stack import environment, preflight
 
 
 def servers_or_fail() -> dict[str, str]:
     """RABBITMQ_URL and REDIS_URL of the shared servers; fails, saying what is down and how to start it."""
-    env = environment()
-    urls = {
-        "RABBITMQ_URL": env.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2F"),
-        "REDIS_URL": env.get("REDIS_URL", "redis://localhost:6379/0"),
-    }
+    shared = ServiceSettings.from_env(environment())
+    urls = {"RABBITMQ_URL": shared.rabbitmq_url, "REDIS_URL": shared.redis_url}
     problems = preflight(urls["RABBITMQ_URL"], urls["REDIS_URL"])
     if problems:
         pytest.fail("integration tests need this machine's servers:\n" + "\n".join(problems))

@@ -6,6 +6,7 @@ The handlers and use cases are the production ones; only the wiring differs.
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import fakeredis
@@ -58,6 +59,7 @@ class System:
     outbox: list
     clock: Clock
     cooldown_clock: Clock
+    outbox_recording: AbstractContextManager[list]
 
     @property
     def client(self):
@@ -66,7 +68,13 @@ class System:
     def codes_for(self, email: str) -> list[str]:
         import re
 
-        return [re.search(r"\b\d{6}\b", m.body).group(0) for m in self.outbox if email in m.recipients]
+        codes = []
+        for mail in self.outbox:
+            if email in mail.recipients:
+                found = re.search(r"\b\d{6}\b", mail.body)
+                assert found is not None, f"a mail to {email} without a code: {mail.subject!r}"
+                codes.append(found.group(0))
+        return codes
 
 
 def build_system(env: dict | None = None) -> System:
@@ -94,16 +102,26 @@ def build_system(env: dict | None = None) -> System:
     broker.bind(auth_settings.account_confirmed_queue, account_confirmed_router(auth.accounts))
     outbox_context = mailer.mail.record_messages()
     outbox = outbox_context.__enter__()
-    system = System(auth_settings, worker_settings, auth, broker, redis, store, mailer, outbox, clock, cooldown_clock)
-    system._outbox_context = outbox_context
-    return system
+    return System(
+        auth_settings,
+        worker_settings,
+        auth,
+        broker,
+        redis,
+        store,
+        mailer,
+        outbox,
+        clock,
+        cooldown_clock,
+        outbox_context,
+    )
 
 
 @pytest.fixture
 def system():
     built = build_system()
     yield built
-    built._outbox_context.__exit__(None, None, None)
+    built.outbox_recording.__exit__(None, None, None)
 
 
 @pytest.fixture
@@ -117,4 +135,4 @@ def make_system():
 
     yield make
     for built in built_systems:
-        built._outbox_context.__exit__(None, None, None)
+        built.outbox_recording.__exit__(None, None, None)

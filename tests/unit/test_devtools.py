@@ -9,3 +9,14 @@ def test_preflight_names_each_server_that_does_not_answer_and_how_to_start_it():
     assert "RabbitMQ does not answer" in problems[0] and "rabbitmq-server -detached" in problems[0]
     assert "secret" not in problems[0]
     assert "Redis does not answer" in problems[1] and "redis-server" in problems[1]
+
+
+def test_the_tools_read_the_environment_over_dotenv(monkeypatch, tmp_path):
+    from devtools.stack import environment
+
+    (tmp_path / ".env").write_text("REDIS_URL=redis://from-file:6379/0\nAUTH_PORT=9001\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REDIS_URL", "redis://from-env:6379/0")
+    monkeypatch.delenv("AUTH_PORT", raising=False)
+    env = environment()
+    assert (env["REDIS_URL"], env["AUTH_PORT"]) == ("redis://from-env:6379/0", "9001")

@@ -309,3 +309,28 @@ def test_login_checks_a_dummy_hash_for_an_unknown_address(system, unique_email, 
     unknown = system.client.post("/auth/login", json={"email": unique_email(), "password": "wrong password"})
     assert (wrong.status_code, wrong.json) == (unknown.status_code, unknown.json)
     assert checks == [cost, cost]
+
+
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        ("127.0.0.1:0", [r"http://127\.0\.0\.1:\d+"]),
+        ("127.0.0.1:0 [::1]:0", [r"http://127\.0\.0\.1:\d+", r"http://\[::1\]:\d+"]),
+    ],
+)
+def test_the_server_logs_every_address_it_listens_on(listen, expected):
+    """A host name such as localhost may give waitress two sockets, IPv4 and IPv6: each is named."""
+    import re
+
+    from waitress.server import create_server
+
+    from auth_service.entrypoints.server import listening_urls
+
+    server = create_server(lambda environ, start_response: [], listen=listen)
+    try:
+        urls = listening_urls(server)
+    finally:
+        server.close()
+    assert len(urls) == len(expected)
+    assert all(re.fullmatch(pattern, url) for pattern, url in zip(expected, urls))
+    assert all(not url.endswith(":0") for url in urls)

@@ -138,3 +138,17 @@ def test_each_purpose_has_its_own_code_quota(store):
 def test_the_record_keeps_its_link_digest(store):
     store.replace(PendingCode(SLOT, "u1", "c" * 64, 0, "m1", 1.0, False, link_digest="l" * 64), 600)
     assert store.get(SLOT).link_digest == "l" * 64
+
+
+def test_a_reply_of_an_asyncio_client_is_refused_not_used():
+    from common.redis_replies import reply
+
+    assert reply(3) == 3
+
+    async def pending() -> int:
+        return 3
+
+    awaitable = pending()
+    with pytest.raises(TypeError):
+        reply(awaitable)
+    awaitable.close()

@@ -72,7 +72,10 @@ def create_app(
     ratelimits.install(app, settings)
     if settings.proxy_hops:
         # Only as many X-Forwarded-For entries as there are proxies of ours are believed.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
+        # Flask's documented way to put WSGI middleware in front: assigning over the method is the point.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
+        )
 
     app.register_error_handler(AuthError, errors.handle_auth_error)
     for dependency_error in errors.UNAVAILABLE_ERRORS:

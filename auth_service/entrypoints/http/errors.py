@@ -8,7 +8,7 @@ import re
 import pymongo.errors
 import redis.exceptions
 from flask import jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from auth_service.domain import errors
 
@@ -54,17 +54,18 @@ def handle_auth_error(error: errors.AuthError):
 
 def handle_http_exception(error: HTTPException):
     data = getattr(error, "data", None) or {}
-    if error.code == 422:
+    status = error.code or 500  # only werkzeug's bare HTTPException has no code
+    if status == 422:
         return error_response(
             422, "validation_error", "The request has invalid fields.", fields=_field_messages(data.get("messages"))
         )
-    if error.code >= 500:
-        log.error("server error", extra={"status": error.code})
+    if status >= 500:
+        log.error("server error", extra={"status": status})
     headers = dict(data.get("headers") or {})
-    if error.code == 405 and error.valid_methods:
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
-    code = CODE_FOR_STATUS.get(error.code) or _snake(error.name)
-    return error_response(error.code, code, data.get("message") or error.description, headers)
+    code = CODE_FOR_STATUS.get(status) or _snake(error.name)
+    return error_response(status, code, data.get("message") or error.description or error.name, headers)
 
 
 # A store that is unreachable is the service being unavailable, not a bug in the request.

@@ -18,6 +18,8 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, current_app, request
 from flask_limiter import Limiter, RateLimitExceeded
@@ -170,7 +172,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
         ],
     }
     for endpoint, decorators in per_endpoint.items():
-        view = app.view_functions[endpoint]
+        view: Callable[..., Any] = app.view_functions[endpoint]
         for decorate in decorators:
             view = decorate(view)
         app.view_functions[endpoint] = view
