@@ -16,6 +16,7 @@ from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import errors, observability, ratelimits, routes, schemas, security_headers
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
 from auth_service.service import AccountService
+from auth_service.sessions import SessionService
 from common.metrics import CollectorRegistry
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -25,6 +26,7 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 @dataclass
 class AuthExtension:
     accounts: AccountService
+    sessions: SessionService
     readiness: Callable[[], dict[str, str]]
 
 
@@ -40,6 +42,7 @@ class ContractApi(Api):
 def create_app(
     settings: Settings,
     accounts: AccountService,
+    sessions: SessionService,
     readiness: Callable[[], dict[str, str]],
     registry: CollectorRegistry | None = None,
 ) -> Flask:
@@ -66,7 +69,7 @@ def create_app(
             }
         },
     )
-    app.extensions["auth_service"] = AuthExtension(accounts=accounts, readiness=readiness)
+    app.extensions["auth_service"] = AuthExtension(accounts=accounts, sessions=sessions, readiness=readiness)
 
     api = ContractApi(app)
     api.register_blueprint(routes.auth)
