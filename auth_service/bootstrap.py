@@ -100,7 +100,7 @@ def build(
 
     background: list = []
     if bus is None:
-        bus = RabbitMessageBus(settings.rabbitmq_url, settings.work_queues, settings.retry_delays_seconds)
+        bus = RabbitMessageBus(settings.rabbitmq_url, settings.topology)
         background.append(bus)
 
     accounts = AccountService(
@@ -126,10 +126,9 @@ def build(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
                 handler=AccountConfirmedHandler(accounts),
-                declare=settings.work_queues,
+                topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
-                retry_delays=settings.retry_delays_seconds,
                 unavailable=(pymongo.errors.ConnectionFailure,),
             )
         )

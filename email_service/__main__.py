@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
         return 2
     if args.command == "dlq":
         configure_logging("email_service", "WARNING")
-        return dlq.run(args, settings.rabbitmq_url, settings.work_queues)
+        return dlq.run(args, settings.rabbitmq_url, settings.topology)
     configure_logging("email_service", settings.log_level)
     return worker.run(settings)
 

@@ -2,8 +2,10 @@
 
 pika connections are not thread-safe, so request threads never touch it: they
 hand a publish to the link thread with ``add_callback_threadsafe`` and wait on
-a future. The link thread also pumps heartbeats and receives replies on the
-direct reply-to pseudo-queue, so an RPC needs no queue of its own.
+a future. The link thread also pumps heartbeats and receives replies on an
+exclusive reply queue of this connection (common.messaging.topology says why
+not direct reply-to); a new connection gets a new reply queue, and requests
+waiting on the old one give up.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 
 import pika
 
@@ -22,22 +25,21 @@ from common.messaging import topology
 from common.messaging.connection import Backoff, close_quietly, parameters, wake
 from common.messaging.consumer import CONNECTION_ERRORS
 from common.messaging.envelope import Outgoing
+from common.messaging.topology import Topology
 
 log = logging.getLogger(__name__)
 
-DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
-
 
 class RabbitMessageBus(threading.Thread):
-    def __init__(self, url: str, declare: list[str], retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS):
+    def __init__(self, url: str, routes: Topology):
         super().__init__(name="rabbitmq-link", daemon=True)
         self._url = url
-        self._declare = declare
-        self._retry_delays = retry_delays
+        self._routes = routes
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self._connection: pika.BlockingConnection | None = None
         self._channel = None
+        self._reply_queue: str | None = None
         self._replies: dict[str, Future] = {}
         self._replies_lock = threading.Lock()
         self.failure: BaseException | None = None
@@ -47,7 +49,7 @@ class RabbitMessageBus(threading.Thread):
         return self._ready.is_set()
 
     def publish(self, queue: str, message: Outgoing, timeout: float) -> None:
-        self._run_on_link(lambda channel: _basic_publish(channel, queue, message), timeout)
+        self._run_on_link(lambda channel: self._basic_publish(channel, queue, message), timeout)
 
     def request(self, queue: str, message: Outgoing, timeout: float) -> dict | None:
         """Publish and wait for the reply; ``None`` if none came within ``timeout``."""
@@ -56,15 +58,11 @@ class RabbitMessageBus(threading.Thread):
         with self._replies_lock:
             self._replies[correlation_id] = reply
         try:
-            addressed = Outgoing(
-                type=message.type,
-                body=message.body,
-                message_id=message.message_id,
-                request_id=message.request_id,
-                reply_to=DIRECT_REPLY_TO,
-                correlation_id=correlation_id,
+            # Addressed on the link thread: the reply queue is that of the connection the request goes out on.
+            self._run_on_link(
+                lambda channel: self._basic_publish(channel, queue, replace(message, reply_to=self._reply_queue)),
+                timeout,
             )
-            self._run_on_link(lambda channel: _basic_publish(channel, queue, addressed), timeout)
             try:
                 return reply.result(timeout)
             except FutureTimeout:
@@ -105,8 +103,9 @@ class RabbitMessageBus(threading.Thread):
         self._connection = pika.BlockingConnection(parameters(self._url, "auth_service"))
         channel = self._connection.channel()
         channel.confirm_delivery()
-        topology.declare(channel, self._declare, self._retry_delays)
-        channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, auto_ack=True)
+        topology.declare(channel, self._routes.auth)
+        self._reply_queue = topology.declare_reply_queue(channel)
+        channel.basic_consume(self._reply_queue, self._on_reply, auto_ack=True)
         self._channel = channel
         self._ready.set()
 
@@ -152,6 +151,15 @@ class RabbitMessageBus(threading.Thread):
         except Exception as error:
             raise BrokerUnavailable(type(error).__name__) from None
 
+    def _basic_publish(self, channel, queue: str, message: Outgoing) -> None:
+        channel.basic_publish(
+            exchange=self._routes.inbox_of(queue).exchange,
+            routing_key=queue,
+            body=message.encoded_body(),
+            properties=message.properties(),
+            mandatory=True,
+        )
+
     def _fail_waiting_replies(self) -> None:
         with self._replies_lock:
             waiting = list(self._replies.values())
@@ -162,13 +170,3 @@ class RabbitMessageBus(threading.Thread):
     def _close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
         close_quietly(connection)
-
-
-def _basic_publish(channel, queue: str, message: Outgoing) -> None:
-    channel.basic_publish(
-        exchange=topology.DEFAULT_EXCHANGE,
-        routing_key=queue,
-        body=message.encoded_body(),
-        properties=message.properties(),
-        mandatory=True,
-    )

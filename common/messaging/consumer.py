@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import pika
 import pika.exceptions
 
-from common.messaging import topology
 from common.messaging.connection import Backoff, close_quietly, parameters, wake
 from common.messaging.envelope import (
     DEAD_REASON_HEADER,
@@ -38,6 +37,7 @@ from common.messaging.envelope import (
     MalformedMessage,
     Outgoing,
 )
+from common.messaging.topology import REPLIES_EXCHANGE, Topology, declare
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +80,13 @@ class Result:
 class ChannelPublisher:
     """Publishes on the consumer's own channel (in confirm mode), from its own thread."""
 
-    def __init__(self, channel):
+    def __init__(self, channel, topology: Topology):
         self._channel = channel
+        self._topology = topology
 
     def publish(self, queue: str, message: Outgoing) -> None:
         self._channel.basic_publish(
-            exchange=topology.DEFAULT_EXCHANGE,
+            exchange=self._topology.inbox_of(queue).exchange,
             routing_key=queue,
             body=message.encoded_body(),
             properties=message.properties(),
@@ -95,7 +96,7 @@ class ChannelPublisher:
     def reply(self, reply_to: str, message: Outgoing) -> None:
         # The requester may be gone; a reply nobody waits for is simply dropped.
         self._channel.basic_publish(
-            exchange=topology.DEFAULT_EXCHANGE,
+            exchange=REPLIES_EXCHANGE,
             routing_key=reply_to,
             body=message.encoded_body(),
             properties=message.properties(),
@@ -113,20 +114,20 @@ class Consumer(threading.Thread):
         url: str,
         queue: str,
         handler: Handler,
-        declare: list[str],
+        topology: Topology,
         prefetch: int = 4,
         name: str | None = None,
         observe: Observer | None = None,
         bind_request_id: Callable[[str | None], None] | None = None,
-        retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS,
         unavailable: tuple[type[Exception], ...] = (),
     ):
         super().__init__(name=name or f"consumer:{queue}", daemon=True)
         self._url = url
-        self._queue = topology.WorkQueue(queue, retry_delays)
+        self._topology = topology
+        self._inbox = topology.inbox_of(queue)
+        self._queue = topology.work_queue(queue)
         self._unavailable = unavailable
         self._handler = handler
-        self._declare = declare
         self._prefetch = prefetch
         self._observe = observe or (lambda queue, outcome: None)
         self._bind_request_id = bind_request_id or (lambda request_id: None)
@@ -171,7 +172,7 @@ class Consumer(threading.Thread):
         self._connection = pika.BlockingConnection(parameters(self._url, self.name))
         channel = self._connection.channel()
         channel.confirm_delivery()
-        topology.declare(channel, self._declare, self._queue.retry_delays)
+        declare(channel, self._inbox)
         channel.basic_qos(prefetch_count=self._prefetch)
         channel.basic_consume(self._queue.name, self._on_message)
         self.ready.set()
@@ -217,7 +218,7 @@ class Consumer(threading.Thread):
         pause = HOLD_INITIAL_SECONDS
         while True:
             try:
-                return self._handler(message, ChannelPublisher(channel))
+                return self._handler(message, ChannelPublisher(channel, self._topology))
             except self._unavailable as error:
                 if self._stopping.is_set():
                     return None
@@ -264,13 +265,12 @@ class Consumer(threading.Thread):
             )
         self._observe(self._queue.name, outcome)
 
-    @staticmethod
-    def _republish(channel, queue: str, properties, body: bytes, headers: dict) -> None:
-        republish(channel, queue, properties, body, headers)
+    def _republish(self, channel, queue: str, properties, body: bytes, headers: dict) -> None:
+        republish(channel, self._inbox.retries_exchange, queue, properties, body, headers)
 
 
-def republish(channel, queue: str, properties: pika.BasicProperties, body: bytes, headers: dict) -> None:
-    """Publish a persistent copy of a delivered message to ``queue`` with new headers.
+def republish(channel, exchange: str, queue: str, properties: pika.BasicProperties, body: bytes, headers: dict) -> None:
+    """Publish a persistent copy of a delivered message to ``queue`` (through ``exchange``) with new headers.
 
     On a channel in confirm mode this returns only once the broker has the copy (else it raises).
     """
@@ -283,6 +283,4 @@ def republish(channel, queue: str, properties: pika.BasicProperties, body: bytes
         correlation_id=properties.correlation_id,
         headers=headers,
     )
-    channel.basic_publish(
-        exchange=topology.DEFAULT_EXCHANGE, routing_key=queue, body=body, properties=copy, mandatory=True
-    )
+    channel.basic_publish(exchange=exchange, routing_key=queue, body=body, properties=copy, mandatory=True)
