@@ -146,36 +146,45 @@ def _quorum(extra: dict | None = None) -> dict:
 def declare(channel, inbox: Inbox) -> None:
     """Declare the exchanges, then the inbox's queues with their retry and dead-letter queues
     and bindings (idempotent)."""
+    declare_exchanges(channel, inbox)
+    for queue in inbox.queues:
+        declare_queue(channel, inbox, queue)
+
+
+def declare_exchanges(channel, inbox: Inbox) -> None:
     for exchange in (*SHARED_EXCHANGES, inbox.retries_exchange):
         channel.exchange_declare(exchange, exchange_type="direct", durable=True)
-    for queue in inbox.queues:
-        channel.queue_declare(queue=queue.dead_letter_queue, durable=True, arguments=_quorum())
+
+
+def declare_queue(channel, inbox: Inbox, queue: WorkQueue) -> None:
+    """One work queue of ``inbox``, its retry and dead-letter queues, and their bindings."""
+    channel.queue_declare(queue=queue.dead_letter_queue, durable=True, arguments=_quorum())
+    channel.queue_declare(
+        queue=queue.name,
+        durable=True,
+        arguments=_quorum(
+            {
+                "x-delivery-limit": DELIVERY_LIMIT,
+                "x-dead-letter-exchange": inbox.retries_exchange,
+                "x-dead-letter-routing-key": queue.dead_letter_queue,
+            }
+        ),
+    )
+    for delay, retry_queue in zip(queue.retry_delays, queue.retry_queues):
         channel.queue_declare(
-            queue=queue.name,
+            queue=retry_queue,
             durable=True,
             arguments=_quorum(
                 {
-                    "x-delivery-limit": DELIVERY_LIMIT,
+                    "x-message-ttl": delay * 1000,
                     "x-dead-letter-exchange": inbox.retries_exchange,
-                    "x-dead-letter-routing-key": queue.dead_letter_queue,
+                    "x-dead-letter-routing-key": queue.name,
                 }
             ),
         )
-        for delay, retry_queue in zip(queue.retry_delays, queue.retry_queues):
-            channel.queue_declare(
-                queue=retry_queue,
-                durable=True,
-                arguments=_quorum(
-                    {
-                        "x-message-ttl": delay * 1000,
-                        "x-dead-letter-exchange": inbox.retries_exchange,
-                        "x-dead-letter-routing-key": queue.name,
-                    }
-                ),
-            )
-        channel.queue_bind(queue.name, inbox.exchange, routing_key=queue.name)
-        for name in (queue.name, queue.dead_letter_queue, *queue.retry_queues):
-            channel.queue_bind(name, inbox.retries_exchange, routing_key=name)
+    channel.queue_bind(queue.name, inbox.exchange, routing_key=queue.name)
+    for name in (queue.name, queue.dead_letter_queue, *queue.retry_queues):
+        channel.queue_bind(name, inbox.retries_exchange, routing_key=name)
 
 
 def declare_reply_queue(channel) -> str:

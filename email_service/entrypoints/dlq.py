@@ -35,12 +35,12 @@ from common.messaging.connection import close_quietly, parameters
 from common.messaging.consumer import republish
 from common.messaging.envelope import DEAD_REASON_HEADER, ORIGINAL_QUEUE_HEADER, RETRY_COUNT_HEADER
 from common.messaging.topology import Topology
+from email_service.entrypoints.operator import as_operator
 
 MASK = "******"
 SECRET_FIELDS = ("code",)
 DIGIT_RUN = re.compile(r"\d{4,}")
 PREVIEW_CHARACTERS = 400
-ACCESS_REFUSED = 403
 # Headers that belong to a message's past failures; a replayed message starts afresh.
 FAILURE_HEADERS = (RETRY_COUNT_HEADER, DEAD_REASON_HEADER, ORIGINAL_QUEUE_HEADER, "x-delivery-count")
 FAILURE_HEADER_PREFIXES = ("x-death", "x-first-death-", "x-last-death-")
@@ -230,15 +230,12 @@ def run(args: argparse.Namespace, rabbitmq_url: str, routes: Topology, out=print
     if unknown:
         out(f"unknown work queue(s): {', '.join(unknown)}; known: {', '.join(work_queues)}")
         return 2
-    try:
+
+    def work() -> int:
         with DeadLetterQueues(rabbitmq_url, routes, queues) as dead:
             return _run(args, dead, out)
-    except pika.exceptions.ChannelClosedByBroker as error:
-        if error.reply_code != ACCESS_REFUSED:
-            raise
-        out(f"the broker refused: {error.reply_text}")
-        out("the dlq command reads and replays both services' queues: run it with the operator account")
-        return 1
+
+    return as_operator("the dlq command", work, out)
 
 
 def _run(args: argparse.Namespace, dead: DeadLetterQueues, out) -> int:

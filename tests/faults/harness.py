@@ -221,8 +221,16 @@ def retry_delays(env: dict[str, str]) -> tuple[int, ...]:
 
 def dlq_command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """``python -m email_service dlq ARGS`` as an operator runs it, with ``env`` as its environment."""
+    return operator_command(env, "dlq", *args)
+
+
+def migrate_command(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return operator_command(env, "migrate-queues")
+
+
+def operator_command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "email_service", "dlq", *args],
+        [sys.executable, "-m", "email_service", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
