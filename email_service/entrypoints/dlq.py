@@ -38,7 +38,7 @@ from common.messaging.topology import Topology
 from email_service.entrypoints.operator import as_operator
 
 MASK = "******"
-SECRET_FIELDS = ("code",)
+SECRET_FIELDS = ("code", "link_token")
 DIGIT_RUN = re.compile(r"\d{4,}")
 PREVIEW_CHARACTERS = 400
 # Headers that belong to a message's past failures; a replayed message starts afresh.

@@ -25,9 +25,9 @@ import pika
 import pika.exceptions
 import pytest
 
-from common.messaging import messages
 from common.messaging.access import Account, BrokerAccounts, render
 from common.messaging.envelope import Outgoing
+from common.messaging.messages import AccountConfirmed, CodeRequested, Purpose
 from common.messaging.topology import (
     AUTH_RETRIES_EXCHANGE,
     REPLIES_EXCHANGE,
@@ -275,7 +275,7 @@ def test_a_confirmation_forged_on_auths_account_verifies_nobody(stack, trusted):
     email = new_email()
     user_id = register(stack, email)
     stack.sink.wait_for(email, 1, timeout=20)
-    forged = Outgoing(type=messages.ACCOUNT_CONFIRMED, body={"user_id": user_id, "email": email})
+    forged = AccountConfirmed(user_id=user_id, email=email).outgoing()
     confirmed = trusted.routes.account_confirmed
     for exchange in ("", TO_AUTH_EXCHANGE):
         assert attempt_publish(trusted, "auth", exchange, confirmed, forged) == REFUSED
@@ -293,11 +293,9 @@ def test_a_confirmation_forged_on_auths_account_verifies_nobody(stack, trusted):
 
 def test_a_registration_forged_on_the_workers_account_mails_nobody(stack, trusted):
     email = new_email()
-    forged = Outgoing(
-        type=messages.ACCOUNT_REGISTERED,
-        body={"user_id": uuid.uuid4().hex, "email": email, "name": None, "requested_at": time.time()},
-        message_id=secrets.token_hex(16),
-    )
+    forged = CodeRequested(
+        purpose=Purpose.VERIFY_EMAIL, user_id=uuid.uuid4().hex, email=email, requested_at=time.time()
+    ).outgoing(message_id=secrets.token_hex(16))
     creation = trusted.routes.account_creation
     for exchange in ("", TO_WORKER_EXCHANGE):
         assert attempt_publish(trusted, "worker", exchange, creation, forged) == REFUSED

@@ -9,7 +9,8 @@ import subprocess
 import pika
 import pytest
 
-from common.messaging import messages, topology
+from common.messaging import topology
+from common.messaging.messages import CodeSubmitted
 from devtools.stack import delete_queues, unique_names
 from tests.faults.harness import dlq_command
 
@@ -49,7 +50,12 @@ def test_list_show_replay_and_purge(dead_letters):
             break
         channel.basic_nack(method.delivery_tag, requeue=True)
     # The consumer dead-letters one whose retries ran out, with its reason in the headers.
-    submitted = {"type": messages.EMAIL_CODE_SUBMITTED, "email": "a@example.com", "code": SUBMITTED_CODE}
+    submitted = {
+        "type": CodeSubmitted.TYPE,
+        "purpose": "verify_email",
+        "email": "a@example.com",
+        "code": SUBMITTED_CODE,
+    }
     channel.basic_publish(
         topology.WORKER_RETRIES_EXCHANGE,
         topology.WorkQueue(confirm).dead_letter_queue,
