@@ -191,7 +191,11 @@ class LocalStack:
         self.env["SMTP_PORT"] = str(self.sink.port)
         self.worker.start()
         self.auth.start()
-        self.wait_ready(ready_timeout)
+        try:
+            self.wait_ready(ready_timeout)
+        except BaseException:
+            self.stop()  # a stack that never came up must not leave its processes behind
+            raise
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
