@@ -23,6 +23,7 @@ import pika
 from auth_service.ports import BrokerUnavailable
 from common.messaging import topology
 from common.messaging.connection import CONNECTION_ERRORS, ConnectionThread
+from common.messaging.consumer import publish
 from common.messaging.envelope import Outgoing
 from common.messaging.topology import Topology
 
@@ -39,7 +40,7 @@ class RabbitMessageBus(ConnectionThread):
         self._replies_lock = threading.Lock()
 
     def publish(self, queue: str, message: Outgoing, timeout: float) -> None:
-        self._run_on_link(lambda channel: self._basic_publish(channel, queue, message), timeout)
+        self._run_on_link(lambda channel: publish(channel, self._routes, queue, message), timeout)
 
     def request(self, queue: str, message: Outgoing, timeout: float) -> dict | None:
         """Publish and wait for the reply; ``None`` if none came within ``timeout``."""
@@ -50,7 +51,7 @@ class RabbitMessageBus(ConnectionThread):
         try:
             # Addressed on the link thread: the reply queue is that of the connection the request goes out on.
             self._run_on_link(
-                lambda channel: self._basic_publish(channel, queue, replace(message, reply_to=self._reply_queue)),
+                lambda channel: publish(channel, self._routes, queue, replace(message, reply_to=self._reply_queue)),
                 timeout,
             )
             try:
@@ -116,15 +117,6 @@ class RabbitMessageBus(ConnectionThread):
             raise
         except Exception as error:
             raise BrokerUnavailable(type(error).__name__) from None
-
-    def _basic_publish(self, channel, queue: str, message: Outgoing) -> None:
-        channel.basic_publish(
-            exchange=self._routes.inbox_of(queue).exchange,
-            routing_key=queue,
-            body=message.encoded_body(),
-            properties=message.properties(),
-            mandatory=True,
-        )
 
     def _fail_waiting_replies(self) -> None:
         with self._replies_lock:

@@ -81,13 +81,7 @@ class ChannelPublisher:
         self._topology = topology
 
     def publish(self, queue: str, message: Outgoing) -> None:
-        self._channel.basic_publish(
-            exchange=self._topology.inbox_of(queue).exchange,
-            routing_key=queue,
-            body=message.encoded_body(),
-            properties=message.properties(),
-            mandatory=True,
-        )
+        publish(self._channel, self._topology, queue, message)
 
     def reply(self, reply_to: str, message: Outgoing) -> None:
         # The requester may be gone; a reply nobody waits for is simply dropped.
@@ -273,6 +267,17 @@ class Consumer(ConnectionThread):
 
     def _republish(self, channel, queue: str, properties, body: bytes, headers: dict) -> None:
         republish(channel, self._inbox.retries_exchange, queue, properties, body, headers)
+
+
+def publish(channel, routes: Topology, queue: str, message: Outgoing) -> None:
+    """Publish to ``queue`` through the exchange its producer may write, mandatory: no route is an error."""
+    channel.basic_publish(
+        exchange=routes.inbox_of(queue).exchange,
+        routing_key=queue,
+        body=message.encoded_body(),
+        properties=message.properties(),
+        mandatory=True,
+    )
 
 
 def republish(channel, exchange: str, queue: str, properties: pika.BasicProperties, body: bytes, headers: dict) -> None:
