@@ -6,13 +6,13 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements lint typecheck format test unit integration run demo bench bench-login clean up down logs ps
+.PHONY: help install requirements lint typecheck format test unit integration run demo bench bench-login bench-edge clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
 	@echo "make test         lint, type check, then every test (unit and integration)"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
-	@echo "make unit | integration | lint | typecheck | format | bench | bench-login | requirements | clean"
+	@echo "make unit | integration | lint | typecheck | format | bench | bench-login | bench-edge | requirements | clean"
 	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services)"
 	@echo "make down | logs | ps"
 
@@ -60,6 +60,9 @@ bench: install
 
 bench-login: install
 	$(PY) -m bench.login_timing
+
+bench-edge: install
+	$(PY) -m bench.http_edge
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -84,7 +84,7 @@ def cooldown_store(settings: Settings) -> Cooldowns:
     uri = settings.ratelimit_storage_uri
     if uri.startswith("memory://"):
         return InMemoryCooldowns()
-    client = redis.Redis.from_url(uri, socket_timeout=2, socket_connect_timeout=2)
+    client = redis.Redis.from_url(uri, **settings.ratelimit_store_options)
     return RedisCooldowns(client, settings.ratelimit_key_prefix)
 
 
@@ -112,7 +112,9 @@ def build(
 
     background: list = []
     if bus is None:
-        bus = RabbitMessageBus(settings.rabbitmq_url, settings.work_queues, settings.retry_delays_seconds)
+        bus = RabbitMessageBus(
+            settings.rabbitmq_url, settings.topology, max_waiting_replies=settings.confirm_max_waiting
+        )
         background.append(bus)
 
     outbox = Outbox(users, bus, settings.publish_timeout_seconds, clock)
@@ -149,10 +151,9 @@ def build(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
                 handler=account_confirmed_router(accounts),
-                declare=settings.work_queues,
+                topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
-                retry_delays=settings.retry_delays_seconds,
                 unavailable=(pymongo.errors.ConnectionFailure,),
             )
         )

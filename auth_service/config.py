@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any
 
 from limits import parse_many
@@ -10,6 +11,9 @@ from pydantic import AfterValidator, Field, SecretStr, model_validator
 from common.settings import Flag, Port, ServiceSettings, key_error
 
 DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-do-not-use-in-production"  # noqa: S105 (refused outside APP_ENV=development)
+# waitress compares the peer address with one string; "*" trusts any peer (only where nothing else can reach the port).
+ANY_PEER = "*"
+LOOPBACK = "127.0.0.1"
 
 
 def _limits(value: str) -> str:
@@ -22,6 +26,16 @@ def _limits(value: str) -> str:
 
 # Request limits in flask-limiter's notation, per client IP or per address (docs/security.md).
 RateLimit = Annotated[str, AfterValidator(_limits)]
+
+
+def _peer_address(value: str | None) -> str | None:
+    if value is None or value == ANY_PEER:
+        return value
+    try:
+        # The form the server reports the peer in, so that "::0001" still matches "::1".
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ValueError("must be one IP address or *") from None
 
 
 def _jwt_secret_default(data: dict[str, Any]) -> SecretStr:
@@ -59,19 +73,40 @@ class Settings(ServiceSettings):
     ratelimit_logout_per_token: RateLimit = "10/minute"  # noqa: S105 (a limit, not a secret)
     ratelimit_password_change_per_ip: RateLimit = "10/minute;100/hour"  # noqa: S105 (a limit, not a secret)
     ratelimit_password_change_failures_per_account: RateLimit = "5/minute;20/day"  # noqa: S105 (a limit, not a secret)
+    # A limit-store call slower than this is a hung store: the request goes on without it.
+    ratelimit_store_timeout_seconds: float = Field(0.25, ge=0.01)
     auth_host: str = "127.0.0.1"
     auth_port: Port = 8000
-    auth_threads: int = Field(8, ge=1, le=64)
+    auth_threads: int = Field(32, ge=2, le=256)
+    # Fewer than the request threads, so that waiting confirms always leave some to everything else.
+    confirm_max_waiting: int = Field(default_factory=lambda data: data["auth_threads"] // 2, ge=1)
+    auth_connection_limit: int = Field(1000, ge=10, le=100_000)
+    auth_channel_timeout_seconds: int = Field(30, ge=1)
+    auth_cleanup_interval_seconds: int = Field(10, ge=1)
     confirm_wait_seconds: float = Field(5.0, ge=0.1)
     publish_timeout_seconds: float = Field(3.0, ge=0.1)
     max_body_bytes: int = Field(16 * 1024, ge=1024)
     proxy_hops: int = Field(0, ge=0, le=5)
+    # The one peer whose X-Forwarded-* headers are believed: loopback unless named, nobody without PROXY_HOPS.
+    trusted_proxy: Annotated[str | None, AfterValidator(_peer_address)] = Field(
+        default_factory=lambda data: LOOPBACK if data.get("proxy_hops") else None
+    )
+
+    @property
+    def ratelimit_store_options(self) -> dict[str, float]:
+        """Redis client options for RATELIMIT_STORAGE_URI (limit counters, resend cooldowns)."""
+        timeout = self.ratelimit_store_timeout_seconds
+        return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
 
     @model_validator(mode="after")
-    def _refuse_weak_secrets(self) -> Settings:
+    def _refuse_conflicts(self) -> Settings:
         refused = key_error("JWT_SECRET", self.jwt_secret, self.development, required=True)
         if refused:
             raise ValueError(refused)
         if self.bcrypt_rounds < 10 and not (self.development or self.allow_weak_bcrypt):
             raise ValueError("BCRYPT_ROUNDS below 10 needs APP_ENV=development or ALLOW_WEAK_BCRYPT=true")
+        if self.confirm_max_waiting >= self.auth_threads:
+            raise ValueError("CONFIRM_MAX_WAITING must be fewer than AUTH_THREADS")
+        if self.trusted_proxy is not None and self.proxy_hops == 0:
+            raise ValueError("TRUSTED_PROXY needs PROXY_HOPS, the number of proxies in front of the API")
         return self

@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
-from common.messaging.topology import RETRY_DELAYS_SECONDS
+from common.messaging.topology import RETRY_DELAYS_SECONDS, Topology
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
@@ -107,8 +107,18 @@ class ServiceSettings(BaseSettings):
         return self.app_env == "development"
 
     @property
+    def topology(self) -> Topology:
+        """The queues of this copy of the system, where each travels, and the retry ladder."""
+        return Topology(
+            self.account_creation_queue,
+            self.confirm_email_code_queue,
+            self.account_confirmed_queue,
+            self.retry_delays_seconds,
+        )
+
+    @property
     def work_queues(self) -> list[str]:
-        return [self.account_creation_queue, self.confirm_email_code_queue, self.account_confirmed_queue]
+        return self.topology.work_queues
 
     @classmethod
     def setting_names(cls) -> set[str]:

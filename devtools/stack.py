@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pika
 import redis
@@ -76,7 +77,9 @@ def _without_password(url: str) -> str:
     return f"{scheme}://{credentials.split(':')[0]}:***@{host}"
 
 
-def http_json(method: str, url: str, body: dict | None = None, headers: dict | None = None, timeout: float = 30):
+def http_json(
+    method: str, url: str, body: dict | None = None, headers: dict | None = None, timeout: float = 30
+) -> tuple[int, dict[str, str], Any]:
     """(status, headers, parsed JSON body) using only the standard library."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
@@ -110,18 +113,26 @@ def delete_queues(
 
 
 class Service:
-    """One service as a child process, its output in a log file."""
+    """One service as a child process, its output in a log file.
 
-    def __init__(self, module: str, env: dict[str, str], log_path: Path):
+    ``env`` is shared with the stack (which fills in ports as it starts);
+    ``overrides`` are this service's own, such as its broker account."""
+
+    def __init__(self, module: str, env: dict[str, str], log_path: Path, overrides: dict[str, str] | None = None):
         self.module = module
         self.env = env
+        self.overrides = overrides or {}
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Service:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", self.module],
+                cwd=ROOT,
+                env={**self.env, **self.overrides},
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         return self
 
@@ -159,6 +170,8 @@ class LocalStack:
         echo_mail: bool = False,
         auth_port: int | None = None,
         smtp_port: int = 0,
+        auth_overrides: dict[str, str] | None = None,
+        worker_overrides: dict[str, str] | None = None,
     ):
         log_dir.mkdir(parents=True, exist_ok=True)
         self.sink = MailSink(port=smtp_port, echo=echo_mail)
@@ -175,8 +188,8 @@ class LocalStack:
             "PYTHONUNBUFFERED": "1",
             **(overrides or {}),
         }
-        self.auth = Service("auth_service", self.env, log_dir / "auth.log")
-        self.worker = Service("email_service", self.env, log_dir / "worker.log")
+        self.auth = Service("auth_service", self.env, log_dir / "auth.log", auth_overrides)
+        self.worker = Service("email_service", self.env, log_dir / "worker.log", worker_overrides)
 
     @property
     def base_url(self) -> str:
@@ -187,29 +200,41 @@ class LocalStack:
         """Where the worker serves /metrics, /healthz and /readyz (a private port, so runs never collide)."""
         return f"http://127.0.0.1:{self.env['WORKER_METRICS_PORT']}"
 
-    def start(self, ready_timeout: float = 30.0) -> LocalStack:
+    def start(self, ready_timeout: float = 30.0, worker: bool = True) -> LocalStack:
+        """Start the stack; ``worker=False`` leaves the email worker out, as when it is down."""
         self.sink.start()
         self.env["SMTP_PORT"] = str(self.sink.port)
-        self.worker.start()
+        if worker:
+            self.worker.start()
         self.auth.start()
-        self.wait_ready(ready_timeout)
+        try:
+            self.wait_ready(ready_timeout)
+        except BaseException:
+            self.stop()  # a stack that never came up must not leave its processes behind
+            raise
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until both answer /readyz: the worker too, since only it binds the queues auth publishes to."""
         deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            exited = self.auth.exit_code()
-            if exited is not None:
-                raise RuntimeError(f"auth service exited ({exited}):\n{self.auth.log_text()[-3000:]}")
-            try:
-                last = http_json("GET", f"{self.base_url}/readyz", timeout=2)
-                if last[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"auth service not ready after {timeout}s: {last}")
+        probes = [(self.auth, f"{self.base_url}/readyz")]
+        if self.env.get("WORKER_METRICS_PORT", "0") != "0":
+            probes.append((self.worker, f"{self.worker_status_url}/readyz"))
+        for service, url in probes:
+            last = None
+            while True:
+                exited = service.exit_code()
+                if exited is not None:
+                    raise RuntimeError(f"{service.module} exited ({exited}):\n{service.log_text()[-3000:]}")
+                try:
+                    last = http_json("GET", url, timeout=2)
+                    if last[0] == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{service.module} not ready after {timeout}s: {last}")
+                time.sleep(0.1)
 
     def stop(self) -> dict[str, int | None]:
         codes = {"auth": self.auth.stop(), "worker": self.worker.stop()}

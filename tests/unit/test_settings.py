@@ -92,7 +92,7 @@ def test_dotenv_fills_in_what_the_environment_does_not_set_and_the_environment_w
     monkeypatch.setenv("AUTH_HOST", "0.0.0.0")
     monkeypatch.setenv("AUTH_THREADS", "")  # empty: unset, the default
     settings = AuthSettings.from_env()
-    assert (settings.auth_host, settings.auth_port, settings.auth_threads) == ("0.0.0.0", 9001, 8)
+    assert (settings.auth_host, settings.auth_port, settings.auth_threads) == ("0.0.0.0", 9001, 32)
     assert settings.jwt_secret.get_secret_value() == LONG
 
 
@@ -149,8 +149,8 @@ def test_retry_delays_are_comma_separated_positive_integers():
     [
         (AuthSettings, "AUTH_PORT", "65536"),
         (AuthSettings, "AUTH_PORT", "-1"),
-        (AuthSettings, "AUTH_THREADS", "0"),
-        (AuthSettings, "AUTH_THREADS", "65"),
+        (AuthSettings, "AUTH_THREADS", "1"),
+        (AuthSettings, "AUTH_THREADS", "257"),
         (AuthSettings, "BCRYPT_ROUNDS", "32"),
         (AuthSettings, "BCRYPT_ROUNDS", "3"),
         (AuthSettings, "PROXY_HOPS", "6"),
@@ -299,3 +299,43 @@ def test_a_service_refuses_to_start_with_one_line_naming_the_bad_setting(module,
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
     assert line.startswith(f"{module}: {next(iter(env))}: ")
+
+
+def test_the_http_edge_settings_have_defaults_and_bounds():
+    settings = AuthSettings.from_env({"JWT_SECRET": LONG})
+    assert (
+        settings.auth_connection_limit,
+        settings.auth_channel_timeout_seconds,
+        settings.auth_cleanup_interval_seconds,
+    ) == (
+        1000,
+        30,
+        10,
+    )
+    assert (settings.auth_threads, settings.confirm_max_waiting) == (32, 16)
+    assert settings.ratelimit_store_timeout_seconds == 0.25
+    assert settings.ratelimit_store_options == {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
+    assert AuthSettings.from_env({"JWT_SECRET": LONG, "AUTH_THREADS": "8"}).confirm_max_waiting == 4
+    # Waiting confirms must always leave a thread to everything else.
+    for env in ({"CONFIRM_MAX_WAITING": "32"}, {"CONFIRM_MAX_WAITING": "0"}, {"AUTH_THREADS": "1"}):
+        with pytest.raises(SettingsError):
+            AuthSettings.from_env({"JWT_SECRET": LONG, **env})
+
+
+def test_the_trusted_proxy_is_loopback_unless_named_and_only_with_proxy_hops():
+    def trusted(**env):
+        return AuthSettings.from_env({"JWT_SECRET": LONG, **env}).trusted_proxy
+
+    assert trusted() is None
+    assert trusted(PROXY_HOPS="1") == "127.0.0.1"
+    assert trusted(PROXY_HOPS="1", TRUSTED_PROXY="10.0.0.7") == "10.0.0.7"
+    assert trusted(PROXY_HOPS="2", TRUSTED_PROXY="::0001") == "::1"
+    assert trusted(PROXY_HOPS="1", TRUSTED_PROXY="*") == "*"
+    for env in (
+        {"PROXY_HOPS": "1", "TRUSTED_PROXY": "proxy.internal"},  # waitress compares addresses, not names
+        {"PROXY_HOPS": "1", "TRUSTED_PROXY": "10.0.0.0/8"},
+        {"PROXY_HOPS": "1", "TRUSTED_PROXY": "10.0.0.7,10.0.0.8"},
+        {"TRUSTED_PROXY": "10.0.0.7"},  # without PROXY_HOPS it would silently trust nobody
+    ):
+        with pytest.raises(SettingsError, match="TRUSTED_PROXY"):
+            AuthSettings.from_env({"JWT_SECRET": LONG, **env})

@@ -64,8 +64,14 @@ def handle_http_exception(error: HTTPException):
     headers = dict(data.get("headers") or {})
     if isinstance(error, MethodNotAllowed) and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
-    code = CODE_FOR_STATUS.get(status) or _snake(error.name)
-    return error_response(status, code, data.get("message") or error.description or error.name, headers)
+    return error_response(
+        status, error_code(status, error.name), data.get("message") or error.description or error.name, headers
+    )
+
+
+def error_code(status: int, name: str) -> str:
+    """The ``error`` field for an HTTP status that no use case names: ``Not Found`` -> ``not_found``."""
+    return CODE_FOR_STATUS.get(status) or _snake(name)
 
 
 # A store that is unreachable is the service being unavailable, not a bug in the request.
