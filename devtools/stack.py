@@ -194,17 +194,17 @@ class LocalStack:
             self.worker.start()
         self.auth.start()
         try:
-            self.wait_ready(ready_timeout)
+            self.wait_ready(ready_timeout, worker=worker)
         except BaseException:
             self.stop()  # a stack that never came up must not leave its processes behind
             raise
         return self
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 30.0, worker: bool = True) -> None:
         """Until both answer /readyz: the worker too, since only it binds the queues auth publishes to."""
         deadline = time.monotonic() + timeout
         probes = [(self.auth, f"{self.base_url}/readyz")]
-        if self.env.get("WORKER_METRICS_PORT", "0") != "0":
+        if worker and self.env.get("WORKER_METRICS_PORT", "0") != "0":
             probes.append((self.worker, f"{self.worker_status_url}/readyz"))
         for service, url in probes:
             last = None
