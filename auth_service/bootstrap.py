@@ -21,8 +21,9 @@ from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.tokens import TokenIssuer
-from auth_service.entrypoints.consumers import OutboxRelay, account_confirmed_router
+from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
 from auth_service.entrypoints.http.app import create_app
+from auth_service.lifecycle import AccountLifecycle
 from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService
@@ -39,6 +40,7 @@ IN_PROCESS_MONGO = "mongomock://"
 class AuthSystem:
     app: Flask
     accounts: AccountService
+    lifecycle: AccountLifecycle
     users: MongoUserRepository
     bus: MessageBus
     codes: CodeClient
@@ -118,23 +120,25 @@ def build(
         ),
         clock,
     )
+    hasher = PasswordHasher(settings.bcrypt_rounds)
     accounts = AccountService(
         users=users,
         codes=codes,
         outbox=outbox,
-        hasher=PasswordHasher(settings.bcrypt_rounds),
+        hasher=hasher,
         tokens=TokenIssuer(
             settings.jwt_secret, settings.jwt_ttl_seconds, settings.jwt_issuer, settings.jwt_audience, clock
         ),
         clock=clock,
     )
+    lifecycle = AccountLifecycle(users, codes, outbox, hasher, authenticate=accounts.profile, clock=clock)
 
     if isinstance(bus, RabbitMessageBus):
         background.append(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=account_confirmed_router(accounts),
+                handler=code_verified_router(lifecycle),
                 declare=settings.work_queues,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
@@ -155,10 +159,11 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
-    app = create_app(settings, accounts, readiness, registry)
+    app = create_app(settings, accounts, lifecycle, readiness, registry)
     return AuthSystem(
         app=app,
         accounts=accounts,
+        lifecycle=lifecycle,
         users=users,
         bus=bus,
         codes=codes,

@@ -29,6 +29,17 @@ class RateLimits:
     resend_per_address: str = "10/hour"
     login_per_ip: str = "30/minute;300/hour"
     login_failures_per_address: str = "10/minute;100/day"
+    # Reset and address-change codes follow the verification code's guessing bound (docs/security.md).
+    forgot_per_ip: str = "10/minute;100/hour"
+    forgot_per_address: str = "10/hour"
+    reset_per_ip: str = "30/minute;300/hour"
+    reset_per_address: str = "10/minute;50/day"
+    email_change_per_ip: str = "10/minute;100/hour"
+    email_change_per_address: str = "10/hour"
+    email_confirm_per_ip: str = "30/minute;300/hour"
+    email_confirm_per_account: str = "10/minute;50/day"
+    verify_link_per_ip: str = "30/minute;300/hour"
+    verify_link_per_account: str = "10/minute;50/day"
 
     # Spelled out so that a search for a setting's name finds where it is read.
     SETTING_NAMES = {
@@ -40,6 +51,16 @@ class RateLimits:
         "resend_per_address": "RATELIMIT_RESEND_PER_ADDRESS",
         "login_per_ip": "RATELIMIT_LOGIN_PER_IP",
         "login_failures_per_address": "RATELIMIT_LOGIN_FAILURES_PER_ADDRESS",
+        "forgot_per_ip": "RATELIMIT_FORGOT_PER_IP",
+        "forgot_per_address": "RATELIMIT_FORGOT_PER_ADDRESS",
+        "reset_per_ip": "RATELIMIT_RESET_PER_IP",
+        "reset_per_address": "RATELIMIT_RESET_PER_ADDRESS",
+        "email_change_per_ip": "RATELIMIT_EMAIL_CHANGE_PER_IP",
+        "email_change_per_address": "RATELIMIT_EMAIL_CHANGE_PER_ADDRESS",
+        "email_confirm_per_ip": "RATELIMIT_EMAIL_CONFIRM_PER_IP",
+        "email_confirm_per_account": "RATELIMIT_EMAIL_CONFIRM_PER_ACCOUNT",
+        "verify_link_per_ip": "RATELIMIT_VERIFY_LINK_PER_IP",
+        "verify_link_per_account": "RATELIMIT_VERIFY_LINK_PER_ACCOUNT",
     }
 
     @classmethod

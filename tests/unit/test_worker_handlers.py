@@ -120,7 +120,7 @@ def test_the_right_code_confirms_replies_and_publishes_once(worker):
     code = worker.mailer.sent[0]["code"]
     assert worker.submit(code).outcome is Outcome.ACK
     [confirmed] = worker.broker.sent_to(worker.settings.account_confirmed_queue)
-    assert confirmed.body == {"user_id": "u1", "email": EMAIL}
+    assert confirmed.body == {"user_id": "u1", "purpose": "verify_email", "submission_id": "s1", "email": EMAIL}
     assert worker.store.get(REGISTRATION) is None
 
 
@@ -240,12 +240,14 @@ def test_a_code_is_accepted_for_its_own_purpose_only(worker):
         "user_id": "u1",
         "email": EMAIL,
     }
-    # A reset code confirms no account: only a registration's publishes ACCOUNT_CONFIRMED.
-    assert worker.broker.sent_to(worker.settings.account_confirmed_queue) == []
+    # Every verified code is announced durably, under its own purpose and submission.
+    [reset] = worker.broker.sent_to(worker.settings.account_confirmed_queue)
+    assert (reset.body["purpose"], reset.body["submission_id"]) == ("reset_password", "s3")
     assert worker.store.get(RESET) is None and worker.store.get(REGISTRATION) is not None
     worker.submit(registration_code, message_id="s4")
     assert replies[-1]["verdict"] == "verified"
-    assert len(worker.broker.sent_to(worker.settings.account_confirmed_queue)) == 1
+    _, registration = worker.broker.sent_to(worker.settings.account_confirmed_queue)
+    assert (registration.body["purpose"], registration.body["submission_id"]) == ("verify_email", "s4")
 
 
 def test_each_purpose_is_capped_on_its_own(worker):

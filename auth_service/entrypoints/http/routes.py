@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from flask import current_app, g, request
+from flask import current_app, g, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from auth_service.entrypoints.http import schemas
+from auth_service.domain.accounts import User
+from auth_service.domain.errors import AuthError
+from auth_service.entrypoints.http import pages, schemas
+from auth_service.lifecycle import AccountLifecycle, InvalidLink
 from auth_service.service import AccountService
 
 auth = Blueprint("auth", __name__, url_prefix="/auth", description="Registration, confirmation, login")
@@ -15,8 +18,16 @@ health = Blueprint("health", __name__, description="Liveness and readiness")
 ERROR = schemas.ErrorResponse
 
 
+# Endpoints that take an HTML form, not a JSON object.
+FORM_ENDPOINTS = frozenset({"auth.verify_link"})
+
+
 def _accounts() -> AccountService:
     return current_app.extensions["auth_service"].accounts
+
+
+def _lifecycle() -> AccountLifecycle:
+    return current_app.extensions["auth_service"].lifecycle
 
 
 @auth.route("/register", methods=["POST"])
@@ -86,7 +97,10 @@ def login(body):
 @auth.doc(security=[{"bearerAuth": []}])
 def me():
     """The account behind the bearer token."""
-    user = _accounts().profile(_bearer_token())
+    return _profile(_accounts().profile(_bearer_token()))
+
+
+def _profile(user: User) -> dict:
     return {
         "id": user.id,
         "email": user.email,
@@ -94,6 +108,115 @@ def me():
         "status": user.status.value,
         "created_at": user.created_at,
     }
+
+
+@auth.route("/password/forgot", methods=["POST"])
+@auth.arguments(schemas.ForgotPasswordRequest)
+@auth.response(202, schemas.AcceptedResponse)
+@auth.alt_response(400, schema=ERROR, description="Body is not a JSON object")
+@auth.alt_response(422, schema=ERROR, description="validation_error")
+@auth.alt_response(429, schema=ERROR, description="rate_limited, with Retry-After")
+@auth.alt_response(503, schema=ERROR, description="service_unavailable")
+def forgot_password(body):
+    """Ask for a password reset code. Answers alike whether or not the address has an account."""
+    _lifecycle().forgot_password(body["email"], g.request_id)
+    return {"status": "accepted", "message": "If the address has an account, a reset code is on its way."}
+
+
+@auth.route("/password/reset", methods=["POST"])
+@auth.arguments(schemas.ResetPasswordRequest)
+@auth.response(200, schemas.StatusResponse)
+@auth.alt_response(
+    202, schema=schemas.StatusResponse, description="No verdict in time; the new password applies once it is judged"
+)
+@auth.alt_response(400, schema=ERROR, description="invalid_code (with attempts_left) or bad_request")
+@auth.alt_response(410, schema=ERROR, description="code_expired")
+@auth.alt_response(422, schema=ERROR, description="validation_error")
+@auth.alt_response(429, schema=ERROR, description="too_many_attempts or rate_limited")
+@auth.alt_response(503, schema=ERROR, description="service_unavailable")
+def reset_password(body):
+    """Set a new password with the emailed reset code; every earlier session and token ends."""
+    outcome = _lifecycle().reset_password(body["email"], body["code"], body["new_password"], g.request_id)
+    if outcome.applied:
+        return {"status": "password_reset"}, 200
+    return {"status": "pending"}, 202
+
+
+@auth.route("/email/change", methods=["POST"])
+@auth.arguments(schemas.EmailChangeRequest)
+@auth.response(202, schemas.AcceptedResponse)
+@auth.alt_response(400, schema=ERROR, description="Body is not a JSON object")
+@auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong password) or invalid_token")
+@auth.alt_response(409, schema=ERROR, description="email_taken")
+@auth.alt_response(422, schema=ERROR, description="validation_error")
+@auth.alt_response(429, schema=ERROR, description="rate_limited, with Retry-After")
+@auth.alt_response(503, schema=ERROR, description="service_unavailable")
+@auth.doc(security=[{"bearerAuth": []}])
+def change_email(body):
+    """Ask to change the account's address: a code goes to the new one, a notice to the current one."""
+    _lifecycle().request_email_change(_bearer_token(), body["new_email"], body["password"], g.request_id)
+    return {"status": "accepted", "message": "A code is on its way to the new address."}
+
+
+@auth.route("/email/confirm", methods=["POST"])
+@auth.arguments(schemas.EmailConfirmRequest)
+@auth.response(200, schemas.ProfileResponse)
+@auth.alt_response(
+    202, schema=schemas.ProfileResponse, description="No verdict in time; the address changes once it is judged"
+)
+@auth.alt_response(400, schema=ERROR, description="invalid_code (with attempts_left) or bad_request")
+@auth.alt_response(401, schema=ERROR, description="invalid_token")
+@auth.alt_response(409, schema=ERROR, description="email_taken: another account confirmed the address meanwhile")
+@auth.alt_response(410, schema=ERROR, description="code_expired (also when no change was asked for)")
+@auth.alt_response(422, schema=ERROR, description="validation_error")
+@auth.alt_response(429, schema=ERROR, description="too_many_attempts or rate_limited")
+@auth.alt_response(503, schema=ERROR, description="service_unavailable")
+@auth.doc(security=[{"bearerAuth": []}])
+def confirm_email(body):
+    """Confirm the new address with its code; it is the login from then on."""
+    outcome = _lifecycle().confirm_email_change(_bearer_token(), body["code"], g.request_id)
+    return _profile(outcome.user), 200 if outcome.applied else 202
+
+
+class VerifyLink(MethodView):
+    @auth.arguments(schemas.VerifyLinkArgs, location="query")
+    @auth.response(200, schemas.HTML_PAGE, content_type="text/html", description="The page with the confirm button")
+    @auth.alt_response(400, schema=schemas.HTML_PAGE, content_type="text/html", description="The link is not valid")
+    @auth.alt_response(429, schema=ERROR, description="rate_limited")
+    @auth.alt_response(503, schema=ERROR, description="service_unavailable")
+    def get(self, args):
+        """The verification email's link: a page whose one button confirms. Opening it confirms nothing."""
+        token = args["token"]
+        try:
+            _lifecycle().check_link(token)
+        except InvalidLink:
+            return pages.not_valid()
+        return pages.confirm_button(token, action=url_for("auth.verify_link"))
+
+    @auth.arguments(schemas.VerifyLinkArgs, location="form")
+    @auth.response(200, schemas.HTML_PAGE, content_type="text/html", description="Address confirmed")
+    @auth.alt_response(
+        202, schema=schemas.HTML_PAGE, content_type="text/html", description="No verdict in time; confirmed later"
+    )
+    @auth.alt_response(400, schema=schemas.HTML_PAGE, content_type="text/html", description="The link is not valid")
+    @auth.alt_response(
+        410, schema=schemas.HTML_PAGE, content_type="text/html", description="The link was used or has expired"
+    )
+    @auth.alt_response(429, schema=ERROR, description="rate_limited")
+    @auth.alt_response(503, schema=schemas.HTML_PAGE, content_type="text/html", description="Try again shortly")
+    def post(self, args):
+        """The page's button: confirm the address with the link's token (form field ``token``)."""
+        try:
+            outcome = _lifecycle().confirm_by_link(args["token"], g.request_id)
+        except InvalidLink:
+            return pages.not_valid()
+        except AuthError as error:
+            return pages.for_error(error)
+        return pages.confirmed() if outcome.applied else pages.in_progress()
+
+
+# The class itself, not as_view(): flask-smorest documents a MethodView only when handed the class.
+auth.add_url_rule("/verify", endpoint="verify_link", view_func=VerifyLink)
 
 
 def _bearer_token() -> str | None:

@@ -58,9 +58,16 @@ def _email():
     )
 
 
-class RegisterRequest(StrictSchema):
-    email = _email()
-    password = Text(
+def _code():
+    return fields.String(
+        required=True,
+        validate=validate.Regexp(r"\A[0-9]{6}\Z", error="Code must be 6 digits (0-9)."),
+        metadata={"example": "123456"},
+    )
+
+
+def _new_password():
+    return Text(
         required=True,
         validate=_check_password,
         metadata={
@@ -68,6 +75,11 @@ class RegisterRequest(StrictSchema):
             "example": "correct horse battery",
         },
     )
+
+
+class RegisterRequest(StrictSchema):
+    email = _email()
+    password = _new_password()
     name = Text(
         load_default=None,
         allow_none=True,
@@ -78,11 +90,35 @@ class RegisterRequest(StrictSchema):
 
 class ConfirmRequest(StrictSchema):
     email = _email()
-    code = fields.String(
-        required=True,
-        validate=validate.Regexp(r"\A[0-9]{6}\Z", error="Code must be 6 digits (0-9)."),
-        metadata={"example": "123456"},
-    )
+    code = _code()
+
+
+class ForgotPasswordRequest(StrictSchema):
+    email = _email()
+
+
+class ResetPasswordRequest(StrictSchema):
+    email = _email()
+    code = _code()
+    new_password = _new_password()
+
+
+class EmailChangeRequest(StrictSchema):
+    new_email = _email()
+    password = Text(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class EmailConfirmRequest(StrictSchema):
+    code = _code()
+
+
+class VerifyLinkArgs(ma.Schema):
+    """The link's token. Checked by the view, not here: a bad link gets an HTML page, not a JSON 422."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    token = fields.String(load_default=None, metadata={"description": "the token of the verification email's link"})
 
 
 class ResendRequest(StrictSchema):
@@ -106,6 +142,10 @@ class ConfirmResponse(ma.Schema):
     status = fields.String(required=True, metadata={"description": "verified, or pending_verification on 202"})
 
 
+class StatusResponse(ma.Schema):
+    status = fields.String(required=True)
+
+
 class AcceptedResponse(ma.Schema):
     status = fields.String(required=True)
     message = fields.String(required=True)
@@ -123,6 +163,10 @@ class ProfileResponse(ma.Schema):
     name = fields.String(allow_none=True)
     status = fields.String(required=True)
     created_at = fields.DateTime(required=True)
+
+
+# The confirmation pages are HTML; the document describes them as text.
+HTML_PAGE = {"type": "string", "description": "an HTML page"}
 
 
 class ErrorResponse(ma.Schema):
