@@ -15,6 +15,7 @@ from flask import Flask
 from prometheus_client import Counter, Gauge
 
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
+from auth_service.adapters.mongo_sessions import MongoSessionRepository
 from auth_service.adapters.mongo_users import MongoUserRepository
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.codes import CodeClient, CodeQueues, CodeTimings
@@ -27,6 +28,7 @@ from auth_service.lifecycle import AccountLifecycle
 from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService
+from auth_service.sessions import SessionPolicy, SessionService
 from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
 from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
@@ -41,6 +43,7 @@ class AuthSystem:
     app: Flask
     accounts: AccountService
     lifecycle: AccountLifecycle
+    sessions: SessionService
     users: MongoUserRepository
     bus: MessageBus
     codes: CodeClient
@@ -96,8 +99,11 @@ def build(
     in_process = settings.mongo_uri.startswith(IN_PROCESS_MONGO)
     if database is None:
         database = mongo_database(settings)
-    users = MongoUserRepository(database, serialize_writes=in_process or isinstance(database, mongomock.Database))
+    serialize_writes = in_process or isinstance(database, mongomock.Database)
+    users = MongoUserRepository(database, serialize_writes=serialize_writes)
     users.ensure_indexes()
+    session_store = MongoSessionRepository(database, serialize_writes=serialize_writes)
+    session_store.ensure_indexes()
 
     registry = process_registry()
     Gauge(
@@ -121,17 +127,18 @@ def build(
         clock,
     )
     hasher = PasswordHasher(settings.bcrypt_rounds)
-    accounts = AccountService(
+    sessions = SessionService(
         users=users,
-        codes=codes,
-        outbox=outbox,
-        hasher=hasher,
+        sessions=session_store,
         tokens=TokenIssuer(
             settings.jwt_secret, settings.jwt_ttl_seconds, settings.jwt_issuer, settings.jwt_audience, clock
         ),
+        hasher=hasher,
+        policy=SessionPolicy(settings.refresh_ttl_seconds, settings.refresh_reuse_grace_seconds),
         clock=clock,
     )
-    lifecycle = AccountLifecycle(users, codes, outbox, hasher, authenticate=accounts.profile, clock=clock)
+    accounts = AccountService(users=users, codes=codes, outbox=outbox, hasher=hasher, sessions=sessions, clock=clock)
+    lifecycle = AccountLifecycle(users, codes, outbox, hasher, sessions, clock=clock)
 
     if isinstance(bus, RabbitMessageBus):
         background.append(
@@ -159,11 +166,12 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
-    app = create_app(settings, accounts, lifecycle, readiness, registry)
+    app = create_app(settings, accounts, lifecycle, sessions, readiness, registry)
     return AuthSystem(
         app=app,
         accounts=accounts,
         lifecycle=lifecycle,
+        sessions=sessions,
         users=users,
         bus=bus,
         codes=codes,

@@ -23,6 +23,7 @@ from auth_service.domain.errors import CodeExpired, EmailTaken, InvalidCredentia
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.outbox import Outbox
 from auth_service.ports import UserRepository
+from auth_service.sessions import SessionService
 from common.links import parse_link_token_reference
 from common.messaging.messages import Purpose
 
@@ -51,14 +52,14 @@ class AccountLifecycle:
         codes: CodeClient,
         outbox: Outbox,
         hasher: PasswordHasher,
-        authenticate: Callable[[str | None], User],
+        sessions: SessionService,
         clock: Callable[[], float] = time.time,
     ):
         self._users = users
         self._codes = codes
         self._outbox = outbox
         self._hasher = hasher
-        self._authenticate = authenticate
+        self._sessions = sessions
         self._clock = clock
         self._appliers: dict[Purpose, Callable[[str, str, str | None], bool]] = {
             Purpose.VERIFY_EMAIL: self._apply_verification,
@@ -97,7 +98,7 @@ class AccountLifecycle:
         self, access_token: str | None, new_email: str, password: str, request_id: str | None = None
     ) -> None:
         """Mail a code to the new address and a notice to the current one; nothing changes before the code."""
-        user = self._authenticate(access_token)
+        user = self._sessions.authenticate(access_token)
         if not self._hasher.verify(password, user.password_hash):
             raise InvalidCredentials("The password is incorrect.")
         new_email = normalize_email(new_email)
@@ -114,7 +115,7 @@ class AccountLifecycle:
             self._outbox.deliver(user.id, entry)
 
     def confirm_email_change(self, access_token: str | None, code: str, request_id: str | None = None) -> Outcome:
-        user = self._authenticate(access_token)
+        user = self._sessions.authenticate(access_token)
         if user.pending_email is None:
             raise CodeExpired()
         change = PendingChange(new_submission_id(), Purpose.CHANGE_EMAIL, self._now(), new_email=user.pending_email)
@@ -203,7 +204,7 @@ class AccountLifecycle:
             return False
         # One update: the new hash, the address proved, every earlier token refused. The
         # failed-login lock (issue 8, "Failed logins and locks") is to end in this update too.
-        updated = self._users.apply_password_reset(user_id, change, self._now())
+        updated = self._sessions.apply_reset(user_id, change)
         if updated is not None:
             log.info("password reset applied", extra={"user_id": user_id})
         return updated is not None

@@ -16,12 +16,12 @@ from auth_service.domain.errors import (
     CodeExpired,
     EmailNotVerified,
     InvalidCredentials,
-    InvalidTokenError,
 )
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.domain.tokens import InvalidToken, TokenIssuer
+from auth_service.domain.sessions import TokenPair
 from auth_service.outbox import Outbox
 from auth_service.ports import UserRepository
+from auth_service.sessions import SessionService
 from common.messaging.messages import Purpose, Verdict
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,6 @@ class Confirmation:
     user: User
 
 
-@dataclass(frozen=True)
-class AccessToken:
-    token: str
-    expires_in: int
-
-
 class AccountService:
     def __init__(
         self,
@@ -46,14 +40,14 @@ class AccountService:
         codes: CodeClient,
         outbox: Outbox,
         hasher: PasswordHasher,
-        tokens: TokenIssuer,
+        sessions: SessionService,
         clock: Callable[[], float] = time.time,
     ):
         self._users = users
         self._codes = codes
         self._outbox = outbox
         self._hasher = hasher
-        self._tokens = tokens
+        self._sessions = sessions
         self._clock = clock
 
     def _now(self) -> datetime:
@@ -111,7 +105,7 @@ class AccountService:
     def mark_verified(self, user_id: str) -> bool:
         return self._users.mark_verified(user_id, self._now())
 
-    def login(self, email: str, password: str) -> AccessToken:
+    def login(self, email: str, password: str) -> TokenPair:
         user = self._users.by_email(normalize_email(email))
         if user is None:
             self._hasher.burn_time(password)
@@ -122,17 +116,4 @@ class AccountService:
             raise EmailNotVerified()
         if self._hasher.needs_rehash(user.password_hash):
             self._users.replace_password_hash(user.id, self._hasher.hash(password))
-        token, expires_in = self._tokens.issue(user.id)
-        return AccessToken(token, expires_in)
-
-    def profile(self, token: str | None) -> User:
-        if not token:
-            raise InvalidTokenError()
-        try:
-            user_id = self._tokens.subject(token)
-        except InvalidToken:
-            raise InvalidTokenError() from None
-        user = self._users.by_id(user_id)
-        if user is None:
-            raise InvalidTokenError()
-        return user
+        return self._sessions.open(user)

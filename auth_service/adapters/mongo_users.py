@@ -6,12 +6,12 @@ stored" one atomic single-document write, with no multi-document transaction.
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 
 import pymongo
 from pymongo.errors import DuplicateKeyError
 
+from auth_service.adapters.serialized import SerializedWrites
 from auth_service.domain.accounts import PendingChange, Status, User
 from auth_service.domain.errors import EmailTaken
 from auth_service.ports import OutboxEntry
@@ -26,10 +26,7 @@ PENDING_CHANGES_KEPT = 10
 class MongoUserRepository:
     def __init__(self, database, serialize_writes: bool = False):
         self._users = database["users"]
-        # mongomock checks a unique index and inserts in two steps; with
-        # several request threads that gap would let two equal addresses in.
-        # A real server needs no lock: its unique index is atomic.
-        self._write_lock = threading.Lock() if serialize_writes else None
+        self._locked = SerializedWrites(serialize_writes)
 
     def ensure_indexes(self) -> None:
         self._users.create_index([("email", pymongo.ASCENDING)], unique=True, name="email_unique")
@@ -44,6 +41,7 @@ class MongoUserRepository:
             "status": user.status.value,
             "created_at": user.created_at,
             "verified_at": None,
+            "token_version": user.token_version,
             "outbox": [_entry_document(outbox)],
             "outbox_due_at": publish_after,
         }
@@ -88,27 +86,6 @@ class MongoUserRepository:
             self._users.update_one, {"_id": user_id}, {"$pull": {"pending_changes": {"submission_id": submission_id}}}
         )
 
-    def apply_password_reset(self, user_id: str, change: PendingChange, at: datetime) -> User | None:
-        """Write the change's password hash, once: None if this submission's change is gone (applied already).
-
-        The same update proves the address (a pending account becomes verified)."""
-        document = self._locked(
-            self._users.find_one_and_update,
-            {"_id": user_id, "pending_changes.submission_id": change.submission_id},
-            {
-                "$pull": {"pending_changes": {"submission_id": change.submission_id}},
-                "$set": {
-                    "password_hash": change.password_hash,
-                    "password_changed_at": at,
-                    "status": Status.VERIFIED.value,
-                },
-            },
-            return_document=pymongo.ReturnDocument.AFTER,
-        )
-        if document is not None and document.get("verified_at") is None:
-            self._locked(self._users.update_one, {"_id": user_id, "verified_at": None}, {"$set": {"verified_at": at}})
-        return _user(document)
-
     def request_email_change(
         self, user_id: str, new_email: str, outbox: list[OutboxEntry], publish_after: datetime
     ) -> None:
@@ -150,6 +127,39 @@ class MongoUserRepository:
         except DuplicateKeyError:
             self.discard_pending_change(user_id, change.submission_id)
             raise EmailTaken() from None
+        return _user(document)
+
+    def bump_token_version(
+        self,
+        user_id: str,
+        at: datetime,
+        password_hash: str | None = None,
+        expected_version: int | None = None,
+        reset: PendingChange | None = None,
+    ) -> User | None:
+        """Invalidate every token issued so far, with the new password hash if one is given, in one
+        update; returns the user as updated, or None if no user (at ``expected_version``) matched.
+
+        With ``reset``, the password is the one that reset stored, and the update happens only while
+        the reset is still stored (it is removed in the same update): applied once, whoever calls
+        first. The same update proves the address: a pending account becomes verified."""
+        query: dict = {"_id": user_id}
+        if expected_version is not None:
+            # Documents written before token versions existed count as version 0.
+            query["token_version"] = {"$in": [0, None]} if expected_version == 0 else expected_version
+        changes: dict = {"$inc": {"token_version": 1}, "$set": {"tokens_revoked_at": at}}
+        if reset is not None:
+            query["pending_changes.submission_id"] = reset.submission_id
+            changes["$pull"] = {"pending_changes": {"submission_id": reset.submission_id}}
+            changes["$set"]["status"] = Status.VERIFIED.value
+            password_hash = reset.password_hash
+        if password_hash is not None:
+            changes["$set"] |= {"password_hash": password_hash, "password_changed_at": at}
+        document = self._locked(
+            self._users.find_one_and_update, query, changes, return_document=pymongo.ReturnDocument.AFTER
+        )
+        if reset is not None and document is not None and document.get("verified_at") is None:
+            self._locked(self._users.update_one, {"_id": user_id, "verified_at": None}, {"$set": {"verified_at": at}})
         return _user(document)
 
     def add_outbox(self, user_id: str, outbox: OutboxEntry, publish_after: datetime) -> None:
@@ -195,12 +205,6 @@ class MongoUserRepository:
 
     def ping(self) -> None:
         self._users.database.command("ping")
-
-    def _locked(self, operation, *args, **kwargs):
-        if self._write_lock is None:
-            return operation(*args, **kwargs)
-        with self._write_lock:
-            return operation(*args, **kwargs)
 
 
 def _entry_document(entry: OutboxEntry) -> dict:
@@ -260,4 +264,5 @@ def _user(document: dict | None) -> User | None:
         status=Status(document["status"]),
         created_at=created_at,
         pending_email=document.get("pending_email"),
+        token_version=document.get("token_version") or 0,
     )

@@ -30,6 +30,8 @@ class User:
     created_at: datetime
     # The address an email change waits to confirm with its code, if one was asked for.
     pending_email: str | None = None
+    # Stamped in every access and refresh token; raising it refuses all of them (password change, reset).
+    token_version: int = 0
 
     @property
     def verified(self) -> bool:

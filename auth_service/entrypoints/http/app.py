@@ -18,6 +18,7 @@ from auth_service.entrypoints.http import errors, observability, ratelimits, rou
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.service import AccountService
+from auth_service.sessions import SessionService
 from common.metrics import CollectorRegistry
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -28,6 +29,7 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 class AuthExtension:
     accounts: AccountService
     lifecycle: AccountLifecycle
+    sessions: SessionService
     readiness: Callable[[], dict[str, str]]
 
 
@@ -44,6 +46,7 @@ def create_app(
     settings: Settings,
     accounts: AccountService,
     lifecycle: AccountLifecycle,
+    sessions: SessionService,
     readiness: Callable[[], dict[str, str]],
     registry: CollectorRegistry | None = None,
 ) -> Flask:
@@ -64,7 +67,9 @@ def create_app(
             }
         },
     )
-    app.extensions["auth_service"] = AuthExtension(accounts=accounts, lifecycle=lifecycle, readiness=readiness)
+    app.extensions["auth_service"] = AuthExtension(
+        accounts=accounts, lifecycle=lifecycle, sessions=sessions, readiness=readiness
+    )
 
     api = ContractApi(app)
     api.register_blueprint(routes.auth)

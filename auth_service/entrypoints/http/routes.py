@@ -8,9 +8,11 @@ from flask_smorest import Blueprint
 
 from auth_service.domain.accounts import User
 from auth_service.domain.errors import AuthError
+from auth_service.domain.sessions import TokenPair
 from auth_service.entrypoints.http import pages, schemas
 from auth_service.lifecycle import AccountLifecycle, InvalidLink
 from auth_service.service import AccountService
+from auth_service.sessions import SessionService
 
 auth = Blueprint("auth", __name__, url_prefix="/auth", description="Registration, confirmation, login")
 health = Blueprint("health", __name__, description="Liveness and readiness")
@@ -28,6 +30,43 @@ def _accounts() -> AccountService:
 
 def _lifecycle() -> AccountLifecycle:
     return current_app.extensions["auth_service"].lifecycle
+
+
+def _sessions() -> SessionService:
+    return current_app.extensions["auth_service"].sessions
+
+
+def _json_body_errors(view):
+    """The answers every JSON-body endpoint can give besides its own, documented once."""
+    for status, description in (
+        (400, "Body is not a JSON object"),
+        (422, "validation_error"),
+        (429, "rate_limited"),
+        (503, "service_unavailable: a store does not answer"),
+    ):
+        view = auth.alt_response(status, schema=ERROR, description=description)(view)
+    return view
+
+
+def _code_errors(view):
+    """The answers to a wrong, used or burned code, as /auth/confirm gives them; documented once.
+    Applied above ``_json_body_errors``, so its 400 and 429 descriptions are the ones kept."""
+    for status, description in (
+        (400, "invalid_code (with attempts_left) or bad_request"),
+        (410, "code_expired"),
+        (429, "too_many_attempts or rate_limited"),
+    ):
+        view = auth.alt_response(status, schema=ERROR, description=description)(view)
+    return view
+
+
+def _token_answer(pair: TokenPair) -> dict:
+    return {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "token_type": pair.token_type,
+        "expires_in": pair.expires_in,
+    }
 
 
 @auth.route("/register", methods=["POST"])
@@ -85,9 +124,39 @@ def resend_code(body):
 @auth.alt_response(429, schema=ERROR, description="rate_limited")
 @auth.alt_response(503, schema=ERROR, description="service_unavailable: a store or the broker does not answer")
 def login(body):
-    """Exchange email and password for an access token."""
-    token = _accounts().login(body["email"], body["password"])
-    return {"access_token": token.token, "token_type": "Bearer", "expires_in": token.expires_in}
+    """Exchange email and password for an access token and a refresh token."""
+    return _token_answer(_accounts().login(body["email"], body["password"]))
+
+
+@auth.route("/token/refresh", methods=["POST"])
+@auth.arguments(schemas.RefreshTokenRequest)
+@auth.response(200, schemas.TokenResponse)
+@auth.alt_response(401, schema=ERROR, description="invalid_token: unknown, expired, used, or its session ended")
+@_json_body_errors
+def refresh_token(body):
+    """Exchange a refresh token for a new pair. Each refresh token works once."""
+    return _token_answer(_sessions().refresh(body["refresh_token"]))
+
+
+@auth.route("/logout", methods=["POST"])
+@auth.arguments(schemas.RefreshTokenRequest)
+@auth.response(204)
+@_json_body_errors
+def logout(body):
+    """End the refresh token's session. 204 also for a token that is unknown or already ended."""
+    _sessions().logout(body["refresh_token"])
+
+
+@auth.route("/password/change", methods=["POST"])
+@auth.arguments(schemas.PasswordChangeRequest)
+@auth.response(200, schemas.TokenResponse)
+@auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong current password) or invalid_token")
+@_json_body_errors
+@auth.doc(security=[{"bearerAuth": []}])
+def change_password(body):
+    """Change the password. Every other token of the account is refused from then on; answers the new pair."""
+    pair = _sessions().change_password(bearer_token(), body["current_password"], body["new_password"])
+    return _token_answer(pair)
 
 
 @auth.route("/me", methods=["GET"])
@@ -97,7 +166,7 @@ def login(body):
 @auth.doc(security=[{"bearerAuth": []}])
 def me():
     """The account behind the bearer token."""
-    return _profile(_accounts().profile(_bearer_token()))
+    return _profile(_sessions().authenticate(bearer_token()))
 
 
 def _profile(user: User) -> dict:
@@ -113,10 +182,7 @@ def _profile(user: User) -> dict:
 @auth.route("/password/forgot", methods=["POST"])
 @auth.arguments(schemas.ForgotPasswordRequest)
 @auth.response(202, schemas.AcceptedResponse)
-@auth.alt_response(400, schema=ERROR, description="Body is not a JSON object")
-@auth.alt_response(422, schema=ERROR, description="validation_error")
-@auth.alt_response(429, schema=ERROR, description="rate_limited, with Retry-After")
-@auth.alt_response(503, schema=ERROR, description="service_unavailable")
+@_json_body_errors
 def forgot_password(body):
     """Ask for a password reset code. Answers alike whether or not the address has an account."""
     _lifecycle().forgot_password(body["email"], g.request_id)
@@ -129,11 +195,8 @@ def forgot_password(body):
 @auth.alt_response(
     202, schema=schemas.StatusResponse, description="No verdict in time; the new password applies once it is judged"
 )
-@auth.alt_response(400, schema=ERROR, description="invalid_code (with attempts_left) or bad_request")
-@auth.alt_response(410, schema=ERROR, description="code_expired")
-@auth.alt_response(422, schema=ERROR, description="validation_error")
-@auth.alt_response(429, schema=ERROR, description="too_many_attempts or rate_limited")
-@auth.alt_response(503, schema=ERROR, description="service_unavailable")
+@_code_errors
+@_json_body_errors
 def reset_password(body):
     """Set a new password with the emailed reset code; every earlier session and token ends."""
     outcome = _lifecycle().reset_password(body["email"], body["code"], body["new_password"], g.request_id)
@@ -145,16 +208,13 @@ def reset_password(body):
 @auth.route("/email/change", methods=["POST"])
 @auth.arguments(schemas.EmailChangeRequest)
 @auth.response(202, schemas.AcceptedResponse)
-@auth.alt_response(400, schema=ERROR, description="Body is not a JSON object")
 @auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong password) or invalid_token")
 @auth.alt_response(409, schema=ERROR, description="email_taken")
-@auth.alt_response(422, schema=ERROR, description="validation_error")
-@auth.alt_response(429, schema=ERROR, description="rate_limited, with Retry-After")
-@auth.alt_response(503, schema=ERROR, description="service_unavailable")
+@_json_body_errors
 @auth.doc(security=[{"bearerAuth": []}])
 def change_email(body):
     """Ask to change the account's address: a code goes to the new one, a notice to the current one."""
-    _lifecycle().request_email_change(_bearer_token(), body["new_email"], body["password"], g.request_id)
+    _lifecycle().request_email_change(bearer_token(), body["new_email"], body["password"], g.request_id)
     return {"status": "accepted", "message": "A code is on its way to the new address."}
 
 
@@ -164,17 +224,14 @@ def change_email(body):
 @auth.alt_response(
     202, schema=schemas.ProfileResponse, description="No verdict in time; the address changes once it is judged"
 )
-@auth.alt_response(400, schema=ERROR, description="invalid_code (with attempts_left) or bad_request")
 @auth.alt_response(401, schema=ERROR, description="invalid_token")
 @auth.alt_response(409, schema=ERROR, description="email_taken: another account confirmed the address meanwhile")
-@auth.alt_response(410, schema=ERROR, description="code_expired (also when no change was asked for)")
-@auth.alt_response(422, schema=ERROR, description="validation_error")
-@auth.alt_response(429, schema=ERROR, description="too_many_attempts or rate_limited")
-@auth.alt_response(503, schema=ERROR, description="service_unavailable")
+@_code_errors
+@_json_body_errors
 @auth.doc(security=[{"bearerAuth": []}])
 def confirm_email(body):
     """Confirm the new address with its code; it is the login from then on."""
-    outcome = _lifecycle().confirm_email_change(_bearer_token(), body["code"], g.request_id)
+    outcome = _lifecycle().confirm_email_change(bearer_token(), body["code"], g.request_id)
     return _profile(outcome.user), 200 if outcome.applied else 202
 
 
@@ -219,7 +276,7 @@ class VerifyLink(MethodView):
 auth.add_url_rule("/verify", endpoint="verify_link", view_func=VerifyLink)
 
 
-def _bearer_token() -> str | None:
+def bearer_token() -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return None

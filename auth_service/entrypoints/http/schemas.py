@@ -66,7 +66,8 @@ def _code():
     )
 
 
-def _new_password():
+def new_password():
+    """A password being chosen: the rules of register, for every flow that sets one."""
     return Text(
         required=True,
         validate=_check_password,
@@ -77,9 +78,15 @@ def _new_password():
     )
 
 
+def _password_given():
+    # A password being proved, not chosen: only its size is bounded; one no account can have is
+    # simply wrong (401), as at login.
+    return Text(required=True, validate=validate.Length(min=1, max=1024))
+
+
 class RegisterRequest(StrictSchema):
     email = _email()
-    password = _new_password()
+    password = new_password()
     name = Text(
         load_default=None,
         allow_none=True,
@@ -100,12 +107,12 @@ class ForgotPasswordRequest(StrictSchema):
 class ResetPasswordRequest(StrictSchema):
     email = _email()
     code = _code()
-    new_password = _new_password()
+    new_password = new_password()
 
 
 class EmailChangeRequest(StrictSchema):
     new_email = _email()
-    password = Text(required=True, validate=validate.Length(min=1, max=1024))
+    password = _password_given()
 
 
 class EmailConfirmRequest(StrictSchema):
@@ -127,7 +134,20 @@ class ResendRequest(StrictSchema):
 
 class LoginRequest(StrictSchema):
     email = _email()
-    password = Text(required=True, validate=validate.Length(min=1, max=1024))
+    password = _password_given()
+
+
+class RefreshTokenRequest(StrictSchema):
+    refresh_token = Text(
+        required=True,
+        validate=validate.Length(min=1, max=512),
+        metadata={"description": "the refresh token of the last login or refresh"},
+    )
+
+
+class PasswordChangeRequest(StrictSchema):
+    current_password = _password_given()
+    new_password = new_password()
 
 
 class RegisteredResponse(ma.Schema):
@@ -152,9 +172,12 @@ class AcceptedResponse(ma.Schema):
 
 
 class TokenResponse(ma.Schema):
-    access_token = fields.String(required=True)
-    token_type = fields.String(required=True)
-    expires_in = fields.Integer(required=True)
+    access_token = fields.String(required=True, metadata={"description": "JWT (HS256) for the Bearer header"})
+    refresh_token = fields.String(
+        required=True, metadata={"description": "opaque; works once, at POST /auth/token/refresh"}
+    )
+    token_type = fields.String(required=True, metadata={"example": "Bearer"})
+    expires_in = fields.Integer(required=True, metadata={"description": "seconds the access token is valid"})
 
 
 class ProfileResponse(ma.Schema):
