@@ -119,7 +119,11 @@ class AccountLifecycle:
         if user.pending_email is None:
             raise CodeExpired()
         change = PendingChange(new_submission_id(), Purpose.CHANGE_EMAIL, self._now(), new_email=user.pending_email)
-        return self._submit(user, user.pending_email, change, code=code, request_id=request_id)
+        outcome = self._submit(user, user.pending_email, change, code=code, request_id=request_id)
+        if outcome.applied and outcome.user.email != change.new_email:
+            # Verified, but a confirmed account took the address first (here or in the consumer).
+            raise EmailTaken()
+        return outcome
 
     # --- confirmation by link ---
 
