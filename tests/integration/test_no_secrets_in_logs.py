@@ -16,11 +16,10 @@ import uuid
 import pytest
 
 from devtools.stack import LocalStack, delete_queues, http_form, http_json, preflight, unique_names
+from tests.integration.conftest import RABBITMQ_URL, REDIS_URL
 
 pytestmark = pytest.mark.integration
 
-RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def fresh_key(label: str) -> str:
