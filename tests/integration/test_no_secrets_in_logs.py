@@ -21,7 +21,6 @@ from tests.integration.conftest import RABBITMQ_URL, REDIS_URL
 pytestmark = pytest.mark.integration
 
 
-
 def fresh_key(label: str) -> str:
     return f"{label}-{secrets.token_urlsafe(32)}"
 
