@@ -102,6 +102,10 @@ def test_verify_by_link_the_page_confirms_nothing_and_its_button_confirms_once(s
         status, headers, page = http_json("GET", link)
         assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
         assert headers["Cache-Control"] == "no-store"
+        assert headers["X-Content-Type-Options"] == "nosniff" and headers["X-Frame-Options"] == "DENY"
+        assert (
+            headers["Referrer-Policy"] == "no-referrer" and "form-action 'self'" in headers["Content-Security-Policy"]
+        )
     assert stack.call("POST", "/auth/login", {"email": email, "password": PASSWORD})[0] == 403
     action, token = FORM.search(page).groups()
 

@@ -13,6 +13,14 @@ from auth_service.domain import errors
 
 TEMPLATE = "verify_page.html"
 
+# The pages load nothing and run nothing; their one form posts back to this service.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
 NOT_VALID = (
     "This link is not valid",
     "Check that you opened the whole link from the email, or ask the app for a new code.",
@@ -35,7 +43,7 @@ _PAGE_FOR_ERROR: dict[type[errors.AuthError], tuple[int, tuple[str, str]]] = {
 
 def page(status: int, title: str, message: str, token: str | None = None, action: str = "") -> Response:
     body = render_template(TEMPLATE, title=title, message=message, token=token, action=action)
-    return Response(body, status=status, mimetype="text/html")
+    return Response(body, status=status, mimetype="text/html", headers=PAGE_HEADERS)
 
 
 def confirm_button(token: str, action: str) -> Response:
