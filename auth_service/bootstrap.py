@@ -24,8 +24,9 @@ from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.tokens import TokenIssuer
-from auth_service.entrypoints.consumers import OutboxRelay, account_confirmed_router
+from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
 from auth_service.entrypoints.http.app import create_app
+from auth_service.lifecycle import AccountLifecycle
 from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService
@@ -43,6 +44,7 @@ IN_PROCESS_MONGO = "mongomock://"
 class AuthSystem:
     app: Flask
     accounts: AccountService
+    lifecycle: AccountLifecycle
     sessions: SessionService
     users: MongoUserRepository
     bus: MessageBus
@@ -144,13 +146,14 @@ def build(
         clock=clock,
     )
     accounts = AccountService(users=users, codes=codes, outbox=outbox, hasher=hasher, sessions=sessions, clock=clock)
+    lifecycle = AccountLifecycle(users, codes, outbox, hasher, sessions, clock=clock)
 
     if isinstance(bus, RabbitMessageBus):
         background.append(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=account_confirmed_router(accounts),
+                handler=code_verified_router(lifecycle),
                 topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
@@ -170,10 +173,11 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
-    app = create_app(settings, accounts, sessions, readiness, registry)
+    app = create_app(settings, accounts, lifecycle, sessions, readiness, registry)
     return AuthSystem(
         app=app,
         accounts=accounts,
+        lifecycle=lifecycle,
         sessions=sessions,
         users=users,
         bus=bus,

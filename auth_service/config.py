@@ -67,6 +67,17 @@ class Settings(ServiceSettings):
     ratelimit_resend_per_address: RateLimit = "10/hour"
     ratelimit_login_per_ip: RateLimit = "30/minute;300/hour"
     ratelimit_login_failures_per_address: RateLimit = "10/minute;100/day"
+    # Reset and address-change codes follow the verification code's guessing bound (docs/security.md).
+    ratelimit_forgot_per_ip: RateLimit = "10/minute;100/hour"
+    ratelimit_forgot_per_address: RateLimit = "10/hour"
+    ratelimit_reset_per_ip: RateLimit = "30/minute;300/hour"
+    ratelimit_reset_per_address: RateLimit = "10/minute;50/day"
+    ratelimit_email_change_per_ip: RateLimit = "10/minute;100/hour"
+    ratelimit_email_change_per_address: RateLimit = "10/hour"
+    ratelimit_email_confirm_per_ip: RateLimit = "30/minute;300/hour"
+    ratelimit_email_confirm_per_account: RateLimit = "10/minute;50/day"
+    ratelimit_verify_link_per_ip: RateLimit = "30/minute;300/hour"
+    ratelimit_verify_link_per_account: RateLimit = "10/minute;50/day"
     ratelimit_refresh_per_ip: RateLimit = "60/minute;1000/hour"
     ratelimit_refresh_per_token: RateLimit = "10/minute"  # noqa: S105 (a limit, not a secret)
     ratelimit_logout_per_ip: RateLimit = "30/minute;300/hour"

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -95,6 +96,18 @@ def http_json(
     except ValueError:
         parsed = raw.decode(errors="replace")
     return status, response_headers, parsed
+
+
+def http_form(url: str, fields: dict[str, str], timeout: float = 30) -> tuple[int, dict, str]:
+    """POST an HTML form (application/x-www-form-urlencoded); (status, headers, page text)."""
+    data = urllib.parse.urlencode(fields).encode()
+    request = urllib.request.Request(url, data=data, method="POST")
+    request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
 
 
 def delete_queues(
@@ -185,6 +198,8 @@ class LocalStack:
             "WORKER_METRICS_HOST": "127.0.0.1",
             "WORKER_METRICS_PORT": str(free_port()),
             "SMTP_HOST": "127.0.0.1",
+            # The links in emails point at this stack's own auth service.
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.auth_port}",
             "PYTHONUNBUFFERED": "1",
             **(overrides or {}),
         }
@@ -208,17 +223,17 @@ class LocalStack:
             self.worker.start()
         self.auth.start()
         try:
-            self.wait_ready(ready_timeout)
+            self.wait_ready(ready_timeout, worker=worker)
         except BaseException:
             self.stop()  # a stack that never came up must not leave its processes behind
             raise
         return self
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 30.0, worker: bool = True) -> None:
         """Until both answer /readyz: the worker too, since only it binds the queues auth publishes to."""
         deadline = time.monotonic() + timeout
         probes = [(self.auth, f"{self.base_url}/readyz")]
-        if self.env.get("WORKER_METRICS_PORT", "0") != "0":
+        if worker and self.env.get("WORKER_METRICS_PORT", "0") != "0":
             probes.append((self.worker, f"{self.worker_status_url}/readyz"))
         for service, url in probes:
             last = None

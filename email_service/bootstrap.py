@@ -94,6 +94,7 @@ def build_handlers(
         max_attempts=settings.code_max_attempts,
         max_codes_per_hour=settings.max_codes_per_hour,
         max_codes_per_day=settings.max_codes_per_day,
+        public_base_url=settings.public_base_url,
     )
     return CodeHandlers(store, mailer, policy, settings.account_confirmed_queue, clock, events)
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 
 from common.settings import Flag, Port, ServiceSettings, key_error
+
+
+def _without_trailing_slash(value: str) -> str:
+    return value.rstrip("/")
 
 
 class Settings(ServiceSettings):
@@ -23,6 +29,10 @@ class Settings(ServiceSettings):
     max_codes_per_day: int = Field(10, ge=1)
     # Unset: the workers share a random key kept in Redis (email_service.adapters.code_key).
     code_hmac_key: SecretStr | None = None
+    # The base of the links in emails: an absolute http(s) URL, kept without a trailing slash.
+    public_base_url: Annotated[str, Field(pattern=r"^https?://\S+$"), AfterValidator(_without_trailing_slash)] = (
+        "http://localhost:8000"
+    )
     worker_prefetch: int = Field(4, ge=1)
     worker_threads: int = Field(4, ge=1, le=64)
     worker_metrics_host: str = "127.0.0.1"

@@ -27,7 +27,7 @@ import pytest
 
 from common.messaging.access import Account, BrokerAccounts, render
 from common.messaging.envelope import Outgoing
-from common.messaging.messages import AccountConfirmed, CodeRequested, Purpose
+from common.messaging.messages import CodeRequested, CodeVerified, Purpose
 from common.messaging.topology import (
     AUTH_RETRIES_EXCHANGE,
     REPLIES_EXCHANGE,
@@ -275,7 +275,7 @@ def test_a_confirmation_forged_on_auths_account_verifies_nobody(stack, trusted):
     email = new_email()
     user_id = register(stack, email)
     stack.sink.wait_for(email, 1, timeout=20)
-    forged = AccountConfirmed(user_id=user_id, email=email).outgoing()
+    forged = CodeVerified(user_id=user_id, email=email).outgoing()
     confirmed = trusted.routes.account_confirmed
     for exchange in ("", TO_AUTH_EXCHANGE):
         assert attempt_publish(trusted, "auth", exchange, confirmed, forged) == REFUSED

@@ -31,6 +31,7 @@ from werkzeug.exceptions import HTTPException
 from auth_service.config import Settings
 from auth_service.domain.accounts import normalize_email
 from auth_service.entrypoints.http import errors, routes, schemas
+from common.links import parse_link_token_reference
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,9 @@ def _address_in_body() -> str | None:
     return g.ratelimit_address
 
 
-def _parse_address() -> str | None:
+def _parse_address(field: str = "email") -> str | None:
     try:
-        return normalize_email(ADDRESS_FIELD.deserialize(_body_field("email")))
+        return normalize_email(ADDRESS_FIELD.deserialize(_body_field(field)))
     except marshmallow.ValidationError:
         return None
 
@@ -89,6 +90,34 @@ def address_key() -> str:
 def no_address() -> bool:
     """Requests without a usable address are left to the per-IP limit (and refused by validation)."""
     return _address_in_body() is None
+
+
+def _new_address_in_body() -> str | None:
+    if "ratelimit_new_address" not in g:
+        g.ratelimit_new_address = _parse_address("new_email")
+    return g.ratelimit_new_address
+
+
+def new_address_key() -> str:
+    return _hashed(_new_address_in_body() or "")
+
+
+def no_new_address() -> bool:
+    return _new_address_in_body() is None
+
+
+def _link_account() -> str | None:
+    """The account a verification link names (query or form ``token``); its guesses count against it."""
+    reference = parse_link_token_reference(request.values.get("token"))
+    return reference[0] if reference is not None else None
+
+
+def link_account_key() -> str:
+    return _hashed(_link_account() or "")
+
+
+def no_link_account() -> bool:
+    return _link_account() is None
 
 
 def _refresh_token_in_body() -> str | None:
@@ -145,19 +174,21 @@ def install(app: Flask, settings: Settings) -> Limiter:
     if not settings.ratelimit_enabled:
         return limiter
 
+    password_failures = limiter.shared_limit(
+        settings.ratelimit_password_change_failures_per_account,
+        scope="password-failures",
+        key_func=account_key,
+        exempt_when=no_account,
+        deduct_when=wrong_current_password,
+    )
+
+    def by_ip_and_address(per_ip: str, per_address: str) -> list:
+        return [limiter.limit(per_ip), limiter.limit(per_address, key_func=address_key, exempt_when=no_address)]
+
     per_endpoint = {
-        "auth.register": [
-            limiter.limit(settings.ratelimit_register_per_ip),
-            limiter.limit(settings.ratelimit_register_per_address, key_func=address_key, exempt_when=no_address),
-        ],
-        "auth.confirm": [
-            limiter.limit(settings.ratelimit_confirm_per_ip),
-            limiter.limit(settings.ratelimit_confirm_per_address, key_func=address_key, exempt_when=no_address),
-        ],
-        "auth.resend_code": [
-            limiter.limit(settings.ratelimit_resend_per_ip),
-            limiter.limit(settings.ratelimit_resend_per_address, key_func=address_key, exempt_when=no_address),
-        ],
+        "auth.register": by_ip_and_address(settings.ratelimit_register_per_ip, settings.ratelimit_register_per_address),
+        "auth.confirm": by_ip_and_address(settings.ratelimit_confirm_per_ip, settings.ratelimit_confirm_per_address),
+        "auth.resend_code": by_ip_and_address(settings.ratelimit_resend_per_ip, settings.ratelimit_resend_per_address),
         "auth.login": [
             limiter.limit(settings.ratelimit_login_per_ip),
             # Only failures count against an address, as NIST SP 800-63B 5.2.2 asks.
@@ -182,14 +213,30 @@ def install(app: Flask, settings: Settings) -> Limiter:
                 settings.ratelimit_logout_per_token, key_func=refresh_token_key, exempt_when=no_refresh_token
             ),
         ],
-        # A stolen access token must not buy unlimited guesses at the current password.
-        "auth.change_password": [
-            limiter.limit(settings.ratelimit_password_change_per_ip),
+        # A stolen access token must not buy unlimited guesses at the current password: wrong
+        # passwords at password change and at email change count against one budget per account.
+        "auth.change_password": [limiter.limit(settings.ratelimit_password_change_per_ip), password_failures],
+        "auth.forgot_password": by_ip_and_address(
+            settings.ratelimit_forgot_per_ip, settings.ratelimit_forgot_per_address
+        ),
+        # Reset, address-change and link submissions are guesses at a code: the guessing bound.
+        "auth.reset_password": by_ip_and_address(settings.ratelimit_reset_per_ip, settings.ratelimit_reset_per_address),
+        "auth.change_email": [
+            limiter.limit(settings.ratelimit_email_change_per_ip),
+            # Per new address: no account may have another's mailbox bombed with codes.
             limiter.limit(
-                settings.ratelimit_password_change_failures_per_account,
-                key_func=account_key,
-                exempt_when=no_account,
-                deduct_when=wrong_current_password,
+                settings.ratelimit_email_change_per_address, key_func=new_address_key, exempt_when=no_new_address
+            ),
+            password_failures,
+        ],
+        "auth.confirm_email": [
+            limiter.limit(settings.ratelimit_email_confirm_per_ip),
+            limiter.limit(settings.ratelimit_email_confirm_per_account, key_func=account_key, exempt_when=no_account),
+        ],
+        "auth.verify_link": [
+            limiter.limit(settings.ratelimit_verify_link_per_ip),
+            limiter.limit(
+                settings.ratelimit_verify_link_per_account, key_func=link_account_key, exempt_when=no_link_account
             ),
         ],
     }
