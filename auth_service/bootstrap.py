@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import mongomock
 import pymongo
@@ -15,9 +17,11 @@ from flask import Flask
 from prometheus_client import Counter, Gauge
 
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
+from auth_service.adapters.mongo_resend_requests import MongoResendRequests
 from auth_service.adapters.mongo_users import MongoUserRepository
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.config import Settings
+from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.tokens import TokenIssuer
 from auth_service.entrypoints.consumers import AccountConfirmedHandler, OutboxRelay
@@ -86,12 +90,22 @@ def build(
     bus: MessageBus | None = None,
     cooldowns: Cooldowns | None = None,
     clock: Callable[[], float] = time.time,
+    resend_requested: Callable[[], None] | None = None,
 ) -> AuthSystem:
+    """``resend_requested``: what a resend wakes. By default the relay thread with the real
+    broker; with a bus passed in (unit tests), the stored request is acted on at once, in the
+    request, since no relay thread runs there."""
     in_process = settings.mongo_uri.startswith(IN_PROCESS_MONGO)
     if database is None:
         database = mongo_database(settings)
-    users = MongoUserRepository(database, serialize_writes=in_process or isinstance(database, mongomock.Database))
+    mongomock_store = in_process or isinstance(database, mongomock.Database)
+    users = MongoUserRepository(database, serialize_writes=mongomock_store, ttl_index=not mongomock_store)
     users.ensure_indexes()
+    lifetime = timedelta(seconds=settings.unverified_ttl_seconds)
+    if users.expire_unmarked_pending(datetime.fromtimestamp(clock(), UTC) + lifetime):
+        log.info("pending accounts stored before accounts expired now expire too", extra={"after": str(lifetime)})
+    resend_requests = MongoResendRequests(database, serialize_writes=mongomock_store, ttl_index=not mongomock_store)
+    resend_requests.ensure_indexes()
 
     registry = process_registry()
     Gauge(
@@ -102,22 +116,33 @@ def build(
     if bus is None:
         bus = RabbitMessageBus(settings.rabbitmq_url, settings.work_queues, settings.retry_delays_seconds)
         background.append(bus)
+    relay_wakeup = threading.Event()
+    if resend_requested is None and isinstance(bus, RabbitMessageBus):
+        resend_requested = relay_wakeup.set
+    elif resend_requested is None:
+
+        def resend_requested() -> None:
+            accounts.process_resend_requests()
 
     accounts = AccountService(
         users=users,
+        resend_requests=resend_requests,
         bus=bus,
         cooldowns=cooldowns if cooldowns is not None else cooldown_store(settings),
         hasher=PasswordHasher(settings.bcrypt_rounds),
         tokens=TokenIssuer(
             settings.jwt_secret, settings.jwt_ttl_seconds, settings.jwt_issuer, settings.jwt_audience, clock
         ),
+        confirming_codes=ConfirmingCodes.from_secret(settings.jwt_secret),
         queues=Queues(settings.account_creation_queue, settings.confirm_email_code_queue),
         timeouts=Timeouts(
             publish_seconds=settings.publish_timeout_seconds,
             confirm_wait_seconds=settings.confirm_wait_seconds,
             resend_cooldown_seconds=settings.resend_cooldown_seconds,
+            unverified_ttl_seconds=settings.unverified_ttl_seconds,
         ),
         clock=clock,
+        resend_requested=resend_requested,
     )
 
     if isinstance(bus, RabbitMessageBus):
@@ -134,7 +159,7 @@ def build(
             )
         )
         relayed = Counter("outbox_relayed", "Queue messages published late by the outbox relay", registry=registry)
-        background.append(OutboxRelay(accounts, on_relayed=relayed.inc))
+        background.append(OutboxRelay(accounts, on_relayed=relayed.inc, wakeup=relay_wakeup))
 
     def readiness() -> dict[str, str]:
         checks = {}

@@ -72,6 +72,7 @@ class Settings:
     jwt_audience: str
     bcrypt_rounds: int
     resend_cooldown_seconds: int
+    unverified_ttl_seconds: int
     ratelimit_enabled: bool
     ratelimit_storage_uri: str
     ratelimit_key_prefix: str
@@ -118,6 +119,7 @@ class Settings:
             jwt_audience=read.str("JWT_AUDIENCE", "mobile-app"),
             bcrypt_rounds=bcrypt_rounds,
             resend_cooldown_seconds=read.int("RESEND_COOLDOWN_SECONDS", 60, minimum=0),
+            unverified_ttl_seconds=read.int("UNVERIFIED_TTL_SECONDS", 7 * 86400, minimum=1),
             ratelimit_enabled=read.bool("RATELIMIT_ENABLED", True),
             ratelimit_storage_uri=read.str("RATELIMIT_STORAGE_URI", redis_url),
             ratelimit_key_prefix=read.str("RATELIMIT_KEY_PREFIX", "auth-ratelimit"),

@@ -13,11 +13,9 @@ import argparse
 import json
 import os
 import sys
-import tempfile
-from pathlib import Path
 
+from bench.stack import benchmark_stack
 from devtools.load import register_and_confirm_many, summary
-from devtools.stack import LocalStack, delete_queues, preflight, unique_names
 
 
 def main() -> int:
@@ -27,28 +25,9 @@ def main() -> int:
     parser.add_argument("--bcrypt-rounds", default="12", help="the production default; lower it to load the worker")
     args = parser.parse_args()
 
-    rabbitmq_url = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    problems = preflight(rabbitmq_url, redis_url)
-    if problems:
-        print("\n".join(problems), file=sys.stderr)
-        return 1
-    names = unique_names("bench")
-    overrides = {
-        **names,
-        "RABBITMQ_URL": rabbitmq_url,
-        "REDIS_URL": redis_url,
-        "RATELIMIT_ENABLED": "false",
-        "BCRYPT_ROUNDS": args.bcrypt_rounds,
-        "AUTH_THREADS": str(max(8, args.concurrency)),
-    }
-    stack = LocalStack(Path(tempfile.mkdtemp(prefix="bench-")), overrides)
-    try:
-        stack.start()
+    overrides = {"BCRYPT_ROUNDS": args.bcrypt_rounds, "AUTH_THREADS": str(max(8, args.concurrency))}
+    with benchmark_stack(overrides) as stack:
         runs = register_and_confirm_many(stack, args.users, args.concurrency)
-    finally:
-        stack.stop()
-        delete_queues(rabbitmq_url, [value for key, value in names.items() if key.endswith("_QUEUE")])
     result = {"benchmark": "201_to_code_email", **vars(args), **summary(runs), "cpus": os.cpu_count()}
     print(json.dumps(result))
     return 0 if result["complete"] == args.users else 1

@@ -63,7 +63,7 @@ def main() -> int:
     )
     email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
     user = system.accounts.register(email, PASSWORD, None)
-    system.accounts.mark_verified(user.id)
+    system.accounts.mark_verified(user.id, user.code_seq, None)
     client = system.app.test_client()
 
     def timed(body: dict) -> float:

@@ -17,7 +17,17 @@ class PermanentMailError(Exception):
 
 class PendingStore(Protocol):
     def get(self, email: str) -> PendingRegistration | None: ...
-    def replace(self, pending: PendingRegistration, ttl_seconds: int) -> None: ...
+    def replace(self, pending: PendingRegistration, ttl_seconds: int) -> bool:
+        """Store ``pending`` over the current one only if it supersedes it (a newer request, or the
+        same again), atomically; False if a newer one is there."""
+        ...
+
+    def lock_address(self, email: str, holder: str, hold_seconds: float, wait_seconds: float) -> bool:
+        """Take the address's mailing lock (waiting up to ``wait_seconds``); it frees itself after
+        ``hold_seconds``. True if ``holder`` has it (also when it had it already)."""
+        ...
+
+    def unlock_address(self, email: str, holder: str) -> None: ...
     def mark_mail_sent(self, email: str, message_id: str) -> None: ...
     def attempt(
         self, email: str, presented_digest: str, attempt_id: str, max_attempts: int, submitted_at: float | None = None
@@ -27,7 +37,7 @@ class PendingStore(Protocol):
 
 
 class Mailer(Protocol):
-    def send_verification(self, email: str, name: str | None, code: str, validity: str) -> None: ...
+    def send_verification(self, email: str, code: str, validity: str, registered_at: str) -> None: ...
 
 
 class VerificationEvents(Protocol):

@@ -2,42 +2,60 @@
 
 Keeping the outbox inside the user document makes "user stored" and "message
 stored" one atomic single-document write, with no multi-document transaction.
+
+A pending account carries ``expires_at``: a TTL index deletes it then (the
+service also treats it as absent from that moment, since the TTL monitor runs
+only once a minute). A later registration of a pending address rewrites the
+document in place, compare-and-set on ``code_seq``, so that of two parallel
+registrations exactly one wins each round and the other reads again.
 """
 
 from __future__ import annotations
 
-import threading
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pymongo
 from pymongo.errors import DuplicateKeyError
 
+from auth_service.adapters.mongo_support import Writes, aware
 from auth_service.domain.accounts import Status, User
 from auth_service.domain.errors import EmailTaken
 from auth_service.ports import OutboxEntry
 from common.messaging.envelope import Outgoing
 
+PENDING = Status.PENDING_VERIFICATION.value
+
 
 class MongoUserRepository:
-    def __init__(self, database, serialize_writes: bool = False):
+    def __init__(self, database, serialize_writes: bool = False, ttl_index: bool = True):
         self._users = database["users"]
-        # mongomock checks a unique index and inserts in two steps; with
-        # several request threads that gap would let two equal addresses in.
-        # A real server needs no lock: its unique index is atomic.
-        self._write_lock = threading.Lock() if serialize_writes else None
+        self._locked = Writes(serialize_writes)
+        # mongomock emulates TTL indexes by deleting on reads, from whichever
+        # thread reads, and two request threads can race on one deletion; the
+        # service's own expiry check is enough for the in-process store.
+        self._ttl_index = ttl_index
 
     def ensure_indexes(self) -> None:
         self._users.create_index([("email", pymongo.ASCENDING)], unique=True, name="email_unique")
         self._users.create_index([("outbox_due_at", pymongo.ASCENDING)], sparse=True, name="outbox_due")
+        if self._ttl_index:
+            # Documents without expires_at (verified accounts) are never expired.
+            self._users.create_index([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0, name="pending_expiry")
+
+    def expire_unmarked_pending(self, expires_at: datetime) -> int:
+        """Give pending accounts stored before accounts expired a lifetime from now; returns how many."""
+        result = self._locked(
+            self._users.update_many,
+            {"status": PENDING, "expires_at": {"$exists": False}},
+            {"$set": {"expires_at": expires_at}},
+        )
+        return result.modified_count
 
     def add(self, user: User, outbox: OutboxEntry, publish_after: datetime) -> None:
         document = {
             "_id": user.id,
             "email": user.email,
-            "name": user.name,
-            "password_hash": user.password_hash,
-            "status": user.status.value,
-            "created_at": user.created_at,
+            **_mutable_fields(user),
             "verified_at": None,
             "outbox": [_entry_document(outbox)],
             "outbox_due_at": publish_after,
@@ -47,29 +65,41 @@ class MongoUserRepository:
         except DuplicateKeyError:
             raise EmailTaken() from None
 
+    def replace_pending(self, current: User, updated: User, outbox: OutboxEntry, publish_after: datetime) -> bool:
+        result = self._locked(
+            self._users.update_one,
+            {"_id": current.id, "status": PENDING, "code_seq": _stored_sequence(current.code_seq)},
+            {
+                "$set": {**_mutable_fields(updated), "outbox_due_at": publish_after},
+                "$push": {"outbox": _entry_document(outbox)},
+            },
+        )
+        return result.modified_count == 1
+
+    def remove_expired(self, user_id: str, now: datetime) -> bool:
+        result = self._locked(self._users.delete_one, {"_id": user_id, "status": PENDING, "expires_at": {"$lte": now}})
+        return result.deleted_count == 1
+
     def by_email(self, email: str) -> User | None:
         return _user(self._users.find_one({"email": email}))
 
     def by_id(self, user_id: str) -> User | None:
         return _user(self._users.find_one({"_id": user_id}))
 
-    def mark_verified(self, user_id: str, at: datetime) -> bool:
+    def mark_verified(self, user_id: str, at: datetime, code_seq: int, confirmed_code_tag: str | None) -> bool:
         result = self._locked(
             self._users.update_one,
-            {"_id": user_id, "status": Status.PENDING_VERIFICATION.value},
-            {"$set": {"status": Status.VERIFIED.value, "verified_at": at}},
+            # $not/$gt also matches documents stored before registrations were numbered.
+            {"_id": user_id, "status": PENDING, "registered_seq": {"$not": {"$gt": code_seq}}},
+            {
+                "$set": {"status": Status.VERIFIED.value, "verified_at": at, "confirmed_code_tag": confirmed_code_tag},
+                "$unset": {"expires_at": ""},
+            },
         )
         return result.modified_count == 1
 
     def replace_password_hash(self, user_id: str, password_hash: str) -> None:
         self._locked(self._users.update_one, {"_id": user_id}, {"$set": {"password_hash": password_hash}})
-
-    def add_outbox(self, user_id: str, outbox: OutboxEntry, publish_after: datetime) -> None:
-        self._locked(
-            self._users.update_one,
-            {"_id": user_id},
-            {"$push": {"outbox": _entry_document(outbox)}, "$set": {"outbox_due_at": publish_after}},
-        )
 
     def outbox_delivered(self, user_id: str, message_id: str) -> None:
         self._locked(self._users.update_one, {"_id": user_id}, {"$pull": {"outbox": {"message_id": message_id}}})
@@ -108,11 +138,23 @@ class MongoUserRepository:
     def ping(self) -> None:
         self._users.database.command("ping")
 
-    def _locked(self, operation, *args, **kwargs):
-        if self._write_lock is None:
-            return operation(*args, **kwargs)
-        with self._write_lock:
-            return operation(*args, **kwargs)
+
+def _mutable_fields(user: User) -> dict:
+    """What a registration sets, the first one or one that takes a pending account over."""
+    return {
+        "name": user.name,
+        "password_hash": user.password_hash,
+        "status": user.status.value,
+        "created_at": user.created_at,
+        "registered_seq": user.registered_seq,
+        "code_seq": user.code_seq,
+        "expires_at": user.expires_at,
+    }
+
+
+def _stored_sequence(code_seq: int):
+    # Documents stored before code requests were numbered have no code_seq (read as 0).
+    return code_seq if code_seq else {"$in": [0, None]}
 
 
 def _entry_document(entry: OutboxEntry) -> dict:
@@ -138,14 +180,15 @@ def _entry(raw: dict) -> OutboxEntry:
 def _user(document: dict | None) -> User | None:
     if document is None:
         return None
-    created_at = document["created_at"]
-    if created_at.tzinfo is None:  # BSON dates come back naive, in UTC
-        created_at = created_at.replace(tzinfo=UTC)
     return User(
         id=document["_id"],
         email=document["email"],
         name=document.get("name"),
         password_hash=document["password_hash"],
         status=Status(document["status"]),
-        created_at=created_at,
+        created_at=aware(document["created_at"]),
+        registered_seq=document.get("registered_seq") or 0,
+        code_seq=document.get("code_seq") or 0,
+        expires_at=aware(document.get("expires_at")),
+        confirmed_code_tag=document.get("confirmed_code_tag"),
     )

@@ -61,9 +61,10 @@ class FlaskMailer:
         self.mail.init_app(app)
         self.mail.app = app
 
-    def send_verification(self, email: str, name: str | None, code: str, validity: str) -> None:
+    def send_verification(self, email: str, code: str, validity: str, registered_at: str) -> None:
+        # No name: it is whatever the registrant typed, mailed to an address they chose.
         with self.app.app_context():
-            context = {"name": name, "code": code, "validity": validity}
+            context = {"code": code, "validity": validity, "registered_at": registered_at}
             message = Message(
                 subject="Confirm your email address",
                 recipients=[email],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hmac
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from hashlib import sha256
 
 CODE_DIGITS = 6
@@ -44,6 +45,8 @@ class Judgement:
     verdict: Verdict
     attempts_left: int = 0
     user_id: str | None = None
+    # The sequence number of the code that verified: auth applies it only to the registration it was issued for.
+    sequence: int | None = None
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,24 @@ class PendingRegistration:
     requested_at: float
     mail_sent: bool
     consumed_by: str | None = None
+    # The code request's place among the address's requests: only a higher one replaces this one.
+    sequence: int = 0
+    # A newer request that could not be given a code (the address's quota was spent): the
+    # earlier codes are void all the same, and this one holds none.
+    voided: bool = False
 
     @property
     def burned(self) -> bool:
-        return self.code_digest == ""
+        return self.code_digest == "" and not self.voided
+
+    def superseded_by(self, sequence: int, message_id: str) -> bool:
+        """May a request numbered ``sequence`` replace this one? Only a newer one, or this same one again."""
+        return sequence > self.sequence or (sequence == self.sequence and message_id == self.message_id)
+
+
+def request_sequence(sequence: float | None, requested_at: float) -> int:
+    """A request's sequence number; one sent before they existed is placed by its time, as auth numbers them."""
+    return int(sequence) if sequence is not None else int(requested_at * 1_000_000)
 
 
 def judge_attempt(
@@ -73,14 +90,14 @@ def judge_attempt(
     queue while a newer code went out) was meant for an older code: it is
     answered as expired and spends none of the new code's attempts.
     """
-    if pending is None or pending.consumed_by is not None:
+    if pending is None or pending.consumed_by is not None or pending.voided:
         return Judgement(Verdict.CODE_EXPIRED)
     if submitted_at is not None and submitted_at < pending.requested_at:
         return Judgement(Verdict.CODE_EXPIRED)
     if pending.burned or pending.attempts >= max_attempts:
         return Judgement(Verdict.TOO_MANY_ATTEMPTS)
     if digests_match(pending.code_digest, presented_digest):
-        return Judgement(Verdict.VERIFIED, user_id=pending.user_id)
+        return Judgement(Verdict.VERIFIED, user_id=pending.user_id, sequence=pending.sequence)
     attempts_left = max_attempts - pending.attempts - 1
     if attempts_left <= 0:
         return Judgement(Verdict.TOO_MANY_ATTEMPTS)
@@ -89,6 +106,11 @@ def judge_attempt(
 
 def within_quota(sent_last_hour: int, sent_last_day: int, per_hour: int, per_day: int) -> bool:
     return sent_last_hour < per_hour and sent_last_day < per_day
+
+
+def describe_moment(epoch_seconds: float) -> str:
+    """A time as the emails print it: UTC, to the minute (no six-digit number that could pass for a code)."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def describe_validity(seconds: int) -> str:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,16 @@ class PrivateRabbitMQ:
 
     def start(self) -> None:
         self.executor.start()
+
+    @contextlib.contextmanager
+    def frozen(self):
+        """The node stopped dead (SIGSTOP) inside the block: connections stay open, nothing is answered."""
+        pid = int(self.executor.rabbitctl_output("eval", "os:getpid().").strip().strip('"'))
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
 
 
 @dataclass

@@ -189,6 +189,12 @@ def test_no_verdict_in_time_is_202_and_the_account_ends_verified(start_stack):
         assert time.monotonic() < deadline, "the account was never verified"
         time.sleep(0.2)
 
+    # The app retrying learns the outcome with the code it sent; any other code learns nothing (issue 13, item 9).
+    status, _, body = confirm(stack, email, code)
+    assert (status, body["status"]) == (200, "verified")
+    status, _, body = confirm(stack, email, wrong(code))
+    assert (status, body["error"]) == (410, "code_expired")
+
 
 def test_without_a_code_key_the_workers_share_one_through_redis(start_stack):
     stack = start_stack(CODE_HMAC_KEY="")  # empty: unset, as with only the contract's settings
