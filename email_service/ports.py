@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-from email_service.domain.codes import Judgement, PendingRegistration, Verdict
+from email_service.domain.codes import Judgement, PendingCode, Presented, Slot, Verdict
 
 
 class TransientMailError(Exception):
@@ -16,28 +17,30 @@ class PermanentMailError(Exception):
 
 
 class PendingStore(Protocol):
-    def get(self, email: str) -> PendingRegistration | None: ...
-    def replace(self, pending: PendingRegistration, ttl_seconds: int) -> bool:
-        """Store ``pending`` over the current one only if it supersedes it (a newer request, or the
-        same again), atomically; False if a newer one is there."""
+    def get(self, slot: Slot) -> PendingCode | None: ...
+    def replace(self, pending: PendingCode, ttl_seconds: int) -> bool:
+        """Store ``pending`` over the slot's current code only if it supersedes it (a newer request,
+        or the same again), atomically; False if a newer one is there."""
         ...
 
-    def lock_address(self, email: str, holder: str, hold_seconds: float, wait_seconds: float) -> bool:
-        """Take the address's mailing lock (waiting up to ``wait_seconds``); it frees itself after
+    def lock_slot(self, slot: Slot, holder: str, hold_seconds: float, wait_seconds: float) -> bool:
+        """Take the slot's mailing lock (waiting up to ``wait_seconds``); it frees itself after
         ``hold_seconds``. True if ``holder`` has it (also when it had it already)."""
         ...
 
-    def unlock_address(self, email: str, holder: str) -> None: ...
-    def mark_mail_sent(self, email: str, message_id: str) -> None: ...
+    def unlock_slot(self, slot: Slot, holder: str) -> None: ...
+    def mark_mail_sent(self, slot: Slot, message_id: str) -> None: ...
     def attempt(
-        self, email: str, presented_digest: str, attempt_id: str, max_attempts: int, submitted_at: float | None = None
+        self, slot: Slot, presented: Presented, attempt_id: str, max_attempts: int, submitted_at: float | None = None
     ) -> Judgement: ...
-    def discard_consumed(self, email: str, attempt_id: str) -> None: ...
-    def reserve_code(self, email: str, message_id: str, now: float, per_hour: int, per_day: int) -> bool: ...
+    def discard_consumed(self, slot: Slot, attempt_id: str) -> None: ...
+    def reserve_code(self, slot: Slot, message_id: str, now: float, per_hour: int, per_day: int) -> bool: ...
 
 
 class Mailer(Protocol):
-    def send_verification(self, email: str, code: str, validity: str, registered_at: str) -> None: ...
+    def send(self, template: str, to: str, context: Mapping[str, Any]) -> None:
+        """Render ``template`` (its text and HTML files) with ``context`` and mail it to ``to``."""
+        ...
 
 
 class VerificationEvents(Protocol):

@@ -12,7 +12,8 @@ from datetime import datetime
 
 import pymongo
 
-from auth_service.adapters.mongo_support import Writes, aware
+from auth_service.adapters.mongo_support import aware
+from auth_service.adapters.serialized import SerializedWrites
 from auth_service.ports import ResendRequest
 
 # A request is acted on within a second; one left over (every relay stopped) is dropped after a day.
@@ -22,7 +23,7 @@ FORGOTTEN_AFTER_SECONDS = 86400
 class MongoResendRequests:
     def __init__(self, database, serialize_writes: bool = False, ttl_index: bool = True):
         self._requests = database["resend_requests"]
-        self._write = Writes(serialize_writes)
+        self._write = SerializedWrites(serialize_writes)
         self._ttl_index = ttl_index
 
     def ensure_indexes(self) -> None:

@@ -17,7 +17,8 @@ from datetime import datetime
 import pymongo
 from pymongo.errors import DuplicateKeyError
 
-from auth_service.adapters.mongo_support import Writes, aware
+from auth_service.adapters.mongo_support import aware
+from auth_service.adapters.serialized import SerializedWrites
 from auth_service.domain.accounts import Status, User
 from auth_service.domain.errors import EmailTaken
 from auth_service.ports import OutboxEntry
@@ -29,7 +30,7 @@ PENDING = Status.PENDING_VERIFICATION.value
 class MongoUserRepository:
     def __init__(self, database, serialize_writes: bool = False, ttl_index: bool = True):
         self._users = database["users"]
-        self._locked = Writes(serialize_writes)
+        self._locked = SerializedWrites(serialize_writes)
         # mongomock emulates TTL indexes by deleting on reads, from whichever
         # thread reads, and two request threads can race on one deletion; the
         # service's own expiry check is enough for the in-process store.
@@ -57,6 +58,7 @@ class MongoUserRepository:
             "email": user.email,
             **_mutable_fields(user),
             "verified_at": None,
+            "token_version": user.token_version,
             "outbox": [_entry_document(outbox)],
             "outbox_due_at": publish_after,
         }
@@ -100,6 +102,30 @@ class MongoUserRepository:
 
     def replace_password_hash(self, user_id: str, password_hash: str) -> None:
         self._locked(self._users.update_one, {"_id": user_id}, {"$set": {"password_hash": password_hash}})
+
+    def bump_token_version(
+        self, user_id: str, at: datetime, password_hash: str | None = None, expected_version: int | None = None
+    ) -> User | None:
+        """Invalidate every token issued so far, with the new password hash if one is given, in one
+        update; returns the user as updated, or None if no user (at ``expected_version``) matched."""
+        query: dict = {"_id": user_id}
+        if expected_version is not None:
+            # Documents written before token versions existed count as version 0.
+            query["token_version"] = {"$in": [0, None]} if expected_version == 0 else expected_version
+        changes: dict = {"$inc": {"token_version": 1}, "$set": {"tokens_revoked_at": at}}
+        if password_hash is not None:
+            changes["$set"] |= {"password_hash": password_hash, "password_changed_at": at}
+        document = self._locked(
+            self._users.find_one_and_update, query, changes, return_document=pymongo.ReturnDocument.AFTER
+        )
+        return _user(document)
+
+    def add_outbox(self, user_id: str, outbox: OutboxEntry, publish_after: datetime) -> None:
+        self._locked(
+            self._users.update_one,
+            {"_id": user_id},
+            {"$push": {"outbox": _entry_document(outbox)}, "$set": {"outbox_due_at": publish_after}},
+        )
 
     def outbox_delivered(self, user_id: str, message_id: str) -> None:
         self._locked(self._users.update_one, {"_id": user_id}, {"$pull": {"outbox": {"message_id": message_id}}})
@@ -191,4 +217,5 @@ def _user(document: dict | None) -> User | None:
         code_seq=document.get("code_seq") or 0,
         expires_at=aware(document.get("expires_at")),
         confirmed_code_tag=document.get("confirmed_code_tag"),
+        token_version=document.get("token_version") or 0,
     )

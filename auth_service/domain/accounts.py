@@ -46,6 +46,8 @@ class User:
     expires_at: datetime | None = None
     # Keyed hash of the code that confirmed the account (never the code).
     confirmed_code_tag: str | None = None
+    # Stamped in every access and refresh token; raising it refuses all of them (password change, reset).
+    token_version: int = 0
 
     @property
     def verified(self) -> bool:

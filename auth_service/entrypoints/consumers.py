@@ -6,37 +6,32 @@ import logging
 import threading
 from collections.abc import Callable
 
+from auth_service.outbox import Outbox
 from auth_service.ports import BrokerUnavailable
 from auth_service.service import AccountService
-from common.messaging import messages
 from common.messaging.connection import Backoff
-from common.messaging.consumer import ChannelPublisher, Result
-from common.messaging.envelope import Incoming, MalformedMessage
+from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
+from common.messaging.messages import AccountConfirmed
 
 log = logging.getLogger(__name__)
 
 
-class AccountConfirmedHandler:
-    def __init__(self, accounts: AccountService):
-        self._accounts = accounts
+def account_confirmed_router(accounts: AccountService) -> Router:
+    """What auth consumes from ACCOUNT_CONFIRMED_QUEUE, by message type."""
 
-    def __call__(self, message: Incoming, publisher: ChannelPublisher) -> Result:
-        if message.type != messages.ACCOUNT_CONFIRMED:
-            return Result.dead_letter(f"unexpected message type {message.type!r}")
-        try:
-            user_id = message.string_field("user_id", max_length=64)
-            sequence = message.optional_number_field("sequence")
-            confirmation = message.optional_string_field("confirmation", max_length=128)
-        except MalformedMessage as error:
-            return Result.dead_letter(f"malformed: {error}")
-        changed = self._accounts.mark_verified(user_id, sequence, confirmation)
+    def on_account_confirmed(delivery: Delivered[AccountConfirmed], publisher: ChannelPublisher) -> Result:
+        confirmed = delivery.message
+        user_id = confirmed.user_id
+        changed = accounts.mark_verified(user_id, confirmed.sequence, confirmed.confirmation)
         log.info("account confirmed", extra={"user_id": user_id, "changed": changed})
         return Result.ack()
 
+    return Router({AccountConfirmed: on_account_confirmed})
+
 
 class OutboxRelay(threading.Thread):
-    """Acts on stored resend requests, and publishes what a request stored but could not
-    publish (the broker was away).
+    """Acts on stored resend requests (``resends``), and publishes what a request stored but
+    could not publish (the broker was away).
 
     A resend request sets ``wakeup`` to start a round soon; otherwise it looks
     every ``interval_seconds``, which also picks up requests another auth
@@ -48,14 +43,16 @@ class OutboxRelay(threading.Thread):
 
     def __init__(
         self,
-        accounts: AccountService,
+        outbox: Outbox,
         interval_seconds: float = 1.0,
         on_relayed: Callable[[int], None] = lambda delivered: None,
+        resends: Callable[[], int] = lambda: 0,
         wakeup: threading.Event | None = None,
         headstart_seconds: float = 0.05,
     ):
         super().__init__(name="outbox-relay", daemon=True)
-        self._accounts = accounts
+        self._outbox = outbox
+        self._resends = resends
         self._on_relayed = on_relayed
         self._interval = interval_seconds
         self._headstart = headstart_seconds
@@ -68,15 +65,15 @@ class OutboxRelay(threading.Thread):
         self._woken.set()
 
     def run(self) -> None:
-        backoff = Backoff(self._stopping, initial=self._interval)
+        backoff = Backoff(self._stopping.wait, initial=self._interval)
         while not self._stopping.is_set():
             # Cleared before the round: a wake during the round is kept for the next one.
             self._woken.clear()
             try:
-                resent = self._accounts.process_resend_requests()
+                resent = self._resends()
                 if resent:
                     log.info("resend requests handled", extra={"handled": resent})
-                delivered = self._accounts.relay_due_outbox()
+                delivered = self._outbox.relay_due()
                 if delivered:
                     self._on_relayed(delivered)
                     log.info("outbox relayed", extra={"delivered": delivered})

@@ -1,16 +1,19 @@
-"""Pending registrations in Redis: one hash per address, living ``CODE_TTL_SECONDS``.
+"""Pending codes in Redis: one hash per purpose and address, living ``CODE_TTL_SECONDS``.
+
+The purpose is part of every key (the code, its quota), so a password-reset
+code never replaces a pending registration's, nor spends its quota.
 
 Each guess is judged inside an optimistic transaction (WATCH/MULTI): if another
-guess changed the registration in between, the transaction is retried, so
+guess changed the code in between, the transaction is retried, so
 parallel guesses can never spend more attempts than allowed. Every guess is
 remembered by its message id, so a redelivered guess returns the same verdict
 without spending another attempt.
 
 A new code replaces the stored one the same way, and only if its request is
 newer (a higher sequence number), so an older request handled late can never
-bring back a voided code. Mailing a code holds the address's mailing lock (a
-key with a holder and an expiry), so two workers never mail one address at
-once and its mails arrive in the order its codes were stored.
+bring back a voided code. Mailing a code holds the slot's mailing lock (a key
+with a holder and an expiry), so two workers never mail one slot's codes at
+once and they arrive in the order they were stored.
 """
 
 from __future__ import annotations
@@ -21,7 +24,16 @@ import time
 
 import redis
 
-from email_service.domain.codes import Judgement, PendingRegistration, Verdict, judge_attempt, within_quota
+from email_service.domain.codes import (
+    Judgement,
+    PendingCode,
+    Presented,
+    Purpose,
+    Slot,
+    Verdict,
+    judge_attempt,
+    within_quota,
+)
 
 HOUR = 3600
 DAY = 86400
@@ -29,28 +41,30 @@ SEEN_PREFIX = "seen:"
 LOCK_POLL_SECONDS = 0.02
 
 
-class RedisPendingRegistrations:
+class RedisPendingCodes:
     def __init__(self, client: redis.Redis, key_prefix: str):
         self._redis = client
         self._prefix = key_prefix
 
-    def _address_key(self, kind: str, email: str) -> str:
+    def _slot_key(self, kind: str, slot: Slot) -> str:
         # Addresses are hashed so keys do not spell out personal data.
-        return f"{self._prefix}:{kind}:{hashlib.sha256(email.encode()).hexdigest()}"
+        return f"{self._prefix}:{kind}:{slot.purpose}:{hashlib.sha256(slot.email.encode()).hexdigest()}"
 
-    def get(self, email: str) -> PendingRegistration | None:
-        return _parse(self._redis.hgetall(self._address_key("pending", email)))
+    def get(self, slot: Slot) -> PendingCode | None:
+        return _parse(self._redis.hgetall(self._slot_key("pending", slot)))
 
-    def replace(self, pending: PendingRegistration, ttl_seconds: int) -> bool:
-        key = self._address_key("pending", pending.email)
+    def replace(self, pending: PendingCode, ttl_seconds: int) -> bool:
+        key = self._slot_key("pending", pending.slot)
         fields = {
-            "email": pending.email,
+            "purpose": pending.slot.purpose.value,
+            "email": pending.slot.email,
             "user_id": pending.user_id,
             "code_digest": pending.code_digest,
             "attempts": pending.attempts,
             "message_id": pending.message_id,
             "requested_at": repr(pending.requested_at),
             "mail_sent": int(pending.mail_sent),
+            "link_digest": pending.link_digest,
             "sequence": pending.sequence,
             "voided": int(pending.voided),
         }
@@ -69,8 +83,8 @@ class RedisPendingRegistrations:
         self._redis.transaction(write, key)
         return replaced[0]
 
-    def lock_address(self, email: str, holder: str, hold_seconds: float, wait_seconds: float) -> bool:
-        key = self._address_key("mailing", email)
+    def lock_slot(self, slot: Slot, holder: str, hold_seconds: float, wait_seconds: float) -> bool:
+        key = self._slot_key("mailing", slot)
         deadline = time.monotonic() + wait_seconds
         while True:
             if self._redis.set(key, holder, nx=True, px=max(1, int(hold_seconds * 1000))):
@@ -81,8 +95,8 @@ class RedisPendingRegistrations:
                 return False
             time.sleep(LOCK_POLL_SECONDS)
 
-    def unlock_address(self, email: str, holder: str) -> None:
-        key = self._address_key("mailing", email)
+    def unlock_slot(self, slot: Slot, holder: str) -> None:
+        key = self._slot_key("mailing", slot)
 
         def release(pipe: redis.client.Pipeline) -> None:
             if _text(pipe.get(key)) == holder:  # never free a lock that expired and went to someone else
@@ -91,8 +105,8 @@ class RedisPendingRegistrations:
 
         self._redis.transaction(release, key)
 
-    def mark_mail_sent(self, email: str, message_id: str) -> None:
-        key = self._address_key("pending", email)
+    def mark_mail_sent(self, slot: Slot, message_id: str) -> None:
+        key = self._slot_key("pending", slot)
 
         def mark(pipe: redis.client.Pipeline) -> None:
             if _text(pipe.hget(key, "message_id")) == message_id:
@@ -102,9 +116,9 @@ class RedisPendingRegistrations:
         self._redis.transaction(mark, key)
 
     def attempt(
-        self, email: str, presented_digest: str, attempt_id: str, max_attempts: int, submitted_at: float | None = None
+        self, slot: Slot, presented: Presented, attempt_id: str, max_attempts: int, submitted_at: float | None = None
     ) -> Judgement:
-        key = self._address_key("pending", email)
+        key = self._slot_key("pending", slot)
         outcome: list[Judgement] = []
 
         def judge(pipe: redis.client.Pipeline) -> None:
@@ -115,7 +129,7 @@ class RedisPendingRegistrations:
                 outcome.append(_judgement_from_json(seen))
                 return
             pending = _parse(raw)
-            judgement = judge_attempt(pending, presented_digest, max_attempts, submitted_at)
+            judgement = judge_attempt(pending, presented, max_attempts, submitted_at)
             outcome.append(judgement)
             if pending is None or judgement.verdict is Verdict.CODE_EXPIRED:
                 return
@@ -131,8 +145,8 @@ class RedisPendingRegistrations:
         self._redis.transaction(judge, key)
         return outcome[0]
 
-    def discard_consumed(self, email: str, attempt_id: str) -> None:
-        key = self._address_key("pending", email)
+    def discard_consumed(self, slot: Slot, attempt_id: str) -> None:
+        key = self._slot_key("pending", slot)
 
         def discard(pipe: redis.client.Pipeline) -> None:
             if _text(pipe.hget(key, "consumed_by")) == attempt_id:
@@ -141,14 +155,14 @@ class RedisPendingRegistrations:
 
         self._redis.transaction(discard, key)
 
-    def reserve_code(self, email: str, message_id: str, now: float, per_hour: int, per_day: int) -> bool:
-        """Count this request's code against the address's hourly and daily quota; False if over it.
+    def reserve_code(self, slot: Slot, message_id: str, now: float, per_hour: int, per_day: int) -> bool:
+        """Count this request's code against the slot's hourly and daily quota; False if over it.
 
         Checked and counted in one optimistic transaction, so parallel requests
         cannot both take the last slot. A request already counted (a
         redelivery) is allowed again without counting twice.
         """
-        key = self._address_key("sent", email)
+        key = self._slot_key("sent", slot)
         allowed: list[bool] = []
 
         def reserve(pipe: redis.client.Pipeline) -> None:
@@ -173,12 +187,12 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _parse(raw: dict) -> PendingRegistration | None:
+def _parse(raw: dict) -> PendingCode | None:
     fields = {_text(k): _text(v) for k, v in raw.items()}
     if "user_id" not in fields:
         return None
-    return PendingRegistration(
-        email=fields["email"],
+    return PendingCode(
+        slot=Slot(Purpose(fields["purpose"]), fields["email"]),
         user_id=fields["user_id"],
         code_digest=fields.get("code_digest", ""),
         attempts=int(fields.get("attempts", 0)),
@@ -186,6 +200,7 @@ def _parse(raw: dict) -> PendingRegistration | None:
         requested_at=float(fields.get("requested_at", 0)),
         mail_sent=fields.get("mail_sent") == "1",
         consumed_by=fields.get("consumed_by"),
+        link_digest=fields.get("link_digest", ""),
         sequence=int(fields.get("sequence", 0)),
         voided=fields.get("voided") == "1",
     )

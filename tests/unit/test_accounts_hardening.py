@@ -24,7 +24,7 @@ from auth_service.domain.addresses import AddressRefused, canonical_address
 from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.password_patterns import is_repeated_or_sequential
 from auth_service.entrypoints.consumers import OutboxRelay
-from common.messaging import messages
+from common.messaging.messages import CodeRequested
 from tests.fakes import InMemoryBroker, as_delivered
 from tests.unit.conftest import BASE_ENV
 
@@ -350,7 +350,7 @@ def test_resend_does_the_same_work_for_a_pending_and_an_unknown_address(make_sys
 
     assert accounts.process_resend_requests() == 2  # the relay's round: a code for the pending one only
     [message] = system.broker.sent_to(system.auth_settings.account_creation_queue)[1:]
-    assert message.type == messages.VERIFICATION_CODE_REQUESTED and message.body["email"] == pending
+    assert message.type == CodeRequested.TYPE and message.body["email"] == pending
     assert len(system.codes_for(pending)) == 2
 
 
@@ -370,20 +370,20 @@ def test_a_resend_acted_on_twice_mails_the_same_code(make_system, unique_email):
 
 
 def test_the_relay_acts_on_a_resend_soon_after_being_woken():
+    woken_at: list[float] = []
     handled = threading.Event()
 
-    class Accounts:
-        def process_resend_requests(self):
-            if woken_at:
-                handled.set()
+    def resends() -> int:
+        if woken_at:
+            handled.set()
+        return 0
+
+    class NothingDue:
+        def relay_due(self) -> int:
             return 0
 
-        def relay_due_outbox(self):
-            return 0
-
-    woken_at: list[float] = []
     wakeup = threading.Event()
-    relay = OutboxRelay(Accounts(), interval_seconds=60, wakeup=wakeup, headstart_seconds=0.05)
+    relay = OutboxRelay(NothingDue(), interval_seconds=60, resends=resends, wakeup=wakeup, headstart_seconds=0.05)
     relay.start()
     try:
         time.sleep(0.1)  # the first round is done, the relay waits (60 s unless woken)
@@ -465,5 +465,14 @@ def test_a_submission_carries_the_keyed_hash_beside_the_code(system, unique_emai
     confirm(system, email, wrong(code))
     [submission] = system.broker.sent_to(system.worker_settings.confirm_email_code_queue)
     delivered = as_delivered(submission)
-    assert set(delivered.body) == {"type", "email", "code", "user_id", "submitted_at", "confirmation"}
+    assert set(delivered.body) == {
+        "type",
+        "purpose",
+        "email",
+        "code",
+        "link_token",
+        "user_id",
+        "submitted_at",
+        "confirmation",
+    }
     assert delivered.body["confirmation"] != delivered.body["code"]
