@@ -6,13 +6,13 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements lint format test unit integration run demo bench bench-login bench-resend clean up down logs ps
+.PHONY: help install requirements lint format test unit integration run demo bench bench-login bench-resend bench-edge clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
 	@echo "make test         lint, then every test (unit and integration)"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
-	@echo "make unit | integration | lint | format | bench | bench-login | bench-resend | requirements | clean"
+	@echo "make unit | integration | lint | format | bench | bench-login | bench-resend | bench-edge | requirements | clean"
 	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services)"
 	@echo "make down | logs | ps"
 
@@ -59,6 +59,9 @@ bench-login: install
 
 bench-resend: install
 	$(PY) -m bench.resend_timing
+
+bench-edge: install
+	$(PY) -m bench.http_edge
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

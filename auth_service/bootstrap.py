@@ -86,7 +86,7 @@ def cooldown_store(settings: Settings) -> Cooldowns:
     uri = settings.ratelimit_storage_uri
     if uri.startswith("memory://"):
         return InMemoryCooldowns()
-    client = redis.Redis.from_url(uri, socket_timeout=2, socket_connect_timeout=2)
+    client = redis.Redis.from_url(uri, **settings.ratelimit_store_options)
     return RedisCooldowns(client, settings.ratelimit_key_prefix)
 
 
@@ -125,7 +125,12 @@ def build(
 
     background: list = []
     if bus is None:
-        bus = RabbitMessageBus(settings.rabbitmq_url, settings.work_queues, settings.retry_delays_seconds)
+        bus = RabbitMessageBus(
+            settings.rabbitmq_url,
+            settings.work_queues,
+            settings.retry_delays_seconds,
+            max_waiting_replies=settings.confirm_max_waiting,
+        )
         background.append(bus)
     relay_wakeup = threading.Event()
     if resend_requested is None and isinstance(bus, RabbitMessageBus):

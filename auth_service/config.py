@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -11,6 +12,9 @@ from common.messaging.topology import RETRY_DELAYS_SECONDS
 from common.settings import Reader, SettingsError, environment
 
 DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-do-not-use-in-production"  # noqa: S105 (refused outside APP_ENV=development)
+# waitress compares the peer address with one string; "*" trusts any peer (only where nothing else can reach the port).
+ANY_PEER = "*"
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,28 @@ class Settings:
     publish_timeout_seconds: float
     max_body_bytes: int
     proxy_hops: int
+    trusted_proxy: str | None
     server_threads: int
+    confirm_max_waiting: int
+    connection_limit: int
+    channel_timeout_seconds: int
+    cleanup_interval_seconds: int
+    ratelimit_store_timeout_seconds: float
     log_level: str
 
     @property
     def development(self) -> bool:
         return self.app_env == "development"
+
+    @property
+    def ratelimit_store_options(self) -> dict[str, float]:
+        """Redis client options for RATELIMIT_STORAGE_URI (limit counters, resend cooldowns).
+
+        Redis answers in well under a millisecond: a call that takes longer than
+        this is a hung store, and the request goes on without it.
+        """
+        timeout = self.ratelimit_store_timeout_seconds
+        return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
 
     @property
     def work_queues(self) -> list[str]:
@@ -118,6 +138,8 @@ class Settings:
         bcrypt_rounds = read.int("BCRYPT_ROUNDS", 12, minimum=4, maximum=31)
         if bcrypt_rounds < 10 and not development and not read.bool("ALLOW_WEAK_BCRYPT", False):
             raise SettingsError("BCRYPT_ROUNDS below 10 is only allowed with APP_ENV=development")
+        proxy_hops = read.int("PROXY_HOPS", 0, minimum=0, maximum=5)
+        server_threads = read.int("AUTH_THREADS", 32, minimum=2, maximum=256)
         return cls(
             app_env=app_env,
             mongo_uri=read.str("MONGO_URI", "mongodb://localhost:27017"),
@@ -147,7 +169,33 @@ class Settings:
             confirm_wait_seconds=read.float("CONFIRM_WAIT_SECONDS", 5.0, minimum=0.1),
             publish_timeout_seconds=read.float("PUBLISH_TIMEOUT_SECONDS", 3.0, minimum=0.1),
             max_body_bytes=read.int("MAX_BODY_BYTES", 16 * 1024, minimum=1024),
-            proxy_hops=read.int("PROXY_HOPS", 0, minimum=0, maximum=5),
-            server_threads=read.int("AUTH_THREADS", 8, minimum=1, maximum=64),
+            proxy_hops=proxy_hops,
+            trusted_proxy=_trusted_proxy(read.str("TRUSTED_PROXY"), proxy_hops),
+            server_threads=server_threads,
+            # Fewer than the request threads, so that waiting confirms always leave some to everything else.
+            confirm_max_waiting=read.int(
+                "CONFIRM_MAX_WAITING", server_threads // 2, minimum=1, maximum=server_threads - 1
+            ),
+            connection_limit=read.int("AUTH_CONNECTION_LIMIT", 1000, minimum=10, maximum=100_000),
+            channel_timeout_seconds=read.int("AUTH_CHANNEL_TIMEOUT_SECONDS", 30, minimum=1),
+            cleanup_interval_seconds=read.int("AUTH_CLEANUP_INTERVAL_SECONDS", 10, minimum=1),
+            ratelimit_store_timeout_seconds=read.float("RATELIMIT_STORE_TIMEOUT_SECONDS", 0.25, minimum=0.01),
             log_level=read.str("LOG_LEVEL", "INFO").upper(),
         )
+
+
+def _trusted_proxy(value: str | None, proxy_hops: int) -> str | None:
+    """The one peer whose X-Forwarded-* headers are believed: loopback unless named, nobody without PROXY_HOPS."""
+    if proxy_hops == 0:
+        if value is not None:
+            raise SettingsError("TRUSTED_PROXY needs PROXY_HOPS, the number of proxies in front of the API")
+        return None
+    if value is None:
+        return LOOPBACK
+    if value == ANY_PEER:
+        return ANY_PEER
+    try:
+        # The form the server reports the peer in, so that "::0001" still matches "::1".
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise SettingsError(f"TRUSTED_PROXY must be one IP address or *, got {value!r}") from None

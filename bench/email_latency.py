@@ -25,7 +25,7 @@ def main() -> int:
     parser.add_argument("--bcrypt-rounds", default="12", help="the production default; lower it to load the worker")
     args = parser.parse_args()
 
-    overrides = {"BCRYPT_ROUNDS": args.bcrypt_rounds, "AUTH_THREADS": str(max(8, args.concurrency))}
+    overrides = {"BCRYPT_ROUNDS": args.bcrypt_rounds, "AUTH_THREADS": str(max(32, args.concurrency))}
     with benchmark_stack(overrides) as stack:
         runs = register_and_confirm_many(stack, args.users, args.concurrency)
     result = {"benchmark": "201_to_code_email", **vars(args), **summary(runs), "cpus": os.cpu_count()}

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import redis
 
-from devtools.stack import LocalStack, delete_queues, preflight, unique_names
+from bench import local_servers
+from devtools.stack import LocalStack, delete_queues, unique_names
 
 
 @contextlib.contextmanager
@@ -20,12 +19,10 @@ def benchmark_stack(overrides: dict[str, str]) -> Iterator[LocalStack]:
 
     Exits with status 1, saying what is down, if RabbitMQ or Redis does not answer.
     """
-    rabbitmq_url = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    problems = preflight(rabbitmq_url, redis_url)
-    if problems:
-        print("\n".join(problems), file=sys.stderr)
+    servers = local_servers()
+    if servers is None:
         raise SystemExit(1)
+    rabbitmq_url, redis_url = servers
     names = unique_names("bench")
     settings = {
         **names,

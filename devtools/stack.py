@@ -176,10 +176,12 @@ class LocalStack:
         """Where the worker serves /metrics, /healthz and /readyz (a private port, so runs never collide)."""
         return f"http://127.0.0.1:{self.env['WORKER_METRICS_PORT']}"
 
-    def start(self, ready_timeout: float = 30.0) -> LocalStack:
+    def start(self, ready_timeout: float = 30.0, worker: bool = True) -> LocalStack:
+        """Start the stack; ``worker=False`` leaves the email worker out, as when it is down."""
         self.sink.start()
         self.env["SMTP_PORT"] = str(self.sink.port)
-        self.worker.start()
+        if worker:
+            self.worker.start()
         self.auth.start()
         self.wait_ready(ready_timeout)
         return self

@@ -42,20 +42,23 @@ def start_stack(tmp_path_factory):
     """Start a stack with extra settings; everything started is stopped and cleaned up at the end."""
     started: list[tuple[LocalStack, dict]] = []
 
-    def start(**overrides: str) -> LocalStack:
+    def start(worker: bool = True, **overrides: str) -> LocalStack:
         names = unique_names("it")
         log_dir = tmp_path_factory.mktemp("stack")
         stack = LocalStack(log_dir, {**BASE_OVERRIDES, **names, **overrides})
         started.append((stack, names))
-        return stack.start()
+        return stack.start(worker=worker)
 
     yield start
-    client = redis.Redis.from_url(REDIS_URL)
-    for stack, names in started:
+    # Every process is stopped before any cleanup, so that a broker too slow to delete a queue leaves none running.
+    for stack, _ in started:
         stack.stop()
+    client = redis.Redis.from_url(REDIS_URL)
+    for _, names in started:
         delete_queues(RABBITMQ_URL, [value for key, value in names.items() if key.endswith("_QUEUE")])
-        for key in client.scan_iter(match=f"{names['REDIS_KEY_PREFIX']}:*"):
-            client.delete(key)
+        for pattern in (f"{names['REDIS_KEY_PREFIX']}:*", f"*{names['RATELIMIT_KEY_PREFIX']}*"):
+            for key in client.scan_iter(match=pattern):
+                client.delete(key)
 
 
 @pytest.fixture(scope="session")

@@ -204,3 +204,13 @@ def test_messages_the_outbox_relay_publishes_late_are_counted(system, unique_ema
         relay.join(5)
     assert relayed == [1]
     assert len(system.broker.sent_to(system.auth_settings.account_creation_queue)) == 1
+
+
+def test_made_up_methods_share_one_label_whatever_their_length(system):
+    for n in range(50):
+        system.client.open("/auth/login", method=f"M{n:03d}" + "X" * 2000)
+    samples = scrape(system.client)
+    methods = {dict(labels)["method"] for name, labels in samples if name.startswith("http_request")}
+    assert methods == {"other"}  # the scrape itself is counted after it is answered
+    other = (("method", "other"), ("route", "<unmatched>"), ("status", "405"))
+    assert samples[("http_requests_total", other)] == 50

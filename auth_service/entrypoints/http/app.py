@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from flask import Flask, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import BadRequest, HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from auth_service.config import Settings
 from auth_service.domain.errors import AuthError
-from auth_service.entrypoints.http import errors, observability, ratelimits, routes, schemas
+from auth_service.entrypoints.http import errors, observability, ratelimits, routes, schemas, security_headers
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
@@ -47,7 +46,13 @@ def create_app(
     readiness: Callable[[], dict[str, str]],
     registry: CollectorRegistry | None = None,
 ) -> Flask:
-    app = Flask("auth_service")
+    # The templates folder holds our /docs page, which replaces flask-smorest's; static holds its script.
+    app = Flask(
+        "auth_service",
+        template_folder="entrypoints/http/templates",
+        static_folder="entrypoints/http/static",
+        static_url_path="/docs/assets",
+    )
     app.json = BoundedJSONProvider(app)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -69,10 +74,9 @@ def create_app(
     api = ContractApi(app)
     api.register_blueprint(routes.auth)
     api.register_blueprint(routes.health)
+    # The client's address behind a proxy (PROXY_HOPS) is the server's to set: see entrypoints/server.py.
     ratelimits.install(app, settings)
-    if settings.proxy_hops:
-        # Only as many X-Forwarded-For entries as there are proxies of ours are believed.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
+    security_headers.install(app)
 
     app.register_error_handler(AuthError, errors.handle_auth_error)
     for dependency_error in errors.UNAVAILABLE_ERRORS:

@@ -9,7 +9,9 @@ memory and logs a warning, and goes back to the store once it answers again
 (flask-limiter's in-memory fallback). Neither failing open (no limits while
 Redis is down, which an attacker could provoke) nor failing closed (a 503 on
 every login while Redis is down) is needed: each process still enforces the
-limits on its own share of the traffic. docs/security.md has the reasoning.
+limits on its own share of the traffic. A store that is slow rather than down
+is treated alike: its calls time out after ``RATELIMIT_STORE_TIMEOUT_SECONDS``.
+docs/security.md has the reasoning.
 """
 
 from __future__ import annotations
@@ -19,39 +21,58 @@ import logging
 import math
 import time
 
-from flask import Flask, current_app, request
+import marshmallow
+from flask import Flask, current_app, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from auth_service.config import Settings
-from auth_service.domain.accounts import EMAIL_MAX_LENGTH, normalize_email
-from auth_service.entrypoints.http import errors, routes
+from auth_service.domain.accounts import normalize_email
+from auth_service.entrypoints.http import errors, routes, schemas
 
 log = logging.getLogger(__name__)
 
-STORE_TIMEOUT_SECONDS = 1
+# The field every limited endpoint reads the address with: what it accepts, trimmed, is what gets counted.
+ADDRESS_FIELD = schemas.ResendRequest().fields["email"]
 REFRESH_TOKEN_MAX_LENGTH = 512  # as the schema: a longer one is no token of ours
 
 
 def client_ip() -> str:
-    """The peer address, or the proxy-reported one when ProxyFix trusts PROXY_HOPS proxies."""
+    """The peer address; behind PROXY_HOPS proxies, waitress has already put the forwarded client there."""
     return request.remote_addr or "unknown"
 
 
-def _string_in_body(field: str, max_length: int) -> str | None:
+def _body_field(field: str):
     try:
         body = request.get_json(silent=True)
     except HTTPException:  # too large: refused before any limit is consulted
         return None
-    value = body.get(field) if isinstance(body, dict) else None
+    return body.get(field) if isinstance(body, dict) else None
+
+
+def _string_in_body(field: str, max_length: int) -> str | None:
+    value = _body_field(field)
     if not isinstance(value, str) or not value.strip() or len(value) > max_length:
         return None
     return value
 
 
 def _address_in_body() -> str | None:
-    email = _string_in_body("email", EMAIL_MAX_LENGTH)
-    return normalize_email(email) if email is not None else None
+    """The address as the use case will see it, or None if the schema will refuse the request anyway.
+
+    Derived through the schema's own field, so that any form the schema lets
+    through (padded, upper case) meets the counter of the address it becomes.
+    """
+    if "ratelimit_address" not in g:
+        g.ratelimit_address = _parse_address()
+    return g.ratelimit_address
+
+
+def _parse_address() -> str | None:
+    try:
+        return normalize_email(ADDRESS_FIELD.deserialize(_body_field("email")))
+    except marshmallow.ValidationError:
+        return None
 
 
 def _hashed(value: str) -> str:
@@ -105,7 +126,7 @@ def wrong_current_password(response) -> bool:
 
 def install(app: Flask, settings: Settings) -> Limiter:
     storage_uri = settings.ratelimit_storage_uri
-    storage_options = {} if storage_uri.startswith("memory://") else _redis_options()
+    storage_options = {} if storage_uri.startswith("memory://") else settings.ratelimit_store_options
     limiter = Limiter(
         client_ip,
         storage_uri=storage_uri,
@@ -192,7 +213,3 @@ def _seconds_until_reset(limiter: Limiter, error: RateLimitExceeded) -> int:
     except Exception:  # the store went away in between; the window length is a safe answer
         log.warning("could not read the rate-limit window, answering with its full length")
     return max(1, error.limit.limit.get_expiry())
-
-
-def _redis_options() -> dict:
-    return {"socket_timeout": STORE_TIMEOUT_SECONDS, "socket_connect_timeout": STORE_TIMEOUT_SECONDS}
