@@ -126,10 +126,7 @@ def build(
     background: list = []
     if bus is None:
         bus = RabbitMessageBus(
-            settings.rabbitmq_url,
-            settings.work_queues,
-            settings.retry_delays_seconds,
-            max_waiting_replies=settings.confirm_max_waiting,
+            settings.rabbitmq_url, settings.topology, max_waiting_replies=settings.confirm_max_waiting
         )
         background.append(bus)
     relay_wakeup = threading.Event()
@@ -181,10 +178,9 @@ def build(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
                 handler=account_confirmed_router(accounts),
-                declare=settings.work_queues,
+                topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
-                retry_delays=settings.retry_delays_seconds,
                 unavailable=(pymongo.errors.ConnectionFailure,),
             )
         )

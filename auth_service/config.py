@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from limits import parse_many
 
-from common.messaging.topology import RETRY_DELAYS_SECONDS
+from common.messaging.topology import QueueSettings, read_topology
 from common.settings import Reader, SettingsError, environment
 
 DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-do-not-use-in-production"  # noqa: S105 (refused outside APP_ENV=development)
@@ -73,7 +73,7 @@ class RateLimits:
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(QueueSettings):
     app_env: str
     mongo_uri: str
     mongo_db: str
@@ -125,13 +125,10 @@ class Settings:
         timeout = self.ratelimit_store_timeout_seconds
         return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
 
-    @property
-    def work_queues(self) -> list[str]:
-        return [self.account_creation_queue, self.confirm_email_code_queue, self.account_confirmed_queue]
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         read = Reader(environment(env))
+        topology = read_topology(read)
         app_env = read.str("APP_ENV", "production")
         development = app_env == "development"
         redis_url = read.str("REDIS_URL", "redis://localhost:6379/0")
@@ -146,9 +143,9 @@ class Settings:
             mongo_db=read.str("MONGO_DB", "auth"),
             redis_url=redis_url,
             rabbitmq_url=read.str("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2F"),
-            account_creation_queue=read.str("ACCOUNT_CREATION_QUEUE", "ACCOUNT_CREATION_QUEUE"),
-            confirm_email_code_queue=read.str("CONFIRM_EMAIL_CODE_QUEUE", "CONFIRM_EMAIL_CODE_QUEUE"),
-            account_confirmed_queue=read.str("ACCOUNT_CONFIRMED_QUEUE", "ACCOUNT_CONFIRMED_QUEUE"),
+            account_creation_queue=topology.account_creation,
+            confirm_email_code_queue=topology.confirm_email_code,
+            account_confirmed_queue=topology.account_confirmed,
             jwt_secret=read.secret("JWT_SECRET", development, DEVELOPMENT_JWT_SECRET),
             jwt_ttl_seconds=read.int("JWT_TTL_SECONDS", 900, minimum=1),
             jwt_issuer=read.str("JWT_ISSUER", "auth-service"),
@@ -165,7 +162,7 @@ class Settings:
             rate_limits=RateLimits.read(read),
             auth_host=read.str("AUTH_HOST", "127.0.0.1"),
             auth_port=read.int("AUTH_PORT", 8000, minimum=0, maximum=65535),
-            retry_delays_seconds=read.int_tuple("RETRY_DELAYS_SECONDS", RETRY_DELAYS_SECONDS),
+            retry_delays_seconds=topology.retry_delays,
             confirm_wait_seconds=read.float("CONFIRM_WAIT_SECONDS", 5.0, minimum=0.1),
             publish_timeout_seconds=read.float("PUBLISH_TIMEOUT_SECONDS", 3.0, minimum=0.1),
             max_body_bytes=read.int("MAX_BODY_BYTES", 16 * 1024, minimum=1024),

@@ -103,18 +103,26 @@ def delete_queues(
 
 
 class Service:
-    """One service as a child process, its output in a log file."""
+    """One service as a child process, its output in a log file.
 
-    def __init__(self, module: str, env: dict[str, str], log_path: Path):
+    ``env`` is shared with the stack (which fills in ports as it starts);
+    ``overrides`` are this service's own, such as its broker account."""
+
+    def __init__(self, module: str, env: dict[str, str], log_path: Path, overrides: dict[str, str] | None = None):
         self.module = module
         self.env = env
+        self.overrides = overrides or {}
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Service:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", self.module],
+                cwd=ROOT,
+                env={**self.env, **self.overrides},
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         return self
 
@@ -148,6 +156,8 @@ class LocalStack:
         echo_mail: bool = False,
         auth_port: int | None = None,
         smtp_port: int = 0,
+        auth_overrides: dict[str, str] | None = None,
+        worker_overrides: dict[str, str] | None = None,
     ):
         log_dir.mkdir(parents=True, exist_ok=True)
         self.sink = MailSink(port=smtp_port, echo=echo_mail)
@@ -164,8 +174,8 @@ class LocalStack:
             "PYTHONUNBUFFERED": "1",
             **(overrides or {}),
         }
-        self.auth = Service("auth_service", self.env, log_dir / "auth.log")
-        self.worker = Service("email_service", self.env, log_dir / "worker.log")
+        self.auth = Service("auth_service", self.env, log_dir / "auth.log", auth_overrides)
+        self.worker = Service("email_service", self.env, log_dir / "worker.log", worker_overrides)
 
     @property
     def base_url(self) -> str:
@@ -183,25 +193,35 @@ class LocalStack:
         if worker:
             self.worker.start()
         self.auth.start()
-        self.wait_ready(ready_timeout)
+        try:
+            self.wait_ready(ready_timeout, worker=worker)
+        except BaseException:
+            self.stop()  # a stack that never came up must not leave its processes behind
+            raise
         return self
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 30.0, worker: bool = True) -> None:
+        """Until both answer /readyz: the worker too, since only it binds the queues auth publishes to."""
         deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.auth.process.poll() is not None:
-                raise RuntimeError(
-                    f"auth service exited ({self.auth.process.returncode}):\n{self.auth.log_text()[-3000:]}"
-                )
-            try:
-                last = http_json("GET", f"{self.base_url}/readyz", timeout=2)
-                if last[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"auth service not ready after {timeout}s: {last}")
+        probes = [(self.auth, f"{self.base_url}/readyz")]
+        if worker and self.env.get("WORKER_METRICS_PORT", "0") != "0":
+            probes.append((self.worker, f"{self.worker_status_url}/readyz"))
+        for service, url in probes:
+            last = None
+            while True:
+                if service.process.poll() is not None:
+                    raise RuntimeError(
+                        f"{service.module} exited ({service.process.returncode}):\n{service.log_text()[-3000:]}"
+                    )
+                try:
+                    last = http_json("GET", url, timeout=2)
+                    if last[0] == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{service.module} not ready after {timeout}s: {last}")
+                time.sleep(0.1)
 
     def stop(self) -> dict[str, int | None]:
         codes = {"auth": self.auth.stop(), "worker": self.worker.stop()}

@@ -119,11 +119,10 @@ def build_consumers(
 ) -> list[Consumer]:
     common = {
         "url": settings.rabbitmq_url,
-        "declare": settings.work_queues,
+        "topology": settings.topology,
         "prefetch": settings.prefetch,
         "observe": observe,
         "bind_request_id": bind_request_id,
-        "retry_delays": settings.retry_delays_seconds,
         # Redis down says nothing about the message: hold it rather than spend its retries.
         "unavailable": (redis.ConnectionError, redis.TimeoutError),
     }

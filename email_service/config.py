@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from common.messaging.topology import RETRY_DELAYS_SECONDS
+from common.messaging.topology import QueueSettings, read_topology
 from common.settings import Reader, SettingsError, environment
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(QueueSettings):
     app_env: str
     redis_url: str
     redis_key_prefix: str
@@ -38,13 +38,10 @@ class Settings:
     metrics_port: int
     log_level: str
 
-    @property
-    def work_queues(self) -> list[str]:
-        return [self.account_creation_queue, self.confirm_email_code_queue, self.account_confirmed_queue]
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         read = Reader(environment(env))
+        topology = read_topology(read)
         app_env = read.str("APP_ENV", "production")
         development = app_env == "development"
         if read.bool("SMTP_USE_TLS", False) and read.bool("SMTP_USE_SSL", False):
@@ -54,9 +51,9 @@ class Settings:
             redis_url=read.str("REDIS_URL", "redis://localhost:6379/0"),
             redis_key_prefix=read.str("REDIS_KEY_PREFIX", "email_service"),
             rabbitmq_url=read.str("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2F"),
-            account_creation_queue=read.str("ACCOUNT_CREATION_QUEUE", "ACCOUNT_CREATION_QUEUE"),
-            confirm_email_code_queue=read.str("CONFIRM_EMAIL_CODE_QUEUE", "CONFIRM_EMAIL_CODE_QUEUE"),
-            account_confirmed_queue=read.str("ACCOUNT_CONFIRMED_QUEUE", "ACCOUNT_CONFIRMED_QUEUE"),
+            account_creation_queue=topology.account_creation,
+            confirm_email_code_queue=topology.confirm_email_code,
+            account_confirmed_queue=topology.account_confirmed,
             smtp_host=read.str("SMTP_HOST", "localhost"),
             smtp_port=read.int("SMTP_PORT", 1025, minimum=1, maximum=65535),
             smtp_username=read.str("SMTP_USERNAME"),
@@ -71,7 +68,7 @@ class Settings:
             max_codes_per_day=read.int("MAX_CODES_PER_DAY", 10, minimum=1),
             # Unset: the workers share a random key kept in Redis (email_service.adapters.code_key).
             code_hmac_key=read.optional_secret("CODE_HMAC_KEY", development),
-            retry_delays_seconds=read.int_tuple("RETRY_DELAYS_SECONDS", RETRY_DELAYS_SECONDS),
+            retry_delays_seconds=topology.retry_delays,
             prefetch=read.int("WORKER_PREFETCH", 4, minimum=1),
             consumer_threads=read.int("WORKER_THREADS", 4, minimum=1, maximum=64),
             metrics_host=read.str("WORKER_METRICS_HOST", "127.0.0.1"),

@@ -2,8 +2,10 @@
 
 pika connections are not thread-safe, so request threads never touch it: they
 hand a publish to the link thread with ``add_callback_threadsafe`` and wait on
-a future. The link thread also pumps heartbeats and receives replies on the
-direct reply-to pseudo-queue, so an RPC needs no queue of its own.
+a future. The link thread also pumps heartbeats and receives replies on an
+exclusive reply queue of this connection (common.messaging.topology says why
+not direct reply-to); a new connection gets a new reply queue, and requests
+waiting on the old one give up.
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 
 import pika
 
 from auth_service.ports import BrokerUnavailable
 from common.messaging import topology
 from common.messaging.connection import CONNECTION_ERRORS, ConnectionThread
+from common.messaging.consumer import publish
 from common.messaging.envelope import Outgoing
+from common.messaging.topology import Topology
 
 log = logging.getLogger(__name__)
 
-DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 # A reply normally comes within milliseconds: a wait older than this means the replier is behind.
 SLOW_REPLY_SECONDS = 1.0
 
@@ -69,22 +73,21 @@ class RabbitMessageBus(ConnectionThread):
     def __init__(
         self,
         url: str,
-        declare: list[str],
-        retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS,
+        routes: Topology,
         *,
         max_waiting_replies: int,
         slow_reply_seconds: float = SLOW_REPLY_SECONDS,
     ):
         super().__init__(url, name="rabbitmq-link", client_name="auth_service")
-        self._declare = declare
-        self._retry_delays = retry_delays
+        self._routes = routes
+        self._waits = ReplyWaits(max_waiting_replies, slow_reply_seconds)
         self._channel = None
+        self._reply_queue: str | None = None
         self._replies: dict[str, Future] = {}
         self._replies_lock = threading.Lock()
-        self._waits = ReplyWaits(max_waiting_replies, slow_reply_seconds)
 
     def publish(self, queue: str, message: Outgoing, timeout: float) -> None:
-        self._run_on_link(lambda channel: _basic_publish(channel, queue, message), timeout)
+        self._run_on_link(lambda channel: publish(channel, self._routes, queue, message), timeout)
 
     def request(self, queue: str, message: Outgoing, timeout: float) -> dict | None:
         """Publish and wait for the reply; ``None`` if none came within ``timeout``.
@@ -107,15 +110,11 @@ class RabbitMessageBus(ConnectionThread):
         with self._replies_lock:
             self._replies[correlation_id] = reply
         try:
-            addressed = Outgoing(
-                type=message.type,
-                body=message.body,
-                message_id=message.message_id,
-                request_id=message.request_id,
-                reply_to=DIRECT_REPLY_TO,
-                correlation_id=correlation_id,
+            # Addressed on the link thread: the reply queue is that of the connection the request goes out on.
+            self._run_on_link(
+                lambda channel: publish(channel, self._routes, queue, replace(message, reply_to=self._reply_queue)),
+                timeout,
             )
-            self._run_on_link(lambda channel: _basic_publish(channel, queue, addressed), timeout)
             try:
                 return reply.result(timeout)
             except FutureTimeout:
@@ -129,8 +128,9 @@ class RabbitMessageBus(ConnectionThread):
     def on_connected(self, connection: pika.BlockingConnection) -> None:
         channel = connection.channel()
         channel.confirm_delivery()
-        topology.declare(channel, self._declare, self._retry_delays)
-        channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, auto_ack=True)
+        topology.declare(channel, self._routes.auth)
+        self._reply_queue = topology.declare_reply_queue(channel)
+        channel.basic_consume(self._reply_queue, self._on_reply, auto_ack=True)
         self._channel = channel
 
     def on_disconnected(self) -> None:
@@ -185,13 +185,3 @@ class RabbitMessageBus(ConnectionThread):
         for future in waiting:
             if not future.done():
                 future.set_exception(BrokerUnavailable("link lost"))
-
-
-def _basic_publish(channel, queue: str, message: Outgoing) -> None:
-    channel.basic_publish(
-        exchange=topology.DEFAULT_EXCHANGE,
-        routing_key=queue,
-        body=message.encoded_body(),
-        properties=message.properties(),
-        mandatory=True,
-    )

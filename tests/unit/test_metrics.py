@@ -18,7 +18,7 @@ from email_service.adapters.metrics import PrometheusVerificationEvents
 from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings as WorkerSettings
 from email_service.ports import PermanentMailError, TransientMailError
-from tests.fakes import RecordingMailer, as_delivered
+from tests.fakes import RecordingMailer, as_delivered, topology_consuming
 from tests.observability import deliver, metric_samples
 from tests.unit.conftest import BASE_ENV
 
@@ -80,7 +80,7 @@ def test_consumer_outcomes_are_counted_per_queue():
         url="amqp://127.0.0.1:1/",
         queue="q.metrics",
         handler=lambda message, publisher: next(outcomes),
-        declare=[],
+        topology=topology_consuming("q.metrics"),
         observe=ConsumerMetrics(registry, ["q.metrics"]).observe,
     )
     before = {

@@ -21,7 +21,7 @@ from email_service import bootstrap as worker_bootstrap
 from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings as WorkerSettings
 from email_service.domain.codes import code_for_request
-from tests.fakes import RecordingMailer, as_delivered
+from tests.fakes import RecordingMailer, as_delivered, topology_consuming
 from tests.unit.conftest import BASE_ENV
 
 KEY = "unit-test-code-key-that-is-long-enough-0123456789"
@@ -161,7 +161,11 @@ class _Connection:
 
 def _consumer(handler) -> tuple[Consumer, _Channel, _Connection]:
     consumer = Consumer(
-        url="amqp://unused", queue="Q", handler=handler, declare=[], unavailable=(redis.ConnectionError,)
+        url="amqp://unused",
+        queue="Q",
+        handler=handler,
+        topology=topology_consuming("Q"),
+        unavailable=(redis.ConnectionError,),
     )
     connection = _Connection()
     consumer._connection = connection
