@@ -6,10 +6,11 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements lint format test unit integration run demo bench bench-login bench-resend bench-edge clean up down logs ps
+.PHONY: help install requirements lint format test unit integration run demo demo-lifecycle bench bench-login bench-resend bench-edge clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
+	@echo "make demo-lifecycle  one account's whole life: refresh, reset, password and email change, logout"
 	@echo "make test         lint, then every test (unit and integration)"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
 	@echo "make unit | integration | lint | format | bench | bench-login | bench-resend | bench-edge | requirements | clean"
@@ -50,6 +51,9 @@ run: install
 
 demo: install
 	$(PY) -m devtools.demo
+
+demo-lifecycle: install
+	$(PY) -m devtools.demo_lifecycle
 
 bench: install
 	$(PY) -m bench.email_latency

@@ -26,8 +26,9 @@ from auth_service.config import Settings
 from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.tokens import TokenIssuer
-from auth_service.entrypoints.consumers import OutboxRelay, account_confirmed_router
+from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
 from auth_service.entrypoints.http.app import create_app
+from auth_service.lifecycle import AccountLifecycle
 from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService
@@ -45,6 +46,7 @@ IN_PROCESS_MONGO = "mongomock://"
 class AuthSystem:
     app: Flask
     accounts: AccountService
+    lifecycle: AccountLifecycle
     sessions: SessionService
     users: MongoUserRepository
     bus: MessageBus
@@ -171,13 +173,14 @@ def build(
         clock=clock,
         resend_requested=resend_requested,
     )
+    lifecycle = AccountLifecycle(users, codes, outbox, hasher, sessions, clock=clock)
 
     if isinstance(bus, RabbitMessageBus):
         background.append(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=account_confirmed_router(accounts),
+                handler=code_verified_router(lifecycle),
                 topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
@@ -199,10 +202,11 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
-    app = create_app(settings, accounts, sessions, readiness, registry)
+    app = create_app(settings, accounts, lifecycle, sessions, readiness, registry)
     return AuthSystem(
         app=app,
         accounts=accounts,
+        lifecycle=lifecycle,
         sessions=sessions,
         users=users,
         bus=bus,

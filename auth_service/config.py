@@ -33,6 +33,17 @@ class RateLimits:
     resend_per_address: str = "10/hour"
     login_per_ip: str = "30/minute;300/hour"
     login_failures_per_address: str = "10/minute;100/day"
+    # Reset and address-change codes follow the verification code's guessing bound (docs/security.md).
+    forgot_per_ip: str = "10/minute;100/hour"
+    forgot_per_address: str = "10/hour"
+    reset_per_ip: str = "30/minute;300/hour"
+    reset_per_address: str = "10/minute;50/day"
+    email_change_per_ip: str = "10/minute;100/hour"
+    email_change_per_address: str = "10/hour"
+    email_confirm_per_ip: str = "30/minute;300/hour"
+    email_confirm_per_account: str = "10/minute;50/day"
+    verify_link_per_ip: str = "30/minute;300/hour"
+    verify_link_per_account: str = "10/minute;50/day"
     refresh_per_ip: str = "60/minute;1000/hour"
     refresh_per_token: str = "10/minute"  # noqa: S105 (a limit, not a secret)
     logout_per_ip: str = "30/minute;300/hour"
@@ -50,6 +61,16 @@ class RateLimits:
         "resend_per_address": "RATELIMIT_RESEND_PER_ADDRESS",
         "login_per_ip": "RATELIMIT_LOGIN_PER_IP",
         "login_failures_per_address": "RATELIMIT_LOGIN_FAILURES_PER_ADDRESS",
+        "forgot_per_ip": "RATELIMIT_FORGOT_PER_IP",
+        "forgot_per_address": "RATELIMIT_FORGOT_PER_ADDRESS",
+        "reset_per_ip": "RATELIMIT_RESET_PER_IP",
+        "reset_per_address": "RATELIMIT_RESET_PER_ADDRESS",
+        "email_change_per_ip": "RATELIMIT_EMAIL_CHANGE_PER_IP",
+        "email_change_per_address": "RATELIMIT_EMAIL_CHANGE_PER_ADDRESS",
+        "email_confirm_per_ip": "RATELIMIT_EMAIL_CONFIRM_PER_IP",
+        "email_confirm_per_account": "RATELIMIT_EMAIL_CONFIRM_PER_ACCOUNT",
+        "verify_link_per_ip": "RATELIMIT_VERIFY_LINK_PER_IP",
+        "verify_link_per_account": "RATELIMIT_VERIFY_LINK_PER_ACCOUNT",
         "refresh_per_ip": "RATELIMIT_REFRESH_PER_IP",
         "refresh_per_token": "RATELIMIT_REFRESH_PER_TOKEN",
         "logout_per_ip": "RATELIMIT_LOGOUT_PER_IP",

@@ -191,13 +191,6 @@ class AccountService:
             return Confirmation(True, user)
         raise CodeExpired()
 
-    def mark_verified(self, user_id: str, code_seq: int | None, confirmation: str | None) -> bool:
-        """Apply a verified code that the worker reported on ACCOUNT_CONFIRMED_QUEUE.
-
-        A message without a sequence number (sent before they existed) applies only to an
-        account stored before registrations were numbered."""
-        return self._users.mark_verified(user_id, self._now(), code_seq or 0, confirmation)
-
     def login(self, email: str, password: str) -> TokenPair:
         user = self._live_user(normalize_email(email))
         if user is None:

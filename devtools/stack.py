@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -85,6 +86,18 @@ def http_json(method: str, url: str, body: dict | None = None, headers: dict | N
     except ValueError:
         parsed = raw.decode(errors="replace")
     return status, response_headers, parsed
+
+
+def http_form(url: str, fields: dict[str, str], timeout: float = 30) -> tuple[int, dict, str]:
+    """POST an HTML form (application/x-www-form-urlencoded); (status, headers, page text)."""
+    data = urllib.parse.urlencode(fields).encode()
+    request = urllib.request.Request(url, data=data, method="POST")
+    request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
 
 
 def delete_queues(
@@ -171,6 +184,8 @@ class LocalStack:
             "WORKER_METRICS_HOST": "127.0.0.1",
             "WORKER_METRICS_PORT": str(free_port()),
             "SMTP_HOST": "127.0.0.1",
+            # The links in emails point at this stack's own auth service.
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.auth_port}",
             "PYTHONUNBUFFERED": "1",
             **(overrides or {}),
         }

@@ -93,6 +93,7 @@ def build_handlers(
         mail_lock_hold_seconds=SMTP_EXCHANGES_PER_MAIL * settings.smtp_timeout_seconds,
         # Long enough for one slow mail to the same address to finish.
         mail_lock_wait_seconds=settings.smtp_timeout_seconds + 1,
+        public_base_url=settings.public_base_url,
     )
     return CodeHandlers(store, mailer, policy, settings.account_confirmed_queue, clock, events)
 

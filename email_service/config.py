@@ -31,6 +31,7 @@ class Settings(QueueSettings):
     max_codes_per_hour: int
     max_codes_per_day: int
     code_hmac_key: str | None
+    public_base_url: str
     retry_delays_seconds: tuple[int, ...]
     prefetch: int
     consumer_threads: int
@@ -68,6 +69,7 @@ class Settings(QueueSettings):
             max_codes_per_day=read.int("MAX_CODES_PER_DAY", 10, minimum=1),
             # Unset: the workers share a random key kept in Redis (email_service.adapters.code_key).
             code_hmac_key=read.optional_secret("CODE_HMAC_KEY", development),
+            public_base_url=_base_url(read.str("PUBLIC_BASE_URL", "http://localhost:8000")),
             retry_delays_seconds=topology.retry_delays,
             prefetch=read.int("WORKER_PREFETCH", 4, minimum=1),
             consumer_threads=read.int("WORKER_THREADS", 4, minimum=1, maximum=64),
@@ -75,3 +77,10 @@ class Settings(QueueSettings):
             metrics_port=read.int("WORKER_METRICS_PORT", 9100, minimum=0, maximum=65535),
             log_level=read.str("LOG_LEVEL", "INFO").upper(),
         )
+
+
+def _base_url(value: str) -> str:
+    """The base of the links in emails: an absolute http(s) URL, without a trailing slash."""
+    if not value.startswith(("http://", "https://")) or any(char.isspace() for char in value):
+        raise SettingsError(f"PUBLIC_BASE_URL must be an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")

@@ -73,7 +73,7 @@ class RedisPendingCodes:
         def write(pipe: redis.client.Pipeline) -> None:
             replaced.clear()
             current = _parse(pipe.hgetall(key))
-            replaced.append(current is None or current.superseded_by(pending.sequence, pending.message_id))
+            replaced.append(current is None or current.superseded_by(pending.sequence))
             if replaced[0]:
                 pipe.multi()
                 pipe.delete(key)
@@ -181,6 +181,16 @@ class RedisPendingCodes:
 
         self._redis.transaction(reserve, key)
         return allowed[0]
+
+    def notice_sent(self, message_id: str) -> bool:
+        return bool(self._redis.exists(self._notice_key(message_id)))
+
+    def record_notice_sent(self, message_id: str) -> None:
+        # A day is far longer than any redelivery of one message takes.
+        self._redis.set(self._notice_key(message_id), 1, ex=DAY)
+
+    def _notice_key(self, message_id: str) -> str:
+        return f"{self._prefix}:notice:{hashlib.sha256(message_id.encode()).hexdigest()}"
 
 
 def _text(value: bytes | str | None) -> str | None:

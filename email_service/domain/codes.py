@@ -129,9 +129,10 @@ class PendingCode:
     def burned(self) -> bool:
         return self.code_digest == "" and not self.voided
 
-    def superseded_by(self, sequence: int, message_id: str) -> bool:
-        """May a request numbered ``sequence`` replace this one? Only a newer one, or this same one again."""
-        return sequence > self.sequence or (sequence == self.sequence and message_id == self.message_id)
+    def superseded_by(self, sequence: int) -> bool:
+        """May a request numbered ``sequence`` replace this one? Not an older one. Equal numbers (two
+        requests without one, placed by the same microsecond) are as new as each other: the later wins."""
+        return sequence >= self.sequence
 
 
 def judge_attempt(

@@ -13,6 +13,7 @@ from auth_service.adapters.cooldowns import InMemoryCooldowns
 from auth_service.config import Settings as AuthSettings
 from auth_service.domain import common_passwords
 from auth_service.domain.accounts import password_problem
+from common.messaging.messages import Purpose
 from tests.fakes import InMemoryBroker
 from tests.unit.conftest import BASE_ENV
 from tests.unit.test_rate_limits import limited
@@ -165,7 +166,7 @@ def test_login_rehashes_when_the_configured_cost_rose(unique_email):
     weaker, stronger = auth_with_cost(4, database), auth_with_cost(5, database)
     email = unique_email()
     user = weaker.accounts.register(email, PASSWORD, None)
-    weaker.accounts.mark_verified(user.id, user.code_seq, None)
+    weaker.lifecycle.apply_verified(Purpose.VERIFY_EMAIL, user.id, None, None, sequence=user.code_seq)
     assert weaker.users.by_id(user.id).password_hash.startswith("$2b$04$")
 
     def login(password):

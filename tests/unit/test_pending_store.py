@@ -90,9 +90,9 @@ def test_a_new_code_replaces_the_old_one_and_resets_attempts(store):
 def test_only_a_newer_request_replaces_the_stored_code(store):
     assert put(store, code="222222", message_id="newer", sequence=2)
     assert not put(store, code="111111", message_id="older", sequence=1)
-    assert not put(store, code="333333", message_id="same number, another request", sequence=2)
     assert put(store, code="222222", message_id="newer", sequence=2)  # the same request again
-    assert guess(store, "222222", "a1").verdict is Verdict.VERIFIED
+    assert put(store, code="333333", message_id="as new", sequence=2)  # as new as it: the later wins
+    assert guess(store, "333333", "a1").verdict is Verdict.VERIFIED
 
 
 def test_parallel_replacements_leave_the_newest_whatever_their_order(store):

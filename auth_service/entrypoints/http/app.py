@@ -15,6 +15,7 @@ from auth_service.config import Settings
 from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import errors, observability, ratelimits, routes, schemas, security_headers
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
+from auth_service.lifecycle import AccountLifecycle
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
 from common.metrics import CollectorRegistry
@@ -26,6 +27,7 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 @dataclass
 class AuthExtension:
     accounts: AccountService
+    lifecycle: AccountLifecycle
     sessions: SessionService
     readiness: Callable[[], dict[str, str]]
 
@@ -42,6 +44,7 @@ class ContractApi(Api):
 def create_app(
     settings: Settings,
     accounts: AccountService,
+    lifecycle: AccountLifecycle,
     sessions: SessionService,
     readiness: Callable[[], dict[str, str]],
     registry: CollectorRegistry | None = None,
@@ -69,7 +72,9 @@ def create_app(
             }
         },
     )
-    app.extensions["auth_service"] = AuthExtension(accounts=accounts, sessions=sessions, readiness=readiness)
+    app.extensions["auth_service"] = AuthExtension(
+        accounts=accounts, lifecycle=lifecycle, sessions=sessions, readiness=readiness
+    )
 
     api = ContractApi(app)
     api.register_blueprint(routes.auth)
@@ -92,6 +97,8 @@ def create_app(
     @app.before_request
     def require_json_object():
         has_body = request.method in ("POST", "PUT", "PATCH") and request.url_rule is not None
+        if has_body and request.endpoint in routes.FORM_ENDPOINTS:
+            return
         if has_body and not isinstance(request.get_json(silent=True), dict):
             raise BadRequest("The request body must be a JSON object (Content-Type: application/json).")
 

@@ -29,6 +29,7 @@ from werkzeug.exceptions import HTTPException
 from auth_service.config import Settings
 from auth_service.domain.accounts import normalize_email
 from auth_service.entrypoints.http import errors, routes, schemas
+from common.links import parse_link_token_reference
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,9 @@ def _address_in_body() -> str | None:
     return g.ratelimit_address
 
 
-def _parse_address() -> str | None:
+def _parse_address(field: str = "email") -> str | None:
     try:
-        return normalize_email(ADDRESS_FIELD.deserialize(_body_field("email")))
+        return normalize_email(ADDRESS_FIELD.deserialize(_body_field(field)))
     except marshmallow.ValidationError:
         return None
 
@@ -87,6 +88,34 @@ def address_key() -> str:
 def no_address() -> bool:
     """Requests without a usable address are left to the per-IP limit (and refused by validation)."""
     return _address_in_body() is None
+
+
+def _new_address_in_body() -> str | None:
+    if "ratelimit_new_address" not in g:
+        g.ratelimit_new_address = _parse_address("new_email")
+    return g.ratelimit_new_address
+
+
+def new_address_key() -> str:
+    return _hashed(_new_address_in_body() or "")
+
+
+def no_new_address() -> bool:
+    return _new_address_in_body() is None
+
+
+def _link_account() -> str | None:
+    """The account a verification link names (query or form ``token``); its guesses count against it."""
+    reference = parse_link_token_reference(request.values.get("token"))
+    return reference[0] if reference is not None else None
+
+
+def link_account_key() -> str:
+    return _hashed(_link_account() or "")
+
+
+def no_link_account() -> bool:
+    return _link_account() is None
 
 
 def _refresh_token_in_body() -> str | None:
@@ -143,19 +172,21 @@ def install(app: Flask, settings: Settings) -> Limiter:
         return limiter
 
     limits = settings.rate_limits
+    password_failures = limiter.shared_limit(
+        limits.password_change_failures_per_account,
+        scope="password-failures",
+        key_func=account_key,
+        exempt_when=no_account,
+        deduct_when=wrong_current_password,
+    )
+
+    def by_ip_and_address(per_ip: str, per_address: str) -> list:
+        return [limiter.limit(per_ip), limiter.limit(per_address, key_func=address_key, exempt_when=no_address)]
+
     per_endpoint = {
-        "auth.register": [
-            limiter.limit(limits.register_per_ip),
-            limiter.limit(limits.register_per_address, key_func=address_key, exempt_when=no_address),
-        ],
-        "auth.confirm": [
-            limiter.limit(limits.confirm_per_ip),
-            limiter.limit(limits.confirm_per_address, key_func=address_key, exempt_when=no_address),
-        ],
-        "auth.resend_code": [
-            limiter.limit(limits.resend_per_ip),
-            limiter.limit(limits.resend_per_address, key_func=address_key, exempt_when=no_address),
-        ],
+        "auth.register": by_ip_and_address(limits.register_per_ip, limits.register_per_address),
+        "auth.confirm": by_ip_and_address(limits.confirm_per_ip, limits.confirm_per_address),
+        "auth.resend_code": by_ip_and_address(limits.resend_per_ip, limits.resend_per_address),
         "auth.login": [
             limiter.limit(limits.login_per_ip),
             # Only failures count against an address, as NIST SP 800-63B 5.2.2 asks.
@@ -176,15 +207,25 @@ def install(app: Flask, settings: Settings) -> Limiter:
             limiter.limit(limits.logout_per_ip),
             limiter.limit(limits.logout_per_token, key_func=refresh_token_key, exempt_when=no_refresh_token),
         ],
-        # A stolen access token must not buy unlimited guesses at the current password.
-        "auth.change_password": [
-            limiter.limit(limits.password_change_per_ip),
-            limiter.limit(
-                limits.password_change_failures_per_account,
-                key_func=account_key,
-                exempt_when=no_account,
-                deduct_when=wrong_current_password,
-            ),
+        # A stolen access token must not buy unlimited guesses at the current password: wrong
+        # passwords at password change and at email change count against one budget per account.
+        "auth.change_password": [limiter.limit(limits.password_change_per_ip), password_failures],
+        "auth.forgot_password": by_ip_and_address(limits.forgot_per_ip, limits.forgot_per_address),
+        # Reset, address-change and link submissions are guesses at a code: the guessing bound.
+        "auth.reset_password": by_ip_and_address(limits.reset_per_ip, limits.reset_per_address),
+        "auth.change_email": [
+            limiter.limit(limits.email_change_per_ip),
+            # Per new address: no account may have another's mailbox bombed with codes.
+            limiter.limit(limits.email_change_per_address, key_func=new_address_key, exempt_when=no_new_address),
+            password_failures,
+        ],
+        "auth.confirm_email": [
+            limiter.limit(limits.email_confirm_per_ip),
+            limiter.limit(limits.email_confirm_per_account, key_func=account_key, exempt_when=no_account),
+        ],
+        "auth.verify_link": [
+            limiter.limit(limits.verify_link_per_ip),
+            limiter.limit(limits.verify_link_per_account, key_func=link_account_key, exempt_when=no_link_account),
         ],
     }
     for endpoint, decorators in per_endpoint.items():
