@@ -6,14 +6,14 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements lint typecheck format test unit integration run demo demo-lifecycle bench bench-login bench-edge clean up down logs ps
+.PHONY: help install requirements lint typecheck format test unit integration run demo demo-lifecycle bench bench-login bench-resend bench-edge clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
 	@echo "make demo-lifecycle  one account's whole life: refresh, reset, password and email change, logout"
 	@echo "make test         lint, type check, then every test (unit and integration)"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
-	@echo "make unit | integration | lint | typecheck | format | bench | bench-login | bench-edge | requirements | clean"
+	@echo "make unit | integration | lint | typecheck | format | bench | bench-login | bench-resend | bench-edge | requirements | clean"
 	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services)"
 	@echo "make down | logs | ps"
 
@@ -64,6 +64,9 @@ bench: install
 
 bench-login: install
 	$(PY) -m bench.login_timing
+
+bench-resend: install
+	$(PY) -m bench.resend_timing
 
 bench-edge: install
 	$(PY) -m bench.http_edge

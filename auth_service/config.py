@@ -56,6 +56,8 @@ class Settings(ServiceSettings):
     bcrypt_rounds: int = Field(12, ge=4, le=31)
     allow_weak_bcrypt: Flag = False
     resend_cooldown_seconds: int = Field(60, ge=0)
+    # A pending account not confirmed within this time is deleted.
+    unverified_ttl_seconds: int = Field(7 * 86400, ge=1)
     ratelimit_enabled: Flag = True
     ratelimit_storage_uri: str = Field(default_factory=lambda data: data["redis_url"], repr=False)
     ratelimit_key_prefix: str = "auth-ratelimit"
