@@ -117,10 +117,17 @@ class CodeClient:
         return OutboxEntry(self._queues.requests, message)
 
     def issue(
-        self, purpose: Purpose, user_id: str, email: str, name: str | None = None, request_id: str | None = None
+        self,
+        purpose: Purpose,
+        user_id: str,
+        email: str,
+        name: str | None = None,
+        request_id: str | None = None,
+        *,
+        message_id: str | None = None,
     ) -> None:
         """Store the request in the user's outbox and publish it; the relay publishes it if the broker is away."""
-        entry = self.request(purpose, user_id, email, name, request_id)
+        entry = self.request(purpose, user_id, email, name, request_id, message_id=message_id)
         self._outbox.add(user_id, entry)
         self._outbox.deliver(user_id, entry)
 
