@@ -85,7 +85,10 @@ class AccountLifecycle:
         if user is None or user.expired(self._now()):
             return
         # The stored request's id (from ``secrets``) names the code request: acting on it twice mails one code.
-        self._codes.issue(Purpose.RESET_PASSWORD, user.id, user.email, None, request.request_id, message_id=request.id)
+        entry = self._codes.request(
+            Purpose.RESET_PASSWORD, user.id, user.email, request_id=request.request_id, message_id=request.id
+        )
+        self._codes.issue(user.id, entry)
 
     def reset_password(self, email: str, code: str, new_password: str, request_id: str | None = None) -> Outcome:
         user = self._users.by_email(normalize_email(email))
