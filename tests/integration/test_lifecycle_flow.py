@@ -12,11 +12,10 @@ import time
 import uuid
 
 from devtools.stack import http_form, http_json
-from tests.integration.test_contract_flow import wrong
+from tests.integration.test_contract_flow import LINK, wrong
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new passphrase 7"
-LINK = re.compile(r"http://\S+/auth/verify\?token=\S+")
 FORM = re.compile(r'<form method="post" action="([^"]+)">\s*<input type="hidden" name="token" value="([^"]+)">')
 
 
