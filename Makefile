@@ -6,13 +6,14 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements lint format test unit integration run demo bench bench-login clean up down logs ps
+.PHONY: help install requirements lint format test unit integration run demo bench bench-latency bench-login clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
 	@echo "make test         lint, then every test (unit and integration)"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
-	@echo "make unit | integration | lint | format | bench | bench-login | requirements | clean"
+	@echo "make bench        the worker against a raw consumer and Celery, confirm latency, SMTP over TLS (docs/performance.md)"
+	@echo "make unit | integration | lint | format | bench-latency | bench-login | requirements | clean"
 	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services)"
 	@echo "make down | logs | ps"
 
@@ -24,9 +25,15 @@ $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 	$(PY) -m pip install --quiet -r requirements/base.txt -r requirements/dev.txt
 	touch $@
 
+# The benchmark's own dependencies (Celery, its peer): only `make bench` needs them.
+$(VENV)/.bench-installed: $(VENV)/.installed requirements/bench.txt
+	$(PY) -m pip install --quiet -r requirements/bench.txt
+	touch $@
+
 requirements: install
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/base.txt requirements/base.in
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/dev.txt requirements/dev.in
+	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/bench.txt requirements/bench.in
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -51,7 +58,13 @@ run: install
 demo: install
 	$(PY) -m devtools.demo
 
-bench: install
+# Options of the comparison, e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--messages 500 --reps 1".
+BENCH_ARGS ?=
+
+bench: $(VENV)/.bench-installed
+	$(PY) -m bench.compare $(BENCH_ARGS)
+
+bench-latency: install
 	$(PY) -m bench.email_latency
 
 bench-login: install

@@ -103,18 +103,23 @@ def delete_queues(
 
 
 class Service:
-    """One service as a child process, its output in a log file."""
+    """One service as a child process (``python -m module args...``), its output in a log file."""
 
-    def __init__(self, module: str, env: dict[str, str], log_path: Path):
+    def __init__(self, module: str, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()):
         self.module = module
         self.env = env
         self.log_path = log_path
+        self.args = args
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Service:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", self.module, *self.args],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         return self
 

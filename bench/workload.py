@@ -1,0 +1,135 @@
+"""What the comparison benchmark puts on the broker, how it reads a process tree's cost,
+and how it takes everything away again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pika
+import redis
+
+from common.messaging import messages, topology
+from common.messaging.envelope import Outgoing
+from devtools.stack import delete_queues
+
+log = logging.getLogger("bench")
+
+# Every queue and key prefix of this benchmark starts so, apart from other runs on the shared servers.
+RUN_PREFIX = "bench-compare"
+
+
+def code_request(email: str, name: str | None) -> Outgoing:
+    """An account-creation message as the auth service publishes one for a registration
+    (AccountService._code_request, with the user id and request id it would have)."""
+    return Outgoing(
+        type=messages.ACCOUNT_REGISTERED,
+        body={"user_id": uuid.uuid4().hex, "email": email, "name": name, "requested_at": time.time()},
+        message_id=secrets.token_hex(16),
+        request_id=uuid.uuid4().hex,
+    )
+
+
+def publish_code_requests(rabbitmq_url: str, queue: str, count: int, tag: str) -> None:
+    """Put ``count`` code requests on ``queue`` (already declared), one address each."""
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    try:
+        channel = connection.channel()
+        for index in range(count):
+            message = code_request(f"user{index}.{tag}@example.com", f"User {index}")
+            # No publisher confirms: wait_for_depth proves that every message is there.
+            channel.basic_publish(
+                exchange=topology.DEFAULT_EXCHANGE,
+                routing_key=queue,
+                body=message.encoded_body(),
+                properties=message.properties(),
+            )
+    finally:
+        connection.close()
+
+
+def declare_work_queues(rabbitmq_url: str, queues: list[str]) -> None:
+    """The work queues with their retry and dead-letter queues, as the services declare them."""
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    try:
+        topology.declare(connection.channel(), queues)
+    finally:
+        connection.close()
+
+
+def queue_depths(rabbitmq_url: str, queues: list[str]) -> dict[str, int]:
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    try:
+        channel = connection.channel()
+        return {name: channel.queue_declare(name, passive=True).method.message_count for name in queues}
+    finally:
+        connection.close()
+
+
+def wait_for_depth(rabbitmq_url: str, queue: str, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (depth := queue_depths(rabbitmq_url, [queue])[queue]) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {depth} of {count} messages reached {queue}")
+        time.sleep(0.1)
+
+
+def parked_messages(rabbitmq_url: str, queue: str) -> int:
+    """Messages a run left in the retry ladder or the dead-letter queue of ``queue``."""
+    work = topology.WorkQueue(queue)
+    return sum(queue_depths(rabbitmq_url, [work.dead_letter_queue, *work.retry_queues]).values())
+
+
+@dataclass
+class Leftovers:
+    """Everything a run puts on the shared servers, removed by ``remove`` even after a failure.
+
+    Removing is idempotent: each run removes its own at its end, and the
+    benchmark removes all of them once more on the way out.
+    """
+
+    rabbitmq_url: str
+    redis_url: str
+    work_queues: list[str] = field(default_factory=list)
+    plain_queues: list[str] = field(default_factory=list)
+    redis_prefixes: list[str] = field(default_factory=list)
+
+    def add_names(self, names: dict[str, str]) -> None:
+        self.work_queues += [value for key, value in names.items() if key.endswith("_QUEUE")]
+        self.redis_prefixes += [value for key, value in names.items() if key.endswith("_KEY_PREFIX")]
+
+    def remove(self) -> None:
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("work queues", lambda: delete_queues(self.rabbitmq_url, self.work_queues)),
+            ("queues", self._delete_plain_queues),
+            ("Redis keys", self._delete_redis_keys),
+        ]
+        for what, step in steps:
+            try:
+                step()
+            except Exception as error:  # one server away must not keep the other's leftovers
+                log.error("could not remove the benchmark's %s: %r", what, error)
+
+    def _delete_plain_queues(self) -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(self.rabbitmq_url))
+        try:
+            channel = connection.channel()
+            for name in self.plain_queues:
+                channel.queue_delete(name)
+        finally:
+            connection.close()
+
+    def _delete_redis_keys(self) -> None:
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            for prefix in self.redis_prefixes:
+                keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+                for start in range(0, len(keys), 1000):
+                    client.delete(*keys[start : start + 1000])
+        finally:
+            client.close()

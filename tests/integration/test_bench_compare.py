@@ -1,0 +1,128 @@
+"""`make bench` (bench/compare.py) on this machine's RabbitMQ and Redis, in small: every
+mail delivered, and nothing left on the servers, also after an interrupt.
+
+Celery is the benchmark's own dependency (requirements/bench.txt), not the
+tests': these run the project's worker and the raw baseline only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pika
+import pika.exceptions
+import pytest
+import redis
+
+from bench import compare
+from bench import sink as smtp_sink
+from common.messaging import topology
+from tests.integration.conftest import RABBITMQ_URL, REDIS_URL
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def queue_exists(name: str) -> bool:
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    try:
+        connection.channel().queue_declare(name, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker as error:
+        assert error.reply_code == 404
+        return False
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def every_queue_of(work_queues: list[str]) -> list[str]:
+    names = []
+    for name in work_queues:
+        queue = topology.WorkQueue(name)
+        names += [queue.name, queue.dead_letter_queue, *queue.retry_queues]
+    return names
+
+
+def redis_keys(prefixes: list[str]) -> list[bytes]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return [key for prefix in prefixes for key in client.scan_iter(match=f"{prefix}:*")]
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def bench(tmp_path, monkeypatch):
+    monkeypatch.setenv("RABBITMQ_URL", RABBITMQ_URL)
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    bench = compare.Bench(compare.base_environment(), tmp_path)
+    yield bench
+    bench.remove_leftovers()
+
+
+@pytest.fixture(scope="module")
+def sink():
+    sink = smtp_sink.CountingSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.mark.parametrize("system", [compare.PROJECT, compare.RAW], ids=["project", "raw"])
+def test_a_drain_delivers_every_message_and_leaves_nothing_behind(bench, sink, system):
+    run = compare.drain(bench, system, sink, count=30, timeout=60)
+
+    assert run.complete, run
+    assert run.window_mails > 0 and run.window_seconds > 0 and run.cpu_seconds > 0
+    assert run.peak_rss_bytes > 10 * 2**20
+    [leftovers] = bench.leftovers
+    assert len(leftovers.work_queues) == 3
+    assert [name for name in every_queue_of(leftovers.work_queues) if queue_exists(name)] == []
+    assert redis_keys(leftovers.redis_prefixes) == []
+
+
+def test_an_interrupted_benchmark_stops_its_processes_and_removes_its_queues():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.compare", "--parts", "tls", "--tls-messages", "5000", "--reps", "1"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "RABBITMQ_URL": RABBITMQ_URL, "REDIS_URL": REDIS_URL},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        log_dir = Path(re.search(r"logs of every process in (\S+)", process.stderr.readline()).group(1))
+        worker_log = log_dir / "run01-email_service.log"
+        deadline = time.monotonic() + 60
+        # Interrupt once the worker is consuming, in the middle of the drain.
+        while not (worker_log.exists() and '"verification code sent"' in worker_log.read_text()):
+            assert time.monotonic() < deadline, "the worker never sent a mail"
+            time.sleep(0.1)
+        queue = re.search(r'"queue": "([^"]+\.account_creation)"', worker_log.read_text()).group(1)
+        worker_pid = _pid_of_child(process.pid)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    prefix = queue.removesuffix(".account_creation")
+    work_queues = [f"{prefix}.account_creation", f"{prefix}.confirm_email_code", f"{prefix}.account_confirmed"]
+    assert [name for name in every_queue_of(work_queues) if queue_exists(name)] == []
+    assert redis_keys([f"{prefix}:email"]) == []
+    assert not Path(f"/proc/{worker_pid}").exists(), "the worker outlived the benchmark"
+
+
+def _pid_of_child(parent: int) -> int:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    for pid in children:
+        if "email_service" in Path(f"/proc/{pid}/cmdline").read_text():
+            return int(pid)
+    raise AssertionError(f"no worker among {children}")
