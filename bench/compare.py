@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -401,12 +402,15 @@ def run(options: Options, bench: Bench) -> tuple[list[str], dict]:
     return reports, results
 
 
-def heading(started: datetime, load_before: tuple[float, ...]) -> str:
+def heading(bench: Bench, started: datetime, load_before: tuple[float, ...]) -> str:
     load_after = os.getloadavg()
+    rabbitmq, redis_server = urlsplit(bench.rabbitmq_url), urlsplit(bench.redis_url)
     return (
         f"Run {started:%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'}: {os.cpu_count()} cores, "
         f"load average {load_before[0]:.2f} before and {load_after[0]:.2f} after "
-        "(a shared machine: the figures are noisy)."
+        "(a shared machine: the figures are noisy); "
+        f"RabbitMQ at {rabbitmq.hostname}:{rabbitmq.port or 5672}, "
+        f"Redis at {redis_server.hostname}:{redis_server.port or 6379}."
     )
 
 
@@ -438,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         bench.remove_leftovers()
-    print("\n\n".join([heading(started, load_before), *reports]))
+    print("\n\n".join([heading(bench, started, load_before), *reports]))
     if options.json_path is not None:
         options.json_path.write_text(json.dumps({"started": started.isoformat(), **results}, indent=2))
     drains_complete = all(
