@@ -29,6 +29,12 @@ class RateLimits:
     resend_per_address: str = "10/hour"
     login_per_ip: str = "30/minute;300/hour"
     login_failures_per_address: str = "10/minute;100/day"
+    refresh_per_ip: str = "60/minute;1000/hour"
+    refresh_per_token: str = "10/minute"  # noqa: S105 (a limit, not a secret)
+    logout_per_ip: str = "30/minute;300/hour"
+    logout_per_token: str = "10/minute"  # noqa: S105 (a limit, not a secret)
+    password_change_per_ip: str = "10/minute;100/hour"  # noqa: S105 (a limit, not a secret)
+    password_change_failures_per_account: str = "5/minute;20/day"  # noqa: S105 (a limit, not a secret)
 
     # Spelled out so that a search for a setting's name finds where it is read.
     SETTING_NAMES = {
@@ -40,6 +46,12 @@ class RateLimits:
         "resend_per_address": "RATELIMIT_RESEND_PER_ADDRESS",
         "login_per_ip": "RATELIMIT_LOGIN_PER_IP",
         "login_failures_per_address": "RATELIMIT_LOGIN_FAILURES_PER_ADDRESS",
+        "refresh_per_ip": "RATELIMIT_REFRESH_PER_IP",
+        "refresh_per_token": "RATELIMIT_REFRESH_PER_TOKEN",
+        "logout_per_ip": "RATELIMIT_LOGOUT_PER_IP",
+        "logout_per_token": "RATELIMIT_LOGOUT_PER_TOKEN",
+        "password_change_per_ip": "RATELIMIT_PASSWORD_CHANGE_PER_IP",
+        "password_change_failures_per_account": "RATELIMIT_PASSWORD_CHANGE_FAILURES_PER_ACCOUNT",
     }
 
     @classmethod
@@ -70,6 +82,8 @@ class Settings:
     jwt_ttl_seconds: int
     jwt_issuer: str
     jwt_audience: str
+    refresh_ttl_seconds: int
+    refresh_reuse_grace_seconds: int
     bcrypt_rounds: int
     resend_cooldown_seconds: int
     ratelimit_enabled: bool
@@ -116,6 +130,9 @@ class Settings:
             jwt_ttl_seconds=read.int("JWT_TTL_SECONDS", 900, minimum=1),
             jwt_issuer=read.str("JWT_ISSUER", "auth-service"),
             jwt_audience=read.str("JWT_AUDIENCE", "mobile-app"),
+            refresh_ttl_seconds=read.int("REFRESH_TTL_SECONDS", 30 * 24 * 3600, minimum=60),
+            # Bounded: a long grace would let a stolen token be used alongside its owner unnoticed.
+            refresh_reuse_grace_seconds=read.int("REFRESH_REUSE_GRACE_SECONDS", 10, minimum=0, maximum=300),
             bcrypt_rounds=bcrypt_rounds,
             resend_cooldown_seconds=read.int("RESEND_COOLDOWN_SECONDS", 60, minimum=0),
             ratelimit_enabled=read.bool("RATELIMIT_ENABLED", True),

@@ -108,8 +108,9 @@ def main() -> int:
         answer = stack.call("POST", "/auth/login", body)
         status, headers, token_body = answer
         shown = dict(token_body)
-        if "access_token" in shown:
-            shown["access_token"] = shown["access_token"][:24] + "..."
+        for secret in ("access_token", "refresh_token"):
+            if secret in shown:
+                shown[secret] = shown[secret][:24] + "..."
         show("5. Log in", "POST", "/auth/login", {**body, "password": "***"}, (status, headers, shown))
 
         token = token_body.get("access_token", "")

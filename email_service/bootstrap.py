@@ -14,9 +14,9 @@ from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
 from email_service.adapters.code_key import ConfiguredCodeKey, SharedCodeKey
 from email_service.adapters.mailer import FlaskMailer, SmtpProbe, mail_app
 from email_service.adapters.metrics import PrometheusVerificationEvents
-from email_service.adapters.pending_store import RedisPendingRegistrations
+from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings
-from email_service.handlers import CodePolicy, VerificationHandlers
+from email_service.handlers import CodeHandlers, CodePolicy
 from email_service.ports import Mailer, PendingStore, VerificationEvents
 
 SMTP_PROBE_TIMEOUT_SECONDS = 2.0
@@ -68,13 +68,13 @@ def build_handlers(
     clock: Callable[[], float] = time.time,
     events: VerificationEvents | None = None,
     client: redis.Redis | None = None,
-) -> VerificationHandlers:
+) -> CodeHandlers:
     """The handlers on real adapters, except those passed in. One Redis client serves the
     store and, without CODE_HMAC_KEY, the shared code key."""
     if client is None and (store is None or settings.code_hmac_key is None):
         client = redis_client(settings)
     if store is None:
-        store = RedisPendingRegistrations(client, settings.redis_key_prefix)
+        store = RedisPendingCodes(client, settings.redis_key_prefix)
     if mailer is None:
         mailer = FlaskMailer(mail_app(settings), timeout=settings.smtp_timeout_seconds)
     if settings.code_hmac_key is not None:
@@ -88,7 +88,7 @@ def build_handlers(
         max_codes_per_hour=settings.max_codes_per_hour,
         max_codes_per_day=settings.max_codes_per_day,
     )
-    return VerificationHandlers(store, mailer, policy, settings.account_confirmed_queue, clock, events)
+    return CodeHandlers(store, mailer, policy, settings.account_confirmed_queue, clock, events)
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -107,7 +107,7 @@ def consumed_queues(settings: Settings) -> list[str]:
 
 def build_consumers(
     settings: Settings,
-    handlers: VerificationHandlers,
+    handlers: CodeHandlers,
     observe: Observer | None = None,
     bind_request_id: Callable[[str | None], None] = bind_request_id_to_logs,
 ) -> list[Consumer]:
@@ -124,7 +124,7 @@ def build_consumers(
     # Each consumer owns its connection; several per queue let a slow SMTP
     # exchange for one user not hold up the codes of the others.
     code_requests, code_submissions = consumed_queues(settings)
-    routes = [(code_requests, handlers.on_code_requested), (code_submissions, handlers.on_code_submitted)]
+    routes = [(code_requests, handlers.code_requests), (code_submissions, handlers.code_submissions)]
     return [
         Consumer(queue=queue, handler=handler, name=f"consumer:{queue}:{index}", **common)
         for queue, handler in routes

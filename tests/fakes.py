@@ -93,7 +93,7 @@ class RecordingMailer:
         self.sent: list[dict] = []
         self.fail_with: Exception | None = None
 
-    def send_verification(self, email: str, name: str | None, code: str, validity: str) -> None:
+    def send(self, template: str, to: str, context) -> None:
         if self.fail_with is not None:
             raise self.fail_with
-        self.sent.append({"email": email, "name": name, "code": code, "validity": validity})
+        self.sent.append({"template": template, "email": to, **context})

@@ -6,12 +6,12 @@ stored" one atomic single-document write, with no multi-document transaction.
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 
 import pymongo
 from pymongo.errors import DuplicateKeyError
 
+from auth_service.adapters.serialized import SerializedWrites
 from auth_service.domain.accounts import Status, User
 from auth_service.domain.errors import EmailTaken
 from auth_service.ports import OutboxEntry
@@ -21,10 +21,7 @@ from common.messaging.envelope import Outgoing
 class MongoUserRepository:
     def __init__(self, database, serialize_writes: bool = False):
         self._users = database["users"]
-        # mongomock checks a unique index and inserts in two steps; with
-        # several request threads that gap would let two equal addresses in.
-        # A real server needs no lock: its unique index is atomic.
-        self._write_lock = threading.Lock() if serialize_writes else None
+        self._locked = SerializedWrites(serialize_writes)
 
     def ensure_indexes(self) -> None:
         self._users.create_index([("email", pymongo.ASCENDING)], unique=True, name="email_unique")
@@ -39,6 +36,7 @@ class MongoUserRepository:
             "status": user.status.value,
             "created_at": user.created_at,
             "verified_at": None,
+            "token_version": user.token_version,
             "outbox": [_entry_document(outbox)],
             "outbox_due_at": publish_after,
         }
@@ -63,6 +61,23 @@ class MongoUserRepository:
 
     def replace_password_hash(self, user_id: str, password_hash: str) -> None:
         self._locked(self._users.update_one, {"_id": user_id}, {"$set": {"password_hash": password_hash}})
+
+    def bump_token_version(
+        self, user_id: str, at: datetime, password_hash: str | None = None, expected_version: int | None = None
+    ) -> User | None:
+        """Invalidate every token issued so far, with the new password hash if one is given, in one
+        update; returns the user as updated, or None if no user (at ``expected_version``) matched."""
+        query: dict = {"_id": user_id}
+        if expected_version is not None:
+            # Documents written before token versions existed count as version 0.
+            query["token_version"] = {"$in": [0, None]} if expected_version == 0 else expected_version
+        changes: dict = {"$inc": {"token_version": 1}, "$set": {"tokens_revoked_at": at}}
+        if password_hash is not None:
+            changes["$set"] |= {"password_hash": password_hash, "password_changed_at": at}
+        document = self._locked(
+            self._users.find_one_and_update, query, changes, return_document=pymongo.ReturnDocument.AFTER
+        )
+        return _user(document)
 
     def add_outbox(self, user_id: str, outbox: OutboxEntry, publish_after: datetime) -> None:
         self._locked(
@@ -108,12 +123,6 @@ class MongoUserRepository:
     def ping(self) -> None:
         self._users.database.command("ping")
 
-    def _locked(self, operation, *args, **kwargs):
-        if self._write_lock is None:
-            return operation(*args, **kwargs)
-        with self._write_lock:
-            return operation(*args, **kwargs)
-
 
 def _entry_document(entry: OutboxEntry) -> dict:
     message = entry.message
@@ -148,4 +157,5 @@ def _user(document: dict | None) -> User | None:
         password_hash=document["password_hash"],
         status=Status(document["status"]),
         created_at=created_at,
+        token_version=document.get("token_version") or 0,
     )

@@ -19,8 +19,7 @@ import pika
 
 from auth_service.ports import BrokerUnavailable
 from common.messaging import topology
-from common.messaging.connection import Backoff, close_quietly, parameters, wake
-from common.messaging.consumer import CONNECTION_ERRORS
+from common.messaging.connection import CONNECTION_ERRORS, ConnectionThread
 from common.messaging.envelope import Outgoing
 
 log = logging.getLogger(__name__)
@@ -28,23 +27,14 @@ log = logging.getLogger(__name__)
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
-class RabbitMessageBus(threading.Thread):
+class RabbitMessageBus(ConnectionThread):
     def __init__(self, url: str, declare: list[str], retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS):
-        super().__init__(name="rabbitmq-link", daemon=True)
-        self._url = url
+        super().__init__(url, name="rabbitmq-link", client_name="auth_service")
         self._declare = declare
         self._retry_delays = retry_delays
-        self._stopping = threading.Event()
-        self._ready = threading.Event()
-        self._connection: pika.BlockingConnection | None = None
         self._channel = None
         self._replies: dict[str, Future] = {}
         self._replies_lock = threading.Lock()
-        self.failure: BaseException | None = None
-
-    @property
-    def connected(self) -> bool:
-        return self._ready.is_set()
 
     def publish(self, queue: str, message: Outgoing, timeout: float) -> None:
         self._run_on_link(lambda channel: _basic_publish(channel, queue, message), timeout)
@@ -75,40 +65,16 @@ class RabbitMessageBus(threading.Thread):
             with self._replies_lock:
                 self._replies.pop(correlation_id, None)
 
-    def stop(self) -> None:
-        self._stopping.set()
-        wake(self._connection)
-
-    def run(self) -> None:
-        backoff = Backoff(self._stopping)
-        while not self._stopping.is_set():
-            try:
-                self._connect()
-                backoff.reset()
-                log.info("broker link up")
-                while not self._stopping.is_set():
-                    self._connection.process_data_events(time_limit=1)
-            except CONNECTION_ERRORS as error:
-                log.warning("broker link lost, reconnecting", extra={"error": repr(error)})
-            except pika.exceptions.AMQPChannelError as error:
-                log.error("broker channel error, link stops", extra={"error": repr(error)})
-                self.failure = error
-                self._stopping.set()
-            finally:
-                self._ready.clear()
-                self._fail_waiting_replies()
-                self._close()
-            if not self._stopping.is_set():
-                backoff.wait()
-
-    def _connect(self) -> None:
-        self._connection = pika.BlockingConnection(parameters(self._url, "auth_service"))
-        channel = self._connection.channel()
+    def on_connected(self, connection: pika.BlockingConnection) -> None:
+        channel = connection.channel()
         channel.confirm_delivery()
         topology.declare(channel, self._declare, self._retry_delays)
         channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, auto_ack=True)
         self._channel = channel
-        self._ready.set()
+
+    def on_disconnected(self) -> None:
+        self._channel = None
+        self._fail_waiting_replies()
 
     def _on_reply(self, channel, method, properties, body: bytes) -> None:
         with self._replies_lock:
@@ -125,7 +91,7 @@ class RabbitMessageBus(threading.Thread):
             log.error("unreadable reply from the worker")
 
     def _run_on_link(self, work: Callable, timeout: float) -> None:
-        if not self._ready.is_set():
+        if not self.connected:
             raise BrokerUnavailable("not connected")
         done: Future = Future()
 
@@ -158,10 +124,6 @@ class RabbitMessageBus(threading.Thread):
         for future in waiting:
             if not future.done():
                 future.set_exception(BrokerUnavailable("link lost"))
-
-    def _close(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        close_quietly(connection)
 
 
 def _basic_publish(channel, queue: str, message: Outgoing) -> None:

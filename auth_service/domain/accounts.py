@@ -27,6 +27,8 @@ class User:
     password_hash: str
     status: Status
     created_at: datetime
+    # Stamped in every access and refresh token; raising it refuses all of them (password change, reset).
+    token_version: int = 0
 
     @property
     def verified(self) -> bool:

@@ -60,3 +60,13 @@ class EmailNotVerified(AuthError):
 class InvalidTokenError(AuthError):
     code = "invalid_token"
     message = "The access token is missing, malformed or expired."
+
+
+class PasswordUnchanged(AuthError):
+    """A 422 like a schema's: the new password is the current one."""
+
+    code = "validation_error"
+    message = "The request has invalid fields."
+
+    def __init__(self):
+        super().__init__(fields={"new_password": ["The new password must differ from the current one."]})

@@ -6,30 +6,26 @@ import logging
 import threading
 from collections.abc import Callable
 
+from auth_service.outbox import Outbox
 from auth_service.ports import BrokerUnavailable
 from auth_service.service import AccountService
-from common.messaging import messages
 from common.messaging.connection import Backoff
-from common.messaging.consumer import ChannelPublisher, Result
-from common.messaging.envelope import Incoming, MalformedMessage
+from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
+from common.messaging.messages import AccountConfirmed
 
 log = logging.getLogger(__name__)
 
 
-class AccountConfirmedHandler:
-    def __init__(self, accounts: AccountService):
-        self._accounts = accounts
+def account_confirmed_router(accounts: AccountService) -> Router:
+    """What auth consumes from ACCOUNT_CONFIRMED_QUEUE, by message type."""
 
-    def __call__(self, message: Incoming, publisher: ChannelPublisher) -> Result:
-        if message.type != messages.ACCOUNT_CONFIRMED:
-            return Result.dead_letter(f"unexpected message type {message.type!r}")
-        try:
-            user_id = message.string_field("user_id", max_length=64)
-        except MalformedMessage as error:
-            return Result.dead_letter(f"malformed: {error}")
-        changed = self._accounts.mark_verified(user_id)
+    def on_account_confirmed(delivery: Delivered[AccountConfirmed], publisher: ChannelPublisher) -> Result:
+        user_id = delivery.message.user_id
+        changed = accounts.mark_verified(user_id)
         log.info("account confirmed", extra={"user_id": user_id, "changed": changed})
         return Result.ack()
+
+    return Router({AccountConfirmed: on_account_confirmed})
 
 
 class OutboxRelay(threading.Thread):
@@ -37,12 +33,12 @@ class OutboxRelay(threading.Thread):
 
     def __init__(
         self,
-        accounts: AccountService,
+        outbox: Outbox,
         interval_seconds: float = 1.0,
         on_relayed: Callable[[int], None] = lambda delivered: None,
     ):
         super().__init__(name="outbox-relay", daemon=True)
-        self._accounts = accounts
+        self._outbox = outbox
         self._on_relayed = on_relayed
         self._interval = interval_seconds
         self._stopping = threading.Event()
@@ -52,10 +48,10 @@ class OutboxRelay(threading.Thread):
         self._stopping.set()
 
     def run(self) -> None:
-        backoff = Backoff(self._stopping, initial=self._interval)
+        backoff = Backoff(self._stopping.wait, initial=self._interval)
         while not self._stopping.is_set():
             try:
-                delivered = self._accounts.relay_due_outbox()
+                delivered = self._outbox.relay_due()
                 if delivered:
                     self._on_relayed(delivered)
                     log.info("outbox relayed", extra={"delivered": delivered})

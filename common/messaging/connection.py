@@ -1,12 +1,14 @@
-"""Opening connections: heartbeats on, blocked connections bounded, capped back-off."""
+"""Opening connections, the one back-off, and the base of every thread that owns a pika connection."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 
 import pika
+import pika.exceptions
 
 log = logging.getLogger(__name__)
 
@@ -14,6 +16,14 @@ HEARTBEAT_SECONDS = 30
 BLOCKED_CONNECTION_TIMEOUT_SECONDS = 30
 SOCKET_TIMEOUT_SECONDS = 5
 MAX_BACKOFF_SECONDS = 15.0
+
+CONNECTION_ERRORS = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.ConnectionClosed,
+    pika.exceptions.StreamLostError,
+    ConnectionError,
+    OSError,
+)
 
 
 def parameters(url: str, client_name: str) -> pika.URLParameters:
@@ -27,19 +37,25 @@ def parameters(url: str, client_name: str) -> pika.URLParameters:
 
 
 class Backoff:
-    """Capped exponential back-off that an owner can interrupt by setting ``stop``."""
+    """Capped exponential back-off. ``sleep`` is how its owner waits: an interruptible
+    ``Event.wait``, or a sleep that keeps a connection's heartbeats flowing."""
 
-    def __init__(self, stop: threading.Event, initial: float = 0.5, cap: float = MAX_BACKOFF_SECONDS):
-        self._stop = stop
+    def __init__(self, sleep: Callable[[float], object], initial: float = 0.5, cap: float = MAX_BACKOFF_SECONDS):
+        self._sleep = sleep
         self._initial = initial
         self._cap = cap
         self._delay = initial
+
+    @property
+    def delay(self) -> float:
+        """How long the next ``wait`` sleeps."""
+        return self._delay
 
     def reset(self) -> None:
         self._delay = self._initial
 
     def wait(self) -> None:
-        self._stop.wait(self._delay)
+        self._sleep(self._delay)
         self._delay = min(self._delay * 2, self._cap)
 
 
@@ -58,3 +74,70 @@ def close_quietly(connection: pika.BlockingConnection | None) -> None:
         connection.close()
     except Exception as error:  # the connection is being discarded anyway
         log.debug("closing connection failed: %r", error)
+
+
+class ConnectionThread(threading.Thread):
+    """A daemon thread that owns one pika connection: connect, serve until stopped, reconnect.
+
+    A lost connection is reopened with capped back-off. A channel error (a
+    topology mismatch, a bug) or any other failure stops the thread and is kept
+    in ``failure``, so the process can exit visibly rather than limp on.
+    Subclasses set up their channel in ``on_connected`` and may release what
+    waits on the connection in ``on_disconnected``.
+    """
+
+    def __init__(self, url: str, name: str, client_name: str | None = None):
+        super().__init__(name=name, daemon=True)
+        self._url = url
+        self._client_name = client_name or name
+        self._stopping = threading.Event()
+        self._connection: pika.BlockingConnection | None = None
+        self.ready = threading.Event()
+        self.failure: BaseException | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.ready.is_set()
+
+    def log_context(self) -> dict:
+        return {}
+
+    def on_connected(self, connection: pika.BlockingConnection) -> None:
+        raise NotImplementedError
+
+    def on_disconnected(self) -> None:
+        """Called on this thread after every connection ends, before it is closed."""
+
+    def stop(self) -> None:
+        """Ask the thread to finish what it has in hand and close; returns at once."""
+        self._stopping.set()
+        wake(self._connection)
+
+    def run(self) -> None:
+        backoff = Backoff(self._stopping.wait)
+        while not self._stopping.is_set():
+            try:
+                self._connection = pika.BlockingConnection(parameters(self._url, self._client_name))
+                self.on_connected(self._connection)
+                self.ready.set()
+                backoff.reset()
+                log.info("broker connection up", extra=self.log_context())
+                while not self._stopping.is_set():
+                    self._connection.process_data_events(time_limit=1)
+            except CONNECTION_ERRORS as error:
+                log.warning("broker connection lost, reconnecting", extra={**self.log_context(), "error": repr(error)})
+            except pika.exceptions.AMQPChannelError as error:
+                log.error("channel error, thread stops", extra={**self.log_context(), "error": repr(error)})
+                self.failure = error
+            except Exception as error:  # e.g. a republish the broker could not route: stop visibly
+                log.exception("broker thread failed", extra=self.log_context())
+                self.failure = error
+            finally:
+                self.ready.clear()
+                self.on_disconnected()
+                connection, self._connection = self._connection, None
+                close_quietly(connection)
+            if self.failure is not None:
+                break
+            if not self._stopping.is_set():
+                backoff.wait()

@@ -1,12 +1,13 @@
 """A consumer thread that owns its connection and acks only after the work is done.
 
-Handlers return what should happen to the message; this loop does it:
+A queue's handler is usually a ``Router``: its table of message classes
+checks the type and parses the body once, then calls the handler for that
+type. Handlers return what should happen to the message; this loop does it:
 ack, park it in a retry queue (the broker redelivers it later), or move it to
 the dead-letter queue with the reason in its headers. A handler that raises
 is treated as a transient failure, so a bug never loses a message and never
-requeues it in a hot loop. Connection errors reconnect with capped back-off;
-a channel error (a topology mismatch, a bug) stops the thread and is
-reported through ``failure`` so the process exits visibly.
+requeues it in a hot loop. The connection itself is kept by
+``ConnectionThread`` (common.messaging.connection).
 
 A handler that raises one of the ``unavailable`` errors (Redis or MongoDB
 unreachable) says nothing about the message, only about a store it needs.
@@ -20,16 +21,16 @@ from __future__ import annotations
 
 import enum
 import logging
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import pika
 import pika.exceptions
 
 from common.messaging import topology
-from common.messaging.connection import Backoff, close_quietly, parameters, wake
+from common.messaging.connection import CONNECTION_ERRORS, Backoff, ConnectionThread
 from common.messaging.envelope import (
     DEAD_REASON_HEADER,
     ORIGINAL_QUEUE_HEADER,
@@ -38,19 +39,14 @@ from common.messaging.envelope import (
     MalformedMessage,
     Outgoing,
 )
+from common.messaging.messages import Message
 
 log = logging.getLogger(__name__)
 
 HOLD_INITIAL_SECONDS = 0.5
 HOLD_MAX_SECONDS = 10.0
 
-CONNECTION_ERRORS = (
-    pika.exceptions.AMQPConnectionError,
-    pika.exceptions.ConnectionClosed,
-    pika.exceptions.StreamLostError,
-    ConnectionError,
-    OSError,
-)
+__all__ = ["CONNECTION_ERRORS", "Consumer", "Delivered", "Outcome", "Result", "Router"]
 
 
 class Outcome(enum.Enum):
@@ -102,11 +98,67 @@ class ChannelPublisher:
         )
 
 
+M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True)
+class Delivered(Generic[M]):
+    """A delivery whose type was checked and whose body parsed into ``message``."""
+
+    message: M
+    envelope: Incoming
+
+    @property
+    def message_id(self) -> str:
+        return self.envelope.message_id
+
+    @property
+    def request_id(self) -> str | None:
+        return self.envelope.request_id
+
+    @property
+    def reply_to(self) -> str | None:
+        return self.envelope.reply_to
+
+    @property
+    def correlation_id(self) -> str | None:
+        return self.envelope.correlation_id
+
+
 Handler = Callable[[Incoming, ChannelPublisher], Result]
 Observer = Callable[[str, Outcome], None]
 
 
-class Consumer(threading.Thread):
+class Router:
+    """The type-to-handler table of one queue: checks the type and parses the body, once.
+
+    A type the queue does not take, or a body its class refuses, is
+    dead-lettered with the reason before any handler runs.
+    """
+
+    def __init__(self, routes: Mapping[type[Message], Callable[[Delivered[Any], Any], Result]]):
+        self._table: dict[str, tuple[type[Message], Callable[[Delivered[Any], Any], Result]]] = {}
+        for message_class, handler in routes.items():
+            for message_type in (message_class.TYPE, *message_class.LEGACY_TYPES):
+                self._table[message_type] = (message_class, handler)
+
+    @property
+    def types(self) -> frozenset[str]:
+        return frozenset(self._table)
+
+    def __call__(self, message: Incoming, publisher) -> Result:
+        route = self._table.get(message.type)
+        if route is None:
+            return Result.dead_letter(f"unexpected message type {message.type[:60]!r}")
+        message_class, handler = route
+        try:
+            parsed = message_class.parse(message)
+        except MalformedMessage as error:
+            return Result.dead_letter(f"malformed: {error}")
+        return handler(Delivered(parsed, message), publisher)
+
+
+class Consumer(ConnectionThread):
     def __init__(
         self,
         *,
@@ -121,8 +173,7 @@ class Consumer(threading.Thread):
         retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS,
         unavailable: tuple[type[Exception], ...] = (),
     ):
-        super().__init__(name=name or f"consumer:{queue}", daemon=True)
-        self._url = url
+        super().__init__(url, name=name or f"consumer:{queue}")
         self._queue = topology.WorkQueue(queue, retry_delays)
         self._unavailable = unavailable
         self._handler = handler
@@ -130,60 +181,16 @@ class Consumer(threading.Thread):
         self._prefetch = prefetch
         self._observe = observe or (lambda queue, outcome: None)
         self._bind_request_id = bind_request_id or (lambda request_id: None)
-        self._stopping = threading.Event()
-        self._connection: pika.BlockingConnection | None = None
-        self.ready = threading.Event()
-        self.failure: BaseException | None = None
 
-    @property
-    def connected(self) -> bool:
-        return self.ready.is_set()
+    def log_context(self) -> dict:
+        return {"queue": self._queue.name}
 
-    def stop(self) -> None:
-        """Ask the thread to finish the message in hand and close; returns at once."""
-        self._stopping.set()
-        wake(self._connection)
-
-    def run(self) -> None:
-        backoff = Backoff(self._stopping)
-        while not self._stopping.is_set():
-            try:
-                self._consume_until_stopped(backoff)
-            except CONNECTION_ERRORS as error:
-                log.warning(
-                    "broker connection lost, reconnecting",
-                    extra={"queue": self._queue.name, "error": repr(error)},
-                )
-                backoff.wait()
-            except pika.exceptions.AMQPChannelError as error:
-                log.error("channel error, consumer stops", extra={"queue": self._queue.name, "error": repr(error)})
-                self.failure = error
-                break
-            except Exception as error:  # e.g. a republish the broker could not route: stop visibly
-                log.exception("consumer failed", extra={"queue": self._queue.name})
-                self.failure = error
-                break
-            finally:
-                self.ready.clear()
-                self._close()
-
-    def _consume_until_stopped(self, backoff: Backoff) -> None:
-        self._connection = pika.BlockingConnection(parameters(self._url, self.name))
-        channel = self._connection.channel()
+    def on_connected(self, connection: pika.BlockingConnection) -> None:
+        channel = connection.channel()
         channel.confirm_delivery()
         topology.declare(channel, self._declare, self._queue.retry_delays)
         channel.basic_qos(prefetch_count=self._prefetch)
         channel.basic_consume(self._queue.name, self._on_message)
-        self.ready.set()
-        backoff.reset()
-        log.info("consuming", extra={"queue": self._queue.name})
-        while not self._stopping.is_set():
-            self._connection.process_data_events(time_limit=1)
-        channel.close()
-
-    def _close(self) -> None:
-        connection, self._connection = self._connection, None
-        close_quietly(connection)
 
     def _on_message(self, channel, method, properties, body: bytes) -> None:
         if self._stopping.is_set():
@@ -214,7 +221,7 @@ class Consumer(threading.Thread):
 
     def _handle_when_available(self, message: Incoming, channel) -> Result | None:
         """Run the handler; while a store it needs is down, hold the message and try again."""
-        pause = HOLD_INITIAL_SECONDS
+        pause = Backoff(self._pause, HOLD_INITIAL_SECONDS, HOLD_MAX_SECONDS)
         while True:
             try:
                 return self._handler(message, ChannelPublisher(channel))
@@ -223,10 +230,9 @@ class Consumer(threading.Thread):
                     return None
                 log.warning(
                     "a store is unavailable, message held",
-                    extra={"queue": self._queue.name, "error": type(error).__name__, "pause": pause},
+                    extra={"queue": self._queue.name, "error": type(error).__name__, "pause": pause.delay},
                 )
-                self._pause(pause)
-                pause = min(pause * 2, HOLD_MAX_SECONDS)
+                pause.wait()
 
     def _pause(self, seconds: float) -> None:
         # connection.sleep keeps heartbeats flowing and, inside a delivery

@@ -84,26 +84,3 @@ class Incoming:
             correlation_id=properties.correlation_id or None,
             headers=headers,
         )
-
-    def string_field(self, name: str, max_length: int = 320) -> str:
-        value = self.body.get(name)
-        if not isinstance(value, str) or not value or len(value) > max_length:
-            raise MalformedMessage(f"field {name!r} must be a non-empty string")
-        return value
-
-    def optional_string_field(self, name: str, max_length: int = 320) -> str | None:
-        value = self.body.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, str) or len(value) > max_length:
-            raise MalformedMessage(f"field {name!r} must be a string")
-        return value
-
-    def optional_number_field(self, name: str) -> float | None:
-        return None if self.body.get(name) is None else self.number_field(name)
-
-    def number_field(self, name: str) -> float:
-        value = self.body.get(name)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise MalformedMessage(f"field {name!r} must be a number")
-        return value

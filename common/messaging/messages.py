@@ -1,9 +1,215 @@
-"""The message types that travel between the services, and the verdict vocabulary."""
+"""The messages that travel between the services, typed, and the vocabulary both sides share.
 
-ACCOUNT_REGISTERED = "account.registered"
-VERIFICATION_CODE_REQUESTED = "account.verification_code_requested"
-EMAIL_CODE_SUBMITTED = "email_code.submitted"
-EMAIL_CODE_VERDICT = "email_code.verdict"
-ACCOUNT_CONFIRMED = "account.confirmed"
+Each message class names its wire ``TYPE`` and parses itself from a delivered
+body, raising ``MalformedMessage`` for anything it cannot use; a consumer
+routes a delivery through a ``Router`` (common.messaging.consumer) so that
+parsing and the type check happen once, before any handler runs.
+"""
 
-CODE_REQUEST_TYPES = frozenset({ACCOUNT_REGISTERED, VERIFICATION_CODE_REQUESTED})
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Self
+
+from common.messaging.envelope import Incoming, MalformedMessage, Outgoing
+
+EMAIL_MAX_LENGTH = 320
+ID_MAX_LENGTH = 64
+NAME_MAX_LENGTH = 200
+CODE_MAX_LENGTH = 32
+LINK_TOKEN_MAX_LENGTH = 128
+
+
+class Purpose(enum.StrEnum):
+    """What a code proves. A code is stored, counted and accepted under its purpose only."""
+
+    VERIFY_EMAIL = "verify_email"
+    RESET_PASSWORD = "reset_password"  # noqa: S105 (a purpose, not a password)
+    CHANGE_EMAIL = "change_email"
+
+
+class Verdict(enum.StrEnum):
+    """The worker's answer to a submitted code; auth maps each to the contract's error."""
+
+    VERIFIED = "verified"
+    INVALID_CODE = "invalid_code"
+    CODE_EXPIRED = "code_expired"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message body with its wire type. Subclasses are frozen dataclasses of JSON-safe fields."""
+
+    TYPE: ClassVar[str]
+    # Types written before this class existed that it still reads: messages in
+    # flight (or in an outbox) across a deploy must not be dead-lettered.
+    LEGACY_TYPES: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        raise NotImplementedError
+
+    def body(self) -> dict[str, Any]:
+        return {name: _json_value(value) for name, value in asdict(self).items()}
+
+    def outgoing(self, **envelope: Any) -> Outgoing:
+        """The message ready to publish; ``envelope`` holds message_id, request_id, reply_to, correlation_id."""
+        return Outgoing(type=self.TYPE, body=self.body(), **envelope)
+
+
+@dataclass(frozen=True)
+class CodeRequested(Message):
+    """auth -> worker: mail a code for ``purpose`` to ``email``. The code derives from the message id."""
+
+    TYPE: ClassVar[str] = "code.requested"
+    LEGACY_TYPES: ClassVar[frozenset[str]] = frozenset({"account.registered", "account.verification_code_requested"})
+
+    purpose: Purpose
+    user_id: str
+    email: str
+    requested_at: float
+    name: str | None = None
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        return cls(
+            purpose=_purpose(message, cls.LEGACY_TYPES),
+            user_id=_string(message.body, "user_id", ID_MAX_LENGTH),
+            email=_string(message.body, "email", EMAIL_MAX_LENGTH),
+            requested_at=_number(message.body, "requested_at"),
+            name=_optional_string(message.body, "name", NAME_MAX_LENGTH),
+        )
+
+
+@dataclass(frozen=True)
+class CodeSubmitted(Message):
+    """auth -> worker: judge a code (or a link token) for ``purpose`` and ``email``; the verdict is replied."""
+
+    TYPE: ClassVar[str] = "code.submitted"
+    LEGACY_TYPES: ClassVar[frozenset[str]] = frozenset({"email_code.submitted"})
+
+    purpose: Purpose
+    email: str
+    code: str | None = None
+    link_token: str | None = None
+    submitted_at: float | None = None
+    user_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.code is None) == (self.link_token is None):
+            raise MalformedMessage("a submission carries exactly one of 'code' and 'link_token'")
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        body = message.body
+        return cls(
+            purpose=_purpose(message, cls.LEGACY_TYPES),
+            email=_string(body, "email", EMAIL_MAX_LENGTH),
+            code=_optional_string(body, "code", CODE_MAX_LENGTH, non_empty=True),
+            link_token=_optional_string(body, "link_token", LINK_TOKEN_MAX_LENGTH, non_empty=True),
+            submitted_at=_optional_number(body, "submitted_at"),
+            user_id=_optional_string(body, "user_id", ID_MAX_LENGTH),
+        )
+
+
+@dataclass(frozen=True)
+class CodeVerdict(Message):
+    """worker -> auth (reply): the verdict; when verified, whose code it was, so auth can apply it."""
+
+    TYPE: ClassVar[str] = "code.verdict"
+    LEGACY_TYPES: ClassVar[frozenset[str]] = frozenset({"email_code.verdict"})
+
+    verdict: Verdict
+    attempts_left: int = 0
+    purpose: Purpose | None = None
+    user_id: str | None = None
+    email: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.verdict is Verdict.VERIFIED
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        return cls.from_body(message.body)
+
+    @classmethod
+    def from_body(cls, body: dict) -> Self:
+        """Replies arrive on the RPC inbox, outside any consumer, so they parse from the bare body."""
+        verdict = body.get("verdict")
+        if verdict not in set(Verdict):
+            raise MalformedMessage(f"unknown verdict {str(verdict)[:40]!r}")
+        attempts_left = body.get("attempts_left", 0)
+        if isinstance(attempts_left, bool) or not isinstance(attempts_left, int):
+            raise MalformedMessage("field 'attempts_left' must be an integer")
+        purpose = body.get("purpose")
+        return cls(
+            verdict=Verdict(verdict),
+            attempts_left=attempts_left,
+            purpose=None if purpose is None else _known_purpose(purpose),
+            user_id=_optional_string(body, "user_id", ID_MAX_LENGTH),
+            email=_optional_string(body, "email", EMAIL_MAX_LENGTH),
+        )
+
+
+@dataclass(frozen=True)
+class AccountConfirmed(Message):
+    """worker -> auth, durable: the address of a registration is proved; mark the account verified."""
+
+    TYPE: ClassVar[str] = "account.confirmed"
+
+    user_id: str
+    email: str | None = None
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        return cls(
+            user_id=_string(message.body, "user_id", ID_MAX_LENGTH),
+            email=_optional_string(message.body, "email", EMAIL_MAX_LENGTH),
+        )
+
+
+def _purpose(message: Incoming, legacy_types: frozenset[str]) -> Purpose:
+    raw = message.body.get("purpose")
+    if raw is None and message.type in legacy_types:
+        return Purpose.VERIFY_EMAIL  # written before codes had a purpose: a registration's
+    return _known_purpose(raw)
+
+
+def _known_purpose(raw: object) -> Purpose:
+    if raw not in set(Purpose):
+        raise MalformedMessage(f"unknown purpose {str(raw)[:40]!r}")
+    return Purpose(raw)
+
+
+def _string(body: dict, name: str, max_length: int) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        raise MalformedMessage(f"field {name!r} must be a non-empty string")
+    return value
+
+
+def _optional_string(body: dict, name: str, max_length: int, non_empty: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length or (non_empty and not value):
+        raise MalformedMessage(f"field {name!r} must be a string")
+    return value
+
+
+def _number(body: dict, name: str) -> float:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MalformedMessage(f"field {name!r} must be a number")
+    return value
+
+
+def _optional_number(body: dict, name: str) -> float | None:
+    return None if body.get(name) is None else _number(body, name)
+
+
+def _json_value(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value

@@ -7,9 +7,10 @@ import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask
 from flask_mail import Connection, Mail, Message
 
 from email_service.ports import PermanentMailError, TransientMailError
@@ -53,7 +54,11 @@ class _TimeoutMail(Mail):
 
 
 class FlaskMailer:
-    """Renders the verification email from templates and hands it to the SMTP server."""
+    """Renders a named email from its template pair and hands it to the SMTP server.
+
+    A kind of email is two files in ``templates/``: ``<name>.txt`` (which sets
+    ``subject``) and ``<name>.html``. Adding one needs no code here.
+    """
 
     def __init__(self, app: Flask, timeout: float):
         self.app = app
@@ -61,15 +66,9 @@ class FlaskMailer:
         self.mail.init_app(app)
         self.mail.app = app
 
-    def send_verification(self, email: str, name: str | None, code: str, validity: str) -> None:
+    def send(self, template: str, to: str, context: Mapping[str, Any]) -> None:
         with self.app.app_context():
-            context = {"name": name, "code": code, "validity": validity}
-            message = Message(
-                subject="Confirm your email address",
-                recipients=[email],
-                body=render_template("verification.txt", **context),
-                html=render_template("verification.html", **context),
-            )
+            message = self.render(template, to, context)
             try:
                 self.mail.send(message)
             except UnicodeError:
@@ -85,6 +84,19 @@ class FlaskMailer:
                 raise _classify(error.smtp_code, type(error).__name__) from None
             except (TimeoutError, smtplib.SMTPException, OSError) as error:
                 raise TransientMailError(type(error).__name__) from None
+
+    def render(self, template: str, to: str, context: Mapping[str, Any]) -> Message:
+        environment = self.app.jinja_env
+        text = environment.get_template(f"{template}.txt").make_module(dict(context))
+        subject = getattr(text, "subject", None)
+        if not subject:
+            raise LookupError(f"template {template}.txt sets no subject")
+        return Message(
+            subject=str(subject),
+            recipients=[to],
+            body=str(text),
+            html=environment.get_template(f"{template}.html").render(context),
+        )
 
 
 class SmtpProbe:

@@ -1,7 +1,10 @@
-"""Pending registrations in Redis: one hash per address, living ``CODE_TTL_SECONDS``.
+"""Pending codes in Redis: one hash per purpose and address, living ``CODE_TTL_SECONDS``.
+
+The purpose is part of every key (the code, its quota), so a password-reset
+code never replaces a pending registration's, nor spends its quota.
 
 Each guess is judged inside an optimistic transaction (WATCH/MULTI): if another
-guess changed the registration in between, the transaction is retried, so
+guess changed the code in between, the transaction is retried, so
 parallel guesses can never spend more attempts than allowed. Every guess is
 remembered by its message id, so a redelivered guess returns the same verdict
 without spending another attempt.
@@ -14,35 +17,46 @@ import json
 
 import redis
 
-from email_service.domain.codes import Judgement, PendingRegistration, Verdict, judge_attempt, within_quota
+from email_service.domain.codes import (
+    Judgement,
+    PendingCode,
+    Presented,
+    Purpose,
+    Slot,
+    Verdict,
+    judge_attempt,
+    within_quota,
+)
 
 HOUR = 3600
 DAY = 86400
 SEEN_PREFIX = "seen:"
 
 
-class RedisPendingRegistrations:
+class RedisPendingCodes:
     def __init__(self, client: redis.Redis, key_prefix: str):
         self._redis = client
         self._prefix = key_prefix
 
-    def _address_key(self, kind: str, email: str) -> str:
+    def _slot_key(self, kind: str, slot: Slot) -> str:
         # Addresses are hashed so keys do not spell out personal data.
-        return f"{self._prefix}:{kind}:{hashlib.sha256(email.encode()).hexdigest()}"
+        return f"{self._prefix}:{kind}:{slot.purpose}:{hashlib.sha256(slot.email.encode()).hexdigest()}"
 
-    def get(self, email: str) -> PendingRegistration | None:
-        return _parse(self._redis.hgetall(self._address_key("pending", email)))
+    def get(self, slot: Slot) -> PendingCode | None:
+        return _parse(self._redis.hgetall(self._slot_key("pending", slot)))
 
-    def replace(self, pending: PendingRegistration, ttl_seconds: int) -> None:
-        key = self._address_key("pending", pending.email)
+    def replace(self, pending: PendingCode, ttl_seconds: int) -> None:
+        key = self._slot_key("pending", pending.slot)
         fields = {
-            "email": pending.email,
+            "purpose": pending.slot.purpose.value,
+            "email": pending.slot.email,
             "user_id": pending.user_id,
             "code_digest": pending.code_digest,
             "attempts": pending.attempts,
             "message_id": pending.message_id,
             "requested_at": repr(pending.requested_at),
             "mail_sent": int(pending.mail_sent),
+            "link_digest": pending.link_digest,
         }
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
@@ -50,8 +64,8 @@ class RedisPendingRegistrations:
             pipe.expire(key, ttl_seconds)
             pipe.execute()
 
-    def mark_mail_sent(self, email: str, message_id: str) -> None:
-        key = self._address_key("pending", email)
+    def mark_mail_sent(self, slot: Slot, message_id: str) -> None:
+        key = self._slot_key("pending", slot)
 
         def mark(pipe: redis.client.Pipeline) -> None:
             if _text(pipe.hget(key, "message_id")) == message_id:
@@ -61,9 +75,9 @@ class RedisPendingRegistrations:
         self._redis.transaction(mark, key)
 
     def attempt(
-        self, email: str, presented_digest: str, attempt_id: str, max_attempts: int, submitted_at: float | None = None
+        self, slot: Slot, presented: Presented, attempt_id: str, max_attempts: int, submitted_at: float | None = None
     ) -> Judgement:
-        key = self._address_key("pending", email)
+        key = self._slot_key("pending", slot)
         outcome: list[Judgement] = []
 
         def judge(pipe: redis.client.Pipeline) -> None:
@@ -74,7 +88,7 @@ class RedisPendingRegistrations:
                 outcome.append(_judgement_from_json(seen))
                 return
             pending = _parse(raw)
-            judgement = judge_attempt(pending, presented_digest, max_attempts, submitted_at)
+            judgement = judge_attempt(pending, presented, max_attempts, submitted_at)
             outcome.append(judgement)
             if pending is None or judgement.verdict is Verdict.CODE_EXPIRED:
                 return
@@ -90,8 +104,8 @@ class RedisPendingRegistrations:
         self._redis.transaction(judge, key)
         return outcome[0]
 
-    def discard_consumed(self, email: str, attempt_id: str) -> None:
-        key = self._address_key("pending", email)
+    def discard_consumed(self, slot: Slot, attempt_id: str) -> None:
+        key = self._slot_key("pending", slot)
 
         def discard(pipe: redis.client.Pipeline) -> None:
             if _text(pipe.hget(key, "consumed_by")) == attempt_id:
@@ -100,14 +114,14 @@ class RedisPendingRegistrations:
 
         self._redis.transaction(discard, key)
 
-    def reserve_code(self, email: str, message_id: str, now: float, per_hour: int, per_day: int) -> bool:
-        """Count this request's code against the address's hourly and daily quota; False if over it.
+    def reserve_code(self, slot: Slot, message_id: str, now: float, per_hour: int, per_day: int) -> bool:
+        """Count this request's code against the slot's hourly and daily quota; False if over it.
 
         Checked and counted in one optimistic transaction, so parallel requests
         cannot both take the last slot. A request already counted (a
         redelivery) is allowed again without counting twice.
         """
-        key = self._address_key("sent", email)
+        key = self._slot_key("sent", slot)
         allowed: list[bool] = []
 
         def reserve(pipe: redis.client.Pipeline) -> None:
@@ -132,12 +146,12 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _parse(raw: dict) -> PendingRegistration | None:
+def _parse(raw: dict) -> PendingCode | None:
     fields = {_text(k): _text(v) for k, v in raw.items()}
     if "user_id" not in fields:
         return None
-    return PendingRegistration(
-        email=fields["email"],
+    return PendingCode(
+        slot=Slot(Purpose(fields["purpose"]), fields["email"]),
         user_id=fields["user_id"],
         code_digest=fields.get("code_digest", ""),
         attempts=int(fields.get("attempts", 0)),
@@ -145,6 +159,7 @@ def _parse(raw: dict) -> PendingRegistration | None:
         requested_at=float(fields.get("requested_at", 0)),
         mail_sent=fields.get("mail_sent") == "1",
         consumed_by=fields.get("consumed_by"),
+        link_digest=fields.get("link_digest", ""),
     )
 
 

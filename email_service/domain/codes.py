@@ -1,13 +1,41 @@
-"""Verification codes: how they are made, stored and judged. Pure Python, no I/O."""
+"""One-time codes, for any purpose: how they are made, stored and judged. Pure Python, no I/O."""
 
 from __future__ import annotations
 
+import base64
 import enum
 import hmac
 from dataclasses import dataclass
 from hashlib import sha256
 
+from common.messaging.messages import Purpose, Verdict
+
 CODE_DIGITS = 6
+
+__all__ = [
+    "CODE_DIGITS",
+    "Judgement",
+    "PendingCode",
+    "Presented",
+    "Purpose",
+    "Slot",
+    "Verdict",
+    "code_digest",
+    "code_for_request",
+    "describe_validity",
+    "judge_attempt",
+    "link_digest",
+    "link_token_for_request",
+    "within_quota",
+]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a code lives: one live code per purpose and address, so codes of two purposes never meet."""
+
+    purpose: Purpose
+    email: str
 
 
 def code_for_request(key: str, message_id: str) -> str:
@@ -23,20 +51,48 @@ def code_for_request(key: str, message_id: str) -> str:
     return f"{int.from_bytes(mac, 'big') % 10**CODE_DIGITS:0{CODE_DIGITS}d}"
 
 
-def code_digest(key: str, email: str, code: str) -> str:
-    """Keyed hash binding a code to its address, so a stored digest is useless without the key."""
-    return hmac.new(key.encode(), f"{email}\x00{code}".encode(), sha256).hexdigest()
+def link_token_for_request(key: str, message_id: str) -> str:
+    """The single-use link token of one code request: derived like the code, never equal to it."""
+    mac = hmac.new(key.encode(), f"link\x00{message_id}".encode(), sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def code_digest(key: str, slot: Slot, code: str) -> str:
+    """Keyed hash binding a code to its purpose and address: useless without the key, and for any other slot."""
+    return _digest(key, "code", slot, code)
+
+
+def link_digest(key: str, slot: Slot, token: str) -> str:
+    return _digest(key, "link", slot, token)
+
+
+def _digest(key: str, kind: str, slot: Slot, secret: str) -> str:
+    return hmac.new(key.encode(), f"{kind}\x00{slot.purpose}\x00{slot.email}\x00{secret}".encode(), sha256).hexdigest()
 
 
 def digests_match(stored: str, presented: str) -> bool:
     return hmac.compare_digest(stored.encode(), presented.encode())
 
 
-class Verdict(enum.Enum):
-    VERIFIED = "verified"
-    INVALID_CODE = "invalid_code"
-    CODE_EXPIRED = "code_expired"
-    TOO_MANY_ATTEMPTS = "too_many_attempts"
+class Proof(enum.Enum):
+    CODE = "code"
+    LINK = "link"
+
+
+@dataclass(frozen=True)
+class Presented:
+    """What a submission presents, as a digest: the typed code or the token of the emailed link."""
+
+    proof: Proof
+    digest: str
+
+    @classmethod
+    def code(cls, key: str, slot: Slot, code: str) -> Presented:
+        return cls(Proof.CODE, code_digest(key, slot, code))
+
+    @classmethod
+    def link(cls, key: str, slot: Slot, token: str) -> Presented:
+        return cls(Proof.LINK, link_digest(key, slot, token))
 
 
 @dataclass(frozen=True)
@@ -47,10 +103,10 @@ class Judgement:
 
 
 @dataclass(frozen=True)
-class PendingRegistration:
-    """What the worker keeps in Redis while a code is live."""
+class PendingCode:
+    """What the worker keeps in Redis while a code is live (one per slot)."""
 
-    email: str
+    slot: Slot
     user_id: str
     code_digest: str
     attempts: int
@@ -58,6 +114,7 @@ class PendingRegistration:
     requested_at: float
     mail_sent: bool
     consumed_by: str | None = None
+    link_digest: str = ""
 
     @property
     def burned(self) -> bool:
@@ -65,13 +122,15 @@ class PendingRegistration:
 
 
 def judge_attempt(
-    pending: PendingRegistration | None, presented_digest: str, max_attempts: int, submitted_at: float | None = None
+    pending: PendingCode | None, presented: Presented, max_attempts: int, submitted_at: float | None = None
 ) -> Judgement:
-    """The verdict on one guess, given the registration as it stands (before the guess).
+    """The verdict on one guess, given the code as it stands (before the guess).
 
     A guess submitted before the current code was requested (it waited in the
     queue while a newer code went out) was meant for an older code: it is
-    answered as expired and spends none of the new code's attempts.
+    answered as expired and spends none of the new code's attempts. So is a
+    link that does not match: its token is too long to guess, so it is the link
+    of an older code, not an attack on this one.
     """
     if pending is None or pending.consumed_by is not None:
         return Judgement(Verdict.CODE_EXPIRED)
@@ -79,7 +138,11 @@ def judge_attempt(
         return Judgement(Verdict.CODE_EXPIRED)
     if pending.burned or pending.attempts >= max_attempts:
         return Judgement(Verdict.TOO_MANY_ATTEMPTS)
-    if digests_match(pending.code_digest, presented_digest):
+    if presented.proof is Proof.LINK:
+        if pending.link_digest and digests_match(pending.link_digest, presented.digest):
+            return Judgement(Verdict.VERIFIED, user_id=pending.user_id)
+        return Judgement(Verdict.CODE_EXPIRED)
+    if digests_match(pending.code_digest, presented.digest):
         return Judgement(Verdict.VERIFIED, user_id=pending.user_id)
     attempts_left = max_attempts - pending.attempts - 1
     if attempts_left <= 0:

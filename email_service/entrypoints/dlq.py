@@ -31,7 +31,7 @@ from common.messaging.consumer import republish
 from common.messaging.envelope import DEAD_REASON_HEADER, ORIGINAL_QUEUE_HEADER, RETRY_COUNT_HEADER
 
 MASK = "******"
-SECRET_FIELDS = ("code",)
+SECRET_FIELDS = ("code", "link_token")
 DIGIT_RUN = re.compile(r"\d{4,}")
 PREVIEW_CHARACTERS = 400
 # Headers that belong to a message's past failures; a replayed message starts afresh.

@@ -10,7 +10,8 @@ import sys
 import pika
 import pytest
 
-from common.messaging import messages, topology
+from common.messaging import topology
+from common.messaging.messages import CodeSubmitted
 from devtools.stack import ROOT, delete_queues, unique_names
 
 SUBMITTED_CODE = "123456"
@@ -52,7 +53,12 @@ def test_list_show_replay_and_purge(dead_letters):
             break
         channel.basic_nack(method.delivery_tag, requeue=True)
     # The consumer dead-letters one whose retries ran out, with its reason in the headers.
-    submitted = {"type": messages.EMAIL_CODE_SUBMITTED, "email": "a@example.com", "code": SUBMITTED_CODE}
+    submitted = {
+        "type": CodeSubmitted.TYPE,
+        "purpose": "verify_email",
+        "email": "a@example.com",
+        "code": SUBMITTED_CODE,
+    }
     channel.basic_publish(
         "",
         topology.WorkQueue(confirm).dead_letter_queue,

@@ -20,7 +20,7 @@ import time
 
 import pika
 
-from common.messaging import messages
+from common.messaging.messages import AccountConfirmed, CodeRequested, CodeSubmitted
 from devtools.stack import http_json
 from tests.faults.harness import FaultRun
 
@@ -185,7 +185,14 @@ def malformed_messages(queues: dict[str, str]) -> list[tuple[str, bytes, pika.Ba
         queues["CONFIRM_EMAIL_CODE_QUEUE"],
         queues["ACCOUNT_CONFIRMED_QUEUE"],
     )
-    registered = {"type": messages.ACCOUNT_REGISTERED, "user_id": "u1", "email": "x@example.com", "requested_at": 1}
+    registered = {
+        "type": CodeRequested.TYPE,
+        "purpose": "verify_email",
+        "user_id": "u1",
+        "email": "x@example.com",
+        "requested_at": 1,
+    }
+    submitted = {"type": CodeSubmitted.TYPE, "purpose": "verify_email", "email": "x@example.com"}
     kinds = [
         (creation, b"\xff\xfe not utf-8"),
         (creation, b"not json at all"),
@@ -196,11 +203,14 @@ def malformed_messages(queues: dict[str, str]) -> list[tuple[str, bytes, pika.Ba
         (creation, _json({**registered, "email": 12345})),
         (creation, _json({**registered, "requested_at": "yesterday"})),
         (creation, _json({**registered, "email": "x" * 400})),
-        (confirm, _json({"type": messages.EMAIL_CODE_SUBMITTED, "email": "x@example.com"})),
-        (confirm, _json({"type": messages.EMAIL_CODE_SUBMITTED, "email": "x@example.com", "code": 123456})),
-        (confirm, _json({"type": messages.ACCOUNT_REGISTERED, "email": "x@example.com", "code": "1"})),
+        (creation, _json({**registered, "purpose": "sign_out"})),
+        (creation, _json({k: v for k, v in registered.items() if k != "purpose"})),
+        (confirm, _json(submitted)),
+        (confirm, _json({**submitted, "code": 123456})),
+        (confirm, _json({**submitted, "code": "123456", "link_token": "t" * 43})),
+        (confirm, _json({**registered, "code": "1"})),
         (confirm, b"{"),
-        (confirmed, _json({"type": messages.ACCOUNT_CONFIRMED})),
+        (confirmed, _json({"type": AccountConfirmed.TYPE})),
         (confirmed, _json({"type": "bogus.type", "user_id": "u1"})),
         (confirmed, b"null"),
     ]

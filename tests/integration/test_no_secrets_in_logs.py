@@ -2,7 +2,7 @@
 
 Both services run as they do in production (waitress, pika, RabbitMQ, Redis)
 through ``LocalStack``, on queues and key prefixes of this run's own. The
-passwords, every code (sent or guessed), the access token and both keys are
+passwords (old and new), every code (sent or guessed), the access and refresh tokens and both keys are
 fresh per run, so a match can only come from a log line that leaked them.
 """
 
@@ -58,7 +58,8 @@ def run(tmp_path_factory):
 
 
 def walk_the_flow(stack: LocalStack) -> dict[str, list[str]]:
-    """Register, guess, resend, confirm, log in, read the profile; returns the secrets it used."""
+    """Register, guess, resend, confirm, log in, read the profile, refresh, change the password,
+    log out; returns the secrets it used."""
     email = f"secrets-{uuid.uuid4().hex[:10]}@example.com"
     password = f"pw {secrets.token_urlsafe(12)}"
     wrong_password = f"wrong {secrets.token_urlsafe(12)}"
@@ -81,9 +82,32 @@ def walk_the_flow(stack: LocalStack) -> dict[str, list[str]]:
     assert status == 200
     assert headers["Cache-Control"] == "no-store"
     token = body["access_token"]
+    refresh_tokens = [body["refresh_token"]]
     assert stack.call("GET", "/auth/me", headers={"Authorization": f"Bearer {token}"})[0] == 200
     assert stack.call("GET", "/auth/me", headers={"Authorization": f"Bearer {token}x"})[0] == 401
-    return {"password": [password, wrong_password], "code": [*codes, wrong_code], "access token": [token]}
+
+    # Refresh, a reuse, a logout, and a password change, wrong and right.
+    status, _, rotated = stack.call("POST", "/auth/token/refresh", {"refresh_token": refresh_tokens[0]})
+    assert status == 200
+    refresh_tokens.append(rotated["refresh_token"])
+    assert stack.call("POST", "/auth/token/refresh", {"refresh_token": refresh_tokens[0]})[0] == 200
+    assert stack.call("POST", "/auth/token/refresh", {"refresh_token": f"{refresh_tokens[1]}x"})[0] == 401
+    new_password = f"new pw {secrets.token_urlsafe(12)}"
+    bearer = {"Authorization": f"Bearer {rotated['access_token']}"}
+    change = {"current_password": wrong_password, "new_password": new_password}
+    assert stack.call("POST", "/auth/password/change", change, bearer)[0] == 401
+    change["current_password"] = password
+    status, _, changed = stack.call("POST", "/auth/password/change", change, bearer)
+    assert status == 200
+    refresh_tokens.append(changed["refresh_token"])
+    assert stack.call("POST", "/auth/token/refresh", {"refresh_token": refresh_tokens[1]})[0] == 401
+    assert stack.call("POST", "/auth/logout", {"refresh_token": changed["refresh_token"]})[0] == 204
+    return {
+        "password": [password, wrong_password, new_password],
+        "code": [*codes, wrong_code],
+        "access token": [token, rotated["access_token"], changed["access_token"]],
+        "refresh token": refresh_tokens,
+    }
 
 
 def test_a_chunked_body_over_the_cap_is_413_on_the_real_server(run):
@@ -110,7 +134,7 @@ def test_no_secret_reaches_a_log_line(run):
     assert stack.auth.stop() == 0
     assert stack.worker.stop() == 0
     logs = {"auth": stack.auth.log_text(), "worker": stack.worker.log_text()}
-    assert "verification code sent" in logs["worker"]
+    assert "code sent" in logs["worker"]
     assert "auth service listening" in logs["auth"]
 
     wanted = {**used, "JWT_SECRET": [keys["JWT_SECRET"]], "CODE_HMAC_KEY": [keys["CODE_HMAC_KEY"]]}

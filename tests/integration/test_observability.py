@@ -59,7 +59,7 @@ def test_one_request_id_finds_a_registration_in_both_services_logs(stack, unique
     assert [(line["logger"], line["route"], line["status"]) for line in auth_story] == [
         ("auth_service.access", "/auth/register", 201)
     ]
-    assert [line["message"] for line in worker_story] == ["verification code sent", "message handled"]
+    assert [line["message"] for line in worker_story] == ["code sent", "message handled"]
     assert worker_story[-1]["queue"] == stack.env["ACCOUNT_CREATION_QUEUE"]
     assert {line["service"] for line in auth_story + worker_story} == {"auth_service", "email_service"}
 

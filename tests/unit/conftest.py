@@ -15,10 +15,10 @@ import pytest
 from auth_service import bootstrap as auth_bootstrap
 from auth_service.adapters.cooldowns import InMemoryCooldowns
 from auth_service.config import Settings as AuthSettings
-from auth_service.entrypoints.consumers import AccountConfirmedHandler
+from auth_service.entrypoints.consumers import account_confirmed_router
 from email_service import bootstrap as worker_bootstrap
 from email_service.adapters.mailer import FlaskMailer, mail_app
-from email_service.adapters.pending_store import RedisPendingRegistrations
+from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings as WorkerSettings
 from tests.fakes import InMemoryBroker
 
@@ -53,7 +53,7 @@ class System:
     auth: auth_bootstrap.AuthSystem
     broker: InMemoryBroker
     redis: fakeredis.FakeRedis
-    store: RedisPendingRegistrations
+    store: RedisPendingCodes
     mailer: FlaskMailer
     outbox: list
     clock: Clock
@@ -77,7 +77,7 @@ def build_system(env: dict | None = None) -> System:
     cooldown_clock = Clock(0.0)
     broker = InMemoryBroker()
     redis = fakeredis.FakeRedis()
-    store = RedisPendingRegistrations(redis, worker_settings.redis_key_prefix)
+    store = RedisPendingCodes(redis, worker_settings.redis_key_prefix)
     app = mail_app(worker_settings)
     app.config["MAIL_SUPPRESS_SEND"] = True
     mailer = FlaskMailer(app, timeout=worker_settings.smtp_timeout_seconds)
@@ -89,9 +89,9 @@ def build_system(env: dict | None = None) -> System:
         cooldowns=InMemoryCooldowns(clock=cooldown_clock),
         clock=clock,
     )
-    broker.bind(worker_settings.account_creation_queue, handlers.on_code_requested)
-    broker.bind(worker_settings.confirm_email_code_queue, handlers.on_code_submitted)
-    broker.bind(auth_settings.account_confirmed_queue, AccountConfirmedHandler(auth.accounts))
+    broker.bind(worker_settings.account_creation_queue, handlers.code_requests)
+    broker.bind(worker_settings.confirm_email_code_queue, handlers.code_submissions)
+    broker.bind(auth_settings.account_confirmed_queue, account_confirmed_router(auth.accounts))
     outbox_context = mailer.mail.record_messages()
     outbox = outbox_context.__enter__()
     system = System(auth_settings, worker_settings, auth, broker, redis, store, mailer, outbox, clock, cooldown_clock)

@@ -55,7 +55,7 @@ def test_register_publishes_no_password(system, unique_email):
     register(system.client, email, password="a secret passphrase 1")
     [message] = system.broker.sent_to(system.auth_settings.account_creation_queue)
     assert message.body["email"] == email
-    assert set(message.body) == {"user_id", "email", "name", "requested_at"}
+    assert set(message.body) == {"purpose", "user_id", "email", "name", "requested_at"}
     assert "a secret passphrase 1" not in message.encoded_body().decode()
 
 
@@ -260,7 +260,8 @@ def test_login_token_carries_the_required_claims(system, unique_email):
     token = token_for(system, email)
     settings = system.auth_settings
     claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"], audience=settings.jwt_audience)
-    assert set(claims) == {"sub", "iat", "exp", "iss", "aud"}
+    assert set(claims) == {"sub", "iat", "exp", "iss", "aud", "ver"}
+    assert claims["ver"] == 0
     assert claims["exp"] - claims["iat"] == settings.jwt_ttl_seconds
     assert claims["iss"] == settings.jwt_issuer
 
@@ -268,7 +269,14 @@ def test_login_token_carries_the_required_claims(system, unique_email):
 def _forged(system, **changes) -> str:
     settings = system.auth_settings
     now = int(time.time())
-    claims = {"sub": "x", "iat": now, "exp": now + 60, "iss": settings.jwt_issuer, "aud": settings.jwt_audience}
+    claims = {
+        "sub": "x",
+        "iat": now,
+        "exp": now + 60,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "ver": 0,
+    }
     claims.update(changes.pop("claims", {}))
     key = changes.pop("key", settings.jwt_secret)
     return jwt.encode(claims, key, algorithm=changes.pop("algorithm", "HS256"))

@@ -103,3 +103,26 @@ def test_once_asked_to_stop_prefetched_deliveries_are_handed_back_unprocessed():
     consumer._on_message(channel, SimpleNamespace(delivery_tag=2), message.properties(), message.encoded_body())
     assert len(handled) == 1
     assert channel.events == [("ack", 1), ("nack", 2, True)]
+
+
+def test_a_router_checks_the_type_and_parses_once_before_its_handler():
+    from common.messaging.consumer import Router
+    from common.messaging.messages import AccountConfirmed
+
+    handled = []
+    router = Router({AccountConfirmed: lambda delivery, publisher: handled.append(delivery) or Result.ack()})
+
+    good = AccountConfirmed(user_id="u1", email="a@example.com").outgoing(message_id="m1", request_id="r1")
+    assert deliver(router, good) == [("ack", 7)]
+    [delivery] = handled
+    assert delivery.message == AccountConfirmed(user_id="u1", email="a@example.com")
+    assert (delivery.message_id, delivery.request_id) == ("m1", "r1")
+
+    for message in (
+        Outgoing(type="code.requested", body={"user_id": "u1"}),  # a type this queue does not take
+        Outgoing(type=AccountConfirmed.TYPE, body={"user_id": 5}),  # its type, a body it refuses
+    ):
+        [(_, queue, _, properties), _] = deliver(router, message)
+        assert queue == topology.WorkQueue(QUEUE).dead_letter_queue
+        assert properties.headers[DEAD_REASON_HEADER].startswith(("unexpected message type", "malformed"))
+    assert len(handled) == 1

@@ -12,10 +12,10 @@ from limits import parse_many
 
 from auth_service.config import RateLimits
 from auth_service.config import Settings as AuthSettings
-from common.messaging import messages
 from common.messaging.consumer import Result
+from common.messaging.messages import CodeRequested, Purpose
 from email_service.config import Settings as WorkerSettings
-from email_service.domain.codes import CODE_DIGITS, code_digest
+from email_service.domain.codes import CODE_DIGITS, Presented, Slot
 from tests.fakes import as_delivered
 from tests.unit.conftest import BASE_ENV
 
@@ -93,8 +93,9 @@ def test_parallel_guesses_spend_no_more_than_max_attempts(make_system, unique_em
     def guess(n):
         start.wait()
         guess_code = f"{(int(code) + 1 + n) % 10**CODE_DIGITS:0{CODE_DIGITS}d}"
-        digest = code_digest(system.worker_settings.code_hmac_key, email, guess_code)
-        verdicts.append(system.store.attempt(email, digest, f"guess-{n}", 5).verdict.value)
+        slot = Slot(Purpose.VERIFY_EMAIL, email)
+        presented = Presented.code(system.worker_settings.code_hmac_key, slot, guess_code)
+        verdicts.append(system.store.attempt(slot, presented, f"guess-{n}", 5).verdict.value)
 
     threads = [threading.Thread(target=guess, args=(n,)) for n in range(12)]
     for thread in threads:
@@ -103,7 +104,7 @@ def test_parallel_guesses_spend_no_more_than_max_attempts(make_system, unique_em
         thread.join()
     assert verdicts.count("invalid_code") == 4
     assert verdicts.count("too_many_attempts") == 8
-    assert system.store.get(email).burned
+    assert system.store.get(Slot(Purpose.VERIFY_EMAIL, email)).burned
 
 
 def test_hourly_cap_sends_the_nth_code_and_not_the_next(make_system, unique_email):
@@ -142,7 +143,9 @@ def test_a_refused_code_request_is_acked_without_mail(make_system, unique_email)
     email = unique_email()
     register(system, email)
     resend(system, email)
-    [delivery] = [d for d in system.broker.deliveries if d.message.type == messages.VERIFICATION_CODE_REQUESTED]
+    code_requests = [d for d in system.broker.deliveries if d.message.type == CodeRequested.TYPE]
+    assert len(code_requests) == 2  # the registration's and the resend's
+    delivery = code_requests[1]
     assert delivery.result == Result.ack()
     assert len(system.codes_for(email)) == 1
     # A redelivery of the message that did send a code is not a new code either.

@@ -1,7 +1,7 @@
 """Properties of the worker's message handling, whatever arrives on its queues.
 
 A delivery is pushed through the real ``Consumer._on_message`` (parsing and
-settling) into the real ``VerificationHandlers`` on fakeredis, with a channel
+settling) and the real routers into the real ``CodeHandlers`` on fakeredis, with a channel
 and a mailer that write every operation into one journal. For any body bytes
 and any AMQP properties and headers:
 
@@ -21,11 +21,11 @@ import pika
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.messaging import messages
 from common.messaging.consumer import Consumer
-from email_service.adapters.pending_store import RedisPendingRegistrations
-from email_service.domain.codes import PendingRegistration, code_digest
-from email_service.handlers import CodePolicy, VerificationHandlers
+from common.messaging.messages import CodeRequested, CodeSubmitted, Purpose
+from email_service.adapters.pending_store import RedisPendingCodes
+from email_service.domain.codes import PendingCode, Slot, code_digest
+from email_service.handlers import CodeHandlers, CodePolicy
 from email_service.ports import PermanentMailError, TransientMailError
 
 QUEUES = {"creation": "prop.account_creation", "confirm": "prop.confirm_email_code", "confirmed": "prop.confirmed"}
@@ -51,7 +51,7 @@ class JournalingStore:
 
     WRITES = {"replace", "mark_mail_sent", "attempt", "discard_consumed", "reserve_code"}
 
-    def __init__(self, inner: RedisPendingRegistrations, journal: Journal, fail_on: str | None = None):
+    def __init__(self, inner: RedisPendingCodes, journal: Journal, fail_on: str | None = None):
         self._inner = inner
         self._journal = journal
         self._fail_on = fail_on
@@ -75,10 +75,10 @@ class JournalingMailer:
         self._journal = journal
         self._outcome = outcome
 
-    def send_verification(self, email, name, code, validity) -> None:
+    def send(self, template, to, context) -> None:
         if self._outcome is not None:
             raise self._outcome
-        self._journal.note("mail", email)
+        self._journal.note("mail", to)
 
 
 class JournalingChannel:
@@ -142,28 +142,36 @@ def message_bodies():
     """Bytes that are mostly near-valid messages, sometimes anything at all."""
     fields = {
         "type": st.sampled_from(
-            [messages.ACCOUNT_REGISTERED, messages.VERIFICATION_CODE_REQUESTED, messages.EMAIL_CODE_SUBMITTED, "other"]
+            [
+                CodeRequested.TYPE,
+                *CodeRequested.LEGACY_TYPES,
+                CodeSubmitted.TYPE,
+                *CodeSubmitted.LEGACY_TYPES,
+                "other",
+            ]
         )
         | json_values(),
+        "purpose": st.sampled_from([*Purpose, "sign_out"]) | json_values(),
         "user_id": st.sampled_from(["u1", "u2"]) | json_values(),
         "email": st.sampled_from(["ada@example.com", "bob@example.com", ""]) | json_values(),
         "name": st.none() | st.text(max_size=30) | json_values(),
         "requested_at": st.floats(min_value=NOW - 100, max_value=NOW + 100) | json_values(),
         "code": st.sampled_from(["123456", "000000"]) | st.text(max_size=40) | json_values(),
+        "link_token": st.none() | st.text(max_size=60) | json_values(),
     }
     shaped = st.fixed_dictionaries({}, optional=fields).map(lambda body: json.dumps(body).encode())
     return st.one_of(shaped, shaped, st.binary(max_size=200), json_values().map(lambda v: json.dumps(v).encode()))
 
 
 def build(journal: Journal, mail_outcome: Exception | None, store_failure: str | None, preload: bool):
-    store = RedisPendingRegistrations(fakeredis.FakeRedis(), "prop")
+    store = RedisPendingCodes(fakeredis.FakeRedis(), "prop")
     if preload:  # a live code for ada, so that submissions reach every verdict
-        digest = code_digest(KEY, "ada@example.com", "123456")
-        store.replace(PendingRegistration("ada@example.com", "u1", digest, 0, "m0", NOW, True), 600)
+        slot = Slot(Purpose.VERIFY_EMAIL, "ada@example.com")
+        store.replace(PendingCode(slot, "u1", code_digest(KEY, slot, "123456"), 0, "m0", NOW, True), 600)
     policy = CodePolicy(
         hmac_key=lambda: KEY, ttl_seconds=600, max_attempts=3, max_codes_per_hour=5, max_codes_per_day=10
     )
-    handlers = VerificationHandlers(
+    handlers = CodeHandlers(
         JournalingStore(store, journal, store_failure),
         JournalingMailer(journal, mail_outcome),
         policy,
@@ -203,7 +211,7 @@ def test_any_delivery_is_acked_once_and_only_after_the_work(
 ):
     journal = Journal()
     handlers = build(journal, mail_outcome, store_failure, preload)
-    handler = handlers.on_code_requested if which == "creation" else handlers.on_code_submitted
+    handler = handlers.code_requests if which == "creation" else handlers.code_submissions
     consumer = consumer_for(QUEUES[which], handler)
 
     consumer._on_message(JournalingChannel(journal), Method(tag), properties, body)
@@ -221,11 +229,11 @@ def test_any_delivery_is_acked_once_and_only_after_the_work(
 def test_a_code_request_writes_the_store_and_sends_before_the_ack(name, message_id, headers, mail_outcome):
     journal = Journal()
     handlers = build(journal, mail_outcome, None, preload=False)
-    body = {"type": messages.ACCOUNT_REGISTERED, "user_id": "u1", "email": "bob@example.com", "name": name}
-    body["requested_at"] = NOW
+    body = {"type": CodeRequested.TYPE, "purpose": "verify_email", "user_id": "u1", "email": "bob@example.com"}
+    body.update(name=name, requested_at=NOW)
     properties = pika.BasicProperties(message_id=message_id, headers=headers)
 
-    consumer_for(QUEUES["creation"], handlers.on_code_requested)._on_message(
+    consumer_for(QUEUES["creation"], handlers.code_requests)._on_message(
         JournalingChannel(journal), Method(7), properties, json.dumps(body).encode()
     )
 
@@ -248,10 +256,11 @@ def test_a_code_request_writes_the_store_and_sends_before_the_ack(name, message_
 def test_a_submitted_code_is_judged_and_answered_before_the_ack(code, reply_to, correlation_id):
     journal = Journal()
     handlers = build(journal, None, None, preload=True)
-    body = json.dumps({"type": messages.EMAIL_CODE_SUBMITTED, "email": "ada@example.com", "code": code}).encode()
+    submission = {"type": CodeSubmitted.TYPE, "purpose": "verify_email", "email": "ada@example.com", "code": code}
+    body = json.dumps(submission).encode()
     properties = pika.BasicProperties(message_id="submission-1", reply_to=reply_to, correlation_id=correlation_id)
 
-    consumer_for(QUEUES["confirm"], handlers.on_code_submitted)._on_message(
+    consumer_for(QUEUES["confirm"], handlers.code_submissions)._on_message(
         JournalingChannel(journal), Method(9), properties, body
     )
 

@@ -11,10 +11,10 @@ import threading
 import fakeredis
 
 from common import logs
-from common.messaging import messages
 from common.messaging.envelope import Outgoing
+from common.messaging.messages import CodeRequested, Purpose
 from email_service import bootstrap as worker_bootstrap
-from email_service.adapters.pending_store import RedisPendingRegistrations
+from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings as WorkerSettings
 from tests.fakes import RecordingMailer
 from tests.observability import deliver, json_log_lines
@@ -135,18 +135,14 @@ def test_the_request_id_travels_on_the_message_to_the_worker(system, unique_emai
 
 def worker_consumers():
     settings = WorkerSettings.from_env({**BASE_ENV, "WORKER_THREADS": "1"})
-    store = RedisPendingRegistrations(fakeredis.FakeRedis(), settings.redis_key_prefix)
+    store = RedisPendingCodes(fakeredis.FakeRedis(), settings.redis_key_prefix)
     mailer = RecordingMailer()
     handlers = worker_bootstrap.build_handlers(settings, store=store, mailer=mailer)
     return worker_bootstrap.build_consumers(settings, handlers), mailer
 
 
 def code_request(email: str, request_id: str | None) -> Outgoing:
-    return Outgoing(
-        type=messages.ACCOUNT_REGISTERED,
-        body={"user_id": "u-1", "email": email, "name": None, "requested_at": 1.0},
-        request_id=request_id,
-    )
+    return CodeRequested(Purpose.VERIFY_EMAIL, "u-1", email, 1.0).outgoing(request_id=request_id)
 
 
 def test_the_worker_logs_under_the_request_id_of_the_message_in_hand(unique_email):
@@ -156,7 +152,7 @@ def test_the_worker_logs_under_the_request_id_of_the_message_in_hand(unique_emai
         deliver(code_requests, code_request(unique_email(), None), channel)
         logging.getLogger("x").info("between messages")
     assert channel.acked == [1, 2]
-    handled = [line for line in lines if line["message"] == "verification code sent"]
+    handled = [line for line in lines if line["message"] == "code sent"]
     assert [line["request_id"] for line in handled] == ["registration-story-2", None]
     assert lines[-1]["request_id"] is None
     assert all(sent["code"] not in json.dumps(lines) for sent in mailer.sent)

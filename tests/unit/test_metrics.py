@@ -9,13 +9,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from auth_service.entrypoints.consumers import OutboxRelay
-from common.messaging import messages
 from common.messaging.consumer import Consumer, Result
 from common.messaging.envelope import Outgoing
+from common.messaging.messages import CodeRequested, CodeSubmitted, Purpose
 from common.metrics import ConsumerMetrics
 from email_service import bootstrap as worker_bootstrap
 from email_service.adapters.metrics import PrometheusVerificationEvents
-from email_service.adapters.pending_store import RedisPendingRegistrations
+from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings as WorkerSettings
 from email_service.ports import PermanentMailError, TransientMailError
 from tests.fakes import RecordingMailer, as_delivered
@@ -59,7 +59,7 @@ def test_auth_reports_the_outbox_backlog(system, unique_email):
     assert system.auth.registry.get_sample_value("outbox_pending") == 1
     system.broker.up = True
     system.clock.advance(120)
-    assert system.auth.accounts.relay_due_outbox() == 1
+    assert system.auth.outbox.relay_due() == 1
     assert system.auth.registry.get_sample_value("outbox_pending") == 0
 
 
@@ -104,7 +104,7 @@ class Worker:
         self.mailer = RecordingMailer()
         self.handlers = worker_bootstrap.build_handlers(
             self.settings,
-            store=RedisPendingRegistrations(fakeredis.FakeRedis(), self.settings.redis_key_prefix),
+            store=RedisPendingCodes(fakeredis.FakeRedis(), self.settings.redis_key_prefix),
             mailer=self.mailer,
             events=PrometheusVerificationEvents(self.registry),
         )
@@ -117,15 +117,12 @@ class Worker:
         self.published.append((reply_to, message))
 
     def request_code(self, email: str, requested_at: float = 1.0) -> Result:
-        message = Outgoing(
-            type=messages.ACCOUNT_REGISTERED,
-            body={"user_id": "u-1", "email": email, "requested_at": requested_at},
-        )
-        return self.handlers.on_code_requested(as_delivered(message), self)
+        message = CodeRequested(Purpose.VERIFY_EMAIL, "u-1", email, requested_at).outgoing()
+        return self.handlers.code_requests(as_delivered(message), self)
 
     def submit(self, email: str, code: str) -> Result:
-        message = Outgoing(type=messages.EMAIL_CODE_SUBMITTED, body={"email": email, "code": code})
-        return self.handlers.on_code_submitted(as_delivered(message), self)
+        message = CodeSubmitted(Purpose.VERIFY_EMAIL, email, code=code).outgoing()
+        return self.handlers.code_submissions(as_delivered(message), self)
 
     def value(self, name: str, **labels) -> float:
         return self.registry.get_sample_value(name, labels)
@@ -194,7 +191,7 @@ def test_messages_the_outbox_relay_publishes_late_are_counted(system, unique_ema
     system.client.post("/auth/register", json={"email": unique_email(), "password": PASSWORD})
     system.broker.up = True
     system.clock.advance(120)
-    relay = OutboxRelay(system.auth.accounts, interval_seconds=0.01, on_relayed=relayed.append)
+    relay = OutboxRelay(system.auth.outbox, interval_seconds=0.01, on_relayed=relayed.append)
     relay.start()
     try:
         deadline = time.monotonic() + 5

@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 
+from auth_service.outbox import OUTBOX_GRACE
 from auth_service.ports import BrokerUnavailable
-from auth_service.service import OUTBOX_GRACE
 
 
 def test_broker_down_at_registration_still_answers_201_and_keeps_the_message(system, unique_email):
@@ -23,10 +23,10 @@ def test_the_relay_publishes_what_was_left_once_the_broker_is_back(system, uniqu
     system.client.post("/auth/register", json={"email": email, "password": "correct horse battery"})
 
     system.broker.up = True
-    assert system.auth.accounts.relay_due_outbox() == 0  # still inside the request's grace period
+    assert system.auth.outbox.relay_due() == 0  # still inside the request's grace period
     system.clock.advance(OUTBOX_GRACE.total_seconds() + 1)
-    assert system.auth.accounts.relay_due_outbox() == 1
-    assert system.auth.accounts.relay_due_outbox() == 0
+    assert system.auth.outbox.relay_due() == 1
+    assert system.auth.outbox.relay_due() == 0
     assert len(system.codes_for(email)) == 1
     assert system.auth.users.pending_outbox_count() == 0
 
@@ -37,10 +37,10 @@ def test_a_relay_that_meets_a_dead_broker_puts_the_message_back(system, unique_e
     system.client.post("/auth/register", json={"email": email, "password": "correct horse battery"})
     system.clock.advance(OUTBOX_GRACE.total_seconds() + 1)
     with pytest.raises(BrokerUnavailable):
-        system.auth.accounts.relay_due_outbox()
+        system.auth.outbox.relay_due()
     system.broker.up = True
     system.clock.advance(timedelta(seconds=1).total_seconds())
-    assert system.auth.accounts.relay_due_outbox() == 1
+    assert system.auth.outbox.relay_due() == 1
     assert len(system.codes_for(email)) == 1
 
 

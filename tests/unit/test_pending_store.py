@@ -6,29 +6,31 @@ from concurrent.futures import ThreadPoolExecutor
 import fakeredis
 import pytest
 
-from email_service.adapters.pending_store import RedisPendingRegistrations
-from email_service.domain.codes import PendingRegistration, Verdict, code_digest
+from email_service.adapters.pending_store import RedisPendingCodes
+from email_service.domain.codes import PendingCode, Presented, Purpose, Slot, Verdict, code_digest
 
 KEY = "k" * 32
 EMAIL = "a@example.com"
+SLOT = Slot(Purpose.VERIFY_EMAIL, EMAIL)
+RESET = Slot(Purpose.RESET_PASSWORD, EMAIL)
 
 
 @pytest.fixture
 def store():
-    return RedisPendingRegistrations(fakeredis.FakeRedis(), "test")
+    return RedisPendingCodes(fakeredis.FakeRedis(), "test")
 
 
-def put(store, code="123456", message_id="m1", ttl=600):
-    store.replace(PendingRegistration(EMAIL, "u1", code_digest(KEY, EMAIL, code), 0, message_id, 1.0, False), ttl)
+def put(store, code="123456", message_id="m1", ttl=600, slot=SLOT):
+    store.replace(PendingCode(slot, "u1", code_digest(KEY, slot, code), 0, message_id, 1.0, False), ttl)
 
 
-def guess(store, code, attempt_id, max_attempts=5):
-    return store.attempt(EMAIL, code_digest(KEY, EMAIL, code), attempt_id, max_attempts)
+def guess(store, code, attempt_id, max_attempts=5, slot=SLOT):
+    return store.attempt(slot, Presented.code(KEY, slot, code), attempt_id, max_attempts)
 
 
 def test_the_stored_registration_holds_no_code_and_expires(store):
     put(store, ttl=600)
-    key = store._address_key("pending", EMAIL)
+    key = store._slot_key("pending", SLOT)
     raw = store._redis.hgetall(key)
     assert b"123456" not in b"".join(list(raw.keys()) + list(raw.values()))
     assert 0 < store._redis.ttl(key) <= 600
@@ -64,15 +66,15 @@ def test_a_code_is_accepted_once(store):
     assert guess(store, "123456", "first").verdict is Verdict.VERIFIED
     assert guess(store, "123456", "first").verdict is Verdict.VERIFIED  # the same submission, redelivered
     assert guess(store, "123456", "second").verdict is Verdict.CODE_EXPIRED
-    store.discard_consumed(EMAIL, "first")
-    assert store.get(EMAIL) is None
+    store.discard_consumed(SLOT, "first")
+    assert store.get(SLOT) is None
 
 
 def test_discard_leaves_a_registration_consumed_by_another_submission(store):
     put(store)
     guess(store, "123456", "first")
-    store.discard_consumed(EMAIL, "someone-else")
-    assert store.get(EMAIL) is not None
+    store.discard_consumed(SLOT, "someone-else")
+    assert store.get(SLOT) is not None
 
 
 def test_a_new_code_replaces_the_old_one_and_resets_attempts(store):
@@ -85,15 +87,15 @@ def test_a_new_code_replaces_the_old_one_and_resets_attempts(store):
 
 def test_mark_mail_sent_only_for_the_current_message(store):
     put(store, message_id="m1")
-    store.mark_mail_sent(EMAIL, "older")
-    assert store.get(EMAIL).mail_sent is False
-    store.mark_mail_sent(EMAIL, "m1")
-    assert store.get(EMAIL).mail_sent is True
+    store.mark_mail_sent(SLOT, "older")
+    assert store.get(SLOT).mail_sent is False
+    store.mark_mail_sent(SLOT, "m1")
+    assert store.get(SLOT).mail_sent is True
 
 
 def test_the_code_quota_counts_each_request_once_per_window(store):
     def reserve(message_id, now):
-        return store.reserve_code(EMAIL, message_id, now, per_hour=2, per_day=3)
+        return store.reserve_code(SLOT, message_id, now, per_hour=2, per_day=3)
 
     assert reserve("m1", 1000.0) and reserve("m1", 1001.0)  # a redelivery is not counted twice
     assert reserve("m2", 1500.0)
@@ -109,7 +111,30 @@ def test_parallel_requests_cannot_both_take_the_last_code_slot(store):
 
     def one(index):
         barrier.wait()
-        return store.reserve_code(EMAIL, f"m{index}", 1000.0, per_hour=3, per_day=10)
+        return store.reserve_code(SLOT, f"m{index}", 1000.0, per_hour=3, per_day=10)
 
     with ThreadPoolExecutor(10) as pool:
         assert sum(pool.map(one, range(10))) == 3
+
+
+def test_codes_of_two_purposes_for_one_address_live_side_by_side(store):
+    put(store, code="111111", message_id="registration")
+    put(store, code="222222", message_id="reset", slot=RESET)
+    assert store.get(SLOT).message_id == "registration" and store.get(RESET).message_id == "reset"
+    assert guess(store, "222222", "a1").verdict is Verdict.INVALID_CODE  # the reset code, sent to confirm
+    assert guess(store, "111111", "a2", slot=RESET).verdict is Verdict.INVALID_CODE
+    assert guess(store, "222222", "a3", slot=RESET).verdict is Verdict.VERIFIED
+    store.discard_consumed(RESET, "a3")
+    assert store.get(RESET) is None
+    assert guess(store, "111111", "a4").verdict is Verdict.VERIFIED
+
+
+def test_each_purpose_has_its_own_code_quota(store):
+    assert store.reserve_code(SLOT, "m1", 1000.0, per_hour=1, per_day=1)
+    assert not store.reserve_code(SLOT, "m2", 1000.0, per_hour=1, per_day=1)
+    assert store.reserve_code(RESET, "m3", 1000.0, per_hour=1, per_day=1)
+
+
+def test_the_record_keeps_its_link_digest(store):
+    store.replace(PendingCode(SLOT, "u1", "c" * 64, 0, "m1", 1.0, False, link_digest="l" * 64), 600)
+    assert store.get(SLOT).link_digest == "l" * 64

@@ -11,13 +11,14 @@ import pytest
 import redis
 
 from common.messaging import consumer as consumer_module
-from common.messaging import messages, topology
+from common.messaging import topology
 from common.messaging.connection import BLOCKED_CONNECTION_TIMEOUT_SECONDS, HEARTBEAT_SECONDS, parameters
 from common.messaging.consumer import Consumer, Result
 from common.messaging.envelope import RETRY_COUNT_HEADER, Outgoing
+from common.messaging.messages import AccountConfirmed, CodeRequested, CodeSubmitted, Purpose
 from common.settings import Reader, SettingsError
 from email_service import bootstrap as worker_bootstrap
-from email_service.adapters.pending_store import RedisPendingRegistrations
+from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings as WorkerSettings
 from email_service.domain.codes import code_for_request
 from tests.fakes import RecordingMailer, as_delivered
@@ -66,26 +67,23 @@ def test_the_code_of_a_request_depends_only_on_its_message_id():
     assert code_for_request(KEY, "m1") != code_for_request("another-key-that-is-long-enough-0123456789", "m1")
 
 
-class _DiesAfterSending(RedisPendingRegistrations):
+class _DiesAfterSending(RedisPendingCodes):
     """A store whose process 'dies' right after the mail went out, before recording it."""
 
     die = True
 
-    def mark_mail_sent(self, email: str, message_id: str) -> None:
+    def mark_mail_sent(self, slot, message_id: str) -> None:
         if self.die:
             raise SystemExit("killed")
-        super().mark_mail_sent(email, message_id)
+        super().mark_mail_sent(slot, message_id)
 
 
 def _registration(email: str) -> Outgoing:
-    return Outgoing(
-        type=messages.ACCOUNT_REGISTERED,
-        body={"user_id": "u1", "email": email, "name": None, "requested_at": time.time()},
-    )
+    return CodeRequested(Purpose.VERIFY_EMAIL, "u1", email, time.time()).outgoing()
 
 
 def _submission(email: str, code: str) -> Outgoing:
-    return Outgoing(type=messages.EMAIL_CODE_SUBMITTED, body={"email": email, "code": code})
+    return CodeSubmitted(Purpose.VERIFY_EMAIL, email, code=code).outgoing()
 
 
 class _Publisher:
@@ -107,28 +105,28 @@ def test_a_request_redelivered_after_a_crash_mails_the_same_code_again():
     request = _registration("a@example.com")
 
     with pytest.raises(SystemExit):
-        handlers.on_code_requested(as_delivered(request), _Publisher())
+        handlers.code_requests(as_delivered(request), _Publisher())
     store.die = False
-    assert handlers.on_code_requested(as_delivered(request), _Publisher()) == Result.ack()
-    assert handlers.on_code_requested(as_delivered(request), _Publisher()) == Result.ack()  # now recorded: no mail
+    assert handlers.code_requests(as_delivered(request), _Publisher()) == Result.ack()
+    assert handlers.code_requests(as_delivered(request), _Publisher()) == Result.ack()  # now recorded: no mail
 
     first, second = (sent["code"] for sent in mailer.sent)
     assert first == second
     publisher = _Publisher()
-    handlers.on_code_submitted(as_delivered(_submission("a@example.com", first)), publisher)
-    assert [message.type for _, message in publisher.published] == [messages.ACCOUNT_CONFIRMED]
+    handlers.code_submissions(as_delivered(_submission("a@example.com", first)), publisher)
+    assert [message.type for _, message in publisher.published] == [AccountConfirmed.TYPE]
 
 
 def test_a_request_redelivered_after_redis_lost_it_mails_the_same_code():
     settings = WorkerSettings.from_env(BASE_ENV)
     redis_server = fakeredis.FakeRedis()
     mailer = RecordingMailer()
-    store = RedisPendingRegistrations(redis_server, "t")
+    store = RedisPendingCodes(redis_server, "t")
     handlers = worker_bootstrap.build_handlers(settings, store=store, mailer=mailer)
     request = _registration("b@example.com")
-    handlers.on_code_requested(as_delivered(request), _Publisher())
+    handlers.code_requests(as_delivered(request), _Publisher())
     redis_server.flushall()
-    handlers.on_code_requested(as_delivered(request), _Publisher())
+    handlers.code_requests(as_delivered(request), _Publisher())
     assert len({sent["code"] for sent in mailer.sent}) == 1
 
 

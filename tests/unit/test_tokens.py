@@ -25,7 +25,7 @@ def b64(data: bytes) -> str:
 
 def claims(subject: str, **overrides) -> dict:
     now = int(time.time())
-    base = {"sub": subject, "iat": now, "exp": now + 900, "iss": ISSUER, "aud": AUDIENCE}
+    base = {"sub": subject, "iat": now, "exp": now + 900, "iss": ISSUER, "aud": AUDIENCE, "ver": 0}
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -61,7 +61,7 @@ def test_the_issued_token_is_accepted(system, account):
     header = jwt.get_unverified_header(account["token"])
     assert header["alg"] == "HS256"
     decoded = jwt.decode(account["token"], SECRET, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER)
-    assert set(decoded) == {"sub", "iat", "exp", "iss", "aud"}
+    assert set(decoded) == {"sub", "iat", "exp", "iss", "aud", "ver"}
 
 
 def test_alg_none_is_refused(system, account):
@@ -93,7 +93,7 @@ def test_expired_token_is_refused_past_the_leeway(system, account):
     assert_invalid_token(me(system, f"Bearer {expired}"))
 
 
-@pytest.mark.parametrize("missing", ["exp", "iat", "sub", "iss", "aud"])
+@pytest.mark.parametrize("missing", ["exp", "iat", "sub", "iss", "aud", "ver"])
 def test_each_required_claim_missing_is_refused(system, account, missing):
     token = signed(claims(account["id"], **{missing: None}))
     assert_invalid_token(me(system, f"Bearer {token}"))
@@ -112,7 +112,7 @@ def test_a_subject_that_is_no_account_is_refused(system, subject):
 def test_a_non_string_subject_is_refused(system):
     issuer = TokenIssuer(SECRET, 900, ISSUER, AUDIENCE)
     with pytest.raises(InvalidToken):
-        issuer.subject(signed(claims(None) | {"sub": 12345}))
+        issuer.verify(signed(claims(None) | {"sub": 12345}))
 
 
 @pytest.mark.parametrize(

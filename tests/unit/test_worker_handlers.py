@@ -7,45 +7,42 @@ import re
 import fakeredis
 import pytest
 
-from common.messaging import messages
 from common.messaging.consumer import Outcome
 from common.messaging.envelope import Outgoing
+from common.messaging.messages import CodeRequested, CodeSubmitted, Purpose
 from email_service import bootstrap
-from email_service.adapters.pending_store import RedisPendingRegistrations
+from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings
+from email_service.domain.codes import Slot
 from email_service.ports import PermanentMailError, TransientMailError
 from tests.fakes import InMemoryBroker, RecordingMailer, as_delivered
 from tests.unit.conftest import BASE_ENV, Clock
 
 EMAIL = "a@example.com"
+REGISTRATION = Slot(Purpose.VERIFY_EMAIL, EMAIL)
 
 
 class Worker:
     def __init__(self, env=None):
         self.settings = Settings.from_env({**BASE_ENV, **(env or {})})
-        self.store = RedisPendingRegistrations(fakeredis.FakeRedis(), "test")
+        self.store = RedisPendingCodes(fakeredis.FakeRedis(), "test")
         self.mailer = RecordingMailer()
         self.clock = Clock(10_000.0)
         self.handlers = bootstrap.build_handlers(self.settings, store=self.store, mailer=self.mailer, clock=self.clock)
         self.broker = InMemoryBroker()
 
-    def request_code(self, message_id="m1", requested_at=None, **body):
-        message = Outgoing(
-            type=messages.ACCOUNT_REGISTERED,
-            body={"user_id": "u1", "email": EMAIL, "name": "Ada", "requested_at": requested_at or self.clock(), **body},
-            message_id=message_id,
-        )
-        return self.handlers.on_code_requested(as_delivered(message), self.broker)
+    def request_code(self, message_id="m1", requested_at=None, purpose=Purpose.VERIFY_EMAIL):
+        request = CodeRequested(purpose, "u1", EMAIL, requested_at or self.clock(), name="Ada")
+        return self.handlers.code_requests(as_delivered(request.outgoing(message_id=message_id)), self.broker)
 
-    def submit(self, code, message_id="s1"):
-        message = Outgoing(
-            type=messages.EMAIL_CODE_SUBMITTED,
-            body={"email": EMAIL, "code": code},
-            message_id=message_id,
-            reply_to="reply-here",
-            correlation_id=f"corr-{message_id}",
-        )
-        return self.handlers.on_code_submitted(as_delivered(message), self.broker)
+    def submit(self, code=None, message_id="s1", purpose=Purpose.VERIFY_EMAIL, link_token=None):
+        submission = CodeSubmitted(purpose, EMAIL, code=code, link_token=link_token)
+        message = submission.outgoing(message_id=message_id, reply_to="reply-here", correlation_id=f"corr-{message_id}")
+        return self.handlers.code_submissions(as_delivered(message), self.broker)
+
+    def wrong(self, index=0):
+        code = self.mailer.sent[index]["code"]
+        return "000000" if code != "000000" else "111111"
 
 
 @pytest.fixture
@@ -57,7 +54,8 @@ def test_a_code_request_stores_the_registration_and_mails_the_code(worker):
     assert worker.request_code().outcome is Outcome.ACK
     [mail] = worker.mailer.sent
     assert mail["email"] == EMAIL and mail["name"] == "Ada" and mail["validity"] == "10 minutes"
-    pending = worker.store.get(EMAIL)
+    assert mail["template"] == "verify_email"
+    pending = worker.store.get(REGISTRATION)
     assert pending.user_id == "u1" and pending.mail_sent and pending.attempts == 0
 
 
@@ -111,8 +109,9 @@ def test_codes_per_hour_are_capped(worker):
 )
 def test_a_malformed_code_request_is_dead_lettered_without_mail(body):
     worker = Worker()
-    message = Outgoing(type=messages.ACCOUNT_REGISTERED, body=body)
-    assert worker.handlers.on_code_requested(as_delivered(message), worker.broker).outcome is Outcome.DEAD_LETTER
+    message = Outgoing(type=CodeRequested.TYPE, body={"purpose": "verify_email", **body})
+    result = worker.handlers.code_requests(as_delivered(message), worker.broker)
+    assert result.outcome is Outcome.DEAD_LETTER and result.reason.startswith("malformed")
     assert worker.mailer.sent == []
 
 
@@ -122,29 +121,45 @@ def test_the_right_code_confirms_replies_and_publishes_once(worker):
     assert worker.submit(code).outcome is Outcome.ACK
     [confirmed] = worker.broker.sent_to(worker.settings.account_confirmed_queue)
     assert confirmed.body == {"user_id": "u1", "email": EMAIL}
-    assert worker.store.get(EMAIL) is None
+    assert worker.store.get(REGISTRATION) is None
 
 
-def test_the_verdict_is_replied_to_the_reply_address(worker):
+def test_the_verdict_is_replied_to_the_reply_address_with_whose_code_it_was(worker):
     replies = []
     worker.broker.reply = lambda reply_to, message: replies.append((reply_to, message))
     worker.request_code()
-    worker.submit("000000" if worker.mailer.sent[0]["code"] != "000000" else "111111")
-    [(reply_to, reply)] = replies
+    worker.submit(worker.wrong())
+    worker.submit(worker.mailer.sent[0]["code"], message_id="s2")
+    [(reply_to, wrong), (_, right)] = replies
     assert reply_to == "reply-here"
-    assert reply.correlation_id == "corr-s1"
-    assert reply.body == {"verdict": "invalid_code", "attempts_left": 4}
+    assert wrong.correlation_id == "corr-s1"
+    assert wrong.body == {
+        "verdict": "invalid_code",
+        "attempts_left": 4,
+        "purpose": "verify_email",
+        "user_id": None,
+        "email": None,
+    }
+    assert right.body == {
+        "verdict": "verified",
+        "attempts_left": 0,
+        "purpose": "verify_email",
+        "user_id": "u1",
+        "email": EMAIL,
+    }
 
 
 def test_a_wrong_code_publishes_no_confirmation(worker):
     worker.request_code()
-    worker.submit("000000" if worker.mailer.sent[0]["code"] != "000000" else "111111")
+    worker.submit(worker.wrong())
     assert worker.broker.sent_to(worker.settings.account_confirmed_queue) == []
 
 
 def test_a_submission_of_the_wrong_type_is_dead_lettered(worker):
-    message = Outgoing(type="something.else", body={"email": EMAIL, "code": "123456"})
-    assert worker.handlers.on_code_submitted(as_delivered(message), worker.broker).outcome is Outcome.DEAD_LETTER
+    for message_type in ("something.else", CodeRequested.TYPE):
+        message = Outgoing(type=message_type, body={"purpose": "verify_email", "email": EMAIL, "code": "123456"})
+        result = worker.handlers.code_submissions(as_delivered(message), worker.broker)
+        assert result.outcome is Outcome.DEAD_LETTER and "unexpected message type" in result.reason
 
 
 def test_the_plain_text_part_holds_the_code_as_its_only_six_digit_number():
@@ -155,8 +170,10 @@ def test_the_plain_text_part_holds_the_code_as_its_only_six_digit_number():
     app.config["MAIL_SUPPRESS_SEND"] = True
     mailer = FlaskMailer(app, timeout=1)
     with mailer.mail.record_messages() as outbox:
-        mailer.send_verification(EMAIL, "999999", "123456", "10 minutes")
+        mailer.send("verify_email", EMAIL, {"name": "999999", "code": "123456", "validity": "10 minutes"})
     [message] = outbox
+    assert message.subject == "Confirm your email address"
+    assert message.body.startswith("Hello")
     assert re.findall(r"\b\d{6}\b", message.body) == ["123456"]
     assert "10 minutes" in message.body
     assert "123456" in message.html
@@ -171,8 +188,8 @@ def test_an_address_smtp_cannot_encode_is_a_permanent_failure():
         settings = Settings.from_env({**BASE_ENV, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port)})
         mailer = FlaskMailer(mail_app(settings), timeout=2)
         with pytest.raises(PermanentMailError):
-            mailer.send_verification("j\u00f6hn@example.com", None, "123456", "10 minutes")
-        mailer.send_verification(EMAIL, None, "123456", "10 minutes")
+            mailer.send("verify_email", "j\u00f6hn@example.com", {"code": "123456", "validity": "10 minutes"})
+        mailer.send("verify_email", EMAIL, {"code": "123456", "validity": "10 minutes"})
     finally:
         sink.stop()
     assert [mail.recipient for mail in sink.all()] == [EMAIL]
@@ -189,3 +206,111 @@ def test_smtp_over_tls_verifies_the_servers_certificate_and_name():
     assert context.check_hostname is True
     with pytest.raises(SettingsError, match="SMTP_USE_TLS"):
         Settings.from_env({**BASE_ENV, "SMTP_USE_TLS": "true", "SMTP_USE_SSL": "true"})
+
+
+RESET = Slot(Purpose.RESET_PASSWORD, EMAIL)
+
+
+def test_a_reset_code_does_not_touch_a_pending_registration(worker):
+    worker.request_code(message_id="registration")
+    worker.request_code(message_id="reset", purpose=Purpose.RESET_PASSWORD)
+    registration_mail, reset_mail = worker.mailer.sent
+    assert (registration_mail["template"], reset_mail["template"]) == ("verify_email", "reset_password")
+    assert worker.store.get(REGISTRATION).message_id == "registration"
+    assert worker.store.get(RESET).message_id == "reset"
+    assert worker.store.get(REGISTRATION).mail_sent and worker.store.get(RESET).mail_sent
+
+
+def test_a_code_is_accepted_for_its_own_purpose_only(worker):
+    worker.request_code(message_id="registration")
+    worker.request_code(message_id="reset", purpose=Purpose.RESET_PASSWORD)
+    registration_code, reset_code = (mail["code"] for mail in worker.mailer.sent)
+    assert registration_code != reset_code  # fixed ids and key: two different codes
+    replies = []
+    worker.broker.reply = lambda reply_to, message: replies.append(message.body)
+    worker.submit(reset_code, message_id="s1")  # a reset code sent to confirm
+    assert replies[-1]["verdict"] == "invalid_code"
+    worker.submit(registration_code, message_id="s2", purpose=Purpose.RESET_PASSWORD)
+    assert replies[-1]["verdict"] == "invalid_code"
+    worker.submit(reset_code, message_id="s3", purpose=Purpose.RESET_PASSWORD)
+    assert replies[-1] == {
+        "verdict": "verified",
+        "attempts_left": 0,
+        "purpose": "reset_password",
+        "user_id": "u1",
+        "email": EMAIL,
+    }
+    # A reset code confirms no account: only a registration's publishes ACCOUNT_CONFIRMED.
+    assert worker.broker.sent_to(worker.settings.account_confirmed_queue) == []
+    assert worker.store.get(RESET) is None and worker.store.get(REGISTRATION) is not None
+    worker.submit(registration_code, message_id="s4")
+    assert replies[-1]["verdict"] == "verified"
+    assert len(worker.broker.sent_to(worker.settings.account_confirmed_queue)) == 1
+
+
+def test_each_purpose_is_capped_on_its_own(worker):
+    for index in range(5):
+        worker.request_code(message_id=f"m{index}", requested_at=float(index + 1))
+    worker.request_code(message_id="m5", requested_at=10.0)
+    worker.request_code(message_id="r1", requested_at=11.0, purpose=Purpose.CHANGE_EMAIL)
+    assert [mail["template"] for mail in worker.mailer.sent] == ["verify_email"] * 5 + ["change_email"]
+
+
+def test_the_emailed_link_token_confirms_once_and_spends_the_code(worker):
+    worker.request_code()
+    [mail] = worker.mailer.sent
+    assert mail["link_token"] != mail["code"]
+    replies = []
+    worker.broker.reply = lambda reply_to, message: replies.append(message.body["verdict"])
+    worker.submit(link_token=mail["link_token"], message_id="s1")
+    worker.submit(link_token=mail["link_token"], message_id="s2")
+    worker.submit(mail["code"], message_id="s3")
+    assert replies == ["verified", "code_expired", "code_expired"]
+    assert len(worker.broker.sent_to(worker.settings.account_confirmed_queue)) == 1
+
+
+def test_messages_written_before_purposes_are_read_as_a_registrations():
+    worker = Worker()
+    legacy = Outgoing(
+        type="account.registered",
+        body={"user_id": "u1", "email": EMAIL, "name": None, "requested_at": worker.clock()},
+        message_id="m1",
+    )
+    assert worker.handlers.code_requests(as_delivered(legacy), worker.broker).outcome is Outcome.ACK
+    submitted = Outgoing(type="email_code.submitted", body={"email": EMAIL, "code": worker.mailer.sent[0]["code"]})
+    assert worker.handlers.code_submissions(as_delivered(submitted), worker.broker).outcome is Outcome.ACK
+    [confirmed] = worker.broker.sent_to(worker.settings.account_confirmed_queue)
+    assert confirmed.body["user_id"] == "u1"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": EMAIL, "code": "123456"},  # the current type needs a purpose
+        {"purpose": "sign_out", "email": EMAIL, "code": "123456"},
+        {"purpose": "verify_email", "email": EMAIL},
+        {"purpose": "verify_email", "email": EMAIL, "code": "123456", "link_token": "t" * 43},
+        {"purpose": "verify_email", "email": EMAIL, "link_token": ""},
+    ],
+)
+def test_a_submission_without_one_known_purpose_and_one_proof_is_dead_lettered(worker, body):
+    message = Outgoing(type=CodeSubmitted.TYPE, body=body)
+    result = worker.handlers.code_submissions(as_delivered(message), worker.broker)
+    assert result.outcome is Outcome.DEAD_LETTER and result.reason.startswith("malformed")
+
+
+@pytest.mark.parametrize("purpose", list(Purpose))
+def test_every_purpose_has_an_email_with_the_code_standing_alone(purpose):
+    from email_service.adapters.mailer import FlaskMailer, mail_app
+    from email_service.handlers import template_for
+
+    app = mail_app(Settings.from_env(BASE_ENV))
+    app.config["MAIL_SUPPRESS_SEND"] = True
+    mailer = FlaskMailer(app, timeout=1)
+    context = {"code": "123456", "link_token": "t" * 43, "validity": "10 minutes", "name": None}
+    with mailer.mail.record_messages() as outbox:
+        mailer.send(template_for(purpose), EMAIL, context)
+    [message] = outbox
+    assert message.subject and message.recipients == [EMAIL]
+    assert re.findall(r"\b\d{6}\b", message.body) == ["123456"]
+    assert "10 minutes" in message.body and "123456" in message.html

@@ -17,6 +17,7 @@ from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import errors, observability, ratelimits, routes, schemas
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
 from auth_service.service import AccountService
+from auth_service.sessions import SessionService
 from common.metrics import CollectorRegistry
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -26,6 +27,7 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 @dataclass
 class AuthExtension:
     accounts: AccountService
+    sessions: SessionService
     readiness: Callable[[], dict[str, str]]
 
 
@@ -41,6 +43,7 @@ class ContractApi(Api):
 def create_app(
     settings: Settings,
     accounts: AccountService,
+    sessions: SessionService,
     readiness: Callable[[], dict[str, str]],
     registry: CollectorRegistry | None = None,
 ) -> Flask:
@@ -61,7 +64,7 @@ def create_app(
             }
         },
     )
-    app.extensions["auth_service"] = AuthExtension(accounts=accounts, readiness=readiness)
+    app.extensions["auth_service"] = AuthExtension(accounts=accounts, sessions=sessions, readiness=readiness)
 
     api = ContractApi(app)
     api.register_blueprint(routes.auth)

@@ -25,6 +25,7 @@ STATUS_OF = {
     errors.InvalidCredentials: 401,
     errors.EmailNotVerified: 403,
     errors.InvalidTokenError: 401,
+    errors.PasswordUnchanged: 422,
 }
 
 

@@ -19,17 +19,18 @@ import logging
 import math
 import time
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_limiter import Limiter, RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from auth_service.config import Settings
 from auth_service.domain.accounts import EMAIL_MAX_LENGTH, normalize_email
-from auth_service.entrypoints.http import errors
+from auth_service.entrypoints.http import errors, routes
 
 log = logging.getLogger(__name__)
 
 STORE_TIMEOUT_SECONDS = 1
+REFRESH_TOKEN_MAX_LENGTH = 512  # as the schema: a longer one is no token of ours
 
 
 def client_ip() -> str:
@@ -37,21 +38,29 @@ def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
-def _address_in_body() -> str | None:
+def _string_in_body(field: str, max_length: int) -> str | None:
     try:
         body = request.get_json(silent=True)
     except HTTPException:  # too large: refused before any limit is consulted
         return None
-    email = body.get("email") if isinstance(body, dict) else None
-    if not isinstance(email, str) or not email.strip() or len(email) > EMAIL_MAX_LENGTH:
+    value = body.get(field) if isinstance(body, dict) else None
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
         return None
-    return normalize_email(email)
+    return value
+
+
+def _address_in_body() -> str | None:
+    email = _string_in_body("email", EMAIL_MAX_LENGTH)
+    return normalize_email(email) if email is not None else None
+
+
+def _hashed(value: str) -> str:
+    # Hashed so that the counter keys spell out no address, token or account.
+    return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
 
 
 def address_key() -> str:
-    # Hashed so that the counter keys do not spell out addresses.
-    address = _address_in_body() or ""
-    return hashlib.sha256(address.encode("utf-8", "replace")).hexdigest()
+    return _hashed(_address_in_body() or "")
 
 
 def no_address() -> bool:
@@ -59,8 +68,39 @@ def no_address() -> bool:
     return _address_in_body() is None
 
 
+def _refresh_token_in_body() -> str | None:
+    return _string_in_body("refresh_token", REFRESH_TOKEN_MAX_LENGTH)
+
+
+def refresh_token_key() -> str:
+    return _hashed(_refresh_token_in_body() or "")
+
+
+def no_refresh_token() -> bool:
+    return _refresh_token_in_body() is None
+
+
+def _bearer_account() -> str | None:
+    """The account of a well-signed Bearer token; a forged one must not spend a real account's budget."""
+    token = routes.bearer_token()
+    return current_app.extensions["auth_service"].sessions.token_subject(token) if token else None
+
+
+def account_key() -> str:
+    return _hashed(_bearer_account() or "")
+
+
+def no_account() -> bool:
+    return _bearer_account() is None
+
+
 def login_failed(response) -> bool:
     return response.status_code == 401
+
+
+def wrong_current_password(response) -> bool:
+    body = response.get_json(silent=True) if response.is_json else None
+    return response.status_code == 401 and isinstance(body, dict) and body.get("error") == "invalid_credentials"
 
 
 def install(app: Flask, settings: Settings) -> Limiter:
@@ -103,6 +143,26 @@ def install(app: Flask, settings: Settings) -> Limiter:
                 key_func=address_key,
                 exempt_when=no_address,
                 deduct_when=login_failed,
+            ),
+        ],
+        # Refresh tokens cannot be guessed (256 bits): the per-token limit only stops one token
+        # being hammered; the per-IP limit bounds the load.
+        "auth.refresh_token": [
+            limiter.limit(limits.refresh_per_ip),
+            limiter.limit(limits.refresh_per_token, key_func=refresh_token_key, exempt_when=no_refresh_token),
+        ],
+        "auth.logout": [
+            limiter.limit(limits.logout_per_ip),
+            limiter.limit(limits.logout_per_token, key_func=refresh_token_key, exempt_when=no_refresh_token),
+        ],
+        # A stolen access token must not buy unlimited guesses at the current password.
+        "auth.change_password": [
+            limiter.limit(limits.password_change_per_ip),
+            limiter.limit(
+                limits.password_change_failures_per_account,
+                key_func=account_key,
+                exempt_when=no_account,
+                deduct_when=wrong_current_password,
             ),
         ],
     }

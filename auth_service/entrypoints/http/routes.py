@@ -6,8 +6,10 @@ from flask import current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from auth_service.domain.sessions import TokenPair
 from auth_service.entrypoints.http import schemas
 from auth_service.service import AccountService
+from auth_service.sessions import SessionService
 
 auth = Blueprint("auth", __name__, url_prefix="/auth", description="Registration, confirmation, login")
 health = Blueprint("health", __name__, description="Liveness and readiness")
@@ -17,6 +19,31 @@ ERROR = schemas.ErrorResponse
 
 def _accounts() -> AccountService:
     return current_app.extensions["auth_service"].accounts
+
+
+def _sessions() -> SessionService:
+    return current_app.extensions["auth_service"].sessions
+
+
+def _json_body_errors(view):
+    """The answers every JSON-body endpoint can give besides its own, documented once."""
+    for status, description in (
+        (400, "Body is not a JSON object"),
+        (422, "validation_error"),
+        (429, "rate_limited"),
+        (503, "service_unavailable: a store does not answer"),
+    ):
+        view = auth.alt_response(status, schema=ERROR, description=description)(view)
+    return view
+
+
+def _token_answer(pair: TokenPair) -> dict:
+    return {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "token_type": pair.token_type,
+        "expires_in": pair.expires_in,
+    }
 
 
 @auth.route("/register", methods=["POST"])
@@ -74,9 +101,39 @@ def resend_code(body):
 @auth.alt_response(429, schema=ERROR, description="rate_limited")
 @auth.alt_response(503, schema=ERROR, description="service_unavailable: a store or the broker does not answer")
 def login(body):
-    """Exchange email and password for an access token."""
-    token = _accounts().login(body["email"], body["password"])
-    return {"access_token": token.token, "token_type": "Bearer", "expires_in": token.expires_in}
+    """Exchange email and password for an access token and a refresh token."""
+    return _token_answer(_accounts().login(body["email"], body["password"]))
+
+
+@auth.route("/token/refresh", methods=["POST"])
+@auth.arguments(schemas.RefreshTokenRequest)
+@auth.response(200, schemas.TokenResponse)
+@auth.alt_response(401, schema=ERROR, description="invalid_token: unknown, expired, used, or its session ended")
+@_json_body_errors
+def refresh_token(body):
+    """Exchange a refresh token for a new pair. Each refresh token works once."""
+    return _token_answer(_sessions().refresh(body["refresh_token"]))
+
+
+@auth.route("/logout", methods=["POST"])
+@auth.arguments(schemas.RefreshTokenRequest)
+@auth.response(204)
+@_json_body_errors
+def logout(body):
+    """End the refresh token's session. 204 also for a token that is unknown or already ended."""
+    _sessions().logout(body["refresh_token"])
+
+
+@auth.route("/password/change", methods=["POST"])
+@auth.arguments(schemas.PasswordChangeRequest)
+@auth.response(200, schemas.TokenResponse)
+@auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong current password) or invalid_token")
+@_json_body_errors
+@auth.doc(security=[{"bearerAuth": []}])
+def change_password(body):
+    """Change the password. Every other token of the account is refused from then on; answers the new pair."""
+    pair = _sessions().change_password(bearer_token(), body["current_password"], body["new_password"])
+    return _token_answer(pair)
 
 
 @auth.route("/me", methods=["GET"])
@@ -86,7 +143,7 @@ def login(body):
 @auth.doc(security=[{"bearerAuth": []}])
 def me():
     """The account behind the bearer token."""
-    user = _accounts().profile(_bearer_token())
+    user = _sessions().authenticate(bearer_token())
     return {
         "id": user.id,
         "email": user.email,
@@ -96,7 +153,7 @@ def me():
     }
 
 
-def _bearer_token() -> str | None:
+def bearer_token() -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return None

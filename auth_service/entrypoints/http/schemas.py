@@ -58,9 +58,9 @@ def _email():
     )
 
 
-class RegisterRequest(StrictSchema):
-    email = _email()
-    password = Text(
+def new_password():
+    """A password being chosen: the rules of register, for every flow that sets one."""
+    return Text(
         required=True,
         validate=_check_password,
         metadata={
@@ -68,6 +68,17 @@ class RegisterRequest(StrictSchema):
             "example": "correct horse battery",
         },
     )
+
+
+def _password_given():
+    # A password being proved, not chosen: only its size is bounded; one no account can have is
+    # simply wrong (401), as at login.
+    return Text(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class RegisterRequest(StrictSchema):
+    email = _email()
+    password = new_password()
     name = Text(
         load_default=None,
         allow_none=True,
@@ -91,7 +102,20 @@ class ResendRequest(StrictSchema):
 
 class LoginRequest(StrictSchema):
     email = _email()
-    password = Text(required=True, validate=validate.Length(min=1, max=1024))
+    password = _password_given()
+
+
+class RefreshTokenRequest(StrictSchema):
+    refresh_token = Text(
+        required=True,
+        validate=validate.Length(min=1, max=512),
+        metadata={"description": "the refresh token of the last login or refresh"},
+    )
+
+
+class PasswordChangeRequest(StrictSchema):
+    current_password = _password_given()
+    new_password = new_password()
 
 
 class RegisteredResponse(ma.Schema):
@@ -112,9 +136,12 @@ class AcceptedResponse(ma.Schema):
 
 
 class TokenResponse(ma.Schema):
-    access_token = fields.String(required=True)
-    token_type = fields.String(required=True)
-    expires_in = fields.Integer(required=True)
+    access_token = fields.String(required=True, metadata={"description": "JWT (HS256) for the Bearer header"})
+    refresh_token = fields.String(
+        required=True, metadata={"description": "opaque; works once, at POST /auth/token/refresh"}
+    )
+    token_type = fields.String(required=True, metadata={"example": "Bearer"})
+    expires_in = fields.Integer(required=True, metadata={"description": "seconds the access token is valid"})
 
 
 class ProfileResponse(ma.Schema):

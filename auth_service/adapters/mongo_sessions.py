@@ -1,0 +1,130 @@
+"""Sessions and refresh tokens in MongoDB: two collections, each with a TTL index for cleanup.
+
+``refresh_tokens`` holds one document per token, keyed by the token's SHA-256
+(the token itself is never stored). ``sessions`` holds one document per
+family; ending a family is one write to it, and every refresh reads it, so a
+successor inserted while the family was being ended is refused all the same.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pymongo
+
+from auth_service.adapters.serialized import SerializedWrites
+from auth_service.domain.sessions import RefreshRecord, Session
+
+
+class MongoSessionRepository:
+    def __init__(self, database, serialize_writes: bool = False):
+        self._tokens = database["refresh_tokens"]
+        self._sessions = database["sessions"]
+        self._locked = SerializedWrites(serialize_writes)
+
+    def ensure_indexes(self) -> None:
+        # expireAfterSeconds=0: MongoDB deletes each document once its own expires_at has passed
+        # (its TTL monitor runs every 60 s; the code never relies on the deletion, it checks expiry).
+        for collection in (self._tokens, self._sessions):
+            collection.create_index([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0, name="expires_ttl")
+        self._sessions.create_index([("user_id", pymongo.ASCENDING)], name="sessions_by_user")
+
+    def start(self, session: Session, first: RefreshRecord) -> None:
+        self._locked(self._sessions.insert_one, _session_document(session))
+        self._locked(self._tokens.insert_one, _record_document(first))
+
+    def add(self, record: RefreshRecord) -> None:
+        """Store a successor and keep its family alive at least as long as it."""
+        self._locked(self._tokens.insert_one, _record_document(record))
+        self._locked(self._sessions.update_one, {"_id": record.family_id}, {"$max": {"expires_at": record.expires_at}})
+
+    def claim(self, token_hash: str, now: datetime) -> RefreshRecord | None:
+        """Mark an unused, unexpired token used, atomically: of parallel claims, one gets the record."""
+        document = self._locked(
+            self._tokens.find_one_and_update,
+            {"_id": token_hash, "used_at": None, "expires_at": {"$gt": now}},
+            {"$set": {"used_at": now}},
+            return_document=pymongo.ReturnDocument.AFTER,
+        )
+        return _record(document)
+
+    def find(self, token_hash: str) -> RefreshRecord | None:
+        return _record(self._tokens.find_one({"_id": token_hash}))
+
+    def session(self, family_id: str) -> Session | None:
+        return _session(self._sessions.find_one({"_id": family_id}))
+
+    def end(self, family_id: str, at: datetime, reason: str) -> bool:
+        result = self._locked(
+            self._sessions.update_one,
+            {"_id": family_id, "ended_at": None},
+            {"$set": {"ended_at": at, "ended_reason": reason}},
+        )
+        return result.modified_count == 1
+
+    def end_all(self, user_id: str, below_version: int, at: datetime, reason: str) -> int:
+        """End the user's live sessions opened under a token version older than ``below_version``."""
+        result = self._locked(
+            self._sessions.update_many,
+            {"user_id": user_id, "ended_at": None, "token_version": {"$lt": below_version}},
+            {"$set": {"ended_at": at, "ended_reason": reason}},
+        )
+        return result.modified_count
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:  # BSON dates come back naive, in UTC
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _record_document(record: RefreshRecord) -> dict:
+    return {
+        "_id": record.token_hash,
+        "family_id": record.family_id,
+        "user_id": record.user_id,
+        "token_version": record.token_version,
+        "issued_at": record.issued_at,
+        "expires_at": record.expires_at,
+        "used_at": record.used_at,
+        "parent_hash": record.parent_hash,
+    }
+
+
+def _record(document: dict | None) -> RefreshRecord | None:
+    if document is None:
+        return None
+    return RefreshRecord(
+        token_hash=document["_id"],
+        family_id=document["family_id"],
+        user_id=document["user_id"],
+        token_version=document["token_version"],
+        issued_at=_utc(document["issued_at"]),
+        expires_at=_utc(document["expires_at"]),
+        used_at=_utc(document.get("used_at")),
+        parent_hash=document.get("parent_hash"),
+    )
+
+
+def _session_document(session: Session) -> dict:
+    return {
+        "_id": session.family_id,
+        "user_id": session.user_id,
+        "token_version": session.token_version,
+        "created_at": session.created_at,
+        "expires_at": session.expires_at,
+        "ended_at": session.ended_at,
+    }
+
+
+def _session(document: dict | None) -> Session | None:
+    if document is None:
+        return None
+    return Session(
+        family_id=document["_id"],
+        user_id=document["user_id"],
+        token_version=document["token_version"],
+        created_at=_utc(document["created_at"]),
+        expires_at=_utc(document["expires_at"]),
+        ended_at=_utc(document.get("ended_at")),
+    )

@@ -1,0 +1,155 @@
+"""Auth's one client for emailed codes: ask the worker to issue one, ask it to judge one.
+
+Every flow that proves an address with a code (registration, resend, and the
+password reset, email change and sign-in flows) goes through here, so the
+message shapes, the cooldown, the RPC with its 503 and "no verdict in time",
+and the mapping from the worker's verdict to the contract's error exist once.
+A flow adds only what a verified code means for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from auth_service.domain.errors import (
+    AuthError,
+    CodeExpired,
+    InvalidCode,
+    RateLimited,
+    ServiceUnavailable,
+    TooManyAttempts,
+)
+from auth_service.outbox import Outbox
+from auth_service.ports import BrokerUnavailable, Cooldowns, MessageBus, OutboxEntry
+from common.messaging.envelope import MalformedMessage
+from common.messaging.messages import CodeRequested, CodeSubmitted, CodeVerdict, Purpose, Verdict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CodeQueues:
+    requests: str
+    submissions: str
+
+
+@dataclass(frozen=True)
+class CodeTimings:
+    verdict_wait_seconds: float
+    cooldown_seconds: int
+
+
+_ERRORS: dict[Verdict, Callable[[CodeVerdict], AuthError]] = {
+    Verdict.INVALID_CODE: lambda verdict: InvalidCode(attempts_left=verdict.attempts_left),
+    Verdict.CODE_EXPIRED: lambda verdict: CodeExpired(),
+    Verdict.TOO_MANY_ATTEMPTS: lambda verdict: TooManyAttempts(),
+}
+
+
+def error_for(verdict: CodeVerdict) -> AuthError:
+    """The contract's error for a verdict other than verified."""
+    return _ERRORS[verdict.verdict](verdict)
+
+
+class CodeClient:
+    def __init__(
+        self,
+        bus: MessageBus,
+        outbox: Outbox,
+        cooldowns: Cooldowns,
+        queues: CodeQueues,
+        timings: CodeTimings,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._bus = bus
+        self._outbox = outbox
+        self._cooldowns = cooldowns
+        self._queues = queues
+        self._timings = timings
+        self._clock = clock
+
+    def request(
+        self, purpose: Purpose, user_id: str, email: str, name: str | None = None, request_id: str | None = None
+    ) -> OutboxEntry:
+        """The message asking the worker to mail a code, for the caller to store in an outbox."""
+        message = CodeRequested(
+            purpose=purpose, user_id=user_id, email=email, requested_at=self._clock(), name=name
+        ).outgoing(
+            # The worker derives the code from this id (see email_service.domain.codes),
+            # so it must come from the cryptographically secure generator.
+            message_id=secrets.token_hex(16),
+            request_id=request_id,
+        )
+        return OutboxEntry(self._queues.requests, message)
+
+    def issue(
+        self, purpose: Purpose, user_id: str, email: str, name: str | None = None, request_id: str | None = None
+    ) -> None:
+        """Store the request in the user's outbox and publish it; the relay publishes it if the broker is away."""
+        entry = self.request(purpose, user_id, email, name, request_id)
+        self._outbox.add(user_id, entry)
+        self._outbox.deliver(user_id, entry)
+
+    def start_cooldown(self, purpose: Purpose, email: str) -> None:
+        """Start the address's cooldown after a code went out unasked (a registration); best effort."""
+        try:
+            self._cooldowns.start(_cooldown_key(purpose, email), self._timings.cooldown_seconds)
+        except Exception:  # the code goes out regardless; only an early request for another is not refused
+            log.warning("could not start the code cooldown", exc_info=True)
+
+    def throttle(self, purpose: Purpose, email: str) -> None:
+        """Admit one more code for the address, or refuse: 503 while the broker is away, 429 in the cooldown.
+
+        The broker is checked before the cooldown starts, so asking again once it
+        is back is not punished.
+        """
+        if not self._bus.connected:
+            raise ServiceUnavailable()
+        try:
+            remaining = self._cooldowns.start(_cooldown_key(purpose, email), self._timings.cooldown_seconds)
+        except Exception:
+            log.warning("cooldown store unavailable", exc_info=True)
+            raise ServiceUnavailable() from None
+        if remaining > 0:
+            raise RateLimited("Wait before asking for another code.", retry_after=math.ceil(remaining))
+
+    def judge(
+        self,
+        purpose: Purpose,
+        email: str,
+        *,
+        code: str | None = None,
+        link_token: str | None = None,
+        user_id: str | None = None,
+        request_id: str | None = None,
+    ) -> CodeVerdict | None:
+        """Submit a code (or a link token) and wait a bounded time for the verdict.
+
+        ``None`` means no verdict came in time: the submission stays queued and
+        the worker still judges it. 503 when the broker is away or the reply is
+        unreadable.
+        """
+        submission = CodeSubmitted(
+            purpose=purpose, email=email, code=code, link_token=link_token, submitted_at=self._clock(), user_id=user_id
+        ).outgoing(correlation_id=uuid.uuid4().hex, request_id=request_id)
+        try:
+            reply = self._bus.request(self._queues.submissions, submission, timeout=self._timings.verdict_wait_seconds)
+        except BrokerUnavailable:
+            raise ServiceUnavailable() from None
+        if reply is None:
+            return None
+        try:
+            return CodeVerdict.from_body(reply)
+        except MalformedMessage as error:
+            log.error("unreadable verdict from the worker", extra={"error": str(error)})
+            raise ServiceUnavailable() from None
+
+
+def _cooldown_key(purpose: Purpose, email: str) -> str:
+    return f"code:{purpose}:{email}"

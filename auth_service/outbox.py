@@ -1,0 +1,73 @@
+"""Messages stored with their user document until the broker confirms them.
+
+A request stores a message in the user's outbox in the same write as the
+change it announces, then publishes it itself; the relay thread publishes
+what a request could not (the broker was away) once its grace period is over.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from auth_service.ports import BrokerUnavailable, MessageBus, OutboxEntry, UserRepository
+
+log = logging.getLogger(__name__)
+
+# The request publishes the message itself; the relay steps in only if it has
+# not succeeded by then, so the two rarely publish the same message.
+OUTBOX_GRACE = timedelta(seconds=10)
+
+
+class Outbox:
+    def __init__(
+        self,
+        users: UserRepository,
+        bus: MessageBus,
+        publish_timeout_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._users = users
+        self._bus = bus
+        self._publish_timeout = publish_timeout_seconds
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def relay_after(self) -> datetime:
+        """When the relay may publish a message stored now, if its request has not."""
+        return self._now() + OUTBOX_GRACE
+
+    def add(self, user_id: str, entry: OutboxEntry) -> None:
+        self._users.add_outbox(user_id, entry, publish_after=self.relay_after())
+
+    def deliver(self, user_id: str, entry: OutboxEntry) -> bool:
+        """Publish with a publisher confirm; False (the entry stays for the relay) if the broker refused."""
+        try:
+            self._bus.publish(entry.queue, entry.message, timeout=self._publish_timeout)
+        except BrokerUnavailable:
+            log.warning("broker unavailable, message left in the outbox for the relay")
+            return False
+        self._users.outbox_delivered(user_id, entry.message.message_id)
+        return True
+
+    def relay_due(self, lease_seconds: float = 30.0) -> int:
+        """Publish messages whose request did not manage to; returns how many went out.
+
+        Raises ``BrokerUnavailable`` when the broker refuses, after putting the
+        claimed messages back for a later round."""
+        delivered = 0
+        while True:
+            now = self._now()
+            claimed = self._users.claim_due_outbox(now, lease_until=now + timedelta(seconds=lease_seconds))
+            if claimed is None:
+                return delivered
+            user_id, entries = claimed
+            for entry in entries:
+                if not self.deliver(user_id, entry):
+                    self._users.postpone_outbox(user_id, now)
+                    raise BrokerUnavailable(f"{delivered} delivered before the broker refused")
+                delivered += 1

@@ -1,0 +1,199 @@
+"""Sessions: the token pair a login opens, refresh with rotation and reuse detection, logout,
+the Bearer check, and the one way to refuse every token of an account (password change and reset).
+
+Two things make a token refused, and each is one MongoDB write:
+- a session (family) ended: logout, reuse detected, or every session of an
+  account ended by ``revoke_all_sessions``/``set_password``;
+- the account's token version raised: every access token and refresh token
+  carries the version it was issued under, and one with an older version is
+  refused. The version rises in the same update that writes a new password hash.
+
+A successor token and its access token carry the version of the token they
+replace, never the account's current one, so a refresh racing a password
+change can only produce tokens that the change has already made invalid.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from auth_service.domain.accounts import User
+from auth_service.domain.errors import InvalidCredentials, InvalidTokenError, PasswordUnchanged
+from auth_service.domain.passwords import PasswordHasher
+from auth_service.domain.sessions import (
+    Presented,
+    RefreshRecord,
+    Session,
+    TokenPair,
+    judge_presented,
+    new_family_id,
+    new_refresh_token,
+    refresh_token_hash,
+)
+from auth_service.domain.tokens import InvalidToken, TokenIssuer
+from auth_service.ports import SessionRepository, UserRepository
+
+log = logging.getLogger(__name__)
+
+REFRESH_REFUSED = "The refresh token is not valid. Log in again."
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    refresh_ttl_seconds: int
+    reuse_grace_seconds: int
+
+
+class SessionService:
+    def __init__(
+        self,
+        users: UserRepository,
+        sessions: SessionRepository,
+        tokens: TokenIssuer,
+        hasher: PasswordHasher,
+        policy: SessionPolicy,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._users = users
+        self._sessions = sessions
+        self._tokens = tokens
+        self._hasher = hasher
+        self._refresh_ttl = timedelta(seconds=policy.refresh_ttl_seconds)
+        self._grace = timedelta(seconds=policy.reuse_grace_seconds)
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def open(self, user: User) -> TokenPair:
+        """Start a session for a user who just proved who they are."""
+        now = self._now()
+        session = Session(new_family_id(), user.id, user.token_version, now, now + self._refresh_ttl)
+        refresh_token = new_refresh_token()
+        self._sessions.start(session, self._record(refresh_token, session.family_id, user, now))
+        return self._pair(user.id, user.token_version, refresh_token)
+
+    def refresh(self, refresh_token: str) -> TokenPair:
+        """Rotate: the presented token is spent and a new pair of the same session is answered.
+
+        Of parallel refreshes of one token, exactly one claims it (an atomic
+        find-and-modify). The others find it used: inside the grace window they
+        are answered with a pair of their own in the same session (the client
+        that lost the first answer can go on); after it, the session ends.
+        """
+        now = self._now()
+        token_hash = refresh_token_hash(refresh_token)
+        claimed = self._sessions.claim(token_hash, now)
+        if claimed is not None:
+            return self._successor(claimed, now)
+        presented = self._sessions.find(token_hash)
+        verdict = judge_presented(presented, now, self._grace)
+        if presented is None:
+            raise InvalidTokenError(REFRESH_REFUSED)
+        if verdict is Presented.RETRY_WITHIN_GRACE:
+            return self._successor(presented, now)
+        if verdict is Presented.REUSED and self._sessions.end(presented.family_id, now, "reuse_detected"):
+            log.warning(
+                "used refresh token presented again after the grace window: session ended",
+                extra={"user_id": presented.user_id, "session_id": presented.family_id},
+            )
+        raise InvalidTokenError(REFRESH_REFUSED)
+
+    def logout(self, refresh_token: str) -> None:
+        """End the session the token belongs to, whether it is current, used or expired; unknown: nothing."""
+        record = self._sessions.find(refresh_token_hash(refresh_token))
+        if record is not None:
+            self._sessions.end(record.family_id, self._now(), "logout")
+
+    def authenticate(self, access_token: str | None) -> User:
+        """The account behind a Bearer token that is well signed, unexpired and of the current version."""
+        if not access_token:
+            raise InvalidTokenError()
+        try:
+            claims = self._tokens.verify(access_token)
+        except InvalidToken:
+            raise InvalidTokenError() from None
+        user = self._users.by_id(claims.subject)
+        if user is None or user.token_version != claims.token_version:
+            raise InvalidTokenError()
+        return user
+
+    def token_subject(self, access_token: str) -> str | None:
+        """The account a well-signed, unexpired access token names, without a database read (rate limits)."""
+        try:
+            return self._tokens.verify(access_token).subject
+        except InvalidToken:
+            return None
+
+    def change_password(self, access_token: str | None, current_password: str, new_password: str) -> TokenPair:
+        """Replace the password; every earlier token is refused from then on, and the answer is the new pair."""
+        user = self.authenticate(access_token)
+        if not self._hasher.verify(current_password, user.password_hash):
+            raise InvalidCredentials("The current password is incorrect.")
+        if new_password == current_password:
+            raise PasswordUnchanged()
+        # Conditional on the version the caller's token carries: of two changes racing on
+        # one token, the second finds its token already refused.
+        updated = self.set_password(user.id, new_password, "password_changed", expected_version=user.token_version)
+        if updated is None:
+            raise InvalidTokenError()
+        return self.open(updated)
+
+    def set_password(
+        self, user_id: str, new_password: str, reason: str, expected_version: int | None = None
+    ) -> User | None:
+        """Write a new password and refuse every token issued before, in one update (change and reset).
+
+        Returns the updated user, or None if there is no such user (at ``expected_version``)."""
+        return self._revoke(user_id, reason, self._hasher.hash(new_password), expected_version)
+
+    def revoke_all_sessions(self, user_id: str, reason: str) -> User | None:
+        """Refuse every access and refresh token of the account, keeping its password."""
+        return self._revoke(user_id, reason, None, None)
+
+    def _revoke(
+        self, user_id: str, reason: str, password_hash: str | None, expected_version: int | None
+    ) -> User | None:
+        now = self._now()
+        updated = self._users.bump_token_version(user_id, now, password_hash, expected_version)
+        if updated is None:
+            return None
+        # The version bump alone refuses every earlier token; ending the sessions too records
+        # when and why each one ended, where an operator looks for it.
+        ended = self._sessions.end_all(user_id, below_version=updated.token_version, at=now, reason=reason)
+        log.info(
+            "every earlier token of the account refused",
+            extra={"user_id": user_id, "reason": reason, "sessions_ended": ended},
+        )
+        return updated
+
+    def _successor(self, spent: RefreshRecord, now: datetime) -> TokenPair:
+        session = self._sessions.session(spent.family_id)
+        user = self._users.by_id(spent.user_id)
+        if session is None or not session.live or user is None or user.token_version != spent.token_version:
+            raise InvalidTokenError(REFRESH_REFUSED)
+        refresh_token = new_refresh_token()
+        record = self._record(refresh_token, spent.family_id, user, now, spent)
+        self._sessions.add(record)
+        return self._pair(user.id, spent.token_version, refresh_token)
+
+    def _record(
+        self, refresh_token: str, family_id: str, user: User, now: datetime, parent: RefreshRecord | None = None
+    ) -> RefreshRecord:
+        return RefreshRecord(
+            token_hash=refresh_token_hash(refresh_token),
+            family_id=family_id,
+            user_id=user.id,
+            token_version=parent.token_version if parent is not None else user.token_version,
+            issued_at=now,
+            expires_at=now + self._refresh_ttl,
+            parent_hash=parent.token_hash if parent is not None else None,
+        )
+
+    def _pair(self, user_id: str, token_version: int, refresh_token: str) -> TokenPair:
+        access_token, expires_in = self._tokens.issue(user_id, token_version)
+        return TokenPair(access_token=access_token, refresh_token=refresh_token, expires_in=expires_in)

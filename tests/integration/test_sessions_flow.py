@@ -1,0 +1,128 @@
+"""Refresh, reuse detection, logout and password change on the real processes (waitress, pika,
+RabbitMQ, Redis, the worker mailing the codes), through HTTP only."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.integration.test_contract_flow import PASSWORD, confirm, emailed_codes, login, new_email, register
+
+NEW_PASSWORD = "a brand new passphrase 7"
+GRACE_SECONDS = 1
+
+
+@pytest.fixture(scope="module")
+def short_grace_stack(start_stack):
+    """A stack whose grace window is short enough to outwait in a test."""
+    return start_stack(REFRESH_REUSE_GRACE_SECONDS=str(GRACE_SECONDS))
+
+
+def signed_in(stack) -> tuple[str, dict]:
+    email = new_email()
+    assert register(stack, email)[0] == 201
+    [code] = emailed_codes(stack, email)
+    assert confirm(stack, email, code)[0] == 200
+    status, headers, pair = login(stack, email)
+    assert status == 200 and headers["Cache-Control"] == "no-store"
+    assert set(pair) == {"access_token", "refresh_token", "token_type", "expires_in"}
+    return email, pair
+
+
+def refresh(stack, refresh_token):
+    return stack.call("POST", "/auth/token/refresh", {"refresh_token": refresh_token})
+
+
+def me(stack, access_token):
+    return stack.call("GET", "/auth/me", headers={"Authorization": f"Bearer {access_token}"})
+
+
+def assert_invalid_token(answer) -> None:
+    status, headers, body = answer
+    assert (status, body["error"]) == (401, "invalid_token"), body
+    assert headers["Cache-Control"] == "no-store"
+
+
+def assert_pair(answer) -> dict:
+    status, headers, body = answer
+    assert status == 200, body
+    assert body["token_type"] == "Bearer" and body["refresh_token"] and body["access_token"]
+    assert headers["Cache-Control"] == "no-store"
+    return body
+
+
+def test_refresh_rotates_answers_a_retry_in_the_grace_window_and_ends_the_session_on_reuse(short_grace_stack):
+    stack = short_grace_stack
+    email, pair = signed_in(stack)
+    other_device = login(stack, email)[2]
+
+    rotated = assert_pair(refresh(stack, pair["refresh_token"]))
+    assert rotated["refresh_token"] != pair["refresh_token"]
+    assert me(stack, rotated["access_token"])[2]["email"] == email
+    retried = assert_pair(refresh(stack, pair["refresh_token"]))  # a client that lost the answer
+    newest = assert_pair(refresh(stack, retried["refresh_token"]))
+
+    time.sleep(GRACE_SECONDS + 0.5)
+    assert_invalid_token(refresh(stack, pair["refresh_token"]))
+    assert_invalid_token(refresh(stack, newest["refresh_token"]))
+    assert_invalid_token(refresh(stack, rotated["refresh_token"]))
+    assert_pair(refresh(stack, other_device["refresh_token"]))
+
+
+def test_parallel_refreshes_of_one_token_on_waitress(short_grace_stack):
+    stack = short_grace_stack
+    _, pair = signed_in(stack)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: refresh(stack, pair["refresh_token"]), range(6)))
+    tokens = {assert_pair(answer)["refresh_token"] for answer in answers}
+    assert len(tokens) == 6  # one rotation, five retries inside the grace window, each with its own token
+    time.sleep(GRACE_SECONDS + 0.5)
+    assert_invalid_token(refresh(stack, pair["refresh_token"]))
+    for token in tokens:  # the reuse ended the session they all belong to
+        assert_invalid_token(refresh(stack, token))
+
+
+def test_logout_ends_the_session_and_answers_204_for_any_token(stack):
+    email, pair = signed_in(stack)
+    other_device = login(stack, email)[2]
+    status, headers, body = stack.call("POST", "/auth/logout", {"refresh_token": pair["refresh_token"]})
+    assert (status, body, headers["Cache-Control"]) == (204, None, "no-store")
+    assert_invalid_token(refresh(stack, pair["refresh_token"]))
+    assert_pair(refresh(stack, other_device["refresh_token"]))
+
+    assert stack.call("POST", "/auth/logout", {"refresh_token": "no-such-token"})[0] == 204
+    status, _, body = stack.call("POST", "/auth/logout", {"refresh_token": 42})
+    assert (status, body["error"]) == (422, "validation_error")
+    assert "refresh_token" in body["fields"]
+
+
+def test_password_change_refuses_every_earlier_token_and_the_new_pair_works(stack):
+    email, pair = signed_in(stack)
+    other_device = login(stack, email)[2]
+    bearer = {"Authorization": f"Bearer {pair['access_token']}"}
+
+    status, _, body = stack.call(
+        "POST", "/auth/password/change", {"current_password": "not it", "new_password": NEW_PASSWORD}, bearer
+    )
+    assert (status, body["error"]) == (401, "invalid_credentials")
+    status, _, body = stack.call(
+        "POST", "/auth/password/change", {"current_password": PASSWORD, "new_password": "short"}, bearer
+    )
+    assert (status, body["error"]) == (422, "validation_error") and "new_password" in body["fields"]
+
+    new_pair = assert_pair(
+        stack.call(
+            "POST", "/auth/password/change", {"current_password": PASSWORD, "new_password": NEW_PASSWORD}, bearer
+        )
+    )
+    for old in (pair, other_device):
+        assert_invalid_token(me(stack, old["access_token"]))
+        assert_invalid_token(refresh(stack, old["refresh_token"]))
+    assert me(stack, new_pair["access_token"])[0] == 200
+    rotated = assert_pair(refresh(stack, new_pair["refresh_token"]))
+    assert me(stack, rotated["access_token"])[0] == 200
+
+    assert login(stack, email)[0] == 401
+    assert login(stack, email, NEW_PASSWORD)[0] == 200
