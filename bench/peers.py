@@ -72,7 +72,7 @@ class PeerConfig:
 def _templates() -> tuple[jinja2.Template, jinja2.Template]:
     # The project's own templates, so every system sends the same bytes; compiled once.
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape())
-    return environment.get_template("verification.txt"), environment.get_template("verification.html")
+    return environment.get_template("verify_email.txt"), environment.get_template("verify_email.html")
 
 
 class MailJob:
@@ -106,11 +106,12 @@ class MailJob:
 
     def _message(self, email: str, name: str | None, code: str) -> EmailMessage:
         context = {"name": name, "code": code, "validity": describe_validity(self._config.ttl_seconds)}
+        text = self._text.make_module(context)  # the text template sets the subject
         message = EmailMessage()
-        message["Subject"] = "Confirm your email address"
+        message["Subject"] = str(text.subject)
         message["From"] = self._config.sender
         message["To"] = email
-        message.set_content(self._text.render(context))
+        message.set_content(str(text))
         message.add_alternative(self._html.render(context), subtype="html")
         return message
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import pika
 import redis
 
-from common.messaging import messages, topology
+from common.messaging import topology
 from common.messaging.envelope import Outgoing
+from common.messaging.messages import CodeRequested, Purpose
 from devtools.stack import delete_queues
 
 log = logging.getLogger("bench")
@@ -25,14 +26,11 @@ RUN_PREFIX = "bench-compare"
 
 
 def code_request(email: str, name: str | None) -> Outgoing:
-    """An account-creation message as the auth service publishes one for a registration
-    (AccountService._code_request, with the user id and request id it would have)."""
-    return Outgoing(
-        type=messages.ACCOUNT_REGISTERED,
-        body={"user_id": uuid.uuid4().hex, "email": email, "name": name, "requested_at": time.time()},
-        message_id=secrets.token_hex(16),
-        request_id=uuid.uuid4().hex,
-    )
+    """A code request as the auth service publishes one for a registration (CodeClient.request),
+    with the user id and request id it would have."""
+    return CodeRequested(
+        purpose=Purpose.VERIFY_EMAIL, user_id=uuid.uuid4().hex, email=email, requested_at=time.time(), name=name
+    ).outgoing(message_id=secrets.token_hex(16), request_id=uuid.uuid4().hex)
 
 
 def publish_code_requests(rabbitmq_url: str, queue: str, count: int, tag: str) -> None:

@@ -28,7 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def unique_names(prefix: str = "run") -> dict[str, str]:
     """Queue names and key prefixes of one's own, so copies of the system share servers safely."""
-    tag = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    return names_for(f"{prefix}-{uuid.uuid4().hex[:10]}")
+
+
+def names_for(tag: str) -> dict[str, str]:
+    """The queue names and key prefixes of the run tagged ``tag`` (what ``unique_names`` hands out)."""
     return {
         "ACCOUNT_CREATION_QUEUE": f"{tag}.account_creation",
         "CONFIRM_EMAIL_CODE_QUEUE": f"{tag}.confirm_email_code",

@@ -22,7 +22,9 @@ import redis
 
 from bench import compare
 from bench import sink as smtp_sink
+from bench.workload import Leftovers
 from common.messaging import topology
+from devtools.stack import names_for
 from tests.integration.conftest import RABBITMQ_URL, REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -96,28 +98,55 @@ def test_an_interrupted_benchmark_stops_its_processes_and_removes_its_queues():
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # so that a failing test can stop the whole tree
     )
+    tag = None
     try:
         log_dir = Path(re.search(r"logs of every process in (\S+)", process.stderr.readline()).group(1))
         worker_log = log_dir / "run01-email_service.log"
         deadline = time.monotonic() + 60
-        # Interrupt once the worker is consuming, in the middle of the drain.
-        while not (worker_log.exists() and '"verification code sent"' in worker_log.read_text()):
-            assert time.monotonic() < deadline, "the worker never sent a mail"
+        while tag is None or _depth(names_for(tag)["ACCOUNT_CREATION_QUEUE"]) >= 5000:
+            assert time.monotonic() < deadline, "the worker never started draining"
+            tag = _run_tag(worker_log)
             time.sleep(0.1)
-        queue = re.search(r'"queue": "([^"]+\.account_creation)"', worker_log.read_text()).group(1)
+        # Interrupted in the middle of the drain.
         worker_pid = _pid_of_child(process.pid)
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 130
     finally:
         if process.poll() is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    prefix = queue.removesuffix(".account_creation")
-    work_queues = [f"{prefix}.account_creation", f"{prefix}.confirm_email_code", f"{prefix}.account_confirmed"]
-    assert [name for name in every_queue_of(work_queues) if queue_exists(name)] == []
-    assert redis_keys([f"{prefix}:email"]) == []
+            if tag is not None:
+                _remove_run(tag)
+    run = Leftovers(RABBITMQ_URL, REDIS_URL)
+    run.add_names(names_for(tag))
+    assert [name for name in every_queue_of(run.work_queues) if queue_exists(name)] == []
+    assert redis_keys(run.redis_prefixes) == []
     assert not Path(f"/proc/{worker_pid}").exists(), "the worker outlived the benchmark"
+
+
+def _depth(queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def _run_tag(worker_log: Path) -> str | None:
+    """The tag of the run's queue names, once the worker has logged one."""
+    if not worker_log.exists():
+        return None
+    found = re.search(r'"queue": "([^"]+)\.account_creation"', worker_log.read_text())
+    return found.group(1) if found else None
+
+
+def _remove_run(tag: str) -> None:
+    leftovers = Leftovers(RABBITMQ_URL, REDIS_URL)
+    leftovers.add_names(names_for(tag))
+    leftovers.remove()
 
 
 def _pid_of_child(parent: int) -> int:

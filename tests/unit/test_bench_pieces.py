@@ -95,9 +95,18 @@ def test_the_peer_job_stores_the_registration_and_mails_text_and_html(plain_sink
     assert stored["attempts"] == "0" and stored["message_id"].startswith("message-")
     assert len(stored["code_digest"]) == 64
     assert 0 < client.ttl(key) <= 600
-    message = job._message("dan@example.com", "Dan", "123456")
-    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
-    assert "123456" in message.get_body(("plain",)).get_content()
+
+
+def test_the_peers_mail_what_the_worker_mails(system, plain_sink):
+    job = MailJob(peer_config(plain_sink, reuse=True), fakeredis.FakeRedis())
+    ours = job._message("dan@example.com", "Dan", "123456")
+    context = {"name": "Dan", "code": "123456", "validity": "10 minutes", "link_token": "unused"}
+    with system.mailer.app.app_context():
+        workers = system.mailer.render("verify_email", "dan@example.com", context)
+    assert [part.get_content_type() for part in ours.iter_parts()] == ["text/plain", "text/html"]
+    assert ours["Subject"] == workers.subject
+    assert ours.get_body(("plain",)).get_content().rstrip("\n") == workers.body.rstrip("\n")
+    assert ours.get_body(("html",)).get_content().rstrip("\n") == workers.html.rstrip("\n")
 
 
 @pytest.mark.parametrize("reuse", [True, False], ids=["kept-connection", "connection-per-mail"])
