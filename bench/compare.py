@@ -127,8 +127,7 @@ class Bench:
         return self.base_env["REDIS_URL"]
 
     def remove_leftovers(self) -> None:
-        for leftover in self.leftovers:
-            leftover.remove()
+        Leftovers.all_of(self.leftovers).remove()
 
 
 def base_environment() -> dict[str, str]:

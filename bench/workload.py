@@ -101,17 +101,38 @@ class Leftovers:
         self.work_queues += [value for key, value in names.items() if key.endswith("_QUEUE")]
         self.redis_prefixes += [value for key, value in names.items() if key.endswith("_KEY_PREFIX")]
 
-    def remove(self) -> None:
-        steps: list[tuple[str, Callable[[], None]]] = [
-            ("work queues", lambda: delete_queues(self.rabbitmq_url, self.work_queues)),
-            ("queues", self._delete_plain_queues),
-            ("Redis keys", self._delete_redis_keys),
+    def remove(self, patience: float = 60.0) -> None:
+        """Delete every queue and key; a server that does not answer is tried again for ``patience`` seconds,
+        since a broker left holding queues of runs gone by runs out of file handles."""
+        steps: list[tuple[str, list[str], Callable[[], None]]] = [
+            ("work queues (with their retry and dead-letter queues)", self.work_queues, self._delete_work_queues),
+            ("queues", self.plain_queues, self._delete_plain_queues),
+            ("Redis keys under", self.redis_prefixes, self._delete_redis_keys),
         ]
-        for what, step in steps:
-            try:
-                step()
-            except Exception as error:  # one server away must not keep the other's leftovers
-                log.error("could not remove the benchmark's %s: %r", what, error)
+        deadline = time.monotonic() + patience
+        for what, names, step in steps:
+            while names:
+                try:
+                    step()
+                    break
+                except Exception as error:  # one server away must not keep the other's leftovers
+                    if time.monotonic() > deadline:
+                        log.error("could not remove the benchmark's %s %s: %r", what, ", ".join(names), error)
+                        break
+                    time.sleep(2)
+
+    @classmethod
+    def all_of(cls, runs: list[Leftovers]) -> Leftovers:
+        """One ``Leftovers`` for several runs on the same servers, so that one patience covers them all."""
+        merged = cls(runs[0].rabbitmq_url, runs[0].redis_url) if runs else cls("", "")
+        for run in runs:
+            merged.work_queues += run.work_queues
+            merged.plain_queues += run.plain_queues
+            merged.redis_prefixes += run.redis_prefixes
+        return merged
+
+    def _delete_work_queues(self) -> None:
+        delete_queues(self.rabbitmq_url, self.work_queues)
 
     def _delete_plain_queues(self) -> None:
         connection = pika.BlockingConnection(pika.URLParameters(self.rabbitmq_url))

@@ -18,8 +18,10 @@ import pytest
 
 from bench import sink as smtp_sink
 from bench.peers import MailJob, PeerConfig
-from bench.workload import code_request
+from bench.workload import Leftovers, code_request
 from common.messaging.consumer import Outcome
+from devtools.mailsink import free_port
+from devtools.stack import names_for
 
 KEY = "unit-test-code-key-that-is-long-enough-0123456789"
 
@@ -148,3 +150,26 @@ def test_a_certificate_not_the_sinks_is_refused(tls_sink, tmp_path):
     context = ssl.create_default_context(cafile=str(other.certificate))
     with smtplib.SMTP("127.0.0.1", tls_sink.port, timeout=5) as smtp, pytest.raises(ssl.SSLCertVerificationError):
         smtp.starttls(context=context)
+
+
+def test_leftovers_that_cannot_be_removed_are_named(caplog):
+    closed = free_port()  # neither server answers there
+    servers = (f"amqp://guest:guest@127.0.0.1:{closed}/%2F", f"redis://127.0.0.1:{closed}/0")
+    runs = [Leftovers(*servers, plain_queues=["q.rpc"]), Leftovers(*servers)]
+    runs[1].add_names(names_for("bench-compare-0123456789"))
+    merged = Leftovers.all_of(runs)
+    assert merged.plain_queues == ["q.rpc"]
+    assert merged.work_queues == [
+        "bench-compare-0123456789.account_creation",
+        "bench-compare-0123456789.confirm_email_code",
+        "bench-compare-0123456789.account_confirmed",
+    ]
+    assert merged.redis_prefixes == ["bench-compare-0123456789:email", "bench-compare-0123456789:ratelimit"]
+
+    merged.remove(patience=0)
+
+    errors = [record.getMessage() for record in caplog.records if record.name == "bench"]
+    assert len(errors) == 3
+    assert "bench-compare-0123456789.account_creation" in errors[0]
+    assert "q.rpc" in errors[1]
+    assert "bench-compare-0123456789:email" in errors[2]
