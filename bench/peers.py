@@ -46,6 +46,7 @@ class PeerConfig:
     code_key: bytes
     ttl_seconds: int
     reuse_connection: bool
+    prefetch: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PeerConfig:
@@ -66,6 +67,7 @@ class PeerConfig:
             code_key=read.str("CODE_HMAC_KEY", "bench-peer-code-key-0123456789abcdef").encode(),
             ttl_seconds=read.int("CODE_TTL_SECONDS", 600),
             reuse_connection=read.bool("BENCH_SMTP_REUSE", True),
+            prefetch=read.int("BENCH_PREFETCH", 16, minimum=1),
         )
 
 

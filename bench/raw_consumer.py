@@ -1,6 +1,9 @@
 """The raw baseline: a minimal pika consumer doing the job of bench/peers.py per message.
 
 One process, one thread, one connection, acks after the mail is accepted.
+It keeps as many messages in flight as the worker does by default (4
+consumers with a prefetch of 4 each), so that on a busy broker the wait
+for the next delivery does not bound it.
 It reads the email worker's account-creation messages from ``BENCH_QUEUE``
 and stops on SIGTERM or SIGINT after the message in hand.
 
@@ -10,7 +13,6 @@ and stops on SIGTERM or SIGINT after the message in hand.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -54,9 +56,7 @@ def main() -> int:
         channel.basic_ack(method.delivery_tag)
 
     try:
-        consume_until_signalled(
-            config.rabbitmq_url, config.queue, on_message, int(os.environ.get("WORKER_PREFETCH", "4"))
-        )
+        consume_until_signalled(config.rabbitmq_url, config.queue, on_message, config.prefetch)
     finally:
         job.close()
     return 0
