@@ -57,6 +57,7 @@ from bench.stats import (
 from bench.workload import (
     RUN_PREFIX,
     Leftovers,
+    code_request,
     declare_work_queues,
     parked_messages,
     publish_code_requests,
@@ -166,12 +167,13 @@ def drain(bench: Bench, system: System, sink: smtp_sink.CountingSink, count: int
         "BENCH_QUEUE": queue,
         "WORKER_METRICS_PORT": str(free_port()),
     }
+    tag = queue.removesuffix(".account_creation")  # for addresses of the run's own
     try:
         if system.is_celery:
-            _prequeue_celery(PeerConfig.from_env(env), count, names["REDIS_KEY_PREFIX"])
+            _prequeue_celery(PeerConfig.from_env(env), count, tag)
         else:
             declare_work_queues(bench.rabbitmq_url, [queue] if not system.is_project else mine.work_queues)
-            publish_code_requests(bench.rabbitmq_url, queue, count, tag=names["REDIS_KEY_PREFIX"].split(":")[0])
+            publish_code_requests(bench.rabbitmq_url, queue, count, tag)
         wait_for_depth(bench.rabbitmq_url, queue, count)
         service = Service(system.module, env, bench.log_dir / f"run{bench.runs:02d}-{system.module}.log", system.args)
         run = _timed_drain(system.label, service, sink, count, timeout)
@@ -184,7 +186,6 @@ def drain(bench: Bench, system: System, sink: smtp_sink.CountingSink, count: int
 
 def _prequeue_celery(config: PeerConfig, count: int, tag: str) -> None:
     from bench import celery_peer  # Celery is the benchmark's own dependency (requirements/bench.txt)
-    from bench.workload import code_request
 
     app = celery_peer.build_app(config)
     try:
