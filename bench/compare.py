@@ -114,27 +114,30 @@ TLS_SYSTEMS = (PROJECT, RAW, RAW_NEW_CONNECTION)
 class Bench:
     """What every part shares: the servers, the environment, the log folder and the leftovers to remove."""
 
-    base_env: dict[str, str]
+    settings: dict[str, str]
     log_dir: Path
     leftovers: list[Leftovers] = field(default_factory=list)
     runs: int = 0
 
     @property
+    def base_env(self) -> dict[str, str]:
+        return {**os.environ, **self.settings}
+
+    @property
     def rabbitmq_url(self) -> str:
-        return self.base_env["RABBITMQ_URL"]
+        return self.settings["RABBITMQ_URL"]
 
     @property
     def redis_url(self) -> str:
-        return self.base_env["REDIS_URL"]
+        return self.settings["REDIS_URL"]
 
     def remove_leftovers(self) -> None:
         Leftovers.all_of(self.leftovers).remove()
 
 
-def base_environment() -> dict[str, str]:
+def bench_settings() -> dict[str, str]:
     """The services in production mode, as deployed, with throwaway secrets and the default retry ladder."""
     return {
-        **os.environ,
         "RABBITMQ_URL": os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "APP_ENV": "production",
@@ -383,7 +386,7 @@ def run(options: Options, bench: Bench) -> tuple[list[str], dict]:
         outcomes = []
         for rep in range(1, options.reps + 1):
             outcome = measure_confirm(
-                bench.base_env,
+                bench.settings,
                 options.confirm_users,
                 options.wrong_codes,
                 bench.log_dir / f"confirm{rep}",
@@ -421,7 +424,7 @@ def _interrupt(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(sys.argv[1:] if argv is None else argv)
-    bench = Bench(base_environment(), Path(tempfile.mkdtemp(prefix="bench-compare-")))
+    bench = Bench(bench_settings(), Path(tempfile.mkdtemp(prefix="bench-compare-")))
     problems = preflight(bench.rabbitmq_url, bench.redis_url)
     if problems:
         print("\n".join(problems), file=sys.stderr)

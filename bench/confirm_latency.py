@@ -74,20 +74,20 @@ def register(stack: LocalStack, email: str) -> str:
 
 
 def measure_confirm(
-    base_env: dict[str, str], users: int, wrong_codes: int, log_dir: Path, leftovers: list[Leftovers]
+    settings: dict[str, str], users: int, wrong_codes: int, log_dir: Path, leftovers: list[Leftovers]
 ) -> ConfirmOutcome:
-    rabbitmq_url, redis_url = base_env["RABBITMQ_URL"], base_env["REDIS_URL"]
+    """One repetition on a fresh stack; ``settings`` are the services' own (LocalStack adds the environment)."""
+    rabbitmq_url, redis_url = settings["RABBITMQ_URL"], settings["REDIS_URL"]
     names = unique_names(RUN_PREFIX)
     rpc_queue = names["ACCOUNT_CREATION_QUEUE"].replace("account_creation", "rpc")
     mine = Leftovers(rabbitmq_url, redis_url, plain_queues=[rpc_queue])
     mine.add_names(names)
     leftovers.append(mine)
     overrides = {
-        **base_env,
+        **settings,
         **names,
         "RATELIMIT_ENABLED": "false",
         "BCRYPT_ROUNDS": "4",  # registrations are set-up here, not measured
-        "LOG_LEVEL": base_env.get("LOG_LEVEL", "INFO"),
     }
     stack = LocalStack(log_dir, overrides)
     echo = Service("bench.rpc_echo", {**stack.env, "BENCH_QUEUE": rpc_queue}, log_dir / "rpc_echo.log")

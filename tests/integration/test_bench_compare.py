@@ -65,7 +65,7 @@ def redis_keys(prefixes: list[str]) -> list[bytes]:
 def bench(tmp_path, monkeypatch):
     monkeypatch.setenv("RABBITMQ_URL", RABBITMQ_URL)
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
-    bench = compare.Bench(compare.base_environment(), tmp_path)
+    bench = compare.Bench(compare.bench_settings(), tmp_path)
     yield bench
     bench.remove_leftovers()
 
