@@ -6,14 +6,15 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements lint format test unit integration run demo bench bench-latency bench-login clean up down logs ps
+.PHONY: help install requirements lint format test unit integration run demo demo-lifecycle bench bench-latency bench-login bench-edge clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
+	@echo "make demo-lifecycle  one account's whole life: refresh, reset, password and email change, logout"
 	@echo "make test         lint, then every test (unit and integration)"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
 	@echo "make bench        the worker against a raw consumer and Celery, confirm latency, SMTP over TLS (docs/performance.md)"
-	@echo "make unit | integration | lint | format | bench-latency | bench-login | requirements | clean"
+	@echo "make unit | integration | lint | format | bench-latency | bench-login | bench-edge | requirements | clean"
 	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services)"
 	@echo "make down | logs | ps"
 
@@ -58,6 +59,9 @@ run: install
 demo: install
 	$(PY) -m devtools.demo
 
+demo-lifecycle: install
+	$(PY) -m devtools.demo_lifecycle
+
 # Options of the comparison, e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--messages 500 --reps 1".
 BENCH_ARGS ?=
 
@@ -69,6 +73,9 @@ bench-latency: install
 
 bench-login: install
 	$(PY) -m bench.login_timing
+
+bench-edge: install
+	$(PY) -m bench.http_edge
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -22,8 +22,9 @@ from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.tokens import TokenIssuer
-from auth_service.entrypoints.consumers import OutboxRelay, account_confirmed_router
+from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
 from auth_service.entrypoints.http.app import create_app
+from auth_service.lifecycle import AccountLifecycle
 from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService
@@ -41,6 +42,7 @@ IN_PROCESS_MONGO = "mongomock://"
 class AuthSystem:
     app: Flask
     accounts: AccountService
+    lifecycle: AccountLifecycle
     sessions: SessionService
     users: MongoUserRepository
     bus: MessageBus
@@ -82,7 +84,7 @@ def cooldown_store(settings: Settings) -> Cooldowns:
     uri = settings.ratelimit_storage_uri
     if uri.startswith("memory://"):
         return InMemoryCooldowns()
-    client = redis.Redis.from_url(uri, socket_timeout=2, socket_connect_timeout=2)
+    client = redis.Redis.from_url(uri, **settings.ratelimit_store_options)
     return RedisCooldowns(client, settings.ratelimit_key_prefix)
 
 
@@ -110,7 +112,9 @@ def build(
 
     background: list = []
     if bus is None:
-        bus = RabbitMessageBus(settings.rabbitmq_url, settings.work_queues, settings.retry_delays_seconds)
+        bus = RabbitMessageBus(
+            settings.rabbitmq_url, settings.topology, max_waiting_replies=settings.confirm_max_waiting
+        )
         background.append(bus)
 
     outbox = Outbox(users, bus, settings.publish_timeout_seconds, clock)
@@ -136,17 +140,17 @@ def build(
         clock=clock,
     )
     accounts = AccountService(users=users, codes=codes, outbox=outbox, hasher=hasher, sessions=sessions, clock=clock)
+    lifecycle = AccountLifecycle(users, codes, outbox, hasher, sessions, clock=clock)
 
     if isinstance(bus, RabbitMessageBus):
         background.append(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=account_confirmed_router(accounts),
-                declare=settings.work_queues,
+                handler=code_verified_router(lifecycle),
+                topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
-                retry_delays=settings.retry_delays_seconds,
                 unavailable=(pymongo.errors.ConnectionFailure,),
             )
         )
@@ -163,10 +167,11 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
-    app = create_app(settings, accounts, sessions, readiness, registry)
+    app = create_app(settings, accounts, lifecycle, sessions, readiness, registry)
     return AuthSystem(
         app=app,
         accounts=accounts,
+        lifecycle=lifecycle,
         sessions=sessions,
         users=users,
         bus=bus,

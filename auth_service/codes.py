@@ -28,7 +28,7 @@ from auth_service.domain.errors import (
 from auth_service.outbox import Outbox
 from auth_service.ports import BrokerUnavailable, Cooldowns, MessageBus, OutboxEntry
 from common.messaging.envelope import MalformedMessage
-from common.messaging.messages import CodeRequested, CodeSubmitted, CodeVerdict, Purpose, Verdict
+from common.messaging.messages import CodeRequested, CodeSubmitted, CodeVerdict, NoticeRequested, Purpose, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,15 @@ class CodeClient:
         )
         return OutboxEntry(self._queues.requests, message)
 
+    def notice(self, template: str, email: str, context: dict[str, str], request_id: str | None = None) -> OutboxEntry:
+        """The message asking the worker to mail a notice (no code, no token), for an outbox.
+
+        Notices share the code requests' queue: both are "mail this" for the worker."""
+        message = NoticeRequested(template=template, email=email, context=context).outgoing(
+            message_id=secrets.token_hex(16), request_id=request_id
+        )
+        return OutboxEntry(self._queues.requests, message)
+
     def issue(
         self, purpose: Purpose, user_id: str, email: str, name: str | None = None, request_id: str | None = None
     ) -> None:
@@ -128,16 +137,22 @@ class CodeClient:
         link_token: str | None = None,
         user_id: str | None = None,
         request_id: str | None = None,
+        submission_id: str | None = None,
     ) -> CodeVerdict | None:
         """Submit a code (or a link token) and wait a bounded time for the verdict.
 
         ``None`` means no verdict came in time: the submission stays queued and
         the worker still judges it. 503 when the broker is away or the reply is
-        unreadable.
+        unreadable. ``submission_id`` (see ``new_submission_id``) is the
+        message id, which the worker's durable ``code.verified`` names.
         """
         submission = CodeSubmitted(
             purpose=purpose, email=email, code=code, link_token=link_token, submitted_at=self._clock(), user_id=user_id
-        ).outgoing(correlation_id=uuid.uuid4().hex, request_id=request_id)
+        ).outgoing(
+            message_id=submission_id or new_submission_id(),
+            correlation_id=uuid.uuid4().hex,
+            request_id=request_id,
+        )
         try:
             reply = self._bus.request(self._queues.submissions, submission, timeout=self._timings.verdict_wait_seconds)
         except BrokerUnavailable:
@@ -149,6 +164,10 @@ class CodeClient:
         except MalformedMessage as error:
             log.error("unreadable verdict from the worker", extra={"error": str(error)})
             raise ServiceUnavailable() from None
+
+
+def new_submission_id() -> str:
+    return uuid.uuid4().hex
 
 
 def _cooldown_key(purpose: Purpose, email: str) -> str:

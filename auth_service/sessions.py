@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from auth_service.domain.accounts import User
+from auth_service.domain.accounts import PendingChange, User
 from auth_service.domain.errors import InvalidCredentials, InvalidTokenError, PasswordUnchanged
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.sessions import (
@@ -151,15 +151,25 @@ class SessionService:
         Returns the updated user, or None if there is no such user (at ``expected_version``)."""
         return self._revoke(user_id, reason, self._hasher.hash(new_password), expected_version)
 
+    def apply_reset(self, user_id: str, reset: PendingChange) -> User | None:
+        """Write the password a reset stored and refuse every token issued before, in one update,
+        once: None if the reset is no longer stored (applied already, by the request or the consumer)."""
+        return self._revoke(user_id, "password_reset", None, None, reset)
+
     def revoke_all_sessions(self, user_id: str, reason: str) -> User | None:
         """Refuse every access and refresh token of the account, keeping its password."""
         return self._revoke(user_id, reason, None, None)
 
     def _revoke(
-        self, user_id: str, reason: str, password_hash: str | None, expected_version: int | None
+        self,
+        user_id: str,
+        reason: str,
+        password_hash: str | None,
+        expected_version: int | None,
+        reset: PendingChange | None = None,
     ) -> User | None:
         now = self._now()
-        updated = self._users.bump_token_version(user_id, now, password_hash, expected_version)
+        updated = self._users.bump_token_version(user_id, now, password_hash, expected_version, reset)
         if updated is None:
             return None
         # The version bump alone refuses every earlier token; ending the sessions too records

@@ -58,9 +58,10 @@ from bench.workload import (
     RUN_PREFIX,
     Leftovers,
     code_request,
-    declare_work_queues,
+    declare_worker_queues,
     parked_messages,
     publish_code_requests,
+    run_topology,
     wait_for_depth,
 )
 from common.messaging import topology
@@ -175,10 +176,13 @@ def drain(bench: Bench, system: System, sink: smtp_sink.CountingSink, count: int
         if system.is_celery:
             _prequeue_celery(PeerConfig.from_env(env), count, tag)
         else:
-            declare_work_queues(bench.rabbitmq_url, [queue] if not system.is_project else mine.work_queues)
-            publish_code_requests(bench.rabbitmq_url, queue, count, tag)
+            routes = run_topology(names)
+            declare_worker_queues(bench.rabbitmq_url, routes)
+            publish_code_requests(bench.rabbitmq_url, routes, count, tag)
         wait_for_depth(bench.rabbitmq_url, queue, count)
-        service = Service(system.module, env, bench.log_dir / f"run{bench.runs:02d}-{system.module}.log", system.args)
+        service = Service(
+            system.module, env, bench.log_dir / f"run{bench.runs:02d}-{system.module}.log", args=system.args
+        )
         run = _timed_drain(system.label, service, sink, count, timeout)
         if system.is_project:
             run = dataclasses.replace(run, parked=parked_messages(bench.rabbitmq_url, queue))

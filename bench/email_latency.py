@@ -16,8 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import local_servers
 from devtools.load import register_and_confirm_many, summary
-from devtools.stack import LocalStack, delete_queues, preflight, unique_names
+from devtools.stack import LocalStack, delete_queues, unique_names
 
 
 def main() -> int:
@@ -27,12 +28,10 @@ def main() -> int:
     parser.add_argument("--bcrypt-rounds", default="12", help="the production default; lower it to load the worker")
     args = parser.parse_args()
 
-    rabbitmq_url = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    problems = preflight(rabbitmq_url, redis_url)
-    if problems:
-        print("\n".join(problems), file=sys.stderr)
+    servers = local_servers()
+    if servers is None:
         return 1
+    rabbitmq_url, redis_url = servers
     names = unique_names("bench")
     overrides = {
         **names,
@@ -40,7 +39,7 @@ def main() -> int:
         "REDIS_URL": redis_url,
         "RATELIMIT_ENABLED": "false",
         "BCRYPT_ROUNDS": args.bcrypt_rounds,
-        "AUTH_THREADS": str(max(8, args.concurrency)),
+        "AUTH_THREADS": str(max(32, args.concurrency)),
     }
     stack = LocalStack(Path(tempfile.mkdtemp(prefix="bench-")), overrides)
     try:

@@ -15,6 +15,7 @@ import pika
 import redis
 
 from common.messaging import topology
+from common.messaging.consumer import publish
 from common.messaging.envelope import Outgoing
 from common.messaging.messages import CodeRequested, Purpose
 from devtools.stack import delete_queues
@@ -33,29 +34,36 @@ def code_request(email: str, name: str | None) -> Outgoing:
     ).outgoing(message_id=secrets.token_hex(16), request_id=uuid.uuid4().hex)
 
 
-def publish_code_requests(rabbitmq_url: str, queue: str, count: int, tag: str) -> None:
-    """Put ``count`` code requests on ``queue`` (already declared), one address each."""
+def run_topology(names: dict[str, str]) -> topology.Topology:
+    """The queues of a run, as the services read them from the names ``unique_names`` handed out."""
+    return topology.Topology(
+        names["ACCOUNT_CREATION_QUEUE"], names["CONFIRM_EMAIL_CODE_QUEUE"], names["ACCOUNT_CONFIRMED_QUEUE"]
+    )
+
+
+def declare_worker_queues(rabbitmq_url: str, routes: topology.Topology) -> None:
+    """The worker's queues, retry and dead-letter queues and bindings, as the worker declares them,
+    so that messages published before it starts have a route."""
     connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
     try:
-        channel = connection.channel()
-        for index in range(count):
-            message = code_request(f"user{index}.{tag}@example.com", f"User {index}")
-            # No publisher confirms: wait_for_depth proves that every message is there.
-            channel.basic_publish(
-                exchange=topology.DEFAULT_EXCHANGE,
-                routing_key=queue,
-                body=message.encoded_body(),
-                properties=message.properties(),
-            )
+        topology.declare(connection.channel(), routes.worker)
     finally:
         connection.close()
 
 
-def declare_work_queues(rabbitmq_url: str, queues: list[str]) -> None:
-    """The work queues with their retry and dead-letter queues, as the services declare them."""
+def publish_code_requests(rabbitmq_url: str, routes: topology.Topology, count: int, tag: str) -> None:
+    """Put ``count`` code requests, one address each, where auth publishes them (through the worker's exchange)."""
     connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
     try:
-        topology.declare(connection.channel(), queues)
+        channel = connection.channel()
+        for index in range(count):
+            # No publisher confirms: wait_for_depth proves that every message is there.
+            publish(
+                channel,
+                routes,
+                routes.account_creation,
+                code_request(f"user{index}.{tag}@example.com", f"User {index}"),
+            )
     finally:
         connection.close()
 

@@ -51,32 +51,76 @@ DEMO_METRICS = (
 )
 
 
+class DemoStack:
+    """The demo's system: checks the servers, starts the services, and stops them and deletes the queues."""
+
+    def __init__(self, prefix: str = "demo"):
+        env = environment()
+        self.rabbitmq_url = env.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2F")
+        self.redis_url = env.get("REDIS_URL", "redis://localhost:6379/0")
+        self.mongo_uri = env.get("MONGO_URI") or "mongomock://"
+        self.names = unique_names(prefix)
+        self.log_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}-logs-"))
+        self.stack: LocalStack | None = None
+        self.exit_codes: dict[str, int | None] = {}
+
+    def start(self) -> LocalStack | None:
+        problems = preflight(self.rabbitmq_url, self.redis_url)
+        if problems:
+            print("The demo needs RabbitMQ and Redis running on this machine:\n")
+            print("\n".join(f"  - {problem}" for problem in problems))
+            return None
+        if self.mongo_uri.startswith("mongomock://"):
+            print("MongoDB: MONGO_URI is not set, so users live in an in-process store (mongomock://) for this demo.")
+        else:
+            print(f"MongoDB: using MONGO_URI={self.mongo_uri}")
+        print(f"RabbitMQ: {self.rabbitmq_url.split('@')[-1]}   Redis: {self.redis_url}")
+        overrides = {
+            **self.names,
+            "MONGO_URI": self.mongo_uri,
+            "RABBITMQ_URL": self.rabbitmq_url,
+            "REDIS_URL": self.redis_url,
+        }
+        self.stack = LocalStack(self.log_dir, overrides)
+        print(f"Starting the auth service, the email worker and a mail sink (logs in {self.log_dir}) ...")
+        self.stack.start()
+        print(f"Auth service ready at {self.stack.base_url} (API docs at {self.stack.base_url}/docs)")
+        return self.stack
+
+    def stop(self) -> None:
+        if self.stack is not None:
+            self.exit_codes = self.stack.stop()
+            delete_queues(self.rabbitmq_url, [value for key, value in self.names.items() if key.endswith("_QUEUE")])
+
+    def report(self, ok: bool, success: str) -> int:
+        codes = self.exit_codes
+        print(f"\n{RULE}\nStopped the services (exit codes: auth {codes.get('auth')}, worker {codes.get('worker')}).")
+        print(success if ok else "Something did not work; see the logs.")
+        return 0 if ok and codes == {"auth": 0, "worker": 0} else 1
+
+
+def shortened(body):
+    """An answer with its tokens cut short, for printing."""
+    if not isinstance(body, dict):
+        return body
+    return {
+        key: f"{value[:24]}..." if key in TOKEN_FIELDS and isinstance(value, str) else value
+        for key, value in body.items()
+    }
+
+
+TOKEN_FIELDS = ("access_token", "refresh_token")
+
+
 def main() -> int:
-    env = environment()
-    rabbitmq_url = env.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2F")
-    redis_url = env.get("REDIS_URL", "redis://localhost:6379/0")
-    problems = preflight(rabbitmq_url, redis_url)
-    if problems:
-        print("The demo needs RabbitMQ and Redis running on this machine:\n")
-        print("\n".join(f"  - {problem}" for problem in problems))
-        return 1
-
-    mongo_uri = env.get("MONGO_URI") or "mongomock://"
-    if mongo_uri.startswith("mongomock://"):
-        print("MongoDB: MONGO_URI is not set, so users live in an in-process store (mongomock://) for this demo.")
-    else:
-        print(f"MongoDB: using MONGO_URI={mongo_uri}")
-    print(f"RabbitMQ: {rabbitmq_url.split('@')[-1]}   Redis: {redis_url}")
-
-    names = unique_names("demo")
-    log_dir = Path(tempfile.mkdtemp(prefix="demo-logs-"))
-    stack = LocalStack(log_dir, {**names, "MONGO_URI": mongo_uri, "RABBITMQ_URL": rabbitmq_url, "REDIS_URL": redis_url})
-    print(f"Starting the auth service, the email worker and a mail sink (logs in {log_dir}) ...")
+    demo = DemoStack()
     email = f"ada-{uuid.uuid4().hex[:6]}@example.com"
     password = "correct horse battery staple"
+    ok = False
     try:
-        stack.start()
-        print(f"Auth service ready at {stack.base_url} (API docs at {stack.base_url}/docs)")
+        stack = demo.start()
+        if stack is None:
+            return 1
 
         body = {"email": email, "password": password, "name": "Ada"}
         registered = stack.call("POST", "/auth/register", body)
@@ -105,13 +149,8 @@ def main() -> int:
         )
 
         body = {"email": email, "password": password}
-        answer = stack.call("POST", "/auth/login", body)
-        status, headers, token_body = answer
-        shown = dict(token_body)
-        for secret in ("access_token", "refresh_token"):
-            if secret in shown:
-                shown[secret] = shown[secret][:24] + "..."
-        show("5. Log in", "POST", "/auth/login", {**body, "password": "***"}, (status, headers, shown))
+        status, headers, token_body = stack.call("POST", "/auth/login", body)
+        show("5. Log in", "POST", "/auth/login", {**body, "password": "***"}, (status, headers, shortened(token_body)))
 
         token = token_body.get("access_token", "")
         show(
@@ -122,13 +161,10 @@ def main() -> int:
             stack.call("GET", "/auth/me", None, {"Authorization": f"Bearer {token}"}),
         )
         ok = status == 200
-        show_operations(stack, registered[1].get("X-Request-Id", ""), log_dir)
+        show_operations(stack, registered[1].get("X-Request-Id", ""), demo.log_dir)
     finally:
-        codes = stack.stop()
-        delete_queues(rabbitmq_url, [names[key] for key in names if key.endswith("_QUEUE")])
-    print(f"\n{RULE}\nStopped the services (exit codes: auth {codes['auth']}, worker {codes['worker']}).")
-    print("The whole flow worked." if ok else "Something did not work; see the logs.")
-    return 0 if ok and codes == {"auth": 0, "worker": 0} else 1
+        demo.stop()
+    return demo.report(ok, "The whole flow worked.")
 
 
 if __name__ == "__main__":

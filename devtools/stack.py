@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -91,6 +92,18 @@ def http_json(method: str, url: str, body: dict | None = None, headers: dict | N
     return status, response_headers, parsed
 
 
+def http_form(url: str, fields: dict[str, str], timeout: float = 30) -> tuple[int, dict, str]:
+    """POST an HTML form (application/x-www-form-urlencoded); (status, headers, page text)."""
+    data = urllib.parse.urlencode(fields).encode()
+    request = urllib.request.Request(url, data=data, method="POST")
+    request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
 def delete_queues(
     rabbitmq_url: str, work_queues: list[str], retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS
 ) -> None:
@@ -107,11 +120,22 @@ def delete_queues(
 
 
 class Service:
-    """One service as a child process (``python -m module args...``), its output in a log file."""
+    """One service as a child process (``python -m module args...``), its output in a log file.
 
-    def __init__(self, module: str, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()):
+    ``env`` is shared with the stack (which fills in ports as it starts);
+    ``overrides`` are this service's own, such as its broker account."""
+
+    def __init__(
+        self,
+        module: str,
+        env: dict[str, str],
+        log_path: Path,
+        overrides: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ):
         self.module = module
         self.env = env
+        self.overrides = overrides or {}
         self.log_path = log_path
         self.args = args
         self.process: subprocess.Popen | None = None
@@ -121,7 +145,7 @@ class Service:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", self.module, *self.args],
                 cwd=ROOT,
-                env=self.env,
+                env={**self.env, **self.overrides},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -157,6 +181,8 @@ class LocalStack:
         echo_mail: bool = False,
         auth_port: int | None = None,
         smtp_port: int = 0,
+        auth_overrides: dict[str, str] | None = None,
+        worker_overrides: dict[str, str] | None = None,
     ):
         log_dir.mkdir(parents=True, exist_ok=True)
         self.sink = MailSink(port=smtp_port, echo=echo_mail)
@@ -170,11 +196,13 @@ class LocalStack:
             "WORKER_METRICS_HOST": "127.0.0.1",
             "WORKER_METRICS_PORT": str(free_port()),
             "SMTP_HOST": "127.0.0.1",
+            # The links in emails point at this stack's own auth service.
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.auth_port}",
             "PYTHONUNBUFFERED": "1",
             **(overrides or {}),
         }
-        self.auth = Service("auth_service", self.env, log_dir / "auth.log")
-        self.worker = Service("email_service", self.env, log_dir / "worker.log")
+        self.auth = Service("auth_service", self.env, log_dir / "auth.log", auth_overrides)
+        self.worker = Service("email_service", self.env, log_dir / "worker.log", worker_overrides)
 
     @property
     def base_url(self) -> str:
@@ -185,30 +213,42 @@ class LocalStack:
         """Where the worker serves /metrics, /healthz and /readyz (a private port, so runs never collide)."""
         return f"http://127.0.0.1:{self.env['WORKER_METRICS_PORT']}"
 
-    def start(self, ready_timeout: float = 30.0) -> LocalStack:
+    def start(self, ready_timeout: float = 30.0, worker: bool = True) -> LocalStack:
+        """Start the stack; ``worker=False`` leaves the email worker out, as when it is down."""
         self.sink.start()
         self.env["SMTP_PORT"] = str(self.sink.port)
-        self.worker.start()
+        if worker:
+            self.worker.start()
         self.auth.start()
-        self.wait_ready(ready_timeout)
+        try:
+            self.wait_ready(ready_timeout, worker=worker)
+        except BaseException:
+            self.stop()  # a stack that never came up must not leave its processes behind
+            raise
         return self
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 30.0, worker: bool = True) -> None:
+        """Until both answer /readyz: the worker too, since only it binds the queues auth publishes to."""
         deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.auth.process.poll() is not None:
-                raise RuntimeError(
-                    f"auth service exited ({self.auth.process.returncode}):\n{self.auth.log_text()[-3000:]}"
-                )
-            try:
-                last = http_json("GET", f"{self.base_url}/readyz", timeout=2)
-                if last[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"auth service not ready after {timeout}s: {last}")
+        probes = [(self.auth, f"{self.base_url}/readyz")]
+        if worker and self.env.get("WORKER_METRICS_PORT", "0") != "0":
+            probes.append((self.worker, f"{self.worker_status_url}/readyz"))
+        for service, url in probes:
+            last = None
+            while True:
+                if service.process.poll() is not None:
+                    raise RuntimeError(
+                        f"{service.module} exited ({service.process.returncode}):\n{service.log_text()[-3000:]}"
+                    )
+                try:
+                    last = http_json("GET", url, timeout=2)
+                    if last[0] == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{service.module} not ready after {timeout}s: {last}")
+                time.sleep(0.1)
 
     def stop(self) -> dict[str, int | None]:
         codes = {"auth": self.auth.stop(), "worker": self.worker.stop()}

@@ -1,7 +1,9 @@
 """Entry point of the email worker (``python -m email_service``).
 
 Without arguments it runs the worker; ``python -m email_service dlq ...`` is
-the operator's command for dead-lettered messages.
+the operator's command for dead-lettered messages, and ``python -m
+email_service migrate-queues`` brings an earlier version's queues to the
+current topology.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 from common.logs import configure_logging
 from common.settings import SettingsError
 from email_service.config import Settings
-from email_service.entrypoints import dlq, worker
+from email_service.entrypoints import dlq, migrate, worker
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -20,6 +22,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("worker", help="consume the queues until SIGTERM/SIGINT (the default)")
     dlq.add_arguments(commands.add_parser("dlq", help="list, show, replay or purge dead-lettered messages"))
+    commands.add_parser(
+        "migrate-queues", help="once, services stopped: move queues of an earlier version to the current topology"
+    )
     return parser.parse_args(argv)
 
 
@@ -32,7 +37,10 @@ def main(argv: list[str]) -> int:
         return 2
     if args.command == "dlq":
         configure_logging("email_service", "WARNING")
-        return dlq.run(args, settings.rabbitmq_url, settings.work_queues)
+        return dlq.run(args, settings.rabbitmq_url, settings.topology)
+    if args.command == "migrate-queues":
+        configure_logging("email_service", "WARNING")
+        return migrate.run(settings.rabbitmq_url, settings.topology)
     configure_logging("email_service", settings.log_level)
     return worker.run(settings)
 

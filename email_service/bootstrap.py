@@ -87,6 +87,7 @@ def build_handlers(
         max_attempts=settings.code_max_attempts,
         max_codes_per_hour=settings.max_codes_per_hour,
         max_codes_per_day=settings.max_codes_per_day,
+        public_base_url=settings.public_base_url,
     )
     return CodeHandlers(store, mailer, policy, settings.account_confirmed_queue, clock, events)
 
@@ -113,11 +114,10 @@ def build_consumers(
 ) -> list[Consumer]:
     common = {
         "url": settings.rabbitmq_url,
-        "declare": settings.work_queues,
+        "topology": settings.topology,
         "prefetch": settings.prefetch,
         "observe": observe,
         "bind_request_id": bind_request_id,
-        "retry_delays": settings.retry_delays_seconds,
         # Redis down says nothing about the message: hold it rather than spend its retries.
         "unavailable": (redis.ConnectionError, redis.TimeoutError),
     }

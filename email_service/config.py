@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from common.messaging.topology import RETRY_DELAYS_SECONDS
+from common.messaging.topology import QueueSettings, read_topology
 from common.settings import Reader, SettingsError, environment
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(QueueSettings):
     app_env: str
     redis_url: str
     redis_key_prefix: str
@@ -31,6 +31,7 @@ class Settings:
     max_codes_per_hour: int
     max_codes_per_day: int
     code_hmac_key: str | None
+    public_base_url: str
     retry_delays_seconds: tuple[int, ...]
     prefetch: int
     consumer_threads: int
@@ -38,13 +39,10 @@ class Settings:
     metrics_port: int
     log_level: str
 
-    @property
-    def work_queues(self) -> list[str]:
-        return [self.account_creation_queue, self.confirm_email_code_queue, self.account_confirmed_queue]
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         read = Reader(environment(env))
+        topology = read_topology(read)
         app_env = read.str("APP_ENV", "production")
         development = app_env == "development"
         if read.bool("SMTP_USE_TLS", False) and read.bool("SMTP_USE_SSL", False):
@@ -54,9 +52,9 @@ class Settings:
             redis_url=read.str("REDIS_URL", "redis://localhost:6379/0"),
             redis_key_prefix=read.str("REDIS_KEY_PREFIX", "email_service"),
             rabbitmq_url=read.str("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2F"),
-            account_creation_queue=read.str("ACCOUNT_CREATION_QUEUE", "ACCOUNT_CREATION_QUEUE"),
-            confirm_email_code_queue=read.str("CONFIRM_EMAIL_CODE_QUEUE", "CONFIRM_EMAIL_CODE_QUEUE"),
-            account_confirmed_queue=read.str("ACCOUNT_CONFIRMED_QUEUE", "ACCOUNT_CONFIRMED_QUEUE"),
+            account_creation_queue=topology.account_creation,
+            confirm_email_code_queue=topology.confirm_email_code,
+            account_confirmed_queue=topology.account_confirmed,
             smtp_host=read.str("SMTP_HOST", "localhost"),
             smtp_port=read.int("SMTP_PORT", 1025, minimum=1, maximum=65535),
             smtp_username=read.str("SMTP_USERNAME"),
@@ -71,10 +69,18 @@ class Settings:
             max_codes_per_day=read.int("MAX_CODES_PER_DAY", 10, minimum=1),
             # Unset: the workers share a random key kept in Redis (email_service.adapters.code_key).
             code_hmac_key=read.optional_secret("CODE_HMAC_KEY", development),
-            retry_delays_seconds=read.int_tuple("RETRY_DELAYS_SECONDS", RETRY_DELAYS_SECONDS),
+            public_base_url=_base_url(read.str("PUBLIC_BASE_URL", "http://localhost:8000")),
+            retry_delays_seconds=topology.retry_delays,
             prefetch=read.int("WORKER_PREFETCH", 4, minimum=1),
             consumer_threads=read.int("WORKER_THREADS", 4, minimum=1, maximum=64),
             metrics_host=read.str("WORKER_METRICS_HOST", "127.0.0.1"),
             metrics_port=read.int("WORKER_METRICS_PORT", 9100, minimum=0, maximum=65535),
             log_level=read.str("LOG_LEVEL", "INFO").upper(),
         )
+
+
+def _base_url(value: str) -> str:
+    """The base of the links in emails: an absolute http(s) URL, without a trailing slash."""
+    if not value.startswith(("http://", "https://")) or any(char.isspace() for char in value):
+        raise SettingsError(f"PUBLIC_BASE_URL must be an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")

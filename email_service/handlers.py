@@ -8,9 +8,12 @@ should happen to the message. The consumer acks only after the handler returned.
 Every purpose shares the rules (one live code per purpose and address, its
 quota, its attempts); what differs is the email (the template named after the
 purpose) and what a verified code sets off: every verdict is replied to the
-waiting request, with the user id and address when verified, and a purpose
-listed in ``_on_verified`` also publishes a durable message (a registration's
-``account.confirmed``, so the account is confirmed even if the request is gone).
+waiting request, with the user id and address when verified, and before that
+a durable ``code.verified`` (any purpose) goes to auth, so what the code proves
+is applied even if the request that submitted it is gone.
+
+Notices (an address change asked for, done) are named template pairs mailed
+as they are asked, once per message id.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from common.links import link_token_reference
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
-from common.messaging.messages import AccountConfirmed, CodeRequested, CodeSubmitted, CodeVerdict, Purpose
+from common.messaging.messages import CodeRequested, CodeSubmitted, CodeVerdict, CodeVerified, NoticeRequested, Purpose
 from email_service.domain.codes import (
-    Judgement,
     PendingCode,
     Presented,
     Slot,
@@ -45,6 +48,12 @@ class CodePolicy:
     max_attempts: int
     max_codes_per_hour: int
     max_codes_per_day: int
+    public_base_url: str = "http://localhost:8000"
+
+    def verification_link(self, user_id: str, link_token: str) -> str:
+        """The link of a verification email. Its token names the account by id, never by address,
+        so that auth finds the code from the token alone; the secret part is the link token."""
+        return f"{self.public_base_url.rstrip('/')}/auth/verify?token={link_token_reference(user_id, link_token)}"
 
 
 class UncountedEvents:
@@ -62,6 +71,10 @@ class UncountedEvents:
 
     def email_failed(self, permanent: bool) -> None:
         pass
+
+
+# The notices auth may ask for (each a pair in templates/); they carry no code and no token.
+NOTICE_TEMPLATES = frozenset({"email_change_requested", "email_changed"})
 
 
 def template_for(purpose: Purpose) -> str:
@@ -85,9 +98,7 @@ class CodeHandlers:
         self._account_confirmed_queue = account_confirmed_queue
         self._clock = clock
         self._events = events if events is not None else UncountedEvents()
-        self._on_verified: dict[Purpose, Callable[[Slot, Judgement, Delivered[CodeSubmitted], ChannelPublisher], None]]
-        self._on_verified = {Purpose.VERIFY_EMAIL: self._publish_account_confirmed}
-        self.code_requests = Router({CodeRequested: self.on_code_requested})
+        self.code_requests = Router({CodeRequested: self.on_code_requested, NoticeRequested: self.on_notice_requested})
         self.code_submissions = Router({CodeSubmitted: self.on_code_submitted})
 
     def on_code_requested(self, delivery: Delivered[CodeRequested], publisher: ChannelPublisher) -> Result:
@@ -136,6 +147,8 @@ class CodeHandlers:
             "validity": describe_validity(policy.ttl_seconds),
             "name": request.name,
         }
+        if slot.purpose is Purpose.VERIFY_EMAIL:
+            context["link"] = policy.verification_link(request.user_id, link_token)
         try:
             self._mailer.send(template_for(slot.purpose), slot.email, context)
         except TransientMailError as error:
@@ -162,9 +175,13 @@ class CodeHandlers:
         )
         verified = judgement.verdict is Verdict.VERIFIED
         if verified:
-            on_verified = self._on_verified.get(slot.purpose)
-            if on_verified is not None:
-                on_verified(slot, judgement, delivery, publisher)
+            # Durable and before the reply: whichever reaches auth first applies the code, once.
+            publisher.publish(
+                self._account_confirmed_queue,
+                CodeVerified(
+                    user_id=judgement.user_id, purpose=slot.purpose, submission_id=delivery.message_id, email=slot.email
+                ).outgoing(message_id=f"verified-{delivery.message_id}", request_id=delivery.request_id),
+            )
             self._store.discard_consumed(slot, delivery.message_id)
         self._events.code_judged(judgement.verdict)
         log.info("code judged", extra={"verdict": judgement.verdict.value, "purpose": slot.purpose.value})
@@ -182,12 +199,23 @@ class CodeHandlers:
             )
         return Result.ack()
 
-    def _publish_account_confirmed(
-        self, slot: Slot, judgement: Judgement, delivery: Delivered[CodeSubmitted], publisher: ChannelPublisher
-    ) -> None:
-        publisher.publish(
-            self._account_confirmed_queue,
-            AccountConfirmed(user_id=judgement.user_id, email=slot.email).outgoing(
-                message_id=f"confirmed-{delivery.message_id}", request_id=delivery.request_id
-            ),
-        )
+    def on_notice_requested(self, delivery: Delivered[NoticeRequested], publisher: ChannelPublisher) -> Result:
+        notice = delivery.message
+        if notice.template not in NOTICE_TEMPLATES:
+            # Only notices: a forged or mistaken message must not render a code's template.
+            return Result.dead_letter(f"notice: unknown template {notice.template!r}")
+        if self._store.notice_sent(delivery.message_id):
+            log.info("notice already sent for this message, redelivery ignored")
+            return Result.ack()
+        try:
+            self._mailer.send(notice.template, notice.email, notice.context)
+        except TransientMailError as error:
+            self._events.email_failed(permanent=False)
+            return Result.retry(f"smtp: {error}")
+        except PermanentMailError as error:
+            self._events.email_failed(permanent=True)
+            return Result.dead_letter(f"smtp: {error}")
+        self._events.email_sent()
+        self._store.record_notice_sent(delivery.message_id)
+        log.info("notice sent", extra={"template": notice.template})
+        return Result.ack()

@@ -15,8 +15,14 @@ import pika
 from auth_service.ports import BrokerUnavailable
 from common.messaging.consumer import Result
 from common.messaging.envelope import Incoming, Outgoing
+from common.messaging.topology import Topology
 
 REPLY_INBOX = "in-memory-reply-inbox"
+
+
+def topology_consuming(queue: str) -> Topology:
+    """A topology in which the worker consumes ``queue`` (as its code-request queue)."""
+    return Topology(account_creation=queue, confirm_email_code=f"{queue}.codes", account_confirmed=f"{queue}.confirmed")
 
 
 def as_delivered(message: Outgoing) -> Incoming:

@@ -12,10 +12,15 @@ import pymongo
 from pymongo.errors import DuplicateKeyError
 
 from auth_service.adapters.serialized import SerializedWrites
-from auth_service.domain.accounts import Status, User
+from auth_service.domain.accounts import PendingChange, Status, User
 from auth_service.domain.errors import EmailTaken
 from auth_service.ports import OutboxEntry
 from common.messaging.envelope import Outgoing
+from common.messaging.messages import Purpose
+
+# Changes stored for submissions that never got a verdict (the request timed out,
+# the worker judged the code wrong while auth was away) are dropped oldest first.
+PENDING_CHANGES_KEPT = 10
 
 
 class MongoUserRepository:
@@ -62,21 +67,99 @@ class MongoUserRepository:
     def replace_password_hash(self, user_id: str, password_hash: str) -> None:
         self._locked(self._users.update_one, {"_id": user_id}, {"$set": {"password_hash": password_hash}})
 
+    def add_pending_change(self, user_id: str, change: PendingChange) -> None:
+        self._locked(
+            self._users.update_one,
+            {"_id": user_id},
+            {"$push": {"pending_changes": {"$each": [_change_document(change)], "$slice": -PENDING_CHANGES_KEPT}}},
+        )
+
+    def pending_change(self, user_id: str, submission_id: str) -> PendingChange | None:
+        document = self._users.find_one({"_id": user_id}, {"pending_changes": 1})
+        for raw in (document or {}).get("pending_changes", []):
+            if raw.get("submission_id") == submission_id:
+                return _change(raw)
+        return None
+
+    def discard_pending_change(self, user_id: str, submission_id: str) -> None:
+        self._locked(
+            self._users.update_one, {"_id": user_id}, {"$pull": {"pending_changes": {"submission_id": submission_id}}}
+        )
+
+    def request_email_change(
+        self, user_id: str, new_email: str, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> None:
+        """Remember the address waiting for its code, with the code request and the notice to publish."""
+        self._locked(
+            self._users.update_one,
+            {"_id": user_id},
+            {
+                "$set": {"pending_email": new_email, "outbox_due_at": publish_after},
+                "$push": {"outbox": {"$each": [_entry_document(entry) for entry in outbox]}},
+            },
+        )
+
+    def apply_email_change(
+        self, user_id: str, change: PendingChange, at: datetime, notice: OutboxEntry, publish_after: datetime
+    ) -> User | None:
+        """Make the change's address the login, once: None if this submission's change is gone (applied already).
+
+        An unconfirmed account holding the address gives way: the code just proved
+        the mailbox is this user's. A confirmed one refuses the change (EmailTaken),
+        and the change is dropped, so a redelivered message does not try again.
+        """
+        self._locked(
+            self._users.delete_many,
+            {"email": change.new_email, "status": Status.PENDING_VERIFICATION.value, "_id": {"$ne": user_id}},
+        )
+        try:
+            document = self._locked(
+                self._users.find_one_and_update,
+                {"_id": user_id, "pending_changes.submission_id": change.submission_id},
+                {
+                    "$pull": {"pending_changes": {"submission_id": change.submission_id}},
+                    "$set": {"email": change.new_email, "email_changed_at": at, "outbox_due_at": publish_after},
+                    "$unset": {"pending_email": ""},
+                    "$push": {"outbox": _entry_document(notice)},
+                },
+                return_document=pymongo.ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            self.discard_pending_change(user_id, change.submission_id)
+            raise EmailTaken() from None
+        return _user(document)
+
     def bump_token_version(
-        self, user_id: str, at: datetime, password_hash: str | None = None, expected_version: int | None = None
+        self,
+        user_id: str,
+        at: datetime,
+        password_hash: str | None = None,
+        expected_version: int | None = None,
+        reset: PendingChange | None = None,
     ) -> User | None:
         """Invalidate every token issued so far, with the new password hash if one is given, in one
-        update; returns the user as updated, or None if no user (at ``expected_version``) matched."""
+        update; returns the user as updated, or None if no user (at ``expected_version``) matched.
+
+        With ``reset``, the password is the one that reset stored, and the update happens only while
+        the reset is still stored (it is removed in the same update): applied once, whoever calls
+        first. The same update proves the address: a pending account becomes verified."""
         query: dict = {"_id": user_id}
         if expected_version is not None:
             # Documents written before token versions existed count as version 0.
             query["token_version"] = {"$in": [0, None]} if expected_version == 0 else expected_version
         changes: dict = {"$inc": {"token_version": 1}, "$set": {"tokens_revoked_at": at}}
+        if reset is not None:
+            query["pending_changes.submission_id"] = reset.submission_id
+            changes["$pull"] = {"pending_changes": {"submission_id": reset.submission_id}}
+            changes["$set"]["status"] = Status.VERIFIED.value
+            password_hash = reset.password_hash
         if password_hash is not None:
             changes["$set"] |= {"password_hash": password_hash, "password_changed_at": at}
         document = self._locked(
             self._users.find_one_and_update, query, changes, return_document=pymongo.ReturnDocument.AFTER
         )
+        if reset is not None and document is not None and document.get("verified_at") is None:
+            self._locked(self._users.update_one, {"_id": user_id, "verified_at": None}, {"$set": {"verified_at": at}})
         return _user(document)
 
     def add_outbox(self, user_id: str, outbox: OutboxEntry, publish_after: datetime) -> None:
@@ -144,6 +227,29 @@ def _entry(raw: dict) -> OutboxEntry:
     )
 
 
+def _change_document(change: PendingChange) -> dict:
+    document = {
+        "submission_id": change.submission_id,
+        "purpose": change.purpose.value,
+        "stored_at": change.stored_at,
+    }
+    if change.password_hash is not None:
+        document["password_hash"] = change.password_hash
+    if change.new_email is not None:
+        document["new_email"] = change.new_email
+    return document
+
+
+def _change(raw: dict) -> PendingChange:
+    return PendingChange(
+        submission_id=raw["submission_id"],
+        purpose=Purpose(raw["purpose"]),
+        stored_at=raw["stored_at"],
+        password_hash=raw.get("password_hash"),
+        new_email=raw.get("new_email"),
+    )
+
+
 def _user(document: dict | None) -> User | None:
     if document is None:
         return None
@@ -157,5 +263,6 @@ def _user(document: dict | None) -> User | None:
         password_hash=document["password_hash"],
         status=Status(document["status"]),
         created_at=created_at,
+        pending_email=document.get("pending_email"),
         token_version=document.get("token_version") or 0,
     )

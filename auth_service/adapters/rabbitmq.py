@@ -2,8 +2,10 @@
 
 pika connections are not thread-safe, so request threads never touch it: they
 hand a publish to the link thread with ``add_callback_threadsafe`` and wait on
-a future. The link thread also pumps heartbeats and receives replies on the
-direct reply-to pseudo-queue, so an RPC needs no queue of its own.
+a future. The link thread also pumps heartbeats and receives replies on an
+exclusive reply queue of this connection (common.messaging.topology says why
+not direct reply-to); a new connection gets a new reply queue, and requests
+waiting on the old one give up.
 """
 
 from __future__ import annotations
@@ -11,50 +13,108 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 
 import pika
 
 from auth_service.ports import BrokerUnavailable
 from common.messaging import topology
 from common.messaging.connection import CONNECTION_ERRORS, ConnectionThread
+from common.messaging.consumer import publish
 from common.messaging.envelope import Outgoing
+from common.messaging.topology import Topology
 
 log = logging.getLogger(__name__)
 
-DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+# A reply normally comes within milliseconds: a wait older than this means the replier is behind.
+SLOW_REPLY_SECONDS = 1.0
+
+
+class ReplyWaits:
+    """Slots for requests waiting for a reply, each of which holds a server thread while it waits.
+
+    When every slot is taken, a newcomer waits for one only while replies are
+    still coming: as long as the oldest wait is younger than ``slow_after``, a
+    slot will free soon (a burst). Once it is older, the replier is behind and
+    the newcomer is refused at once, so that the server's other threads stay
+    free for everything else.
+    """
+
+    def __init__(self, slots: int, slow_after: float = SLOW_REPLY_SECONDS, clock=time.monotonic):
+        self._slots = slots
+        self._slow_after = slow_after
+        self._clock = clock
+        self._started: dict[object, float] = {}
+        self._changed = threading.Condition()
+
+    def take(self) -> object | None:
+        """A slot's token, or None if every slot is held by a wait older than ``slow_after``."""
+        with self._changed:
+            while len(self._started) >= self._slots:
+                patience = min(self._started.values()) + self._slow_after - self._clock()
+                if patience <= 0:
+                    return None
+                self._changed.wait(patience)
+            token = object()
+            self._started[token] = self._clock()
+            return token
+
+    def give_back(self, token: object) -> None:
+        with self._changed:
+            del self._started[token]
+            self._changed.notify()
 
 
 class RabbitMessageBus(ConnectionThread):
-    def __init__(self, url: str, declare: list[str], retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS):
+    def __init__(
+        self,
+        url: str,
+        routes: Topology,
+        *,
+        max_waiting_replies: int,
+        slow_reply_seconds: float = SLOW_REPLY_SECONDS,
+    ):
         super().__init__(url, name="rabbitmq-link", client_name="auth_service")
-        self._declare = declare
-        self._retry_delays = retry_delays
+        self._routes = routes
+        self._waits = ReplyWaits(max_waiting_replies, slow_reply_seconds)
         self._channel = None
+        self._reply_queue: str | None = None
         self._replies: dict[str, Future] = {}
         self._replies_lock = threading.Lock()
 
     def publish(self, queue: str, message: Outgoing, timeout: float) -> None:
-        self._run_on_link(lambda channel: _basic_publish(channel, queue, message), timeout)
+        self._run_on_link(lambda channel: publish(channel, self._routes, queue, message), timeout)
 
     def request(self, queue: str, message: Outgoing, timeout: float) -> dict | None:
-        """Publish and wait for the reply; ``None`` if none came within ``timeout``."""
+        """Publish and wait for the reply; ``None`` if none came within ``timeout``.
+
+        Raises ``BrokerUnavailable`` without publishing anything when
+        ``max_waiting_replies`` requests are already waiting and the replier is
+        behind (see ``ReplyWaits``).
+        """
+        slot = self._waits.take()
+        if slot is None:
+            raise BrokerUnavailable("too many requests waiting for a slow reply")
+        try:
+            return self._request(queue, message, timeout)
+        finally:
+            self._waits.give_back(slot)
+
+    def _request(self, queue: str, message: Outgoing, timeout: float) -> dict | None:
         reply: Future = Future()
         correlation_id = message.correlation_id
         with self._replies_lock:
             self._replies[correlation_id] = reply
         try:
-            addressed = Outgoing(
-                type=message.type,
-                body=message.body,
-                message_id=message.message_id,
-                request_id=message.request_id,
-                reply_to=DIRECT_REPLY_TO,
-                correlation_id=correlation_id,
+            # Addressed on the link thread: the reply queue is that of the connection the request goes out on.
+            self._run_on_link(
+                lambda channel: publish(channel, self._routes, queue, replace(message, reply_to=self._reply_queue)),
+                timeout,
             )
-            self._run_on_link(lambda channel: _basic_publish(channel, queue, addressed), timeout)
             try:
                 return reply.result(timeout)
             except FutureTimeout:
@@ -68,8 +128,9 @@ class RabbitMessageBus(ConnectionThread):
     def on_connected(self, connection: pika.BlockingConnection) -> None:
         channel = connection.channel()
         channel.confirm_delivery()
-        topology.declare(channel, self._declare, self._retry_delays)
-        channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, auto_ack=True)
+        topology.declare(channel, self._routes.auth)
+        self._reply_queue = topology.declare_reply_queue(channel)
+        channel.basic_consume(self._reply_queue, self._on_reply, auto_ack=True)
         self._channel = channel
 
     def on_disconnected(self) -> None:
@@ -124,13 +185,3 @@ class RabbitMessageBus(ConnectionThread):
         for future in waiting:
             if not future.done():
                 future.set_exception(BrokerUnavailable("link lost"))
-
-
-def _basic_publish(channel, queue: str, message: Outgoing) -> None:
-    channel.basic_publish(
-        exchange=topology.DEFAULT_EXCHANGE,
-        routing_key=queue,
-        body=message.encoded_body(),
-        properties=message.properties(),
-        mandatory=True,
-    )

@@ -1,4 +1,4 @@
-"""Auth's side of the queues: accounts confirmed by the worker, and the outbox relay."""
+"""Auth's side of the queues: codes the worker verified, and the outbox relay."""
 
 from __future__ import annotations
 
@@ -6,26 +6,36 @@ import logging
 import threading
 from collections.abc import Callable
 
+from auth_service.domain.errors import EmailTaken
+from auth_service.lifecycle import AccountLifecycle
 from auth_service.outbox import Outbox
 from auth_service.ports import BrokerUnavailable
-from auth_service.service import AccountService
 from common.messaging.connection import Backoff
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
-from common.messaging.messages import AccountConfirmed
+from common.messaging.messages import CodeVerified
 
 log = logging.getLogger(__name__)
 
 
-def account_confirmed_router(accounts: AccountService) -> Router:
+def code_verified_router(lifecycle: AccountLifecycle) -> Router:
     """What auth consumes from ACCOUNT_CONFIRMED_QUEUE, by message type."""
 
-    def on_account_confirmed(delivery: Delivered[AccountConfirmed], publisher: ChannelPublisher) -> Result:
-        user_id = delivery.message.user_id
-        changed = accounts.mark_verified(user_id)
-        log.info("account confirmed", extra={"user_id": user_id, "changed": changed})
+    def on_code_verified(delivery: Delivered[CodeVerified], publisher: ChannelPublisher) -> Result:
+        verified = delivery.message
+        try:
+            changed = lifecycle.apply_verified(
+                verified.purpose, verified.user_id, verified.submission_id, verified.email
+            )
+        except EmailTaken:
+            # Another account confirmed the address meanwhile: the change is dropped, nothing to retry.
+            log.warning("address change not applied: the address was taken", extra={"user_id": verified.user_id})
+            return Result.ack()
+        log.info(
+            "code verified", extra={"user_id": verified.user_id, "purpose": verified.purpose.value, "changed": changed}
+        )
         return Result.ack()
 
-    return Router({AccountConfirmed: on_account_confirmed})
+    return Router({CodeVerified: on_code_verified})
 
 
 class OutboxRelay(threading.Thread):

@@ -1,20 +1,108 @@
-"""``python -m auth_service``: the API on waitress plus the auth side's queue threads."""
+"""``python -m auth_service``: the API on waitress plus the auth side's queue threads.
+
+waitress is the edge: it decides, before Flask sees a request, who the client
+is behind a proxy, how large a body may be, how many connections are held and
+for how long an idle one is kept. docs/security.md ("Hardening, round two")
+explains each choice.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import resource
 import signal
 import threading
 import time
 
 from waitress import create_server
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer
+from waitress.task import ErrorTask
 
 from auth_service import bootstrap
 from auth_service.config import Settings
+from auth_service.entrypoints.http import errors, security_headers
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 8.0
+# Descriptors besides the client connections: the listening socket, MongoDB, RabbitMQ, Redis, logs.
+SPARE_DESCRIPTORS = 64
+
+
+def server_options(settings: Settings) -> dict:
+    """waitress's adjustments, from the settings."""
+    options = {
+        "host": settings.auth_host,
+        "port": settings.auth_port,
+        "threads": settings.server_threads,
+        "ident": "auth_service",
+        "connection_limit": settings.connection_limit,
+        "channel_timeout": settings.channel_timeout_seconds,
+        "cleanup_interval": settings.cleanup_interval_seconds,
+        # select() cannot watch descriptors numbered 1024 and above, which a high connection limit reaches.
+        "asyncore_use_poll": True,
+        # waitress refuses a Content-Length at or over this value as soon as the headers are in, without
+        # reading the body; chunked bodies are cut off when they reach it. The application allows
+        # MAX_BODY_BYTES itself, hence one more.
+        "max_request_body_size": settings.max_body_bytes + 1,
+        # Forwarding headers from anyone but the trusted proxy are dropped before the application sees them.
+        "clear_untrusted_proxy_headers": True,
+    }
+    if settings.trusted_proxy:
+        options.update(
+            trusted_proxy=settings.trusted_proxy,
+            trusted_proxy_count=settings.proxy_hops,
+            trusted_proxy_headers={"x-forwarded-for"},
+        )
+    return options
+
+
+def contract_channel(max_body_bytes: int) -> type[HTTPChannel]:
+    """A waitress channel whose own refusals carry the contract's error body and the API's headers."""
+
+    class ContractErrorTask(ErrorTask):
+        def execute(self):
+            error = self.request.error
+            # waitress's own text for a body names its cap, one byte over MAX_BODY_BYTES: say what the API allows.
+            too_large = f"The request body is larger than {max_body_bytes} bytes."
+            message = too_large if error.code == 413 else error.body
+            body = json.dumps({"error": errors.error_code(error.code, error.reason), "message": message}).encode()
+            self.status = f"{error.code} {error.reason}"
+            self.response_headers.extend([("Content-Type", "application/json"), *security_headers.API_HEADERS.items()])
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class ContractChannel(HTTPChannel):
+        error_task_class = ContractErrorTask
+
+    return ContractChannel
+
+
+def make_server(app, settings: Settings):
+    sockets: dict = {}
+    server = create_server(app, map=sockets, **server_options(settings))
+    channel = contract_channel(settings.max_body_bytes)
+    for listener in sockets.values():
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = channel
+    return server
+
+
+def allow_descriptors(connection_limit: int) -> None:
+    """Raise this process's open-file limit toward the hard limit, so that the connection limit can be reached."""
+    wanted = connection_limit + SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+        if new_soft < wanted:
+            log.warning(
+                "open-file limit below what AUTH_CONNECTION_LIMIT needs",
+                extra={"limit": new_soft, "needed": wanted},
+            )
 
 
 def run(settings: Settings) -> int:
@@ -22,13 +110,8 @@ def run(settings: Settings) -> int:
     if settings.mongo_uri.startswith(bootstrap.IN_PROCESS_MONGO):
         log.warning("MONGO_URI=mongomock://: users live in this process only and vanish when it stops")
     system.start_background()
-    server = create_server(
-        system.app,
-        host=settings.auth_host,
-        port=settings.auth_port,
-        threads=settings.server_threads,
-        ident="auth_service",
-    )
+    allow_descriptors(settings.connection_limit)
+    server = make_server(system.app, settings)
     log.info("auth service listening", extra={"url": f"http://{settings.auth_host}:{server.effective_port}"})
 
     exit_code = 0

@@ -29,7 +29,6 @@ from typing import Any, Generic, TypeVar
 import pika
 import pika.exceptions
 
-from common.messaging import topology
 from common.messaging.connection import CONNECTION_ERRORS, Backoff, ConnectionThread
 from common.messaging.envelope import (
     DEAD_REASON_HEADER,
@@ -40,6 +39,7 @@ from common.messaging.envelope import (
     Outgoing,
 )
 from common.messaging.messages import Message
+from common.messaging.topology import REPLIES_EXCHANGE, Topology, declare
 
 log = logging.getLogger(__name__)
 
@@ -76,22 +76,17 @@ class Result:
 class ChannelPublisher:
     """Publishes on the consumer's own channel (in confirm mode), from its own thread."""
 
-    def __init__(self, channel):
+    def __init__(self, channel, topology: Topology):
         self._channel = channel
+        self._topology = topology
 
     def publish(self, queue: str, message: Outgoing) -> None:
-        self._channel.basic_publish(
-            exchange=topology.DEFAULT_EXCHANGE,
-            routing_key=queue,
-            body=message.encoded_body(),
-            properties=message.properties(),
-            mandatory=True,
-        )
+        publish(self._channel, self._topology, queue, message)
 
     def reply(self, reply_to: str, message: Outgoing) -> None:
         # The requester may be gone; a reply nobody waits for is simply dropped.
         self._channel.basic_publish(
-            exchange=topology.DEFAULT_EXCHANGE,
+            exchange=REPLIES_EXCHANGE,
             routing_key=reply_to,
             body=message.encoded_body(),
             properties=message.properties(),
@@ -165,19 +160,19 @@ class Consumer(ConnectionThread):
         url: str,
         queue: str,
         handler: Handler,
-        declare: list[str],
+        topology: Topology,
         prefetch: int = 4,
         name: str | None = None,
         observe: Observer | None = None,
         bind_request_id: Callable[[str | None], None] | None = None,
-        retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS,
         unavailable: tuple[type[Exception], ...] = (),
     ):
         super().__init__(url, name=name or f"consumer:{queue}")
-        self._queue = topology.WorkQueue(queue, retry_delays)
+        self._topology = topology
+        self._inbox = topology.inbox_of(queue)
+        self._queue = topology.work_queue(queue)
         self._unavailable = unavailable
         self._handler = handler
-        self._declare = declare
         self._prefetch = prefetch
         self._observe = observe or (lambda queue, outcome: None)
         self._bind_request_id = bind_request_id or (lambda request_id: None)
@@ -188,7 +183,7 @@ class Consumer(ConnectionThread):
     def on_connected(self, connection: pika.BlockingConnection) -> None:
         channel = connection.channel()
         channel.confirm_delivery()
-        topology.declare(channel, self._declare, self._queue.retry_delays)
+        declare(channel, self._inbox)
         channel.basic_qos(prefetch_count=self._prefetch)
         channel.basic_consume(self._queue.name, self._on_message)
 
@@ -224,7 +219,7 @@ class Consumer(ConnectionThread):
         pause = Backoff(self._pause, HOLD_INITIAL_SECONDS, HOLD_MAX_SECONDS)
         while True:
             try:
-                return self._handler(message, ChannelPublisher(channel))
+                return self._handler(message, ChannelPublisher(channel, self._topology))
             except self._unavailable as error:
                 if self._stopping.is_set():
                     return None
@@ -270,13 +265,23 @@ class Consumer(ConnectionThread):
             )
         self._observe(self._queue.name, outcome)
 
-    @staticmethod
-    def _republish(channel, queue: str, properties, body: bytes, headers: dict) -> None:
-        republish(channel, queue, properties, body, headers)
+    def _republish(self, channel, queue: str, properties, body: bytes, headers: dict) -> None:
+        republish(channel, self._inbox.retries_exchange, queue, properties, body, headers)
 
 
-def republish(channel, queue: str, properties: pika.BasicProperties, body: bytes, headers: dict) -> None:
-    """Publish a persistent copy of a delivered message to ``queue`` with new headers.
+def publish(channel, routes: Topology, queue: str, message: Outgoing) -> None:
+    """Publish to ``queue`` through the exchange its producer may write, mandatory: no route is an error."""
+    channel.basic_publish(
+        exchange=routes.inbox_of(queue).exchange,
+        routing_key=queue,
+        body=message.encoded_body(),
+        properties=message.properties(),
+        mandatory=True,
+    )
+
+
+def republish(channel, exchange: str, queue: str, properties: pika.BasicProperties, body: bytes, headers: dict) -> None:
+    """Publish a persistent copy of a delivered message to ``queue`` (through ``exchange``) with new headers.
 
     On a channel in confirm mode this returns only once the broker has the copy (else it raises).
     """
@@ -289,6 +294,4 @@ def republish(channel, queue: str, properties: pika.BasicProperties, body: bytes
         correlation_id=properties.correlation_id,
         headers=headers,
     )
-    channel.basic_publish(
-        exchange=topology.DEFAULT_EXCHANGE, routing_key=queue, body=body, properties=copy, mandatory=True
-    )
+    channel.basic_publish(exchange=exchange, routing_key=queue, body=body, properties=copy, mandatory=True)

@@ -9,6 +9,7 @@ parsing and the type check happen once, before any handler runs.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Self
 
@@ -19,6 +20,10 @@ ID_MAX_LENGTH = 64
 NAME_MAX_LENGTH = 200
 CODE_MAX_LENGTH = 32
 LINK_TOKEN_MAX_LENGTH = 128
+TEMPLATE_NAME_MAX_LENGTH = 64
+TEMPLATE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+NOTICE_CONTEXT_MAX_FIELDS = 16
+NOTICE_CONTEXT_MAX_LENGTH = 1000
 
 
 class Purpose(enum.StrEnum):
@@ -155,20 +160,61 @@ class CodeVerdict(Message):
 
 
 @dataclass(frozen=True)
-class AccountConfirmed(Message):
-    """worker -> auth, durable: the address of a registration is proved; mark the account verified."""
+class CodeVerified(Message):
+    """worker -> auth, durable (ACCOUNT_CONFIRMED_QUEUE): a code of ``purpose`` was verified.
 
-    TYPE: ClassVar[str] = "account.confirmed"
+    Published for every purpose before the verdict is replied, so that what the
+    code proves is applied even if the request that submitted it is gone. Auth
+    applies it once per ``submission_id`` (the submission's message id): what a
+    reset or an address change applies was stored on the account under that id
+    before the code was submitted, so no password travels on a queue.
+    """
+
+    TYPE: ClassVar[str] = "code.verified"
+    # A registration's confirmation, as published before codes had a purpose.
+    LEGACY_TYPES: ClassVar[frozenset[str]] = frozenset({"account.confirmed"})
 
     user_id: str
+    purpose: Purpose = Purpose.VERIFY_EMAIL
+    submission_id: str | None = None
     email: str | None = None
 
     @classmethod
     def parse(cls, message: Incoming) -> Self:
         return cls(
             user_id=_string(message.body, "user_id", ID_MAX_LENGTH),
+            purpose=_purpose(message, cls.LEGACY_TYPES),
+            submission_id=_optional_string(message.body, "submission_id", ID_MAX_LENGTH),
             email=_optional_string(message.body, "email", EMAIL_MAX_LENGTH),
         )
+
+
+@dataclass(frozen=True)
+class NoticeRequested(Message):
+    """auth -> worker (ACCOUNT_CREATION_QUEUE): mail a notice, a named template pair, to ``email``.
+
+    A notice carries no code and no token: ``context`` holds only what the
+    template prints (plain strings). The worker sends it once per message id.
+    """
+
+    TYPE: ClassVar[str] = "notice.requested"
+
+    template: str
+    email: str
+    context: dict[str, str]
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        template = _string(message.body, "template", TEMPLATE_NAME_MAX_LENGTH)
+        if not TEMPLATE_NAME.fullmatch(template):
+            raise MalformedMessage("field 'template' must be a template name")
+        context = message.body.get("context", {})
+        if not isinstance(context, dict) or len(context) > NOTICE_CONTEXT_MAX_FIELDS:
+            raise MalformedMessage("field 'context' must be an object of a few strings")
+        for key, value in context.items():
+            if not isinstance(value, str) or len(value) > NOTICE_CONTEXT_MAX_LENGTH:
+                raise MalformedMessage(f"context field {str(key)[:40]!r} must be a short string")
+        return cls(template=template, email=_string(message.body, "email", EMAIL_MAX_LENGTH), context=dict(context))
 
 
 def _purpose(message: Incoming, legacy_types: frozenset[str]) -> Purpose:

@@ -1,25 +1,64 @@
-"""Queue topology: every work queue with its retry ladder and dead-letter queue.
+"""Queue topology: the exchanges each message kind travels through, and the retry ladder.
+
+Messages between the services never go through the default exchange: with
+write permission on it, a broker account can put a message into any queue by
+its name. They travel through named exchanges instead, so that the broker's
+permissions (common.messaging.access derives them from this module) can say
+who may send what:
+
+- ``verification.to_worker`` (direct): auth publishes code requests and code
+  submissions; the worker binds ACCOUNT_CREATION_QUEUE and
+  CONFIRM_EMAIL_CODE_QUEUE to it.
+- ``verification.to_auth`` (direct): the worker publishes confirmations;
+  auth binds ACCOUNT_CONFIRMED_QUEUE to it.
+- ``verification.replies`` (direct): the worker answers a code submission
+  to the ``reply_to`` it names; each auth process binds an exclusive reply
+  queue of its own. (Direct reply-to would need the worker to publish to the
+  default exchange, which is the permission the whole design withholds.)
+- ``verification.<service>.retries`` (direct): a consumer's own route into
+  the retry and dead-letter queues of the queues it consumes, and back.
+
+The routing key is always a queue's name, so several copies of the system,
+each with queue names of its own, share the exchanges safely.
 
 A work queue ``Q`` is a durable quorum queue with a delivery limit. Messages
 that exceed the limit (a consumer crashing on them again and again) are
 dead-lettered by the broker into ``Q.dead``. Transient failures are parked in
-``Q.retry.<n>``: a queue with a fixed message TTL whose dead-letter route
+``Q.retry.<n>s``: a queue with a fixed message TTL whose dead-letter route
 leads back to ``Q``, so a retried message waits in the broker, not in a
 sleeping consumer, and a short delay never queues behind a long one.
 
+Only the consumer of a queue declares it, its retry and dead-letter queues,
+and their bindings. RabbitMQ asks for read permission on a queue to create it
+with a dead-letter exchange, and for write permission on it to bind it; an
+account that may bind a queue may bind it to any exchange it can read, so if
+each service declared every queue, each could route its own messages into the
+other's queues. Both services declare the exchanges, all from this module with
+the same arguments. A producer that publishes before the consumer ever
+started on a fresh broker finds no route: auth's outbox keeps such a
+registration until the worker has bound its queue.
+
 The delays are a setting (``RETRY_DELAYS_SECONDS``) read by both services.
 A retry queue's name carries its delay, so two ladders can never clash on
-queue arguments; both services should still use the same one, since each
-consumer parks messages on its own ladder.
+queue arguments; both services should still use the same one.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 DELIVERY_LIMIT = 10
 RETRY_DELAYS_SECONDS = (2, 10, 30, 120)
-DEFAULT_EXCHANGE = ""
+
+TO_WORKER_EXCHANGE = "verification.to_worker"
+TO_AUTH_EXCHANGE = "verification.to_auth"
+REPLIES_EXCHANGE = "verification.replies"
+WORKER_RETRIES_EXCHANGE = "verification.worker.retries"
+AUTH_RETRIES_EXCHANGE = "verification.auth.retries"
+SHARED_EXCHANGES = (TO_WORKER_EXCHANGE, TO_AUTH_EXCHANGE, REPLIES_EXCHANGE)
+# Reply queues are named here, not by the broker, so that permissions can name them.
+REPLY_QUEUE_PREFIX = "verification.replies."
 
 
 @dataclass(frozen=True)
@@ -44,35 +83,130 @@ class WorkQueue:
         return len(self.retry_delays)
 
 
+@dataclass(frozen=True)
+class Inbox:
+    """The work queues one service consumes, where their producer sends them, and the consumer's retry route."""
+
+    exchange: str
+    retries_exchange: str
+    queues: tuple[WorkQueue, ...]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The three work queues of one copy of the system (their names are settings) and its retry ladder."""
+
+    account_creation: str
+    confirm_email_code: str
+    account_confirmed: str
+    retry_delays: tuple[int, ...] = RETRY_DELAYS_SECONDS
+
+    @property
+    def worker(self) -> Inbox:
+        return Inbox(
+            TO_WORKER_EXCHANGE,
+            WORKER_RETRIES_EXCHANGE,
+            (self.work_queue(self.account_creation), self.work_queue(self.confirm_email_code)),
+        )
+
+    @property
+    def auth(self) -> Inbox:
+        return Inbox(TO_AUTH_EXCHANGE, AUTH_RETRIES_EXCHANGE, (self.work_queue(self.account_confirmed),))
+
+    @property
+    def work_queues(self) -> list[str]:
+        return [self.account_creation, self.confirm_email_code, self.account_confirmed]
+
+    def work_queue(self, name: str) -> WorkQueue:
+        return WorkQueue(name, self.retry_delays)
+
+    def inbox_of(self, queue: str) -> Inbox:
+        """The inbox that holds ``queue``: its exchange is where a message for it is published."""
+        for inbox in (self.worker, self.auth):
+            if any(work_queue.name == queue for work_queue in inbox.queues):
+                return inbox
+        raise KeyError(f"{queue!r} is not a work queue of this topology")
+
+
+def read_topology(read) -> Topology:
+    """The topology from the settings (a ``common.settings.Reader``), as both services and the broker's
+    definitions read it."""
+    return Topology(
+        account_creation=read.str("ACCOUNT_CREATION_QUEUE", "ACCOUNT_CREATION_QUEUE"),
+        confirm_email_code=read.str("CONFIRM_EMAIL_CODE_QUEUE", "CONFIRM_EMAIL_CODE_QUEUE"),
+        account_confirmed=read.str("ACCOUNT_CONFIRMED_QUEUE", "ACCOUNT_CONFIRMED_QUEUE"),
+        retry_delays=read.int_tuple("RETRY_DELAYS_SECONDS", RETRY_DELAYS_SECONDS),
+    )
+
+
 def _quorum(extra: dict | None = None) -> dict:
     return {"x-queue-type": "quorum", **(extra or {})}
 
 
-def declare(channel, queue_names: list[str], retry_delays: tuple[int, ...] = RETRY_DELAYS_SECONDS) -> None:
-    """Declare each work queue with its retry and dead-letter queues (idempotent)."""
-    for name in queue_names:
-        queue = WorkQueue(name, retry_delays)
-        channel.queue_declare(queue=queue.dead_letter_queue, durable=True, arguments=_quorum())
+def declare(channel, inbox: Inbox) -> None:
+    """Declare the exchanges, then the inbox's queues with their retry and dead-letter queues
+    and bindings (idempotent)."""
+    declare_exchanges(channel, inbox)
+    for queue in inbox.queues:
+        declare_queue(channel, inbox, queue)
+
+
+def declare_exchanges(channel, inbox: Inbox) -> None:
+    for exchange in (*SHARED_EXCHANGES, inbox.retries_exchange):
+        channel.exchange_declare(exchange, exchange_type="direct", durable=True)
+
+
+def declare_queue(channel, inbox: Inbox, queue: WorkQueue) -> None:
+    """One work queue of ``inbox``, its retry and dead-letter queues, and their bindings."""
+    channel.queue_declare(queue=queue.dead_letter_queue, durable=True, arguments=_quorum())
+    channel.queue_declare(
+        queue=queue.name,
+        durable=True,
+        arguments=_quorum(
+            {
+                "x-delivery-limit": DELIVERY_LIMIT,
+                "x-dead-letter-exchange": inbox.retries_exchange,
+                "x-dead-letter-routing-key": queue.dead_letter_queue,
+            }
+        ),
+    )
+    for delay, retry_queue in zip(queue.retry_delays, queue.retry_queues):
         channel.queue_declare(
-            queue=queue.name,
+            queue=retry_queue,
             durable=True,
             arguments=_quorum(
                 {
-                    "x-delivery-limit": DELIVERY_LIMIT,
-                    "x-dead-letter-exchange": DEFAULT_EXCHANGE,
-                    "x-dead-letter-routing-key": queue.dead_letter_queue,
+                    "x-message-ttl": delay * 1000,
+                    "x-dead-letter-exchange": inbox.retries_exchange,
+                    "x-dead-letter-routing-key": queue.name,
                 }
             ),
         )
-        for delay, retry_queue in zip(queue.retry_delays, queue.retry_queues):
-            channel.queue_declare(
-                queue=retry_queue,
-                durable=True,
-                arguments=_quorum(
-                    {
-                        "x-message-ttl": delay * 1000,
-                        "x-dead-letter-exchange": DEFAULT_EXCHANGE,
-                        "x-dead-letter-routing-key": queue.name,
-                    }
-                ),
-            )
+    channel.queue_bind(queue.name, inbox.exchange, routing_key=queue.name)
+    for name in (queue.name, queue.dead_letter_queue, *queue.retry_queues):
+        channel.queue_bind(name, inbox.retries_exchange, routing_key=name)
+
+
+def declare_reply_queue(channel) -> str:
+    """An exclusive queue for the replies to this connection's requests, bound under its own name."""
+    name = f"{REPLY_QUEUE_PREFIX}{uuid.uuid4().hex}"
+    channel.queue_declare(queue=name, exclusive=True, auto_delete=True)
+    channel.queue_bind(name, REPLIES_EXCHANGE, routing_key=name)
+    return name
+
+
+class QueueSettings:
+    """What both services' settings derive from their queue names and retry ladder."""
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(
+            self.account_creation_queue,
+            self.confirm_email_code_queue,
+            self.account_confirmed_queue,
+            self.retry_delays_seconds,
+        )
+
+    @property
+    def work_queues(self) -> list[str]:
+        return self.topology.work_queues

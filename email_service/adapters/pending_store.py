@@ -141,6 +141,16 @@ class RedisPendingCodes:
         self._redis.transaction(reserve, key)
         return allowed[0]
 
+    def notice_sent(self, message_id: str) -> bool:
+        return bool(self._redis.exists(self._notice_key(message_id)))
+
+    def record_notice_sent(self, message_id: str) -> None:
+        # A day is far longer than any redelivery of one message takes.
+        self._redis.set(self._notice_key(message_id), 1, ex=DAY)
+
+    def _notice_key(self, message_id: str) -> str:
+        return f"{self._prefix}:notice:{hashlib.sha256(message_id.encode()).hexdigest()}"
+
 
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value

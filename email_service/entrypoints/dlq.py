@@ -8,10 +8,15 @@ passed the queue's delivery limit (``x-death`` header, reason
 
 Messages are read with ``basic_get`` and stay unacknowledged while the
 command runs; the ones it does not take are handed back untouched at the
-end. A replayed message is acknowledged on the dead-letter queue only after
-the broker confirmed its copy on the work queue, so a crash in between
-duplicates a message (the worker deduplicates by message id) but never loses
-one. Codes in message bodies are masked.
+end. A replayed message goes back the way a retried one does, through the
+consuming service's retry exchange, and is acknowledged on the dead-letter
+queue only after the broker confirmed its copy on the work queue, so a crash
+in between duplicates a message (the worker deduplicates by message id) but
+never loses one. Codes in message bodies are masked.
+
+It reads and writes queues of both services, so it runs with the broker's
+operator account (compose: ``docker compose run --rm dlq list``), not with a
+service's own.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from common.messaging import topology
 from common.messaging.connection import close_quietly, parameters
 from common.messaging.consumer import republish
 from common.messaging.envelope import DEAD_REASON_HEADER, ORIGINAL_QUEUE_HEADER, RETRY_COUNT_HEADER
+from common.messaging.topology import Topology
+from email_service.entrypoints.operator import as_operator
 
 MASK = "******"
 SECRET_FIELDS = ("code", "link_token")
@@ -101,9 +108,10 @@ Selector = Callable[[DeadLetter], bool]
 class DeadLetterQueues:
     """The dead-letter queues of some work queues, on one connection with publisher confirms."""
 
-    def __init__(self, rabbitmq_url: str, work_queues: list[str]):
+    def __init__(self, rabbitmq_url: str, routes: Topology, work_queues: list[str] | None = None):
         self._url = rabbitmq_url
-        self._work_queues = work_queues
+        self._routes = routes
+        self._work_queues = routes.work_queues if work_queues is None else work_queues
         self._connection: pika.BlockingConnection | None = None
         self._channel = None
 
@@ -153,7 +161,8 @@ class DeadLetterQueues:
         self._channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
 
     def _republish(self, queue: str, letter: DeadLetter) -> None:
-        republish(self._channel, queue, letter.properties, letter.body, fresh_headers(letter.headers))
+        exchange = self._routes.inbox_of(queue).retries_exchange
+        republish(self._channel, exchange, queue, letter.properties, letter.body, fresh_headers(letter.headers))
 
     def _take(self, queue: str) -> Iterator[tuple[int, DeadLetter]]:
         """Fetch (unacknowledged) the messages that were in the dead-letter queue when we started.
@@ -214,31 +223,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         command.add_argument("--queue", action="append", help="only this work queue (repeatable)")
 
 
-def run(args: argparse.Namespace, rabbitmq_url: str, work_queues: list[str], out=print) -> int:
+def run(args: argparse.Namespace, rabbitmq_url: str, routes: Topology, out=print) -> int:
+    work_queues = routes.work_queues
     queues = args.queue or work_queues
     unknown = sorted(set(queues) - set(work_queues))
     if unknown:
         out(f"unknown work queue(s): {', '.join(unknown)}; known: {', '.join(work_queues)}")
         return 2
-    with DeadLetterQueues(rabbitmq_url, queues) as dead:
-        if args.dlq_command == "list":
-            return _list(dead, args.json, out)
-        if args.dlq_command == "show":
-            return _show(dead, args.message_id, out)
-        wanted = set(args.message_ids)
 
-        def select(letter: DeadLetter) -> bool:
-            return args.all or letter.message_id in wanted
+    def work() -> int:
+        with DeadLetterQueues(rabbitmq_url, routes, queues) as dead:
+            return _run(args, dead, out)
 
-        settled = dead.replay(select) if args.dlq_command == "replay" else dead.purge(select)
-        verb = "replayed" if args.dlq_command == "replay" else "purged"
-        for letter in settled:
-            out(f"{verb} {letter.message_id} ({letter.work_queue})")
-        missing = wanted - {letter.message_id for letter in settled}
-        for message_id in sorted(missing):
-            out(f"not found: {message_id}")
-        out(f"{verb}: {len(settled)}")
-        return 1 if missing else 0
+    return as_operator("the dlq command", work, out)
+
+
+def _run(args: argparse.Namespace, dead: DeadLetterQueues, out) -> int:
+    if args.dlq_command == "list":
+        return _list(dead, args.json, out)
+    if args.dlq_command == "show":
+        return _show(dead, args.message_id, out)
+    wanted = set(args.message_ids)
+
+    def select(letter: DeadLetter) -> bool:
+        return args.all or letter.message_id in wanted
+
+    settled = dead.replay(select) if args.dlq_command == "replay" else dead.purge(select)
+    verb = "replayed" if args.dlq_command == "replay" else "purged"
+    for letter in settled:
+        out(f"{verb} {letter.message_id} ({letter.work_queue})")
+    missing = wanted - {letter.message_id for letter in settled}
+    for message_id in sorted(missing):
+        out(f"not found: {message_id}")
+    out(f"{verb}: {len(settled)}")
+    return 1 if missing else 0
 
 
 def _list(dead: DeadLetterQueues, as_json: bool, out) -> int:

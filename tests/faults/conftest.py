@@ -18,48 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from port_for import get_port
-from pytest_rabbitmq.factories.executor import RabbitMqExecutor
 from pytest_redis import factories as redis_factories
 
 from devtools.stack import LocalStack, delete_queues, unique_names
 from tests.faults.harness import FIGURE_COLUMNS, FaultRun, retry_delays
+from tests.faults.private_rabbitmq import start_private_rabbitmq
 
-RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
-RABBITMQ_CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
 # Long enough in total (32 s) to outlast the 20 s SMTP outage, short enough for a test.
 TEST_RETRY_DELAYS = "1,3,8,20"
 
 FIGURES: list[dict] = []
-
-
-class _PrivateRabbitExecutor(RabbitMqExecutor):
-    """pytest-rabbitmq's executor, pointed at a config file of its own.
-
-    The machine's /etc/rabbitmq/rabbitmq.conf pins the listener to port 5672,
-    which would override the free port this node is given."""
-
-    extra_env: dict[str, str] = {}
-
-    @property
-    def envvars(self) -> dict[str, str]:
-        return {**super().envvars, **self.extra_env}
-
-
-@dataclass
-class PrivateRabbitMQ:
-    executor: RabbitMqExecutor
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
-
-    def stop(self) -> None:
-        self.executor.stop()
-
-    def start(self) -> None:
-        self.executor.start()
 
 
 @dataclass
@@ -83,28 +51,10 @@ class PrivateRedis:
 
 @pytest.fixture(scope="session")
 def private_rabbitmq(tmp_path_factory):
-    if not RABBITMQ_SERVER.exists():
-        pytest.skip(f"fault tests need rabbitmq-server at {RABBITMQ_SERVER}, which is not installed")
-    base = tmp_path_factory.mktemp("private-rabbitmq")
-    config = base / "rabbitmq.conf"
-    config.write_text("loopback_users.guest = true\n")
-    port = get_port(None)
-    distribution_port = get_port(None, [port])
-    executor = _PrivateRabbitExecutor(
-        str(RABBITMQ_SERVER),
-        "127.0.0.1",
-        port,
-        distribution_port,
-        str(RABBITMQ_CTL),
-        logpath=base / "logs",
-        path=base,
-        plugin_path=base,
-    )
-    executor.extra_env = {"RABBITMQ_CONFIG_FILE": str(config), "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1"}
-    executor.start()
-    yield PrivateRabbitMQ(executor, port)
+    broker = start_private_rabbitmq(tmp_path_factory.mktemp("private-rabbitmq"), "loopback_users.guest = true\n")
+    yield broker
     with contextlib.suppress(Exception):
-        executor.stop()
+        broker.stop()
 
 
 private_redis_proc = redis_factories.redis_proc(executable=shutil.which("redis-server") or "/usr/bin/redis-server")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -12,7 +14,7 @@ import pika
 import pika.exceptions
 
 from common.messaging import topology
-from devtools.stack import LocalStack
+from devtools.stack import ROOT, LocalStack
 from email_service.entrypoints.dlq import DeadLetterQueues
 
 PASSWORD = "correct horse battery staple"
@@ -148,7 +150,7 @@ class FaultRun:
             connection.close()
 
     def dead_letters(self) -> dict[str, int]:
-        with DeadLetterQueues(self.rabbitmq_url, self.work_queues) as dead:
+        with DeadLetterQueues(self.rabbitmq_url, topology.Topology(*self.work_queues)) as dead:
             return dead.counts()
 
     # judging
@@ -215,3 +217,23 @@ class FaultRun:
 def retry_delays(env: dict[str, str]) -> tuple[int, ...]:
     raw = env.get("RETRY_DELAYS_SECONDS")
     return tuple(int(delay) for delay in raw.split(",")) if raw else topology.RETRY_DELAYS_SECONDS
+
+
+def dlq_command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """``python -m email_service dlq ARGS`` as an operator runs it, with ``env`` as its environment."""
+    return operator_command(env, "dlq", *args)
+
+
+def migrate_command(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return operator_command(env, "migrate-queues")
+
+
+def operator_command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "email_service", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pika
 import pytest
 
 from common.messaging import topology
 from common.messaging.messages import CodeSubmitted
-from devtools.stack import ROOT, delete_queues, unique_names
+from devtools.stack import delete_queues, unique_names
+from tests.faults.harness import dlq_command
 
 SUBMITTED_CODE = "123456"
 
@@ -24,18 +24,13 @@ def dead_letters(private_rabbitmq):
     connection = pika.BlockingConnection(pika.URLParameters(private_rabbitmq.url))
     channel = connection.channel()
     channel.confirm_delivery()
-    topology.declare(channel, queues)
+    routes = topology.Topology(*queues)
+    topology.declare(channel, routes.worker)
+    topology.declare(channel, routes.auth)
     env = {**os.environ, **names, "APP_ENV": "development", "RABBITMQ_URL": private_rabbitmq.url}
 
     def command(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "email_service", "dlq", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return dlq_command(env, *args)
 
     yield channel, queues, command
     connection.close()
@@ -46,7 +41,9 @@ def test_list_show_replay_and_purge(dead_letters):
     channel, (creation, confirm, _), dlq = dead_letters
 
     # The broker dead-letters a message that keeps coming back (a consumer crashing on it).
-    channel.basic_publish("", creation, b'{"type": "x"}', pika.BasicProperties(message_id="poison"))
+    channel.basic_publish(
+        topology.TO_WORKER_EXCHANGE, creation, b'{"type": "x"}', pika.BasicProperties(message_id="poison")
+    )
     for _ in range(topology.DELIVERY_LIMIT + 1):
         method, _, _ = channel.basic_get(creation)
         if method is None:
@@ -60,7 +57,7 @@ def test_list_show_replay_and_purge(dead_letters):
         "code": SUBMITTED_CODE,
     }
     channel.basic_publish(
-        "",
+        topology.WORKER_RETRIES_EXCHANGE,
         topology.WorkQueue(confirm).dead_letter_queue,
         json.dumps(submitted).encode(),
         pika.BasicProperties(
@@ -102,7 +99,9 @@ def test_list_show_replay_and_purge(dead_letters):
 
 def test_replay_all_resets_broker_death_records(dead_letters):
     channel, (creation, _, _), dlq = dead_letters
-    channel.basic_publish("", creation, b'{"type": "x"}', pika.BasicProperties(message_id="again"))
+    channel.basic_publish(
+        topology.TO_WORKER_EXCHANGE, creation, b'{"type": "x"}', pika.BasicProperties(message_id="again")
+    )
     for _ in range(topology.DELIVERY_LIMIT + 1):
         method, _, _ = channel.basic_get(creation)
         if method is None:

@@ -20,7 +20,7 @@ import time
 
 import pika
 
-from common.messaging.messages import AccountConfirmed, CodeRequested, CodeSubmitted
+from common.messaging.messages import CodeRequested, CodeSubmitted, CodeVerified
 from devtools.stack import http_json
 from tests.faults.harness import FaultRun
 
@@ -210,7 +210,7 @@ def malformed_messages(queues: dict[str, str]) -> list[tuple[str, bytes, pika.Ba
         (confirm, _json({**submitted, "code": "123456", "link_token": "t" * 43})),
         (confirm, _json({**registered, "code": "1"})),
         (confirm, b"{"),
-        (confirmed, _json({"type": AccountConfirmed.TYPE})),
+        (confirmed, _json({"type": CodeVerified.TYPE})),
         (confirmed, _json({"type": "bogus.type", "user_id": "u1"})),
         (confirmed, b"null"),
     ]

@@ -37,27 +37,61 @@ def servers_answer():
         pytest.fail("integration tests need this machine's servers:\n" + "\n".join(problems))
 
 
-@pytest.fixture(scope="session")
-def start_stack(tmp_path_factory):
-    """Start a stack with extra settings; everything started is stopped and cleaned up at the end."""
-    started: list[tuple[LocalStack, dict]] = []
+class Stacks:
+    """Stacks started for one scope, stopped and cleaned up when that scope ends.
 
-    def start(**overrides: str) -> LocalStack:
+    Every stack holds eighteen quorum queues: a broker on two cores that keeps
+    a few hundred of them at once stops answering handshakes, so a test's
+    stacks go as soon as the test (or module) is done, not at the end of the run.
+    """
+
+    def __init__(self, tmp_path_factory):
+        self._tmp_path_factory = tmp_path_factory
+        self._started: list[tuple[LocalStack, dict]] = []
+
+    def start(self, worker: bool = True, **overrides: str) -> LocalStack:
         names = unique_names("it")
-        log_dir = tmp_path_factory.mktemp("stack")
-        stack = LocalStack(log_dir, {**BASE_OVERRIDES, **names, **overrides})
-        started.append((stack, names))
-        return stack.start()
+        stack = LocalStack(self._tmp_path_factory.mktemp("stack"), {**BASE_OVERRIDES, **names, **overrides})
+        self._started.append((stack, names))
+        return stack.start(worker=worker)
 
-    yield start
-    client = redis.Redis.from_url(REDIS_URL)
-    for stack, names in started:
-        stack.stop()
-        delete_queues(RABBITMQ_URL, [value for key, value in names.items() if key.endswith("_QUEUE")])
-        for key in client.scan_iter(match=f"{names['REDIS_KEY_PREFIX']}:*"):
-            client.delete(key)
+    def close(self) -> None:
+        # Every process is stopped before any cleanup, so that a broker too slow to delete a queue leaves none running.
+        for stack, _ in self._started:
+            stack.stop()
+        client = redis.Redis.from_url(REDIS_URL)
+        for _, names in self._started:
+            delete_queues(RABBITMQ_URL, [value for key, value in names.items() if key.endswith("_QUEUE")])
+            for pattern in (f"{names['REDIS_KEY_PREFIX']}:*", f"*{names['RATELIMIT_KEY_PREFIX']}*"):
+                for key in client.scan_iter(match=pattern):
+                    client.delete(key)
+        self._started.clear()
+
+
+@pytest.fixture
+def start_stack(tmp_path_factory):
+    """Start a stack with extra settings for one test; it is stopped and cleaned up when the test ends."""
+    stacks = Stacks(tmp_path_factory)
+    yield stacks.start
+    stacks.close()
+
+
+@pytest.fixture(scope="module")
+def start_module_stack(tmp_path_factory):
+    """The same for a module's shared stacks, cleaned up when the module ends."""
+    stacks = Stacks(tmp_path_factory)
+    yield stacks.start
+    stacks.close()
 
 
 @pytest.fixture(scope="session")
-def stack(start_stack) -> LocalStack:
-    return start_stack()
+def start_session_stack(tmp_path_factory):
+    stacks = Stacks(tmp_path_factory)
+    yield stacks.start
+    stacks.close()
+
+
+@pytest.fixture(scope="session")
+def stack(start_session_stack) -> LocalStack:
+    """One stack shared by the tests that need no settings of their own."""
+    return start_session_stack()

@@ -15,12 +15,10 @@ import uuid
 
 import pytest
 
-from devtools.stack import LocalStack, delete_queues, preflight, unique_names
+from devtools.stack import LocalStack, delete_queues, http_form, http_json, preflight, unique_names
+from tests.integration.conftest import RABBITMQ_URL, REDIS_URL
 
 pytestmark = pytest.mark.integration
-
-RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def fresh_key(label: str) -> str:
@@ -110,6 +108,46 @@ def walk_the_flow(stack: LocalStack) -> dict[str, list[str]]:
     }
 
 
+def walk_the_lifecycle(stack: LocalStack) -> dict[str, list[str]]:
+    """Confirm by link, forgot and reset (a wrong code, then the right one), change the address
+    (a wrong password, then the right one) and confirm it; returns the secrets it used."""
+    email = f"lifecycle-{uuid.uuid4().hex[:10]}@example.com"
+    new_email = f"moved-{uuid.uuid4().hex[:10]}@example.com"
+    password = f"pw {secrets.token_urlsafe(12)}"
+    reset_password = f"reset pw {secrets.token_urlsafe(12)}"
+    assert stack.call("POST", "/auth/register", {"email": email, "password": password})[0] == 201
+    [verification] = stack.sink.wait_for(email, count=1, timeout=20)
+    link = re.search(r"http://\S+/auth/verify\?token=(\S+)", verification.text)
+    link_token = link.group(1)
+    assert http_json("GET", link.group(0))[0] == 200
+    assert http_form(f"{stack.base_url}/auth/verify", {"token": link_token})[0] == 200
+
+    assert stack.call("POST", "/auth/password/forgot", {"email": email})[0] == 202
+    reset_code = stack.sink.wait_for(email, count=2, timeout=20)[-1].code
+    wrong_code = f"{(int(reset_code) + 1) % 1_000_000:06d}"
+    reset = {"email": email, "code": wrong_code, "new_password": reset_password}
+    assert stack.call("POST", "/auth/password/reset", reset)[0] == 400
+    reset["code"] = reset_code
+    assert stack.call("POST", "/auth/password/reset", reset)[0] == 200
+
+    status, _, pair = stack.call("POST", "/auth/login", {"email": email, "password": reset_password})
+    assert status == 200
+    bearer = {"Authorization": f"Bearer {pair['access_token']}"}
+    change = {"new_email": new_email, "password": password}  # the password from before the reset
+    assert stack.call("POST", "/auth/email/change", change, bearer)[0] == 401
+    change["password"] = reset_password
+    assert stack.call("POST", "/auth/email/change", change, bearer)[0] == 202
+    [change_code] = [mail.code for mail in stack.sink.wait_for(new_email, count=1, timeout=20)]
+    assert stack.call("POST", "/auth/email/confirm", {"code": change_code}, bearer)[0] == 200
+    return {
+        "password": [password, reset_password],
+        "code": [verification.code, reset_code, wrong_code, change_code],
+        "link token": [link_token, link_token.split(".", 1)[1]],
+        "access token": [pair["access_token"]],
+        "refresh token": [pair["refresh_token"]],
+    }
+
+
 def test_a_chunked_body_over_the_cap_is_413_on_the_real_server(run):
     stack, _ = run
     connection = http.client.HTTPConnection("127.0.0.1", stack.auth_port, timeout=10)
@@ -130,6 +168,8 @@ def test_a_chunked_body_over_the_cap_is_413_on_the_real_server(run):
 def test_no_secret_reaches_a_log_line(run):
     stack, keys = run
     used = walk_the_flow(stack)
+    for kind, values in walk_the_lifecycle(stack).items():
+        used[kind] = used.get(kind, []) + values
     # Stopped before reading, so that every line is flushed; the fixture stops the mail sink.
     assert stack.auth.stop() == 0
     assert stack.worker.stop() == 0

@@ -69,9 +69,9 @@ def test_one_request_id_finds_a_registration_in_both_services_logs(stack, unique
         "POST", "/auth/confirm", {"email": email, "code": mail.code}, {"X-Request-ID": confirm_id}
     )
     assert (status, headers["X-Request-Id"]) == (200, confirm_id)
-    auth_confirm = wait_for_lines(tmp_path / "auth.log", confirm_id, "account confirmed")
+    auth_confirm = wait_for_lines(tmp_path / "auth.log", confirm_id, "code verified")
     worker_confirm = wait_for_lines(tmp_path / "worker.log", confirm_id, "message handled")
-    assert {"POST /auth/confirm 200", "account confirmed"} <= {line["message"] for line in auth_confirm}
+    assert {"POST /auth/confirm 200", "code verified"} <= {line["message"] for line in auth_confirm}
     assert [line["message"] for line in worker_confirm] == ["code judged", "message handled"]
     assert worker_confirm[0]["verdict"] == "verified"
 

@@ -15,9 +15,9 @@ GRACE_SECONDS = 1
 
 
 @pytest.fixture(scope="module")
-def short_grace_stack(start_stack):
+def short_grace_stack(start_module_stack):
     """A stack whose grace window is short enough to outwait in a test."""
-    return start_stack(REFRESH_REUSE_GRACE_SECONDS=str(GRACE_SECONDS))
+    return start_module_stack(REFRESH_REUSE_GRACE_SECONDS=str(GRACE_SECONDS))
 
 
 def signed_in(stack) -> tuple[str, dict]:

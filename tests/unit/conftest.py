@@ -15,7 +15,7 @@ import pytest
 from auth_service import bootstrap as auth_bootstrap
 from auth_service.adapters.cooldowns import InMemoryCooldowns
 from auth_service.config import Settings as AuthSettings
-from auth_service.entrypoints.consumers import account_confirmed_router
+from auth_service.entrypoints.consumers import code_verified_router
 from email_service import bootstrap as worker_bootstrap
 from email_service.adapters.mailer import FlaskMailer, mail_app
 from email_service.adapters.pending_store import RedisPendingCodes
@@ -91,7 +91,7 @@ def build_system(env: dict | None = None) -> System:
     )
     broker.bind(worker_settings.account_creation_queue, handlers.code_requests)
     broker.bind(worker_settings.confirm_email_code_queue, handlers.code_submissions)
-    broker.bind(auth_settings.account_confirmed_queue, account_confirmed_router(auth.accounts))
+    broker.bind(auth_settings.account_confirmed_queue, code_verified_router(auth.lifecycle))
     outbox_context = mailer.mail.record_messages()
     outbox = outbox_context.__enter__()
     system = System(auth_settings, worker_settings, auth, broker, redis, store, mailer, outbox, clock, cooldown_clock)

@@ -11,7 +11,11 @@ def test_docs_page_loads_swagger_ui_from_openapi_json(system):
     assert page.content_type.startswith("text/html")
     html = page.get_data(as_text=True)
     assert "swagger-ui" in html
-    assert re.findall(r'url: "([^"]+)"', html) == ["/openapi.json"]
+    assert re.findall(r'data-spec-url="([^"]+)"', html) == ["/openapi.json"]
+    [initializer] = re.findall(r'<script src="(/[^"]+)"', html)
+    script = system.client.get(initializer)
+    assert script.status_code == 200
+    assert "SwaggerUIBundle" in script.get_data(as_text=True) and "specUrl" in script.get_data(as_text=True)
 
 
 def test_the_document_behind_the_docs_describes_every_endpoint(system):
@@ -27,3 +31,21 @@ def test_the_document_behind_the_docs_describes_every_endpoint(system):
         "/healthz",
         "/readyz",
     } <= set(document.json["paths"])
+
+
+def test_the_docs_page_has_a_policy_of_its_own_and_every_other_answer_the_strict_one(system):
+    docs = system.client.get("/docs")
+    docs_policy = docs.headers["Content-Security-Policy"]
+    assert "script-src 'self' https://cdn.jsdelivr.net;" in docs_policy
+    assert "frame-ancestors 'none'" in docs_policy
+    for response in (
+        system.client.get("/openapi.json"),
+        system.client.get("/healthz"),
+        system.client.post("/auth/login", json={"email": "a@example.com", "password": "x"}),
+        system.client.get("/nowhere"),
+    ):
+        assert response.headers["Content-Security-Policy"].startswith("default-src 'none';")
+    for response in (docs, system.client.get("/healthz")):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Referrer-Policy"] == "no-referrer"

@@ -55,8 +55,10 @@ def test_a_registration_code_is_refused_for_a_reset_and_the_reset_code_is_not(sy
         user_id,
         email,
     )
-    # A verified reset code confirms nobody's registration: that is the reset flow's to decide.
-    assert system.broker.sent_to(system.auth_settings.account_confirmed_queue) == []
+    # A verified reset code confirms nobody's registration: its durable message names its purpose,
+    # and with no reset stored under its submission there is nothing for auth to apply.
+    [verified] = system.broker.sent_to(system.auth_settings.account_confirmed_queue)
+    assert verified.body["purpose"] == "reset_password"
     assert system.auth.users.by_id(user_id).verified is False
 
 

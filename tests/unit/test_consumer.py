@@ -10,6 +10,7 @@ import pytest
 from common.messaging import topology
 from common.messaging.consumer import Consumer, Result
 from common.messaging.envelope import DEAD_REASON_HEADER, RETRY_COUNT_HEADER, Outgoing
+from tests.fakes import topology_consuming
 
 QUEUE = "work"
 
@@ -19,6 +20,7 @@ class RecordingChannel:
         self.events: list[tuple] = []
 
     def basic_publish(self, exchange, routing_key, body, properties, mandatory=False):
+        assert exchange == topology.WORKER_RETRIES_EXCHANGE, "a consumer parks and dead-letters through its own route"
         self.events.append(("publish", routing_key, body, properties))
 
     def basic_ack(self, delivery_tag):
@@ -26,7 +28,7 @@ class RecordingChannel:
 
 
 def deliver(handler, message: Outgoing | None = None, raw: bytes | None = None, headers=None):
-    consumer = Consumer(url="amqp://unused", queue=QUEUE, handler=handler, declare=[QUEUE])
+    consumer = Consumer(url="amqp://unused", queue=QUEUE, handler=handler, topology=topology_consuming(QUEUE))
     channel = RecordingChannel()
     message = message or Outgoing(type="t", body={"x": 1})
     properties = message.properties()
@@ -93,7 +95,10 @@ def test_a_malformed_message_is_dead_lettered_with_the_reason(raw):
 def test_once_asked_to_stop_prefetched_deliveries_are_handed_back_unprocessed():
     handled = []
     consumer = Consumer(
-        url="amqp://unused", queue=QUEUE, handler=lambda m, p: handled.append(m) or Result.ack(), declare=[QUEUE]
+        url="amqp://unused",
+        queue=QUEUE,
+        handler=lambda m, p: handled.append(m) or Result.ack(),
+        topology=topology_consuming(QUEUE),
     )
     channel = RecordingChannel()
     channel.basic_nack = lambda delivery_tag, requeue: channel.events.append(("nack", delivery_tag, requeue))
@@ -107,20 +112,20 @@ def test_once_asked_to_stop_prefetched_deliveries_are_handed_back_unprocessed():
 
 def test_a_router_checks_the_type_and_parses_once_before_its_handler():
     from common.messaging.consumer import Router
-    from common.messaging.messages import AccountConfirmed
+    from common.messaging.messages import CodeVerified
 
     handled = []
-    router = Router({AccountConfirmed: lambda delivery, publisher: handled.append(delivery) or Result.ack()})
+    router = Router({CodeVerified: lambda delivery, publisher: handled.append(delivery) or Result.ack()})
 
-    good = AccountConfirmed(user_id="u1", email="a@example.com").outgoing(message_id="m1", request_id="r1")
+    good = CodeVerified(user_id="u1", email="a@example.com").outgoing(message_id="m1", request_id="r1")
     assert deliver(router, good) == [("ack", 7)]
     [delivery] = handled
-    assert delivery.message == AccountConfirmed(user_id="u1", email="a@example.com")
+    assert delivery.message == CodeVerified(user_id="u1", email="a@example.com")
     assert (delivery.message_id, delivery.request_id) == ("m1", "r1")
 
     for message in (
         Outgoing(type="code.requested", body={"user_id": "u1"}),  # a type this queue does not take
-        Outgoing(type=AccountConfirmed.TYPE, body={"user_id": 5}),  # its type, a body it refuses
+        Outgoing(type=CodeVerified.TYPE, body={"user_id": 5}),  # its type, a body it refuses
     ):
         [(_, queue, _, properties), _] = deliver(router, message)
         assert queue == topology.WorkQueue(QUEUE).dead_letter_queue

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from common.messaging.consumer import Consumer
 from common.messaging.messages import CodeRequested, CodeSubmitted, Purpose
+from common.messaging.topology import Topology
 from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.domain.codes import PendingCode, Slot, code_digest
 from email_service.handlers import CodeHandlers, CodePolicy
@@ -183,7 +184,8 @@ def build(journal: Journal, mail_outcome: Exception | None, store_failure: str |
 
 def consumer_for(queue: str, handler) -> Consumer:
     # Never started: _on_message is driven by hand with the journaling channel.
-    return Consumer(url="amqp://guest:guest@127.0.0.1:1/%2F", queue=queue, handler=handler, declare=[])
+    routes = Topology(QUEUES["creation"], QUEUES["confirm"], QUEUES["confirmed"])
+    return Consumer(url="amqp://guest:guest@127.0.0.1:1/%2F", queue=queue, handler=handler, topology=routes)
 
 
 def assert_acked_last_and_once(journal: Journal, tag: int) -> None:

@@ -18,7 +18,7 @@ from email_service.adapters.metrics import PrometheusVerificationEvents
 from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings as WorkerSettings
 from email_service.ports import PermanentMailError, TransientMailError
-from tests.fakes import RecordingMailer, as_delivered
+from tests.fakes import RecordingMailer, as_delivered, topology_consuming
 from tests.observability import deliver, metric_samples
 from tests.unit.conftest import BASE_ENV
 
@@ -78,7 +78,7 @@ def test_consumer_outcomes_are_counted_per_queue():
         url="amqp://127.0.0.1:1/",
         queue="q.metrics",
         handler=lambda message, publisher: next(outcomes),
-        declare=[],
+        topology=topology_consuming("q.metrics"),
         observe=ConsumerMetrics(registry, ["q.metrics"]).observe,
     )
     before = {
@@ -202,3 +202,13 @@ def test_messages_the_outbox_relay_publishes_late_are_counted(system, unique_ema
         relay.join(5)
     assert relayed == [1]
     assert len(system.broker.sent_to(system.auth_settings.account_creation_queue)) == 1
+
+
+def test_made_up_methods_share_one_label_whatever_their_length(system):
+    for n in range(50):
+        system.client.open("/auth/login", method=f"M{n:03d}" + "X" * 2000)
+    samples = scrape(system.client)
+    methods = {dict(labels)["method"] for name, labels in samples if name.startswith("http_request")}
+    assert methods == {"other"}  # the scrape itself is counted after it is answered
+    other = (("method", "other"), ("route", "<unmatched>"), ("status", "405"))
+    assert samples[("http_requests_total", other)] == 50

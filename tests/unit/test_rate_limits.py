@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from waitress.adjustments import Adjustments
+from waitress.proxy_headers import proxy_headers_middleware
+from werkzeug.test import Client
 
 from auth_service.config import RateLimits, Settings
+from auth_service.entrypoints import server
 from auth_service.entrypoints.http import ratelimits
 from common.settings import SettingsError
 
@@ -154,23 +158,72 @@ def test_forwarded_for_is_ignored_without_trusted_proxies(make_system, unique_em
     assert_rate_limited(spoofed)
 
 
-def test_one_trusted_proxy_makes_the_forwarded_address_the_client(make_system, unique_email):
-    client = make_system({**limited(login_per_ip="2/hour"), "PROXY_HOPS": "1"}).client
+def behind_waitress(system) -> Client:
+    """The app wrapped in waitress's proxy-header handling as the server wraps it, with the server's own options."""
+    adjustments = Adjustments(**server.server_options(system.auth_settings))
+    return Client(
+        proxy_headers_middleware(
+            system.auth.app,
+            trusted_proxy=adjustments.trusted_proxy,
+            trusted_proxy_count=adjustments.trusted_proxy_count,
+            trusted_proxy_headers=adjustments.trusted_proxy_headers,
+            clear_untrusted=adjustments.clear_untrusted_proxy_headers,
+        )
+    )
 
-    def via_proxy(client_ip, claimed_by_client=None):
-        forwarded = f"{claimed_by_client}, {client_ip}" if claimed_by_client else client_ip
+
+def test_one_trusted_proxy_makes_the_forwarded_address_the_client(make_system, unique_email):
+    client = behind_waitress(make_system({**limited(login_per_ip="2/hour"), "PROXY_HOPS": "1"}))
+
+    def via(forwarded, peer="127.0.0.1"):
         return client.post(
             "/auth/login",
             json={"email": unique_email(), "password": PASSWORD},
             headers={"X-Forwarded-For": forwarded},
-            environ_base=from_ip("10.0.0.5"),
+            environ_base=from_ip(peer),
         )
 
-    assert via_proxy("203.0.113.1").status_code == 401
-    assert via_proxy("203.0.113.1", claimed_by_client="198.51.100.7").status_code == 401
+    assert via("203.0.113.1").status_code == 401
+    assert via("198.51.100.7, 203.0.113.1").status_code == 401
     # The client cannot escape its own counter by prepending addresses of its choice.
-    assert_rate_limited(via_proxy("203.0.113.1", claimed_by_client="198.51.100.8"))
-    assert via_proxy("203.0.113.2").status_code == 401
+    assert_rate_limited(via("198.51.100.8, 203.0.113.1"))
+    assert via("203.0.113.2").status_code == 401
+    # A peer other than the trusted proxy is its own client, whatever it claims.
+    assert via("203.0.113.3", peer="10.0.0.5").status_code == 401
+    assert via("203.0.113.4", peer="10.0.0.5").status_code == 401
+    assert_rate_limited(via("203.0.113.5", peer="10.0.0.5"))
+
+
+def test_without_proxy_hops_waitress_believes_no_forwarded_header(make_system, unique_email):
+    client = behind_waitress(make_system(limited(login_per_ip="2/hour")))
+
+    def claiming(forwarded):
+        return client.post(
+            "/auth/login",
+            json={"email": unique_email(), "password": PASSWORD},
+            headers={"X-Forwarded-For": forwarded},
+            environ_base=from_ip("127.0.0.1"),
+        )
+
+    assert claiming("203.0.113.1").status_code == 401
+    assert claiming("203.0.113.2").status_code == 401
+    assert_rate_limited(claiming("203.0.113.9"))
+
+
+def test_a_padded_address_counts_against_the_plain_one(make_system, unique_email):
+    env = {**limited(login_failures_per_address="3/day", resend_per_address="2/hour"), "RESEND_COOLDOWN_SECONDS": "0"}
+    system = make_system(env)
+    email = unique_email()
+    verified_account(system, email)
+    for n in range(3):
+        assert login(system.client, email, "wrong password", ip=f"203.0.113.{n}").status_code == 401
+    # Longer than any address once padded, but the schema trims it: it is the same address.
+    assert_rate_limited(login(system.client, " " * 250 + email.upper() + "\t"), DAY)
+
+    other = unique_email()
+    assert resend(system.client, " " * 300 + other).status_code == 202
+    assert resend(system.client, other.upper()).status_code == 202
+    assert_rate_limited(resend(system.client, f"\n{other} "))
 
 
 def test_limit_store_down_falls_back_to_per_process_limits(make_system, unique_email, caplog):
@@ -194,4 +247,13 @@ def test_address_key_does_not_spell_out_the_address(make_system):
         key = ratelimits.address_key()
     with app.test_request_context("/auth/login", json={"email": "ada@example.com"}):
         assert ratelimits.address_key() == key
+    with app.test_request_context("/auth/login", json={"email": " " * 250 + "ADA@example.com\n"}):
+        assert ratelimits.address_key() == key
     assert "ada" not in key
+
+
+@pytest.mark.parametrize("email", [None, 42, "", "   ", "not an address", "a" * 300 + "@example.com"])
+def test_an_address_the_schema_refuses_counts_against_the_ip_only(make_system, email):
+    app = make_system().auth.app
+    with app.test_request_context("/auth/login", json={"email": email}):
+        assert ratelimits.no_address()

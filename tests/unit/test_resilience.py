@@ -15,13 +15,13 @@ from common.messaging import topology
 from common.messaging.connection import BLOCKED_CONNECTION_TIMEOUT_SECONDS, HEARTBEAT_SECONDS, parameters
 from common.messaging.consumer import Consumer, Result
 from common.messaging.envelope import RETRY_COUNT_HEADER, Outgoing
-from common.messaging.messages import AccountConfirmed, CodeRequested, CodeSubmitted, Purpose
+from common.messaging.messages import CodeRequested, CodeSubmitted, CodeVerified, Purpose
 from common.settings import Reader, SettingsError
 from email_service import bootstrap as worker_bootstrap
 from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings as WorkerSettings
 from email_service.domain.codes import code_for_request
-from tests.fakes import RecordingMailer, as_delivered
+from tests.fakes import RecordingMailer, as_delivered, topology_consuming
 from tests.unit.conftest import BASE_ENV
 
 KEY = "unit-test-code-key-that-is-long-enough-0123456789"
@@ -114,7 +114,7 @@ def test_a_request_redelivered_after_a_crash_mails_the_same_code_again():
     assert first == second
     publisher = _Publisher()
     handlers.code_submissions(as_delivered(_submission("a@example.com", first)), publisher)
-    assert [message.type for _, message in publisher.published] == [AccountConfirmed.TYPE]
+    assert [message.type for _, message in publisher.published] == [CodeVerified.TYPE]
 
 
 def test_a_request_redelivered_after_redis_lost_it_mails_the_same_code():
@@ -161,7 +161,11 @@ class _Connection:
 
 def _consumer(handler) -> tuple[Consumer, _Channel, _Connection]:
     consumer = Consumer(
-        url="amqp://unused", queue="Q", handler=handler, declare=[], unavailable=(redis.ConnectionError,)
+        url="amqp://unused",
+        queue="Q",
+        handler=handler,
+        topology=topology_consuming("Q"),
+        unavailable=(redis.ConnectionError,),
     )
     connection = _Connection()
     consumer._connection = connection

@@ -65,3 +65,39 @@ def test_cooldowns_live_under_the_rate_limit_key_prefix():
     assert 59 < cooldowns.start("resend:a@example.com", 60) <= 60
     assert RedisCooldowns(client, "copy-b").start("resend:a@example.com", 60) == 0.0
     assert all(key.startswith(b"copy-") for key in client.scan_iter())
+
+
+def test_the_http_edge_settings_have_defaults_and_bounds():
+    settings = AuthSettings.from_env({"JWT_SECRET": LONG})
+    assert (settings.connection_limit, settings.channel_timeout_seconds, settings.cleanup_interval_seconds) == (
+        1000,
+        30,
+        10,
+    )
+    assert (settings.server_threads, settings.confirm_max_waiting) == (32, 16)
+    assert settings.ratelimit_store_timeout_seconds == 0.25
+    assert settings.ratelimit_store_options == {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
+    assert AuthSettings.from_env({"JWT_SECRET": LONG, "AUTH_THREADS": "8"}).confirm_max_waiting == 4
+    # Waiting confirms must always leave a thread to everything else.
+    for env in ({"CONFIRM_MAX_WAITING": "32"}, {"CONFIRM_MAX_WAITING": "0"}, {"AUTH_THREADS": "1"}):
+        with pytest.raises(SettingsError):
+            AuthSettings.from_env({"JWT_SECRET": LONG, **env})
+
+
+def test_the_trusted_proxy_is_loopback_unless_named_and_only_with_proxy_hops():
+    def trusted(**env):
+        return AuthSettings.from_env({"JWT_SECRET": LONG, **env}).trusted_proxy
+
+    assert trusted() is None
+    assert trusted(PROXY_HOPS="1") == "127.0.0.1"
+    assert trusted(PROXY_HOPS="1", TRUSTED_PROXY="10.0.0.7") == "10.0.0.7"
+    assert trusted(PROXY_HOPS="2", TRUSTED_PROXY="::0001") == "::1"
+    assert trusted(PROXY_HOPS="1", TRUSTED_PROXY="*") == "*"
+    for env in (
+        {"PROXY_HOPS": "1", "TRUSTED_PROXY": "proxy.internal"},  # waitress compares addresses, not names
+        {"PROXY_HOPS": "1", "TRUSTED_PROXY": "10.0.0.0/8"},
+        {"PROXY_HOPS": "1", "TRUSTED_PROXY": "10.0.0.7,10.0.0.8"},
+        {"TRUSTED_PROXY": "10.0.0.7"},  # without PROXY_HOPS it would silently trust nobody
+    ):
+        with pytest.raises(SettingsError, match="TRUSTED_PROXY"):
+            AuthSettings.from_env({"JWT_SECRET": LONG, **env})

@@ -1,15 +1,18 @@
 """What can be checked of the container stack without a Docker engine.
 
-compose.yaml, docker/Dockerfile, .env.example and the Makefile targets: they
-parse, every service is there with a healthcheck, the services start only
-after what they need is healthy, every setting the code reads reaches the
-containers, and published ports do not clash.
+compose.yaml, docker/Dockerfile, docker/rabbitmq/, .env.example and the
+Makefile targets: they parse, every service is there with a healthcheck, the
+services start only after what they need is healthy, every setting the code
+reads reaches the containers, published ports do not clash, and each service
+logs in to the broker with an account of its own that the broker's
+definitions limit to what it needs.
 """
 
 from __future__ import annotations
 
 import ast
 import io
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -19,6 +22,8 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from auth_service import config as auth_config
+from common.messaging import access, topology
+from common.messaging.topology import read_topology
 from common.settings import Reader
 from email_service import config as worker_config
 
@@ -27,7 +32,13 @@ CODE_PACKAGES = ("auth_service", "email_service", "common")
 READER_METHODS = {name for name in vars(Reader) if not name.startswith("_")}
 APP_SERVICES = {"auth": "auth_service", "email-worker": "email_service"}
 INFRASTRUCTURE = {"mongodb", "rabbitmq", "redis", "mailpit"}
-COMPOSE_ONLY_SETTINGS = {"RABBITMQ_USER", "RABBITMQ_PASSWORD"}
+# Run once and exit: the broker's definitions at every start, the dead-letter command on demand.
+ONE_SHOT = {"rabbitmq-definitions", "dlq"}
+BROKER_ROLES = {"auth": "auth", "email-worker": "worker", "dlq": "admin"}
+BROKER_PASSWORDS = {"RABBITMQ_ADMIN_PASSWORD", "RABBITMQ_AUTH_PASSWORD", "RABBITMQ_WORKER_PASSWORD"}
+BROKER_URL = re.compile(
+    r"amqp://\$\{(RABBITMQ_[A-Z]+)_USER:\?[^}]*\}:\$\{(RABBITMQ_[A-Z]+)_PASSWORD:\?[^}]*\}@rabbitmq:5672/%2F"
+)
 # Ports the development machines' own servers use: the stack must not take them on the host.
 LOCAL_SERVER_PORTS = {5672, 6379, 27017}
 
@@ -123,23 +134,28 @@ def test_settings_are_read_only_through_the_reader():
 def test_env_example_lists_every_setting_the_code_reads_and_nothing_else(env_example):
     read = settings_read_by_the_code()
     assert sorted(read - env_example.keys()) == []
-    assert sorted(env_example.keys() - read - COMPOSE_ONLY_SETTINGS) == []
+    assert sorted(env_example.keys() - read) == []
 
 
 def test_env_example_secrets_are_long_enough_and_rabbitmq_is_not_guest(env_example):
     for secret in ("JWT_SECRET", "CODE_HMAC_KEY"):
         assert len(env_example[secret].encode()) >= 32
-    assert env_example["RABBITMQ_USER"] not in ("", "guest")
-    assert env_example["RABBITMQ_PASSWORD"] not in ("", "guest")
-    assert re.fullmatch(r"[A-Za-z0-9._~-]+", env_example["RABBITMQ_PASSWORD"]), "must be usable inside a URL"
+    accounts = access.BrokerAccounts.read(Reader(env_example))  # URL-safe, long enough, three different names
+    for account in accounts.by_role().values():
+        assert "guest" not in (account.user, account.password)
+    assert len({account.password for account in accounts.by_role().values()}) == 3
     auth_config.Settings.from_env(env_example)
     worker_config.Settings.from_env(env_example)
 
 
 def test_compose_has_every_service_each_with_a_healthcheck(compose):
     services = compose["services"]
-    assert set(services) == INFRASTRUCTURE | set(APP_SERVICES)
+    assert set(services) == INFRASTRUCTURE | set(APP_SERVICES) | ONE_SHOT
+    for name in ONE_SHOT:
+        assert services[name]["restart"] == "no" and services[name]["healthcheck"] == {"disable": True}, name
     for name, service in services.items():
+        if name in ONE_SHOT:
+            continue
         test = service.get("healthcheck", {}).get("test")
         assert test and test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, name
         assert not service["healthcheck"].get("disable", False), name
@@ -163,14 +179,91 @@ def test_mailpit_offers_smtp_on_1025_and_its_web_ui_on_8025(compose):
     assert compose["services"]["email-worker"]["environment"]["SMTP_PORT"] == "1025"
 
 
-def test_rabbitmq_credentials_come_from_env_not_guest(compose):
-    rabbitmq = compose["services"]["rabbitmq"]["environment"]
-    assert rabbitmq["RABBITMQ_DEFAULT_USER"].startswith("${RABBITMQ_USER")
-    assert rabbitmq["RABBITMQ_DEFAULT_PASS"].startswith("${RABBITMQ_PASSWORD")
-    for service in APP_SERVICES:
-        url = compose["services"][service]["environment"]["RABBITMQ_URL"]
-        assert url.startswith("amqp://${RABBITMQ_USER") and "${RABBITMQ_PASSWORD" in url and "guest" not in url
-        assert url.endswith("@rabbitmq:5672/%2F")
+def test_each_service_logs_in_to_the_broker_with_its_own_account_and_holds_no_other_password(compose):
+    assert "environment" not in compose["services"]["rabbitmq"], (
+        "accounts come from the definitions, not a default user"
+    )
+    for service, role in BROKER_ROLES.items():
+        environment = compose["services"][service]["environment"]
+        match = BROKER_URL.fullmatch(environment["RABBITMQ_URL"])
+        assert match and match[1] == match[2] == f"RABBITMQ_{role.upper()}", service
+        # env_file hands .env whole to the container: every broker password is blanked there.
+        assert {name: environment.get(name) for name in BROKER_PASSWORDS} == dict.fromkeys(BROKER_PASSWORDS, ""), (
+            service
+        )
+
+
+def test_the_broker_loads_the_definitions_the_renderer_writes(compose, dockerfile):
+    services = compose["services"]
+    renderer, rabbitmq = services["rabbitmq-definitions"], services["rabbitmq"]
+    assert rabbitmq["depends_on"] == {"rabbitmq-definitions": {"condition": "service_completed_successfully"}}
+    assert renderer["env_file"] == [".env"] and "environment" not in renderer, "it needs every broker password"
+    [written] = renderer["volumes"]
+    volume, _, renderer_directory = written.partition(":")
+    assert volume in compose["volumes"]
+    assert renderer["command"] == ["python", "-m", "common.messaging.access", f"{renderer_directory}/definitions.json"]
+    # The unprivileged image user can write there: the image has the directory, owned by it.
+    assert any(
+        item["instruction"] == "RUN" and "-o app" in item["value"] and item["value"].endswith(renderer_directory)
+        for item in dockerfile.structure
+    )
+    mounts = {target: source for source, target, *_ in (entry.split(":") for entry in rabbitmq["volumes"])}
+    assert mounts["/etc/rabbitmq/conf.d/20-verification.conf"] == "./docker/rabbitmq/rabbitmq.conf"
+    definitions_directory = next(target for target, source in mounts.items() if source == volume)
+    conf = dict(
+        line.split(" = ", 1)
+        for line in (ROOT / "docker" / "rabbitmq" / "rabbitmq.conf").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert conf["load_definitions"] == f"{definitions_directory}/definitions.json"
+    assert conf["loopback_users.guest"] == "true"
+
+
+def test_every_broker_account_compose_uses_is_in_the_definitions_with_its_role(compose, env_example):
+    document = access.definitions(read_topology(Reader(env_example)), access.BrokerAccounts.read(Reader(env_example)))
+    users = {user["name"]: user for user in document["users"]}
+    permissions = {entry["user"]: entry for entry in document["permissions"]}
+    assert set(users) == set(permissions)
+    for service, role in BROKER_ROLES.items():
+        user = env_example[f"RABBITMQ_{role.upper()}_USER"]
+        assert user in users, service
+        assert users[user]["hashing_algorithm"] == "rabbit_password_hashing_sha256"
+        assert env_example[f"RABBITMQ_{role.upper()}_PASSWORD"] not in json.dumps(document)
+        assert (users[user]["tags"] == ["administrator"]) == (role == "admin")
+        assert {permissions[user]["vhost"]} == {"/"}, "the vhost of every RABBITMQ_URL (%2F)"
+
+
+def test_definitions_permissions_compile_and_fit_the_configured_queue_names(env_example):
+    """Each service may configure, write and read its own queues and exchanges, none of the other's."""
+    routes = read_topology(Reader(env_example))
+    creation, confirm, confirmed = routes.account_creation, routes.confirm_email_code, routes.account_confirmed
+    to_worker, to_auth, replies = topology.TO_WORKER_EXCHANGE, topology.TO_AUTH_EXCHANGE, topology.REPLIES_EXCHANGE
+    auth_retries, worker_retries = topology.AUTH_RETRIES_EXCHANGE, topology.WORKER_RETRIES_EXCHANGE
+    events = env_example["ACCOUNT_EVENTS_EXCHANGE"]
+    reply_queue = f"{topology.REPLY_QUEUE_PREFIX}{'0' * 32}"
+    document = access.definitions(routes, access.BrokerAccounts.read(Reader(env_example)))
+    granted = {entry["user"]: entry for entry in document["permissions"]}
+
+    def ladder(queue: str, dead: bool = True) -> set[str]:
+        return {queue, *routes.work_queue(queue).retry_queues, f"{queue}.retry.999s", *([f"{queue}.dead"] * dead)}
+
+    every_name = {"amq.default", to_worker, to_auth, replies, auth_retries, worker_retries, events, reply_queue}
+    every_name |= ladder(creation) | ladder(confirm) | ladder(confirmed)
+
+    def allowed(role: str, kind: str) -> set[str]:
+        pattern = re.compile(granted[env_example[f"RABBITMQ_{role.upper()}_USER"]][kind])
+        return {name for name in every_name if pattern.fullmatch(name)}
+
+    shared = {to_worker, to_auth, replies}
+    assert allowed("auth", "configure") == shared | {auth_retries, events, reply_queue} | ladder(confirmed)
+    assert allowed("auth", "write") == {to_worker, auth_retries, events, reply_queue} | ladder(confirmed)
+    assert allowed("auth", "read") == {to_auth, replies, auth_retries, reply_queue} | ladder(confirmed, dead=False)
+    assert allowed("worker", "configure") == shared | {worker_retries} | ladder(creation) | ladder(confirm)
+    assert allowed("worker", "write") == {to_auth, replies, worker_retries} | ladder(creation) | ladder(confirm)
+    assert allowed("worker", "read") == {to_worker, worker_retries} | ladder(creation, False) | ladder(confirm, False)
+    [topic] = document["topic_permissions"]
+    assert topic["exchange"] == events and topic["user"] == env_example["RABBITMQ_AUTH_USER"]
+    assert re.fullmatch(topic["write"], "user.verified") and not re.fullmatch(topic["write"], "account.confirmed")
 
 
 def test_every_variable_compose_interpolates_is_in_env_example(env_example):

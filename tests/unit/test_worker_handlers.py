@@ -9,11 +9,13 @@ import pytest
 
 from common.messaging.consumer import Outcome
 from common.messaging.envelope import Outgoing
-from common.messaging.messages import CodeRequested, CodeSubmitted, Purpose
+from common.messaging.messages import CodeRequested, CodeSubmitted, NoticeRequested, Purpose
+from common.settings import SettingsError
 from email_service import bootstrap
 from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings
 from email_service.domain.codes import Slot
+from email_service.handlers import NOTICE_TEMPLATES
 from email_service.ports import PermanentMailError, TransientMailError
 from tests.fakes import InMemoryBroker, RecordingMailer, as_delivered
 from tests.unit.conftest import BASE_ENV, Clock
@@ -120,7 +122,7 @@ def test_the_right_code_confirms_replies_and_publishes_once(worker):
     code = worker.mailer.sent[0]["code"]
     assert worker.submit(code).outcome is Outcome.ACK
     [confirmed] = worker.broker.sent_to(worker.settings.account_confirmed_queue)
-    assert confirmed.body == {"user_id": "u1", "email": EMAIL}
+    assert confirmed.body == {"user_id": "u1", "purpose": "verify_email", "submission_id": "s1", "email": EMAIL}
     assert worker.store.get(REGISTRATION) is None
 
 
@@ -240,12 +242,14 @@ def test_a_code_is_accepted_for_its_own_purpose_only(worker):
         "user_id": "u1",
         "email": EMAIL,
     }
-    # A reset code confirms no account: only a registration's publishes ACCOUNT_CONFIRMED.
-    assert worker.broker.sent_to(worker.settings.account_confirmed_queue) == []
+    # Every verified code is announced durably, under its own purpose and submission.
+    [reset] = worker.broker.sent_to(worker.settings.account_confirmed_queue)
+    assert (reset.body["purpose"], reset.body["submission_id"]) == ("reset_password", "s3")
     assert worker.store.get(RESET) is None and worker.store.get(REGISTRATION) is not None
     worker.submit(registration_code, message_id="s4")
     assert replies[-1]["verdict"] == "verified"
-    assert len(worker.broker.sent_to(worker.settings.account_confirmed_queue)) == 1
+    _, registration = worker.broker.sent_to(worker.settings.account_confirmed_queue)
+    assert (registration.body["purpose"], registration.body["submission_id"]) == ("verify_email", "s4")
 
 
 def test_each_purpose_is_capped_on_its_own(worker):
@@ -314,3 +318,67 @@ def test_every_purpose_has_an_email_with_the_code_standing_alone(purpose):
     assert message.subject and message.recipients == [EMAIL]
     assert re.findall(r"\b\d{6}\b", message.body) == ["123456"]
     assert "10 minutes" in message.body and "123456" in message.html
+
+
+def test_the_verification_email_carries_a_link_naming_the_account_not_the_address():
+    worker = Worker({"PUBLIC_BASE_URL": "https://id.example.org/"})
+    worker.request_code()
+    [mail] = worker.mailer.sent
+    assert mail["link"] == f"https://id.example.org/auth/verify?token=u1.{mail['link_token']}"
+    assert EMAIL not in mail["link"] and mail["code"] not in mail["link"]
+    rendered = render("verify_email", mail)
+    assert mail["link"] in rendered.body and mail["link"] in rendered.html
+
+
+def test_only_the_verification_email_carries_a_link(worker):
+    worker.request_code(purpose=Purpose.RESET_PASSWORD)
+    worker.request_code(message_id="m2", purpose=Purpose.CHANGE_EMAIL)
+    assert all("link" not in mail for mail in worker.mailer.sent)
+
+
+def test_public_base_url_must_be_an_http_url():
+    with pytest.raises(SettingsError):
+        Settings.from_env({**BASE_ENV, "PUBLIC_BASE_URL": "javascript:alert(1)"})
+
+
+def notice(template="email_changed", message_id="n1", context=None):
+    message = NoticeRequested(template, EMAIL, context or {"new_email": "new@example.com"})
+    return as_delivered(message.outgoing(message_id=message_id))
+
+
+def test_a_notice_is_mailed_once_even_if_delivered_twice(worker):
+    assert worker.handlers.code_requests(notice(), worker.broker).outcome is Outcome.ACK
+    assert worker.handlers.code_requests(notice(), worker.broker).outcome is Outcome.ACK
+    assert worker.mailer.sent == [{"template": "email_changed", "email": EMAIL, "new_email": "new@example.com"}]
+    worker.handlers.code_requests(notice(message_id="n2"), worker.broker)
+    assert len(worker.mailer.sent) == 2
+
+
+def test_a_notice_whose_mail_failed_is_retried_and_then_sent(worker):
+    worker.mailer.fail_with = TransientMailError("timeout")
+    assert worker.handlers.code_requests(notice(), worker.broker).outcome is Outcome.RETRY
+    worker.mailer.fail_with = None
+    assert worker.handlers.code_requests(notice(), worker.broker).outcome is Outcome.ACK
+    assert len(worker.mailer.sent) == 1
+
+
+@pytest.mark.parametrize("template", ["verify_email", "reset_password", "../etc/passwd", "email_changed.txt"])
+def test_a_notice_cannot_name_a_code_email_or_a_path(worker, template):
+    outcome = worker.handlers.code_requests(notice(template=template), worker.broker)
+    assert outcome.outcome is Outcome.DEAD_LETTER
+    assert worker.mailer.sent == []
+
+
+@pytest.mark.parametrize("template", sorted(NOTICE_TEMPLATES))
+def test_every_notice_has_both_parts_and_no_six_digit_number(template):
+    message = render(template, {"new_email": "new-123456@example.com"})
+    assert message.subject and "new-123456@example.com" in message.body and "new-123456@example.com" in message.html
+    assert re.search(r"\b\d{6}\b", message.body.replace("new-123456@example.com", "")) is None
+
+
+def render(template, context):
+    from email_service.adapters.mailer import FlaskMailer, mail_app
+
+    mailer = FlaskMailer(mail_app(Settings.from_env(BASE_ENV)), timeout=1)
+    with mailer.app.app_context():
+        return mailer.render(template, EMAIL, context)

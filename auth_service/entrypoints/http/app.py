@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from flask import Flask, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import BadRequest, HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from auth_service.config import Settings
 from auth_service.domain.errors import AuthError
-from auth_service.entrypoints.http import errors, observability, ratelimits, routes, schemas
+from auth_service.entrypoints.http import errors, observability, ratelimits, routes, schemas, security_headers
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
+from auth_service.lifecycle import AccountLifecycle
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
 from common.metrics import CollectorRegistry
@@ -27,6 +27,7 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 @dataclass
 class AuthExtension:
     accounts: AccountService
+    lifecycle: AccountLifecycle
     sessions: SessionService
     readiness: Callable[[], dict[str, str]]
 
@@ -43,11 +44,18 @@ class ContractApi(Api):
 def create_app(
     settings: Settings,
     accounts: AccountService,
+    lifecycle: AccountLifecycle,
     sessions: SessionService,
     readiness: Callable[[], dict[str, str]],
     registry: CollectorRegistry | None = None,
 ) -> Flask:
-    app = Flask("auth_service")
+    # The templates folder holds our /docs page, which replaces flask-smorest's; static holds its script.
+    app = Flask(
+        "auth_service",
+        template_folder="entrypoints/http/templates",
+        static_folder="entrypoints/http/static",
+        static_url_path="/docs/assets",
+    )
     app.json = BoundedJSONProvider(app)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -64,15 +72,16 @@ def create_app(
             }
         },
     )
-    app.extensions["auth_service"] = AuthExtension(accounts=accounts, sessions=sessions, readiness=readiness)
+    app.extensions["auth_service"] = AuthExtension(
+        accounts=accounts, lifecycle=lifecycle, sessions=sessions, readiness=readiness
+    )
 
     api = ContractApi(app)
     api.register_blueprint(routes.auth)
     api.register_blueprint(routes.health)
+    # The client's address behind a proxy (PROXY_HOPS) is the server's to set: see entrypoints/server.py.
     ratelimits.install(app, settings)
-    if settings.proxy_hops:
-        # Only as many X-Forwarded-For entries as there are proxies of ours are believed.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
+    security_headers.install(app)
 
     app.register_error_handler(AuthError, errors.handle_auth_error)
     for dependency_error in errors.UNAVAILABLE_ERRORS:
@@ -88,6 +97,8 @@ def create_app(
     @app.before_request
     def require_json_object():
         has_body = request.method in ("POST", "PUT", "PATCH") and request.url_rule is not None
+        if has_body and request.endpoint in routes.FORM_ENDPOINTS:
+            return
         if has_body and not isinstance(request.get_json(silent=True), dict):
             raise BadRequest("The request body must be a JSON object (Content-Type: application/json).")
 

@@ -63,8 +63,14 @@ def handle_http_exception(error: HTTPException):
     headers = dict(data.get("headers") or {})
     if error.code == 405 and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
-    code = CODE_FOR_STATUS.get(error.code) or _snake(error.name)
-    return error_response(error.code, code, data.get("message") or error.description, headers)
+    return error_response(
+        error.code, error_code(error.code, error.name), data.get("message") or error.description, headers
+    )
+
+
+def error_code(status: int, name: str) -> str:
+    """The ``error`` field for an HTTP status that no use case names: ``Not Found`` -> ``not_found``."""
+    return CODE_FOR_STATUS.get(status) or _snake(name)
 
 
 # A store that is unreachable is the service being unavailable, not a bug in the request.

@@ -18,6 +18,10 @@ from common.metrics import CONTENT_TYPE_LATEST, CollectorRegistry, exposition
 access_log = logging.getLogger("auth_service.access")
 
 UNMATCHED_ROUTE = "<unmatched>"
+# A label value is a time series kept for the life of the process: only these methods get one of their own,
+# so that a client sending made-up methods cannot grow the registry (and /metrics) without bound.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+OTHER_METHOD = "other"
 # Probed every few seconds by orchestrators and scrapers: logged at DEBUG so they do not drown the requests.
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -45,6 +49,15 @@ def start_request(request_id: str) -> None:
     bind_request_id(request_id)
 
 
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
+def route_label() -> str:
+    """The rule the request matched (``/auth/login``), never the path a client typed."""
+    return request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+
+
 def install(app: Flask, registry: CollectorRegistry) -> HttpMetrics:
     metrics = HttpMetrics(registry)
 
@@ -52,17 +65,18 @@ def install(app: Flask, registry: CollectorRegistry) -> HttpMetrics:
     def record_request(response):
         started = g.get("request_started")
         elapsed = time.perf_counter() - started if started is not None else 0.0
-        route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, route).observe(elapsed)
+        route = route_label()
+        method = method_label(request.method)
+        metrics.requests.labels(method, route, str(response.status_code)).inc()
+        metrics.latency.labels(method, route).observe(elapsed)
         access_log.log(
             logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
             "%s %s %s",
-            request.method,
+            method,
             route,
             response.status_code,
             extra={
-                "method": request.method,
+                "method": method,
                 "route": route,
                 "status": response.status_code,
                 "duration_ms": round(elapsed * 1000, 2),

@@ -9,7 +9,9 @@ memory and logs a warning, and goes back to the store once it answers again
 (flask-limiter's in-memory fallback). Neither failing open (no limits while
 Redis is down, which an attacker could provoke) nor failing closed (a 503 on
 every login while Redis is down) is needed: each process still enforces the
-limits on its own share of the traffic. docs/security.md has the reasoning.
+limits on its own share of the traffic. A store that is slow rather than down
+is treated alike: its calls time out after ``RATELIMIT_STORE_TIMEOUT_SECONDS``.
+docs/security.md has the reasoning.
 """
 
 from __future__ import annotations
@@ -19,39 +21,59 @@ import logging
 import math
 import time
 
-from flask import Flask, current_app, request
+import marshmallow
+from flask import Flask, current_app, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from auth_service.config import Settings
-from auth_service.domain.accounts import EMAIL_MAX_LENGTH, normalize_email
-from auth_service.entrypoints.http import errors, routes
+from auth_service.domain.accounts import normalize_email
+from auth_service.entrypoints.http import errors, routes, schemas
+from common.links import parse_link_token_reference
 
 log = logging.getLogger(__name__)
 
-STORE_TIMEOUT_SECONDS = 1
+# The field every limited endpoint reads the address with: what it accepts, trimmed, is what gets counted.
+ADDRESS_FIELD = schemas.ResendRequest().fields["email"]
 REFRESH_TOKEN_MAX_LENGTH = 512  # as the schema: a longer one is no token of ours
 
 
 def client_ip() -> str:
-    """The peer address, or the proxy-reported one when ProxyFix trusts PROXY_HOPS proxies."""
+    """The peer address; behind PROXY_HOPS proxies, waitress has already put the forwarded client there."""
     return request.remote_addr or "unknown"
 
 
-def _string_in_body(field: str, max_length: int) -> str | None:
+def _body_field(field: str):
     try:
         body = request.get_json(silent=True)
     except HTTPException:  # too large: refused before any limit is consulted
         return None
-    value = body.get(field) if isinstance(body, dict) else None
+    return body.get(field) if isinstance(body, dict) else None
+
+
+def _string_in_body(field: str, max_length: int) -> str | None:
+    value = _body_field(field)
     if not isinstance(value, str) or not value.strip() or len(value) > max_length:
         return None
     return value
 
 
 def _address_in_body() -> str | None:
-    email = _string_in_body("email", EMAIL_MAX_LENGTH)
-    return normalize_email(email) if email is not None else None
+    """The address as the use case will see it, or None if the schema will refuse the request anyway.
+
+    Derived through the schema's own field, so that any form the schema lets
+    through (padded, upper case) meets the counter of the address it becomes.
+    """
+    if "ratelimit_address" not in g:
+        g.ratelimit_address = _parse_address()
+    return g.ratelimit_address
+
+
+def _parse_address(field: str = "email") -> str | None:
+    try:
+        return normalize_email(ADDRESS_FIELD.deserialize(_body_field(field)))
+    except marshmallow.ValidationError:
+        return None
 
 
 def _hashed(value: str) -> str:
@@ -66,6 +88,34 @@ def address_key() -> str:
 def no_address() -> bool:
     """Requests without a usable address are left to the per-IP limit (and refused by validation)."""
     return _address_in_body() is None
+
+
+def _new_address_in_body() -> str | None:
+    if "ratelimit_new_address" not in g:
+        g.ratelimit_new_address = _parse_address("new_email")
+    return g.ratelimit_new_address
+
+
+def new_address_key() -> str:
+    return _hashed(_new_address_in_body() or "")
+
+
+def no_new_address() -> bool:
+    return _new_address_in_body() is None
+
+
+def _link_account() -> str | None:
+    """The account a verification link names (query or form ``token``); its guesses count against it."""
+    reference = parse_link_token_reference(request.values.get("token"))
+    return reference[0] if reference is not None else None
+
+
+def link_account_key() -> str:
+    return _hashed(_link_account() or "")
+
+
+def no_link_account() -> bool:
+    return _link_account() is None
 
 
 def _refresh_token_in_body() -> str | None:
@@ -105,7 +155,7 @@ def wrong_current_password(response) -> bool:
 
 def install(app: Flask, settings: Settings) -> Limiter:
     storage_uri = settings.ratelimit_storage_uri
-    storage_options = {} if storage_uri.startswith("memory://") else _redis_options()
+    storage_options = {} if storage_uri.startswith("memory://") else settings.ratelimit_store_options
     limiter = Limiter(
         client_ip,
         storage_uri=storage_uri,
@@ -122,19 +172,21 @@ def install(app: Flask, settings: Settings) -> Limiter:
         return limiter
 
     limits = settings.rate_limits
+    password_failures = limiter.shared_limit(
+        limits.password_change_failures_per_account,
+        scope="password-failures",
+        key_func=account_key,
+        exempt_when=no_account,
+        deduct_when=wrong_current_password,
+    )
+
+    def by_ip_and_address(per_ip: str, per_address: str) -> list:
+        return [limiter.limit(per_ip), limiter.limit(per_address, key_func=address_key, exempt_when=no_address)]
+
     per_endpoint = {
-        "auth.register": [
-            limiter.limit(limits.register_per_ip),
-            limiter.limit(limits.register_per_address, key_func=address_key, exempt_when=no_address),
-        ],
-        "auth.confirm": [
-            limiter.limit(limits.confirm_per_ip),
-            limiter.limit(limits.confirm_per_address, key_func=address_key, exempt_when=no_address),
-        ],
-        "auth.resend_code": [
-            limiter.limit(limits.resend_per_ip),
-            limiter.limit(limits.resend_per_address, key_func=address_key, exempt_when=no_address),
-        ],
+        "auth.register": by_ip_and_address(limits.register_per_ip, limits.register_per_address),
+        "auth.confirm": by_ip_and_address(limits.confirm_per_ip, limits.confirm_per_address),
+        "auth.resend_code": by_ip_and_address(limits.resend_per_ip, limits.resend_per_address),
         "auth.login": [
             limiter.limit(limits.login_per_ip),
             # Only failures count against an address, as NIST SP 800-63B 5.2.2 asks.
@@ -155,15 +207,25 @@ def install(app: Flask, settings: Settings) -> Limiter:
             limiter.limit(limits.logout_per_ip),
             limiter.limit(limits.logout_per_token, key_func=refresh_token_key, exempt_when=no_refresh_token),
         ],
-        # A stolen access token must not buy unlimited guesses at the current password.
-        "auth.change_password": [
-            limiter.limit(limits.password_change_per_ip),
-            limiter.limit(
-                limits.password_change_failures_per_account,
-                key_func=account_key,
-                exempt_when=no_account,
-                deduct_when=wrong_current_password,
-            ),
+        # A stolen access token must not buy unlimited guesses at the current password: wrong
+        # passwords at password change and at email change count against one budget per account.
+        "auth.change_password": [limiter.limit(limits.password_change_per_ip), password_failures],
+        "auth.forgot_password": by_ip_and_address(limits.forgot_per_ip, limits.forgot_per_address),
+        # Reset, address-change and link submissions are guesses at a code: the guessing bound.
+        "auth.reset_password": by_ip_and_address(limits.reset_per_ip, limits.reset_per_address),
+        "auth.change_email": [
+            limiter.limit(limits.email_change_per_ip),
+            # Per new address: no account may have another's mailbox bombed with codes.
+            limiter.limit(limits.email_change_per_address, key_func=new_address_key, exempt_when=no_new_address),
+            password_failures,
+        ],
+        "auth.confirm_email": [
+            limiter.limit(limits.email_confirm_per_ip),
+            limiter.limit(limits.email_confirm_per_account, key_func=account_key, exempt_when=no_account),
+        ],
+        "auth.verify_link": [
+            limiter.limit(limits.verify_link_per_ip),
+            limiter.limit(limits.verify_link_per_account, key_func=link_account_key, exempt_when=no_link_account),
         ],
     }
     for endpoint, decorators in per_endpoint.items():
@@ -192,7 +254,3 @@ def _seconds_until_reset(limiter: Limiter, error: RateLimitExceeded) -> int:
     except Exception:  # the store went away in between; the window length is a safe answer
         log.warning("could not read the rate-limit window, answering with its full length")
     return max(1, error.limit.limit.get_expiry())
-
-
-def _redis_options() -> dict:
-    return {"socket_timeout": STORE_TIMEOUT_SECONDS, "socket_connect_timeout": STORE_TIMEOUT_SECONDS}

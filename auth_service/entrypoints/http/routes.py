@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from flask import current_app, g, request
+from flask import current_app, g, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from auth_service.domain.accounts import User
+from auth_service.domain.errors import AuthError
 from auth_service.domain.sessions import TokenPair
-from auth_service.entrypoints.http import schemas
+from auth_service.entrypoints.http import pages, schemas
+from auth_service.lifecycle import AccountLifecycle, InvalidLink
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
 
@@ -17,8 +20,16 @@ health = Blueprint("health", __name__, description="Liveness and readiness")
 ERROR = schemas.ErrorResponse
 
 
+# Endpoints that take an HTML form, not a JSON object.
+FORM_ENDPOINTS = frozenset({"auth.verify_link"})
+
+
 def _accounts() -> AccountService:
     return current_app.extensions["auth_service"].accounts
+
+
+def _lifecycle() -> AccountLifecycle:
+    return current_app.extensions["auth_service"].lifecycle
 
 
 def _sessions() -> SessionService:
@@ -32,6 +43,18 @@ def _json_body_errors(view):
         (422, "validation_error"),
         (429, "rate_limited"),
         (503, "service_unavailable: a store does not answer"),
+    ):
+        view = auth.alt_response(status, schema=ERROR, description=description)(view)
+    return view
+
+
+def _code_errors(view):
+    """The answers to a wrong, used or burned code, as /auth/confirm gives them; documented once.
+    Applied above ``_json_body_errors``, so its 400 and 429 descriptions are the ones kept."""
+    for status, description in (
+        (400, "invalid_code (with attempts_left) or bad_request"),
+        (410, "code_expired"),
+        (429, "too_many_attempts or rate_limited"),
     ):
         view = auth.alt_response(status, schema=ERROR, description=description)(view)
     return view
@@ -143,7 +166,10 @@ def change_password(body):
 @auth.doc(security=[{"bearerAuth": []}])
 def me():
     """The account behind the bearer token."""
-    user = _sessions().authenticate(bearer_token())
+    return _profile(_sessions().authenticate(bearer_token()))
+
+
+def _profile(user: User) -> dict:
     return {
         "id": user.id,
         "email": user.email,
@@ -151,6 +177,103 @@ def me():
         "status": user.status.value,
         "created_at": user.created_at,
     }
+
+
+@auth.route("/password/forgot", methods=["POST"])
+@auth.arguments(schemas.ForgotPasswordRequest)
+@auth.response(202, schemas.AcceptedResponse)
+@_json_body_errors
+def forgot_password(body):
+    """Ask for a password reset code. Answers alike whether or not the address has an account."""
+    _lifecycle().forgot_password(body["email"], g.request_id)
+    return {"status": "accepted", "message": "If the address has an account, a reset code is on its way."}
+
+
+@auth.route("/password/reset", methods=["POST"])
+@auth.arguments(schemas.ResetPasswordRequest)
+@auth.response(200, schemas.StatusResponse)
+@auth.alt_response(
+    202, schema=schemas.StatusResponse, description="No verdict in time; the new password applies once it is judged"
+)
+@_code_errors
+@_json_body_errors
+def reset_password(body):
+    """Set a new password with the emailed reset code; every earlier session and token ends."""
+    outcome = _lifecycle().reset_password(body["email"], body["code"], body["new_password"], g.request_id)
+    if outcome.applied:
+        return {"status": "password_reset"}, 200
+    return {"status": "pending"}, 202
+
+
+@auth.route("/email/change", methods=["POST"])
+@auth.arguments(schemas.EmailChangeRequest)
+@auth.response(202, schemas.AcceptedResponse)
+@auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong password) or invalid_token")
+@auth.alt_response(409, schema=ERROR, description="email_taken")
+@_json_body_errors
+@auth.doc(security=[{"bearerAuth": []}])
+def change_email(body):
+    """Ask to change the account's address: a code goes to the new one, a notice to the current one."""
+    _lifecycle().request_email_change(bearer_token(), body["new_email"], body["password"], g.request_id)
+    return {"status": "accepted", "message": "A code is on its way to the new address."}
+
+
+@auth.route("/email/confirm", methods=["POST"])
+@auth.arguments(schemas.EmailConfirmRequest)
+@auth.response(200, schemas.ProfileResponse)
+@auth.alt_response(
+    202, schema=schemas.ProfileResponse, description="No verdict in time; the address changes once it is judged"
+)
+@auth.alt_response(401, schema=ERROR, description="invalid_token")
+@auth.alt_response(409, schema=ERROR, description="email_taken: another account confirmed the address meanwhile")
+@_code_errors
+@_json_body_errors
+@auth.doc(security=[{"bearerAuth": []}])
+def confirm_email(body):
+    """Confirm the new address with its code; it is the login from then on."""
+    outcome = _lifecycle().confirm_email_change(bearer_token(), body["code"], g.request_id)
+    return _profile(outcome.user), 200 if outcome.applied else 202
+
+
+class VerifyLink(MethodView):
+    @auth.arguments(schemas.VerifyLinkArgs, location="query")
+    @auth.response(200, schemas.HTML_PAGE, content_type="text/html", description="The page with the confirm button")
+    @auth.alt_response(400, schema=schemas.HTML_PAGE, content_type="text/html", description="The link is not valid")
+    @auth.alt_response(429, schema=ERROR, description="rate_limited")
+    @auth.alt_response(503, schema=ERROR, description="service_unavailable")
+    def get(self, args):
+        """The verification email's link: a page whose one button confirms. Opening it confirms nothing."""
+        token = args["token"]
+        try:
+            _lifecycle().check_link(token)
+        except InvalidLink:
+            return pages.not_valid()
+        return pages.confirm_button(token, action=url_for("auth.verify_link"))
+
+    @auth.arguments(schemas.VerifyLinkArgs, location="form")
+    @auth.response(200, schemas.HTML_PAGE, content_type="text/html", description="Address confirmed")
+    @auth.alt_response(
+        202, schema=schemas.HTML_PAGE, content_type="text/html", description="No verdict in time; confirmed later"
+    )
+    @auth.alt_response(400, schema=schemas.HTML_PAGE, content_type="text/html", description="The link is not valid")
+    @auth.alt_response(
+        410, schema=schemas.HTML_PAGE, content_type="text/html", description="The link was used or has expired"
+    )
+    @auth.alt_response(429, schema=ERROR, description="rate_limited")
+    @auth.alt_response(503, schema=schemas.HTML_PAGE, content_type="text/html", description="Try again shortly")
+    def post(self, args):
+        """The page's button: confirm the address with the link's token (form field ``token``)."""
+        try:
+            outcome = _lifecycle().confirm_by_link(args["token"], g.request_id)
+        except InvalidLink:
+            return pages.not_valid()
+        except AuthError as error:
+            return pages.for_error(error)
+        return pages.confirmed() if outcome.applied else pages.in_progress()
+
+
+# The class itself, not as_view(): flask-smorest documents a MethodView only when handed the class.
+auth.add_url_rule("/verify", endpoint="verify_link", view_func=VerifyLink)
 
 
 def bearer_token() -> str | None:

@@ -58,6 +58,14 @@ def _email():
     )
 
 
+def _code():
+    return fields.String(
+        required=True,
+        validate=validate.Regexp(r"\A[0-9]{6}\Z", error="Code must be 6 digits (0-9)."),
+        metadata={"example": "123456"},
+    )
+
+
 def new_password():
     """A password being chosen: the rules of register, for every flow that sets one."""
     return Text(
@@ -89,11 +97,35 @@ class RegisterRequest(StrictSchema):
 
 class ConfirmRequest(StrictSchema):
     email = _email()
-    code = fields.String(
-        required=True,
-        validate=validate.Regexp(r"\A[0-9]{6}\Z", error="Code must be 6 digits (0-9)."),
-        metadata={"example": "123456"},
-    )
+    code = _code()
+
+
+class ForgotPasswordRequest(StrictSchema):
+    email = _email()
+
+
+class ResetPasswordRequest(StrictSchema):
+    email = _email()
+    code = _code()
+    new_password = new_password()
+
+
+class EmailChangeRequest(StrictSchema):
+    new_email = _email()
+    password = _password_given()
+
+
+class EmailConfirmRequest(StrictSchema):
+    code = _code()
+
+
+class VerifyLinkArgs(ma.Schema):
+    """The link's token. Checked by the view, not here: a bad link gets an HTML page, not a JSON 422."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    token = fields.String(load_default=None, metadata={"description": "the token of the verification email's link"})
 
 
 class ResendRequest(StrictSchema):
@@ -130,6 +162,10 @@ class ConfirmResponse(ma.Schema):
     status = fields.String(required=True, metadata={"description": "verified, or pending_verification on 202"})
 
 
+class StatusResponse(ma.Schema):
+    status = fields.String(required=True)
+
+
 class AcceptedResponse(ma.Schema):
     status = fields.String(required=True)
     message = fields.String(required=True)
@@ -150,6 +186,10 @@ class ProfileResponse(ma.Schema):
     name = fields.String(allow_none=True)
     status = fields.String(required=True)
     created_at = fields.DateTime(required=True)
+
+
+# The confirmation pages are HTML; the document describes them as text.
+HTML_PAGE = {"type": "string", "description": "an HTML page"}
 
 
 class ErrorResponse(ma.Schema):

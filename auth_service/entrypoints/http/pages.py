@@ -1,0 +1,73 @@
+"""The pages of the verification link: plain HTML, no script, at most one form.
+
+Opening the link (GET) only shows the button; pressing it (POST) confirms.
+Mail scanners and link previews fetch every link in an email, and a GET that
+confirmed would let them spend the code before its owner ever saw it.
+"""
+
+from __future__ import annotations
+
+from flask import Response, render_template
+
+from auth_service.domain import errors
+
+TEMPLATE = "verify_page.html"
+
+NOT_VALID = (
+    "This link is not valid",
+    "Check that you opened the whole link from the email, or ask the app for a new code.",
+)
+USED_OR_EXPIRED = (
+    "This link has expired",
+    "It was used already or is too old. If you already confirmed your address, you can sign in; "
+    "otherwise ask the app for a new code.",
+)
+TRY_AGAIN = ("Please try again", "The service is busy right now. Go back and press the button again in a moment.")
+
+# What each error of a link submission shows; anything else is a link that is not valid (400).
+# A burned code is "expired" to the link's user: no guess of theirs can bring it back.
+_PAGE_FOR_ERROR: dict[type[errors.AuthError], tuple[int, tuple[str, str]]] = {
+    errors.CodeExpired: (410, USED_OR_EXPIRED),
+    errors.TooManyAttempts: (410, USED_OR_EXPIRED),
+    errors.ServiceUnavailable: (503, TRY_AGAIN),
+}
+
+
+def page(status: int, title: str, message: str, token: str | None = None, action: str = "") -> Response:
+    body = render_template(TEMPLATE, title=title, message=message, token=token, action=action)
+    # The security headers come from security_headers.install, as on every answer: the pages load
+    # nothing and run nothing, and the API policy's form-action 'self' lets their one form post back.
+    return Response(body, status=status, mimetype="text/html")
+
+
+def confirm_button(token: str, action: str) -> Response:
+    return page(
+        200,
+        "Confirm your email address",
+        "Press the button to confirm this address for your account.",
+        token=token,
+        action=action,
+    )
+
+
+def confirmed() -> Response:
+    return page(200, "Address confirmed", "Your email address is confirmed. You can now sign in in the app.")
+
+
+def in_progress() -> Response:
+    return page(
+        202, "Almost done", "Your address is being confirmed. Sign in to the app in a moment; no need to press again."
+    )
+
+
+def not_valid() -> Response:
+    return page(400, *NOT_VALID)
+
+
+def for_error(error: errors.AuthError) -> Response:
+    status, (title, message) = _PAGE_FOR_ERROR.get(type(error), (400, NOT_VALID))
+    response = page(status, title, message)
+    retry_after = error.details.get("retry_after")
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response

@@ -1,0 +1,52 @@
+"""Headers that keep a browser from doing anything with the API's answers but read them.
+
+Every answer is JSON except the ``/docs`` page, so the policy everywhere
+loads nothing, runs nothing and may not be framed (OWASP REST Security Cheat
+Sheet). ``/docs`` gets the least Swagger UI needs: its script and stylesheet
+from the CDN, our own initializer script (no inline script, so no
+``'unsafe-inline'`` for scripts), inline styles and ``data:`` images (Swagger
+UI sets styles and draws icons that way), and fetches to this origin only.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Flask, request
+
+DOCS_ENDPOINT = "api-docs.openapi_swagger_ui"
+
+BASELINE = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+API_POLICY = "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+# What waitress answers by itself (a body over the cap, say) carries the same headers.
+API_HEADERS = {**BASELINE, "Content-Security-Policy": API_POLICY}
+
+
+def docs_policy(swagger_ui_url: str) -> str:
+    parts = urlsplit(swagger_ui_url)
+    cdn = f"{parts.scheme}://{parts.netloc}"
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src 'self' {cdn}",
+            f"style-src {cdn} 'unsafe-inline'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+def install(app: Flask) -> None:
+    docs_headers = {**BASELINE, "Content-Security-Policy": docs_policy(app.config["OPENAPI_SWAGGER_UI_URL"])}
+
+    @app.after_request
+    def add_security_headers(response):
+        response.headers.update(docs_headers if request.endpoint == DOCS_ENDPOINT else API_HEADERS)
+        return response

@@ -1,0 +1,231 @@
+"""The account's life after registration: password reset, address change, confirmation by link.
+
+Each flow proves an address with a code through ``CodeClient``; what differs is
+what a verified code applies. That is stored on the account, under the
+submission's id, before the code is submitted (a reset's new password hash, an
+address change's new address), and applied by ``apply_verified``: by the
+request when the verdict reaches it in time, and by auth's consumer when the
+worker's durable ``code.verified`` arrives. Whichever comes first applies it;
+the second finds the stored change gone and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from auth_service.codes import CodeClient, error_for, new_submission_id
+from auth_service.domain.accounts import PendingChange, User, normalize_email
+from auth_service.domain.errors import CodeExpired, EmailTaken, InvalidCredentials
+from auth_service.domain.passwords import PasswordHasher
+from auth_service.outbox import Outbox
+from auth_service.ports import UserRepository
+from auth_service.sessions import SessionService
+from common.links import parse_link_token_reference
+from common.messaging.messages import Purpose
+
+log = logging.getLogger(__name__)
+
+EMAIL_CHANGE_REQUESTED = "email_change_requested"
+EMAIL_CHANGED = "email_changed"
+
+
+class InvalidLink(Exception):
+    """The verification link's token is no token of ours (400 page)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The end of a code submission: ``applied`` False means no verdict in time (the code is still judged)."""
+
+    applied: bool
+    user: User
+
+
+class AccountLifecycle:
+    def __init__(
+        self,
+        users: UserRepository,
+        codes: CodeClient,
+        outbox: Outbox,
+        hasher: PasswordHasher,
+        sessions: SessionService,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._users = users
+        self._codes = codes
+        self._outbox = outbox
+        self._hasher = hasher
+        self._sessions = sessions
+        self._clock = clock
+        self._appliers: dict[Purpose, Callable[[str, str, str | None], bool]] = {
+            Purpose.VERIFY_EMAIL: self._apply_verification,
+            Purpose.RESET_PASSWORD: self._apply_reset,
+            Purpose.CHANGE_EMAIL: self._apply_email_change,
+        }
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    # --- password reset ---
+
+    def forgot_password(self, email: str, request_id: str | None = None) -> None:
+        """Mail a reset code to the account of the address, if there is one. Answers alike for every address:
+        the cooldown runs for unknown addresses too, and nothing tells whether a code went out."""
+        email = normalize_email(email)
+        self._codes.throttle(Purpose.RESET_PASSWORD, email)
+        user = self._users.by_email(email)
+        if user is None:
+            return
+        self._codes.issue(Purpose.RESET_PASSWORD, user.id, user.email, None, request_id)
+
+    def reset_password(self, email: str, code: str, new_password: str, request_id: str | None = None) -> Outcome:
+        user = self._users.by_email(normalize_email(email))
+        if user is None:
+            self._hasher.burn_time(new_password)  # the same bcrypt work as a known address
+            raise CodeExpired()
+        change = PendingChange(
+            new_submission_id(), Purpose.RESET_PASSWORD, self._now(), password_hash=self._hasher.hash(new_password)
+        )
+        return self._submit(user, user.email, change, code=code, request_id=request_id)
+
+    # --- address change ---
+
+    def request_email_change(
+        self, access_token: str | None, new_email: str, password: str, request_id: str | None = None
+    ) -> None:
+        """Mail a code to the new address and a notice to the current one; nothing changes before the code."""
+        user = self._sessions.authenticate(access_token)
+        if not self._hasher.verify(password, user.password_hash):
+            raise InvalidCredentials("The password is incorrect.")
+        new_email = normalize_email(new_email)
+        holder = self._users.by_email(new_email)
+        if holder is not None and holder.id != user.id and holder.verified:
+            raise EmailTaken()
+        self._codes.throttle(Purpose.CHANGE_EMAIL, new_email)
+        entries = [
+            self._codes.request(Purpose.CHANGE_EMAIL, user.id, new_email, user.name, request_id),
+            self._codes.notice(EMAIL_CHANGE_REQUESTED, user.email, {"new_email": new_email}, request_id),
+        ]
+        self._users.request_email_change(user.id, new_email, entries, publish_after=self._outbox.relay_after())
+        for entry in entries:
+            self._outbox.deliver(user.id, entry)
+
+    def confirm_email_change(self, access_token: str | None, code: str, request_id: str | None = None) -> Outcome:
+        user = self._sessions.authenticate(access_token)
+        if user.pending_email is None:
+            raise CodeExpired()
+        change = PendingChange(new_submission_id(), Purpose.CHANGE_EMAIL, self._now(), new_email=user.pending_email)
+        outcome = self._submit(user, user.pending_email, change, code=code, request_id=request_id)
+        if outcome.applied and outcome.user.email != change.new_email:
+            # Verified, but a confirmed account took the address first (here or in the consumer).
+            raise EmailTaken()
+        return outcome
+
+    # --- confirmation by link ---
+
+    def check_link(self, token: str | None) -> None:
+        """Is this a link of ours to show the confirm button for? Reads, never submits: scanners fetch links."""
+        if self._link_owner(token) is None:
+            raise InvalidLink()
+
+    def confirm_by_link(self, token: str | None, request_id: str | None = None) -> Outcome:
+        owner = self._link_owner(token)
+        if owner is None:
+            raise InvalidLink()
+        user, link_token = owner
+        if user.verified:
+            raise CodeExpired()  # the link (or the code) was used: a link works once
+        return self._submit(user, user.email, None, link_token=link_token, request_id=request_id)
+
+    def _link_owner(self, token: str | None) -> tuple[User, str] | None:
+        reference = parse_link_token_reference(token)
+        if reference is None:
+            return None
+        user_id, link_token = reference
+        user = self._users.by_id(user_id)
+        return None if user is None else (user, link_token)
+
+    # --- one submission, and applying what it proves ---
+
+    def _submit(
+        self,
+        user: User,
+        email: str,
+        change: PendingChange | None,
+        *,
+        code: str | None = None,
+        link_token: str | None = None,
+        request_id: str | None = None,
+    ) -> Outcome:
+        purpose = change.purpose if change is not None else Purpose.VERIFY_EMAIL
+        submission_id = change.submission_id if change is not None else new_submission_id()
+        if change is not None:
+            self._users.add_pending_change(user.id, change)
+        verdict = self._codes.judge(
+            purpose,
+            email,
+            code=code,
+            link_token=link_token,
+            user_id=user.id,
+            request_id=request_id,
+            submission_id=submission_id,
+        )
+        if verdict is None:
+            return Outcome(False, user)
+        if not verdict.verified:
+            if change is not None:
+                self._users.discard_pending_change(user.id, submission_id)
+            raise error_for(verdict)
+        self.apply_verified(purpose, user.id, submission_id, email)
+        return Outcome(True, self._users.by_id(user.id) or user)
+
+    def apply_verified(self, purpose: Purpose, user_id: str, submission_id: str | None, email: str | None) -> bool:
+        """Apply what a verified code of ``purpose`` proves; True if this call changed the account.
+
+        Idempotent by submission id: the request and the consumer both call it."""
+        return self._appliers[purpose](user_id, submission_id or "", email)
+
+    def _apply_verification(self, user_id: str, submission_id: str, email: str | None) -> bool:
+        return self._users.mark_verified(user_id, self._now())
+
+    def _stored_change(self, user_id: str, submission_id: str, email: str | None) -> PendingChange | None:
+        change = self._users.pending_change(user_id, submission_id)
+        if change is None:
+            return None
+        expected = change.new_email if change.purpose is Purpose.CHANGE_EMAIL else None
+        if expected is not None and email is not None and email != expected:
+            log.warning("verified code for another address than the stored change, ignored")
+            return None
+        return change
+
+    def _apply_reset(self, user_id: str, submission_id: str, email: str | None) -> bool:
+        change = self._stored_change(user_id, submission_id, email)
+        if change is None or change.password_hash is None:
+            return False
+        # One update: the new hash, the address proved, every earlier token refused. The
+        # failed-login lock (issue 8, "Failed logins and locks") is to end in this update too.
+        updated = self._sessions.apply_reset(user_id, change)
+        if updated is not None:
+            log.info("password reset applied", extra={"user_id": user_id})
+        return updated is not None
+
+    def _apply_email_change(self, user_id: str, submission_id: str, email: str | None) -> bool:
+        change = self._stored_change(user_id, submission_id, email)
+        if change is None or change.new_email is None:
+            return False
+        before = self._users.by_id(user_id)
+        if before is None:
+            return False
+        notice = self._codes.notice(EMAIL_CHANGED, before.email, {"new_email": change.new_email})
+        updated = self._users.apply_email_change(
+            user_id, change, self._now(), notice, publish_after=self._outbox.relay_after()
+        )
+        if updated is None:
+            return False
+        log.info("email address changed", extra={"user_id": user_id})
+        self._outbox.deliver(user_id, notice)
+        return True
