@@ -72,6 +72,13 @@ PARTS = ("throughput", "confirm", "tls")
 CELERY_FLAGS = ("--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING")
 
 
+START_ATTEMPTS = 3
+
+
+class StartupFailed(RuntimeError):
+    """The system under measurement exited before it mailed anything."""
+
+
 @dataclass(frozen=True)
 class System:
     label: str
@@ -180,10 +187,19 @@ def drain(bench: Bench, system: System, sink: smtp_sink.CountingSink, count: int
             declare_worker_queues(bench.rabbitmq_url, routes)
             publish_code_requests(bench.rabbitmq_url, routes, count, tag)
         wait_for_depth(bench.rabbitmq_url, queue, count)
-        service = Service(
-            system.module, env, bench.log_dir / f"run{bench.runs:02d}-{system.module}.log", args=system.args
-        )
-        run = _timed_drain(system.label, service, sink, count, timeout)
+        log_path = bench.log_dir / f"run{bench.runs:02d}-{system.module}.log"
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                run = _timed_drain(
+                    system.label, Service(system.module, env, log_path, args=system.args), sink, count, timeout
+                )
+                break
+            except StartupFailed as error:
+                # On a shared machine the free port chosen for its metrics can be taken before it binds it.
+                if attempt == START_ATTEMPTS:
+                    raise
+                progress(f"{system.label} did not start, trying again: {str(error).splitlines()[0]}")
+                env["WORKER_METRICS_PORT"] = str(free_port())
         if system.is_project:
             run = dataclasses.replace(run, parked=parked_messages(bench.rabbitmq_url, queue))
         return run
@@ -218,7 +234,8 @@ def _timed_drain(label: str, service: Service, sink: smtp_sink.CountingSink, cou
 
     def running() -> bool:
         if service.process.poll() is not None:
-            raise RuntimeError(f"{label} exited with {service.process.returncode}:\n{service.log_text()[-3000:]}")
+            failure = StartupFailed if sink.count == before else RuntimeError
+            raise failure(f"{label} exited with {service.process.returncode}:\n{service.log_text()[-3000:]}")
         return time.monotonic() < deadline
 
     service.start()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,8 @@ from bench.rpc_echo import RawRpcClient
 from bench.stats import LatencyRun
 from bench.workload import RUN_PREFIX, Leftovers
 from devtools.stack import LocalStack, Service, unique_names
+
+log = logging.getLogger("bench")
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 (benchmark accounts)
 WARM_UP_REQUESTS = 20
@@ -89,13 +92,11 @@ def measure_confirm(
         "RATELIMIT_ENABLED": "false",
         "BCRYPT_ROUNDS": "4",  # registrations are set-up here, not measured
     }
-    stack = LocalStack(log_dir, overrides)
-    echo = Service("bench.rpc_echo", {**stack.env, "BENCH_QUEUE": rpc_queue}, log_dir / "rpc_echo.log")
-    http_connection = rpc = None
+    stack = echo = http_connection = rpc = None
     try:
         _declare_quorum_queue(rabbitmq_url, rpc_queue)
-        stack.start()
-        echo.start()
+        stack = start_stack(log_dir, overrides)
+        echo = Service("bench.rpc_echo", {**stack.env, "BENCH_QUEUE": rpc_queue}, log_dir / "rpc_echo.log").start()
         tag = uuid.uuid4().hex[:8]
         emails = [f"confirm{index}.{tag}@example.com" for index in range(users)]
         with ThreadPoolExecutor(8) as pool:
@@ -125,9 +126,24 @@ def measure_confirm(
         for client in (rpc, http_connection):
             if client is not None:
                 client.close()
-        echo.stop()
-        stack.stop()
+        for process in (echo, stack):
+            if process is not None:
+                process.stop()
         mine.remove()
+
+
+def start_stack(log_dir: Path, overrides: dict[str, str], attempts: int = 3) -> LocalStack:
+    """A started stack; on a shared machine a free port can be taken between choosing and binding it,
+    so a stack that does not come up is tried again on new ports."""
+    for attempt in range(1, attempts + 1):
+        stack = LocalStack(log_dir / f"stack{attempt}", overrides)
+        try:
+            return stack.start()  # stops what it started if it fails
+        except RuntimeError as error:
+            if attempt == attempts:
+                raise
+            log.warning("the stack did not come up, trying new ports: %s", str(error).splitlines()[0])
+    raise AssertionError("unreachable")
 
 
 def _declare_quorum_queue(rabbitmq_url: str, name: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from bench import compare
 from bench import sink as smtp_sink
 from bench.workload import Leftovers
 from common.messaging import topology
+from devtools.mailsink import free_port
 from devtools.stack import names_for
 from tests.integration.conftest import RABBITMQ_URL, REDIS_URL
 
@@ -155,3 +157,15 @@ def _pid_of_child(parent: int) -> int:
         if "email_service" in Path(f"/proc/{pid}/cmdline").read_text():
             return int(pid)
     raise AssertionError(f"no worker among {children}")
+
+
+def test_a_worker_whose_metrics_port_was_taken_is_started_again(bench, sink, monkeypatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1], free_port()])
+        monkeypatch.setattr(compare, "free_port", lambda: next(ports))
+        run = compare.drain(bench, compare.PROJECT, sink, count=10, timeout=60)
+    assert run.complete, run
+    [log] = bench.log_dir.glob("run*-email_service.log")
+    assert log.read_text().count("cannot serve metrics") == 1

@@ -1,4 +1,4 @@
-from devtools.mailsink import free_port
+from devtools.mailsink import MailSink, free_port
 from devtools.stack import preflight
 
 
@@ -9,3 +9,12 @@ def test_preflight_names_each_server_that_does_not_answer_and_how_to_start_it():
     assert "RabbitMQ does not answer" in problems[0] and "rabbitmq-server -detached" in problems[0]
     assert "secret" not in problems[0]
     assert "Redis does not answer" in problems[1] and "redis-server" in problems[1]
+
+
+def test_a_mail_sink_stops_once_whatever_is_asked():
+    # A stack that failed to start has stopped its sink already; stopping it again must not raise.
+    never_started = MailSink()
+    never_started.stop()
+    sink = MailSink().start()
+    sink.stop()
+    sink.stop()
