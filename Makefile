@@ -6,7 +6,7 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements lint format test unit integration run demo demo-lifecycle bench bench-latency bench-login bench-edge clean up down logs ps
+.PHONY: help install requirements lint format test unit integration run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
@@ -14,7 +14,7 @@ help:
 	@echo "make test         lint, then every test (unit and integration)"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
 	@echo "make bench        the worker against a raw consumer and Celery, confirm latency, SMTP over TLS (docs/performance.md)"
-	@echo "make unit | integration | lint | format | bench-latency | bench-login | bench-edge | requirements | clean"
+	@echo "make unit | integration | lint | format | bench-latency | bench-login | bench-resend | bench-edge | requirements | clean"
 	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services)"
 	@echo "make down | logs | ps"
 
@@ -73,6 +73,9 @@ bench-latency: install
 
 bench-login: install
 	$(PY) -m bench.login_timing
+
+bench-resend: install
+	$(PY) -m bench.resend_timing
 
 bench-edge: install
 	$(PY) -m bench.http_edge

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import mongomock
 import pymongo
@@ -15,11 +17,13 @@ from flask import Flask
 from prometheus_client import Counter, Gauge
 
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
+from auth_service.adapters.mongo_resend_requests import MongoResendRequests
 from auth_service.adapters.mongo_sessions import MongoSessionRepository
 from auth_service.adapters.mongo_users import MongoUserRepository
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
+from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.tokens import TokenIssuer
 from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
@@ -95,14 +99,25 @@ def build(
     bus: MessageBus | None = None,
     cooldowns: Cooldowns | None = None,
     clock: Callable[[], float] = time.time,
+    resend_requested: Callable[[], None] | None = None,
 ) -> AuthSystem:
+    """``resend_requested``: what a resend wakes. By default the relay thread with the real
+    broker; with a bus passed in (unit tests), the stored request is acted on at once, in the
+    request, since no relay thread runs there."""
     in_process = settings.mongo_uri.startswith(IN_PROCESS_MONGO)
     if database is None:
         database = mongo_database(settings)
-    serialize_writes = in_process or isinstance(database, mongomock.Database)
-    users = MongoUserRepository(database, serialize_writes=serialize_writes)
+    mongomock_store = in_process or isinstance(database, mongomock.Database)
+    # mongomock emulates TTL indexes by deleting on reads, racing between request threads; the
+    # service checks expiry itself, so the in-process store goes without the users' TTL index.
+    users = MongoUserRepository(database, serialize_writes=mongomock_store, ttl_index=not mongomock_store)
     users.ensure_indexes()
-    session_store = MongoSessionRepository(database, serialize_writes=serialize_writes)
+    lifetime = timedelta(seconds=settings.unverified_ttl_seconds)
+    if users.expire_unmarked_pending(datetime.fromtimestamp(clock(), UTC) + lifetime):
+        log.info("pending accounts stored before accounts expired now expire too", extra={"after": str(lifetime)})
+    resend_requests = MongoResendRequests(database, serialize_writes=mongomock_store, ttl_index=not mongomock_store)
+    resend_requests.ensure_indexes()
+    session_store = MongoSessionRepository(database, serialize_writes=mongomock_store)
     session_store.ensure_indexes()
 
     registry = process_registry()
@@ -116,6 +131,13 @@ def build(
             settings.rabbitmq_url, settings.topology, max_waiting_replies=settings.confirm_max_waiting
         )
         background.append(bus)
+    relay_wakeup = threading.Event()
+    if resend_requested is None and isinstance(bus, RabbitMessageBus):
+        resend_requested = relay_wakeup.set
+    elif resend_requested is None:
+
+        def resend_requested() -> None:
+            accounts.process_resend_requests()
 
     outbox = Outbox(users, bus, settings.publish_timeout_seconds, clock)
     codes = CodeClient(
@@ -139,7 +161,18 @@ def build(
         policy=SessionPolicy(settings.refresh_ttl_seconds, settings.refresh_reuse_grace_seconds),
         clock=clock,
     )
-    accounts = AccountService(users=users, codes=codes, outbox=outbox, hasher=hasher, sessions=sessions, clock=clock)
+    accounts = AccountService(
+        users=users,
+        codes=codes,
+        outbox=outbox,
+        hasher=hasher,
+        sessions=sessions,
+        resend_requests=resend_requests,
+        confirming_codes=ConfirmingCodes.from_secret(settings.jwt_secret),
+        unverified_ttl_seconds=settings.unverified_ttl_seconds,
+        clock=clock,
+        resend_requested=resend_requested,
+    )
     lifecycle = AccountLifecycle(users, codes, outbox, hasher, sessions, clock=clock)
 
     if isinstance(bus, RabbitMessageBus):
@@ -155,7 +188,9 @@ def build(
             )
         )
         relayed = Counter("outbox_relayed", "Queue messages published late by the outbox relay", registry=registry)
-        background.append(OutboxRelay(outbox, on_relayed=relayed.inc))
+        background.append(
+            OutboxRelay(outbox, on_relayed=relayed.inc, resends=accounts.process_resend_requests, wakeup=relay_wakeup)
+        )
 
     def readiness() -> dict[str, str]:
         checks = {}

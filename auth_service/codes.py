@@ -75,15 +75,34 @@ class CodeClient:
         self._clock = clock
 
     def request(
-        self, purpose: Purpose, user_id: str, email: str, name: str | None = None, request_id: str | None = None
+        self,
+        purpose: Purpose,
+        user_id: str,
+        email: str,
+        name: str | None = None,
+        request_id: str | None = None,
+        *,
+        sequence: int | None = None,
+        registered_at: float | None = None,
+        message_id: str | None = None,
     ) -> OutboxEntry:
-        """The message asking the worker to mail a code, for the caller to store in an outbox."""
+        """The message asking the worker to mail a code, for the caller to store in an outbox.
+
+        ``sequence`` orders the slot's requests (the worker keeps only the newest one's code);
+        ``message_id``, if given, must come from ``secrets`` like the one drawn here.
+        """
         message = CodeRequested(
-            purpose=purpose, user_id=user_id, email=email, requested_at=self._clock(), name=name
+            purpose=purpose,
+            user_id=user_id,
+            email=email,
+            requested_at=self._clock(),
+            name=name,
+            sequence=sequence,
+            registered_at=registered_at,
         ).outgoing(
             # The worker derives the code from this id (see email_service.domain.codes),
             # so it must come from the cryptographically secure generator.
-            message_id=secrets.token_hex(16),
+            message_id=message_id or secrets.token_hex(16),
             request_id=request_id,
         )
         return OutboxEntry(self._queues.requests, message)
@@ -137,6 +156,7 @@ class CodeClient:
         link_token: str | None = None,
         user_id: str | None = None,
         request_id: str | None = None,
+        confirmation: str | None = None,
         submission_id: str | None = None,
     ) -> CodeVerdict | None:
         """Submit a code (or a link token) and wait a bounded time for the verdict.
@@ -144,10 +164,17 @@ class CodeClient:
         ``None`` means no verdict came in time: the submission stays queued and
         the worker still judges it. 503 when the broker is away or the reply is
         unreadable. ``submission_id`` (see ``new_submission_id``) is the
-        message id, which the worker's durable ``code.verified`` names.
+        message id, which the worker's durable ``code.verified`` names;
+        ``confirmation`` travels with the submission and comes back on it.
         """
         submission = CodeSubmitted(
-            purpose=purpose, email=email, code=code, link_token=link_token, submitted_at=self._clock(), user_id=user_id
+            purpose=purpose,
+            email=email,
+            code=code,
+            link_token=link_token,
+            submitted_at=self._clock(),
+            user_id=user_id,
+            confirmation=confirmation,
         ).outgoing(
             message_id=submission_id or new_submission_id(),
             correlation_id=uuid.uuid4().hex,

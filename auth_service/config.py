@@ -111,6 +111,7 @@ class Settings(QueueSettings):
     refresh_reuse_grace_seconds: int
     bcrypt_rounds: int
     resend_cooldown_seconds: int
+    unverified_ttl_seconds: int
     ratelimit_enabled: bool
     ratelimit_storage_uri: str
     ratelimit_key_prefix: str
@@ -175,6 +176,7 @@ class Settings(QueueSettings):
             refresh_reuse_grace_seconds=read.int("REFRESH_REUSE_GRACE_SECONDS", 10, minimum=0, maximum=300),
             bcrypt_rounds=bcrypt_rounds,
             resend_cooldown_seconds=read.int("RESEND_COOLDOWN_SECONDS", 60, minimum=0),
+            unverified_ttl_seconds=read.int("UNVERIFIED_TTL_SECONDS", 7 * 86400, minimum=1),
             ratelimit_enabled=read.bool("RATELIMIT_ENABLED", True),
             ratelimit_storage_uri=read.str("RATELIMIT_STORAGE_URI", redis_url),
             ratelimit_key_prefix=read.str("RATELIMIT_KEY_PREFIX", "auth-ratelimit"),

@@ -62,7 +62,6 @@ class AccountLifecycle:
         self._sessions = sessions
         self._clock = clock
         self._appliers: dict[Purpose, Callable[[str, str, str | None], bool]] = {
-            Purpose.VERIFY_EMAIL: self._apply_verification,
             Purpose.RESET_PASSWORD: self._apply_reset,
             Purpose.CHANGE_EMAIL: self._apply_email_change,
         }
@@ -180,17 +179,28 @@ class AccountLifecycle:
             if change is not None:
                 self._users.discard_pending_change(user.id, submission_id)
             raise error_for(verdict)
-        self.apply_verified(purpose, user.id, submission_id, email)
+        self.apply_verified(purpose, user.id, submission_id, email, sequence=verdict.sequence)
         return Outcome(True, self._users.by_id(user.id) or user)
 
-    def apply_verified(self, purpose: Purpose, user_id: str, submission_id: str | None, email: str | None) -> bool:
+    def apply_verified(
+        self,
+        purpose: Purpose,
+        user_id: str,
+        submission_id: str | None,
+        email: str | None,
+        *,
+        sequence: int | None = None,
+        confirmation: str | None = None,
+    ) -> bool:
         """Apply what a verified code of ``purpose`` proves; True if this call changed the account.
 
-        Idempotent by submission id: the request and the consumer both call it."""
+        Idempotent by submission id: the request and the consumer both call it. A registration's
+        code verifies the account only if it was issued for the account's current registration
+        (``sequence``; a message without one applies only to an account stored before they
+        existed), and leaves ``confirmation``, auth's keyed hash of the code, on the account."""
+        if purpose is Purpose.VERIFY_EMAIL:
+            return self._users.mark_verified(user_id, self._now(), sequence or 0, confirmation)
         return self._appliers[purpose](user_id, submission_id or "", email)
-
-    def _apply_verification(self, user_id: str, submission_id: str, email: str | None) -> bool:
-        return self._users.mark_verified(user_id, self._now())
 
     def _stored_change(self, user_id: str, submission_id: str, email: str | None) -> PendingChange | None:
         change = self._users.pending_change(user_id, submission_id)

@@ -3,28 +3,38 @@ to MongoDB, the broker and the cooldown store only through the ports."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from auth_service.codes import CodeClient, error_for
-from auth_service.domain.accounts import Status, User, normalize_email
+from auth_service.domain.accounts import Status, User, next_sequence, normalize_email
+from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.errors import (
     CodeExpired,
     EmailNotVerified,
+    EmailTaken,
     InvalidCredentials,
+    ServiceUnavailable,
 )
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.sessions import TokenPair
 from auth_service.outbox import Outbox
-from auth_service.ports import UserRepository
+from auth_service.ports import OutboxEntry, ResendRequest, ResendRequests, UserRepository
 from auth_service.sessions import SessionService
 from common.messaging.messages import Purpose, Verdict
 
 log = logging.getLogger(__name__)
+
+# Parallel registrations of one address each read the account and write it
+# back only if nobody did in between; a loser reads again. Past this many
+# rounds the caller is told to retry (503) rather than held.
+MAX_WRITE_ROUNDS = 20
 
 
 @dataclass(frozen=True)
@@ -41,72 +51,148 @@ class AccountService:
         outbox: Outbox,
         hasher: PasswordHasher,
         sessions: SessionService,
+        resend_requests: ResendRequests,
+        confirming_codes: ConfirmingCodes,
+        unverified_ttl_seconds: int,
         clock: Callable[[], float] = time.time,
+        resend_requested: Callable[[], None] = lambda: None,
     ):
         self._users = users
         self._codes = codes
         self._outbox = outbox
         self._hasher = hasher
         self._sessions = sessions
+        self._resend_requests = resend_requests
+        self._confirming_codes = confirming_codes
+        self._unverified_ttl = timedelta(seconds=unverified_ttl_seconds)
         self._clock = clock
+        # Wakes whatever acts on stored resend requests (the relay thread).
+        self._resend_requested = resend_requested
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     def register(self, email: str, password: str, name: str | None, request_id: str | None = None) -> User:
+        """Store a registration and queue its code. An address whose account is still pending
+        is taken over: same account, the new password and name, a new code that voids the earlier ones."""
         email = normalize_email(email)
-        user = User(
-            id=uuid.uuid4().hex,
-            email=email,
-            name=name,
-            password_hash=self._hasher.hash(password),
-            status=Status.PENDING_VERIFICATION,
-            created_at=self._now(),
-        )
-        entry = self._codes.request(Purpose.VERIFY_EMAIL, user.id, user.email, user.name, request_id)
-        self._users.add(user, entry, publish_after=self._outbox.relay_after())
+        password_hash = self._hasher.hash(password)
+        for _ in range(MAX_WRITE_ROUNDS):
+            now = self._now()
+            current = self._users.by_email(email)
+            if current is not None and current.verified:
+                raise EmailTaken()
+            if current is not None and current.expired(now):
+                self._users.remove_expired(current.id, now)
+                continue
+            sequence = next_sequence(current.code_seq if current else 0, now)
+            registration = {
+                "name": name,
+                "password_hash": password_hash,
+                "status": Status.PENDING_VERIFICATION,
+                "created_at": now,
+                "registered_seq": sequence,
+                "code_seq": sequence,
+                "expires_at": now + self._unverified_ttl,
+            }
+            if current is None:
+                user = User(id=uuid.uuid4().hex, email=email, **registration)
+                entry = self._code_request(user, request_id)
+                try:
+                    self._users.add(user, entry, publish_after=self._outbox.relay_after())
+                except EmailTaken:  # registered in parallel, maybe still pending: look again
+                    continue
+                break
+            user = dataclasses.replace(current, **registration)
+            entry = self._code_request(user, request_id)
+            if self._users.replace_pending(current, user, entry, publish_after=self._outbox.relay_after()):
+                log.info("pending registration replaced by a new one", extra={"user_id": user.id})
+                break
+        else:
+            raise ServiceUnavailable("This address is being registered right now. Try again shortly.")
         self._codes.start_cooldown(Purpose.VERIFY_EMAIL, email)
         self._outbox.deliver(user.id, entry)
         return user
 
     def resend_code(self, email: str, request_id: str | None = None) -> None:
-        """Queue a fresh code. Answers alike for every address, known or not."""
+        """Ask for a fresh code. Answers alike, and after the same work, for every address.
+
+        The request only stores what was asked; the relay thread looks the
+        address up and queues a code if it has a pending account. So whether
+        it has one changes neither the answer nor the work done before it.
+        """
         email = normalize_email(email)
         self._codes.throttle(Purpose.VERIFY_EMAIL, email)
-        user = self._users.by_email(email)
-        if user is None or user.verified:
-            return
-        self._codes.issue(Purpose.VERIFY_EMAIL, user.id, user.email, user.name, request_id)
+        self._resend_requests.add(
+            ResendRequest(id=secrets.token_hex(16), email=email, requested_at=self._now(), request_id=request_id)
+        )
+        self._resend_requested()
+
+    def process_resend_requests(self, lease_seconds: float = 30.0) -> int:
+        """Act on stored resend requests (the relay thread); returns how many were handled."""
+        handled = 0
+        while True:
+            now = self._now()
+            request = self._resend_requests.claim(now, lease_until=now + timedelta(seconds=lease_seconds))
+            if request is None:
+                return handled
+            self._issue_resent_code(request)
+            self._resend_requests.done(request.id)
+            handled += 1
+
+    def _issue_resent_code(self, request: ResendRequest) -> None:
+        for _ in range(MAX_WRITE_ROUNDS):
+            now = self._now()
+            current = self._users.by_email(request.email)
+            if current is None or current.verified or current.expired(now):
+                return
+            user = dataclasses.replace(current, code_seq=next_sequence(current.code_seq, now))
+            # The request's id, drawn from secrets, names the code request: acting on it twice
+            # (a relay that died before recording it done) mails the same code, never a second one.
+            entry = self._code_request(user, request.request_id, message_id=request.id)
+            if self._users.replace_pending(current, user, entry, publish_after=self._outbox.relay_after()):
+                self._outbox.deliver(user.id, entry)
+                return
+        log.warning("resend not acted on: the account kept changing", extra={"user_id": current.id})
 
     def confirm(self, email: str, code: str, request_id: str | None = None) -> Confirmation:
         """Submit a code and wait a bounded time for the worker's verdict.
 
         ``verified=False`` means no verdict came in time: the code stays queued
-        and the account is still confirmed once the worker gets to it.
+        and the account is still confirmed once the worker gets to it. An
+        unknown address and a confirmed one answer as an expired code, except
+        that the code which confirmed the address answers ``verified`` again.
         """
-        user = self._users.by_email(normalize_email(email))
+        user = self._live_user(normalize_email(email))
         if user is None:
             raise CodeExpired()
         if user.verified:
-            return Confirmation(True, user)
-        verdict = self._codes.judge(Purpose.VERIFY_EMAIL, user.email, code=code, user_id=user.id, request_id=request_id)
+            return self._already_confirmed(user, code)
+        tag = self._confirming_codes.tag(user.id, code)
+        verdict = self._codes.judge(
+            Purpose.VERIFY_EMAIL, user.email, code=code, user_id=user.id, request_id=request_id, confirmation=tag
+        )
         if verdict is None:
             return Confirmation(False, user)
         if verdict.verified:
-            self._users.mark_verified(user.id, self._now())
-            return Confirmation(True, self._users.by_id(user.id) or user)
+            if self._users.mark_verified(user.id, self._now(), verdict.sequence or 0, tag):
+                return Confirmation(True, self._users.by_id(user.id) or user)
+            # Verified already (auth's consumer got there first), or the code was issued for a
+            # registration that a newer one has replaced since: that code is void.
+            return self._already_confirmed(self._users.by_id(user.id), code)
         if verdict.verdict is Verdict.CODE_EXPIRED:
             # A redelivered submission may have verified the account already.
-            current = self._users.by_id(user.id)
-            if current is not None and current.verified:
-                return Confirmation(True, current)
+            return self._already_confirmed(self._users.by_id(user.id), code)
         raise error_for(verdict)
 
-    def mark_verified(self, user_id: str) -> bool:
-        return self._users.mark_verified(user_id, self._now())
+    def _already_confirmed(self, user: User | None, code: str) -> Confirmation:
+        codes = self._confirming_codes
+        if user is not None and user.verified and codes.matches(user.confirmed_code_tag, user.id, code):
+            return Confirmation(True, user)
+        raise CodeExpired()
 
     def login(self, email: str, password: str) -> TokenPair:
-        user = self._users.by_email(normalize_email(email))
+        user = self._live_user(normalize_email(email))
         if user is None:
             self._hasher.burn_time(password)
             raise InvalidCredentials()
@@ -117,3 +203,23 @@ class AccountService:
         if self._hasher.needs_rehash(user.password_hash):
             self._users.replace_password_hash(user.id, self._hasher.hash(password))
         return self._sessions.open(user)
+
+    def _live_user(self, email: str) -> User | None:
+        """The account of an address; a pending one past its lifetime counts as none (the TTL
+        monitor deletes it within a minute, mongomock never does)."""
+        user = self._users.by_email(email)
+        return None if user is None or user.expired(self._now()) else user
+
+    def _code_request(self, user: User, request_id: str | None, message_id: str | None = None) -> OutboxEntry:
+        return self._codes.request(
+            Purpose.VERIFY_EMAIL,
+            user.id,
+            user.email,
+            user.name,
+            request_id,
+            # The worker keeps only the newest request's code, and mails one address's codes in this order.
+            sequence=user.code_seq,
+            # The email says when the registration was made.
+            registered_at=user.created_at.timestamp(),
+            message_id=message_id,
+        )

@@ -13,12 +13,9 @@ import argparse
 import json
 import os
 import sys
-import tempfile
-from pathlib import Path
 
-from bench import local_servers
+from bench.stack import benchmark_stack
 from devtools.load import register_and_confirm_many, summary
-from devtools.stack import LocalStack, delete_queues, unique_names
 
 
 def main() -> int:
@@ -28,26 +25,9 @@ def main() -> int:
     parser.add_argument("--bcrypt-rounds", default="12", help="the production default; lower it to load the worker")
     args = parser.parse_args()
 
-    servers = local_servers()
-    if servers is None:
-        return 1
-    rabbitmq_url, redis_url = servers
-    names = unique_names("bench")
-    overrides = {
-        **names,
-        "RABBITMQ_URL": rabbitmq_url,
-        "REDIS_URL": redis_url,
-        "RATELIMIT_ENABLED": "false",
-        "BCRYPT_ROUNDS": args.bcrypt_rounds,
-        "AUTH_THREADS": str(max(32, args.concurrency)),
-    }
-    stack = LocalStack(Path(tempfile.mkdtemp(prefix="bench-")), overrides)
-    try:
-        stack.start()
+    overrides = {"BCRYPT_ROUNDS": args.bcrypt_rounds, "AUTH_THREADS": str(max(32, args.concurrency))}
+    with benchmark_stack(overrides) as stack:
         runs = register_and_confirm_many(stack, args.users, args.concurrency)
-    finally:
-        stack.stop()
-        delete_queues(rabbitmq_url, [value for key, value in names.items() if key.endswith("_QUEUE")])
     result = {"benchmark": "201_to_code_email", **vars(args), **summary(runs), "cpus": os.cpu_count()}
     print(json.dumps(result))
     return 0 if result["complete"] == args.users else 1

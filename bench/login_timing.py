@@ -23,6 +23,7 @@ import mongomock
 from auth_service import bootstrap
 from auth_service.adapters.cooldowns import InMemoryCooldowns
 from auth_service.config import Settings
+from common.messaging.messages import Purpose
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 (a benchmark account)
 
@@ -63,7 +64,7 @@ def main() -> int:
     )
     email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
     user = system.accounts.register(email, PASSWORD, None)
-    system.accounts.mark_verified(user.id)
+    system.lifecycle.apply_verified(Purpose.VERIFY_EMAIL, user.id, None, None, sequence=user.code_seq)
     client = system.app.test_client()
 
     def timed(body: dict) -> float:

@@ -8,8 +8,10 @@ for a while to simulate an SMTP outage.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import email
 import email.policy
+import random
 import re
 import socket
 import threading
@@ -53,6 +55,9 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self._sink.delay_seconds:
+            # Each mail waits on its own: sessions that started in one order may finish in another.
+            await asyncio.sleep(random.uniform(*self._sink.delay_seconds))
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         text_part = message.get_body(preferencelist=("plain",))
         html_part = message.get_body(preferencelist=("html",))
@@ -79,6 +84,8 @@ class MailSink:
         self.refusing = False
         self.refused = 0  # recipients answered 451 while refusing
         self._running = False
+        # (low, high): each mail is accepted after a random pause in that range, as a busy server would.
+        self.delay_seconds: tuple[float, float] | None = None
 
     def start(self) -> MailSink:
         self._controller.start()

@@ -21,6 +21,9 @@ from email_service.ports import Mailer, PendingStore, VerificationEvents
 
 SMTP_PROBE_TIMEOUT_SECONDS = 2.0
 SMTP_PROBE_CACHE_SECONDS = 5.0
+# A mail is a handful of SMTP exchanges (connect, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA, QUIT),
+# each bounded by SMTP_TIMEOUT_SECONDS: the mailing lock outlasts all of them.
+SMTP_EXCHANGES_PER_MAIL = 10
 
 
 @dataclass
@@ -87,6 +90,9 @@ def build_handlers(
         max_attempts=settings.code_max_attempts,
         max_codes_per_hour=settings.max_codes_per_hour,
         max_codes_per_day=settings.max_codes_per_day,
+        mail_lock_hold_seconds=SMTP_EXCHANGES_PER_MAIL * settings.smtp_timeout_seconds,
+        # Long enough for one slow mail to the same address to finish.
+        mail_lock_wait_seconds=settings.smtp_timeout_seconds + 1,
         public_base_url=settings.public_base_url,
     )
     return CodeHandlers(store, mailer, policy, settings.account_confirmed_queue, clock, events)

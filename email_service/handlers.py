@@ -18,6 +18,7 @@ as they are asked, once per message id.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from email_service.domain.codes import (
     Verdict,
     code_digest,
     code_for_request,
+    describe_moment,
     describe_validity,
     link_digest,
     link_token_for_request,
@@ -48,6 +50,11 @@ class CodePolicy:
     max_attempts: int
     max_codes_per_hour: int
     max_codes_per_day: int
+    # The slot's mailing lock: held at most this long (longer than any mail can take, so it
+    # only frees itself after a worker died holding it), and waited for this long before the
+    # request goes to the retry ladder.
+    mail_lock_hold_seconds: float = 100.0
+    mail_lock_wait_seconds: float = 11.0
     public_base_url: str = "http://localhost:8000"
 
     def verification_link(self, user_id: str, link_token: str) -> str:
@@ -104,48 +111,67 @@ class CodeHandlers:
     def on_code_requested(self, delivery: Delivered[CodeRequested], publisher: ChannelPublisher) -> Result:
         request = delivery.message
         slot = Slot(request.purpose, request.email)
+        # One request per slot at a time, from storing its code to the SMTP server's
+        # acceptance: the last mail an address receives then holds the live code.
+        policy = self._policy
+        holder = delivery.message_id
+        if not self._store.lock_slot(slot, holder, policy.mail_lock_hold_seconds, policy.mail_lock_wait_seconds):
+            return Result.retry("another code for this address is being mailed")
+        try:
+            return self._issue_code(slot, request, delivery.message_id)
+        finally:
+            self._store.unlock_slot(slot, holder)
+
+    def _issue_code(self, slot: Slot, request: CodeRequested, message_id: str) -> Result:
         current = self._store.get(slot)
-        same_request = current is not None and current.message_id == delivery.message_id
-        if current is not None and current.mail_sent:
-            if same_request:
-                log.info("code already sent for this message, redelivery ignored")
-                return Result.ack()
-            if current.requested_at > request.requested_at:
-                log.info("a newer code is already out, older request ignored")
-                return Result.ack()
+        same_request = current is not None and current.message_id == message_id and not current.voided
+        if same_request and current.mail_sent:
+            log.info("code already sent for this message, redelivery ignored")
+            return Result.ack()
+        if current is not None and not current.superseded_by(request.order):
+            log.info("a newer code request came first, older request ignored")
+            return Result.ack()
 
         policy = self._policy
+        pending = PendingCode(
+            slot=slot,
+            user_id=request.user_id,
+            code_digest="",
+            attempts=0,
+            message_id=message_id,
+            requested_at=request.requested_at,
+            mail_sent=False,
+            sequence=request.order,
+        )
         if not self._store.reserve_code(
-            slot, delivery.message_id, self._clock(), policy.max_codes_per_hour, policy.max_codes_per_day
+            slot, message_id, self._clock(), policy.max_codes_per_hour, policy.max_codes_per_day
         ):
+            # No new code, but the earlier ones are void all the same: they belong to an
+            # older registration or request.
+            self._store.replace(dataclasses.replace(pending, voided=True), policy.ttl_seconds)
             log.warning("code quota reached for address, no code sent", extra={"purpose": slot.purpose.value})
             self._events.code_over_quota()
             return Result.ack()
 
         # Same request, same code and link: if an earlier try did mail them, this mail repeats them.
         key = policy.hmac_key()
-        code = code_for_request(key, delivery.message_id)
-        link_token = link_token_for_request(key, delivery.message_id)
+        code = code_for_request(key, message_id)
+        link_token = link_token_for_request(key, message_id)
         if not same_request:
-            self._store.replace(
-                PendingCode(
-                    slot=slot,
-                    user_id=request.user_id,
-                    code_digest=code_digest(key, slot, code),
-                    attempts=0,
-                    message_id=delivery.message_id,
-                    requested_at=request.requested_at,
-                    mail_sent=False,
-                    link_digest=link_digest(key, slot, link_token),
-                ),
-                policy.ttl_seconds,
+            stored = dataclasses.replace(
+                pending, code_digest=code_digest(key, slot, code), link_digest=link_digest(key, slot, link_token)
             )
+            if not self._store.replace(stored, policy.ttl_seconds):
+                log.info("a newer code request came first, older request ignored")
+                return Result.ack()
         self._events.code_issued()
+        # No name: it is whatever the registrant typed, and it would be mailed to an address they chose.
         context = {
             "code": code,
             "link_token": link_token,
             "validity": describe_validity(policy.ttl_seconds),
-            "name": request.name,
+            # When the registration (or request) the code is for was made: the email says so.
+            "registered_at": describe_moment(request.registered_at or request.requested_at),
         }
         if slot.purpose is Purpose.VERIFY_EMAIL:
             context["link"] = policy.verification_link(request.user_id, link_token)
@@ -158,7 +184,7 @@ class CodeHandlers:
             self._events.email_failed(permanent=True)
             return Result.dead_letter(f"smtp: {error}")
         self._events.email_sent()
-        self._store.mark_mail_sent(slot, delivery.message_id)
+        self._store.mark_mail_sent(slot, message_id)
         log.info("code sent", extra={"purpose": slot.purpose.value})
         return Result.ack()
 
@@ -179,7 +205,12 @@ class CodeHandlers:
             publisher.publish(
                 self._account_confirmed_queue,
                 CodeVerified(
-                    user_id=judgement.user_id, purpose=slot.purpose, submission_id=delivery.message_id, email=slot.email
+                    user_id=judgement.user_id,
+                    purpose=slot.purpose,
+                    submission_id=delivery.message_id,
+                    email=slot.email,
+                    sequence=judgement.sequence,
+                    confirmation=submission.confirmation,
                 ).outgoing(message_id=f"verified-{delivery.message_id}", request_id=delivery.request_id),
             )
             self._store.discard_consumed(slot, delivery.message_id)
@@ -192,6 +223,7 @@ class CodeHandlers:
                 purpose=slot.purpose,
                 user_id=judgement.user_id if verified else None,
                 email=slot.email if verified else None,
+                sequence=judgement.sequence if verified else None,
             )
             publisher.reply(
                 delivery.reply_to,

@@ -8,10 +8,11 @@ successor inserted while the family was being ended is refused all the same.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pymongo
 
+from auth_service.adapters.mongo_support import aware
 from auth_service.adapters.serialized import SerializedWrites
 from auth_service.domain.sessions import RefreshRecord, Session
 
@@ -72,12 +73,6 @@ class MongoSessionRepository:
         return result.modified_count
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:  # BSON dates come back naive, in UTC
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _record_document(record: RefreshRecord) -> dict:
     return {
         "_id": record.token_hash,
@@ -99,9 +94,9 @@ def _record(document: dict | None) -> RefreshRecord | None:
         family_id=document["family_id"],
         user_id=document["user_id"],
         token_version=document["token_version"],
-        issued_at=_utc(document["issued_at"]),
-        expires_at=_utc(document["expires_at"]),
-        used_at=_utc(document.get("used_at")),
+        issued_at=aware(document["issued_at"]),
+        expires_at=aware(document["expires_at"]),
+        used_at=aware(document.get("used_at")),
         parent_hash=document.get("parent_hash"),
     )
 
@@ -124,7 +119,7 @@ def _session(document: dict | None) -> Session | None:
         family_id=document["_id"],
         user_id=document["user_id"],
         token_version=document["token_version"],
-        created_at=_utc(document["created_at"]),
-        expires_at=_utc(document["expires_at"]),
-        ended_at=_utc(document.get("ended_at")),
+        created_at=aware(document["created_at"]),
+        expires_at=aware(document["expires_at"]),
+        ended_at=aware(document.get("ended_at")),
     )

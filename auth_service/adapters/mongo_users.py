@@ -2,15 +2,22 @@
 
 Keeping the outbox inside the user document makes "user stored" and "message
 stored" one atomic single-document write, with no multi-document transaction.
+
+A pending account carries ``expires_at``: a TTL index deletes it then (the
+service also treats it as absent from that moment, since the TTL monitor runs
+only once a minute). A later registration of a pending address rewrites the
+document in place, compare-and-set on ``code_seq``, so that of two parallel
+registrations exactly one wins each round and the other reads again.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pymongo
 from pymongo.errors import DuplicateKeyError
 
+from auth_service.adapters.mongo_support import aware
 from auth_service.adapters.serialized import SerializedWrites
 from auth_service.domain.accounts import PendingChange, Status, User
 from auth_service.domain.errors import EmailTaken
@@ -22,24 +29,39 @@ from common.messaging.messages import Purpose
 # the worker judged the code wrong while auth was away) are dropped oldest first.
 PENDING_CHANGES_KEPT = 10
 
+PENDING = Status.PENDING_VERIFICATION.value
+
 
 class MongoUserRepository:
-    def __init__(self, database, serialize_writes: bool = False):
+    def __init__(self, database, serialize_writes: bool = False, ttl_index: bool = True):
         self._users = database["users"]
         self._locked = SerializedWrites(serialize_writes)
+        # mongomock emulates TTL indexes by deleting on reads, from whichever
+        # thread reads, and two request threads can race on one deletion; the
+        # service's own expiry check is enough for the in-process store.
+        self._ttl_index = ttl_index
 
     def ensure_indexes(self) -> None:
         self._users.create_index([("email", pymongo.ASCENDING)], unique=True, name="email_unique")
         self._users.create_index([("outbox_due_at", pymongo.ASCENDING)], sparse=True, name="outbox_due")
+        if self._ttl_index:
+            # Documents without expires_at (verified accounts) are never expired.
+            self._users.create_index([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0, name="pending_expiry")
+
+    def expire_unmarked_pending(self, expires_at: datetime) -> int:
+        """Give pending accounts stored before accounts expired a lifetime from now; returns how many."""
+        result = self._locked(
+            self._users.update_many,
+            {"status": PENDING, "expires_at": {"$exists": False}},
+            {"$set": {"expires_at": expires_at}},
+        )
+        return result.modified_count
 
     def add(self, user: User, outbox: OutboxEntry, publish_after: datetime) -> None:
         document = {
             "_id": user.id,
             "email": user.email,
-            "name": user.name,
-            "password_hash": user.password_hash,
-            "status": user.status.value,
-            "created_at": user.created_at,
+            **_mutable_fields(user),
             "verified_at": None,
             "token_version": user.token_version,
             "outbox": [_entry_document(outbox)],
@@ -50,17 +72,36 @@ class MongoUserRepository:
         except DuplicateKeyError:
             raise EmailTaken() from None
 
+    def replace_pending(self, current: User, updated: User, outbox: OutboxEntry, publish_after: datetime) -> bool:
+        result = self._locked(
+            self._users.update_one,
+            {"_id": current.id, "status": PENDING, "code_seq": _stored_sequence(current.code_seq)},
+            {
+                "$set": {**_mutable_fields(updated), "outbox_due_at": publish_after},
+                "$push": {"outbox": _entry_document(outbox)},
+            },
+        )
+        return result.modified_count == 1
+
+    def remove_expired(self, user_id: str, now: datetime) -> bool:
+        result = self._locked(self._users.delete_one, {"_id": user_id, "status": PENDING, "expires_at": {"$lte": now}})
+        return result.deleted_count == 1
+
     def by_email(self, email: str) -> User | None:
         return _user(self._users.find_one({"email": email}))
 
     def by_id(self, user_id: str) -> User | None:
         return _user(self._users.find_one({"_id": user_id}))
 
-    def mark_verified(self, user_id: str, at: datetime) -> bool:
+    def mark_verified(self, user_id: str, at: datetime, code_seq: int, confirmed_code_tag: str | None) -> bool:
         result = self._locked(
             self._users.update_one,
-            {"_id": user_id, "status": Status.PENDING_VERIFICATION.value},
-            {"$set": {"status": Status.VERIFIED.value, "verified_at": at}},
+            # $not/$gt also matches documents stored before registrations were numbered.
+            {"_id": user_id, "status": PENDING, "registered_seq": {"$not": {"$gt": code_seq}}},
+            {
+                "$set": {"status": Status.VERIFIED.value, "verified_at": at, "confirmed_code_tag": confirmed_code_tag},
+                "$unset": {"expires_at": ""},
+            },
         )
         return result.modified_count == 1
 
@@ -152,6 +193,8 @@ class MongoUserRepository:
             query["pending_changes.submission_id"] = reset.submission_id
             changes["$pull"] = {"pending_changes": {"submission_id": reset.submission_id}}
             changes["$set"]["status"] = Status.VERIFIED.value
+            # A confirmed account is not deleted by the pending accounts' TTL index.
+            changes["$unset"] = {"expires_at": ""}
             password_hash = reset.password_hash
         if password_hash is not None:
             changes["$set"] |= {"password_hash": password_hash, "password_changed_at": at}
@@ -207,6 +250,24 @@ class MongoUserRepository:
         self._users.database.command("ping")
 
 
+def _mutable_fields(user: User) -> dict:
+    """What a registration sets, the first one or one that takes a pending account over."""
+    return {
+        "name": user.name,
+        "password_hash": user.password_hash,
+        "status": user.status.value,
+        "created_at": user.created_at,
+        "registered_seq": user.registered_seq,
+        "code_seq": user.code_seq,
+        "expires_at": user.expires_at,
+    }
+
+
+def _stored_sequence(code_seq: int):
+    # Documents stored before code requests were numbered have no code_seq (read as 0).
+    return code_seq if code_seq else {"$in": [0, None]}
+
+
 def _entry_document(entry: OutboxEntry) -> dict:
     message = entry.message
     return {
@@ -253,16 +314,17 @@ def _change(raw: dict) -> PendingChange:
 def _user(document: dict | None) -> User | None:
     if document is None:
         return None
-    created_at = document["created_at"]
-    if created_at.tzinfo is None:  # BSON dates come back naive, in UTC
-        created_at = created_at.replace(tzinfo=UTC)
     return User(
         id=document["_id"],
         email=document["email"],
         name=document.get("name"),
         password_hash=document["password_hash"],
         status=Status(document["status"]),
-        created_at=created_at,
+        created_at=aware(document["created_at"]),
+        registered_seq=document.get("registered_seq") or 0,
+        code_seq=document.get("code_seq") or 0,
+        expires_at=aware(document.get("expires_at")),
+        confirmed_code_tag=document.get("confirmed_code_tag"),
         pending_email=document.get("pending_email"),
         token_version=document.get("token_version") or 0,
     )

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import enum
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
 from auth_service.domain.common_passwords import is_common
+from auth_service.domain.password_patterns import is_repeated_or_sequential
 from common.messaging.messages import Purpose
 
 PASSWORD_MIN_BYTES = 8
 PASSWORD_MAX_BYTES = 72  # bcrypt ignores everything past 72 bytes
 EMAIL_MAX_LENGTH = 254
 NAME_MAX_LENGTH = 100
+# Characters that reorder or hide the text around them (Unicode bidirectional
+# controls: embeddings, overrides, isolates and marks). In a name shown to
+# someone else they can make "exe.pdf" read as "fdp.exe".
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Controls (C0, DEL, C1) and the line and paragraph separators: header and layout tricks.
+LAYOUT_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 
 class Status(enum.StrEnum):
@@ -27,7 +35,18 @@ class User:
     name: str | None
     password_hash: str
     status: Status
+    # When the registration whose password the account holds was made (a later
+    # registration of a pending address replaces it).
     created_at: datetime
+    # Code requests of one address are ordered by ``code_seq`` (see
+    # ``next_sequence``); ``registered_seq`` is the one of the current
+    # registration, so a code issued for an earlier registration cannot confirm it.
+    registered_seq: int = 0
+    code_seq: int = 0
+    # A pending account is deleted at this time (MongoDB TTL index) and treated as absent from then on.
+    expires_at: datetime | None = None
+    # Keyed hash of the code that confirmed the account (never the code).
+    confirmed_code_tag: str | None = None
     # The address an email change waits to confirm with its code, if one was asked for.
     pending_email: str | None = None
     # Stamped in every access and refresh token; raising it refuses all of them (password change, reset).
@@ -36,6 +55,9 @@ class User:
     @property
     def verified(self) -> bool:
         return self.status is Status.VERIFIED
+
+    def expired(self, now: datetime) -> bool:
+        return not self.verified and self.expires_at is not None and self.expires_at <= now
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,16 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
+def next_sequence(previous: int, now: datetime) -> int:
+    """The number of a new code request for an address: above every earlier one.
+
+    Microseconds since the epoch, so that numbers keep rising even when the
+    account document is deleted and made anew, and at least one more than the
+    last, so that auth processes whose clocks disagree still number in order.
+    """
+    return max(previous + 1, int(now.timestamp() * 1_000_000))
+
+
 def password_length_problem(password: str) -> str | None:
     size = len(password.encode("utf-8"))
     if size < PASSWORD_MIN_BYTES:
@@ -69,8 +101,22 @@ def password_length_problem(password: str) -> str | None:
 
 
 def password_problem(password: str) -> str | None:
-    """Why a new password is refused, or None: the length rule, then the common-password list."""
+    """Why a new password is refused, or None: length, the common-password list, then patterns."""
     problem = password_length_problem(password)
     if problem is None and is_common(password):
         problem = "This password is too common; choose one that is harder to guess."
+    if problem is None and is_repeated_or_sequential(password):
+        problem = (
+            "This password is a repeated or sequential pattern (like 'aaaaaaaa', '12345678', 'abcdefgh' "
+            "or 'qwertyui'); choose one that is harder to guess."
+        )
     return problem
+
+
+def name_problem(name: str) -> str | None:
+    """The name is kept and shown back to its owner: no control or bidirectional characters, no links."""
+    if any(char in BIDI_CONTROLS or unicodedata.category(char) in LAYOUT_CATEGORIES for char in name):
+        return "Name may not contain control characters or bidirectional-text controls."
+    if "://" in name:
+        return "Name may not contain links."
+    return None

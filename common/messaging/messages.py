@@ -20,6 +20,7 @@ ID_MAX_LENGTH = 64
 NAME_MAX_LENGTH = 200
 CODE_MAX_LENGTH = 32
 LINK_TOKEN_MAX_LENGTH = 128
+CONFIRMATION_MAX_LENGTH = 128
 TEMPLATE_NAME_MAX_LENGTH = 64
 TEMPLATE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 NOTICE_CONTEXT_MAX_FIELDS = 16
@@ -76,6 +77,16 @@ class CodeRequested(Message):
     email: str
     requested_at: float
     name: str | None = None
+    # The request's place among the slot's requests (auth numbers a registration's); the worker
+    # keeps only the newest request's code. Without one, the request is placed by its time.
+    sequence: int | None = None
+    # When the registration the code is for was made (the verification email says so).
+    registered_at: float | None = None
+
+    @property
+    def order(self) -> int:
+        """The request's sequence number, or its time in microseconds (as auth numbers requests)."""
+        return self.sequence if self.sequence is not None else int(self.requested_at * 1_000_000)
 
     @classmethod
     def parse(cls, message: Incoming) -> Self:
@@ -85,6 +96,8 @@ class CodeRequested(Message):
             email=_string(message.body, "email", EMAIL_MAX_LENGTH),
             requested_at=_number(message.body, "requested_at"),
             name=_optional_string(message.body, "name", NAME_MAX_LENGTH),
+            sequence=_optional_integer(message.body, "sequence"),
+            registered_at=_optional_number(message.body, "registered_at"),
         )
 
 
@@ -101,6 +114,9 @@ class CodeSubmitted(Message):
     link_token: str | None = None
     submitted_at: float | None = None
     user_id: str | None = None
+    # Auth's keyed hash of the code, opaque to the worker: handed back on code.verified so the
+    # account remembers which code confirmed it even if the request that submitted it is gone.
+    confirmation: str | None = None
 
     def __post_init__(self) -> None:
         if (self.code is None) == (self.link_token is None):
@@ -116,6 +132,7 @@ class CodeSubmitted(Message):
             link_token=_optional_string(body, "link_token", LINK_TOKEN_MAX_LENGTH, non_empty=True),
             submitted_at=_optional_number(body, "submitted_at"),
             user_id=_optional_string(body, "user_id", ID_MAX_LENGTH),
+            confirmation=_optional_string(body, "confirmation", CONFIRMATION_MAX_LENGTH),
         )
 
 
@@ -131,6 +148,9 @@ class CodeVerdict(Message):
     purpose: Purpose | None = None
     user_id: str | None = None
     email: str | None = None
+    # When verified: the sequence number of the code's request, so auth applies it only to the
+    # registration the code was issued for.
+    sequence: int | None = None
 
     @property
     def verified(self) -> bool:
@@ -156,6 +176,7 @@ class CodeVerdict(Message):
             purpose=None if purpose is None else _known_purpose(purpose),
             user_id=_optional_string(body, "user_id", ID_MAX_LENGTH),
             email=_optional_string(body, "email", EMAIL_MAX_LENGTH),
+            sequence=_optional_integer(body, "sequence"),
         )
 
 
@@ -168,6 +189,9 @@ class CodeVerified(Message):
     applies it once per ``submission_id`` (the submission's message id): what a
     reset or an address change applies was stored on the account under that id
     before the code was submitted, so no password travels on a queue.
+    ``sequence`` is the code's request's (a registration's is applied only to the
+    registration the code was issued for); ``confirmation`` is auth's keyed hash
+    of the code, from the submission.
     """
 
     TYPE: ClassVar[str] = "code.verified"
@@ -178,6 +202,8 @@ class CodeVerified(Message):
     purpose: Purpose = Purpose.VERIFY_EMAIL
     submission_id: str | None = None
     email: str | None = None
+    sequence: int | None = None
+    confirmation: str | None = None
 
     @classmethod
     def parse(cls, message: Incoming) -> Self:
@@ -186,6 +212,8 @@ class CodeVerified(Message):
             purpose=_purpose(message, cls.LEGACY_TYPES),
             submission_id=_optional_string(message.body, "submission_id", ID_MAX_LENGTH),
             email=_optional_string(message.body, "email", EMAIL_MAX_LENGTH),
+            sequence=_optional_integer(message.body, "sequence"),
+            confirmation=_optional_string(message.body, "confirmation", CONFIRMATION_MAX_LENGTH),
         )
 
 
@@ -255,6 +283,15 @@ def _number(body: dict, name: str) -> float:
 
 def _optional_number(body: dict, name: str) -> float | None:
     return None if body.get(name) is None else _number(body, name)
+
+
+def _optional_integer(body: dict, name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedMessage(f"field {name!r} must be an integer")
+    return value
 
 
 def _json_value(value: Any) -> Any:

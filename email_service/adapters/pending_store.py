@@ -8,12 +8,19 @@ guess changed the code in between, the transaction is retried, so
 parallel guesses can never spend more attempts than allowed. Every guess is
 remembered by its message id, so a redelivered guess returns the same verdict
 without spending another attempt.
+
+A new code replaces the stored one the same way, and only if its request is
+newer (a higher sequence number), so an older request handled late can never
+bring back a voided code. Mailing a code holds the slot's mailing lock (a key
+with a holder and an expiry), so two workers never mail one slot's codes at
+once and they arrive in the order they were stored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import redis
 
@@ -31,6 +38,7 @@ from email_service.domain.codes import (
 HOUR = 3600
 DAY = 86400
 SEEN_PREFIX = "seen:"
+LOCK_POLL_SECONDS = 0.02
 
 
 class RedisPendingCodes:
@@ -45,7 +53,7 @@ class RedisPendingCodes:
     def get(self, slot: Slot) -> PendingCode | None:
         return _parse(self._redis.hgetall(self._slot_key("pending", slot)))
 
-    def replace(self, pending: PendingCode, ttl_seconds: int) -> None:
+    def replace(self, pending: PendingCode, ttl_seconds: int) -> bool:
         key = self._slot_key("pending", pending.slot)
         fields = {
             "purpose": pending.slot.purpose.value,
@@ -57,12 +65,45 @@ class RedisPendingCodes:
             "requested_at": repr(pending.requested_at),
             "mail_sent": int(pending.mail_sent),
             "link_digest": pending.link_digest,
+            "sequence": pending.sequence,
+            "voided": int(pending.voided),
         }
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, ttl_seconds)
-            pipe.execute()
+        replaced: list[bool] = []
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            replaced.clear()
+            current = _parse(pipe.hgetall(key))
+            replaced.append(current is None or current.superseded_by(pending.sequence))
+            if replaced[0]:
+                pipe.multi()
+                pipe.delete(key)
+                pipe.hset(key, mapping=fields)
+                pipe.expire(key, ttl_seconds)
+
+        self._redis.transaction(write, key)
+        return replaced[0]
+
+    def lock_slot(self, slot: Slot, holder: str, hold_seconds: float, wait_seconds: float) -> bool:
+        key = self._slot_key("mailing", slot)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            if self._redis.set(key, holder, nx=True, px=max(1, int(hold_seconds * 1000))):
+                return True
+            if _text(self._redis.get(key)) == holder:  # a retry of the same message after Redis hiccuped
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(LOCK_POLL_SECONDS)
+
+    def unlock_slot(self, slot: Slot, holder: str) -> None:
+        key = self._slot_key("mailing", slot)
+
+        def release(pipe: redis.client.Pipeline) -> None:
+            if _text(pipe.get(key)) == holder:  # never free a lock that expired and went to someone else
+                pipe.multi()
+                pipe.delete(key)
+
+        self._redis.transaction(release, key)
 
     def mark_mail_sent(self, slot: Slot, message_id: str) -> None:
         key = self._slot_key("pending", slot)
@@ -170,15 +211,22 @@ def _parse(raw: dict) -> PendingCode | None:
         mail_sent=fields.get("mail_sent") == "1",
         consumed_by=fields.get("consumed_by"),
         link_digest=fields.get("link_digest", ""),
+        sequence=int(fields.get("sequence", 0)),
+        voided=fields.get("voided") == "1",
     )
 
 
 def _judgement_to_json(judgement: Judgement) -> str:
     return json.dumps(
-        {"verdict": judgement.verdict.value, "attempts_left": judgement.attempts_left, "user_id": judgement.user_id}
+        {
+            "verdict": judgement.verdict.value,
+            "attempts_left": judgement.attempts_left,
+            "user_id": judgement.user_id,
+            "sequence": judgement.sequence,
+        }
     )
 
 
 def _judgement_from_json(raw: bytes) -> Judgement:
     data = json.loads(raw)
-    return Judgement(Verdict(data["verdict"]), data["attempts_left"], data["user_id"])
+    return Judgement(Verdict(data["verdict"]), data["attempts_left"], data["user_id"], data.get("sequence"))

@@ -6,6 +6,7 @@ import base64
 import enum
 import hmac
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from hashlib import sha256
 
 from common.messaging.messages import Purpose, Verdict
@@ -22,6 +23,7 @@ __all__ = [
     "Verdict",
     "code_digest",
     "code_for_request",
+    "describe_moment",
     "describe_validity",
     "judge_attempt",
     "link_digest",
@@ -100,6 +102,8 @@ class Judgement:
     verdict: Verdict
     attempts_left: int = 0
     user_id: str | None = None
+    # The sequence number of the code that verified: auth applies it only to the registration it was issued for.
+    sequence: int | None = None
 
 
 @dataclass(frozen=True)
@@ -115,10 +119,20 @@ class PendingCode:
     mail_sent: bool
     consumed_by: str | None = None
     link_digest: str = ""
+    # The code request's place among the address's requests: only a higher one replaces this one.
+    sequence: int = 0
+    # A newer request that could not be given a code (the address's quota was spent): the
+    # earlier codes are void all the same, and this one holds none.
+    voided: bool = False
 
     @property
     def burned(self) -> bool:
-        return self.code_digest == ""
+        return self.code_digest == "" and not self.voided
+
+    def superseded_by(self, sequence: int) -> bool:
+        """May a request numbered ``sequence`` replace this one? Not an older one. Equal numbers (two
+        requests without one, placed by the same microsecond) are as new as each other: the later wins."""
+        return sequence >= self.sequence
 
 
 def judge_attempt(
@@ -132,7 +146,7 @@ def judge_attempt(
     link that does not match: its token is too long to guess, so it is the link
     of an older code, not an attack on this one.
     """
-    if pending is None or pending.consumed_by is not None:
+    if pending is None or pending.consumed_by is not None or pending.voided:
         return Judgement(Verdict.CODE_EXPIRED)
     if submitted_at is not None and submitted_at < pending.requested_at:
         return Judgement(Verdict.CODE_EXPIRED)
@@ -140,10 +154,10 @@ def judge_attempt(
         return Judgement(Verdict.TOO_MANY_ATTEMPTS)
     if presented.proof is Proof.LINK:
         if pending.link_digest and digests_match(pending.link_digest, presented.digest):
-            return Judgement(Verdict.VERIFIED, user_id=pending.user_id)
+            return Judgement(Verdict.VERIFIED, user_id=pending.user_id, sequence=pending.sequence)
         return Judgement(Verdict.CODE_EXPIRED)
     if digests_match(pending.code_digest, presented.digest):
-        return Judgement(Verdict.VERIFIED, user_id=pending.user_id)
+        return Judgement(Verdict.VERIFIED, user_id=pending.user_id, sequence=pending.sequence)
     attempts_left = max_attempts - pending.attempts - 1
     if attempts_left <= 0:
         return Judgement(Verdict.TOO_MANY_ATTEMPTS)
@@ -152,6 +166,11 @@ def judge_attempt(
 
 def within_quota(sent_last_hour: int, sent_last_day: int, per_hour: int, per_day: int) -> bool:
     return sent_last_hour < per_hour and sent_last_day < per_day
+
+
+def describe_moment(epoch_seconds: float) -> str:
+    """A time as the emails print it: UTC, to the minute (no six-digit number that could pass for a code)."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def describe_validity(seconds: int) -> str:

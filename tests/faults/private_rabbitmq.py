@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +49,16 @@ class PrivateRabbitMQ:
 
     def ctl(self, *args: str) -> str:
         return self.executor.rabbitctl_output(*args)
+
+    @contextlib.contextmanager
+    def frozen(self):
+        """The node stopped dead (SIGSTOP) inside the block: connections stay open, nothing is answered."""
+        pid = int(self.ctl("eval", "os:getpid().").strip().strip('"'))
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
 
 
 def start_private_rabbitmq(base: Path, config: str) -> PrivateRabbitMQ:

@@ -27,7 +27,7 @@ import pytest
 
 from common.messaging.access import Account, BrokerAccounts, render
 from common.messaging.envelope import Outgoing
-from common.messaging.messages import AccountConfirmed, CodeRequested, Purpose
+from common.messaging.messages import CodeRequested, CodeVerified, Purpose
 from common.messaging.topology import (
     AUTH_RETRIES_EXCHANGE,
     REPLIES_EXCHANGE,
@@ -271,11 +271,30 @@ def test_neither_account_can_consume_bind_or_delete_the_other_services_queues(st
     assert found == expected
 
 
+def registration_sequence(trusted: TrustedBroker, stack: LocalStack, email: str) -> tuple[str, int]:
+    """Register ``email`` and read, from a copy of the code request, the sequence a confirmation must carry."""
+    connection = trusted.connect("admin")
+    try:
+        channel = connection.channel()
+        tap = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_bind(tap, TO_WORKER_EXCHANGE, routing_key=trusted.routes.account_creation)
+        user_id = register(stack, email)
+        deadline = time.monotonic() + 10
+        while True:
+            method, _, body = channel.basic_get(tap, auto_ack=True)
+            if method is not None and json.loads(body).get("email") == email:
+                return user_id, json.loads(body)["sequence"]
+            assert time.monotonic() < deadline, "no copy of the code request"
+            time.sleep(0.05)
+    finally:
+        connection.close()
+
+
 def test_a_confirmation_forged_on_auths_account_verifies_nobody(stack, trusted):
     email = new_email()
-    user_id = register(stack, email)
+    user_id, sequence = registration_sequence(trusted, stack, email)
     stack.sink.wait_for(email, 1, timeout=20)
-    forged = AccountConfirmed(user_id=user_id, email=email).outgoing()
+    forged = CodeVerified(user_id=user_id, email=email, sequence=sequence).outgoing()
     confirmed = trusted.routes.account_confirmed
     for exchange in ("", TO_AUTH_EXCHANGE):
         assert attempt_publish(trusted, "auth", exchange, confirmed, forged) == REFUSED

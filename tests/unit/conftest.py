@@ -69,7 +69,7 @@ class System:
         return [re.search(r"\b\d{6}\b", m.body).group(0) for m in self.outbox if email in m.recipients]
 
 
-def build_system(env: dict | None = None) -> System:
+def build_system(env: dict | None = None, resend_requested=None) -> System:
     full_env = {**BASE_ENV, **(env or {})}
     auth_settings = AuthSettings.from_env(full_env)
     worker_settings = WorkerSettings.from_env(full_env)
@@ -88,6 +88,7 @@ def build_system(env: dict | None = None) -> System:
         bus=broker,
         cooldowns=InMemoryCooldowns(clock=cooldown_clock),
         clock=clock,
+        resend_requested=resend_requested,
     )
     broker.bind(worker_settings.account_creation_queue, handlers.code_requests)
     broker.bind(worker_settings.confirm_email_code_queue, handlers.code_submissions)
@@ -110,8 +111,8 @@ def system():
 def make_system():
     built_systems = []
 
-    def make(env: dict | None = None) -> System:
-        built = build_system(env)
+    def make(env: dict | None = None, resend_requested=None) -> System:
+        built = build_system(env, resend_requested)
         built_systems.append(built)
         return built
 

@@ -36,7 +36,9 @@ def test_auth_counts_requests_by_route_and_status_and_times_them(system, unique_
     email = unique_email()
     client = system.client
     client.post("/auth/register", json={"email": email, "password": PASSWORD})
-    client.post("/auth/register", json={"email": email, "password": PASSWORD})
+    [code] = system.codes_for(email)
+    client.post("/auth/confirm", json={"email": email, "code": code})
+    client.post("/auth/register", json={"email": email, "password": PASSWORD})  # confirmed: 409
     client.post("/auth/register", json={"email": "not an address", "password": PASSWORD})
     client.get(f"/auth/users/{email}")
 

@@ -20,8 +20,9 @@ def store():
     return RedisPendingCodes(fakeredis.FakeRedis(), "test")
 
 
-def put(store, code="123456", message_id="m1", ttl=600, slot=SLOT):
-    store.replace(PendingCode(slot, "u1", code_digest(KEY, slot, code), 0, message_id, 1.0, False), ttl)
+def put(store, code="123456", message_id="m1", ttl=600, slot=SLOT, sequence=1):
+    pending = PendingCode(slot, "u1", code_digest(KEY, slot, code), 0, message_id, 1.0, False, sequence=sequence)
+    return store.replace(pending, ttl)
 
 
 def guess(store, code, attempt_id, max_attempts=5, slot=SLOT):
@@ -78,11 +79,53 @@ def test_discard_leaves_a_registration_consumed_by_another_submission(store):
 
 
 def test_a_new_code_replaces_the_old_one_and_resets_attempts(store):
-    put(store, code="111111", message_id="m1")
+    put(store, code="111111", message_id="m1", sequence=1)
     guess(store, "000000", "a1")
-    put(store, code="222222", message_id="m2")
+    assert put(store, code="222222", message_id="m2", sequence=2)
     assert guess(store, "111111", "a2").attempts_left == 4
-    assert guess(store, "222222", "a3").verdict is Verdict.VERIFIED
+    judgement = guess(store, "222222", "a3")
+    assert (judgement.verdict, judgement.sequence) == (Verdict.VERIFIED, 2)
+
+
+def test_only_a_newer_request_replaces_the_stored_code(store):
+    assert put(store, code="222222", message_id="newer", sequence=2)
+    assert not put(store, code="111111", message_id="older", sequence=1)
+    assert put(store, code="222222", message_id="newer", sequence=2)  # the same request again
+    assert put(store, code="333333", message_id="as new", sequence=2)  # as new as it: the later wins
+    assert guess(store, "333333", "a1").verdict is Verdict.VERIFIED
+
+
+def test_parallel_replacements_leave_the_newest_whatever_their_order(store):
+    sequences = list(range(1, 21))
+    barrier = threading.Barrier(len(sequences))
+
+    def replace(sequence):
+        barrier.wait()
+        put(store, code=f"{sequence:06d}", message_id=f"m{sequence}", sequence=sequence)
+
+    with ThreadPoolExecutor(len(sequences)) as pool:
+        list(pool.map(replace, reversed(sequences)))
+    assert store.get(SLOT).sequence == 20
+    assert guess(store, "000020", "a1").verdict is Verdict.VERIFIED
+
+
+def test_a_voided_registration_holds_no_code_and_answers_expired(store):
+    put(store, code="111111", message_id="m1", sequence=1)
+    void = PendingCode(SLOT, "u1", "", 0, "m2", 2.0, False, sequence=2, voided=True)
+    assert store.replace(void, 600)
+    assert guess(store, "111111", "a1").verdict is Verdict.CODE_EXPIRED
+
+
+def test_the_mailing_lock_has_one_holder_and_frees_itself(store):
+    assert store.lock_slot(SLOT, "first", hold_seconds=0.3, wait_seconds=0)
+    assert store.lock_slot(SLOT, "first", hold_seconds=0.3, wait_seconds=0)  # its holder again
+    assert not store.lock_slot(SLOT, "second", hold_seconds=0.3, wait_seconds=0.05)
+    store.unlock_slot(SLOT, "second")  # not the holder: nothing happens
+    assert not store.lock_slot(SLOT, "second", hold_seconds=0.3, wait_seconds=0)
+    assert store.lock_slot(SLOT, "second", hold_seconds=0.3, wait_seconds=1.0)  # the first one's ran out
+    store.unlock_slot(SLOT, "second")
+    assert store.lock_slot(SLOT, "third", hold_seconds=0.3, wait_seconds=0)
+    assert store.lock_slot(RESET, "x", hold_seconds=0.3, wait_seconds=0)  # another slot: its own lock
 
 
 def test_mark_mail_sent_only_for_the_current_message(store):

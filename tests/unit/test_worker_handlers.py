@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+from datetime import UTC, datetime
 
 import fakeredis
 import pytest
@@ -33,12 +35,12 @@ class Worker:
         self.handlers = bootstrap.build_handlers(self.settings, store=self.store, mailer=self.mailer, clock=self.clock)
         self.broker = InMemoryBroker()
 
-    def request_code(self, message_id="m1", requested_at=None, purpose=Purpose.VERIFY_EMAIL):
-        request = CodeRequested(purpose, "u1", EMAIL, requested_at or self.clock(), name="Ada")
+    def request_code(self, message_id="m1", requested_at=None, purpose=Purpose.VERIFY_EMAIL, **extra):
+        request = CodeRequested(purpose, "u1", EMAIL, requested_at or self.clock(), name="Ada", **extra)
         return self.handlers.code_requests(as_delivered(request.outgoing(message_id=message_id)), self.broker)
 
-    def submit(self, code=None, message_id="s1", purpose=Purpose.VERIFY_EMAIL, link_token=None):
-        submission = CodeSubmitted(purpose, EMAIL, code=code, link_token=link_token)
+    def submit(self, code=None, message_id="s1", purpose=Purpose.VERIFY_EMAIL, link_token=None, confirmation=None):
+        submission = CodeSubmitted(purpose, EMAIL, code=code, link_token=link_token, confirmation=confirmation)
         message = submission.outgoing(message_id=message_id, reply_to="reply-here", correlation_id=f"corr-{message_id}")
         return self.handlers.code_submissions(as_delivered(message), self.broker)
 
@@ -52,13 +54,21 @@ def worker():
     return Worker()
 
 
+@pytest.fixture
+def make_worker():
+    return Worker
+
+
 def test_a_code_request_stores_the_registration_and_mails_the_code(worker):
-    assert worker.request_code().outcome is Outcome.ACK
+    registered_at = datetime(2026, 11, 22, 3, 1, 30, tzinfo=UTC).timestamp()
+    assert worker.request_code(sequence=7, registered_at=registered_at).outcome is Outcome.ACK
     [mail] = worker.mailer.sent
-    assert mail["email"] == EMAIL and mail["name"] == "Ada" and mail["validity"] == "10 minutes"
+    assert mail["email"] == EMAIL and mail["validity"] == "10 minutes"
     assert mail["template"] == "verify_email"
+    assert mail["registered_at"] == "2026-11-22 03:01 UTC"
+    assert "Ada" not in str(mail)  # the name is not mailed
     pending = worker.store.get(REGISTRATION)
-    assert pending.user_id == "u1" and pending.mail_sent and pending.attempts == 0
+    assert pending.user_id == "u1" and pending.mail_sent and pending.attempts == 0 and pending.sequence == 7
 
 
 def test_a_redelivered_request_does_not_send_a_second_code(worker):
@@ -72,6 +82,29 @@ def test_an_older_request_does_not_void_a_newer_code(worker):
     worker.request_code(message_id="new", requested_at=200.0)
     worker.request_code(message_id="old", requested_at=100.0)
     assert len(worker.mailer.sent) == 1
+
+
+def test_requests_are_ordered_by_their_sequence_number_not_their_clock(worker):
+    # Two auth processes whose clocks disagree: auth's numbering decides which request is newer.
+    worker.request_code(message_id="newer", requested_at=100.0, sequence=2)
+    worker.request_code(message_id="older", requested_at=200.0, sequence=1)
+    [mail] = worker.mailer.sent
+    assert worker.submit(mail["code"]).outcome is Outcome.ACK
+    [confirmed] = worker.broker.sent_to(worker.settings.account_confirmed_queue)
+    assert confirmed.body["sequence"] == 2
+
+
+def test_a_newer_request_over_the_quota_still_voids_the_earlier_code(make_worker):
+    worker = make_worker({"MAX_CODES_PER_HOUR": "1"})
+    worker.request_code(message_id="first", sequence=1)
+    [mail] = worker.mailer.sent
+    assert worker.request_code(message_id="second", sequence=2).outcome is Outcome.ACK
+    assert len(worker.mailer.sent) == 1  # over the quota: no second mail
+    replies = []
+    worker.broker.reply = lambda reply_to, message: replies.append(message.body)
+    worker.submit(mail["code"])
+    assert [reply["verdict"] for reply in replies] == ["code_expired"]
+    assert worker.broker.sent_to(worker.settings.account_confirmed_queue) == []
 
 
 def test_a_request_whose_mail_failed_sends_a_fresh_code_on_redelivery(worker):
@@ -107,6 +140,8 @@ def test_codes_per_hour_are_capped(worker):
         {"user_id": "u1", "email": 5, "requested_at": 1.0},
         {"user_id": "u1", "email": EMAIL, "requested_at": "yesterday"},
         {"user_id": "u1", "email": EMAIL, "name": ["x"], "requested_at": 1.0},
+        {"user_id": "u1", "email": EMAIL, "requested_at": 1.0, "sequence": "first"},
+        {"user_id": "u1", "email": EMAIL, "requested_at": 1.0, "sequence": 1.5},
     ],
 )
 def test_a_malformed_code_request_is_dead_lettered_without_mail(body):
@@ -118,11 +153,18 @@ def test_a_malformed_code_request_is_dead_lettered_without_mail(body):
 
 
 def test_the_right_code_confirms_replies_and_publishes_once(worker):
-    worker.request_code()
+    worker.request_code(sequence=3)
     code = worker.mailer.sent[0]["code"]
-    assert worker.submit(code).outcome is Outcome.ACK
+    assert worker.submit(code, confirmation="auth's keyed hash").outcome is Outcome.ACK
     [confirmed] = worker.broker.sent_to(worker.settings.account_confirmed_queue)
-    assert confirmed.body == {"user_id": "u1", "purpose": "verify_email", "submission_id": "s1", "email": EMAIL}
+    assert confirmed.body == {
+        "user_id": "u1",
+        "purpose": "verify_email",
+        "submission_id": "s1",
+        "email": EMAIL,
+        "sequence": 3,
+        "confirmation": "auth's keyed hash",
+    }
     assert worker.store.get(REGISTRATION) is None
 
 
@@ -141,6 +183,7 @@ def test_the_verdict_is_replied_to_the_reply_address_with_whose_code_it_was(work
         "purpose": "verify_email",
         "user_id": None,
         "email": None,
+        "sequence": None,
     }
     assert right.body == {
         "verdict": "verified",
@@ -148,6 +191,8 @@ def test_the_verdict_is_replied_to_the_reply_address_with_whose_code_it_was(work
         "purpose": "verify_email",
         "user_id": "u1",
         "email": EMAIL,
+        # A request without a sequence number is placed by its time, in microseconds.
+        "sequence": 10_000 * 1_000_000,
     }
 
 
@@ -172,13 +217,18 @@ def test_the_plain_text_part_holds_the_code_as_its_only_six_digit_number():
     app.config["MAIL_SUPPRESS_SEND"] = True
     mailer = FlaskMailer(app, timeout=1)
     with mailer.mail.record_messages() as outbox:
-        mailer.send("verify_email", EMAIL, {"name": "999999", "code": "123456", "validity": "10 minutes"})
+        mailer.send(
+            "verify_email",
+            EMAIL,
+            {"name": "999999", "code": "123456", "validity": "10 minutes", "registered_at": "2026-11-22 03:01 UTC"},
+        )
     [message] = outbox
     assert message.subject == "Confirm your email address"
     assert message.body.startswith("Hello")
-    assert re.findall(r"\b\d{6}\b", message.body) == ["123456"]
-    assert "10 minutes" in message.body
-    assert "123456" in message.html
+    assert re.findall(r"\b\d{6}\b", message.body) == ["123456"]  # a name in the context is not printed
+    assert "10 minutes" in message.body and "2026-11-22 03:01 UTC" in message.body
+    assert "123456" in message.html and "2026-11-22 03:01 UTC" in message.html
+    assert "999999" not in message.html
 
 
 def test_an_address_smtp_cannot_encode_is_a_permanent_failure():
@@ -241,6 +291,7 @@ def test_a_code_is_accepted_for_its_own_purpose_only(worker):
         "purpose": "reset_password",
         "user_id": "u1",
         "email": EMAIL,
+        "sequence": 10_000 * 1_000_000,
     }
     # Every verified code is announced durably, under its own purpose and submission.
     [reset] = worker.broker.sent_to(worker.settings.account_confirmed_queue)
@@ -318,6 +369,95 @@ def test_every_purpose_has_an_email_with_the_code_standing_alone(purpose):
     assert message.subject and message.recipients == [EMAIL]
     assert re.findall(r"\b\d{6}\b", message.body) == ["123456"]
     assert "10 minutes" in message.body and "123456" in message.html
+
+
+# --- one address's codes are stored and mailed in order, even by parallel workers -------------
+
+
+class GatedMailer(RecordingMailer):
+    """Holds the first send until the test lets it through: the test decides how two workers interleave."""
+
+    def __init__(self):
+        super().__init__()
+        self.first_sending = threading.Event()
+        self.release_first = threading.Event()
+        self._gated = True
+
+    def send(self, template, to, context):
+        if self._gated:
+            self._gated = False
+            self.first_sending.set()
+            assert self.release_first.wait(10)
+        super().send(template, to, context)
+
+
+def two_workers_on_one_store(worker):
+    """Two workers (as two consumer threads or processes would be) sharing Redis and the SMTP server."""
+    mailer = GatedMailer()
+    build = bootstrap.build_handlers
+    first = build(worker.settings, store=worker.store, mailer=mailer, clock=worker.clock)
+    second = build(worker.settings, store=worker.store, mailer=mailer, clock=worker.clock)
+    return first, second, mailer
+
+
+def handle_in_thread(handlers, message_id, sequence, worker, results=None):
+    request = CodeRequested(Purpose.VERIFY_EMAIL, "u1", EMAIL, 10_000.0, sequence=sequence)
+    delivery = as_delivered(request.outgoing(message_id=message_id))
+
+    def handle():
+        result = handlers.code_requests(delivery, worker.broker)
+        if results is not None:
+            results.append(result)
+
+    thread = threading.Thread(target=handle)
+    thread.start()
+    return thread
+
+
+def test_a_newer_code_waits_until_the_mail_of_the_older_one_is_out(worker):
+    first, second, mailer = two_workers_on_one_store(worker)
+    older = handle_in_thread(first, "older", 1, worker)
+    assert mailer.first_sending.wait(5)  # the older code is stored, its mail is on its way
+    newer = handle_in_thread(second, "newer", 2, worker)
+    newer.join(0.5)
+    assert newer.is_alive(), "the newer request did not wait for the older one's mail"
+    assert worker.store.get(REGISTRATION).sequence == 1 and mailer.sent == []
+
+    mailer.release_first.set()
+    older.join(5)
+    newer.join(5)
+    codes = [mail["code"] for mail in mailer.sent]
+    assert len(codes) == 2 and worker.store.get(REGISTRATION).sequence == 2
+    # The last mail holds the live code; the first one's code is void.
+    worker.broker.reply = lambda reply_to, message: None
+    worker.submit(codes[0], message_id="s-old")
+    assert worker.broker.sent_to(worker.settings.account_confirmed_queue) == []
+    worker.submit(codes[-1], message_id="s-new")
+    [confirmed] = worker.broker.sent_to(worker.settings.account_confirmed_queue)
+    assert confirmed.body["sequence"] == 2
+
+
+def test_an_older_request_that_waited_for_a_newer_ones_mail_sends_nothing(worker):
+    first, second, mailer = two_workers_on_one_store(worker)
+    newer = handle_in_thread(first, "newer", 2, worker)
+    assert mailer.first_sending.wait(5)
+    results = []
+    older = handle_in_thread(second, "older", 1, worker, results)
+    older.join(0.3)
+    assert older.is_alive()
+    mailer.release_first.set()
+    newer.join(5)
+    older.join(5)
+    assert [result.outcome for result in results] == [Outcome.ACK]
+    assert len(mailer.sent) == 1 and worker.store.get(REGISTRATION).sequence == 2
+
+
+def test_a_mailing_lock_left_by_a_dead_worker_sends_the_request_to_the_retry_ladder(make_worker):
+    worker = make_worker({"SMTP_TIMEOUT_SECONDS": "0.2"})
+    worker.store.lock_slot(REGISTRATION, "a worker that died while mailing", hold_seconds=60, wait_seconds=0)
+    result = worker.request_code(message_id="m1")
+    assert result.outcome is Outcome.RETRY and "being mailed" in result.reason
+    assert worker.mailer.sent == []
 
 
 def test_the_verification_email_carries_a_link_naming_the_account_not_the_address():

@@ -5,16 +5,13 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from auth_service.domain.accounts import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, password_problem
+from auth_service.domain.accounts import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, name_problem, password_problem
+from auth_service.domain.addresses import AddressRefused, canonical_address
 
 
 class StrictSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
-
-
-def _trimmed(value):
-    return value.strip() if isinstance(value, str) else value
 
 
 class Text(fields.String):
@@ -29,14 +26,18 @@ class Text(fields.String):
         return text
 
 
-class TrimmedEmail(fields.Email):
-    """An address, trimmed. Only ASCII: the mail path cannot deliver anything else, so say so now."""
+class Address(fields.String):
+    """An address an account may have (domain/addresses.py), in its stored form: trimmed, lower-cased."""
+
+    def __init__(self, **kwargs):
+        super().__init__(metadata={"format": "email", **kwargs.pop("metadata", {})}, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        address = super()._deserialize(_trimmed(value), attr, data, **kwargs)
-        if not address.isascii():
-            raise ma.ValidationError("Only addresses in ASCII characters are supported.")
-        return address
+        raw = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return canonical_address(raw)
+        except AddressRefused as refused:
+            raise ma.ValidationError(str(refused)) from None
 
 
 def _check_password(value: str) -> None:
@@ -46,15 +47,20 @@ def _check_password(value: str) -> None:
 
 
 def _check_name(value: str) -> None:
-    # The name is printed in an email to an address the caller chooses: no
-    # control characters (header or layout tricks), no links.
-    if any(ord(char) < 32 or ord(char) == 127 for char in value) or "://" in value:
-        raise ma.ValidationError("Name may not contain control characters or links.")
+    problem = name_problem(value)
+    if problem:
+        raise ma.ValidationError(problem)
 
 
 def _email():
-    return TrimmedEmail(
-        required=True, validate=validate.Length(max=EMAIL_MAX_LENGTH), metadata={"example": "ada@example.com"}
+    return Address(
+        required=True,
+        validate=validate.Length(max=EMAIL_MAX_LENGTH),
+        metadata={
+            "description": "plain ASCII local@domain: no quoted local part, no IP literal, a domain of two labels "
+            "or more; trimmed and lower-cased",
+            "example": "ada@example.com",
+        },
     )
 
 
@@ -72,7 +78,8 @@ def new_password():
         required=True,
         validate=_check_password,
         metadata={
-            "description": "8 to 72 bytes of UTF-8, not one of the 10,000 most common passwords",
+            "description": "8 to 72 bytes of UTF-8, not one of the 10,000 most common passwords, "
+            "not one repeated or sequential pattern",
             "example": "correct horse battery",
         },
     )

@@ -1,0 +1,65 @@
+"""Resend requests in MongoDB: written by the request, acted on by the background relay.
+
+Every resend, for any address, is answered after the same single insert here,
+so the answer's timing does not depend on whether the address has a pending
+account (docs/security.md, item 10). A request is claimed with a lease, so
+that several auth processes do not act on it twice, and deleted once done.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pymongo
+
+from auth_service.adapters.mongo_support import aware
+from auth_service.adapters.serialized import SerializedWrites
+from auth_service.ports import ResendRequest
+
+# A request is acted on within a second; one left over (every relay stopped) is dropped after a day.
+FORGOTTEN_AFTER_SECONDS = 86400
+
+
+class MongoResendRequests:
+    def __init__(self, database, serialize_writes: bool = False, ttl_index: bool = True):
+        self._requests = database["resend_requests"]
+        self._write = SerializedWrites(serialize_writes)
+        self._ttl_index = ttl_index
+
+    def ensure_indexes(self) -> None:
+        self._requests.create_index([("due_at", pymongo.ASCENDING)], name="due")
+        if self._ttl_index:
+            self._requests.create_index(
+                [("requested_at", pymongo.ASCENDING)], expireAfterSeconds=FORGOTTEN_AFTER_SECONDS, name="forgotten"
+            )
+
+    def add(self, request: ResendRequest) -> None:
+        self._write(
+            self._requests.insert_one,
+            {
+                "_id": request.id,
+                "email": request.email,
+                "requested_at": request.requested_at,
+                "request_id": request.request_id,
+                "due_at": request.requested_at,
+            },
+        )
+
+    def claim(self, now: datetime, lease_until: datetime) -> ResendRequest | None:
+        document = self._write(
+            self._requests.find_one_and_update,
+            {"due_at": {"$lte": now}},
+            {"$set": {"due_at": lease_until}},
+            sort=[("due_at", pymongo.ASCENDING)],
+        )
+        if document is None:
+            return None
+        return ResendRequest(
+            id=document["_id"],
+            email=document["email"],
+            requested_at=aware(document["requested_at"]),
+            request_id=document.get("request_id"),
+        )
+
+    def done(self, request_id: str) -> None:
+        self._write(self._requests.delete_one, {"_id": request_id})
