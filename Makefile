@@ -75,7 +75,8 @@ bench-login: install
 	$(PY) -m bench.login_timing
 
 bench-resend: install
-	$(PY) -m bench.resend_timing
+	$(PY) -m bench.resend_timing --endpoint resend
+	$(PY) -m bench.resend_timing --endpoint forgot
 
 bench-edge: install
 	$(PY) -m bench.http_edge

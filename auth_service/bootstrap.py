@@ -21,6 +21,7 @@ from auth_service.adapters.mongo_resend_requests import MongoResendRequests
 from auth_service.adapters.mongo_sessions import MongoSessionRepository
 from auth_service.adapters.mongo_users import MongoUserRepository
 from auth_service.adapters.rabbitmq import RabbitMessageBus
+from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
 from auth_service.domain.confirmations import ConfirmingCodes
@@ -51,6 +52,7 @@ class AuthSystem:
     users: MongoUserRepository
     bus: MessageBus
     codes: CodeClient
+    code_asks: CodeAsks
     outbox: Outbox
     background: list = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -99,11 +101,11 @@ def build(
     bus: MessageBus | None = None,
     cooldowns: Cooldowns | None = None,
     clock: Callable[[], float] = time.time,
-    resend_requested: Callable[[], None] | None = None,
+    resend_requested: Callable[[], object] | None = None,
 ) -> AuthSystem:
-    """``resend_requested``: what a resend wakes. By default the relay thread with the real
-    broker; with a bus passed in (unit tests), the stored request is acted on at once, in the
-    request, since no relay thread runs there."""
+    """``resend_requested``: what a resend or forgot wakes. By default the relay thread with the
+    real broker; with a bus passed in (unit tests), the stored request is acted on at once, in
+    the request, since no relay thread runs there."""
     in_process = settings.mongo_uri.startswith(IN_PROCESS_MONGO)
     if database is None:
         database = mongo_database(settings)
@@ -132,13 +134,6 @@ def build(
         )
         background.append(bus)
     relay_wakeup = threading.Event()
-    if resend_requested is None and isinstance(bus, RabbitMessageBus):
-        resend_requested = relay_wakeup.set
-    elif resend_requested is None:
-
-        def resend_requested() -> None:
-            accounts.process_resend_requests()
-
     outbox = Outbox(users, bus, settings.publish_timeout_seconds, clock)
     codes = CodeClient(
         bus,
@@ -150,6 +145,12 @@ def build(
         ),
         clock,
     )
+    code_asks = CodeAsks(codes, resend_requests, clock)
+    if resend_requested is None:
+        # With the real broker the relay thread acts on stored requests; with a fake one, nothing
+        # runs in the background, so the request acts on them itself.
+        resend_requested = relay_wakeup.set if isinstance(bus, RabbitMessageBus) else code_asks.process
+    code_asks.wake_with(resend_requested)
     hasher = PasswordHasher(settings.bcrypt_rounds)
     sessions = SessionService(
         users=users,
@@ -167,13 +168,12 @@ def build(
         outbox=outbox,
         hasher=hasher,
         sessions=sessions,
-        resend_requests=resend_requests,
+        code_asks=code_asks,
         confirming_codes=ConfirmingCodes.from_secret(settings.jwt_secret),
         unverified_ttl_seconds=settings.unverified_ttl_seconds,
         clock=clock,
-        resend_requested=resend_requested,
     )
-    lifecycle = AccountLifecycle(users, codes, outbox, hasher, sessions, clock=clock)
+    lifecycle = AccountLifecycle(users, codes, outbox, hasher, sessions, code_asks, clock=clock)
 
     if isinstance(bus, RabbitMessageBus):
         background.append(
@@ -188,9 +188,7 @@ def build(
             )
         )
         relayed = Counter("outbox_relayed", "Queue messages published late by the outbox relay", registry=registry)
-        background.append(
-            OutboxRelay(outbox, on_relayed=relayed.inc, resends=accounts.process_resend_requests, wakeup=relay_wakeup)
-        )
+        background.append(OutboxRelay(outbox, on_relayed=relayed.inc, resends=code_asks.process, wakeup=relay_wakeup))
 
     def readiness() -> dict[str, str]:
         checks = {}
@@ -211,6 +209,7 @@ def build(
         users=users,
         bus=bus,
         codes=codes,
+        code_asks=code_asks,
         outbox=outbox,
         background=background,
         registry=registry,

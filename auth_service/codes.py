@@ -116,11 +116,9 @@ class CodeClient:
         )
         return OutboxEntry(self._queues.requests, message)
 
-    def issue(
-        self, purpose: Purpose, user_id: str, email: str, name: str | None = None, request_id: str | None = None
-    ) -> None:
-        """Store the request in the user's outbox and publish it; the relay publishes it if the broker is away."""
-        entry = self.request(purpose, user_id, email, name, request_id)
+    def issue(self, user_id: str, entry: OutboxEntry) -> None:
+        """Store a request (``request``, ``notice``) in the user's outbox and publish it; the relay
+        publishes it if the broker is away."""
         self._outbox.add(user_id, entry)
         self._outbox.deliver(user_id, entry)
 

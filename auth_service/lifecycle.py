@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, error_for, new_submission_id
 from auth_service.domain.accounts import PendingChange, User, normalize_email
 from auth_service.domain.errors import CodeExpired, EmailTaken, InvalidCredentials
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.outbox import Outbox
-from auth_service.ports import UserRepository
+from auth_service.ports import ResendRequest, UserRepository
 from auth_service.sessions import SessionService
 from common.links import parse_link_token_reference
 from common.messaging.messages import Purpose
@@ -53,9 +54,12 @@ class AccountLifecycle:
         outbox: Outbox,
         hasher: PasswordHasher,
         sessions: SessionService,
+        code_asks: CodeAsks,
         clock: Callable[[], float] = time.time,
     ):
         self._users = users
+        self._code_asks = code_asks
+        code_asks.on(Purpose.RESET_PASSWORD, self._issue_reset_code)
         self._codes = codes
         self._outbox = outbox
         self._hasher = hasher
@@ -72,14 +76,19 @@ class AccountLifecycle:
     # --- password reset ---
 
     def forgot_password(self, email: str, request_id: str | None = None) -> None:
-        """Mail a reset code to the account of the address, if there is one. Answers alike for every address:
-        the cooldown runs for unknown addresses too, and nothing tells whether a code went out."""
-        email = normalize_email(email)
-        self._codes.throttle(Purpose.RESET_PASSWORD, email)
-        user = self._users.by_email(email)
-        if user is None:
+        """Mail a reset code to the account of the address, if there is one. Answers alike, and after the
+        same work, for every address: the relay looks the address up (see ``CodeAsks``)."""
+        self._code_asks.ask(Purpose.RESET_PASSWORD, email, request_id)
+
+    def _issue_reset_code(self, request: ResendRequest) -> None:
+        user = self._users.by_email(request.email)
+        if user is None or user.expired(self._now()):
             return
-        self._codes.issue(Purpose.RESET_PASSWORD, user.id, user.email, None, request_id)
+        # The stored request's id (from ``secrets``) names the code request: acting on it twice mails one code.
+        entry = self._codes.request(
+            Purpose.RESET_PASSWORD, user.id, user.email, request_id=request.request_id, message_id=request.id
+        )
+        self._codes.issue(user.id, entry)
 
     def reset_password(self, email: str, code: str, new_password: str, request_id: str | None = None) -> Outcome:
         user = self._users.by_email(normalize_email(email))

@@ -9,6 +9,7 @@ from typing import Protocol
 from auth_service.domain.accounts import PendingChange, User
 from auth_service.domain.sessions import RefreshRecord, Session
 from common.messaging.envelope import Outgoing
+from common.messaging.messages import Purpose
 
 
 class BrokerUnavailable(Exception):
@@ -25,12 +26,14 @@ class OutboxEntry:
 
 @dataclass(frozen=True)
 class ResendRequest:
-    """A resend asked for and answered (202), stored for the background to act on whatever the address."""
+    """A code asked for by address (resend, forgot) and answered (202), stored for the background
+    to act on whatever the address."""
 
     id: str  # drawn from ``secrets``: it becomes the code request's message id, which the code derives from
     email: str
     requested_at: datetime
     request_id: str | None = None
+    purpose: Purpose = Purpose.VERIFY_EMAIL
 
 
 class UserRepository(Protocol):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, error_for
 from auth_service.domain.accounts import Status, User, next_sequence, normalize_email
 from auth_service.domain.confirmations import ConfirmingCodes
@@ -25,7 +25,7 @@ from auth_service.domain.errors import (
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.sessions import TokenPair
 from auth_service.outbox import Outbox
-from auth_service.ports import OutboxEntry, ResendRequest, ResendRequests, UserRepository
+from auth_service.ports import OutboxEntry, ResendRequest, UserRepository
 from auth_service.sessions import SessionService
 from common.messaging.messages import Purpose, Verdict
 
@@ -51,23 +51,21 @@ class AccountService:
         outbox: Outbox,
         hasher: PasswordHasher,
         sessions: SessionService,
-        resend_requests: ResendRequests,
+        code_asks: CodeAsks,
         confirming_codes: ConfirmingCodes,
         unverified_ttl_seconds: int,
         clock: Callable[[], float] = time.time,
-        resend_requested: Callable[[], None] = lambda: None,
     ):
         self._users = users
         self._codes = codes
         self._outbox = outbox
         self._hasher = hasher
         self._sessions = sessions
-        self._resend_requests = resend_requests
+        self._code_asks = code_asks
+        code_asks.on(Purpose.VERIFY_EMAIL, self._issue_resent_code)
         self._confirming_codes = confirming_codes
         self._unverified_ttl = timedelta(seconds=unverified_ttl_seconds)
         self._clock = clock
-        # Wakes whatever acts on stored resend requests (the relay thread).
-        self._resend_requested = resend_requested
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -115,30 +113,9 @@ class AccountService:
         return user
 
     def resend_code(self, email: str, request_id: str | None = None) -> None:
-        """Ask for a fresh code. Answers alike, and after the same work, for every address.
-
-        The request only stores what was asked; the relay thread looks the
-        address up and queues a code if it has a pending account. So whether
-        it has one changes neither the answer nor the work done before it.
-        """
-        email = normalize_email(email)
-        self._codes.throttle(Purpose.VERIFY_EMAIL, email)
-        self._resend_requests.add(
-            ResendRequest(id=secrets.token_hex(16), email=email, requested_at=self._now(), request_id=request_id)
-        )
-        self._resend_requested()
-
-    def process_resend_requests(self, lease_seconds: float = 30.0) -> int:
-        """Act on stored resend requests (the relay thread); returns how many were handled."""
-        handled = 0
-        while True:
-            now = self._now()
-            request = self._resend_requests.claim(now, lease_until=now + timedelta(seconds=lease_seconds))
-            if request is None:
-                return handled
-            self._issue_resent_code(request)
-            self._resend_requests.done(request.id)
-            handled += 1
+        """Ask for a fresh code. Answers alike, and after the same work, for every address: the relay
+        looks the address up and queues a code if it has a pending account (see ``CodeAsks``)."""
+        self._code_asks.ask(Purpose.VERIFY_EMAIL, email, request_id)
 
     def _issue_resent_code(self, request: ResendRequest) -> None:
         for _ in range(MAX_WRITE_ROUNDS):

@@ -1,17 +1,18 @@
-"""How long POST /auth/resend-code takes: an address with a pending account versus an unknown one.
+"""How long a code asked for by address takes (POST /auth/resend-code, /auth/password/forgot):
+an address with a confirmed account, one with a pending account, and an unknown one.
 
-The answer is the same 202 for both (no enumeration), so the time must not
+The answer is the same 202 for all (no enumeration), so the time must not
 tell them apart either. Runs both services as real processes (waitress, the
 worker, this machine's RabbitMQ and Redis, a local SMTP sink), as ``make
-demo`` does; registers one pending account per run, then alternates a resend
-for a pending address with a resend for a never-registered one (in random
-order within each pair), each address asked once (the cooldown never
-answers), over one kept-alive connection, with a pause before each request,
-as a prober spacing its requests would have.
+demo`` does; registers one pending and one confirmed account per run, then
+asks for each kind of address in turn (in random order within each round),
+each address asked once (the cooldown never answers), over one kept-alive
+connection, with a pause before each request, as a prober spacing its
+requests would have.
 Prints one JSON line with the median and 95th percentile of each kind.
 
     make bench-resend
-    python -m bench.resend_timing --runs 300
+    python -m bench.resend_timing --endpoint forgot --runs 300
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from bench.stack import benchmark_stack
 
 COOLDOWN_SECONDS = 2
 PASSWORD = "correct horse battery staple"  # noqa: S105 (benchmark accounts)
+ENDPOINTS = {"resend": "/auth/resend-code", "forgot": "/auth/password/forgot"}
+KINDS = ("confirmed", "pending", "unknown")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -39,6 +42,14 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def figures(values: list[float]) -> dict:
     return {"median": round(statistics.median(values), 3), "p95": round(percentile(values, 0.95), 3)}
+
+
+def bench_address(kind: str) -> str:
+    return f"bench-{kind}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+def ratio(measured: dict[str, dict], kind: str) -> float:
+    return round(measured[kind]["median"] / measured["unknown"]["median"], 3)
 
 
 class Client:
@@ -61,8 +72,9 @@ class Client:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=200, help="resends of each kind")
-    parser.add_argument("--warmup", type=int, default=10, help="pairs sent first and not counted")
+    parser.add_argument("--endpoint", choices=sorted(ENDPOINTS), default="resend", help="which request to time")
+    parser.add_argument("--runs", type=int, default=200, help="requests of each kind")
+    parser.add_argument("--warmup", type=int, default=10, help="rounds sent first and not counted")
     parser.add_argument(
         "--gap-ms",
         type=float,
@@ -71,6 +83,7 @@ def main() -> int:
         "included) that the previous one started",
     )
     args = parser.parse_args()
+    path = ENDPOINTS[args.endpoint]
 
     overrides = {
         "BCRYPT_ROUNDS": "4",
@@ -78,42 +91,45 @@ def main() -> int:
         "APP_ENV": "production",
         "JWT_SECRET": "resend-timing-bench-jwt-secret-0123456789abcdef",
         "CODE_HMAC_KEY": "resend-timing-bench-code-key-0123456789abcdef",
-        # Registering starts the address's cooldown; a short one has run out before the resends begin,
-        # and each address is asked once, so every resend does the cooldown's Redis write and passes.
+        # Registering starts the address's cooldown; a short one has run out before the requests begin,
+        # and each address is asked once, so every request does the cooldown's Redis write and passes.
         "RESEND_COOLDOWN_SECONDS": str(COOLDOWN_SECONDS),
     }
-    pending_ms: list[float] = []
-    unknown_ms: list[float] = []
+    times: dict[str, list[float]] = {kind: [] for kind in KINDS}
     with benchmark_stack(overrides) as stack:
         client = Client(stack.auth_port)
-        pairs = args.warmup + args.runs
-        pending = [f"bench-pending-{uuid.uuid4().hex[:12]}@example.com" for _ in range(pairs)]
-        for address in pending:
-            status, _ = client.post("/auth/register", {"email": address, "password": PASSWORD})
-            assert status == 201, status
+        rounds = args.warmup + args.runs
+        accounts = {kind: [bench_address(kind) for _ in range(rounds)] for kind in KINDS}
+        for kind in ("confirmed", "pending"):
+            for address in accounts[kind]:
+                status, _ = client.post("/auth/register", {"email": address, "password": PASSWORD})
+                assert status == 201, status
+        for address in accounts["confirmed"]:
+            [mail] = stack.sink.wait_for(address, count=1, timeout=30)
+            status, _ = client.post("/auth/confirm", {"email": address, "code": mail.code})
+            assert status == 200, status
         time.sleep(COOLDOWN_SECONDS + 1.0)  # the registrations' cooldowns run out, their mails go out
-        for index, address in enumerate(pending):
-            unknown = f"bench-unknown-{uuid.uuid4().hex[:12]}@example.com"
-            # A random order in each pair, so that whatever a request leaves behind falls on both kinds alike.
-            order = [(address, pending_ms), (unknown, unknown_ms)]
+        for index in range(rounds):
+            # A random order in each round, so that whatever a request leaves behind falls on every kind alike.
+            order = list(KINDS)
             random.shuffle(order)
-            for target, times in order:
+            for kind in order:
                 time.sleep(args.gap_ms / 1000)
-                status, elapsed = client.post("/auth/resend-code", {"email": target})
+                status, elapsed = client.post(path, {"email": accounts[kind][index]})
                 assert status == 202, status
                 if index >= args.warmup:
-                    times.append(elapsed)
+                    times[kind].append(elapsed)
         client.close()
-    pending_figures, unknown_figures = figures(pending_ms), figures(unknown_ms)
+    measured = {kind: figures(values) for kind, values in times.items()}
     print(
         json.dumps(
             {
                 "bench": "resend_timing",
+                "endpoint": path,
                 "runs_each": args.runs,
                 "gap_ms": args.gap_ms,
-                "pending_address_ms": pending_figures,
-                "unknown_address_ms": unknown_figures,
-                "median_ratio_pending_to_unknown": round(pending_figures["median"] / unknown_figures["median"], 3),
+                **{f"{kind}_address_ms": measured[kind] for kind in KINDS},
+                **{f"median_ratio_{kind}_to_unknown": ratio(measured, kind) for kind in ("confirmed", "pending")},
                 "cpus": os.cpu_count(),
             }
         )

@@ -175,15 +175,9 @@ class CodeHandlers:
         }
         if slot.purpose is Purpose.VERIFY_EMAIL:
             context["link"] = policy.verification_link(request.user_id, link_token)
-        try:
-            self._mailer.send(template_for(slot.purpose), slot.email, context)
-        except TransientMailError as error:
-            self._events.email_failed(permanent=False)
-            return Result.retry(f"smtp: {error}")
-        except PermanentMailError as error:
-            self._events.email_failed(permanent=True)
-            return Result.dead_letter(f"smtp: {error}")
-        self._events.email_sent()
+        failed = self._send(template_for(slot.purpose), slot.email, context)
+        if failed is not None:
+            return failed
         self._store.mark_mail_sent(slot, message_id)
         log.info("code sent", extra={"purpose": slot.purpose.value})
         return Result.ack()
@@ -239,8 +233,17 @@ class CodeHandlers:
         if self._store.notice_sent(delivery.message_id):
             log.info("notice already sent for this message, redelivery ignored")
             return Result.ack()
+        failed = self._send(notice.template, notice.email, notice.context)
+        if failed is not None:
+            return failed
+        self._store.record_notice_sent(delivery.message_id)
+        log.info("notice sent", extra={"template": notice.template})
+        return Result.ack()
+
+    def _send(self, template: str, email: str, context: dict[str, str]) -> Result | None:
+        """Mail one email; None once it is sent, else what to do with the message (retry or dead-letter)."""
         try:
-            self._mailer.send(notice.template, notice.email, notice.context)
+            self._mailer.send(template, email, context)
         except TransientMailError as error:
             self._events.email_failed(permanent=False)
             return Result.retry(f"smtp: {error}")
@@ -248,6 +251,4 @@ class CodeHandlers:
             self._events.email_failed(permanent=True)
             return Result.dead_letter(f"smtp: {error}")
         self._events.email_sent()
-        self._store.record_notice_sent(delivery.message_id)
-        log.info("notice sent", extra={"template": notice.template})
-        return Result.ack()
+        return None

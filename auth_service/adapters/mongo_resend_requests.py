@@ -1,6 +1,6 @@
-"""Resend requests in MongoDB: written by the request, acted on by the background relay.
+"""Codes asked for by address (resend, forgot) in MongoDB: written by the request, acted on by the relay.
 
-Every resend, for any address, is answered after the same single insert here,
+Every such request, for any address, is answered after the same single insert here,
 so the answer's timing does not depend on whether the address has a pending
 account (docs/security.md, item 10). A request is claimed with a lease, so
 that several auth processes do not act on it twice, and deleted once done.
@@ -15,6 +15,7 @@ import pymongo
 from auth_service.adapters.mongo_support import aware
 from auth_service.adapters.serialized import SerializedWrites
 from auth_service.ports import ResendRequest
+from common.messaging.messages import Purpose
 
 # A request is acted on within a second; one left over (every relay stopped) is dropped after a day.
 FORGOTTEN_AFTER_SECONDS = 86400
@@ -42,6 +43,7 @@ class MongoResendRequests:
                 "requested_at": request.requested_at,
                 "request_id": request.request_id,
                 "due_at": request.requested_at,
+                "purpose": request.purpose.value,
             },
         )
 
@@ -59,6 +61,8 @@ class MongoResendRequests:
             email=document["email"],
             requested_at=aware(document["requested_at"]),
             request_id=document.get("request_id"),
+            # Stored before forgot shared this collection: a resend.
+            purpose=Purpose(document.get("purpose", Purpose.VERIFY_EMAIL)),
         )
 
     def done(self, request_id: str) -> None:

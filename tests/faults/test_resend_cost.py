@@ -1,4 +1,5 @@
-"""Resend answers a pending address without waiting on the broker, as it answers an unknown one (issue 13, item 10).
+"""Resend and forgot answer a known address without waiting on the broker, as they answer an unknown one
+(issue 13, item 10; forgot since it shares resend's stored requests).
 
 The time of a 202 must not tell whether an address has a pending account. The
 clearest difference was the broker: the pending path published the new code
@@ -7,7 +8,7 @@ the private broker frozen (SIGSTOP: its connections stay open, no confirm ever
 comes), a request that still publishes on its own thread waits the whole
 ``PUBLISH_TIMEOUT_SECONDS``; one that leaves publishing to the background
 answers at once, whichever address it is for. ``bench/resend_timing.py``
-measures the two paths in normal operation.
+measures the paths in normal operation.
 """
 
 from __future__ import annotations
@@ -41,4 +42,29 @@ def test_resend_for_a_pending_address_does_not_wait_for_the_broker(fault_run, pr
     mails = run.stack.sink.wait_for(pending, count=2, timeout=60)
     assert len(mails) == 2
     assert run.stack.call("POST", "/auth/confirm", {"email": pending, "code": mails[-1].code})[0] == 200
+    assert run.stack.sink.mails_to(unknown) == []
+
+
+def test_forgot_for_known_addresses_does_not_wait_for_the_broker(fault_run, private_rabbitmq):
+    run = fault_run(PUBLISH_TIMEOUT_SECONDS=str(PUBLISH_TIMEOUT_SECONDS), RESEND_COOLDOWN_SECONDS="1")
+    confirmed, pending = run.register(2)
+    for address in (confirmed, pending):
+        assert len(run.stack.sink.wait_for(address, count=1, timeout=15)) == 1
+    assert run.confirm_last_code(confirmed) == 200
+    unknown = f"fault-{uuid.uuid4().hex[:12]}@example.com"
+
+    answers = {}
+    with private_rabbitmq.frozen():
+        for address in (unknown, confirmed, pending):
+            started = time.monotonic()
+            status, _, _ = run.stack.call("POST", "/auth/password/forgot", {"email": address})
+            answers[address] = (status, time.monotonic() - started)
+
+    assert {status for status, _ in answers.values()} == {202}
+    for address, (_, took) in answers.items():
+        assert took < ANSWER_BOUND_SECONDS, f"forgot for {address} waited {took:.1f} s"
+    # Once the broker answers again, the reset codes go out to the known addresses, none to the unknown one.
+    for address in (confirmed, pending):
+        assert len(run.stack.sink.wait_for(address, count=2, timeout=60)) == 2
+        assert "Reset" in run.stack.sink.mails_to(address)[-1].subject
     assert run.stack.sink.mails_to(unknown) == []

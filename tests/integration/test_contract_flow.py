@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from devtools.stack import http_json
+from devtools.stack import http_form, http_json
 
 PASSWORD = "correct horse battery"
+
+
+LINK = re.compile(r"http://\S+/auth/verify\?token=\S+")
 
 
 def new_email() -> str:
@@ -165,14 +170,22 @@ def test_health_readiness_and_openapi(stack):
     assert status == 200 and "/auth/confirm" in document["paths"]
 
 
-def test_an_expired_code_is_410(start_stack):
+def test_an_expired_code_is_410_for_every_purpose_and_its_link_expires_with_it(start_stack):
     stack = start_stack(CODE_TTL_SECONDS="1")
     email = new_email()
     register(stack, email)
-    [code] = emailed_codes(stack, email)
+    [verification] = stack.sink.wait_for(email, count=1, timeout=15)
+    assert stack.call("POST", "/auth/password/forgot", {"email": email})[0] == 202
+    reset_code = emailed_codes(stack, email, count=2)[1]
     time.sleep(1.5)
-    status, _, body = confirm(stack, email, code)
+    status, _, body = confirm(stack, email, verification.code)
     assert (status, body["error"]) == (410, "code_expired")
+    reset = {"email": email, "code": reset_code, "new_password": "a brand new passphrase 7"}
+    status, _, body = stack.call("POST", "/auth/password/reset", reset)
+    assert (status, body["error"]) == (410, "code_expired")
+    token = parse_qs(urlparse(LINK.search(verification.text).group(0)).query)["token"][0]
+    status, _, page = http_form(f"{stack.base_url}/auth/verify", {"token": token})
+    assert status == 410 and "expired" in page
 
 
 def test_no_verdict_in_time_is_202_and_the_account_ends_verified(start_stack):

@@ -12,10 +12,10 @@ import time
 import uuid
 
 from devtools.stack import http_form, http_json
+from tests.integration.test_contract_flow import LINK, wrong
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new passphrase 7"
-LINK = re.compile(r"http://\S+/auth/verify\?token=\S+")
 FORM = re.compile(r'<form method="post" action="([^"]+)">\s*<input type="hidden" name="token" value="([^"]+)">')
 
 
@@ -138,3 +138,112 @@ def test_a_reset_whose_request_timed_out_is_applied_when_the_worker_judges_it(st
         assert time.monotonic() < deadline, "the reset was never applied"
         time.sleep(0.2)
     assert stack.call("GET", "/auth/me", headers=bearer(pair))[0] == 401
+
+
+def reset(stack, email, code, new_password=NEW_PASSWORD):
+    return stack.call("POST", "/auth/password/reset", {"email": email, "code": code, "new_password": new_password})
+
+
+def test_a_reset_refuses_a_registration_code_checks_the_password_and_proves_a_pending_address(stack):
+    email = new_email()
+    assert stack.call("POST", "/auth/register", {"email": email, "password": PASSWORD})[0] == 201
+    registration_code = mail(stack, email, "Confirm your email").code
+    assert stack.call("POST", "/auth/password/forgot", {"email": email})[0] == 202
+    reset_code = mail(stack, email, "Reset").code
+
+    status, _, body = reset(stack, email, registration_code)  # a code of another purpose
+    assert (status, body["error"], body["attempts_left"]) == (400, "invalid_code", 4)
+    status, _, body = reset(stack, email, reset_code, new_password="short")
+    assert (status, body["error"]) == (422, "validation_error") and "new_password" in body["fields"]
+    assert reset(stack, new_email(), reset_code)[2]["error"] == "code_expired"  # an unknown address
+
+    status, _, body = reset(stack, email, reset_code)
+    assert (status, body) == (200, {"status": "password_reset"})
+    pair = login(stack, email, NEW_PASSWORD)  # the reset proved the address: no 403
+    assert stack.call("GET", "/auth/me", headers=bearer(pair))[2]["status"] == "verified"
+    status, _, body = stack.call("POST", "/auth/confirm", {"email": email, "code": registration_code})
+    assert (status, body["error"]) == (410, "code_expired")
+    status, _, body = reset(stack, email, reset_code)  # a code works once
+    assert (status, body["error"]) == (410, "code_expired")
+
+
+def test_wrong_reset_codes_count_down_then_burn_the_code(stack):
+    email = new_email()
+    sign_up(stack, email)
+    assert stack.call("POST", "/auth/password/forgot", {"email": email})[0] == 202
+    code = mail(stack, email, "Reset").code
+    for left in (4, 3, 2, 1):
+        status, _, body = reset(stack, email, wrong(code))
+        assert (status, body["error"], body["attempts_left"]) == (400, "invalid_code", left)
+    assert reset(stack, email, wrong(code))[2]["error"] == "too_many_attempts"
+    status, _, body = reset(stack, email, code)
+    assert (status, body["error"]) == (429, "too_many_attempts")
+    assert login(stack, email)  # the old password stands
+
+
+def test_forgot_has_a_cooldown_for_unknown_addresses_too_and_mails_them_nothing(stack):
+    known, unknown = new_email(), new_email()
+    sign_up(stack, known)
+    for email in (known, unknown):
+        assert stack.call("POST", "/auth/password/forgot", {"email": email})[0] == 202
+        status, headers, body = stack.call("POST", "/auth/password/forgot", {"email": email})
+        assert (status, body["error"]) == (429, "rate_limited") and int(headers["Retry-After"]) >= 1
+    status, _, body = stack.call("POST", "/auth/password/forgot", {"email": "not an address"})
+    assert (status, body["error"]) == (422, "validation_error")
+    assert mail(stack, known, "Reset")
+    assert stack.sink.mails_to(unknown) == []
+
+
+def test_an_address_change_answers_its_errors_and_email_confirm_the_code_errors(stack):
+    email, taken = new_email(), new_email()
+    pair = sign_up(stack, email)
+    sign_up(stack, taken)
+    change = "/auth/email/change"
+    status, _, body = stack.call("POST", change, {"new_email": new_email(), "password": "not it"}, bearer(pair))
+    assert (status, body["error"]) == (401, "invalid_credentials")
+    status, _, body = stack.call("POST", change, {"new_email": new_email(), "password": PASSWORD})
+    assert (status, body["error"]) == (401, "invalid_token")
+    status, _, body = stack.call("POST", change, {"new_email": taken.upper(), "password": PASSWORD}, bearer(pair))
+    assert (status, body["error"]) == (409, "email_taken")
+    status, _, body = stack.call("POST", change, {"new_email": "no-at-sign", "password": PASSWORD}, bearer(pair))
+    assert (status, body["error"]) == (422, "validation_error")
+    status, _, body = stack.call("POST", "/auth/email/confirm", {"code": "123456"}, bearer(pair))
+    assert (status, body["error"]) == (410, "code_expired")  # no change asked for
+
+    new = new_email()
+    assert stack.call("POST", change, {"new_email": new, "password": PASSWORD}, bearer(pair))[0] == 202
+    code = mail(stack, new, "new email").code
+    status, _, body = stack.call("POST", "/auth/email/confirm", {"code": code})
+    assert (status, body["error"]) == (401, "invalid_token")
+    status, _, body = stack.call("POST", "/auth/email/confirm", {"code": wrong(code)}, bearer(pair))
+    assert (status, body["error"], body["attempts_left"]) == (400, "invalid_code", 4)
+    status, _, body = reset(stack, new, code)
+    assert (status, body["error"]) == (410, "code_expired")  # no account has the new address yet
+    status, _, profile = stack.call("POST", "/auth/email/confirm", {"code": code}, bearer(pair))
+    assert (status, profile["email"]) == (200, new)
+
+
+def test_a_case_only_address_change_is_allowed(stack):
+    email = new_email()
+    pair = sign_up(stack, email)
+    status, _, body = stack.call(
+        "POST", "/auth/email/change", {"new_email": email.upper(), "password": PASSWORD}, headers=bearer(pair)
+    )
+    assert status == 202, body
+    code = mail(stack, email, "new email").code
+    status, _, profile = stack.call("POST", "/auth/email/confirm", {"code": code}, headers=bearer(pair))
+    assert (status, profile["email"]) == (200, email)
+    assert login(stack, email.upper())
+
+
+def test_the_link_spends_the_code_and_a_forged_token_gets_the_400_page(stack):
+    email = new_email()
+    assert stack.call("POST", "/auth/register", {"email": email, "password": PASSWORD})[0] == 201
+    verification = mail(stack, email, "Confirm your email")
+    [link] = LINK.findall(verification.text)
+    action, token = FORM.search(http_json("GET", link)[2]).groups()
+    status, _, page = http_form(f"{stack.base_url}{action}", {"token": "forged." + token[::-1]})
+    assert status == 400 and "<html" in page.lower()
+    assert http_form(f"{stack.base_url}{action}", {"token": token})[0] == 200
+    status, _, body = stack.call("POST", "/auth/confirm", {"email": email, "code": verification.code})
+    assert (status, body["error"]) == (410, "code_expired")

@@ -333,45 +333,46 @@ class RecordingRepository:
         return recorded
 
 
-def test_resend_does_the_same_work_for_a_pending_and_an_unknown_address(make_system, unique_email):
+ASKED_BY_ADDRESS = [
+    # path, purpose, which of (confirmed, pending, unknown) get a code
+    ("/auth/resend-code", Purpose.VERIFY_EMAIL, ("pending",)),
+    ("/auth/password/forgot", Purpose.RESET_PASSWORD, ("confirmed", "pending")),
+]
+
+
+@pytest.mark.parametrize(("path", "purpose", "mailed"), ASKED_BY_ADDRESS, ids=["resend", "forgot"])
+def test_a_code_asked_by_address_costs_the_request_the_same_whatever_the_address(
+    make_system, unique_email, path, purpose, mailed
+):
     woken = []
     system = make_system(resend_requested=lambda: woken.append(1))
-    pending, unknown = unique_email(), unique_email()
-    register(system, pending)
+    addresses = {"confirmed": unique_email(), "pending": unique_email(), "unknown": unique_email()}
+    register(system, addresses["confirmed"])
+    assert confirm(system, addresses["confirmed"], system.codes_for(addresses["confirmed"])[-1]).status_code == 200
+    register(system, addresses["pending"])
     system.cooldown_clock.advance(120)
-    accounts = system.auth.accounts
+    auth = system.auth
     calls: list[str] = []
-    accounts._users = RecordingRepository(accounts._users, calls)
-    accounts._resend_requests = RecordingRepository(accounts._resend_requests, calls)
+    # Every store the request could reach: the accounts (through either use case) and the stored requests.
+    auth.accounts._users = RecordingRepository(auth.accounts._users, calls)
+    auth.lifecycle._users = RecordingRepository(auth.lifecycle._users, calls)
+    auth.code_asks._requests = RecordingRepository(auth.code_asks._requests, calls)
+    queue = system.auth_settings.account_creation_queue
     published_before = len(system.broker.deliveries)
+    requested_before = len(system.broker.sent_to(queue))
     work = {}
-    for address in (pending, unknown):
+    for kind, address in addresses.items():
         calls.clear()
-        assert system.client.post("/auth/resend-code", json={"email": address}).status_code == 202
-        work[address] = list(calls)
-    assert work[pending] == work[unknown] == ["add"]  # one insert, whatever the address
+        assert system.client.post(path, json={"email": address}).status_code == 202
+        work[kind] = list(calls)
+    assert work == {kind: ["add"] for kind in addresses}  # one insert, whatever the address
     assert len(system.broker.deliveries) == published_before  # nothing published by the request
-    assert woken == [1, 1]
+    assert woken == [1, 1, 1]
 
-    assert accounts.process_resend_requests() == 2  # the relay's round: a code for the pending one only
-    [message] = system.broker.sent_to(system.auth_settings.account_creation_queue)[1:]
-    assert message.type == CodeRequested.TYPE and message.body["email"] == pending
-    assert len(system.codes_for(pending)) == 2
-
-
-def test_a_resend_acted_on_twice_mails_the_same_code(make_system, unique_email):
-    system = make_system(resend_requested=lambda: None)
-    email = unique_email()
-    register(system, email)
-    system.cooldown_clock.advance(120)
-    system.client.post("/auth/resend-code", json={"email": email})
-    accounts = system.auth.accounts
-    now = datetime.now(UTC)
-    request = accounts._resend_requests.claim(now, now)
-    accounts._issue_resent_code(request)  # a relay that died before recording it done...
-    accounts._issue_resent_code(request)  # ...and the one that took the request over
-    # The registration's code and the resent one: acting on the request again mailed nothing more.
-    assert len(system.codes_for(email)) == 2
+    assert auth.code_asks.process() == 3  # the relay's round: codes only where the flow mails them
+    requested = system.broker.sent_to(queue)[requested_before:]
+    assert {(m.type, m.body["purpose"]) for m in requested} == {(CodeRequested.TYPE, purpose.value)}
+    assert sorted(m.body["email"] for m in requested) == sorted(addresses[kind] for kind in mailed)
 
 
 def test_the_relay_acts_on_a_resend_soon_after_being_woken():

@@ -31,7 +31,8 @@ def confirm(system, email, code):
 def test_a_reset_code_neither_voids_a_pending_registration_nor_confirms_it(system, unique_email):
     email = unique_email()
     user_id = register(system, email)
-    system.auth.codes.issue(Purpose.RESET_PASSWORD, user_id, email)
+    codes = system.auth.codes
+    codes.issue(user_id, codes.request(Purpose.RESET_PASSWORD, user_id, email))
     registration_code, reset_code = system.codes_for(email)
     assert [mail.subject for mail in system.outbox] == ["Confirm your email address", "Reset your password"]
 
@@ -43,7 +44,8 @@ def test_a_reset_code_neither_voids_a_pending_registration_nor_confirms_it(syste
 def test_a_registration_code_is_refused_for_a_reset_and_the_reset_code_is_not(system, unique_email):
     email = unique_email()
     user_id = register(system, email)
-    system.auth.codes.issue(Purpose.RESET_PASSWORD, user_id, email)
+    codes = system.auth.codes
+    codes.issue(user_id, codes.request(Purpose.RESET_PASSWORD, user_id, email))
     registration_code, reset_code = system.codes_for(email)
 
     refused = system.auth.codes.judge(Purpose.RESET_PASSWORD, email, code=registration_code)

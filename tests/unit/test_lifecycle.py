@@ -100,8 +100,9 @@ def test_forgot_has_a_cooldown_for_every_address_known_or_not(system, unique_ema
     assert len(mails_to(system, known, "Reset")) == 2
 
 
-def test_forgot_does_the_same_work_for_unknown_and_known_addresses_up_to_the_send(system, unique_email):
-    # The request's only extra step for a known address is the code request (outbox write and publish).
+def test_forgot_mails_a_reset_code_to_a_known_address_only(system, unique_email):
+    # The request's own work is the same for every address (test_accounts_hardening.py,
+    # test_a_code_asked_by_address_costs_the_request_the_same_whatever_the_address); here, what follows it.
     known, unknown = unique_email(), unique_email()
     sign_up(system, known)
     before = len(system.broker.deliveries)
