@@ -6,14 +6,15 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements lint typecheck format test unit integration run demo demo-lifecycle bench bench-login bench-resend bench-edge clean up down logs ps
+.PHONY: help install requirements lint typecheck format test unit integration run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
 	@echo "make demo-lifecycle  one account's whole life: refresh, reset, password and email change, logout"
 	@echo "make test         lint, type check, then every test (unit and integration)"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
-	@echo "make unit | integration | lint | typecheck | format | bench | bench-login | bench-resend | bench-edge | requirements | clean"
+	@echo "make bench        the worker against a raw consumer and Celery, confirm latency, SMTP over TLS (docs/performance.md)"
+	@echo "make unit | integration | lint | typecheck | format | bench-latency | bench-login | bench-resend | bench-edge | requirements | clean"
 	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services)"
 	@echo "make down | logs | ps"
 
@@ -25,9 +26,15 @@ $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 	$(PY) -m pip install --quiet -r requirements/base.txt -r requirements/dev.txt
 	touch $@
 
+# The benchmark's own dependencies (Celery, its peer): only `make bench` needs them.
+$(VENV)/.bench-installed: $(VENV)/.installed requirements/bench.txt
+	$(PY) -m pip install --quiet -r requirements/bench.txt
+	touch $@
+
 requirements: install
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/base.txt requirements/base.in
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/dev.txt requirements/dev.in
+	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/bench.txt requirements/bench.in
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -59,7 +66,13 @@ demo: install
 demo-lifecycle: install
 	$(PY) -m devtools.demo_lifecycle
 
-bench: install
+# Options of the comparison, e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--messages 500 --reps 1".
+BENCH_ARGS ?=
+
+bench: $(VENV)/.bench-installed
+	$(PY) -m bench.compare $(BENCH_ARGS)
+
+bench-latency: install
 	$(PY) -m bench.email_latency
 
 bench-login: install

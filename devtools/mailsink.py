@@ -83,15 +83,20 @@ class MailSink:
         self._echo = echo
         self.refusing = False
         self.refused = 0  # recipients answered 451 while refusing
+        self._running = False
         # (low, high): each mail is accepted after a random pause in that range, as a busy server would.
         self.delay_seconds: tuple[float, float] | None = None
 
     def start(self) -> MailSink:
         self._controller.start()
+        self._running = True
         return self
 
     def stop(self) -> None:
-        self._controller.stop()
+        """Stop the server; stopping one that is not running (twice, or never started) does nothing."""
+        if self._running:
+            self._running = False
+            self._controller.stop()
 
     def deliver(self, mail: ReceivedMail) -> None:
         with self._arrived:

@@ -37,7 +37,11 @@ def environment() -> dict[str, str]:
 
 def unique_names(prefix: str = "run") -> dict[str, str]:
     """Queue names and key prefixes of one's own, so copies of the system share servers safely."""
-    tag = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    return names_for(f"{prefix}-{uuid.uuid4().hex[:10]}")
+
+
+def names_for(tag: str) -> dict[str, str]:
+    """The queue names and key prefixes of the run tagged ``tag`` (what ``unique_names`` hands out)."""
     return {
         "ACCOUNT_CREATION_QUEUE": f"{tag}.account_creation",
         "CONFIRM_EMAIL_CODE_QUEUE": f"{tag}.confirm_email_code",
@@ -126,22 +130,37 @@ def delete_queues(
 
 
 class Service:
-    """One service as a child process, its output in a log file.
+    """One service as a child process (``python -m module args...``), its output in a log file.
 
     ``env`` is shared with the stack (which fills in ports as it starts);
     ``overrides`` are this service's own, such as its broker account."""
 
-    def __init__(self, module: str, env: dict[str, str], log_path: Path, overrides: dict[str, str] | None = None):
+    def __init__(
+        self,
+        module: str,
+        env: dict[str, str],
+        log_path: Path,
+        overrides: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ):
         self.module = module
         self.env = env
         self.overrides = overrides or {}
         self.log_path = log_path
+        self.args = args
         self.process: subprocess.Popen | None = None
+
+    @property
+    def started(self) -> subprocess.Popen:
+        """The child process; only once ``start`` ran."""
+        if self.process is None:
+            raise RuntimeError(f"{self.module} was not started")
+        return self.process
 
     def start(self) -> Service:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module],
+                [sys.executable, "-m", self.module, *self.args],
                 cwd=ROOT,
                 env={**self.env, **self.overrides},
                 stdout=log,

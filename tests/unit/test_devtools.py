@@ -1,4 +1,4 @@
-from devtools.mailsink import free_port
+from devtools.mailsink import MailSink, free_port
 from devtools.stack import preflight
 
 
@@ -20,3 +20,12 @@ def test_the_tools_read_the_environment_over_dotenv(monkeypatch, tmp_path):
     monkeypatch.delenv("AUTH_PORT", raising=False)
     env = environment()
     assert (env["REDIS_URL"], env["AUTH_PORT"]) == ("redis://from-env:6379/0", "9001")
+
+
+def test_a_mail_sink_stops_once_whatever_is_asked():
+    # A stack that failed to start has stopped its sink already; stopping it again must not raise.
+    never_started = MailSink()
+    never_started.stop()
+    sink = MailSink().start()
+    sink.stop()
+    sink.stop()

@@ -1,0 +1,175 @@
+"""Pieces of `make bench` (bench/compare.py) that run in a moment, apart from the broker:
+the messages it pre-queues, the counting SMTP sinks and the peers' job.
+
+The whole benchmark, even with --quick, takes longer than a unit test should
+(Celery alone needs seconds to start and stop); its table arithmetic is in
+test_bench_stats.py and a drain on the real servers in
+tests/integration/test_bench_compare.py.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import time
+
+import fakeredis
+import pytest
+
+from bench import sink as smtp_sink
+from bench.peers import MailJob, PeerConfig
+from bench.workload import Leftovers, code_request
+from common.messaging.consumer import Outcome
+from devtools.mailsink import free_port
+from devtools.stack import names_for
+
+KEY = "unit-test-code-key-that-is-long-enough-0123456789"
+
+
+def test_the_benchmark_queues_what_auth_publishes_for_a_registration(system):
+    status = system.client.post("/auth/register", json={"email": "ann@example.com", "password": "a long password"})
+    assert status.status_code == 201
+    [published] = system.broker.sent_to(system.auth_settings.account_creation_queue)
+    ours = code_request("bob@example.com", "Bob")
+
+    assert ours.type == published.type
+    assert ours.body.keys() == published.body.keys()
+    assert isinstance(ours.body["requested_at"], float)
+    assert len(ours.body["user_id"]) == len(published.body["user_id"]) == 32
+    assert len(ours.message_id) == len(published.message_id) == 32
+    int(ours.message_id, 16)  # hex, from secrets, as the worker's code derivation expects
+    ours_properties, published_properties = ours.properties(), published.properties()
+    for name in ("content_type", "delivery_mode", "type", "reply_to", "correlation_id"):
+        assert getattr(ours_properties, name) == getattr(published_properties, name), name
+    assert ours_properties.headers.keys() == published_properties.headers.keys()
+
+
+def test_the_worker_mails_a_code_for_a_message_the_benchmark_queues(system):
+    queue = system.worker_settings.account_creation_queue
+    system.broker.publish(queue, code_request("carol@example.com", "Carol"))
+    [delivery] = system.broker.deliveries
+    assert delivery.result.outcome is Outcome.ACK
+    assert system.codes_for("carol@example.com")
+
+
+def peer_config(sink: smtp_sink.CountingSink, reuse: bool) -> PeerConfig:
+    reuse_setting = "true" if reuse else "false"
+    return PeerConfig.from_env(
+        {**sink.smtp_settings(), "CODE_HMAC_KEY": KEY, "REDIS_KEY_PREFIX": "t", "BENCH_SMTP_REUSE": reuse_setting}
+    )
+
+
+@pytest.fixture(scope="module")
+def plain_sink():
+    sink = smtp_sink.CountingSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_sink(tmp_path_factory):
+    certificate = smtp_sink.self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    sink = smtp_sink.CountingSink(certificate, delay_seconds=0.005).start()
+    yield sink
+    sink.stop()
+
+
+def wait_for_count(sink: smtp_sink.CountingSink, count: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while sink.count < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return sink.count
+
+
+@pytest.mark.parametrize("reuse", [True, False], ids=["kept-connection", "connection-per-mail"])
+def test_the_peer_job_stores_the_registration_and_mails_text_and_html(plain_sink, reuse):
+    client = fakeredis.FakeRedis()
+    job = MailJob(peer_config(plain_sink, reuse), client)
+    before = plain_sink.count
+    try:
+        for index in range(3):
+            job.run(f"message-{index}", f"user-{index}", f"user{index}@example.com", "Name", 1.5)
+    finally:
+        job.close()
+    assert wait_for_count(plain_sink, before + 3) == before + 3
+    [key] = client.keys("t:pending:*")[:1]
+    stored = {name.decode(): value.decode() for name, value in client.hgetall(key).items()}
+    assert stored["attempts"] == "0" and stored["message_id"].startswith("message-")
+    assert len(stored["code_digest"]) == 64
+    assert 0 < client.ttl(key) <= 600
+
+
+def test_the_peers_mail_what_the_worker_mails(system, plain_sink):
+    job = MailJob(peer_config(plain_sink, reuse=True), fakeredis.FakeRedis())
+    ours = job._message("dan@example.com", "Dan", "123456")
+    context = {"name": "Dan", "code": "123456", "validity": "10 minutes", "link_token": "unused"}
+    with system.mailer.app.app_context():
+        workers = system.mailer.render("verify_email", "dan@example.com", context)
+    assert [part.get_content_type() for part in ours.iter_parts()] == ["text/plain", "text/html"]
+    assert ours["Subject"] == workers.subject
+    assert ours.get_body(("plain",)).get_content().rstrip("\n") == workers.body.rstrip("\n")
+    assert ours.get_body(("html",)).get_content().rstrip("\n") == workers.html.rstrip("\n")
+
+
+@pytest.mark.parametrize("reuse", [True, False], ids=["kept-connection", "connection-per-mail"])
+def test_the_peer_job_logs_in_over_starttls_trusting_only_the_throwaway_certificate(tls_sink, reuse):
+    job = MailJob(peer_config(tls_sink, reuse), fakeredis.FakeRedis())
+    before = tls_sink.count
+    try:
+        job.run("message-1", "user-1", "erin@example.com", None, 1.0)
+        job.run("message-2", "user-2", "frank@example.com", None, 2.0)
+    finally:
+        job.close()
+    assert wait_for_count(tls_sink, before + 2) == before + 2
+
+
+def test_the_tls_sink_refuses_mail_before_starttls_and_a_wrong_login(tls_sink):
+    with smtplib.SMTP("127.0.0.1", tls_sink.port, timeout=5) as smtp:
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            smtp.sendmail("a@example.com", ["b@example.com"], "Subject: x\r\n\r\nbody")
+        assert refused.value.smtp_code == 530  # "Must issue a STARTTLS command first"
+    context = ssl.create_default_context(cafile=str(tls_sink.tls.certificate))
+    with smtplib.SMTP("127.0.0.1", tls_sink.port, timeout=5) as smtp:
+        smtp.starttls(context=context)
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            smtp.login(smtp_sink.LOGIN, "not the password")
+
+
+def test_the_tls_sink_delays_each_reply(tls_sink):
+    # A lower bound only: each of the three replies (greeting, EHLO, NOOP) waits at least the delay.
+    started = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", tls_sink.port, timeout=5) as smtp:
+        smtp.ehlo()
+        smtp.noop()
+        elapsed = time.perf_counter() - started
+    assert elapsed >= 3 * 0.005
+
+
+def test_a_certificate_not_the_sinks_is_refused(tls_sink, tmp_path):
+    other = smtp_sink.self_signed_certificate(tmp_path)
+    context = ssl.create_default_context(cafile=str(other.certificate))
+    with smtplib.SMTP("127.0.0.1", tls_sink.port, timeout=5) as smtp, pytest.raises(ssl.SSLCertVerificationError):
+        smtp.starttls(context=context)
+
+
+def test_leftovers_that_cannot_be_removed_are_named(caplog):
+    closed = free_port()  # neither server answers there
+    servers = (f"amqp://guest:guest@127.0.0.1:{closed}/%2F", f"redis://127.0.0.1:{closed}/0")
+    runs = [Leftovers(*servers, plain_queues=["q.rpc"]), Leftovers(*servers)]
+    runs[1].add_names(names_for("bench-compare-0123456789"))
+    merged = Leftovers.all_of(runs)
+    assert merged.plain_queues == ["q.rpc"]
+    assert merged.work_queues == [
+        "bench-compare-0123456789.account_creation",
+        "bench-compare-0123456789.confirm_email_code",
+        "bench-compare-0123456789.account_confirmed",
+    ]
+    assert merged.redis_prefixes == ["bench-compare-0123456789:email", "bench-compare-0123456789:ratelimit"]
+
+    merged.remove(patience=0)
+
+    errors = [record.getMessage() for record in caplog.records if record.name == "bench"]
+    assert len(errors) == 3
+    assert "bench-compare-0123456789.account_creation" in errors[0]
+    assert "q.rpc" in errors[1]
+    assert "bench-compare-0123456789:email" in errors[2]
