@@ -56,6 +56,9 @@ class Settings(ServiceSettings):
     bcrypt_rounds: int = Field(12, ge=4, le=31)
     allow_weak_bcrypt: Flag = False
     resend_cooldown_seconds: int = Field(60, ge=0)
+    failed_login_warning_threshold: int = Field(3, ge=1)
+    lockout_threshold: int = Field(10, ge=1)
+    lockout_seconds: int = Field(900, ge=1)
     # A pending account not confirmed within this time is deleted.
     unverified_ttl_seconds: int = Field(7 * 86400, ge=1)
     ratelimit_enabled: Flag = True
@@ -120,6 +123,8 @@ class Settings(ServiceSettings):
             raise ValueError("BCRYPT_ROUNDS below 10 needs APP_ENV=development or ALLOW_WEAK_BCRYPT=true")
         if self.confirm_max_waiting >= self.auth_threads:
             raise ValueError("CONFIRM_MAX_WAITING must be fewer than AUTH_THREADS")
+        if self.failed_login_warning_threshold >= self.lockout_threshold:
+            raise ValueError("FAILED_LOGIN_WARNING_THRESHOLD must be below LOCKOUT_THRESHOLD")
         if self.trusted_proxy is not None and self.proxy_hops == 0:
             raise ValueError("TRUSTED_PROXY needs PROXY_HOPS, the number of proxies in front of the API")
         return self

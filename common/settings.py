@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
-from common.messaging.topology import RETRY_DELAYS_SECONDS, Topology
+from common.messaging.topology import DEFAULT_EVENTS_EXCHANGE, RETRY_DELAYS_SECONDS, Topology
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
@@ -100,6 +100,9 @@ class ServiceSettings(BaseSettings):
     account_creation_queue: QueueName = "ACCOUNT_CREATION_QUEUE"
     confirm_email_code_queue: QueueName = "CONFIRM_EMAIL_CODE_QUEUE"
     account_confirmed_queue: QueueName = "ACCOUNT_CONFIRMED_QUEUE"
+    # The worker's own queue of the account events it mails a notice about.
+    account_notifications_queue: QueueName = "ACCOUNT_NOTIFICATIONS_QUEUE"
+    account_events_exchange: QueueName = DEFAULT_EVENTS_EXCHANGE
     retry_delays_seconds: Delays = RETRY_DELAYS_SECONDS
 
     @property
@@ -114,6 +117,8 @@ class ServiceSettings(BaseSettings):
             self.confirm_email_code_queue,
             self.account_confirmed_queue,
             self.retry_delays_seconds,
+            self.account_notifications_queue,
+            self.account_events_exchange,
         )
 
     @property

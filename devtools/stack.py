@@ -46,6 +46,9 @@ def names_for(tag: str) -> dict[str, str]:
         "ACCOUNT_CREATION_QUEUE": f"{tag}.account_creation",
         "CONFIRM_EMAIL_CODE_QUEUE": f"{tag}.confirm_email_code",
         "ACCOUNT_CONFIRMED_QUEUE": f"{tag}.account_confirmed",
+        "ACCOUNT_NOTIFICATIONS_QUEUE": f"{tag}.account_notifications",
+        # An events exchange per run: a run's worker mails about its own users' events only.
+        "ACCOUNT_EVENTS_EXCHANGE": f"{tag}.account.events",
         "REDIS_KEY_PREFIX": f"{tag}:email",
         "RATELIMIT_KEY_PREFIX": f"{tag}:ratelimit",
     }
@@ -115,16 +118,22 @@ def http_form(url: str, fields: dict[str, str], timeout: float = 30) -> tuple[in
 
 
 def delete_queues(
-    rabbitmq_url: str, work_queues: list[str], retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS
+    rabbitmq_url: str,
+    work_queues: list[str],
+    retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS,
+    exchanges: list[str] | None = None,
 ) -> None:
-    """Remove a run's private queues (each work queue with its retry and dead-letter queues)."""
+    """Remove a run's private queues (each work queue with its retry, dead-letter and delay queues),
+    and its private exchanges if named. Deleting one that does not exist is no error."""
     connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
     try:
         channel = connection.channel()
         for name in work_queues:
             queue = topology.WorkQueue(name, retry_delays)
-            for queue_name in [queue.name, queue.dead_letter_queue, *queue.retry_queues]:
+            for queue_name in [queue.name, queue.dead_letter_queue, *queue.retry_queues, queue.delay_queue]:
                 channel.queue_delete(queue_name)
+        for exchange in exchanges or []:
+            channel.exchange_delete(exchange)
     finally:
         connection.close()
 

@@ -41,6 +41,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
 from common.messaging.topology import (
+    DEFAULT_EVENTS_EXCHANGE,
     REPLIES_EXCHANGE,
     REPLY_QUEUE_PREFIX,
     SHARED_EXCHANGES,
@@ -55,7 +56,6 @@ from common.settings import ServiceSettings, SettingsError
 VHOST = "/"
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 ADMINISTRATOR_TAG = "administrator"
-DEFAULT_EVENTS_EXCHANGE = "account.events"
 # The contract's account events are all "user.<event>"; auth may publish no other routing key there.
 EVENT_ROUTING_KEYS = r"^user\.[a-z_]+$"
 NOTHING = "^$"
@@ -65,6 +65,7 @@ MINIMUM_PASSWORD_CHARACTERS = 16
 URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
 RETRY_SUFFIX = r"\.retry\.[0-9]+s"
 DEAD_SUFFIX = r"\.dead"
+DELAY_SUFFIX = r"\.delayed"
 REPLY_QUEUES = re.escape(REPLY_QUEUE_PREFIX) + "[0-9a-f]{32}"
 
 
@@ -109,7 +110,6 @@ class BrokerSettings(ServiceSettings):
     """What the definitions are rendered from: the queues as the services read them, the events exchange,
     and the three accounts (compose only: each service container gets its own password alone)."""
 
-    account_events_exchange: str = DEFAULT_EVENTS_EXCHANGE
     rabbitmq_admin_user: BrokerUser = "admin"
     rabbitmq_admin_password: BrokerPassword
     rabbitmq_auth_user: BrokerUser = "auth-service"
@@ -142,23 +142,32 @@ def _named(*names: str) -> list[str]:
 
 
 def _with_ladder(queue: WorkQueue) -> str:
-    """The work queue, its retry queues (whatever RETRY_DELAYS_SECONDS) and its dead-letter queue."""
-    return re.escape(queue.name) + f"(?:{RETRY_SUFFIX}|{DEAD_SUFFIX})?"
+    """The work queue, its retry queues (whatever RETRY_DELAYS_SECONDS), its dead-letter queue and,
+    if it has one, its delay queue."""
+    delayed = f"|{DELAY_SUFFIX}" if queue.delayed else ""
+    return re.escape(queue.name) + f"(?:{RETRY_SUFFIX}|{DEAD_SUFFIX}{delayed})?"
 
 
 def _consumable(queue: WorkQueue) -> str:
-    # Creating a queue with a dead-letter exchange takes read permission on it: the work queue
-    # and its retry queues. The dead-letter queue is the operator's to read.
-    return re.escape(queue.name) + f"(?:{RETRY_SUFFIX})?"
+    # Creating a queue with a dead-letter exchange takes read permission on it: the work queue,
+    # its retry queues and its delay queue. The dead-letter queue is the operator's to read.
+    delayed = f"|{DELAY_SUFFIX}" if queue.delayed else ""
+    return re.escape(queue.name) + f"(?:{RETRY_SUFFIX}{delayed})?"
 
 
 def _consumer_of(inbox: Inbox) -> tuple[list[str], list[str], list[str]]:
     """What consuming an inbox takes: declare the exchanges and its queues, park retries and bind
     (write), bind from the producer's exchange and consume (read)."""
     ladders = [_with_ladder(queue) for queue in inbox.queues]
-    configure = [*_named(*SHARED_EXCHANGES, inbox.retries_exchange), *ladders]
+    # Binding a queue to the events exchange takes read permission on the exchange.
+    subscribed = _named(inbox.events_exchange) if any(queue.topics for queue in inbox.queues) else []
+    configure = [*_named(*SHARED_EXCHANGES, inbox.retries_exchange, inbox.events_exchange), *ladders]
     write = [*_named(inbox.retries_exchange), *ladders]
-    read = [*_named(inbox.exchange, inbox.retries_exchange), *(_consumable(queue) for queue in inbox.queues)]
+    read = [
+        *_named(inbox.exchange, inbox.retries_exchange),
+        *subscribed,
+        *(_consumable(queue) for queue in inbox.queues),
+    ]
     return configure, write, read
 
 
@@ -169,7 +178,7 @@ def service_permissions(topology: Topology, events_exchange: str = DEFAULT_EVENT
     return {
         "admin": Permissions(EVERYTHING, EVERYTHING, EVERYTHING),
         "auth": Permissions(
-            configure=_anchored(*auth_configure, *_named(events_exchange), REPLY_QUEUES),
+            configure=_anchored(*auth_configure, REPLY_QUEUES),
             write=_anchored(*_named(TO_WORKER_EXCHANGE, events_exchange), *auth_write, REPLY_QUEUES),
             read=_anchored(*_named(REPLIES_EXCHANGE), *auth_read, REPLY_QUEUES),
         ),

@@ -274,13 +274,16 @@ class Consumer(ConnectionThread):
 
 
 def publish(channel, routes: Topology, queue: str, message: Outgoing) -> None:
-    """Publish to ``queue`` through the exchange its producer may write, mandatory: no route is an error."""
+    """Publish to ``queue`` through the exchange its producer may write, mandatory: no route is an error.
+
+    ``queue`` may also be an account event's routing key (``user.*``), published on the events exchange."""
+    exchange, routing_key, mandatory = routes.route(queue)
     channel.basic_publish(
-        exchange=routes.inbox_of(queue).exchange,
-        routing_key=queue,
+        exchange=exchange,
+        routing_key=routing_key,
         body=message.encoded_body(),
         properties=message.properties(),
-        mandatory=True,
+        mandatory=mandatory,
     )
 
 

@@ -30,6 +30,8 @@ class Outgoing:
     request_id: str | None = None
     reply_to: str | None = None
     correlation_id: str | None = None
+    # Per-message TTL: a message published into a delay queue is due after this many milliseconds.
+    expiration_ms: int | None = None
 
     def encoded_body(self) -> bytes:
         return json.dumps({**self.body, "type": self.type}, separators=(",", ":")).encode()
@@ -44,6 +46,7 @@ class Outgoing:
             reply_to=self.reply_to,
             correlation_id=self.correlation_id,
             headers=headers,
+            expiration=None if self.expiration_ms is None else str(max(0, self.expiration_ms)),
         )
 
 

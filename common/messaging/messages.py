@@ -25,6 +25,10 @@ TEMPLATE_NAME_MAX_LENGTH = 64
 TEMPLATE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 NOTICE_CONTEXT_MAX_FIELDS = 16
 NOTICE_CONTEXT_MAX_LENGTH = 1000
+MOMENT_MAX_LENGTH = 40
+LOCALE_MAX_LENGTH = 35
+IP_MAX_LENGTH = 45
+DEVICE_MAX_LENGTH = 200
 
 
 class Purpose(enum.StrEnum):
@@ -243,6 +247,168 @@ class NoticeRequested(Message):
             if not isinstance(value, str) or len(value) > NOTICE_CONTEXT_MAX_LENGTH:
                 raise MalformedMessage(f"context field {str(key)[:40]!r} must be a short string")
         return cls(template=template, email=_string(message.body, "email", EMAIL_MAX_LENGTH), context=dict(context))
+
+
+@dataclass(frozen=True)
+class AccountEvent(Message):
+    """auth -> anyone bound to ACCOUNT_EVENTS_EXCHANGE: something happened to an account.
+
+    ``TYPE`` is the routing key, ``event_id`` the AMQP message id (a consumer
+    dedupes by it: an event is published at least once). No body carries a
+    password, code, token or hash. Each subclass adds the contract's extra fields.
+    """
+
+    event_id: str
+    occurred_at: str  # RFC 3339, UTC
+    user_id: str
+    email: str
+    locale: str | None
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        body = message.body
+        common = {
+            "event_id": _string(body, "event_id", ID_MAX_LENGTH),
+            "occurred_at": _string(body, "occurred_at", MOMENT_MAX_LENGTH),
+            "user_id": _string(body, "user_id", ID_MAX_LENGTH),
+            "email": _string(body, "email", EMAIL_MAX_LENGTH),
+            "locale": _optional_string(body, "locale", LOCALE_MAX_LENGTH),
+        }
+        if common["event_id"] != message.message_id:
+            raise MalformedMessage("field 'event_id' must be the message id")
+        return cls(**common, **cls.parse_extra(body))
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
+class UserRegistered(AccountEvent):
+    TYPE: ClassVar[str] = "user.registered"
+
+    name: str | None = None
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        return {"name": _optional_string(body, "name", NAME_MAX_LENGTH)}
+
+
+@dataclass(frozen=True)
+class UserVerified(AccountEvent):
+    TYPE: ClassVar[str] = "user.verified"
+
+
+@dataclass(frozen=True)
+class UserPasswordChanged(AccountEvent):
+    TYPE: ClassVar[str] = "user.password_changed"
+
+    reason: str = "change"  # "change" or "reset"
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        return {"reason": _choice(body, "reason", ("change", "reset"))}
+
+
+@dataclass(frozen=True)
+class UserEmailChanged(AccountEvent):
+    TYPE: ClassVar[str] = "user.email_changed"
+
+    old_email: str = ""
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        return {"old_email": _string(body, "old_email", EMAIL_MAX_LENGTH)}
+
+
+@dataclass(frozen=True)
+class UserLoginFailures(AccountEvent):
+    TYPE: ClassVar[str] = "user.login_failures"
+
+    failures: int = 0
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        failures = _optional_integer(body, "failures")
+        if failures is None or failures < 1:
+            raise MalformedMessage("field 'failures' must be a positive integer")
+        return {"failures": failures}
+
+
+@dataclass(frozen=True)
+class UserLocked(AccountEvent):
+    TYPE: ClassVar[str] = "user.locked"
+
+    until: str = ""  # RFC 3339, UTC
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        return {"until": _string(body, "until", MOMENT_MAX_LENGTH)}
+
+
+@dataclass(frozen=True)
+class UserUnlocked(AccountEvent):
+    TYPE: ClassVar[str] = "user.unlocked"
+
+    reason: str = "expired"  # "expired" or "reset"
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        return {"reason": _choice(body, "reason", ("expired", "reset"))}
+
+
+@dataclass(frozen=True)
+class UserLoginNewDevice(AccountEvent):
+    TYPE: ClassVar[str] = "user.login_new_device"
+
+    ip: str = ""
+    device: str = ""
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        return {"ip": _string(body, "ip", IP_MAX_LENGTH), "device": _string(body, "device", DEVICE_MAX_LENGTH)}
+
+
+ACCOUNT_EVENTS: tuple[type[AccountEvent], ...] = (
+    UserRegistered,
+    UserVerified,
+    UserPasswordChanged,
+    UserEmailChanged,
+    UserLoginFailures,
+    UserLocked,
+    UserUnlocked,
+    UserLoginNewDevice,
+)
+
+
+@dataclass(frozen=True)
+class LockDue(Message):
+    """auth -> auth, through a delay queue: the lock ``lock_id`` of the account is due to end.
+
+    Published when the account is locked with a per-message TTL of the lock's
+    length; the broker dead-letters it into ACCOUNT_CONFIRMED_QUEUE when the
+    TTL runs out, so the lock ends (and its email goes out) without a sleeping
+    thread or a login to notice it.
+    """
+
+    TYPE: ClassVar[str] = "lock.due"
+
+    user_id: str
+    lock_id: str
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        return cls(
+            user_id=_string(message.body, "user_id", ID_MAX_LENGTH),
+            lock_id=_string(message.body, "lock_id", ID_MAX_LENGTH),
+        )
+
+
+def _choice(body: dict, name: str, choices: tuple[str, ...]) -> str:
+    value = body.get(name)
+    if value not in choices:
+        raise MalformedMessage(f"field {name!r} must be one of {', '.join(choices)}")
+    return str(value)
 
 
 def _purpose(message: Incoming, legacy_types: frozenset[str]) -> Purpose:

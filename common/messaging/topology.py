@@ -45,6 +45,7 @@ queue arguments; both services should still use the same one.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -59,16 +60,38 @@ AUTH_RETRIES_EXCHANGE = "verification.auth.retries"
 SHARED_EXCHANGES = (TO_WORKER_EXCHANGE, TO_AUTH_EXCHANGE, REPLIES_EXCHANGE)
 # Reply queues are named here, not by the broker, so that permissions can name them.
 REPLY_QUEUE_PREFIX = "verification.replies."
+DEFAULT_EVENTS_EXCHANGE = "account.events"
+# The contract's account events are all "user.<event>": a destination of this form is an event's
+# routing key on the events exchange, not a queue (auth's broker account may publish no other key there).
+EVENT_ROUTING_KEY = re.compile(r"user\.[a-z_]+")
+# The events the worker mails a notice about; its notification queue is bound to these alone.
+MAILED_EVENTS = (
+    "user.verified",
+    "user.password_changed",
+    "user.login_failures",
+    "user.locked",
+    "user.unlocked",
+    "user.login_new_device",
+)
 
 
 @dataclass(frozen=True)
 class WorkQueue:
     name: str
     retry_delays: tuple[int, ...] = RETRY_DELAYS_SECONDS
+    # Routing keys on the events exchange whose events this queue receives.
+    topics: tuple[str, ...] = ()
+    # A delay queue: its messages carry their own TTL (AMQP ``expiration``) and are dead-lettered
+    # into this queue when it runs out, which schedules work with the broker (a lock's end).
+    delayed: bool = False
 
     @property
     def dead_letter_queue(self) -> str:
         return f"{self.name}.dead"
+
+    @property
+    def delay_queue(self) -> str:
+        return f"{self.name}.delayed"
 
     def retry_queue(self, attempt: int) -> str:
         """The retry queue for the given retry number (0-based), capped at the last step."""
@@ -90,6 +113,7 @@ class Inbox:
     exchange: str
     retries_exchange: str
     queues: tuple[WorkQueue, ...]
+    events_exchange: str = DEFAULT_EVENTS_EXCHANGE
 
 
 @dataclass(frozen=True)
@@ -100,22 +124,26 @@ class Topology:
     confirm_email_code: str
     account_confirmed: str
     retry_delays: tuple[int, ...] = RETRY_DELAYS_SECONDS
+    # The worker's queue of account events it mails about (None: a topology without notices).
+    account_notifications: str | None = None
+    events_exchange: str = DEFAULT_EVENTS_EXCHANGE
 
     @property
     def worker(self) -> Inbox:
-        return Inbox(
-            TO_WORKER_EXCHANGE,
-            WORKER_RETRIES_EXCHANGE,
-            (self.work_queue(self.account_creation), self.work_queue(self.confirm_email_code)),
-        )
+        queues = [self.work_queue(self.account_creation), self.work_queue(self.confirm_email_code)]
+        if self.account_notifications is not None:
+            queues.append(WorkQueue(self.account_notifications, self.retry_delays, topics=MAILED_EVENTS))
+        return Inbox(TO_WORKER_EXCHANGE, WORKER_RETRIES_EXCHANGE, tuple(queues), self.events_exchange)
 
     @property
     def auth(self) -> Inbox:
-        return Inbox(TO_AUTH_EXCHANGE, AUTH_RETRIES_EXCHANGE, (self.work_queue(self.account_confirmed),))
+        confirmed = WorkQueue(self.account_confirmed, self.retry_delays, delayed=True)
+        return Inbox(TO_AUTH_EXCHANGE, AUTH_RETRIES_EXCHANGE, (confirmed,), self.events_exchange)
 
     @property
     def work_queues(self) -> list[str]:
-        return [self.account_creation, self.confirm_email_code, self.account_confirmed]
+        names = [self.account_creation, self.confirm_email_code, self.account_confirmed]
+        return names if self.account_notifications is None else [*names, self.account_notifications]
 
     def work_queue(self, name: str) -> WorkQueue:
         return WorkQueue(name, self.retry_delays)
@@ -126,6 +154,18 @@ class Topology:
             if any(work_queue.name == queue for work_queue in inbox.queues):
                 return inbox
         raise KeyError(f"{queue!r} is not a work queue of this topology")
+
+    def route(self, destination: str) -> tuple[str, str, bool]:
+        """(exchange, routing key, mandatory) of a destination: an event's routing key, a delay
+        queue, or a work queue. Events are not mandatory: a topic exchange drops an event nobody
+        has bound, as publish-subscribe does; a queue's message must reach its queue."""
+        if EVENT_ROUTING_KEY.fullmatch(destination):
+            return self.events_exchange, destination, False
+        for inbox in (self.worker, self.auth):
+            for queue in inbox.queues:
+                if queue.delayed and queue.delay_queue == destination:
+                    return inbox.retries_exchange, destination, True
+        return self.inbox_of(destination).exchange, destination, True
 
 
 def _quorum(extra: dict | None = None) -> dict:
@@ -143,6 +183,7 @@ def declare(channel, inbox: Inbox) -> None:
 def declare_exchanges(channel, inbox: Inbox) -> None:
     for exchange in (*SHARED_EXCHANGES, inbox.retries_exchange):
         channel.exchange_declare(exchange, exchange_type="direct", durable=True)
+    channel.exchange_declare(inbox.events_exchange, exchange_type="topic", durable=True)
 
 
 def declare_queue(channel, inbox: Inbox, queue: WorkQueue) -> None:
@@ -171,8 +212,21 @@ def declare_queue(channel, inbox: Inbox, queue: WorkQueue) -> None:
                 }
             ),
         )
+    parked = [queue.dead_letter_queue, *queue.retry_queues]
+    if queue.delayed:
+        # No TTL of its own: each message says when it is due, and goes back to the work queue then.
+        channel.queue_declare(
+            queue=queue.delay_queue,
+            durable=True,
+            arguments=_quorum(
+                {"x-dead-letter-exchange": inbox.retries_exchange, "x-dead-letter-routing-key": queue.name}
+            ),
+        )
+        parked.append(queue.delay_queue)
     channel.queue_bind(queue.name, inbox.exchange, routing_key=queue.name)
-    for name in (queue.name, queue.dead_letter_queue, *queue.retry_queues):
+    for topic in queue.topics:
+        channel.queue_bind(queue.name, inbox.events_exchange, routing_key=topic)
+    for name in (queue.name, *parked):
         channel.queue_bind(name, inbox.retries_exchange, routing_key=name)
 
 

@@ -77,6 +77,7 @@ class FaultRun:
             self.names["ACCOUNT_CREATION_QUEUE"],
             self.names["CONFIRM_EMAIL_CODE_QUEUE"],
             self.names["ACCOUNT_CONFIRMED_QUEUE"],
+            self.names["ACCOUNT_NOTIFICATIONS_QUEUE"],
         ]
 
     @property

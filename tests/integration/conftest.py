@@ -61,7 +61,11 @@ class Stacks:
             stack.stop()
         client = redis.Redis.from_url(REDIS_URL)
         for _, names in self._started:
-            delete_queues(RABBITMQ_URL, [value for key, value in names.items() if key.endswith("_QUEUE")])
+            delete_queues(
+                RABBITMQ_URL,
+                [value for key, value in names.items() if key.endswith("_QUEUE")],
+                exchanges=[names["ACCOUNT_EVENTS_EXCHANGE"]],
+            )
             for pattern in (f"{names['REDIS_KEY_PREFIX']}:*", f"*{names['RATELIMIT_KEY_PREFIX']}*"):
                 for key in client.scan_iter(match=pattern):
                     client.delete(key)

@@ -51,7 +51,7 @@ def test_a_service_declares_the_exchanges_and_only_the_queues_it_consumes():
     channel = RecordingChannel()
     topology.declare(channel, ROUTES.worker)
     exchanges = [args[0] for name, args, _ in channel.calls if name == "exchange_declare"]
-    assert exchanges == [*topology.SHARED_EXCHANGES, topology.WORKER_RETRIES_EXCHANGE]
+    assert exchanges == [*topology.SHARED_EXCHANGES, topology.WORKER_RETRIES_EXCHANGE, topology.DEFAULT_EVENTS_EXCHANGE]
     declared = {kwargs["queue"]: kwargs["arguments"] for name, _, kwargs in channel.calls if name == "queue_declare"}
     assert set(declared) == {
         f"{queue}{suffix}" for queue in ("reg.q", "code.q") for suffix in ("", ".dead", ".retry.2s", ".retry.10s")
@@ -66,6 +66,51 @@ def test_a_service_declares_the_exchanges_and_only_the_queues_it_consumes():
     bindings = {args for name, args, _ in channel.calls if name == "queue_bind"}
     assert ("reg.q", topology.TO_WORKER_EXCHANGE) in {(queue, exchange) for queue, exchange in bindings}
     assert all(exchange != topology.TO_AUTH_EXCHANGE for _, exchange in bindings)
+
+
+def test_events_go_to_the_topic_exchange_and_the_notification_queue_is_bound_to_the_mailed_ones():
+    routes = topology.Topology("reg.q", "code.q", "confirmed.q", (2, 10), "notices.q", "events.x")
+    channel = RecordingChannel()
+    publisher = ChannelPublisher(channel, routes)
+    publisher.publish("user.verified", Outgoing(type="user.verified", body={}))
+    publisher.publish("confirmed.q.delayed", Outgoing(type="lock.due", body={}, expiration_ms=5000))
+    [(_, _, event), (_, _, due)] = channel.calls
+    # An event nobody bound is dropped by the exchange (publish-subscribe), never an error.
+    assert (event["exchange"], event["routing_key"], event["mandatory"]) == ("events.x", "user.verified", False)
+    assert (due["exchange"], due["routing_key"], due["mandatory"]) == (
+        topology.AUTH_RETRIES_EXCHANGE,
+        "confirmed.q.delayed",
+        True,
+    )
+    assert due["properties"].expiration == "5000"
+
+    channel = RecordingChannel()
+    topology.declare(channel, routes.worker)
+    assert ("events.x",) == tuple(
+        args[0]
+        for name, args, kwargs in channel.calls
+        if name == "exchange_declare" and kwargs["exchange_type"] == "topic"
+    )
+    bound = {
+        args[2] if len(args) > 2 else kwargs["routing_key"]
+        for name, args, kwargs in channel.calls
+        if name == "queue_bind" and args[:2] == ("notices.q", "events.x")
+    }
+    assert bound == set(topology.MAILED_EVENTS)
+
+    channel = RecordingChannel()
+    topology.declare(channel, routes.auth)
+    declared = {kwargs["queue"]: kwargs["arguments"] for name, _, kwargs in channel.calls if name == "queue_declare"}
+    # The delay queue has no TTL of its own and leads back to auth's queue.
+    assert "x-message-ttl" not in declared["confirmed.q.delayed"]
+    assert declared["confirmed.q.delayed"]["x-dead-letter-routing-key"] == "confirmed.q"
+    permissions = access.service_permissions(routes, "events.x")
+    assert re.fullmatch(permissions["auth"].configure, "confirmed.q.delayed")
+    assert not re.fullmatch(permissions["worker"].configure, "confirmed.q.delayed")
+    assert re.fullmatch(permissions["worker"].read, "events.x") and re.fullmatch(
+        permissions["worker"].read, "notices.q"
+    )
+    assert not re.fullmatch(permissions["auth"].read, "events.x")
 
 
 def test_password_hashes_are_rabbitmqs_salted_sha256():

@@ -256,13 +256,14 @@ def test_both_services_read_the_shared_settings_alike():
         "ACCOUNT_CREATION_QUEUE": "a",
         "CONFIRM_EMAIL_CODE_QUEUE": "b",
         "ACCOUNT_CONFIRMED_QUEUE": "c",
+        "ACCOUNT_NOTIFICATIONS_QUEUE": "d",
         "RETRY_DELAYS_SECONDS": "1,2",
         "LOG_LEVEL": "warning",
     }
     auth, worker = AuthSettings.from_env(env), WorkerSettings.from_env(env)
     for name in ServiceSettings.model_fields:
         assert getattr(auth, name) == getattr(worker, name), name
-    assert auth.work_queues == worker.work_queues == ["a", "b", "c"]
+    assert auth.work_queues == worker.work_queues == ["a", "b", "c", "d"]
 
 
 # --- secrets stay secret

@@ -205,6 +205,8 @@ def test_definitions_permissions_compile_and_fit_the_configured_queue_names(env_
     broker = access.BrokerSettings.from_env(env_example)
     routes = broker.topology
     creation, confirm, confirmed = routes.account_creation, routes.confirm_email_code, routes.account_confirmed
+    notifications = routes.account_notifications
+    assert notifications is not None
     to_worker, to_auth, replies = topology.TO_WORKER_EXCHANGE, topology.TO_AUTH_EXCHANGE, topology.REPLIES_EXCHANGE
     auth_retries, worker_retries = topology.AUTH_RETRIES_EXCHANGE, topology.WORKER_RETRIES_EXCHANGE
     events = env_example["ACCOUNT_EVENTS_EXCHANGE"]
@@ -215,20 +217,25 @@ def test_definitions_permissions_compile_and_fit_the_configured_queue_names(env_
     def ladder(queue: str, dead: bool = True) -> set[str]:
         return {queue, *routes.work_queue(queue).retry_queues, f"{queue}.retry.999s", *([f"{queue}.dead"] * dead)}
 
+    delayed = {f"{confirmed}.delayed"}
+    worker_queues = ladder(creation) | ladder(confirm) | ladder(notifications)
+    worker_consumed = ladder(creation, False) | ladder(confirm, False) | ladder(notifications, False)
     every_name = {"amq.default", to_worker, to_auth, replies, auth_retries, worker_retries, events, reply_queue}
-    every_name |= ladder(creation) | ladder(confirm) | ladder(confirmed)
+    every_name |= worker_queues | ladder(confirmed) | delayed | {f"{creation}.delayed"}
 
     def allowed(role: str, kind: str) -> set[str]:
         pattern = re.compile(granted[env_example[f"RABBITMQ_{role.upper()}_USER"]][kind])
         return {name for name in every_name if pattern.fullmatch(name)}
 
     shared = {to_worker, to_auth, replies}
-    assert allowed("auth", "configure") == shared | {auth_retries, events, reply_queue} | ladder(confirmed)
-    assert allowed("auth", "write") == {to_worker, auth_retries, events, reply_queue} | ladder(confirmed)
-    assert allowed("auth", "read") == {to_auth, replies, auth_retries, reply_queue} | ladder(confirmed, dead=False)
-    assert allowed("worker", "configure") == shared | {worker_retries} | ladder(creation) | ladder(confirm)
-    assert allowed("worker", "write") == {to_auth, replies, worker_retries} | ladder(creation) | ladder(confirm)
-    assert allowed("worker", "read") == {to_worker, worker_retries} | ladder(creation, False) | ladder(confirm, False)
+    mine = ladder(confirmed) | delayed
+    assert allowed("auth", "configure") == shared | {auth_retries, events, reply_queue} | mine
+    assert allowed("auth", "write") == {to_worker, auth_retries, events, reply_queue} | mine
+    assert allowed("auth", "read") == {to_auth, replies, auth_retries, reply_queue} | ladder(confirmed, False) | delayed
+    assert allowed("worker", "configure") == shared | {worker_retries, events} | worker_queues
+    assert allowed("worker", "write") == {to_auth, replies, worker_retries} | worker_queues
+    # Reading the events exchange lets the worker bind its notification queue to it.
+    assert allowed("worker", "read") == {to_worker, worker_retries, events} | worker_consumed
     [topic] = document["topic_permissions"]
     assert topic["exchange"] == events and topic["user"] == env_example["RABBITMQ_AUTH_USER"]
     assert re.fullmatch(topic["write"], "user.verified") and not re.fullmatch(topic["write"], "account.confirmed")
