@@ -31,7 +31,10 @@ from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.tokens import TokenIssuer
 from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
 from auth_service.entrypoints.http.app import create_app
+from auth_service.domain.lockout import LockoutPolicy
+from auth_service.events import AccountEvents
 from auth_service.lifecycle import AccountLifecycle
+from auth_service.logins import FailedLogins, KnownDevices
 from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService
@@ -51,6 +54,7 @@ class AuthSystem:
     accounts: AccountService
     lifecycle: AccountLifecycle
     sessions: SessionService
+    failed_logins: FailedLogins
     users: MongoUserRepository
     bus: MessageBus
     codes: CodeClient
@@ -154,6 +158,15 @@ def build(
         resend_requested = relay_wakeup.set if isinstance(bus, RabbitMessageBus) else code_asks.process
     code_asks.wake_with(resend_requested)
     hasher = PasswordHasher(settings.bcrypt_rounds)
+    events = AccountEvents(clock)
+    failed_logins = FailedLogins(
+        users,
+        outbox,
+        events,
+        LockoutPolicy(settings.failed_login_warning_threshold, settings.lockout_threshold, settings.lockout_seconds),
+        timer_queue=settings.topology.auth.queues[0].delay_queue,
+        clock=clock,
+    )
     sessions = SessionService(
         users=users,
         sessions=session_store,
@@ -166,7 +179,9 @@ def build(
         ),
         hasher=hasher,
         policy=SessionPolicy(settings.refresh_ttl_seconds, settings.refresh_reuse_grace_seconds),
+        outbox=outbox,
         clock=clock,
+        events=events,
     )
     accounts = AccountService(
         users=users,
@@ -176,17 +191,31 @@ def build(
         sessions=sessions,
         code_asks=code_asks,
         confirming_codes=ConfirmingCodes.from_secret(settings.jwt_secret.get_secret_value()),
+        failed_logins=failed_logins,
+        devices=KnownDevices(users, outbox, events, clock),
         unverified_ttl_seconds=settings.unverified_ttl_seconds,
         clock=clock,
+        events=events,
     )
-    lifecycle = AccountLifecycle(users, codes, outbox, hasher, sessions, code_asks, clock=clock)
+    lifecycle = AccountLifecycle(
+        users,
+        codes,
+        outbox,
+        hasher,
+        sessions,
+        code_asks,
+        failed_logins,
+        accounts.mark_verified,
+        clock=clock,
+        events=events,
+    )
 
     if isinstance(bus, RabbitMessageBus):
         background.append(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=code_verified_router(lifecycle),
+                handler=code_verified_router(lifecycle, failed_logins),
                 topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
@@ -212,6 +241,7 @@ def build(
         accounts=accounts,
         lifecycle=lifecycle,
         sessions=sessions,
+        failed_logins=failed_logins,
         users=users,
         bus=bus,
         codes=codes,

@@ -22,11 +22,13 @@ from auth_service.codes import CodeClient, error_for, new_submission_id
 from auth_service.domain.accounts import PendingChange, User, normalize_email
 from auth_service.domain.errors import CodeExpired, EmailTaken, InvalidCredentials
 from auth_service.domain.passwords import PasswordHasher
+from auth_service.events import AccountEvents
+from auth_service.logins import FailedLogins
 from auth_service.outbox import Outbox
 from auth_service.ports import ResendRequest, UserRepository
 from auth_service.sessions import SessionService
 from common.links import parse_link_token_reference
-from common.messaging.messages import Purpose
+from common.messaging.messages import Purpose, UserEmailChanged, UserPasswordChanged, UserVerified
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,15 @@ class AccountLifecycle:
         hasher: PasswordHasher,
         sessions: SessionService,
         code_asks: CodeAsks,
+        failed_logins: FailedLogins,
+        mark_verified: Callable[[User, int, str | None], bool],
         clock: Callable[[], float] = time.time,
+        events: AccountEvents | None = None,
     ):
         self._users = users
+        self._failed_logins = failed_logins
+        self._mark_verified = mark_verified
+        self._events = events if events is not None else AccountEvents(clock)
         self._code_asks = code_asks
         code_asks.on(Purpose.RESET_PASSWORD, self._issue_reset_code)
         self._codes = codes
@@ -208,7 +216,8 @@ class AccountLifecycle:
         (``sequence``; a message without one applies only to an account stored before they
         existed), and leaves ``confirmation``, auth's keyed hash of the code, on the account."""
         if purpose is Purpose.VERIFY_EMAIL:
-            return self._users.mark_verified(user_id, self._now(), sequence or 0, confirmation)
+            user = self._users.by_id(user_id)
+            return user is not None and self._mark_verified(user, sequence or 0, confirmation)
         return self._appliers[purpose](user_id, submission_id or "", email)
 
     def _stored_change(self, user_id: str, submission_id: str, email: str | None) -> PendingChange | None:
@@ -223,14 +232,23 @@ class AccountLifecycle:
 
     def _apply_reset(self, user_id: str, submission_id: str, email: str | None) -> bool:
         change = self._stored_change(user_id, submission_id, email)
-        if change is None or change.password_hash is None:
+        before = self._users.by_id(user_id)
+        if change is None or change.password_hash is None or before is None:
             return False
-        # One update: the new hash, the address proved, every earlier token refused. The
-        # failed-login lock (issue 8, "Failed logins and locks") is to end in this update too.
-        updated = self._sessions.apply_reset(user_id, change)
-        if updated is not None:
-            log.info("password reset applied", extra={"user_id": user_id})
-        return updated is not None
+        # One update: the new hash, the address proved, every earlier token refused, the
+        # failed-login lock and streak ended, and the events of all that.
+        announce = [
+            self._events.entry(UserPasswordChanged, before, reason="reset"),
+            *self._failed_logins.unlocked_by_reset(before),
+        ]
+        updated = self._sessions.apply_reset(user_id, change, announce)
+        if updated is None:
+            return False
+        log.info("password reset applied", extra={"user_id": user_id})
+        verified = self._events.entry(UserVerified, updated)
+        if self._users.record_first_verification(user_id, self._now(), [verified], self._outbox.relay_after()):
+            self._outbox.deliver(user_id, verified)
+        return True
 
     def _apply_email_change(self, user_id: str, submission_id: str, email: str | None) -> bool:
         change = self._stored_change(user_id, submission_id, email)
@@ -239,12 +257,15 @@ class AccountLifecycle:
         before = self._users.by_id(user_id)
         if before is None:
             return False
-        notice = self._codes.notice(EMAIL_CHANGED, before.email, {"new_email": change.new_email})
+        announce = [
+            self._codes.notice(EMAIL_CHANGED, before.email, {"new_email": change.new_email}),
+            self._events.entry(UserEmailChanged, before, email=change.new_email, old_email=before.email),
+        ]
         updated = self._users.apply_email_change(
-            user_id, change, self._now(), notice, publish_after=self._outbox.relay_after()
+            user_id, change, self._now(), announce, publish_after=self._outbox.relay_after()
         )
         if updated is None:
             return False
         log.info("email address changed", extra={"user_id": user_id})
-        self._outbox.deliver(user_id, notice)
+        self._outbox.deliver_all(user_id, announce)
         return True

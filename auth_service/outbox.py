@@ -54,6 +54,12 @@ class Outbox:
         self._users.outbox_delivered(user_id, entry.message.message_id)
         return True
 
+    def deliver_all(self, user_id: str, entries: list[OutboxEntry]) -> None:
+        """Publish entries stored in one write, in order; the first the broker refuses leaves the rest to the relay."""
+        for entry in entries:
+            if not self.deliver(user_id, entry):
+                return
+
     def relay_due(self, lease_seconds: float = 30.0) -> int:
         """Publish messages whose request did not manage to; returns how many went out.
 

@@ -37,24 +37,38 @@ class ResendRequest:
 
 
 class UserRepository(Protocol):
-    def add(self, user: User, outbox: OutboxEntry, publish_after: datetime) -> None:
+    def add(self, user: User, outbox: list[OutboxEntry], publish_after: datetime) -> None:
         """Insert a new account; ``EmailTaken`` if the address has one already."""
         ...
 
     def by_email(self, email: str) -> User | None: ...
     def by_id(self, user_id: str) -> User | None: ...
 
-    def replace_pending(self, current: User, updated: User, outbox: OutboxEntry, publish_after: datetime) -> bool:
+    def replace_pending(
+        self, current: User, updated: User, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> bool:
         """Write ``updated`` over a pending account and queue a message, only if it is still as in
         ``current`` (same ``code_seq``); False if a concurrent change came first."""
         ...
 
     def remove_expired(self, user_id: str, now: datetime) -> bool: ...
 
-    def mark_verified(self, user_id: str, at: datetime, code_seq: int, confirmed_code_tag: str | None) -> bool:
+    def mark_verified(
+        self,
+        user_id: str,
+        at: datetime,
+        code_seq: int,
+        confirmed_code_tag: str | None,
+        outbox: list[OutboxEntry],
+        publish_after: datetime,
+    ) -> bool:
         """Verify a pending account, unless its registration is newer than the code that proved the
-        address (``registered_seq > code_seq``); True if this call verified it."""
+        address (``registered_seq > code_seq``); True if this call verified it (and stored ``outbox``)."""
         ...
+
+    def record_first_verification(
+        self, user_id: str, at: datetime, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> bool: ...
 
     def replace_password_hash(self, user_id: str, password_hash: str) -> None: ...
     def add_pending_change(self, user_id: str, change: PendingChange) -> None: ...
@@ -64,7 +78,7 @@ class UserRepository(Protocol):
         self, user_id: str, new_email: str, outbox: list[OutboxEntry], publish_after: datetime
     ) -> None: ...
     def apply_email_change(
-        self, user_id: str, change: PendingChange, at: datetime, notice: OutboxEntry, publish_after: datetime
+        self, user_id: str, change: PendingChange, at: datetime, outbox: list[OutboxEntry], publish_after: datetime
     ) -> User | None: ...
     def bump_token_version(
         self,
@@ -73,7 +87,26 @@ class UserRepository(Protocol):
         password_hash: str | None = None,
         expected_version: int | None = None,
         reset: PendingChange | None = None,
+        outbox: list[OutboxEntry] | None = None,
+        publish_after: datetime | None = None,
     ) -> User | None: ...
+    def count_login_failure(
+        self,
+        user_id: str,
+        before: int,
+        after: int,
+        now: datetime,
+        lock: tuple[datetime, str] | None,
+        outbox: list[OutboxEntry],
+        publish_after: datetime,
+    ) -> bool: ...
+    def clear_login_failures(self, user_id: str) -> None: ...
+    def end_lock(
+        self, user_id: str, lock_id: str, now: datetime, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> bool: ...
+    def remember_device(
+        self, user_id: str, key: str, now: datetime, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> bool: ...
     def add_outbox(self, user_id: str, outbox: OutboxEntry, publish_after: datetime) -> None: ...
     def outbox_delivered(self, user_id: str, message_id: str) -> None: ...
     def claim_due_outbox(self, now: datetime, lease_until: datetime) -> tuple[str, list[OutboxEntry]] | None: ...

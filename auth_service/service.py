@@ -16,6 +16,7 @@ from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, error_for
 from auth_service.domain.accounts import Status, User, next_sequence, normalize_email
 from auth_service.domain.confirmations import ConfirmingCodes
+from auth_service.domain.devices import Device
 from auth_service.domain.errors import (
     CodeExpired,
     EmailNotVerified,
@@ -25,10 +26,12 @@ from auth_service.domain.errors import (
 )
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.sessions import TokenPair
+from auth_service.events import AccountEvents
+from auth_service.logins import FailedLogins, KnownDevices
 from auth_service.outbox import Outbox
 from auth_service.ports import OutboxEntry, ResendRequest, UserRepository
 from auth_service.sessions import SessionService
-from common.messaging.messages import Purpose, Verdict
+from common.messaging.messages import Purpose, UserRegistered, UserVerified, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +69,14 @@ class AccountService:
         sessions: SessionService,
         code_asks: CodeAsks,
         confirming_codes: ConfirmingCodes,
+        failed_logins: FailedLogins,
+        devices: KnownDevices,
         unverified_ttl_seconds: int,
         clock: Callable[[], float] = time.time,
+        events: AccountEvents | None = None,
     ):
         self._users = users
+        self._events = events if events is not None else AccountEvents(clock)
         self._codes = codes
         self._outbox = outbox
         self._hasher = hasher
@@ -77,6 +84,8 @@ class AccountService:
         self._code_asks = code_asks
         code_asks.on(Purpose.VERIFY_EMAIL, self._issue_resent_code)
         self._confirming_codes = confirming_codes
+        self._failed_logins = failed_logins
+        self._devices = devices
         self._unverified_ttl = timedelta(seconds=unverified_ttl_seconds)
         self._clock = clock
 
@@ -108,22 +117,26 @@ class AccountService:
             }
             if current is None:
                 user = User(id=uuid.uuid4().hex, email=email, **registration)
-                entry = self._code_request(user, request_id)
+                entries = self._registration_messages(user, request_id)
                 try:
-                    self._users.add(user, entry, publish_after=self._outbox.relay_after())
+                    self._users.add(user, entries, publish_after=self._outbox.relay_after())
                 except EmailTaken:  # registered in parallel, maybe still pending: look again
                     continue
                 break
             user = dataclasses.replace(current, **registration)
-            entry = self._code_request(user, request_id)
-            if self._users.replace_pending(current, user, entry, publish_after=self._outbox.relay_after()):
+            entries = self._registration_messages(user, request_id)
+            if self._users.replace_pending(current, user, entries, publish_after=self._outbox.relay_after()):
                 log.info("pending registration replaced by a new one", extra={"user_id": user.id})
                 break
         else:
             raise ServiceUnavailable("This address is being registered right now. Try again shortly.")
         self._codes.start_cooldown(Purpose.VERIFY_EMAIL, email)
-        self._outbox.deliver(user.id, entry)
+        self._outbox.deliver_all(user.id, entries)
         return user
+
+    def _registration_messages(self, user: User, request_id: str | None) -> list[OutboxEntry]:
+        """What a stored registration sends: its code request, then the ``user.registered`` event."""
+        return [self._code_request(user, request_id), self._events.entry(UserRegistered, user, name=user.name)]
 
     def resend_code(self, email: str, request_id: str | None = None) -> None:
         """Ask for a fresh code. Answers alike, and after the same work, for every address: the relay
@@ -141,7 +154,7 @@ class AccountService:
             # The request's id, drawn from secrets, names the code request: acting on it twice
             # (a relay that died before recording it done) mails the same code, never a second one.
             entry = self._code_request(user, request.request_id, message_id=request.id)
-            if self._users.replace_pending(current, user, entry, publish_after=self._outbox.relay_after()):
+            if self._users.replace_pending(current, user, [entry], publish_after=self._outbox.relay_after()):
                 self._outbox.deliver(user.id, entry)
                 return
         log.warning("resend not acted on: the account kept changing", extra={"user_id": current and current.id})
@@ -166,7 +179,7 @@ class AccountService:
         if verdict is None:
             return Confirmation(False, user)
         if verdict.verified:
-            if self._users.mark_verified(user.id, self._now(), verdict.sequence or 0, tag):
+            if self.mark_verified(user, verdict.sequence or 0, tag):
                 return Confirmation(True, self._users.by_id(user.id) or user)
             # Verified already (auth's consumer got there first), or the code was issued for a
             # registration that a newer one has replaced since: that code is void.
@@ -176,23 +189,42 @@ class AccountService:
             return self._already_confirmed(self._users.by_id(user.id), code)
         raise error_for(verdict)
 
+    def mark_verified(self, user: User, sequence: int, confirmation: str | None) -> bool:
+        """Verify a pending account with the ``user.verified`` event in the same write; True if this call did."""
+        event = self._events.entry(UserVerified, user)
+        if not self._users.mark_verified(
+            user.id, self._now(), sequence, confirmation, [event], publish_after=self._outbox.relay_after()
+        ):
+            return False
+        self._outbox.deliver(user.id, event)
+        return True
+
     def _already_confirmed(self, user: User | None, code: str) -> Confirmation:
         codes = self._confirming_codes
         if user is not None and user.verified and codes.matches(user.confirmed_code_tag, user.id, code):
             return Confirmation(True, user)
         raise CodeExpired()
 
-    def login(self, email: str, password: str) -> TokenPair:
+    def login(self, email: str, password: str, device: Device | None = None) -> TokenPair:
         user = self._live_user(normalize_email(email))
         if user is None:
             self._hasher.burn_time(password)
             raise InvalidCredentials()
-        if not self._hasher.verify(password, user.password_hash):
+        # Checked even during a lock, so that a locked account costs the same time as any other.
+        right = self._hasher.verify(password, user.password_hash)
+        if self._failed_logins.locked(user):
+            raise InvalidCredentials()  # the right password too: the same answer as a wrong one
+        if not right:
+            if user.verified:  # an unconfirmed address is nobody's to warn yet
+                self._failed_logins.failed(user)
             raise InvalidCredentials()
         if not user.verified:
             raise EmailNotVerified()
+        self._failed_logins.succeeded(user)
         if self._hasher.needs_rehash(user.password_hash):
             self._users.replace_password_hash(user.id, self._hasher.hash(password))
+        if device is not None:
+            self._devices.signed_in(user, device)
         return self._sessions.open(user)
 
     def _live_user(self, email: str) -> User | None:

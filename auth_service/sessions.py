@@ -35,7 +35,10 @@ from auth_service.domain.sessions import (
     refresh_token_hash,
 )
 from auth_service.domain.tokens import InvalidToken, TokenIssuer
-from auth_service.ports import SessionRepository, UserRepository
+from auth_service.events import AccountEvents
+from auth_service.outbox import Outbox
+from auth_service.ports import OutboxEntry, SessionRepository, UserRepository
+from common.messaging.messages import UserPasswordChanged
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +59,13 @@ class SessionService:
         tokens: TokenIssuer,
         hasher: PasswordHasher,
         policy: SessionPolicy,
+        outbox: Outbox,
         clock: Callable[[], float] = time.time,
+        events: AccountEvents | None = None,
     ):
         self._users = users
+        self._outbox = outbox
+        self._events = events if events is not None else AccountEvents(clock)
         self._sessions = sessions
         self._tokens = tokens
         self._hasher = hasher
@@ -138,7 +145,13 @@ class SessionService:
             raise PasswordUnchanged()
         # Conditional on the version the caller's token carries: of two changes racing on
         # one token, the second finds its token already refused.
-        updated = self.set_password(user.id, new_password, "password_changed", expected_version=user.token_version)
+        updated = self._revoke(
+            user.id,
+            "password_changed",
+            self._hasher.hash(new_password),
+            user.token_version,
+            announce=[self._events.entry(UserPasswordChanged, user, reason="change")],
+        )
         if updated is None:
             raise InvalidTokenError()
         return self.open(updated)
@@ -151,10 +164,11 @@ class SessionService:
         Returns the updated user, or None if there is no such user (at ``expected_version``)."""
         return self._revoke(user_id, reason, self._hasher.hash(new_password), expected_version)
 
-    def apply_reset(self, user_id: str, reset: PendingChange) -> User | None:
-        """Write the password a reset stored and refuse every token issued before, in one update,
-        once: None if the reset is no longer stored (applied already, by the request or the consumer)."""
-        return self._revoke(user_id, "password_reset", None, None, reset)
+    def apply_reset(self, user_id: str, reset: PendingChange, announce: list[OutboxEntry]) -> User | None:
+        """Write the password a reset stored and refuse every token issued before, in one update with
+        ``announce`` (its events), once: None if the reset is no longer stored (applied already, by
+        the request or the consumer)."""
+        return self._revoke(user_id, "password_reset", None, None, reset, announce)
 
     def revoke_all_sessions(self, user_id: str, reason: str) -> User | None:
         """Refuse every access and refresh token of the account, keeping its password."""
@@ -167,11 +181,15 @@ class SessionService:
         password_hash: str | None,
         expected_version: int | None,
         reset: PendingChange | None = None,
+        announce: list[OutboxEntry] | None = None,
     ) -> User | None:
         now = self._now()
-        updated = self._users.bump_token_version(user_id, now, password_hash, expected_version, reset)
+        updated = self._users.bump_token_version(
+            user_id, now, password_hash, expected_version, reset, announce, self._outbox.relay_after()
+        )
         if updated is None:
             return None
+        self._outbox.deliver_all(user_id, announce or [])
         # The version bump alone refuses every earlier token; ending the sessions too records
         # when and why each one ended, where an operator looks for it.
         ended = self._sessions.end_all(user_id, below_version=updated.token_version, at=now, reason=reason)

@@ -116,7 +116,7 @@ def redis_client(settings: Settings) -> redis.Redis:
 
 
 def consumed_queues(settings: Settings) -> list[str]:
-    return [settings.account_creation_queue, settings.confirm_email_code_queue]
+    return [settings.account_creation_queue, settings.confirm_email_code_queue, settings.account_notifications_queue]
 
 
 def build_consumers(
@@ -137,10 +137,13 @@ def build_consumers(
     )
     # Each consumer owns its connection; several per queue let a slow SMTP
     # exchange for one user not hold up the codes of the others.
-    code_requests, code_submissions = consumed_queues(settings)
+    code_requests, code_submissions, notifications = consumed_queues(settings)
     routes = [(code_requests, handlers.code_requests), (code_submissions, handlers.code_submissions)]
     return [
         consumer(queue=queue, handler=handler, name=f"consumer:{queue}:{index}")
         for queue, handler in routes
         for index in range(settings.worker_threads)
+    ] + [
+        # Notices are few and wait for nobody: one connection, and they go out in the order of their events.
+        consumer(queue=notifications, handler=handlers.notifications, name=f"consumer:{notifications}:0")
     ]

@@ -13,7 +13,10 @@ a durable ``code.verified`` (any purpose) goes to auth, so what the code proves
 is applied even if the request that submitted it is gone.
 
 Notices (an address change asked for, done) are named template pairs mailed
-as they are asked, once per message id.
+as they are asked, once per message id. So are the notices of account events
+(welcome, password changed, failed logins, lock and unlock, new sign-in): the
+worker's notification queue is bound to those events on the events exchange,
+and each is mailed once per ``event_id``, however often it is delivered.
 """
 
 from __future__ import annotations
@@ -22,10 +25,26 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from common.links import link_token_reference
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
-from common.messaging.messages import CodeRequested, CodeSubmitted, CodeVerdict, CodeVerified, NoticeRequested, Purpose
+from common.messaging.messages import (
+    AccountEvent,
+    CodeRequested,
+    CodeSubmitted,
+    CodeVerdict,
+    CodeVerified,
+    NoticeRequested,
+    Purpose,
+    UserLocked,
+    UserLoginFailures,
+    UserLoginNewDevice,
+    UserPasswordChanged,
+    UserUnlocked,
+    UserVerified,
+)
 from email_service.domain.codes import (
     PendingCode,
     Presented,
@@ -84,6 +103,28 @@ class UncountedEvents:
 NOTICE_TEMPLATES = frozenset({"email_change_requested", "email_changed"})
 
 
+def _moment(rfc3339: str) -> str:
+    """An event's time as the emails print it; a time the worker cannot read is printed as sent."""
+    try:
+        return describe_moment(datetime.fromisoformat(rfc3339).timestamp())
+    except ValueError:
+        return rfc3339
+
+
+# The notice each mailed event sends (a pair in templates/), and what its template prints.
+EVENT_NOTICES: dict[type[AccountEvent], tuple[str, Callable[[Any], dict[str, str]]]] = {
+    UserVerified: ("welcome", lambda event: {}),
+    UserPasswordChanged: ("password_changed", lambda event: {"reason": event.reason, "when": _moment(event.occurred_at)}),
+    UserLoginFailures: ("login_failures", lambda event: {"failures": str(event.failures)}),
+    UserLocked: ("account_locked", lambda event: {"until": _moment(event.until)}),
+    UserUnlocked: ("account_unlocked", lambda event: {"reason": event.reason}),
+    UserLoginNewDevice: (
+        "new_sign_in",
+        lambda event: {"when": _moment(event.occurred_at), "ip": event.ip, "device": event.device},
+    ),
+}
+
+
 def template_for(purpose: Purpose) -> str:
     """The email of a purpose's code: ``templates/<purpose>.txt`` and ``.html``."""
     return purpose.value
@@ -107,6 +148,7 @@ class CodeHandlers:
         self._events = events if events is not None else UncountedEvents()
         self.code_requests = Router({CodeRequested: self.on_code_requested, NoticeRequested: self.on_notice_requested})
         self.code_submissions = Router({CodeSubmitted: self.on_code_submitted})
+        self.notifications = Router(dict.fromkeys(EVENT_NOTICES, self.on_account_event))
 
     def on_code_requested(self, delivery: Delivered[CodeRequested], publisher: ChannelPublisher) -> Result:
         request = delivery.message
@@ -234,14 +276,26 @@ class CodeHandlers:
         if notice.template not in NOTICE_TEMPLATES:
             # Only notices: a forged or mistaken message must not render a code's template.
             return Result.dead_letter(f"notice: unknown template {notice.template!r}")
-        if self._store.notice_sent(delivery.message_id):
-            log.info("notice already sent for this message, redelivery ignored")
+        return self._send_once(delivery.message_id, notice.template, notice.email, notice.context)
+
+    def on_account_event(self, delivery: Delivered[AccountEvent], publisher: ChannelPublisher) -> Result:
+        event = delivery.message
+        template, context_of = EVENT_NOTICES[type(event)]
+        context = context_of(event)
+        if event.locale is not None:
+            context["locale"] = event.locale  # the mailer renders the user's language where it has it
+        return self._send_once(event.event_id, template, event.email, context)
+
+    def _send_once(self, message_id: str, template: str, email: str, context: dict[str, str]) -> Result:
+        """Mail a notice once per message id: a redelivered message (or a repeated event) is acked unsent."""
+        if self._store.notice_sent(message_id):
+            log.info("notice already sent for this message, redelivery ignored", extra={"template": template})
             return Result.ack()
-        failed = self._send(notice.template, notice.email, notice.context)
+        failed = self._send(template, email, context)
         if failed is not None:
             return failed
-        self._store.record_notice_sent(delivery.message_id)
-        log.info("notice sent", extra={"template": notice.template})
+        self._store.record_notice_sent(message_id)
+        log.info("notice sent", extra={"template": template})
         return Result.ack()
 
     def _send(self, template: str, email: str, context: dict[str, str]) -> Result | None:

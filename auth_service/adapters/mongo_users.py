@@ -20,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 from auth_service.adapters.mongo_support import aware
 from auth_service.adapters.serialized import SerializedWrites
 from auth_service.domain.accounts import PendingChange, Status, User
+from auth_service.domain.devices import KNOWN_DEVICES_KEPT
 from auth_service.domain.errors import EmailTaken
 from auth_service.ports import OutboxEntry
 from common.messaging.envelope import Outgoing
@@ -57,14 +58,14 @@ class MongoUserRepository:
         )
         return result.modified_count
 
-    def add(self, user: User, outbox: OutboxEntry, publish_after: datetime) -> None:
+    def add(self, user: User, outbox: list[OutboxEntry], publish_after: datetime) -> None:
         document = {
             "_id": user.id,
             "email": user.email,
             **_mutable_fields(user),
             "verified_at": None,
             "token_version": user.token_version,
-            "outbox": [_entry_document(outbox)],
+            "outbox": [_entry_document(entry) for entry in outbox],
             "outbox_due_at": publish_after,
         }
         try:
@@ -72,13 +73,15 @@ class MongoUserRepository:
         except DuplicateKeyError:
             raise EmailTaken() from None
 
-    def replace_pending(self, current: User, updated: User, outbox: OutboxEntry, publish_after: datetime) -> bool:
+    def replace_pending(
+        self, current: User, updated: User, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> bool:
         result = self._locked(
             self._users.update_one,
             {"_id": current.id, "status": PENDING, "code_seq": _stored_sequence(current.code_seq)},
             {
                 "$set": {**_mutable_fields(updated), "outbox_due_at": publish_after},
-                "$push": {"outbox": _entry_document(outbox)},
+                "$push": {"outbox": _each(outbox)},
             },
         )
         return result.modified_count == 1
@@ -93,15 +96,41 @@ class MongoUserRepository:
     def by_id(self, user_id: str) -> User | None:
         return _user(self._users.find_one({"_id": user_id}))
 
-    def mark_verified(self, user_id: str, at: datetime, code_seq: int, confirmed_code_tag: str | None) -> bool:
+    def mark_verified(
+        self,
+        user_id: str,
+        at: datetime,
+        code_seq: int,
+        confirmed_code_tag: str | None,
+        outbox: list[OutboxEntry],
+        publish_after: datetime,
+    ) -> bool:
         result = self._locked(
             self._users.update_one,
             # $not/$gt also matches documents stored before registrations were numbered.
             {"_id": user_id, "status": PENDING, "registered_seq": {"$not": {"$gt": code_seq}}},
             {
-                "$set": {"status": Status.VERIFIED.value, "verified_at": at, "confirmed_code_tag": confirmed_code_tag},
+                "$set": {
+                    "status": Status.VERIFIED.value,
+                    "verified_at": at,
+                    "confirmed_code_tag": confirmed_code_tag,
+                    "outbox_due_at": publish_after,
+                },
                 "$unset": {"expires_at": ""},
+                "$push": {"outbox": _each(outbox)},
             },
+        )
+        return result.modified_count == 1
+
+    def record_first_verification(
+        self, user_id: str, at: datetime, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> bool:
+        """Note when the address was first proved (a reset proves it too), with what that announces; True
+        only the first time."""
+        result = self._locked(
+            self._users.update_one,
+            {"_id": user_id, "verified_at": None},
+            {"$set": {"verified_at": at, "outbox_due_at": publish_after}, "$push": {"outbox": _each(outbox)}},
         )
         return result.modified_count == 1
 
@@ -141,7 +170,7 @@ class MongoUserRepository:
         )
 
     def apply_email_change(
-        self, user_id: str, change: PendingChange, at: datetime, notice: OutboxEntry, publish_after: datetime
+        self, user_id: str, change: PendingChange, at: datetime, outbox: list[OutboxEntry], publish_after: datetime
     ) -> User | None:
         """Make the change's address the login, once: None if this submission's change is gone (applied already).
 
@@ -161,7 +190,7 @@ class MongoUserRepository:
                     "$pull": {"pending_changes": {"submission_id": change.submission_id}},
                     "$set": {"email": change.new_email, "email_changed_at": at, "outbox_due_at": publish_after},
                     "$unset": {"pending_email": ""},
-                    "$push": {"outbox": _entry_document(notice)},
+                    "$push": {"outbox": _each(outbox)},
                 },
                 return_document=pymongo.ReturnDocument.AFTER,
             )
@@ -177,13 +206,16 @@ class MongoUserRepository:
         password_hash: str | None = None,
         expected_version: int | None = None,
         reset: PendingChange | None = None,
+        outbox: list[OutboxEntry] | None = None,
+        publish_after: datetime | None = None,
     ) -> User | None:
         """Invalidate every token issued so far, with the new password hash if one is given, in one
         update; returns the user as updated, or None if no user (at ``expected_version``) matched.
 
         With ``reset``, the password is the one that reset stored, and the update happens only while
         the reset is still stored (it is removed in the same update): applied once, whoever calls
-        first. The same update proves the address: a pending account becomes verified."""
+        first. The same update proves the address (a pending account becomes verified) and ends a
+        failed-login lock and streak. ``outbox``: what the update announces, stored with it."""
         query: dict = {"_id": user_id}
         if expected_version is not None:
             # Documents written before token versions existed count as version 0.
@@ -194,16 +226,96 @@ class MongoUserRepository:
             changes["$pull"] = {"pending_changes": {"submission_id": reset.submission_id}}
             changes["$set"]["status"] = Status.VERIFIED.value
             # A confirmed account is not deleted by the pending accounts' TTL index.
-            changes["$unset"] = {"expires_at": ""}
+            changes["$unset"] = {"expires_at": "", "locked_until": "", "lock_id": ""}
+            changes["$set"]["failed_logins"] = 0
             password_hash = reset.password_hash
         if password_hash is not None:
             changes["$set"] |= {"password_hash": password_hash, "password_changed_at": at}
+        if outbox:
+            changes["$push"] = {"outbox": _each(outbox)}
+            changes["$set"]["outbox_due_at"] = publish_after
         document = self._locked(
             self._users.find_one_and_update, query, changes, return_document=pymongo.ReturnDocument.AFTER
         )
-        if reset is not None and document is not None and document.get("verified_at") is None:
-            self._locked(self._users.update_one, {"_id": user_id, "verified_at": None}, {"$set": {"verified_at": at}})
         return _user(document)
+
+    def count_login_failure(
+        self,
+        user_id: str,
+        before: int,
+        after: int,
+        now: datetime,
+        lock: tuple[datetime, str] | None,
+        outbox: list[OutboxEntry],
+        publish_after: datetime,
+    ) -> bool:
+        """Move the failed-login count from ``before`` to ``after`` (and lock until ``lock``), only if it is
+        still ``before`` and the account is not locked: of parallel failures, one moves it at a time."""
+        changes: dict = {"$set": {"failed_logins": after}}
+        if lock is not None:
+            changes["$set"] |= {"locked_until": lock[0], "lock_id": lock[1]}
+        if outbox:
+            changes["$set"]["outbox_due_at"] = publish_after
+            changes["$push"] = {"outbox": _each(outbox)}
+        result = self._locked(
+            self._users.update_one,
+            {
+                "_id": user_id,
+                "failed_logins": before if before else {"$in": [0, None]},
+                "locked_until": {"$not": {"$gt": now}},
+            },
+            changes,
+        )
+        return result.modified_count == 1
+
+    def clear_login_failures(self, user_id: str) -> None:
+        self._locked(self._users.update_one, {"_id": user_id, "failed_logins": {"$gt": 0}}, {"$set": {"failed_logins": 0}})
+
+    def end_lock(
+        self, user_id: str, lock_id: str, now: datetime, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> bool:
+        """End lock ``lock_id`` if it is over and still the account's; True if this call ended it."""
+        result = self._locked(
+            self._users.update_one,
+            {"_id": user_id, "lock_id": lock_id, "locked_until": {"$lte": now}},
+            {
+                "$unset": {"locked_until": "", "lock_id": ""},
+                "$set": {"outbox_due_at": publish_after},
+                "$push": {"outbox": _each(outbox)},
+            },
+        )
+        return result.modified_count == 1
+
+    def remember_device(
+        self, user_id: str, key: str, now: datetime, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> bool:
+        """Note a login from device ``key``; True if the account had other devices but not this one
+        (``outbox`` is stored then). The most recently used devices are kept."""
+        seen = {"key": key, "last_seen": now}
+        keep = {"$each": [seen], "$sort": {"last_seen": 1}, "$slice": -KNOWN_DEVICES_KEPT}
+        first = self._locked(
+            self._users.update_one,
+            {"_id": user_id, "known_devices.0": {"$exists": False}},
+            {"$push": {"known_devices": keep}},
+        )
+        if first.modified_count == 1:
+            return False  # the account's first login: nothing to compare with
+        new = self._locked(
+            self._users.update_one,
+            {"_id": user_id, "known_devices.key": {"$ne": key}},
+            {
+                "$push": {"known_devices": keep, "outbox": _each(outbox)},
+                "$set": {"outbox_due_at": publish_after},
+            },
+        )
+        if new.modified_count == 1:
+            return True
+        self._locked(
+            self._users.update_one,
+            {"_id": user_id, "known_devices.key": key},
+            {"$set": {"known_devices.$.last_seen": now}},
+        )
+        return False
 
     def add_outbox(self, user_id: str, outbox: OutboxEntry, publish_after: datetime) -> None:
         self._locked(
@@ -270,20 +382,31 @@ def _stored_sequence(code_seq: int):
 
 def _entry_document(entry: OutboxEntry) -> dict:
     message = entry.message
-    return {
+    document: dict[str, object] = {
         "queue": entry.queue,
         "message_id": message.message_id,
         "type": message.type,
         "body": message.body,
         "request_id": message.request_id,
     }
+    if message.expiration_ms is not None:
+        document["expiration_ms"] = message.expiration_ms
+    return document
+
+
+def _each(entries: list[OutboxEntry]) -> dict:
+    return {"$each": [_entry_document(entry) for entry in entries]}
 
 
 def _entry(raw: dict) -> OutboxEntry:
     return OutboxEntry(
         queue=raw["queue"],
         message=Outgoing(
-            type=raw["type"], body=raw["body"], message_id=raw["message_id"], request_id=raw.get("request_id")
+            type=raw["type"],
+            body=raw["body"],
+            message_id=raw["message_id"],
+            request_id=raw.get("request_id"),
+            expiration_ms=raw.get("expiration_ms"),
         ),
     )
 
@@ -327,4 +450,8 @@ def _user(document: dict | None) -> User | None:
         confirmed_code_tag=document.get("confirmed_code_tag"),
         pending_email=document.get("pending_email"),
         token_version=document.get("token_version") or 0,
+        locale=document.get("locale"),
+        failed_logins=document.get("failed_logins") or 0,
+        locked_until=aware(document.get("locked_until")),
+        lock_id=document.get("lock_id"),
     )

@@ -51,6 +51,12 @@ class User:
     pending_email: str | None = None
     # Stamped in every access and refresh token; raising it refuses all of them (password change, reset).
     token_version: int = 0
+    # The language of the user's emails (BCP 47), if one was chosen.
+    locale: str | None = None
+    # Failed logins in a row (see domain/lockout.py), and the lock they set, if any.
+    failed_logins: int = 0
+    locked_until: datetime | None = None
+    lock_id: str | None = None
 
     @property
     def verified(self) -> bool:

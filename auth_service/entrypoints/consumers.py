@@ -8,17 +8,19 @@ from collections.abc import Callable
 
 from auth_service.domain.errors import EmailTaken
 from auth_service.lifecycle import AccountLifecycle
+from auth_service.logins import FailedLogins, LockEnd
 from auth_service.outbox import Outbox
 from auth_service.ports import BrokerUnavailable
 from common.messaging.connection import Backoff
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
-from common.messaging.messages import CodeVerified
+from common.messaging.messages import CodeVerified, LockDue
 
 log = logging.getLogger(__name__)
 
 
-def code_verified_router(lifecycle: AccountLifecycle) -> Router:
-    """What auth consumes from ACCOUNT_CONFIRMED_QUEUE, by message type."""
+def code_verified_router(lifecycle: AccountLifecycle, failed_logins: FailedLogins) -> Router:
+    """What auth consumes from ACCOUNT_CONFIRMED_QUEUE, by message type: verified codes, and the
+    ends of failed-login locks that its delay queue hands back when they are due."""
 
     def on_code_verified(delivery: Delivered[CodeVerified], publisher: ChannelPublisher) -> Result:
         verified = delivery.message
@@ -40,7 +42,14 @@ def code_verified_router(lifecycle: AccountLifecycle) -> Router:
         )
         return Result.ack()
 
-    return Router({CodeVerified: on_code_verified})
+    def on_lock_due(delivery: Delivered[LockDue], publisher: ChannelPublisher) -> Result:
+        due = delivery.message
+        if failed_logins.end_expired_lock(due.user_id, due.lock_id) is LockEnd.NOT_YET:
+            # The timer ran out before the lock by this process's clock: look again a little later.
+            return Result.retry("lock not over yet")
+        return Result.ack()
+
+    return Router({CodeVerified: on_code_verified, LockDue: on_lock_due})
 
 
 class OutboxRelay(threading.Thread):

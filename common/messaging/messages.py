@@ -267,16 +267,17 @@ class AccountEvent(Message):
     @classmethod
     def parse(cls, message: Incoming) -> Self:
         body = message.body
-        common = {
-            "event_id": _string(body, "event_id", ID_MAX_LENGTH),
-            "occurred_at": _string(body, "occurred_at", MOMENT_MAX_LENGTH),
-            "user_id": _string(body, "user_id", ID_MAX_LENGTH),
-            "email": _string(body, "email", EMAIL_MAX_LENGTH),
-            "locale": _optional_string(body, "locale", LOCALE_MAX_LENGTH),
-        }
-        if common["event_id"] != message.message_id:
+        event_id = _string(body, "event_id", ID_MAX_LENGTH)
+        if event_id != message.message_id:
             raise MalformedMessage("field 'event_id' must be the message id")
-        return cls(**common, **cls.parse_extra(body))
+        return cls(
+            event_id=event_id,
+            occurred_at=_string(body, "occurred_at", MOMENT_MAX_LENGTH),
+            user_id=_string(body, "user_id", ID_MAX_LENGTH),
+            email=_string(body, "email", EMAIL_MAX_LENGTH),
+            locale=_optional_string(body, "locale", LOCALE_MAX_LENGTH),
+            **cls.parse_extra(body),
+        )
 
     @classmethod
     def parse_extra(cls, body: dict) -> dict[str, Any]:

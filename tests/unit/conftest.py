@@ -21,6 +21,7 @@ from email_service import bootstrap as worker_bootstrap
 from email_service.adapters.mailer import FlaskMailer, mail_app
 from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings as WorkerSettings
+from common.messaging.topology import MAILED_EVENTS
 from tests.fakes import InMemoryBroker
 
 BASE_ENV = {
@@ -100,7 +101,10 @@ def build_system(env: dict | None = None, resend_requested=None) -> System:
     )
     broker.bind(worker_settings.account_creation_queue, handlers.code_requests)
     broker.bind(worker_settings.confirm_email_code_queue, handlers.code_submissions)
-    broker.bind(auth_settings.account_confirmed_queue, code_verified_router(auth.lifecycle))
+    # The fake broker delivers by destination: the worker's queue is bound to each event it mails.
+    for routing_key in MAILED_EVENTS:
+        broker.bind(routing_key, handlers.notifications)
+    broker.bind(auth_settings.account_confirmed_queue, code_verified_router(auth.lifecycle, auth.failed_logins))
     outbox_context = mailer.mail.record_messages()
     outbox = outbox_context.__enter__()
     return System(

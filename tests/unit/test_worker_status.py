@@ -96,7 +96,7 @@ def test_the_worker_reports_each_dependency_down_when_nothing_answers():
     )
     worker = bootstrap.build_worker(settings)
     assert worker.readiness() == {"redis": "down", "rabbitmq": "down", "smtp": "down"}
-    assert len(worker.consumers) == 2 * settings.worker_threads
+    assert len(worker.consumers) == 2 * settings.worker_threads + 1  # one for the notifications
     assert not any(consumer.is_alive() for consumer in worker.consumers)
 
 

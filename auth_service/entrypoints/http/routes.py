@@ -7,6 +7,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from auth_service.domain.accounts import User
+from auth_service.domain.devices import Device
 from auth_service.domain.errors import AuthError
 from auth_service.domain.sessions import TokenPair
 from auth_service.entrypoints.http import pages, schemas
@@ -125,7 +126,7 @@ def resend_code(body):
 @auth.alt_response(503, schema=ERROR, description="service_unavailable: a store or the broker does not answer")
 def login(body):
     """Exchange email and password for an access token and a refresh token."""
-    return _token_answer(_accounts().login(body["email"], body["password"]))
+    return _token_answer(_accounts().login(body["email"], body["password"], request_device()))
 
 
 @auth.route("/token/refresh", methods=["POST"])
@@ -274,6 +275,15 @@ class VerifyLink(MethodView):
 
 # The class itself, not as_view(): flask-smorest documents a MethodView only when handed the class.
 auth.add_url_rule("/verify", endpoint="verify_link", view_func=VerifyLink)
+
+
+def request_device() -> Device:
+    """The device of this request: the client address as waitress resolved it, User-Agent, X-Device-Id."""
+    return Device(
+        ip=request.remote_addr or "unknown",
+        user_agent=request.headers.get("User-Agent"),
+        device_id=request.headers.get("X-Device-Id"),
+    )
 
 
 def bearer_token() -> str | None:
