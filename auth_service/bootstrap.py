@@ -27,11 +27,11 @@ from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
 from auth_service.domain.confirmations import ConfirmingCodes
+from auth_service.domain.lockout import LockoutPolicy
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.tokens import TokenIssuer
 from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
 from auth_service.entrypoints.http.app import create_app
-from auth_service.domain.lockout import LockoutPolicy
 from auth_service.events import AccountEvents
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, KnownDevices

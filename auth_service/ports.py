@@ -44,9 +44,7 @@ class UserRepository(Protocol):
     def by_email(self, email: str) -> User | None: ...
     def by_id(self, user_id: str) -> User | None: ...
 
-    def replace_pending(
-        self, current: User, updated: User, outbox: list[OutboxEntry], publish_after: datetime
-    ) -> bool:
+    def replace_pending(self, current: User, updated: User, outbox: list[OutboxEntry], publish_after: datetime) -> bool:
         """Write ``updated`` over a pending account and queue a message, only if it is still as in
         ``current`` (same ``code_seq``); False if a concurrent change came first."""
         ...

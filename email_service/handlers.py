@@ -114,7 +114,10 @@ def _moment(rfc3339: str) -> str:
 # The notice each mailed event sends (a pair in templates/), and what its template prints.
 EVENT_NOTICES: dict[type[AccountEvent], tuple[str, Callable[[Any], dict[str, str]]]] = {
     UserVerified: ("welcome", lambda event: {}),
-    UserPasswordChanged: ("password_changed", lambda event: {"reason": event.reason, "when": _moment(event.occurred_at)}),
+    UserPasswordChanged: (
+        "password_changed",
+        lambda event: {"reason": event.reason, "when": _moment(event.occurred_at)},
+    ),
     UserLoginFailures: ("login_failures", lambda event: {"failures": str(event.failures)}),
     UserLocked: ("account_locked", lambda event: {"until": _moment(event.until)}),
     UserUnlocked: ("account_unlocked", lambda event: {"reason": event.reason}),

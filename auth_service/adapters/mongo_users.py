@@ -73,9 +73,7 @@ class MongoUserRepository:
         except DuplicateKeyError:
             raise EmailTaken() from None
 
-    def replace_pending(
-        self, current: User, updated: User, outbox: list[OutboxEntry], publish_after: datetime
-    ) -> bool:
+    def replace_pending(self, current: User, updated: User, outbox: list[OutboxEntry], publish_after: datetime) -> bool:
         result = self._locked(
             self._users.update_one,
             {"_id": current.id, "status": PENDING, "code_seq": _stored_sequence(current.code_seq)},
@@ -269,7 +267,9 @@ class MongoUserRepository:
         return result.modified_count == 1
 
     def clear_login_failures(self, user_id: str) -> None:
-        self._locked(self._users.update_one, {"_id": user_id, "failed_logins": {"$gt": 0}}, {"$set": {"failed_logins": 0}})
+        self._locked(
+            self._users.update_one, {"_id": user_id, "failed_logins": {"$gt": 0}}, {"$set": {"failed_logins": 0}}
+        )
 
     def end_lock(
         self, user_id: str, lock_id: str, now: datetime, outbox: list[OutboxEntry], publish_after: datetime

@@ -5,9 +5,11 @@ The handlers and use cases are the production ones; only the wiring differs.
 
 from __future__ import annotations
 
+import re
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 
 import fakeredis
 import mongomock
@@ -17,11 +19,12 @@ from auth_service import bootstrap as auth_bootstrap
 from auth_service.adapters.cooldowns import InMemoryCooldowns
 from auth_service.config import Settings as AuthSettings
 from auth_service.entrypoints.consumers import code_verified_router
+from common.messaging.topology import MAILED_EVENTS
 from email_service import bootstrap as worker_bootstrap
 from email_service.adapters.mailer import FlaskMailer, mail_app
 from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings as WorkerSettings
-from common.messaging.topology import MAILED_EVENTS
+from email_service.handlers import EVENT_NOTICES
 from tests.fakes import InMemoryBroker
 
 BASE_ENV = {
@@ -33,6 +36,15 @@ BASE_ENV = {
     "JWT_SECRET": "unit-test-secret-that-is-long-enough-0123456789",
     "CODE_HMAC_KEY": "unit-test-code-key-that-is-long-enough-0123456789",
 }
+
+
+def _subjects_of(templates: list[str]) -> frozenset[str]:
+    folder = Path(worker_bootstrap.__file__).parent / "templates"
+    found = (re.match(r'{% set subject = "([^"]+)"', (folder / f"{name}.txt").read_text()) for name in templates)
+    return frozenset(match.group(1) for match in found if match)
+
+
+EVENT_NOTICE_SUBJECTS = _subjects_of([template for template, _ in EVENT_NOTICES.values()])
 
 
 class Clock:
@@ -67,11 +79,12 @@ class System:
         return self.auth.app.test_client()
 
     def codes_for(self, email: str) -> list[str]:
+        """The codes mailed to ``email``, in order; account-event notices (which carry none) are left out."""
         import re
 
         codes = []
         for mail in self.outbox:
-            if email in mail.recipients:
+            if email in mail.recipients and mail.subject not in EVENT_NOTICE_SUBJECTS:
                 found = re.search(r"\b\d{6}\b", mail.body)
                 assert found is not None, f"a mail to {email} without a code: {mail.subject!r}"
                 codes.append(found.group(0))

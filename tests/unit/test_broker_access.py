@@ -86,11 +86,11 @@ def test_events_go_to_the_topic_exchange_and_the_notification_queue_is_bound_to_
 
     channel = RecordingChannel()
     topology.declare(channel, routes.worker)
-    assert ("events.x",) == tuple(
+    assert tuple(
         args[0]
         for name, args, kwargs in channel.calls
         if name == "exchange_declare" and kwargs["exchange_type"] == "topic"
-    )
+    ) == ("events.x",)
     bound = {
         args[2] if len(args) > 2 else kwargs["routing_key"]
         for name, args, kwargs in channel.calls

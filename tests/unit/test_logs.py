@@ -146,7 +146,7 @@ def code_request(email: str, request_id: str | None) -> Outgoing:
 
 
 def test_the_worker_logs_under_the_request_id_of_the_message_in_hand(unique_email):
-    [code_requests, _], mailer = worker_consumers()
+    [code_requests, _, _], mailer = worker_consumers()
     with json_log_lines("email_service") as lines:
         channel = deliver(code_requests, code_request(unique_email(), "registration-story-2"))
         deliver(code_requests, code_request(unique_email(), None), channel)

@@ -1,0 +1,376 @@
+"""Account events and the notices they send, on fakes (mongomock, fakeredis, in-memory broker).
+
+The in-memory broker hands an event published under its routing key to the
+worker's notification router (bound to the events it mails), as the topic
+exchange does; auth's delay queue has no consumer there, so a test plays the
+broker's TTL by handing a held ``lock.due`` to auth's queue itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import pytest
+
+from auth_service.domain.devices import KNOWN_DEVICES_KEPT, Device, network_of
+from auth_service.domain.lockout import LockoutPolicy, Step, after_failure
+from common.messaging.consumer import Outcome
+from common.messaging.envelope import Outgoing
+from common.messaging.messages import ACCOUNT_EVENTS, LockDue
+from tests.fakes import as_delivered
+from tests.unit.test_lifecycle import NEW_PASSWORD, bearer, reset, reset_code
+from tests.unit.test_sessions import PASSWORD, sign_up
+
+LOCKING = {"FAILED_LOGIN_WARNING_THRESHOLD": "3", "LOCKOUT_THRESHOLD": "5", "LOCKOUT_SECONDS": "60"}
+SECRET_WORDS = re.compile(r"password|code|token|hash|secret", re.IGNORECASE)
+
+
+def events(system, name: str | None = None) -> list[Outgoing]:
+    """The events auth published, in order (optionally of one routing key)."""
+    return [
+        delivery.message
+        for delivery in system.broker.deliveries
+        if delivery.queue.startswith("user.") and (name is None or delivery.queue == name)
+    ]
+
+
+def notices(system, email: str, subject_part: str) -> list:
+    return [mail for mail in system.outbox if email in mail.recipients and subject_part in mail.subject]
+
+
+def log_in(system, email, password=PASSWORD, **headers):
+    return system.client.post("/auth/login", json={"email": email, "password": password}, headers=headers)
+
+
+def held_timers(system) -> list[Outgoing]:
+    delay_queue = f"{system.auth_settings.account_confirmed_queue}.delayed"
+    return system.broker.sent_to(delay_queue)
+
+
+def fire(system, timer: Outgoing):
+    """The broker's TTL ran out: the timer is dead-lettered into auth's queue."""
+    system.broker.publish(system.auth_settings.account_confirmed_queue, timer)
+    return system.broker.deliveries[-1].result
+
+
+@pytest.fixture
+def locking(make_system):
+    return make_system(LOCKING)
+
+
+# --- events through the outbox ---
+
+
+def test_a_lifecycle_publishes_its_events_in_order_each_well_formed_and_free_of_secrets(system, unique_email):
+    email, new_email = unique_email(), unique_email()
+    response = system.client.post("/auth/register", json={"email": email, "password": PASSWORD, "name": "Ada"})
+    user_id = response.json["id"]
+    [code] = system.codes_for(email)
+    assert system.client.post("/auth/confirm", json={"email": email, "code": code}).status_code == 200
+    pair = log_in(system, email).json
+    changed = system.client.post(
+        "/auth/password/change",
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        headers=bearer(pair["access_token"]),
+    ).json
+    system.client.post(
+        "/auth/email/change",
+        json={"new_email": new_email, "password": NEW_PASSWORD},
+        headers=bearer(changed["access_token"]),
+    )
+    [change_code] = system.codes_for(new_email)
+    confirmed = system.client.post(
+        "/auth/email/confirm", json={"code": change_code}, headers=bearer(changed["access_token"])
+    )
+    assert confirmed.status_code == 200
+
+    published = events(system)
+    assert [event.type for event in published] == [
+        "user.registered",
+        "user.verified",
+        "user.password_changed",
+        "user.email_changed",
+    ]
+    for event in published:
+        body = json.loads(event.encoded_body())
+        assert body["type"] == event.type and body["event_id"] == event.message_id
+        assert datetime.fromisoformat(body["occurred_at"]).utcoffset() == UTC.utcoffset(None)
+        assert body["user_id"] == user_id and "locale" in body
+        assert not any(SECRET_WORDS.search(key) for key in body), body
+        assert PASSWORD not in json.dumps(body) and code not in json.dumps(body)
+    registered, _, password_changed, email_changed = (json.loads(event.encoded_body()) for event in published)
+    assert (registered["name"], registered["email"]) == ("Ada", email)
+    assert password_changed["reason"] == "change"
+    assert (email_changed["email"], email_changed["old_email"]) == (new_email, email)
+    assert system.auth.users.pending_outbox_count() == 0
+
+
+def test_events_wait_in_the_outbox_while_the_broker_is_away_and_none_is_lost(system, unique_email):
+    email = unique_email()
+    sign_up(system, email)
+    system.broker.up = False
+    for _ in range(3):
+        assert log_in(system, email, "a wrong password").status_code == 401
+    assert events(system, "user.login_failures") == []
+    system.broker.up = True
+    system.clock.advance(60)
+    system.auth.outbox.relay_due()
+    assert len(events(system, "user.login_failures")) == 1
+    assert len(notices(system, email, "Failed sign-in")) == 1
+
+
+# --- the worker's notices ---
+
+
+def test_welcome_once_the_address_is_confirmed_even_if_confirmed_twice(system, unique_email):
+    email = unique_email()
+    system.client.post("/auth/register", json={"email": email, "password": PASSWORD})
+    [code] = system.codes_for(email)
+    for _ in range(2):
+        assert system.client.post("/auth/confirm", json={"email": email, "code": code}).status_code == 200
+    [welcome] = notices(system, email, "Welcome")
+    assert welcome.html and "sign in" in welcome.body
+    assert len(events(system, "user.verified")) == 1
+
+
+def test_a_reset_that_proves_a_pending_address_sends_the_welcome(system, unique_email):
+    email = unique_email()
+    system.client.post("/auth/register", json={"email": email, "password": PASSWORD})
+    assert reset(system, email, reset_code(system, email)).status_code == 200
+    assert len(events(system, "user.verified")) == 1
+    assert len(notices(system, email, "Welcome")) == 1
+    [changed] = events(system, "user.password_changed")
+    assert changed.body["reason"] == "reset"
+    assert len(notices(system, email, "Your password was changed")) == 1
+
+
+def test_each_notice_is_sent_once_per_event_even_when_delivered_twice(system, unique_email):
+    email = unique_email()
+    sign_up(system, email)
+    [verified] = events(system, "user.verified")
+    again = system.broker.handlers["user.verified"](as_delivered(verified), system.broker)
+    assert again.outcome is Outcome.ACK
+    assert len(notices(system, email, "Welcome")) == 1
+
+
+def test_every_mailed_event_has_a_text_and_html_notice_and_its_queue_is_bound_to_it(system):
+    from common.messaging.topology import MAILED_EVENTS
+    from email_service.handlers import EVENT_NOTICES
+
+    assert {event.TYPE for event in EVENT_NOTICES} == set(MAILED_EVENTS)
+    context = {
+        "reason": "reset",
+        "when": "2026-01-01 00:00 UTC",
+        "failures": "3",
+        "until": "x",
+        "ip": "i",
+        "device": "d",
+    }
+    with system.mailer.app.app_context():
+        for template, _ in EVENT_NOTICES.values():
+            message = system.mailer.render(template, "a@example.com", context)
+            assert message.subject and message.body.strip() and "<html>" in message.html, template
+            assert not re.search(r"\b\d{6}\b", message.body), template  # nothing that passes for a code
+
+
+def test_a_malformed_event_is_dead_lettered_not_mailed(system):
+    forged = Outgoing(type="user.verified", body={"event_id": "other", "user_id": "u", "email": "a@b.example"})
+    result = system.broker.handlers["user.verified"](as_delivered(forged), system.broker)
+    assert result.outcome is Outcome.DEAD_LETTER
+    assert system.outbox == []
+
+
+# --- failed logins and locks ---
+
+
+def test_the_rules_warn_once_and_lock_at_the_thresholds():
+    policy = LockoutPolicy(warning_threshold=3, lockout_threshold=5, lockout_seconds=60)
+    steps = []
+    count = 0
+    for _ in range(7):
+        failure = after_failure(count, policy)
+        steps.append(failure.step)
+        count = failure.after
+    assert steps == [Step.COUNT, Step.COUNT, Step.WARN, Step.COUNT, Step.LOCK, Step.COUNT, Step.COUNT]
+
+
+def test_a_warning_at_the_threshold_once_per_streak_and_a_success_starts_a_new_one(locking, unique_email):
+    email = unique_email()
+    sign_up(locking, email)
+    for _ in range(4):
+        assert log_in(locking, email, "a wrong password").status_code == 401
+    assert [event.body["failures"] for event in events(locking, "user.login_failures")] == [3]
+    [warning] = notices(locking, email, "Failed sign-in")
+    assert "3 times" in warning.body
+    assert log_in(locking, email).status_code == 200
+    for _ in range(2):
+        log_in(locking, email, "a wrong password")
+    assert len(events(locking, "user.login_failures")) == 1  # two in the new streak: below the threshold
+    log_in(locking, email, "a wrong password")
+    assert len(events(locking, "user.login_failures")) == 2
+
+
+def test_parallel_failures_cross_each_threshold_exactly_once(locking, unique_email):
+    email = unique_email()
+    sign_up(locking, email)
+    stale = locking.auth.users.by_email(email)  # every call starts from the same, outdated count
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: locking.auth.failed_logins.failed(stale), range(5)))
+    assert len(events(locking, "user.login_failures")) == 1
+    assert len(events(locking, "user.locked")) == 1
+    assert len(held_timers(locking)) == 1
+
+
+def test_a_lock_refuses_the_right_password_like_a_wrong_one_and_says_how_to_unlock(locking, unique_email):
+    email = unique_email()
+    sign_up(locking, email)
+    wrong = [log_in(locking, email, "a wrong password") for _ in range(5)]
+    right = log_in(locking, email)
+    assert right.status_code == 401 and right.json == wrong[-1].json
+    [locked] = events(locking, "user.locked")
+    until = datetime.fromisoformat(locked.body["until"])
+    assert 59 <= until.timestamp() - locking.clock() <= 61
+    [mail] = notices(locking, email, "locked")
+    assert "reset your password" in mail.body and "Forgot password" in mail.body
+    # Failures during the lock are refused, not counted: no second lock, no second warning.
+    for _ in range(5):
+        log_in(locking, email, "a wrong password")
+    assert len(events(locking, "user.locked")) == 1
+
+
+def test_a_lock_costs_the_same_bcrypt_check_as_a_wrong_password(locking, unique_email, monkeypatch):
+    email = unique_email()
+    sign_up(locking, email)
+    for _ in range(5):
+        log_in(locking, email, "a wrong password")
+    checks = []
+    hasher = locking.auth.accounts._hasher
+    real_verify = hasher.verify
+    monkeypatch.setattr(hasher, "verify", lambda *args: checks.append(1) or real_verify(*args))
+    assert log_in(locking, email).status_code == 401
+    assert checks == [1]
+
+
+def test_the_lock_ends_by_time_through_the_brokers_timer_once(locking, unique_email):
+    email = unique_email()
+    sign_up(locking, email)
+    for _ in range(5):
+        log_in(locking, email, "a wrong password")
+    [timer] = held_timers(locking)
+    assert timer.expiration_ms == 60_000 and timer.properties().expiration == "60000"
+    assert set(timer.body) == {"user_id", "lock_id"}
+
+    # Early (a clock behind the broker's): not ended, looked at again through the retry ladder.
+    assert fire(locking, timer).outcome is Outcome.RETRY
+    assert events(locking, "user.unlocked") == []
+
+    locking.clock.advance(61)
+    assert log_in(locking, email).status_code == 200  # over by time, whether or not the timer has fired
+    assert fire(locking, timer).outcome is Outcome.ACK
+    assert fire(locking, timer).outcome is Outcome.ACK  # delivered twice: ended once
+    [unlocked] = events(locking, "user.unlocked")
+    assert unlocked.body["reason"] == "expired"
+    assert len(notices(locking, email, "unlocked")) == 1
+
+
+def test_a_reset_ends_the_lock_at_once_and_its_timer_then_does_nothing(locking, unique_email):
+    email = unique_email()
+    sign_up(locking, email)
+    for _ in range(5):
+        log_in(locking, email, "a wrong password")
+    [timer] = held_timers(locking)
+    assert reset(locking, email, reset_code(locking, email)).status_code == 200
+    assert log_in(locking, email, NEW_PASSWORD).status_code == 200
+    [unlocked] = events(locking, "user.unlocked")
+    assert unlocked.body["reason"] == "reset"
+    locking.clock.advance(61)
+    assert fire(locking, timer).outcome is Outcome.ACK
+    assert len(events(locking, "user.unlocked")) == 1
+    assert len(notices(locking, email, "unlocked")) == 1
+
+
+def test_a_wrong_password_of_an_unconfirmed_account_warns_nobody(locking, unique_email):
+    email = unique_email()
+    locking.client.post("/auth/register", json={"email": email, "password": PASSWORD})
+    for _ in range(5):
+        log_in(locking, email, "a wrong password")
+    assert events(locking, "user.login_failures") == events(locking, "user.locked") == []
+
+
+def test_the_lock_timer_is_a_well_formed_message():
+    due = LockDue(user_id="u-1", lock_id="l-1").outgoing(message_id="m", expiration_ms=1000)
+    assert LockDue.parse(as_delivered(due)) == LockDue("u-1", "l-1")
+
+
+# --- new sign-in ---
+
+
+def test_a_device_is_its_id_else_its_user_agent_and_network():
+    phone = Device("203.0.113.7", "App/1.0 (Phone)")
+    assert phone.key == Device("203.0.113.200", "App/1.0 (Phone)").key  # same /24
+    assert phone.key != Device("203.0.114.7", "App/1.0 (Phone)").key
+    assert phone.key != Device("203.0.113.7", "App/2.0 (Phone)").key
+    assert Device("203.0.113.7", "A", "device-1").key == Device("198.51.100.1", "B", "device-1").key
+    assert network_of("2001:db8:1:2:3::4") == network_of("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
+    assert network_of("::ffff:203.0.113.7") == "203.0.113.0/24"
+    assert phone.description == "App/1.0 (Phone)"
+    assert Device("203.0.113.7", "\x1b[2Jevil\nagent").description == "[2Jevilagent"
+    assert Device("203.0.113.7").description == "an unknown device"
+    assert len(phone.key) == 64 and "Phone" not in phone.key
+
+
+def test_a_login_from_a_new_device_is_announced_but_not_the_first_login(system, unique_email):
+    email = unique_email()
+    sign_up(system, email)
+    assert log_in(system, email, **{"User-Agent": "App/1.0 (Phone)"}).status_code == 200
+    assert log_in(system, email, **{"User-Agent": "App/1.0 (Phone)"}).status_code == 200
+    assert events(system, "user.login_new_device") == []
+    assert log_in(system, email, **{"User-Agent": "Browser/9 (Laptop)"}).status_code == 200
+    [new] = events(system, "user.login_new_device")
+    assert (new.body["ip"], new.body["device"]) == ("127.0.0.1", "Browser/9 (Laptop)")
+    [mail] = notices(system, email, "New sign-in")
+    assert "127.0.0.1" in mail.body and "Browser/9 (Laptop)" in mail.body and " UTC" in mail.body
+    assert "reset your password" in mail.body
+    log_in(system, email, **{"User-Agent": "Browser/9 (Laptop)"})
+    log_in(system, email, **{"User-Agent": "Other", "X-Device-Id": "app-install-1"})
+    log_in(system, email, **{"User-Agent": "Renamed", "X-Device-Id": "app-install-1"})
+    assert len(events(system, "user.login_new_device")) == 2
+
+
+def test_the_most_recent_devices_are_kept(system, unique_email):
+    email = unique_email()
+    sign_up(system, email)
+    for index in range(KNOWN_DEVICES_KEPT + 2):
+        log_in(system, email, **{"X-Device-Id": f"device-{index}"})
+        system.clock.advance(1)
+    document = system.auth.users._users.find_one({"email": email})
+    assert len(document["known_devices"]) == KNOWN_DEVICES_KEPT
+    assert len(events(system, "user.login_new_device")) == KNOWN_DEVICES_KEPT + 1
+    log_in(system, email, **{"X-Device-Id": "device-0"})  # forgotten: the oldest
+    log_in(system, email, **{"X-Device-Id": f"device-{KNOWN_DEVICES_KEPT + 1}"})  # still known
+    assert len(events(system, "user.login_new_device")) == KNOWN_DEVICES_KEPT + 2
+
+
+def test_every_event_class_round_trips_through_its_own_parser():
+    samples = {
+        "user.registered": {"name": "Ada"},
+        "user.password_changed": {"reason": "reset"},
+        "user.email_changed": {"old_email": "old@example.com"},
+        "user.login_failures": {"failures": 3},
+        "user.locked": {"until": "2026-01-01T00:00:00Z"},
+        "user.unlocked": {"reason": "expired"},
+        "user.login_new_device": {"ip": "203.0.113.7", "device": "App"},
+    }
+    for event_class in ACCOUNT_EVENTS:
+        event = event_class(
+            event_id="e-1",
+            occurred_at="2026-01-01T00:00:00Z",
+            user_id="u-1",
+            email="a@example.com",
+            locale=None,
+            **samples.get(event_class.TYPE, {}),
+        )
+        assert event_class.parse(as_delivered(event.outgoing(message_id="e-1"))) == event
