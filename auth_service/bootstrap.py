@@ -35,6 +35,7 @@ from auth_service.entrypoints.http.app import create_app
 from auth_service.events import AccountEvents
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, KnownDevices
+from auth_service.not_me import NotMeLinks
 from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService
@@ -55,6 +56,7 @@ class AuthSystem:
     lifecycle: AccountLifecycle
     sessions: SessionService
     failed_logins: FailedLogins
+    not_me: NotMeLinks
     users: MongoUserRepository
     bus: MessageBus
     codes: CodeClient
@@ -209,13 +211,14 @@ def build(
         clock=clock,
         events=events,
     )
+    not_me = NotMeLinks(users, sessions, codes, outbox, events, settings.not_me_ttl_seconds, clock)
 
     if isinstance(bus, RabbitMessageBus):
         background.append(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=code_verified_router(lifecycle, failed_logins),
+                handler=code_verified_router(lifecycle, failed_logins, not_me),
                 topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
@@ -235,13 +238,14 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
-    app = create_app(settings, accounts, lifecycle, sessions, readiness, registry)
+    app = create_app(settings, accounts, lifecycle, sessions, readiness, registry, not_me)
     return AuthSystem(
         app=app,
         accounts=accounts,
         lifecycle=lifecycle,
         sessions=sessions,
         failed_logins=failed_logins,
+        not_me=not_me,
         users=users,
         bus=bus,
         codes=codes,

@@ -107,11 +107,20 @@ class CodeClient:
         )
         return OutboxEntry(self._queues.requests, message)
 
-    def notice(self, template: str, email: str, context: dict[str, str], request_id: str | None = None) -> OutboxEntry:
+    def notice(
+        self,
+        template: str,
+        email: str,
+        context: dict[str, str],
+        request_id: str | None = None,
+        *,
+        user_id: str | None = None,
+    ) -> OutboxEntry:
         """The message asking the worker to mail a notice (no code, no token), for an outbox.
 
-        Notices share the code requests' queue: both are "mail this" for the worker."""
-        message = NoticeRequested(template=template, email=email, context=context).outgoing(
+        Notices share the code requests' queue: both are "mail this" for the worker. ``user_id``: the
+        account a security notice is about (its "this wasn't me" link names it)."""
+        message = NoticeRequested(template=template, email=email, context=context, user_id=user_id).outgoing(
             message_id=secrets.token_hex(16), request_id=request_id
         )
         return OutboxEntry(self._queues.requests, message)

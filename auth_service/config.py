@@ -59,6 +59,8 @@ class Settings(ServiceSettings):
     failed_login_warning_threshold: int = Field(3, ge=1)
     lockout_threshold: int = Field(10, ge=1)
     lockout_seconds: int = Field(900, ge=1)
+    # Life of the "this wasn't me" link of a security notice (7 days).
+    not_me_ttl_seconds: int = Field(7 * 86400, ge=60)
     # A pending account not confirmed within this time is deleted.
     unverified_ttl_seconds: int = Field(7 * 86400, ge=1)
     ratelimit_enabled: Flag = True

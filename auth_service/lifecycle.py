@@ -258,7 +258,7 @@ class AccountLifecycle:
         if before is None:
             return False
         announce = [
-            self._codes.notice(EMAIL_CHANGED, before.email, {"new_email": change.new_email}),
+            self._codes.notice(EMAIL_CHANGED, before.email, {"new_email": change.new_email}, user_id=user_id),
             self._events.entry(UserEmailChanged, before, email=change.new_email, old_email=before.email),
         ]
         updated = self._users.apply_email_change(

@@ -37,6 +37,7 @@ from common.messaging.messages import (
     CodeVerdict,
     CodeVerified,
     NoticeRequested,
+    NotMeIssued,
     Purpose,
     UserLocked,
     UserLoginFailures,
@@ -56,6 +57,8 @@ from email_service.domain.codes import (
     describe_validity,
     link_digest,
     link_token_for_request,
+    not_me_digest,
+    not_me_token_for_message,
 )
 from email_service.ports import Mailer, PendingStore, PermanentMailError, TransientMailError, VerificationEvents
 
@@ -81,6 +84,10 @@ class CodePolicy:
         so that auth finds the code from the token alone; the secret part is the link token."""
         return f"{self.public_base_url.rstrip('/')}/auth/verify?token={link_token_reference(user_id, link_token)}"
 
+    def not_me_link(self, user_id: str, token: str) -> str:
+        """The "this wasn't me" link of a security notice, in the verification link's form."""
+        return f"{self.public_base_url.rstrip('/')}/auth/not-me?token={link_token_reference(user_id, token)}"
+
 
 class UncountedEvents:
     def code_issued(self) -> None:
@@ -99,8 +106,10 @@ class UncountedEvents:
         pass
 
 
-# The notices auth may ask for (each a pair in templates/); they carry no code and no token.
+# The notices auth may ask for (each a pair in templates/); they carry no code.
 NOTICE_TEMPLATES = frozenset({"email_change_requested", "email_changed"})
+# The security notices: each carries a one-time "this wasn't me" link, minted here from the message id.
+SECURITY_NOTICES = frozenset({"new_sign_in", "password_changed", "email_changed"})
 
 
 def _moment(rfc3339: str) -> str:
@@ -279,7 +288,9 @@ class CodeHandlers:
         if notice.template not in NOTICE_TEMPLATES:
             # Only notices: a forged or mistaken message must not render a code's template.
             return Result.dead_letter(f"notice: unknown template {notice.template!r}")
-        return self._send_once(delivery.message_id, notice.template, notice.email, notice.context)
+        return self._send_once(
+            delivery.message_id, notice.template, notice.email, dict(notice.context), publisher, notice.user_id
+        )
 
     def on_account_event(self, delivery: Delivered[AccountEvent], publisher: ChannelPublisher) -> Result:
         event = delivery.message
@@ -287,19 +298,38 @@ class CodeHandlers:
         context = context_of(event)
         if event.locale is not None:
             context["locale"] = event.locale  # the mailer renders the user's language where it has it
-        return self._send_once(event.event_id, template, event.email, context)
+        return self._send_once(event.event_id, template, event.email, context, publisher, event.user_id)
 
-    def _send_once(self, message_id: str, template: str, email: str, context: dict[str, str]) -> Result:
+    def _send_once(
+        self,
+        message_id: str,
+        template: str,
+        email: str,
+        context: dict[str, str],
+        publisher: ChannelPublisher,
+        user_id: str | None,
+    ) -> Result:
         """Mail a notice once per message id: a redelivered message (or a repeated event) is acked unsent."""
         if self._store.notice_sent(message_id):
             log.info("notice already sent for this message, redelivery ignored", extra={"template": template})
             return Result.ack()
+        if template in SECURITY_NOTICES and user_id is not None:
+            context["not_me_link"] = self._issue_not_me(message_id, template, email, user_id, publisher)
         failed = self._send(template, email, context)
         if failed is not None:
             return failed
         self._store.record_notice_sent(message_id)
         log.info("notice sent", extra={"template": template})
         return Result.ack()
+
+    def _issue_not_me(
+        self, message_id: str, template: str, email: str, user_id: str, publisher: ChannelPublisher
+    ) -> str:
+        """The notice's "this wasn't me" link; auth learns its token's digest (durably) before the mail goes."""
+        token = not_me_token_for_message(self._policy.hmac_key(), message_id)
+        issued = NotMeIssued(user_id=user_id, digest=not_me_digest(token), email=email, notice=template)
+        publisher.publish(self._account_confirmed_queue, issued.outgoing(message_id=f"not-me-{message_id}"))
+        return self._policy.not_me_link(user_id, token)
 
     def _send(self, template: str, email: str, context: dict[str, str]) -> Result | None:
         """Mail one email; None once it is sent, else what to do with the message (retry or dead-letter)."""

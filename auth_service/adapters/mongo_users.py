@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError
 
 from auth_service.adapters.mongo_support import aware
 from auth_service.adapters.serialized import SerializedWrites
-from auth_service.domain.accounts import PendingChange, Status, User
+from auth_service.domain.accounts import NotMeLink, PendingChange, Status, User
 from auth_service.domain.devices import KNOWN_DEVICES_KEPT
 from auth_service.domain.errors import EmailTaken
 from auth_service.ports import OutboxEntry
@@ -31,6 +31,8 @@ from common.messaging.messages import Purpose
 PENDING_CHANGES_KEPT = 10
 
 PENDING = Status.PENDING_VERIFICATION.value
+# "This wasn't me" links kept per account, the most recent ones (a week of notices, many times over).
+NOT_ME_LINKS_KEPT = 20
 
 
 class MongoUserRepository:
@@ -317,6 +319,58 @@ class MongoUserRepository:
         )
         return False
 
+    def add_not_me(self, user_id: str, link: NotMeLink) -> None:
+        """Keep a notice's link (once: a redelivered message finds it there); the most recent ones are kept."""
+        document = {"digest": link.digest, "email": link.email, "notice": link.notice, "expires_at": link.expires_at}
+        self._locked(
+            self._users.update_one,
+            {"_id": user_id, "not_me.digest": {"$ne": link.digest}},
+            {"$push": {"not_me": {"$each": [document], "$slice": -NOT_ME_LINKS_KEPT}}},
+        )
+
+    def not_me(self, user_id: str, digest: str, now: datetime) -> NotMeLink | None:
+        """The unused, unexpired link of that digest."""
+        document = self._users.find_one({"_id": user_id}, {"not_me": 1})
+        for raw in (document or {}).get("not_me", []):
+            link = _not_me(raw)
+            if link.digest == digest and not raw.get("used_at") and link.expires_at > now:
+                return link
+        return None
+
+    def use_not_me(self, user_id: str, digest: str, now: datetime) -> NotMeLink | None:
+        """Spend the link, once: None if it is unknown, used or expired."""
+        document = self._locked(
+            self._users.find_one_and_update,
+            {
+                "_id": user_id,
+                "not_me": {"$elemMatch": {"digest": digest, "used_at": None, "expires_at": {"$gt": now}}},
+            },
+            {"$set": {"not_me.$.used_at": now}},
+            projection={"not_me": 1},
+        )
+        if document is None:
+            return None
+        return next((_not_me(raw) for raw in document["not_me"] if raw["digest"] == digest), None)
+
+    def restore_email(
+        self, user_id: str, email: str, at: datetime, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> User | None:
+        """Make ``email`` the login again (an address change undone); None if another account holds it."""
+        try:
+            document = self._locked(
+                self._users.find_one_and_update,
+                {"_id": user_id},
+                {
+                    "$set": {"email": email, "email_changed_at": at, "outbox_due_at": publish_after},
+                    "$unset": {"pending_email": ""},
+                    "$push": {"outbox": _each(outbox)},
+                },
+                return_document=pymongo.ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            return None
+        return _user(document)
+
     def add_outbox(self, user_id: str, outbox: OutboxEntry, publish_after: datetime) -> None:
         self._locked(
             self._users.update_one,
@@ -432,6 +486,10 @@ def _change(raw: dict) -> PendingChange:
         password_hash=raw.get("password_hash"),
         new_email=raw.get("new_email"),
     )
+
+
+def _not_me(raw: dict) -> NotMeLink:
+    return NotMeLink(raw["digest"], raw["email"], raw["notice"], aware(raw["expires_at"]))
 
 
 def _user(document: dict | None) -> User | None:

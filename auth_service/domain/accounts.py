@@ -83,6 +83,16 @@ class PendingChange:
     new_email: str | None = None
 
 
+@dataclass(frozen=True)
+class NotMeLink:
+    """A security notice's "this wasn't me" link, as auth keeps it: the SHA-256 of its token only."""
+
+    digest: str
+    email: str  # the address the notice went to: the reset code goes there
+    notice: str  # which notice: an address change's link also undoes the change
+    expires_at: datetime
+
+
 def normalize_email(email: str) -> str:
     return email.strip().lower()
 

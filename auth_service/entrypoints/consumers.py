@@ -9,18 +9,20 @@ from collections.abc import Callable
 from auth_service.domain.errors import EmailTaken
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, LockEnd
+from auth_service.not_me import NotMeLinks
 from auth_service.outbox import Outbox
 from auth_service.ports import BrokerUnavailable
 from common.messaging.connection import Backoff
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
-from common.messaging.messages import CodeVerified, LockDue
+from common.messaging.messages import CodeVerified, LockDue, NotMeIssued
 
 log = logging.getLogger(__name__)
 
 
-def code_verified_router(lifecycle: AccountLifecycle, failed_logins: FailedLogins) -> Router:
-    """What auth consumes from ACCOUNT_CONFIRMED_QUEUE, by message type: verified codes, and the
-    ends of failed-login locks that its delay queue hands back when they are due."""
+def code_verified_router(lifecycle: AccountLifecycle, failed_logins: FailedLogins, not_me: NotMeLinks) -> Router:
+    """What auth consumes from ACCOUNT_CONFIRMED_QUEUE, by message type: verified codes, the ends of
+    failed-login locks that its delay queue hands back when they are due, and the "this wasn't me"
+    links the worker mails."""
 
     def on_code_verified(delivery: Delivered[CodeVerified], publisher: ChannelPublisher) -> Result:
         verified = delivery.message
@@ -49,7 +51,11 @@ def code_verified_router(lifecycle: AccountLifecycle, failed_logins: FailedLogin
             return Result.retry("lock not over yet")
         return Result.ack()
 
-    return Router({CodeVerified: on_code_verified, LockDue: on_lock_due})
+    def on_not_me_issued(delivery: Delivered[NotMeIssued], publisher: ChannelPublisher) -> Result:
+        not_me.issued(delivery.message)
+        return Result.ack()
+
+    return Router({CodeVerified: on_code_verified, LockDue: on_lock_due, NotMeIssued: on_not_me_issued})
 
 
 class OutboxRelay(threading.Thread):

@@ -26,6 +26,7 @@ TEMPLATE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 NOTICE_CONTEXT_MAX_FIELDS = 16
 NOTICE_CONTEXT_MAX_LENGTH = 1000
 MOMENT_MAX_LENGTH = 40
+DIGEST_LENGTH = 64
 LOCALE_MAX_LENGTH = 35
 IP_MAX_LENGTH = 45
 DEVICE_MAX_LENGTH = 200
@@ -234,6 +235,8 @@ class NoticeRequested(Message):
     template: str
     email: str
     context: dict[str, str]
+    # The account the notice is about: a security notice carries a "this wasn't me" link for it.
+    user_id: str | None = None
 
     @classmethod
     def parse(cls, message: Incoming) -> Self:
@@ -246,7 +249,42 @@ class NoticeRequested(Message):
         for key, value in context.items():
             if not isinstance(value, str) or len(value) > NOTICE_CONTEXT_MAX_LENGTH:
                 raise MalformedMessage(f"context field {str(key)[:40]!r} must be a short string")
-        return cls(template=template, email=_string(message.body, "email", EMAIL_MAX_LENGTH), context=dict(context))
+        return cls(
+            template=template,
+            email=_string(message.body, "email", EMAIL_MAX_LENGTH),
+            context=dict(context),
+            user_id=_optional_string(message.body, "user_id", ID_MAX_LENGTH),
+        )
+
+
+@dataclass(frozen=True)
+class NotMeIssued(Message):
+    """worker -> auth, durable (ACCOUNT_CONFIRMED_QUEUE): a security notice to ``email`` carries a
+    "this wasn't me" link; ``digest`` is the SHA-256 of its token (the token itself is only in the mail).
+
+    Published before the mail is sent, so auth knows the link before anybody can open it."""
+
+    TYPE: ClassVar[str] = "not_me.issued"
+
+    user_id: str
+    digest: str
+    email: str
+    notice: str  # the notice's template: what the link undoes depends on it
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        digest = _string(message.body, "digest", DIGEST_LENGTH)
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise MalformedMessage("field 'digest' must be a SHA-256 in hex")
+        notice = _string(message.body, "notice", TEMPLATE_NAME_MAX_LENGTH)
+        if not TEMPLATE_NAME.fullmatch(notice):
+            raise MalformedMessage("field 'notice' must be a template name")
+        return cls(
+            user_id=_string(message.body, "user_id", ID_MAX_LENGTH),
+            digest=digest,
+            email=_string(message.body, "email", EMAIL_MAX_LENGTH),
+            notice=notice,
+        )
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ __all__ = [
     "judge_attempt",
     "link_digest",
     "link_token_for_request",
+    "not_me_digest",
+    "not_me_token_for_message",
     "within_quota",
 ]
 
@@ -57,6 +59,17 @@ def link_token_for_request(key: str, message_id: str) -> str:
     """The single-use link token of one code request: derived like the code, never equal to it."""
     mac = hmac.new(key.encode(), f"link\x00{message_id}".encode(), sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def not_me_token_for_message(key: str, message_id: str) -> str:
+    """The "this wasn't me" token of one security notice: stable on redelivery, useless without the key."""
+    mac = hmac.new(key.encode(), f"not-me\x00{message_id}".encode(), sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def not_me_digest(token: str) -> str:
+    """What auth stores of a "this wasn't me" token (it never sees the key the token is derived under)."""
+    return sha256(token.encode()).hexdigest()
 
 
 def code_digest(key: str, slot: Slot, code: str) -> str:

@@ -117,7 +117,9 @@ def build_system(env: dict | None = None, resend_requested=None) -> System:
     # The fake broker delivers by destination: the worker's queue is bound to each event it mails.
     for routing_key in MAILED_EVENTS:
         broker.bind(routing_key, handlers.notifications)
-    broker.bind(auth_settings.account_confirmed_queue, code_verified_router(auth.lifecycle, auth.failed_logins))
+    broker.bind(
+        auth_settings.account_confirmed_queue, code_verified_router(auth.lifecycle, auth.failed_logins, auth.not_me)
+    )
     outbox_context = mailer.mail.record_messages()
     outbox = outbox_context.__enter__()
     return System(

@@ -8,6 +8,7 @@ broker's TTL by handing a held ``lock.due`` to auth's queue itself.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -374,3 +375,88 @@ def test_every_event_class_round_trips_through_its_own_parser():
             **samples.get(event_class.TYPE, {}),
         )
         assert event_class.parse(as_delivered(event.outgoing(message_id="e-1"))) == event
+
+
+# --- "this wasn't me" ---
+
+NOT_ME_LINK = re.compile(r"http://\S+/auth/not-me\?token=(\S+)")
+
+
+def not_me_token(mail) -> str:
+    found = NOT_ME_LINK.search(mail.body)
+    assert found is not None, f"no 'this wasn't me' link in {mail.subject!r}"
+    assert found.group(0) in mail.html
+    return found.group(1)
+
+
+def press(system, token):
+    return system.client.post("/auth/not-me", data={"token": token})
+
+
+def test_a_new_sign_in_notice_carries_a_link_whose_page_does_nothing_and_whose_button_secures_once(
+    system, unique_email
+):
+    email = unique_email()
+    sign_up(system, email)
+    first = log_in(system, email, **{"User-Agent": "App/1.0"}).json
+    log_in(system, email, **{"User-Agent": "Intruder/1.0"})
+    token = not_me_token(notices(system, email, "New sign-in")[0])
+    user = system.auth.users.by_email(email)
+    stored = system.auth.users._users.find_one({"_id": user.id})["not_me"]
+    assert [link["digest"] for link in stored] == [hashlib.sha256(token.split(".")[1].encode()).hexdigest()]
+    assert token.split(".")[1] not in json.dumps(stored, default=str)  # the hash only
+
+    page = system.client.get(f"/auth/not-me?token={token}")
+    assert page.status_code == 200 and "Secure my account" in page.text
+    assert system.client.get("/auth/me", headers=bearer(first["access_token"])).status_code == 200
+
+    done = press(system, token)
+    assert done.status_code == 200 and "signed out" in done.text
+    assert system.client.get("/auth/me", headers=bearer(first["access_token"])).status_code == 401
+    refreshed = system.client.post("/auth/token/refresh", json={"refresh_token": first["refresh_token"]})
+    assert refreshed.status_code == 401
+    [reset_mail] = [mail for mail in system.outbox if email in mail.recipients and "Reset" in mail.subject]
+    code = re.search(r"\b\d{6}\b", reset_mail.body).group(0)
+    assert reset(system, email, code).status_code == 200
+
+    assert press(system, token).status_code == 410  # once
+    assert system.client.get(f"/auth/not-me?token={token}").status_code == 410
+    assert press(system, "not-a-token").status_code == 400
+
+
+def test_the_password_changed_notice_carries_a_link_that_expires(make_system, unique_email):
+    system = make_system({"NOT_ME_TTL_SECONDS": "3600"})
+    email = unique_email()
+    sign_up(system, email)
+    pair = log_in(system, email).json
+    changed = system.client.post(
+        "/auth/password/change",
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        headers=bearer(pair["access_token"]),
+    )
+    assert changed.status_code == 200
+    token = not_me_token(notices(system, email, "password was changed")[0])
+    system.clock.advance(3601)
+    assert press(system, token).status_code == 410
+    assert system.client.get("/auth/me", headers=bearer(changed.json["access_token"])).status_code == 200
+
+
+def test_the_address_changed_notice_link_undoes_the_change(system, unique_email):
+    email, moved = unique_email(), unique_email()
+    sign_up(system, email)
+    pair = log_in(system, email).json
+    system.client.post(
+        "/auth/email/change", json={"new_email": moved, "password": PASSWORD}, headers=bearer(pair["access_token"])
+    )
+    [code] = system.codes_for(moved)
+    system.client.post("/auth/email/confirm", json={"code": code}, headers=bearer(pair["access_token"]))
+    [changed] = [mail for mail in system.outbox if email in mail.recipients and "was changed" in mail.subject]
+    assert "contact support" not in changed.body
+    assert press(system, not_me_token(changed)).status_code == 200
+    assert system.auth.users.by_email(email) is not None and system.auth.users.by_email(moved) is None
+    undone = events(system, "user.email_changed")[-1]
+    assert (undone.body["email"], undone.body["old_email"]) == (email, moved)
+    reset_codes = [mail for mail in system.outbox if email in mail.recipients and "Reset" in mail.subject]
+    assert len(reset_codes) == 1
+    assert system.client.get("/auth/me", headers=bearer(pair["access_token"])).status_code == 401
+    assert log_in(system, email).status_code == 200  # the old address is the login again

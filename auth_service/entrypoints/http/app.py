@@ -16,6 +16,7 @@ from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import errors, observability, ratelimits, routes, schemas, security_headers
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
 from auth_service.lifecycle import AccountLifecycle
+from auth_service.not_me import NotMeLinks
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
 from common.metrics import CollectorRegistry
@@ -30,6 +31,7 @@ class AuthExtension:
     lifecycle: AccountLifecycle
     sessions: SessionService
     readiness: Callable[[], dict[str, str]]
+    not_me: NotMeLinks | None = None
 
 
 class ContractApi(Api):
@@ -48,6 +50,7 @@ def create_app(
     sessions: SessionService,
     readiness: Callable[[], dict[str, str]],
     registry: CollectorRegistry | None = None,
+    not_me: NotMeLinks | None = None,
 ) -> Flask:
     # The templates folder holds our /docs page, which replaces flask-smorest's; static holds its script.
     app = Flask(
@@ -73,7 +76,7 @@ def create_app(
         },
     )
     app.extensions["auth_service"] = AuthExtension(
-        accounts=accounts, lifecycle=lifecycle, sessions=sessions, readiness=readiness
+        accounts=accounts, lifecycle=lifecycle, sessions=sessions, readiness=readiness, not_me=not_me
     )
 
     api = ContractApi(app)

@@ -33,8 +33,15 @@ _PAGE_FOR_ERROR: dict[type[errors.AuthError], tuple[int, tuple[str, str]]] = {
 }
 
 
-def page(status: int, title: str, message: str, token: str | None = None, action: str = "") -> Response:
-    body = render_template(TEMPLATE, title=title, message=message, token=token, action=action)
+def page(
+    status: int,
+    title: str,
+    message: str,
+    token: str | None = None,
+    action: str = "",
+    button: str = "Confirm my email address",
+) -> Response:
+    body = render_template(TEMPLATE, title=title, message=message, token=token, action=action, button=button)
     # The security headers come from security_headers.install, as on every answer: the pages load
     # nothing and run nothing, and the API policy's form-action 'self' lets their one form post back.
     return Response(body, status=status, mimetype="text/html")
@@ -57,6 +64,36 @@ def confirmed() -> Response:
 def in_progress() -> Response:
     return page(
         202, "Almost done", "Your address is being confirmed. Sign in to the app in a moment; no need to press again."
+    )
+
+
+def not_me_button(token: str, action: str) -> Response:
+    return page(
+        200,
+        "This wasn't me",
+        "Press the button to sign every device out of your account and get a code by email to choose a new "
+        "password. If the notice was about an address change, the change is undone too.",
+        token=token,
+        action=action,
+        button="Secure my account",
+    )
+
+
+def not_me_done() -> Response:
+    return page(
+        200,
+        "Your account is secured",
+        "Every device was signed out. A code to choose a new password is on its way to the address that got "
+        'the notice: use it with "Forgot password" in the app.',
+    )
+
+
+def not_me_gone() -> Response:
+    return page(
+        410,
+        "This link has expired",
+        'It was used already or is too old. To secure your account, reset your password with "Forgot password" '
+        "in the app.",
     )
 
 

@@ -233,6 +233,16 @@ def install(app: Flask, settings: Settings) -> Limiter:
             limiter.limit(settings.ratelimit_email_confirm_per_ip),
             limiter.limit(settings.ratelimit_email_confirm_per_account, key_func=account_key, exempt_when=no_account),
         ],
+        # The "this wasn't me" link has the verification link's form: the same limits, counters of its own.
+        "auth.not_me": [
+            limiter.limit(settings.ratelimit_verify_link_per_ip, scope="not-me"),
+            limiter.limit(
+                settings.ratelimit_verify_link_per_account,
+                key_func=link_account_key,
+                exempt_when=no_link_account,
+                scope="not-me-account",
+            ),
+        ],
         "auth.verify_link": [
             limiter.limit(settings.ratelimit_verify_link_per_ip),
             limiter.limit(

@@ -1,0 +1,111 @@
+"""The "this wasn't me" link of a security notice (new sign-in, password changed, address changed).
+
+The worker mints each link's token from the notice's message id under its key
+and tells auth only the token's SHA-256 (``not_me.issued``, durable, before
+the mail goes); auth keeps that digest, with the address the notice went to,
+for ``NOT_ME_TTL_SECONDS``. Like the verification link, opening the link shows
+a page whose one button acts (mail scanners fetch links); pressing it spends
+the link, once, ends every session and token of the account, undoes an address
+change (the old address is the login again) and mails a password-reset code to
+the address that received the notice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from auth_service.codes import CodeClient
+from auth_service.domain.accounts import NotMeLink, User
+from auth_service.events import AccountEvents
+from auth_service.lifecycle import InvalidLink
+from auth_service.outbox import Outbox
+from auth_service.ports import UserRepository
+from auth_service.sessions import SessionService
+from common.links import parse_link_token_reference
+from common.messaging.messages import NotMeIssued, Purpose, UserEmailChanged
+
+log = logging.getLogger(__name__)
+
+EMAIL_CHANGED_NOTICE = "email_changed"
+
+
+class LinkGone(Exception):
+    """A well-formed link that is used, expired or unknown (410 page)."""
+
+
+class NotMeLinks:
+    def __init__(
+        self,
+        users: UserRepository,
+        sessions: SessionService,
+        codes: CodeClient,
+        outbox: Outbox,
+        events: AccountEvents,
+        ttl_seconds: int,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._users = users
+        self._sessions = sessions
+        self._codes = codes
+        self._outbox = outbox
+        self._events = events
+        self._ttl = timedelta(seconds=ttl_seconds)
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def issued(self, issued: NotMeIssued) -> None:
+        """Keep the digest of a link the worker is mailing (idempotent: redeliveries add nothing)."""
+        link = NotMeLink(issued.digest, issued.email, issued.notice, self._now() + self._ttl)
+        self._users.add_not_me(issued.user_id, link)
+
+    def check(self, token: str | None) -> None:
+        """Is this a live link of ours, to show the button for? Reads only: scanners fetch links."""
+        owner = _owner(token)
+        if owner is None:
+            raise InvalidLink()
+        if self._users.not_me(owner[0], owner[1], self._now()) is None:
+            raise LinkGone()
+
+    def act(self, token: str | None, request_id: str | None = None) -> str:
+        """Spend the link: every session and token of the account ends, an address change is undone,
+        and a reset code goes to the notice's address, which is returned."""
+        owner = _owner(token)
+        if owner is None:
+            raise InvalidLink()
+        user_id, digest = owner
+        link = self._users.use_not_me(user_id, digest, self._now())
+        user = self._users.by_id(user_id)
+        if link is None or user is None:
+            raise LinkGone()
+        log.warning("'this wasn't me' link used", extra={"user_id": user_id, "notice": link.notice})
+        self._sessions.revoke_all_sessions(user_id, "not_me")
+        if link.notice == EMAIL_CHANGED_NOTICE and user.email != link.email:
+            user = self._undo_email_change(user, link.email) or user
+        # To the address that got the notice, whatever the account's address is now.
+        request = self._codes.request(Purpose.RESET_PASSWORD, user_id, link.email, request_id=request_id)
+        self._codes.issue(user_id, request)
+        return link.email
+
+    def _undo_email_change(self, user: User, old_email: str) -> User | None:
+        event = self._events.entry(UserEmailChanged, user, email=old_email, old_email=user.email)
+        restored = self._users.restore_email(user.id, old_email, self._now(), [event], self._outbox.relay_after())
+        if restored is None:
+            log.warning("address change not undone: the old address has another account", extra={"user_id": user.id})
+            return None
+        self._outbox.deliver(user.id, event)
+        return restored
+
+
+def _owner(token: str | None) -> tuple[str, str] | None:
+    """(account id, digest of the token) of a link's token, or None for anything that is no token of ours."""
+    reference = parse_link_token_reference(token)
+    if reference is None:
+        return None
+    user_id, secret = reference
+    return user_id, hashlib.sha256(secret.encode()).hexdigest()
