@@ -19,7 +19,7 @@ import pytest
 
 from common.messaging.envelope import Incoming
 from common.messaging.messages import ACCOUNT_EVENTS
-from devtools.stack import LocalStack
+from devtools.stack import LocalStack, http_form, http_json
 from tests.integration.conftest import RABBITMQ_URL
 from tests.integration.test_lifecycle_flow import NEW_PASSWORD, PASSWORD, bearer, mail, new_email
 
@@ -154,3 +154,35 @@ def test_a_service_bound_to_the_exchange_sees_a_whole_life_in_order_and_the_user
     print("Events the other service saw:")
     for body in seen:
         print(f"  {body['type']} {json.dumps({k: v for k, v in body.items() if k not in ('type', 'event_id')})}")
+
+
+NOT_ME_LINK = re.compile(r"(http://\S+/auth/not-me)\?token=(\S+)")
+FORM = re.compile(r'<form method="post" action="([^"]+)">\s*<input type="hidden" name="token" value="([^"]+)">')
+
+
+def test_the_new_sign_in_notices_link_signs_every_device_out_and_mails_a_reset_code(locking_stack):
+    stack, email = locking_stack, new_email()
+    assert stack.call("POST", "/auth/register", {"email": email, "password": PASSWORD})[0] == 201
+    code = mail(stack, email, "Confirm your email").code
+    assert stack.call("POST", "/auth/confirm", {"email": email, "code": code})[0] == 200
+    status, mine = log_in(stack, email)
+    assert status == 200
+    log_in(stack, email, agent="Intruder/1.0")
+    notice = mail(stack, email, "New sign-in")
+    link = NOT_ME_LINK.search(notice.text)
+    assert link is not None and link.group(0) in notice.html
+
+    # Opening the link (a mail scanner would) changes nothing; the page's one button acts.
+    status, _, page = http_json("GET", link.group(0))
+    assert status == 200
+    assert stack.call("GET", "/auth/me", headers=bearer(mine))[0] == 200
+    form = FORM.search(page)
+    assert form is not None and form.group(2) == link.group(2)
+    status, _, done = http_form(f"{stack.base_url}{form.group(1)}", {"token": form.group(2)})
+    assert status == 200 and "signed out" in done
+    assert stack.call("GET", "/auth/me", headers=bearer(mine))[0] == 401
+    assert stack.call("POST", "/auth/token/refresh", {"refresh_token": mine["refresh_token"]})[0] == 401
+    reset_code = mail(stack, email, "Reset").code
+    reset = {"email": email, "code": reset_code, "new_password": NEW_PASSWORD}
+    assert stack.call("POST", "/auth/password/reset", reset)[0] == 200
+    assert http_form(f"{stack.base_url}{form.group(1)}", {"token": form.group(2)})[0] == 410  # once
