@@ -30,6 +30,7 @@ def from_ip(ip: str) -> dict:
     return {"REMOTE_ADDR": ip}
 
 
+MINUTE = 60
 HOUR = 3600
 DAY = 86400
 
@@ -131,6 +132,25 @@ def test_login_per_address_limit_counts_failures_only(make_system, unique_email)
         assert login(system.client, email, "wrong password", ip=f"203.0.113.{n}").status_code == 401
     assert_rate_limited(login(system.client, email, ip="203.0.113.50"), DAY)
     assert login(system.client, unique_email(), ip="203.0.113.50").status_code == 401
+
+
+def test_the_per_address_limit_answers_before_a_lock_and_alike_for_every_address(make_system, unique_email):
+    """docs/security.md, "Failed logins and locks, beside the per-address limit"."""
+    env = {**limited(login_failures_per_address="6/minute"), "LOCKOUT_THRESHOLD": "4"}
+    env["FAILED_LOGIN_WARNING_THRESHOLD"] = "2"
+    system = make_system(env)
+    email, nobody = unique_email(), unique_email()
+    verified_account(system, email)
+    for _ in range(4):
+        assert login(system.client, email, "wrong password").status_code == 401
+    # Locked: the right password answers the 401 of a wrong one, and counts like one.
+    locked = [login(system.client, email) for _ in range(2)]
+    assert [response.status_code for response in locked] == [401, 401]
+    assert_rate_limited(login(system.client, email), MINUTE)
+    # An address with no account, past the same limit, gets the same 429: it tells nothing of the lock.
+    for _ in range(6):
+        assert login(system.client, nobody).status_code == 401
+    assert_rate_limited(login(system.client, nobody), MINUTE)
 
 
 def test_requests_without_an_address_count_against_the_ip_only(make_system):
