@@ -37,7 +37,7 @@ from typing import TypeVar
 
 from bench import local_servers
 from devtools.probes import SilentServer, half_open_connections, read_response, upload_headers
-from devtools.stack import LocalStack, delete_queues, http_json, unique_names
+from devtools.stack import LocalStack, delete_run, http_json, unique_names
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 (benchmark accounts)
 MiB = 1024 * 1024
@@ -201,7 +201,7 @@ def main() -> int:
                     print(json.dumps(runs[-1]), flush=True)
             finally:
                 stack.stop()
-                delete_queues(rabbitmq_url, [value for key, value in names.items() if key.endswith("_QUEUE")])
+                delete_run(rabbitmq_url, names)
     return 0
 
 

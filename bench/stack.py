@@ -10,7 +10,7 @@ from pathlib import Path
 import redis
 
 from bench import local_servers
-from devtools.stack import LocalStack, delete_queues, unique_names
+from devtools.stack import LocalStack, delete_run, unique_names
 
 
 @contextlib.contextmanager
@@ -38,7 +38,7 @@ def benchmark_stack(overrides: dict[str, str]) -> Iterator[LocalStack]:
         yield stack
     finally:
         stack.stop()
-        delete_queues(rabbitmq_url, [value for key, value in names.items() if key.endswith("_QUEUE")])
+        delete_run(rabbitmq_url, names)
         client = redis.Redis.from_url(redis_url)
         for prefix in (names["REDIS_KEY_PREFIX"], names["RATELIMIT_KEY_PREFIX"]):
             for key in client.scan_iter(match=f"{prefix}:*"):

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from common.settings import ServiceSettings, SettingsError
-from devtools.stack import LocalStack, delete_queues, environment, http_json, preflight, unique_names
+from devtools.stack import LocalStack, delete_run, environment, http_json, preflight, unique_names
 
 RULE = "-" * 72
 
@@ -93,7 +93,7 @@ class DemoStack:
     def stop(self) -> None:
         if self.stack is not None:
             self.exit_codes = self.stack.stop()
-            delete_queues(self.rabbitmq_url, [value for key, value in self.names.items() if key.endswith("_QUEUE")])
+            delete_run(self.rabbitmq_url, self.names)
 
     def report(self, ok: bool, success: str) -> int:
         codes = self.exit_codes

@@ -138,6 +138,16 @@ def delete_queues(
         connection.close()
 
 
+def delete_run(rabbitmq_url: str, names: dict[str, str], retry_delays: tuple[int, ...] | None = None) -> None:
+    """Remove what a run named by ``unique_names`` declared on the broker: its queues and its events exchange."""
+    delete_queues(
+        rabbitmq_url,
+        [value for key, value in names.items() if key.endswith("_QUEUE")],
+        retry_delays or topology.RETRY_DELAYS_SECONDS,
+        exchanges=[names["ACCOUNT_EVENTS_EXCHANGE"]] if "ACCOUNT_EVENTS_EXCHANGE" in names else [],
+    )
+
+
 class Service:
     """One service as a child process (``python -m module args...``), its output in a log file.
 

@@ -44,7 +44,6 @@ from tests.observability import metric_samples
 
 PASSWORD = "correct horse battery staple"
 RETRY_DELAYS = (1, 3)
-EVENTS_EXCHANGE = "account.events"
 CONTAINER_DEFINITIONS = "/etc/rabbitmq/definitions/definitions.json"
 
 REFUSED = "refused"
@@ -95,6 +94,8 @@ def trusted(tmp_path_factory):
         names["CONFIRM_EMAIL_CODE_QUEUE"],
         names["ACCOUNT_CONFIRMED_QUEUE"],
         RETRY_DELAYS,
+        names["ACCOUNT_NOTIFICATIONS_QUEUE"],
+        names["ACCOUNT_EVENTS_EXCHANGE"],
     )
     yield TrustedBroker(broker, accounts, names, routes)
     broker.stop()
@@ -199,8 +200,9 @@ def test_what_each_account_may_publish_where(stack, trusted):
     routes = trusted.routes
     creation, confirm, confirmed = routes.account_creation, routes.confirm_email_code, routes.account_confirmed
     first_retry = {name: routes.work_queue(name).retry_queue(0) for name in routes.work_queues}
-    # auth's account declares the account-events exchange (later work publishes on it).
-    assert attempt(trusted, "auth", lambda c: c.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)) == DELIVERED
+    events = routes.events_exchange
+    # auth's account declares the account-events exchange, on which it publishes.
+    assert attempt(trusted, "auth", lambda c: c.exchange_declare(events, "topic", durable=True)) == DELIVERED
     expected = {
         # auth: only its own messages to the worker, and its own retry route.
         ("auth", "", confirmed): REFUSED,  # the default exchange reaches every queue by name: nobody has it
@@ -212,8 +214,11 @@ def test_what_each_account_may_publish_where(stack, trusted):
         ("auth", TO_WORKER_EXCHANGE, confirmed): UNROUTABLE,  # its own exchange leads only to the worker's queues
         ("auth", TO_WORKER_EXCHANGE, creation): DELIVERED,
         ("auth", TO_WORKER_EXCHANGE, confirm): DELIVERED,
-        ("auth", EVENTS_EXCHANGE, "user.registered"): UNROUTABLE,  # allowed; nobody has bound a queue yet
-        ("auth", EVENTS_EXCHANGE, "other.thing"): REFUSED,  # topic permission: user.* only
+        ("auth", events, "user.registered"): UNROUTABLE,  # allowed; the worker does not mail about it
+        ("auth", events, "user.verified"): DELIVERED,  # the worker's notification queue is bound to it
+        ("auth", events, "other.thing"): REFUSED,  # topic permission: user.* only
+        # The end of a lock: into auth's own delay queue, through its own retry route.
+        ("auth", AUTH_RETRIES_EXCHANGE, f"{confirmed}.delayed"): DELIVERED,
         # A consumer parks its own retries; the ladder brings them back to its own queue.
         ("auth", AUTH_RETRIES_EXCHANGE, first_retry[confirmed]): DELIVERED,
         # the worker: only confirmations and verdicts to auth, and its own retry route.
@@ -222,7 +227,8 @@ def test_what_each_account_may_publish_where(stack, trusted):
         ("worker", TO_WORKER_EXCHANGE, creation): REFUSED,  # registrations
         ("worker", TO_WORKER_EXCHANGE, confirm): REFUSED,  # code submissions
         ("worker", AUTH_RETRIES_EXCHANGE, confirmed): REFUSED,
-        ("worker", EVENTS_EXCHANGE, "user.verified"): REFUSED,
+        ("worker", events, "user.verified"): REFUSED,
+        ("worker", AUTH_RETRIES_EXCHANGE, f"{confirmed}.delayed"): REFUSED,
         ("worker", TO_AUTH_EXCHANGE, creation): UNROUTABLE,
         ("worker", REPLIES_EXCHANGE, creation): UNROUTABLE,
         ("worker", TO_AUTH_EXCHANGE, confirmed): DELIVERED,
@@ -355,4 +361,4 @@ def test_the_definitions_file_is_what_the_broker_loaded(trusted, tmp_path):
     assert permissions["trust-admin"]["write"] == ".*"
     assert permissions["trust-auth"]["write"] != ".*" and permissions["trust-worker"]["write"] != ".*"
     [topic] = loaded["topic_permissions"]
-    assert (topic["user"], topic["exchange"]) == ("trust-auth", EVENTS_EXCHANGE)
+    assert (topic["user"], topic["exchange"]) == ("trust-auth", trusted.routes.events_exchange)

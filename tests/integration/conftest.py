@@ -11,7 +11,7 @@ import os
 import pytest
 import redis
 
-from devtools.stack import LocalStack, delete_queues, preflight, unique_names
+from devtools.stack import LocalStack, delete_run, preflight, unique_names
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -61,11 +61,7 @@ class Stacks:
             stack.stop()
         client = redis.Redis.from_url(REDIS_URL)
         for _, names in self._started:
-            delete_queues(
-                RABBITMQ_URL,
-                [value for key, value in names.items() if key.endswith("_QUEUE")],
-                exchanges=[names["ACCOUNT_EVENTS_EXCHANGE"]],
-            )
+            delete_run(RABBITMQ_URL, names)
             for pattern in (f"{names['REDIS_KEY_PREFIX']}:*", f"*{names['RATELIMIT_KEY_PREFIX']}*"):
                 for key in client.scan_iter(match=pattern):
                     client.delete(key)

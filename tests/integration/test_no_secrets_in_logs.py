@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from devtools.stack import LocalStack, delete_queues, http_form, http_json, preflight, unique_names
+from devtools.stack import LocalStack, delete_run, http_form, http_json, preflight, unique_names
 from tests.integration.conftest import RABBITMQ_URL, REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -45,14 +45,13 @@ def run(tmp_path_factory):
         "RESEND_COOLDOWN_SECONDS": "0",
         "RATELIMIT_ENABLED": "true",
     }
-    work_queues = [names["ACCOUNT_CREATION_QUEUE"], names["CONFIRM_EMAIL_CODE_QUEUE"], names["ACCOUNT_CONFIRMED_QUEUE"]]
     stack = LocalStack(tmp_path_factory.mktemp("logs"), overrides)
     try:
         stack.start()
         yield stack, dict(secret_values)
     finally:
         stack.stop()
-        delete_queues(RABBITMQ_URL, work_queues)
+        delete_run(RABBITMQ_URL, names)
 
 
 def walk_the_flow(stack: LocalStack) -> dict[str, list[str]]:

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from devtools.stack import LocalStack, delete_queues, http_json, unique_names
-from tests.integration.local_servers import servers_or_fail, work_queues
+from devtools.stack import LocalStack, delete_run, http_json, unique_names
+from tests.integration.local_servers import servers_or_fail
 from tests.observability import metric_samples
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ def stack(tmp_path):
         yield running.start()
     finally:
         running.stop()
-        delete_queues(servers["RABBITMQ_URL"], work_queues(names))
+        delete_run(servers["RABBITMQ_URL"], names)
 
 
 def log_lines(path) -> list[dict]:

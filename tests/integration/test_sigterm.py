@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from devtools.stack import LocalStack, delete_queues, unique_names
-from tests.integration.local_servers import servers_or_fail, work_queues
+from devtools.stack import LocalStack, delete_run, unique_names
+from tests.integration.local_servers import servers_or_fail
 
 pytestmark = pytest.mark.integration
 
@@ -43,4 +43,4 @@ def test_sigterm_stops_both_services_with_exit_0_within_10_seconds(tmp_path, uni
         assert "email worker stopped" in stack.worker.log_text()
     finally:
         stack.stop()
-        delete_queues(servers["RABBITMQ_URL"], work_queues(names))
+        delete_run(servers["RABBITMQ_URL"], names)
