@@ -82,7 +82,7 @@ def catalog(locale: str) -> gettext.NullTranslations:
     path = catalog_path(locale)
     try:
         with path.open("rb") as po:
-            messages = read_po(po, locale=babel_name(locale), domain=DOMAIN)
+            messages = read_po(po, locale=babel_name(locale), domain=DOMAIN, abort_invalid=True)
         compiled = io.BytesIO()
         write_mo(compiled, messages, use_fuzzy=False)  # a fuzzy entry awaits review: English until then
         compiled.seek(0)
