@@ -49,7 +49,8 @@ def install_i18n(environment: Environment) -> None:
 def localized(context: Mapping[str, Any], default_locale: str) -> dict[str, Any]:
     """``context`` with its ``locale`` resolved to a shipped language and that language's
     translation functions, for one render: the environment stays shared by every thread."""
-    locale = supported_locale(context.get("locale"), default_locale)
+    asked = context.get("locale")
+    locale = supported_locale(asked if isinstance(asked, str) else None, default_locale)
     translations = catalog(locale)
     return {
         **context,

@@ -134,7 +134,7 @@ def test_values_are_escaped_in_the_html_of_a_translated_email():
     assert "<b>x</b>@example.com" in message.body  # plain text is not HTML
 
 
-@pytest.mark.parametrize("locale", [None, "fr", "xx-YY", "not a tag", "pt_BR"])
+@pytest.mark.parametrize("locale", [None, "fr", "xx-YY", "not a tag", "pt_BR", 7, ["pt-BR"]])
 def test_an_unknown_or_missing_language_is_written_in_default_locale(locale):
     assert render("verify_email", locale, default_locale="pt-BR").subject == "Confirme seu endereço de e-mail"
     assert render("verify_email", locale, default_locale="en").subject == "Confirm your email address"
