@@ -178,6 +178,7 @@ def build(
         confirming_codes=ConfirmingCodes.from_secret(settings.jwt_secret.get_secret_value()),
         unverified_ttl_seconds=settings.unverified_ttl_seconds,
         clock=clock,
+        default_locale=settings.default_locale,
     )
     lifecycle = AccountLifecycle(users, codes, outbox, hasher, sessions, code_asks, clock=clock)
 

@@ -86,7 +86,12 @@ class AccountLifecycle:
             return
         # The stored request's id (from ``secrets``) names the code request: acting on it twice mails one code.
         entry = self._codes.request(
-            Purpose.RESET_PASSWORD, user.id, user.email, request_id=request.request_id, message_id=request.id
+            Purpose.RESET_PASSWORD,
+            user.id,
+            user.email,
+            request_id=request.request_id,
+            message_id=request.id,
+            locale=user.locale,
         )
         self._codes.issue(user.id, entry)
 
@@ -115,8 +120,10 @@ class AccountLifecycle:
             raise EmailTaken()
         self._codes.throttle(Purpose.CHANGE_EMAIL, new_email)
         entries = [
-            self._codes.request(Purpose.CHANGE_EMAIL, user.id, new_email, user.name, request_id),
-            self._codes.notice(EMAIL_CHANGE_REQUESTED, user.email, {"new_email": new_email}, request_id),
+            self._codes.request(Purpose.CHANGE_EMAIL, user.id, new_email, user.name, request_id, locale=user.locale),
+            self._codes.notice(
+                EMAIL_CHANGE_REQUESTED, user.email, {"new_email": new_email}, request_id, locale=user.locale
+            ),
         ]
         self._users.request_email_change(user.id, new_email, entries, publish_after=self._outbox.relay_after())
         for entry in entries:
@@ -239,7 +246,7 @@ class AccountLifecycle:
         before = self._users.by_id(user_id)
         if before is None:
             return False
-        notice = self._codes.notice(EMAIL_CHANGED, before.email, {"new_email": change.new_email})
+        notice = self._codes.notice(EMAIL_CHANGED, before.email, {"new_email": change.new_email}, locale=before.locale)
         updated = self._users.apply_email_change(
             user_id, change, self._now(), notice, publish_after=self._outbox.relay_after()
         )

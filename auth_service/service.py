@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypedDict
@@ -28,6 +28,7 @@ from auth_service.domain.sessions import TokenPair
 from auth_service.outbox import Outbox
 from auth_service.ports import OutboxEntry, ResendRequest, UserRepository
 from auth_service.sessions import SessionService
+from common.locales import SOURCE_LOCALE, choose_locale
 from common.messaging.messages import Purpose, Verdict
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class Registration(TypedDict):
     registered_seq: int
     code_seq: int
     expires_at: datetime | None
+    locale: str
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class AccountService:
         confirming_codes: ConfirmingCodes,
         unverified_ttl_seconds: int,
         clock: Callable[[], float] = time.time,
+        default_locale: str = SOURCE_LOCALE,
     ):
         self._users = users
         self._codes = codes
@@ -79,14 +82,25 @@ class AccountService:
         self._confirming_codes = confirming_codes
         self._unverified_ttl = timedelta(seconds=unverified_ttl_seconds)
         self._clock = clock
+        self._default_locale = default_locale
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
-    def register(self, email: str, password: str, name: str | None, request_id: str | None = None) -> User:
+    def register(
+        self,
+        email: str,
+        password: str,
+        name: str | None,
+        request_id: str | None = None,
+        preferred_locales: Sequence[str] = (),
+    ) -> User:
         """Store a registration and queue its code. An address whose account is still pending
-        is taken over: same account, the new password and name, a new code that voids the earlier ones."""
+        is taken over: same account, the new password, name and language, a new code that voids
+        the earlier ones. The language is the first of ``preferred_locales`` (the request's
+        ``locale``, then its Accept-Language) that a shipped language serves, else DEFAULT_LOCALE."""
         email = normalize_email(email)
+        locale = choose_locale(preferred_locales, self._default_locale)
         password_hash = self._hasher.hash(password)
         for _ in range(MAX_WRITE_ROUNDS):
             now = self._now()
@@ -105,6 +119,7 @@ class AccountService:
                 "registered_seq": sequence,
                 "code_seq": sequence,
                 "expires_at": now + self._unverified_ttl,
+                "locale": locale,
             }
             if current is None:
                 user = User(id=uuid.uuid4().hex, email=email, **registration)
@@ -213,4 +228,5 @@ class AccountService:
             # The email says when the registration was made.
             registered_at=user.created_at.timestamp(),
             message_id=message_id,
+            locale=user.locale,
         )

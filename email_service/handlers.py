@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from common.links import link_token_reference
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
@@ -34,7 +35,6 @@ from email_service.domain.codes import (
     code_digest,
     code_for_request,
     describe_moment,
-    describe_validity,
     link_digest,
     link_token_for_request,
 )
@@ -166,12 +166,14 @@ class CodeHandlers:
                 return Result.ack()
         self._events.code_issued()
         # No name: it is whatever the registrant typed, and it would be mailed to an address they chose.
-        context = {
+        context: dict[str, Any] = {
             "code": code,
             "link_token": link_token,
-            "validity": describe_validity(policy.ttl_seconds),
+            # The template words it in the email's language: duration(validity_seconds).
+            "validity_seconds": policy.ttl_seconds,
             # When the registration (or request) the code is for was made: the email says so.
             "registered_at": describe_moment(request.registered_at or request.requested_at),
+            "locale": request.locale,
         }
         if slot.purpose is Purpose.VERIFY_EMAIL:
             context["link"] = policy.verification_link(request.user_id, link_token)
@@ -237,14 +239,14 @@ class CodeHandlers:
         if self._store.notice_sent(delivery.message_id):
             log.info("notice already sent for this message, redelivery ignored")
             return Result.ack()
-        failed = self._send(notice.template, notice.email, notice.context)
+        failed = self._send(notice.template, notice.email, {**notice.context, "locale": notice.locale})
         if failed is not None:
             return failed
         self._store.record_notice_sent(delivery.message_id)
         log.info("notice sent", extra={"template": notice.template})
         return Result.ack()
 
-    def _send(self, template: str, email: str, context: dict[str, str]) -> Result | None:
+    def _send(self, template: str, email: str, context: Mapping[str, Any]) -> Result | None:
         """Mail one email; None once it is sent, else what to do with the message (retry or dead-letter)."""
         try:
             self._mailer.send(template, email, context)

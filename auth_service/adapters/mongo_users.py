@@ -260,6 +260,7 @@ def _mutable_fields(user: User) -> dict:
         "registered_seq": user.registered_seq,
         "code_seq": user.code_seq,
         "expires_at": user.expires_at,
+        "locale": user.locale,
     }
 
 
@@ -327,4 +328,5 @@ def _user(document: dict | None) -> User | None:
         confirmed_code_tag=document.get("confirmed_code_tag"),
         pending_email=document.get("pending_email"),
         token_version=document.get("token_version") or 0,
+        locale=document.get("locale"),
     )

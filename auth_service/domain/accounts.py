@@ -51,6 +51,9 @@ class User:
     pending_email: str | None = None
     # Stamped in every access and refresh token; raising it refuses all of them (password change, reset).
     token_version: int = 0
+    # The language of the account's emails (a shipped BCP 47 tag, common/locales.py); None for
+    # accounts registered before there was a choice, whose emails are in DEFAULT_LOCALE.
+    locale: str | None = None
 
     @property
     def verified(self) -> bool:

@@ -13,6 +13,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Self
 
+from common.locales import LOCALE_MAX_LENGTH
 from common.messaging.envelope import Incoming, MalformedMessage, Outgoing
 
 EMAIL_MAX_LENGTH = 320
@@ -82,6 +83,9 @@ class CodeRequested(Message):
     sequence: int | None = None
     # When the registration the code is for was made (the verification email says so).
     registered_at: float | None = None
+    # The language of the email (BCP 47); requests queued before accounts had one carry none
+    # and are written in DEFAULT_LOCALE.
+    locale: str | None = None
 
     @property
     def order(self) -> int:
@@ -98,6 +102,7 @@ class CodeRequested(Message):
             name=_optional_string(message.body, "name", NAME_MAX_LENGTH),
             sequence=_optional_integer(message.body, "sequence"),
             registered_at=_optional_number(message.body, "registered_at"),
+            locale=_optional_string(message.body, "locale", LOCALE_MAX_LENGTH),
         )
 
 
@@ -230,6 +235,8 @@ class NoticeRequested(Message):
     template: str
     email: str
     context: dict[str, str]
+    # The language of the email, as on CodeRequested.
+    locale: str | None = None
 
     @classmethod
     def parse(cls, message: Incoming) -> Self:
@@ -242,7 +249,12 @@ class NoticeRequested(Message):
         for key, value in context.items():
             if not isinstance(value, str) or len(value) > NOTICE_CONTEXT_MAX_LENGTH:
                 raise MalformedMessage(f"context field {str(key)[:40]!r} must be a short string")
-        return cls(template=template, email=_string(message.body, "email", EMAIL_MAX_LENGTH), context=dict(context))
+        return cls(
+            template=template,
+            email=_string(message.body, "email", EMAIL_MAX_LENGTH),
+            context=dict(context),
+            locale=_optional_string(message.body, "locale", LOCALE_MAX_LENGTH),
+        )
 
 
 def _purpose(message: Incoming, legacy_types: frozenset[str]) -> Purpose:

@@ -59,6 +59,8 @@ def create_app(
     app.json = BoundedJSONProvider(app)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        # The language of an account registered before accounts had one (/auth/me).
+        DEFAULT_LOCALE=settings.default_locale,
         API_TITLE="Auth service",
         API_VERSION="1.0.0",
         OPENAPI_VERSION="3.0.3",

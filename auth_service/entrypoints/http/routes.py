@@ -79,8 +79,18 @@ def _token_answer(pair: TokenPair) -> dict:
 @auth.alt_response(503, schema=ERROR, description="service_unavailable: a store or the broker does not answer")
 def register(body):
     """Create an account and email a verification code."""
-    user = _accounts().register(body["email"], body["password"], body.get("name"), g.request_id)
+    user = _accounts().register(
+        body["email"], body["password"], body.get("name"), g.request_id, preferred_locales=_preferred_locales(body)
+    )
     return {"id": user.id, "email": user.email, "status": user.status.value}
+
+
+def _preferred_locales(body: dict) -> list[str]:
+    """The languages the registrant asked for, most wanted first: the body's ``locale``, then the
+    Accept-Language header's by quality (a language it refuses, ``q=0``, is none of them)."""
+    chosen = [body["locale"]] if body.get("locale") else []
+    accepted = sorted(request.accept_languages, key=lambda item: item[1], reverse=True)
+    return chosen + [tag for tag, quality in accepted if quality > 0]
 
 
 @auth.route("/confirm", methods=["POST"])
@@ -176,6 +186,7 @@ def _profile(user: User) -> dict:
         "name": user.name,
         "status": user.status.value,
         "created_at": user.created_at,
+        "locale": user.locale or current_app.config["DEFAULT_LOCALE"],
     }
 
 

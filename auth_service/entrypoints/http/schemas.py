@@ -7,6 +7,7 @@ from marshmallow import fields, validate
 
 from auth_service.domain.accounts import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, name_problem, password_problem
 from auth_service.domain.addresses import AddressRefused, canonical_address
+from common.locales import LOCALE_MAX_LENGTH, SHIPPED_LOCALES, is_language_tag
 
 
 class StrictSchema(ma.Schema):
@@ -50,6 +51,11 @@ def _check_name(value: str) -> None:
     problem = name_problem(value)
     if problem:
         raise ma.ValidationError(problem)
+
+
+def _check_locale(value: str) -> None:
+    if not is_language_tag(value):
+        raise ma.ValidationError("Must be a BCP 47 language tag, such as 'pt-BR'.")
 
 
 def _email():
@@ -99,6 +105,17 @@ class RegisterRequest(StrictSchema):
         allow_none=True,
         validate=[validate.Length(max=NAME_MAX_LENGTH), _check_name],
         metadata={"example": "Ada"},
+    )
+    locale = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=[validate.Length(max=LOCALE_MAX_LENGTH), _check_locale],
+        metadata={
+            "description": "the language of the account's emails, a BCP 47 tag; without one (or one no language "
+            f"shipped serves) the best match of Accept-Language, else DEFAULT_LOCALE. Shipped: "
+            f"{', '.join(SHIPPED_LOCALES)}",
+            "example": "pt-BR",
+        },
     )
 
 
@@ -193,6 +210,7 @@ class ProfileResponse(ma.Schema):
     name = fields.String(allow_none=True)
     status = fields.String(required=True)
     created_at = fields.DateTime(required=True)
+    locale = fields.String(required=True, metadata={"description": "the language of the account's emails"})
 
 
 # The confirmation pages are HTML; the document describes them as text.
