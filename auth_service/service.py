@@ -24,7 +24,6 @@ from auth_service.domain.errors import (
     ServiceUnavailable,
 )
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.domain.sessions import TokenPair
 from auth_service.outbox import Outbox
 from auth_service.ports import OutboxEntry, ResendRequest, UserRepository
 from auth_service.sessions import SessionService
@@ -182,7 +181,9 @@ class AccountService:
             return Confirmation(True, user)
         raise CodeExpired()
 
-    def login(self, email: str, password: str) -> TokenPair:
+    def verify_password(self, email: str, password: str) -> User:
+        """The confirmed account whose password this is. A wrong password answers the same 401 after the
+        same bcrypt work whatever follows a right one (tokens, or the emailed second factor)."""
         user = self._live_user(normalize_email(email))
         if user is None:
             self._hasher.burn_time(password)
@@ -193,7 +194,7 @@ class AccountService:
             raise EmailNotVerified()
         if self._hasher.needs_rehash(user.password_hash):
             self._users.replace_password_hash(user.id, self._hasher.hash(password))
-        return self._sessions.open(user)
+        return user
 
     def _live_user(self, email: str) -> User | None:
         """The account of an address; a pending one past its lifetime counts as none (the TTL

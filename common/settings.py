@@ -101,6 +101,8 @@ class ServiceSettings(BaseSettings):
     confirm_email_code_queue: QueueName = "CONFIRM_EMAIL_CODE_QUEUE"
     account_confirmed_queue: QueueName = "ACCOUNT_CONFIRMED_QUEUE"
     retry_delays_seconds: Delays = RETRY_DELAYS_SECONDS
+    # The worker keeps a code this long; auth keeps a sign-in challenge as long as its code.
+    code_ttl_seconds: int = Field(600, ge=1)
 
     @property
     def development(self) -> bool:

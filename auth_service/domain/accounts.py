@@ -29,6 +29,12 @@ class Status(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class TrustedDevice:
+    device: str  # a device_key, never the User-Agent or address itself
+    until: datetime
+
+
+@dataclass(frozen=True)
 class User:
     id: str
     email: str
@@ -51,10 +57,17 @@ class User:
     pending_email: str | None = None
     # Stamped in every access and refresh token; raising it refuses all of them (password change, reset).
     token_version: int = 0
+    # The emailed second factor: asked at a password login from a device not trusted until now.
+    mfa_enabled: bool = False
+    trusted_devices: tuple[TrustedDevice, ...] = ()
 
     @property
     def verified(self) -> bool:
         return self.status is Status.VERIFIED
+
+    def trusts(self, device: str, now: datetime) -> bool:
+        """Has this device (its ``device_key``) passed the second factor recently enough to skip it?"""
+        return any(trusted.device == device and trusted.until > now for trusted in self.trusted_devices)
 
     def expired(self, now: datetime) -> bool:
         return not self.verified and self.expires_at is not None and self.expires_at <= now
