@@ -17,6 +17,7 @@ from auth_service.domain.passwords import PasswordHasher
 from common.messaging.consumer import Result
 from common.messaging.messages import Purpose
 from tests.unit.test_lifecycle import bearer, change_email, code_in, confirm_email, forgot, mails_to, reset
+from tests.unit.test_rate_limits import assert_rate_limited, from_ip, limited
 from tests.unit.test_sessions import PASSWORD, assert_pair, at_once, database, login, me, sign_up
 
 SIGN_IN_SUBJECT = "sign-in code"
@@ -400,3 +401,70 @@ def test_a_device_is_its_id_else_its_user_agent_and_network():
     assert device_identity(None, "UA", "::ffff:198.51.100.7") == device_identity(None, "UA", "198.51.100.9")
     assert device_identity(None, None, "not an address") == device_identity(None, None, None)
     assert len(device_key(device_identity(None, "UA", "198.51.100.7"))) == 64
+
+
+# --- rate limits ---
+
+
+def test_asking_for_sign_in_codes_is_limited_per_ip_and_per_address(make_system, unique_email):
+    env = {**limited(login_code_per_ip="3/hour", login_code_per_address="2/hour"), "RESEND_COOLDOWN_SECONDS": "0"}
+    client = make_system(env).client
+    email = unique_email()
+
+    def ask(address, ip):
+        return client.post("/auth/login/code", json={"email": address}, environ_base=from_ip(ip))
+
+    assert ask(email, "198.51.100.1").status_code == 202
+    assert ask(email, "198.51.100.2").status_code == 202
+    assert_rate_limited(ask(email.upper(), "198.51.100.3"))
+    assert ask(unique_email(), "198.51.100.1").status_code == 202
+    assert ask(unique_email(), "198.51.100.1").status_code == 202
+    assert_rate_limited(ask(unique_email(), "198.51.100.1"))
+
+
+def test_sign_in_code_guesses_are_limited_per_ip_and_per_address(make_system, unique_email):
+    client = make_system(limited(login_code_verify_per_ip="3/hour", login_code_verify_per_address="2/hour")).client
+    email = unique_email()
+
+    def guess(address, ip):
+        body = {"email": address, "code": "123456"}
+        return client.post("/auth/login/code/verify", json=body, environ_base=from_ip(ip))
+
+    assert guess(email, "198.51.100.1").status_code == 410
+    assert guess(f" {email.upper()}", "198.51.100.2").status_code == 410
+    assert_rate_limited(guess(email, "198.51.100.3"))
+    assert guess(unique_email(), "198.51.100.1").status_code == 410
+    assert guess(unique_email(), "198.51.100.1").status_code == 410
+    assert_rate_limited(guess(unique_email(), "198.51.100.1"))
+
+
+def test_challenge_guesses_are_limited_per_ip_and_per_account(make_system, unique_email):
+    system = make_system(limited(login_verify_per_ip="4/hour", login_verify_per_account="2/hour"))
+    email = unique_email()
+    sign_up(system, email)
+    set_mfa(system, login(system, email)["access_token"], True)
+    challenge = challenged(system, email)
+
+    def guess(ip, challenge=challenge):
+        body = {"challenge": challenge, "code": "000000"}
+        return system.client.post("/auth/login/verify", json=body, headers=PHONE, environ_base=from_ip(ip))
+
+    assert guess("198.51.100.1").status_code in (400, 410)
+    assert guess("198.51.100.2").status_code in (400, 410)
+    assert_rate_limited(guess("198.51.100.3"))
+    # Unknown challenges name no account: the per-IP limit holds them.
+    assert guess("198.51.100.4", challenge="unknown").status_code == 410
+    assert guess("198.51.100.4", challenge="unknown-2").status_code == 410
+    assert guess("198.51.100.4", challenge="unknown-3").status_code == 410
+    assert guess("198.51.100.4", challenge="unknown-4").status_code == 410
+    assert_rate_limited(guess("198.51.100.4", challenge="unknown-5"))
+
+
+def test_wrong_passwords_at_the_switch_spend_the_password_change_budget(make_system, unique_email):
+    system = make_system(limited(password_change_failures_per_account="2/hour"))
+    email = unique_email()
+    sign_up(system, email)
+    token = login(system, email)["access_token"]
+    for _ in range(2):
+        assert set_mfa(system, token, True, password="not the password at all").status_code == 401
+    assert_rate_limited(set_mfa(system, token, True))
