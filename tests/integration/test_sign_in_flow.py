@@ -6,6 +6,7 @@ the mail sink; the codes are read from the emails that arrive.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.integration.test_lifecycle_flow import PASSWORD, bearer, login, mail, new_email, sign_up
@@ -115,3 +116,26 @@ def test_sign_in_without_a_password_end_to_end(start_module_stack):
     assert len(stack.sink.mails_to(pending)) == 1  # its confirmation code only
     assert stack.sink.mails_to(unknown) == []
     assert login(stack, confirmed)["token_type"] == "Bearer"  # the password still works too
+
+
+def test_without_trust_days_every_login_asks_for_the_code(start_stack):
+    stack = start_stack(MFA_TRUST_DAYS="0", RESEND_COOLDOWN_SECONDS="0")
+    email = new_email()
+    assert set_mfa(stack, sign_up(stack, email), True)[0] == 200
+    for count in (1, 2):
+        status, _, body = password_login(stack, email, PHONE)
+        assert status == 202, body
+        code = mail(stack, email, "sign-in code", count=count).code
+        assert verify_challenge(stack, body["challenge"], code, PHONE)[0] == 200
+
+
+def test_a_challenge_expires_with_its_code(start_stack):
+    stack = start_stack(CODE_TTL_SECONDS="3")
+    email = new_email()
+    assert set_mfa(stack, sign_up(stack, email), True)[0] == 200
+    status, _, body = password_login(stack, email, PHONE)
+    assert status == 202, body
+    code = mail(stack, email, "sign-in code").code
+    time.sleep(4)  # past the code's life, and so the challenge's
+    status, _, refused = verify_challenge(stack, body["challenge"], code, PHONE)
+    assert (status, refused["error"]) == (410, "code_expired")
