@@ -124,8 +124,8 @@ def walk(stack: LocalStack) -> list[str]:
     w.use(pair)
     w.call("Who am I?", "GET", "/auth/me", None, 200, bearer=True)
 
-    body = {"enabled": True, "password": changed_to}
-    w.call("Turn the emailed second factor on", "POST", "/auth/mfa", body, 200, bearer=True)
+    switch: dict = {"enabled": True, "password": changed_to}
+    w.call("Turn the emailed second factor on", "POST", "/auth/mfa", switch, 200, bearer=True)
     w.mail(new_email, "turned on")
     body = {"email": new_email, "password": changed_to}
     challenge = w.call("Log in from a new phone", "POST", "/auth/login", body, 202, device="ada-phone")
@@ -135,8 +135,8 @@ def walk(stack: LocalStack) -> list[str]:
     w.call(title, "POST", "/auth/login/verify", body, 200, device="ada-phone")
     body = {"email": new_email, "password": changed_to}
     w.call("Log in from the phone again: trusted, no code", "POST", "/auth/login", body, 200, device="ada-phone")
-    body = {"enabled": False, "password": changed_to}
-    w.call("Turn the second factor off", "POST", "/auth/mfa", body, 200, bearer=True)
+    switch = {"enabled": False, "password": changed_to}
+    w.call("Turn the second factor off", "POST", "/auth/mfa", switch, 200, bearer=True)
     w.mail(new_email, "turned off")
     w.call("Log out", "POST", "/auth/logout", {"refresh_token": pair.get("refresh_token")}, 204)
     w.call("Refresh after logout", "POST", "/auth/token/refresh", {"refresh_token": pair.get("refresh_token")}, 401)
