@@ -273,6 +273,19 @@ def test_a_login_within_the_code_cooldown_is_429_with_retry_after(system, mfa_ac
     assert int(again.headers["Retry-After"]) >= 1
 
 
+def test_no_verdict_in_time_is_503_and_the_broker_away_at_login_is_503(system, mfa_account):
+    email = mfa_account["email"]
+    challenge = challenged(system, email)
+    system.broker.hold.add(system.worker_settings.confirm_email_code_queue)
+    late = verify_challenge(system, challenge, sign_in_code(system, email))
+    assert (late.status_code, late.json["error"]) == (503, "service_unavailable")
+    system.broker.hold.clear()
+    next_code_allowed(system)
+    system.broker.up = False
+    away = password_login(system, email, headers=LAPTOP)
+    assert (away.status_code, away.json["error"]) == (503, "service_unavailable")
+
+
 # --- without a password ---
 
 
