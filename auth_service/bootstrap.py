@@ -178,7 +178,6 @@ def build(
         codes=codes,
         outbox=outbox,
         hasher=hasher,
-        sessions=sessions,
         code_asks=code_asks,
         confirming_codes=ConfirmingCodes.from_secret(settings.jwt_secret.get_secret_value()),
         unverified_ttl_seconds=settings.unverified_ttl_seconds,

@@ -26,7 +26,6 @@ from auth_service.domain.errors import (
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.outbox import Outbox
 from auth_service.ports import OutboxEntry, ResendRequest, UserRepository
-from auth_service.sessions import SessionService
 from common.messaging.messages import Purpose, Verdict
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,6 @@ class AccountService:
         codes: CodeClient,
         outbox: Outbox,
         hasher: PasswordHasher,
-        sessions: SessionService,
         code_asks: CodeAsks,
         confirming_codes: ConfirmingCodes,
         unverified_ttl_seconds: int,
@@ -72,7 +70,6 @@ class AccountService:
         self._codes = codes
         self._outbox = outbox
         self._hasher = hasher
-        self._sessions = sessions
         self._code_asks = code_asks
         code_asks.on(Purpose.VERIFY_EMAIL, self._issue_resent_code)
         self._confirming_codes = confirming_codes
