@@ -19,6 +19,7 @@ from prometheus_client import Counter, Gauge
 from pymongo.database import Database
 
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
+from auth_service.adapters.mongo_challenges import MongoSignInChallenges
 from auth_service.adapters.mongo_resend_requests import MongoResendRequests
 from auth_service.adapters.mongo_sessions import MongoSessionRepository
 from auth_service.adapters.mongo_users import MongoUserRepository
@@ -36,6 +37,7 @@ from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService
 from auth_service.sessions import SessionPolicy, SessionService
+from auth_service.sign_in import SignIn, SignInPolicy
 from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
 from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
@@ -51,6 +53,7 @@ class AuthSystem:
     accounts: AccountService
     lifecycle: AccountLifecycle
     sessions: SessionService
+    sign_in: SignIn
     users: MongoUserRepository
     bus: MessageBus
     codes: CodeClient
@@ -123,6 +126,8 @@ def build(
     resend_requests.ensure_indexes()
     session_store = MongoSessionRepository(database, serialize_writes=mongomock_store)
     session_store.ensure_indexes()
+    challenges = MongoSignInChallenges(database, serialize_writes=mongomock_store, ttl_index=not mongomock_store)
+    challenges.ensure_indexes()
 
     registry = process_registry()
     Gauge(
@@ -173,7 +178,6 @@ def build(
         codes=codes,
         outbox=outbox,
         hasher=hasher,
-        sessions=sessions,
         code_asks=code_asks,
         confirming_codes=ConfirmingCodes.from_secret(settings.jwt_secret.get_secret_value()),
         unverified_ttl_seconds=settings.unverified_ttl_seconds,
@@ -181,6 +185,18 @@ def build(
         default_locale=settings.default_locale,
     )
     lifecycle = AccountLifecycle(users, codes, outbox, hasher, sessions, code_asks, clock=clock)
+    sign_in = SignIn(
+        users,
+        challenges,
+        accounts,
+        codes,
+        code_asks,
+        outbox,
+        hasher,
+        sessions,
+        SignInPolicy(trust_days=settings.mfa_trust_days, challenge_ttl_seconds=settings.code_ttl_seconds),
+        clock=clock,
+    )
 
     if isinstance(bus, RabbitMessageBus):
         background.append(
@@ -207,12 +223,13 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
-    app = create_app(settings, accounts, lifecycle, sessions, readiness, registry)
+    app = create_app(settings, accounts, lifecycle, sessions, readiness, registry, sign_in=sign_in)
     return AuthSystem(
         app=app,
         accounts=accounts,
         lifecycle=lifecycle,
         sessions=sessions,
+        sign_in=sign_in,
         users=users,
         bus=bus,
         codes=codes,

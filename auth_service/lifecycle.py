@@ -68,6 +68,9 @@ class AccountLifecycle:
         self._appliers: dict[Purpose, Callable[[str, str, str | None], bool]] = {
             Purpose.RESET_PASSWORD: self._apply_reset,
             Purpose.CHANGE_EMAIL: self._apply_email_change,
+            # A sign-in code opens a session for the request that submitted it (auth_service/sign_in.py):
+            # there is nothing stored for the consumer to apply.
+            Purpose.SIGN_IN: lambda user_id, submission_id, email: False,
         }
 
     def _now(self) -> datetime:

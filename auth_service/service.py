@@ -24,10 +24,8 @@ from auth_service.domain.errors import (
     ServiceUnavailable,
 )
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.domain.sessions import TokenPair
 from auth_service.outbox import Outbox
 from auth_service.ports import OutboxEntry, ResendRequest, UserRepository
-from auth_service.sessions import SessionService
 from common.locales import SOURCE_LOCALE, choose_locale
 from common.messaging.messages import Purpose, Verdict
 
@@ -65,7 +63,6 @@ class AccountService:
         codes: CodeClient,
         outbox: Outbox,
         hasher: PasswordHasher,
-        sessions: SessionService,
         code_asks: CodeAsks,
         confirming_codes: ConfirmingCodes,
         unverified_ttl_seconds: int,
@@ -76,7 +73,6 @@ class AccountService:
         self._codes = codes
         self._outbox = outbox
         self._hasher = hasher
-        self._sessions = sessions
         self._code_asks = code_asks
         code_asks.on(Purpose.VERIFY_EMAIL, self._issue_resent_code)
         self._confirming_codes = confirming_codes
@@ -197,7 +193,9 @@ class AccountService:
             return Confirmation(True, user)
         raise CodeExpired()
 
-    def login(self, email: str, password: str) -> TokenPair:
+    def verify_password(self, email: str, password: str) -> User:
+        """The confirmed account whose password this is. A wrong password answers the same 401 after the
+        same bcrypt work whatever follows a right one (tokens, or the emailed second factor)."""
         user = self._live_user(normalize_email(email))
         if user is None:
             self._hasher.burn_time(password)
@@ -208,7 +206,7 @@ class AccountService:
             raise EmailNotVerified()
         if self._hasher.needs_rehash(user.password_hash):
             self._users.replace_password_hash(user.id, self._hasher.hash(password))
-        return self._sessions.open(user)
+        return user
 
     def _live_user(self, email: str) -> User | None:
         """The account of an address; a pending one past its lifetime counts as none (the TTL

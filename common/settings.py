@@ -115,6 +115,8 @@ class ServiceSettings(BaseSettings):
     retry_delays_seconds: Delays = RETRY_DELAYS_SECONDS
     # The language of emails for an account that chose none (auth stores it, the worker falls back to it).
     default_locale: ShippedLocale = "en"
+    # The worker keeps a code this long; auth keeps a sign-in challenge as long as its code.
+    code_ttl_seconds: int = Field(600, ge=1)
 
     @property
     def development(self) -> bool:

@@ -81,7 +81,7 @@ class UncountedEvents:
 
 
 # The notices auth may ask for (each a pair in templates/); they carry no code and no token.
-NOTICE_TEMPLATES = frozenset({"email_change_requested", "email_changed"})
+NOTICE_TEMPLATES = frozenset({"email_change_requested", "email_changed", "mfa_enabled", "mfa_disabled"})
 
 
 def template_for(purpose: Purpose) -> str:

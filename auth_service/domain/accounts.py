@@ -29,6 +29,12 @@ class Status(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class TrustedDevice:
+    device: str  # a device_key, never the User-Agent or address itself
+    until: datetime
+
+
+@dataclass(frozen=True)
 class User:
     id: str
     email: str
@@ -54,10 +60,17 @@ class User:
     # The language of the account's emails (a shipped BCP 47 tag, common/locales.py); None for
     # accounts registered before there was a choice, whose emails are in DEFAULT_LOCALE.
     locale: str | None = None
+    # The emailed second factor: asked at a password login from a device not trusted until now.
+    mfa_enabled: bool = False
+    trusted_devices: tuple[TrustedDevice, ...] = ()
 
     @property
     def verified(self) -> bool:
         return self.status is Status.VERIFIED
+
+    def trusts(self, device: str, now: datetime) -> bool:
+        """Has this device (its ``device_key``) passed the second factor recently enough to skip it?"""
+        return any(trusted.device == device and trusted.until > now for trusted in self.trusted_devices)
 
     def expired(self, now: datetime) -> bool:
         return not self.verified and self.expires_at is not None and self.expires_at <= now

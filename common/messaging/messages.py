@@ -34,6 +34,7 @@ class Purpose(enum.StrEnum):
     VERIFY_EMAIL = "verify_email"
     RESET_PASSWORD = "reset_password"  # noqa: S105 (a purpose, not a password)
     CHANGE_EMAIL = "change_email"
+    SIGN_IN = "sign_in"
 
 
 class Verdict(enum.StrEnum):

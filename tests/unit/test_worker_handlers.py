@@ -514,7 +514,9 @@ def test_a_notice_cannot_name_a_code_email_or_a_path(worker, template):
 @pytest.mark.parametrize("template", sorted(NOTICE_TEMPLATES))
 def test_every_notice_has_both_parts_and_no_six_digit_number(template):
     message = render(template, {"new_email": "new-123456@example.com"})
-    assert message.subject and "new-123456@example.com" in message.body and "new-123456@example.com" in message.html
+    assert message.subject and message.body.strip() and "<p>" in message.html
+    if template.startswith("email_change"):  # an address change's notices name the new address
+        assert "new-123456@example.com" in message.body and "new-123456@example.com" in message.html
     assert re.search(r"\b\d{6}\b", message.body.replace("new-123456@example.com", "")) is None
 
 

@@ -18,6 +18,7 @@ from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
+from auth_service.sign_in import SignIn
 from common.metrics import CollectorRegistry
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -30,6 +31,7 @@ class AuthExtension:
     lifecycle: AccountLifecycle
     sessions: SessionService
     readiness: Callable[[], dict[str, str]]
+    sign_in: SignIn
 
 
 class ContractApi(Api):
@@ -48,6 +50,8 @@ def create_app(
     sessions: SessionService,
     readiness: Callable[[], dict[str, str]],
     registry: CollectorRegistry | None = None,
+    *,
+    sign_in: SignIn,
 ) -> Flask:
     # The templates folder holds our /docs page, which replaces flask-smorest's; static holds its script.
     app = Flask(
@@ -75,7 +79,7 @@ def create_app(
         },
     )
     app.extensions["auth_service"] = AuthExtension(
-        accounts=accounts, lifecycle=lifecycle, sessions=sessions, readiness=readiness
+        accounts=accounts, lifecycle=lifecycle, sessions=sessions, readiness=readiness, sign_in=sign_in
     )
 
     api = ContractApi(app)

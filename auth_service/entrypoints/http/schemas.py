@@ -7,6 +7,7 @@ from marshmallow import fields, validate
 
 from auth_service.domain.accounts import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, name_problem, password_problem
 from auth_service.domain.addresses import AddressRefused, canonical_address
+from auth_service.domain.challenges import CHALLENGE_MAX_LENGTH
 from common.locales import LOCALE_MAX_LENGTH, SHIPPED_LOCALES, is_language_tag
 
 
@@ -172,6 +173,50 @@ class RefreshTokenRequest(StrictSchema):
 class PasswordChangeRequest(StrictSchema):
     current_password = _password_given()
     new_password = new_password()
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only: a switch that "yes", 1 or "0" could flip is read as nobody meant it."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class MfaRequest(StrictSchema):
+    enabled = StrictBoolean(required=True, metadata={"description": "true: ask for an emailed code at sign-in"})
+    password = _password_given()
+
+
+class LoginVerifyRequest(StrictSchema):
+    challenge = Text(
+        required=True,
+        validate=validate.Length(min=1, max=CHALLENGE_MAX_LENGTH),
+        metadata={"description": "the challenge of the login's 202 answer"},
+    )
+    code = _code()
+
+
+class LoginCodeRequest(StrictSchema):
+    email = _email()
+
+
+class LoginCodeVerifyRequest(StrictSchema):
+    email = _email()
+    code = _code()
+
+
+class MfaResponse(ma.Schema):
+    mfa = fields.String(required=True, validate=validate.OneOf(["email", "off"]), metadata={"enum": ["email", "off"]})
+
+
+class MfaChallengeResponse(ma.Schema):
+    mfa_required = fields.Boolean(required=True, metadata={"enum": [True]})
+    challenge = fields.String(
+        required=True,
+        metadata={"description": "opaque, single use, for this login attempt on this device; send it with the code"},
+    )
 
 
 class RegisteredResponse(ma.Schema):
