@@ -6,7 +6,7 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements lint typecheck format test unit integration run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge clean up down logs ps
+.PHONY: help install requirements translations lint typecheck format test unit integration run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
@@ -14,6 +14,7 @@ help:
 	@echo "make test         lint, type check, then every test (unit and integration)"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
 	@echo "make bench        the worker against a raw consumer and Celery, confirm latency, SMTP over TLS (docs/performance.md)"
+	@echo "make translations the emails' new or changed text into every language's catalog (docs/translations.md)"
 	@echo "make unit | integration | lint | typecheck | format | bench-latency | bench-login | bench-resend | bench-edge | requirements | clean"
 	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services)"
 	@echo "make down | logs | ps"
@@ -35,6 +36,16 @@ requirements: install
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/base.txt requirements/base.in
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/dev.txt requirements/dev.in
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/bench.txt requirements/bench.in
+
+# The emails' text, marked in the templates, into the catalog template (messages.pot), then merged into each
+# language's messages.po: new messages come in untranslated, changed ones marked fuzzy (docs/translations.md).
+# The worker reads the .po files as they are: there is no compile step.
+CATALOGS := email_service/translations
+translations: install
+	$(VENV)/bin/pybabel extract --mapping-file babel.cfg --add-comments Translators: --sort-by-file \
+		--project email-verification --copyright-holder "the email-verification authors" --no-wrap --output-file $(CATALOGS)/messages.pot .
+	$(VENV)/bin/pybabel update --input-file $(CATALOGS)/messages.pot --output-dir $(CATALOGS) --domain messages \
+		--ignore-obsolete --no-wrap
 
 lint: install
 	$(VENV)/bin/ruff check .

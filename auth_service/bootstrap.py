@@ -19,6 +19,7 @@ from prometheus_client import Counter, Gauge
 from pymongo.database import Database
 
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
+from auth_service.adapters.mongo_challenges import MongoSignInChallenges
 from auth_service.adapters.mongo_resend_requests import MongoResendRequests
 from auth_service.adapters.mongo_sessions import MongoSessionRepository
 from auth_service.adapters.mongo_users import MongoUserRepository
@@ -40,6 +41,7 @@ from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService
 from auth_service.sessions import SessionPolicy, SessionService
+from auth_service.sign_in import SignIn, SignInPolicy
 from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
 from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
@@ -57,6 +59,7 @@ class AuthSystem:
     sessions: SessionService
     failed_logins: FailedLogins
     not_me: NotMeLinks
+    sign_in: SignIn
     users: MongoUserRepository
     bus: MessageBus
     codes: CodeClient
@@ -129,6 +132,8 @@ def build(
     resend_requests.ensure_indexes()
     session_store = MongoSessionRepository(database, serialize_writes=mongomock_store)
     session_store.ensure_indexes()
+    challenges = MongoSignInChallenges(database, serialize_writes=mongomock_store, ttl_index=not mongomock_store)
+    challenges.ensure_indexes()
 
     registry = process_registry()
     Gauge(
@@ -190,14 +195,13 @@ def build(
         codes=codes,
         outbox=outbox,
         hasher=hasher,
-        sessions=sessions,
         code_asks=code_asks,
         confirming_codes=ConfirmingCodes.from_secret(settings.jwt_secret.get_secret_value()),
         failed_logins=failed_logins,
-        devices=KnownDevices(users, outbox, events, clock),
         unverified_ttl_seconds=settings.unverified_ttl_seconds,
         clock=clock,
         events=events,
+        default_locale=settings.default_locale,
     )
     lifecycle = AccountLifecycle(
         users,
@@ -212,6 +216,19 @@ def build(
         events=events,
     )
     not_me = NotMeLinks(users, sessions, codes, outbox, events, settings.not_me_ttl_seconds, clock)
+    sign_in = SignIn(
+        users,
+        challenges,
+        accounts,
+        codes,
+        code_asks,
+        outbox,
+        hasher,
+        sessions,
+        SignInPolicy(trust_days=settings.mfa_trust_days, challenge_ttl_seconds=settings.code_ttl_seconds),
+        KnownDevices(users, outbox, events, clock),
+        clock=clock,
+    )
 
     if isinstance(bus, RabbitMessageBus):
         background.append(
@@ -238,7 +255,7 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
-    app = create_app(settings, accounts, lifecycle, sessions, readiness, registry, not_me)
+    app = create_app(settings, accounts, lifecycle, sessions, readiness, registry, sign_in=sign_in, not_me=not_me)
     return AuthSystem(
         app=app,
         accounts=accounts,
@@ -246,6 +263,7 @@ def build(
         sessions=sessions,
         failed_logins=failed_logins,
         not_me=not_me,
+        sign_in=sign_in,
         users=users,
         bus=bus,
         codes=codes,

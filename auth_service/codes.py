@@ -85,11 +85,13 @@ class CodeClient:
         sequence: int | None = None,
         registered_at: float | None = None,
         message_id: str | None = None,
+        locale: str | None = None,
     ) -> OutboxEntry:
         """The message asking the worker to mail a code, for the caller to store in an outbox.
 
         ``sequence`` orders the slot's requests (the worker keeps only the newest one's code);
-        ``message_id``, if given, must come from ``secrets`` like the one drawn here.
+        ``message_id``, if given, must come from ``secrets`` like the one drawn here; ``locale``
+        is the language of the email (the account's).
         """
         message = CodeRequested(
             purpose=purpose,
@@ -99,6 +101,7 @@ class CodeClient:
             name=name,
             sequence=sequence,
             registered_at=registered_at,
+            locale=locale,
         ).outgoing(
             # The worker derives the code from this id (see email_service.domain.codes),
             # so it must come from the cryptographically secure generator.
@@ -113,6 +116,7 @@ class CodeClient:
         email: str,
         context: dict[str, str],
         request_id: str | None = None,
+        locale: str | None = None,
         *,
         user_id: str | None = None,
     ) -> OutboxEntry:
@@ -120,9 +124,9 @@ class CodeClient:
 
         Notices share the code requests' queue: both are "mail this" for the worker. ``user_id``: the
         account a security notice is about (its "this wasn't me" link names it)."""
-        message = NoticeRequested(template=template, email=email, context=context, user_id=user_id).outgoing(
-            message_id=secrets.token_hex(16), request_id=request_id
-        )
+        message = NoticeRequested(
+            template=template, email=email, context=context, locale=locale, user_id=user_id
+        ).outgoing(message_id=secrets.token_hex(16), request_id=request_id)
         return OutboxEntry(self._queues.requests, message)
 
     def issue(self, user_id: str, entry: OutboxEntry) -> None:

@@ -63,6 +63,8 @@ class Settings(ServiceSettings):
     not_me_ttl_seconds: int = Field(7 * 86400, ge=60)
     # A pending account not confirmed within this time is deleted.
     unverified_ttl_seconds: int = Field(7 * 86400, ge=1)
+    # A device that passed the emailed second factor is not asked again for this long.
+    mfa_trust_days: int = Field(30, ge=0, le=3650)
     ratelimit_enabled: Flag = True
     ratelimit_storage_uri: str = Field(default_factory=lambda data: data["redis_url"], repr=False)
     ratelimit_key_prefix: str = "auth-ratelimit"
@@ -85,6 +87,14 @@ class Settings(ServiceSettings):
     ratelimit_email_confirm_per_account: RateLimit = "10/minute;50/day"
     ratelimit_verify_link_per_ip: RateLimit = "30/minute;300/hour"
     ratelimit_verify_link_per_account: RateLimit = "10/minute;50/day"
+    # Sign-in by emailed code: asking as resend and forgot, guessing as confirm (docs/security.md).
+    ratelimit_login_code_per_ip: RateLimit = "10/minute;100/hour"
+    ratelimit_login_code_per_address: RateLimit = "10/hour"
+    ratelimit_login_code_verify_per_ip: RateLimit = "30/minute;300/hour"
+    ratelimit_login_code_verify_per_address: RateLimit = "10/minute;50/day"
+    ratelimit_login_verify_per_ip: RateLimit = "30/minute;300/hour"
+    ratelimit_login_verify_per_account: RateLimit = "10/minute;50/day"
+    ratelimit_mfa_per_ip: RateLimit = "10/minute;100/hour"
     ratelimit_refresh_per_ip: RateLimit = "60/minute;1000/hour"
     ratelimit_refresh_per_token: RateLimit = "10/minute"  # noqa: S105 (a limit, not a secret)
     ratelimit_logout_per_ip: RateLimit = "30/minute;300/hour"

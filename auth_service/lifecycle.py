@@ -76,6 +76,9 @@ class AccountLifecycle:
         self._appliers: dict[Purpose, Callable[[str, str, str | None], bool]] = {
             Purpose.RESET_PASSWORD: self._apply_reset,
             Purpose.CHANGE_EMAIL: self._apply_email_change,
+            # A sign-in code opens a session for the request that submitted it (auth_service/sign_in.py):
+            # there is nothing stored for the consumer to apply.
+            Purpose.SIGN_IN: lambda user_id, submission_id, email: False,
         }
 
     def _now(self) -> datetime:
@@ -94,7 +97,12 @@ class AccountLifecycle:
             return
         # The stored request's id (from ``secrets``) names the code request: acting on it twice mails one code.
         entry = self._codes.request(
-            Purpose.RESET_PASSWORD, user.id, user.email, request_id=request.request_id, message_id=request.id
+            Purpose.RESET_PASSWORD,
+            user.id,
+            user.email,
+            request_id=request.request_id,
+            message_id=request.id,
+            locale=user.locale,
         )
         self._codes.issue(user.id, entry)
 
@@ -123,8 +131,10 @@ class AccountLifecycle:
             raise EmailTaken()
         self._codes.throttle(Purpose.CHANGE_EMAIL, new_email)
         entries = [
-            self._codes.request(Purpose.CHANGE_EMAIL, user.id, new_email, user.name, request_id),
-            self._codes.notice(EMAIL_CHANGE_REQUESTED, user.email, {"new_email": new_email}, request_id),
+            self._codes.request(Purpose.CHANGE_EMAIL, user.id, new_email, user.name, request_id, locale=user.locale),
+            self._codes.notice(
+                EMAIL_CHANGE_REQUESTED, user.email, {"new_email": new_email}, request_id, locale=user.locale
+            ),
         ]
         self._users.request_email_change(user.id, new_email, entries, publish_after=self._outbox.relay_after())
         for entry in entries:
@@ -258,7 +268,9 @@ class AccountLifecycle:
         if before is None:
             return False
         announce = [
-            self._codes.notice(EMAIL_CHANGED, before.email, {"new_email": change.new_email}, user_id=user_id),
+            self._codes.notice(
+                EMAIL_CHANGED, before.email, {"new_email": change.new_email}, locale=before.locale, user_id=user_id
+            ),
             self._events.entry(UserEmailChanged, before, email=change.new_email, old_email=before.email),
         ]
         updated = self._users.apply_email_change(

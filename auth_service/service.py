@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypedDict
@@ -16,7 +16,6 @@ from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, error_for
 from auth_service.domain.accounts import Status, User, next_sequence, normalize_email
 from auth_service.domain.confirmations import ConfirmingCodes
-from auth_service.domain.devices import Device
 from auth_service.domain.errors import (
     CodeExpired,
     EmailNotVerified,
@@ -25,12 +24,11 @@ from auth_service.domain.errors import (
     ServiceUnavailable,
 )
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.domain.sessions import TokenPair
 from auth_service.events import AccountEvents
-from auth_service.logins import FailedLogins, KnownDevices
+from auth_service.logins import FailedLogins
 from auth_service.outbox import Outbox
 from auth_service.ports import OutboxEntry, ResendRequest, UserRepository
-from auth_service.sessions import SessionService
+from common.locales import SOURCE_LOCALE, choose_locale
 from common.messaging.messages import Purpose, UserRegistered, UserVerified, Verdict
 
 log = logging.getLogger(__name__)
@@ -51,6 +49,7 @@ class Registration(TypedDict):
     registered_seq: int
     code_seq: int
     expires_at: datetime | None
+    locale: str
 
 
 @dataclass(frozen=True)
@@ -66,13 +65,12 @@ class AccountService:
         codes: CodeClient,
         outbox: Outbox,
         hasher: PasswordHasher,
-        sessions: SessionService,
         code_asks: CodeAsks,
         confirming_codes: ConfirmingCodes,
         failed_logins: FailedLogins,
-        devices: KnownDevices,
         unverified_ttl_seconds: int,
         clock: Callable[[], float] = time.time,
+        default_locale: str = SOURCE_LOCALE,
         events: AccountEvents | None = None,
     ):
         self._users = users
@@ -80,22 +78,31 @@ class AccountService:
         self._codes = codes
         self._outbox = outbox
         self._hasher = hasher
-        self._sessions = sessions
         self._code_asks = code_asks
         code_asks.on(Purpose.VERIFY_EMAIL, self._issue_resent_code)
         self._confirming_codes = confirming_codes
         self._failed_logins = failed_logins
-        self._devices = devices
         self._unverified_ttl = timedelta(seconds=unverified_ttl_seconds)
         self._clock = clock
+        self._default_locale = default_locale
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
-    def register(self, email: str, password: str, name: str | None, request_id: str | None = None) -> User:
+    def register(
+        self,
+        email: str,
+        password: str,
+        name: str | None,
+        request_id: str | None = None,
+        preferred_locales: Sequence[str] = (),
+    ) -> User:
         """Store a registration and queue its code. An address whose account is still pending
-        is taken over: same account, the new password and name, a new code that voids the earlier ones."""
+        is taken over: same account, the new password, name and language, a new code that voids
+        the earlier ones. The language is the first of ``preferred_locales`` (the request's
+        ``locale``, then its Accept-Language) that a shipped language serves, else DEFAULT_LOCALE."""
         email = normalize_email(email)
+        locale = choose_locale(preferred_locales, self._default_locale)
         password_hash = self._hasher.hash(password)
         for _ in range(MAX_WRITE_ROUNDS):
             now = self._now()
@@ -114,6 +121,7 @@ class AccountService:
                 "registered_seq": sequence,
                 "code_seq": sequence,
                 "expires_at": now + self._unverified_ttl,
+                "locale": locale,
             }
             if current is None:
                 user = User(id=uuid.uuid4().hex, email=email, **registration)
@@ -205,7 +213,10 @@ class AccountService:
             return Confirmation(True, user)
         raise CodeExpired()
 
-    def login(self, email: str, password: str, device: Device | None = None) -> TokenPair:
+    def verify_password(self, email: str, password: str) -> User:
+        """The confirmed account whose password this is. A wrong password answers the same 401 after the
+        same bcrypt work whatever follows a right one (tokens, or the emailed second factor); so does
+        every password while the account is locked. Wrong ones count toward the warning and the lock."""
         user = self._live_user(normalize_email(email))
         if user is None:
             self._hasher.burn_time(password)
@@ -223,9 +234,7 @@ class AccountService:
         self._failed_logins.succeeded(user)
         if self._hasher.needs_rehash(user.password_hash):
             self._users.replace_password_hash(user.id, self._hasher.hash(password))
-        if device is not None:
-            self._devices.signed_in(user, device)
-        return self._sessions.open(user)
+        return user
 
     def _live_user(self, email: str) -> User | None:
         """The account of an address; a pending one past its lifetime counts as none (the TTL
@@ -245,4 +254,5 @@ class AccountService:
             # The email says when the registration was made.
             registered_at=user.created_at.timestamp(),
             message_id=message_id,
+            locale=user.locale,
         )

@@ -25,7 +25,7 @@ import jinja2
 import redis
 
 from common.settings import FALSE_WORDS, TRUE_WORDS
-from email_service.domain.codes import describe_validity
+from email_service.adapters.translations import install_i18n
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "email_service" / "templates"
 
@@ -101,6 +101,7 @@ class PeerConfig:
 def _templates() -> tuple[jinja2.Template, jinja2.Template]:
     # The project's own templates, so every system sends the same bytes; compiled once.
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape())
+    install_i18n(environment)  # in English, the templates' own language
     return environment.get_template("verify_email.txt"), environment.get_template("verify_email.html")
 
 
@@ -134,7 +135,7 @@ class MailJob:
         self._send(self._message(email, name, code))
 
     def _message(self, email: str, name: str | None, code: str) -> EmailMessage:
-        context = {"name": name, "code": code, "validity": describe_validity(self._config.ttl_seconds)}
+        context = {"name": name, "code": code, "validity_seconds": self._config.ttl_seconds}
         text = self._text.make_module(context)  # the text template sets the subject
         message = EmailMessage()
         message["Subject"] = str(text.subject)  # type: ignore[attr-defined]  # exported by the template

@@ -1,4 +1,4 @@
-"""How long a code asked for by address takes (POST /auth/resend-code, /auth/password/forgot):
+"""How long a code asked for by address takes (POST /auth/resend-code, /auth/password/forgot, /auth/login/code):
 an address with a confirmed account, one with a pending account, and an unknown one.
 
 The answer is the same 202 for all (no enumeration), so the time must not
@@ -13,6 +13,7 @@ Prints one JSON line with the median and 95th percentile of each kind.
 
     make bench-resend
     python -m bench.resend_timing --endpoint forgot --runs 300
+    python -m bench.resend_timing --endpoint login-code --runs 300
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from bench.stack import benchmark_stack
 
 COOLDOWN_SECONDS = 2
 PASSWORD = "correct horse battery staple"  # noqa: S105 (benchmark accounts)
-ENDPOINTS = {"resend": "/auth/resend-code", "forgot": "/auth/password/forgot"}
+ENDPOINTS = {"resend": "/auth/resend-code", "forgot": "/auth/password/forgot", "login-code": "/auth/login/code"}
 KINDS = ("confirmed", "pending", "unknown")
 
 

@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
+from common.locales import SHIPPED_LOCALES
 from common.messaging.topology import DEFAULT_EVENTS_EXCHANGE, RETRY_DELAYS_SECONDS, Topology
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -47,12 +48,23 @@ def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
 
+def _shipped_locale(value: object) -> object:
+    # Written as operators may type it ("pt-br"), kept as the catalogs name it.
+    if isinstance(value, str):
+        for locale in SHIPPED_LOCALES:
+            if value.strip().lower() == locale.lower():
+                return locale
+        raise ValueError(f"must be one of the shipped languages: {', '.join(SHIPPED_LOCALES)}")
+    return value
+
+
 Flag = Annotated[bool, BeforeValidator(_flag)]
 # NoDecode: "2,10,30" is a list of its own notation, not the JSON pydantic-settings expects of a tuple.
 Delays = Annotated[tuple[Annotated[int, Field(ge=1)], ...], NoDecode, BeforeValidator(_comma_separated)]
 # AMQP caps a queue name at 255 bytes.
 QueueName = Annotated[str, Field(min_length=1, max_length=255)]
 Port = Annotated[int, Field(ge=0, le=65535)]
+ShippedLocale = Annotated[str, BeforeValidator(_shipped_locale)]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
 
 
@@ -104,6 +116,10 @@ class ServiceSettings(BaseSettings):
     account_notifications_queue: QueueName = "ACCOUNT_NOTIFICATIONS_QUEUE"
     account_events_exchange: QueueName = DEFAULT_EVENTS_EXCHANGE
     retry_delays_seconds: Delays = RETRY_DELAYS_SECONDS
+    # The language of emails for an account that chose none (auth stores it, the worker falls back to it).
+    default_locale: ShippedLocale = "en"
+    # The worker keeps a code this long; auth keeps a sign-in challenge as long as its code.
+    code_ttl_seconds: int = Field(600, ge=1)
 
     @property
     def development(self) -> bool:

@@ -1,9 +1,12 @@
 """``make demo-lifecycle``: one account's whole life on the system running on this machine.
 
 register -> confirm -> login -> refresh -> forgot / reset -> login -> password
-change -> email change -> confirm -> login with the new address -> logout,
-printing each request, its answer and every email, then stopping what it
-started. The codes are printed (it is a demo); the tokens are shortened.
+change -> sign in without the password (an emailed code) -> email change ->
+confirm -> login with the new address -> the emailed second factor on -> login
+from a new device (a challenge and a code) -> that device trusted -> the
+factor off -> logout, printing each request, its answer and every email, then
+stopping what it started. The codes are printed (it is a demo); the tokens are
+shortened.
 """
 
 from __future__ import annotations
@@ -28,15 +31,26 @@ class Walk:
         self.failures: list[str] = []
         self.seen: list[ReceivedMail] = []
 
-    def call(self, title: str, method: str, path: str, body: dict | None, expect: int, bearer: bool = False):
+    def call(
+        self,
+        title: str,
+        method: str,
+        path: str,
+        body: dict | None,
+        expect: int,
+        bearer: bool = False,
+        device: str | None = None,
+    ):
         self.step += 1
-        headers = {"Authorization": f"Bearer {self.access_token}"} if bearer else None
+        headers = {"Authorization": f"Bearer {self.access_token}"} if bearer else {}
+        if device is not None:
+            headers["X-Device-Id"] = device
         status, response_headers, answer = self.stack.call(method, path, body, headers)
         shown_body = {k: "***" if "password" in k else v for k, v in body.items()} if body else None
         show(
             f"{self.step}. {title}",
             method,
-            path + ("  (Bearer)" if bearer else ""),
+            path + ("  (Bearer)" if bearer else "") + (f"  (X-Device-Id: {device})" if device else ""),
             shown_body,
             (status, response_headers, shortened(answer)),
         )
@@ -91,6 +105,11 @@ def walk(stack: LocalStack) -> list[str]:
     body = {"current_password": reset_to, "new_password": changed_to}
     w.use(w.call("Change the password", "POST", "/auth/password/change", body, 200, bearer=True))
 
+    w.call("Sign in without the password: ask for a code", "POST", "/auth/login/code", {"email": email}, 202)
+    mail = w.mail(email, "sign-in code")
+    body = {"email": email, "code": mail and mail.code}
+    w.use(w.call("Sign in with the emailed code", "POST", "/auth/login/code/verify", body, 200))
+
     body = {"new_email": new_email, "password": changed_to}
     w.call("Change the email address", "POST", "/auth/email/change", body, 202, bearer=True)
     w.mail(email, "asked for")
@@ -104,6 +123,21 @@ def walk(stack: LocalStack) -> list[str]:
     )
     w.use(pair)
     w.call("Who am I?", "GET", "/auth/me", None, 200, bearer=True)
+
+    switch: dict = {"enabled": True, "password": changed_to}
+    w.call("Turn the emailed second factor on", "POST", "/auth/mfa", switch, 200, bearer=True)
+    w.mail(new_email, "turned on")
+    body = {"email": new_email, "password": changed_to}
+    challenge = w.call("Log in from a new phone", "POST", "/auth/login", body, 202, device="ada-phone")
+    mail = w.mail(new_email, "sign-in code")
+    body = {"challenge": challenge.get("challenge"), "code": mail and mail.code}
+    title = "Finish the login with the challenge and the code"
+    w.call(title, "POST", "/auth/login/verify", body, 200, device="ada-phone")
+    body = {"email": new_email, "password": changed_to}
+    w.call("Log in from the phone again: trusted, no code", "POST", "/auth/login", body, 200, device="ada-phone")
+    switch = {"enabled": False, "password": changed_to}
+    w.call("Turn the second factor off", "POST", "/auth/mfa", switch, 200, bearer=True)
+    w.mail(new_email, "turned off")
     w.call("Log out", "POST", "/auth/logout", {"refresh_token": pair.get("refresh_token")}, 204)
     w.call("Refresh after logout", "POST", "/auth/token/refresh", {"refresh_token": pair.get("refresh_token")}, 401)
     return w.failures

@@ -23,7 +23,6 @@ class Settings(ServiceSettings):
     smtp_use_ssl: Flag = False
     smtp_timeout_seconds: float = Field(10.0, ge=0.1)
     mail_default_sender: str = "no-reply@localhost"
-    code_ttl_seconds: int = Field(600, ge=1)
     code_max_attempts: int = Field(5, ge=1)
     max_codes_per_hour: int = Field(5, ge=1)
     max_codes_per_day: int = Field(10, ge=1)

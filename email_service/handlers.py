@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -54,7 +54,6 @@ from email_service.domain.codes import (
     code_digest,
     code_for_request,
     describe_moment,
-    describe_validity,
     link_digest,
     link_token_for_request,
     not_me_digest,
@@ -107,7 +106,7 @@ class UncountedEvents:
 
 
 # The notices auth may ask for (each a pair in templates/); they carry no code.
-NOTICE_TEMPLATES = frozenset({"email_change_requested", "email_changed"})
+NOTICE_TEMPLATES = frozenset({"email_change_requested", "email_changed", "mfa_enabled", "mfa_disabled"})
 # The security notices: each carries a one-time "this wasn't me" link, minted here from the message id.
 SECURITY_NOTICES = frozenset({"new_sign_in", "password_changed", "email_changed"})
 
@@ -220,12 +219,14 @@ class CodeHandlers:
                 return Result.ack()
         self._events.code_issued()
         # No name: it is whatever the registrant typed, and it would be mailed to an address they chose.
-        context = {
+        context: dict[str, Any] = {
             "code": code,
             "link_token": link_token,
-            "validity": describe_validity(policy.ttl_seconds),
+            # The template words it in the email's language: duration(validity_seconds).
+            "validity_seconds": policy.ttl_seconds,
             # When the registration (or request) the code is for was made: the email says so.
             "registered_at": describe_moment(request.registered_at or request.requested_at),
+            "locale": request.locale,
         }
         if slot.purpose is Purpose.VERIFY_EMAIL:
             context["link"] = policy.verification_link(request.user_id, link_token)
@@ -288,16 +289,14 @@ class CodeHandlers:
         if notice.template not in NOTICE_TEMPLATES:
             # Only notices: a forged or mistaken message must not render a code's template.
             return Result.dead_letter(f"notice: unknown template {notice.template!r}")
-        return self._send_once(
-            delivery.message_id, notice.template, notice.email, dict(notice.context), publisher, notice.user_id
-        )
+        context = {**notice.context, "locale": notice.locale}
+        return self._send_once(delivery.message_id, notice.template, notice.email, context, publisher, notice.user_id)
 
     def on_account_event(self, delivery: Delivered[AccountEvent], publisher: ChannelPublisher) -> Result:
         event = delivery.message
         template, context_of = EVENT_NOTICES[type(event)]
-        context = context_of(event)
-        if event.locale is not None:
-            context["locale"] = event.locale  # the mailer renders the user's language where it has it
+        # The mailer renders the user's language (DEFAULT_LOCALE without one).
+        context: dict[str, Any] = {**context_of(event), "locale": event.locale}
         return self._send_once(event.event_id, template, event.email, context, publisher, event.user_id)
 
     def _send_once(
@@ -305,7 +304,7 @@ class CodeHandlers:
         message_id: str,
         template: str,
         email: str,
-        context: dict[str, str],
+        context: dict[str, Any],
         publisher: ChannelPublisher,
         user_id: str | None,
     ) -> Result:
@@ -331,7 +330,7 @@ class CodeHandlers:
         publisher.publish(self._account_confirmed_queue, issued.outgoing(message_id=f"not-me-{message_id}"))
         return self._policy.not_me_link(user_id, token)
 
-    def _send(self, template: str, email: str, context: dict[str, str]) -> Result | None:
+    def _send(self, template: str, email: str, context: Mapping[str, Any]) -> Result | None:
         """Mail one email; None once it is sent, else what to do with the message (retry or dead-letter)."""
         try:
             self._mailer.send(template, email, context)

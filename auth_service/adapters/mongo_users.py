@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError
 
 from auth_service.adapters.mongo_support import aware
 from auth_service.adapters.serialized import SerializedWrites
-from auth_service.domain.accounts import NotMeLink, PendingChange, Status, User
+from auth_service.domain.accounts import NotMeLink, PendingChange, Status, TrustedDevice, User
 from auth_service.domain.devices import KNOWN_DEVICES_KEPT
 from auth_service.domain.errors import EmailTaken
 from auth_service.ports import OutboxEntry
@@ -29,6 +29,8 @@ from common.messaging.messages import Purpose
 # Changes stored for submissions that never got a verdict (the request timed out,
 # the worker judged the code wrong while auth was away) are dropped oldest first.
 PENDING_CHANGES_KEPT = 10
+# Devices that passed the emailed second factor, newest last; an older one simply is asked again.
+TRUSTED_DEVICES_KEPT = 20
 
 PENDING = Status.PENDING_VERIFICATION.value
 # "This wasn't me" links kept per account, the most recent ones (a week of notices, many times over).
@@ -371,6 +373,38 @@ class MongoUserRepository:
             return None
         return _user(document)
 
+    def set_mfa(self, user_id: str, enabled: bool, notice: OutboxEntry, publish_after: datetime) -> bool:
+        """Turn the second factor on or off with its notice, in one update; False if it already was.
+
+        Either way every device is forgotten: turned on, each one passes the factor afresh."""
+        result = self._locked(
+            self._users.update_one,
+            {"_id": user_id, "mfa_enabled": {"$ne": enabled}},
+            {
+                "$set": {"mfa_enabled": enabled, "trusted_devices": [], "outbox_due_at": publish_after},
+                "$push": {"outbox": _entry_document(notice)},
+            },
+        )
+        return result.modified_count == 1
+
+    def trust_device(self, user_id: str, trusted: TrustedDevice) -> None:
+        """Trust a device until ``trusted.until``, replacing its earlier trust; the newest few are kept."""
+        self._locked(
+            self._users.update_one, {"_id": user_id}, {"$pull": {"trusted_devices": {"device": trusted.device}}}
+        )
+        self._locked(
+            self._users.update_one,
+            {"_id": user_id},
+            {
+                "$push": {
+                    "trusted_devices": {
+                        "$each": [{"device": trusted.device, "until": trusted.until}],
+                        "$slice": -TRUSTED_DEVICES_KEPT,
+                    }
+                }
+            },
+        )
+
     def add_outbox(self, user_id: str, outbox: OutboxEntry, publish_after: datetime) -> None:
         self._locked(
             self._users.update_one,
@@ -426,6 +460,7 @@ def _mutable_fields(user: User) -> dict:
         "registered_seq": user.registered_seq,
         "code_seq": user.code_seq,
         "expires_at": user.expires_at,
+        "locale": user.locale,
     }
 
 
@@ -512,4 +547,8 @@ def _user(document: dict | None) -> User | None:
         failed_logins=document.get("failed_logins") or 0,
         locked_until=aware(document.get("locked_until")),
         lock_id=document.get("lock_id"),
+        mfa_enabled=bool(document.get("mfa_enabled")),
+        trusted_devices=tuple(
+            TrustedDevice(raw["device"], aware(raw["until"])) for raw in document.get("trusted_devices") or []
+        ),
     )

@@ -29,6 +29,12 @@ class Status(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class TrustedDevice:
+    device: str  # a device_key, never the User-Agent or address itself
+    until: datetime
+
+
+@dataclass(frozen=True)
 class User:
     id: str
     email: str
@@ -51,8 +57,12 @@ class User:
     pending_email: str | None = None
     # Stamped in every access and refresh token; raising it refuses all of them (password change, reset).
     token_version: int = 0
-    # The language of the user's emails (BCP 47), if one was chosen.
+    # The language of the account's emails (a shipped BCP 47 tag, common/locales.py); None for
+    # accounts registered before there was a choice, whose emails are in DEFAULT_LOCALE.
     locale: str | None = None
+    # The emailed second factor: asked at a password login from a device not trusted until now.
+    mfa_enabled: bool = False
+    trusted_devices: tuple[TrustedDevice, ...] = ()
     # Failed logins in a row (see domain/lockout.py), and the lock they set, if any.
     failed_logins: int = 0
     locked_until: datetime | None = None
@@ -61,6 +71,10 @@ class User:
     @property
     def verified(self) -> bool:
         return self.status is Status.VERIFIED
+
+    def trusts(self, device: str, now: datetime) -> bool:
+        """Has this device (its ``device_key``) passed the second factor recently enough to skip it?"""
+        return any(trusted.device == device and trusted.until > now for trusted in self.trusted_devices)
 
     def expired(self, now: datetime) -> bool:
         return not self.verified and self.expires_at is not None and self.expires_at <= now

@@ -1,9 +1,9 @@
-"""What a device is, for "new sign-in" notices. Pure rules, no I/O.
+"""What counts as one device: the one definition that sign-in trust and new-sign-in notices use. Pure.
 
 A device is the ``X-Device-Id`` header if the app sends one, else the
 User-Agent and the network it comes from (/24 for IPv4, /64 for IPv6), so a
-phone moving between addresses of one network stays one device. Only a hash of
-it is stored.
+phone moving between addresses of one provider stays one device. Only a hash
+of it is stored.
 """
 
 from __future__ import annotations
@@ -12,41 +12,55 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 
-KNOWN_DEVICES_KEPT = 20
 DEVICE_ID_MAX_LENGTH = 200
+USER_AGENT_MAX_LENGTH = 500
 DESCRIPTION_MAX_LENGTH = 200
 UNKNOWN_DEVICE = "an unknown device"
+# Devices an account keeps for new-sign-in notices: the most recently used ones.
+KNOWN_DEVICES_KEPT = 20
+
+
+def device_identity(device_id: str | None, user_agent: str | None, ip: str | None) -> str:
+    """The app's ``X-Device-Id`` if it sends one, else the User-Agent and the client's network
+    (/24 for IPv4, /64 for IPv6), so that a new address from the same provider is the same device."""
+    if device_id and device_id.strip():
+        return "id:" + device_id.strip()[:DEVICE_ID_MAX_LENGTH]
+    return f"ua:{(user_agent or '').strip()[:USER_AGENT_MAX_LENGTH]}|net:{network_of(ip)}"
+
+
+def device_key(identity: str) -> str:
+    """How a device is stored: a hash, so the account document spells out no User-Agent or network."""
+    return hashlib.sha256(identity.encode("utf-8", "replace")).hexdigest()
 
 
 @dataclass(frozen=True)
 class Device:
-    """A login's device as the request shows it."""
+    """A request's device as the request shows it."""
 
     ip: str
     user_agent: str | None = None
     device_id: str | None = None
 
     @property
+    def identity(self) -> str:
+        return device_identity(self.device_id, self.user_agent, self.ip)
+
+    @property
     def key(self) -> str:
-        """The device's identity, hashed (it is stored on the account)."""
-        if self.device_id:
-            identity = "id:" + self.device_id[:DEVICE_ID_MAX_LENGTH]
-        else:
-            identity = f"ua:{self.user_agent or ''}|net:{network_of(self.ip)}"
-        return hashlib.sha256(identity.encode("utf-8", "replace")).hexdigest()
+        return device_key(self.identity)
 
     @property
     def description(self) -> str:
-        """What the notice names the device by: its User-Agent, printable and bounded."""
+        """What a new-sign-in notice names the device by: its User-Agent, printable and bounded."""
         printable = "".join(char for char in (self.user_agent or "") if char.isprintable()).strip()
         return printable[:DESCRIPTION_MAX_LENGTH] or UNKNOWN_DEVICE
 
 
-def network_of(ip: str) -> str:
+def network_of(ip: str | None) -> str:
     try:
-        address = ipaddress.ip_address(ip)
+        address = ipaddress.ip_address((ip or "").strip())
     except ValueError:
-        return ip
+        return "unknown"
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     prefix = 24 if address.version == 4 else 64

@@ -16,6 +16,11 @@ HEARTBEAT_SECONDS = 30
 BLOCKED_CONNECTION_TIMEOUT_SECONDS = 30
 SOCKET_TIMEOUT_SECONDS = 5
 MAX_BACKOFF_SECONDS = 15.0
+# A broker that is recovering, or several threads declaring one queue at once,
+# can answer a declare with 404 "home node ... is down or inaccessible" for a
+# moment; a few tries tell that apart from a real topology mismatch.
+SETUP_NOT_FOUND_TRIES = 5
+NOT_FOUND = 404
 
 CONNECTION_ERRORS = (
     pika.exceptions.AMQPConnectionError,
@@ -86,6 +91,8 @@ class ConnectionThread(threading.Thread):
     waits on the connection in ``on_disconnected``.
     """
 
+    backoff_initial_seconds = 0.5
+
     def __init__(self, url: str, name: str, client_name: str | None = None):
         super().__init__(name=name, daemon=True)
         self._url = url
@@ -114,11 +121,15 @@ class ConnectionThread(threading.Thread):
         wake(self._connection)
 
     def run(self) -> None:
-        backoff = Backoff(self._stopping.wait)
+        backoff = Backoff(self._stopping.wait, initial=self.backoff_initial_seconds)
+        setup_not_found = 0
         while not self._stopping.is_set():
+            setting_up = True
             try:
                 self._connection = pika.BlockingConnection(parameters(self._url, self._client_name))
                 self.on_connected(self._connection)
+                setting_up = False
+                setup_not_found = 0
                 self.ready.set()
                 backoff.reset()
                 log.info("broker connection up", extra=self.log_context())
@@ -127,8 +138,15 @@ class ConnectionThread(threading.Thread):
             except CONNECTION_ERRORS as error:
                 log.warning("broker connection lost, reconnecting", extra={**self.log_context(), "error": repr(error)})
             except pika.exceptions.AMQPChannelError as error:
-                log.error("channel error, thread stops", extra={**self.log_context(), "error": repr(error)})
-                self.failure = error
+                if setting_up and _is_not_found(error) and setup_not_found + 1 < SETUP_NOT_FOUND_TRIES:
+                    setup_not_found += 1
+                    log.warning(
+                        "a queue is not available yet, setting up again",
+                        extra={**self.log_context(), "error": repr(error), "try": setup_not_found},
+                    )
+                else:
+                    log.error("channel error, thread stops", extra={**self.log_context(), "error": repr(error)})
+                    self.failure = error
             except Exception as error:  # e.g. a republish the broker could not route: stop visibly
                 log.exception("broker thread failed", extra=self.log_context())
                 self.failure = error
@@ -141,3 +159,7 @@ class ConnectionThread(threading.Thread):
                 break
             if not self._stopping.is_set():
                 backoff.wait()
+
+
+def _is_not_found(error: pika.exceptions.AMQPChannelError) -> bool:
+    return isinstance(error, pika.exceptions.ChannelClosed) and error.reply_code == NOT_FOUND

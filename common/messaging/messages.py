@@ -13,6 +13,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Self
 
+from common.locales import LOCALE_MAX_LENGTH
 from common.messaging.envelope import Incoming, MalformedMessage, Outgoing
 
 EMAIL_MAX_LENGTH = 320
@@ -27,7 +28,6 @@ NOTICE_CONTEXT_MAX_FIELDS = 16
 NOTICE_CONTEXT_MAX_LENGTH = 1000
 MOMENT_MAX_LENGTH = 40
 DIGEST_LENGTH = 64
-LOCALE_MAX_LENGTH = 35
 IP_MAX_LENGTH = 45
 DEVICE_MAX_LENGTH = 200
 
@@ -38,6 +38,7 @@ class Purpose(enum.StrEnum):
     VERIFY_EMAIL = "verify_email"
     RESET_PASSWORD = "reset_password"  # noqa: S105 (a purpose, not a password)
     CHANGE_EMAIL = "change_email"
+    SIGN_IN = "sign_in"
 
 
 class Verdict(enum.StrEnum):
@@ -87,6 +88,9 @@ class CodeRequested(Message):
     sequence: int | None = None
     # When the registration the code is for was made (the verification email says so).
     registered_at: float | None = None
+    # The language of the email (BCP 47); requests queued before accounts had one carry none
+    # and are written in DEFAULT_LOCALE.
+    locale: str | None = None
 
     @property
     def order(self) -> int:
@@ -103,6 +107,7 @@ class CodeRequested(Message):
             name=_optional_string(message.body, "name", NAME_MAX_LENGTH),
             sequence=_optional_integer(message.body, "sequence"),
             registered_at=_optional_number(message.body, "registered_at"),
+            locale=_optional_string(message.body, "locale", LOCALE_MAX_LENGTH),
         )
 
 
@@ -235,6 +240,8 @@ class NoticeRequested(Message):
     template: str
     email: str
     context: dict[str, str]
+    # The language of the email, as on CodeRequested.
+    locale: str | None = None
     # The account the notice is about: a security notice carries a "this wasn't me" link for it.
     user_id: str | None = None
 
@@ -253,6 +260,7 @@ class NoticeRequested(Message):
             template=template,
             email=_string(message.body, "email", EMAIL_MAX_LENGTH),
             context=dict(context),
+            locale=_optional_string(message.body, "locale", LOCALE_MAX_LENGTH),
             user_id=_optional_string(message.body, "user_id", ID_MAX_LENGTH),
         )
 

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask, current_app
 from flask_mail import Connection, Mail, Message
 
+from email_service.adapters.translations import install_i18n, localized
 from email_service.config import Settings
 from email_service.ports import PermanentMailError, TransientMailError
 
@@ -60,7 +61,8 @@ class FlaskMailer:
     """Renders a named email from its template pair and hands it to the SMTP server.
 
     A kind of email is two files in ``templates/``: ``<name>.txt`` (which sets
-    ``subject``) and ``<name>.html``. Adding one needs no code here.
+    ``subject``) and ``<name>.html``. Adding one needs no code here. Both are
+    written in the context's ``locale`` (adapters/translations.py).
     """
 
     def __init__(self, app: Flask, timeout: float):
@@ -90,6 +92,7 @@ class FlaskMailer:
 
     def render(self, template: str, to: str, context: Mapping[str, Any]) -> Message:
         environment = self.app.jinja_env
+        context = localized(context, self.app.config["DEFAULT_LOCALE"])
         text = environment.get_template(f"{template}.txt").make_module(dict(context))
         subject = getattr(text, "subject", None)
         if not subject:
@@ -162,7 +165,9 @@ def mail_app(settings: Settings) -> Flask:
         MAIL_USE_TLS=settings.smtp_use_tls,
         MAIL_USE_SSL=settings.smtp_use_ssl,
         MAIL_DEFAULT_SENDER=settings.mail_default_sender,
+        DEFAULT_LOCALE=settings.default_locale,
     )
+    install_i18n(app.jinja_env)
     return app
 
 

@@ -24,7 +24,6 @@ __all__ = [
     "code_digest",
     "code_for_request",
     "describe_moment",
-    "describe_validity",
     "judge_attempt",
     "link_digest",
     "link_token_for_request",
@@ -184,10 +183,3 @@ def within_quota(sent_last_hour: int, sent_last_day: int, per_hour: int, per_day
 def describe_moment(epoch_seconds: float) -> str:
     """A time as the emails print it: UTC, to the minute (no six-digit number that could pass for a code)."""
     return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def describe_validity(seconds: int) -> str:
-    if seconds % 60 == 0:
-        minutes = seconds // 60
-        return f"{minutes} minute{'s' if minutes != 1 else ''}"
-    return f"{seconds} second{'s' if seconds != 1 else ''}"

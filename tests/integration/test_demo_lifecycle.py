@@ -26,12 +26,26 @@ def test_the_lifecycle_demo_walks_every_flow_and_stops_cleanly():
         "Change the email address",
         "Confirm the new address",
         "Log in with the new address",
+        "Sign in with the emailed code",
+        "Turn the emailed second factor on",
+        "Finish the login with the challenge and the code",
+        "Log in from the phone again: trusted, no code",
+        "Turn the second factor off",
         "Log out",
     ):
         assert step in result.stdout
-    for subject in ("Reset your password", "Confirm your new email address", "was asked for", "was changed"):
+    for subject in (
+        "Reset your password",
+        "Confirm your new email address",
+        "was asked for",
+        "was changed",
+        "Your sign-in code",
+        "Sign-in codes were turned on",
+        "Sign-in codes were turned off",
+    ):
         assert subject in result.stdout
     assert "-> 204" in result.stdout
+    assert '"mfa_required": true' in result.stdout
     assert "correct horse battery staple" not in result.stdout  # passwords are starred
     assert "exit codes: auth 0, worker 0" in result.stdout
     assert "The account's whole life worked." in result.stdout

@@ -153,6 +153,49 @@ def walk_the_lifecycle(stack: LocalStack) -> dict[str, list[str]]:
     }
 
 
+def walk_sign_in(stack: LocalStack) -> dict[str, list[str]]:
+    """Turn the second factor on (a wrong password, then the right one), log in to a challenge,
+    guess its code, complete it, then sign in without a password; returns the secrets it used."""
+    email = f"sign-in-{uuid.uuid4().hex[:10]}@example.com"
+    password = f"pw {secrets.token_urlsafe(12)}"
+    wrong_password = f"wrong {secrets.token_urlsafe(12)}"
+    assert stack.call("POST", "/auth/register", {"email": email, "password": password})[0] == 201
+    registration_code = stack.sink.wait_for(email, count=1, timeout=20)[0].code
+    assert stack.call("POST", "/auth/confirm", {"email": email, "code": registration_code})[0] == 200
+    status, _, pair = stack.call("POST", "/auth/login", {"email": email, "password": password})
+    assert status == 200
+    bearer = {"Authorization": f"Bearer {pair['access_token']}"}
+    assert stack.call("POST", "/auth/mfa", {"enabled": True, "password": wrong_password}, bearer)[0] == 401
+    assert stack.call("POST", "/auth/mfa", {"enabled": True, "password": password}, bearer)[0] == 200
+
+    device = {"X-Device-Id": f"device-{uuid.uuid4().hex[:8]}"}
+    status, _, body = stack.call("POST", "/auth/login", {"email": email, "password": password}, device)
+    assert status == 202
+    challenge = body["challenge"]
+    mails = stack.sink.wait_for(email, count=3, timeout=20)  # the code, the notice and the sign-in code
+    sign_in_code = next(mail.code for mail in mails if "sign-in code" in mail.subject)
+    assert sign_in_code is not None
+    wrong_code = f"{(int(sign_in_code) + 1) % 1_000_000:06d}"
+    verify = {"challenge": challenge, "code": wrong_code}
+    assert stack.call("POST", "/auth/login/verify", verify, device)[0] == 400
+    verify["code"] = sign_in_code
+    status, _, second = stack.call("POST", "/auth/login/verify", verify, device)
+    assert status == 200
+
+    assert stack.call("POST", "/auth/login/code", {"email": email})[0] == 202
+    passwordless_code = stack.sink.wait_for(email, count=4, timeout=20)[-1].code
+    assert passwordless_code is not None
+    status, _, third = stack.call("POST", "/auth/login/code/verify", {"email": email, "code": passwordless_code})
+    assert status == 200
+    return {
+        "password": [password, wrong_password],
+        "code": [registration_code or "", sign_in_code, wrong_code, passwordless_code],
+        "challenge": [challenge],
+        "access token": [pair["access_token"], second["access_token"], third["access_token"]],
+        "refresh token": [pair["refresh_token"], second["refresh_token"], third["refresh_token"]],
+    }
+
+
 def test_a_chunked_body_over_the_cap_is_413_on_the_real_server(run):
     stack, _ = run
     connection = http.client.HTTPConnection("127.0.0.1", stack.auth_port, timeout=10)
@@ -173,8 +216,9 @@ def test_a_chunked_body_over_the_cap_is_413_on_the_real_server(run):
 def test_no_secret_reaches_a_log_line(run):
     stack, keys = run
     used = walk_the_flow(stack)
-    for kind, values in walk_the_lifecycle(stack).items():
-        used[kind] = used.get(kind, []) + values
+    for walk in (walk_the_lifecycle, walk_sign_in):
+        for kind, values in walk(stack).items():
+            used[kind] = used.get(kind, []) + values
     # Stopped before reading, so that every line is flushed; the fixture stops the mail sink.
     assert stack.auth.stop() == 0
     assert stack.worker.stop() == 0

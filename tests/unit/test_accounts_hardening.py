@@ -337,10 +337,11 @@ ASKED_BY_ADDRESS = [
     # path, purpose, which of (confirmed, pending, unknown) get a code
     ("/auth/resend-code", Purpose.VERIFY_EMAIL, ("pending",)),
     ("/auth/password/forgot", Purpose.RESET_PASSWORD, ("confirmed", "pending")),
+    ("/auth/login/code", Purpose.SIGN_IN, ("confirmed",)),
 ]
 
 
-@pytest.mark.parametrize(("path", "purpose", "mailed"), ASKED_BY_ADDRESS, ids=["resend", "forgot"])
+@pytest.mark.parametrize(("path", "purpose", "mailed"), ASKED_BY_ADDRESS, ids=["resend", "forgot", "login-code"])
 def test_a_code_asked_by_address_costs_the_request_the_same_whatever_the_address(
     make_system, unique_email, path, purpose, mailed
 ):
@@ -356,6 +357,7 @@ def test_a_code_asked_by_address_costs_the_request_the_same_whatever_the_address
     # Every store the request could reach: the accounts (through either use case) and the stored requests.
     auth.accounts._users = RecordingRepository(auth.accounts._users, calls)
     auth.lifecycle._users = RecordingRepository(auth.lifecycle._users, calls)
+    auth.sign_in._users = RecordingRepository(auth.sign_in._users, calls)
     auth.code_asks._requests = RecordingRepository(auth.code_asks._requests, calls)
     queue = system.auth_settings.account_creation_queue
     published_before = len(system.broker.deliveries)

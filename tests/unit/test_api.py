@@ -55,7 +55,16 @@ def test_register_publishes_no_password(system, unique_email):
     register(system.client, email, password="a secret passphrase 1")
     [message] = system.broker.sent_to(system.auth_settings.account_creation_queue)
     assert message.body["email"] == email
-    assert set(message.body) == {"purpose", "user_id", "email", "name", "requested_at", "sequence", "registered_at"}
+    assert set(message.body) == {
+        "purpose",
+        "user_id",
+        "email",
+        "name",
+        "requested_at",
+        "sequence",
+        "registered_at",
+        "locale",
+    }
     assert "a secret passphrase 1" not in message.encoded_body().decode()
 
 
@@ -344,7 +353,7 @@ def test_me_returns_the_profile(system, unique_email):
     token = token_for(system, email)
     me = system.client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200
-    assert set(me.json) == {"id", "email", "name", "status", "created_at"}
+    assert set(me.json) == {"id", "email", "name", "status", "created_at", "locale"}
 
 
 # --- health and docs ------------------------------------------------------------------------

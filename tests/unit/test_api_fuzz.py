@@ -21,7 +21,7 @@ MAX_EXAMPLES = 60
 # that "format: email" admits may have a special-use domain (.test, which the generator likes) or
 # another form accounts may not have (422); a well-formed code may be wrong (400) or there may be
 # no live code for the address (410); a verification link's token is a string to the schema, and
-# most strings are no link of ours (400 page).
+# most strings are no link of ours (400 page), and most strings are no sign-in challenge (410).
 BUSINESS_REFUSALS = {
     "POST /auth/register": ["422"],
     "POST /auth/confirm": ["400", "410", "422"],
@@ -31,6 +31,9 @@ BUSINESS_REFUSALS = {
     "POST /auth/password/forgot": ["422"],
     "POST /auth/password/reset": ["400", "410", "422"],
     "POST /auth/email/confirm": ["400", "410"],
+    "POST /auth/login/code": ["422"],
+    "POST /auth/login/code/verify": ["400", "410", "422"],
+    "POST /auth/login/verify": ["400", "410"],
     "GET /auth/verify": ["400"],
     "POST /auth/verify": ["400", "410"],
     "GET /auth/not-me": ["400", "410"],

@@ -14,7 +14,6 @@ from email_service.domain.codes import (
     Verdict,
     code_digest,
     code_for_request,
-    describe_validity,
     judge_attempt,
     link_digest,
     link_token_for_request,
@@ -114,11 +113,6 @@ def test_quota_boundaries():
     assert within_quota(4, 9, per_hour=5, per_day=10)
     assert not within_quota(5, 5, per_hour=5, per_day=10)
     assert not within_quota(0, 10, per_hour=5, per_day=10)
-
-
-@pytest.mark.parametrize(("seconds", "text"), [(600, "10 minutes"), (60, "1 minute"), (90, "90 seconds")])
-def test_describe_validity(seconds, text):
-    assert describe_validity(seconds) == text
 
 
 def test_without_a_configured_key_workers_share_a_random_one_kept_in_redis():

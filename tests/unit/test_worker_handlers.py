@@ -63,7 +63,7 @@ def test_a_code_request_stores_the_registration_and_mails_the_code(worker):
     registered_at = datetime(2026, 11, 22, 3, 1, 30, tzinfo=UTC).timestamp()
     assert worker.request_code(sequence=7, registered_at=registered_at).outcome is Outcome.ACK
     [mail] = worker.mailer.sent
-    assert mail["email"] == EMAIL and mail["validity"] == "10 minutes"
+    assert mail["email"] == EMAIL and mail["validity_seconds"] == 600
     assert mail["template"] == "verify_email"
     assert mail["registered_at"] == "2026-11-22 03:01 UTC"
     assert "Ada" not in str(mail)  # the name is not mailed
@@ -220,7 +220,7 @@ def test_the_plain_text_part_holds_the_code_as_its_only_six_digit_number():
         mailer.send(
             "verify_email",
             EMAIL,
-            {"name": "999999", "code": "123456", "validity": "10 minutes", "registered_at": "2026-11-22 03:01 UTC"},
+            {"name": "999999", "code": "123456", "validity_seconds": 600, "registered_at": "2026-11-22 03:01 UTC"},
         )
     [message] = outbox
     assert message.subject == "Confirm your email address"
@@ -240,8 +240,8 @@ def test_an_address_smtp_cannot_encode_is_a_permanent_failure():
         settings = Settings.from_env({**BASE_ENV, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port)})
         mailer = FlaskMailer(mail_app(settings), timeout=2)
         with pytest.raises(PermanentMailError):
-            mailer.send("verify_email", "j\u00f6hn@example.com", {"code": "123456", "validity": "10 minutes"})
-        mailer.send("verify_email", EMAIL, {"code": "123456", "validity": "10 minutes"})
+            mailer.send("verify_email", "j\u00f6hn@example.com", {"code": "123456", "validity_seconds": 600})
+        mailer.send("verify_email", EMAIL, {"code": "123456", "validity_seconds": 600})
     finally:
         sink.stop()
     assert [mail.recipient for mail in sink.all()] == [EMAIL]
@@ -362,7 +362,7 @@ def test_every_purpose_has_an_email_with_the_code_standing_alone(purpose):
     app = mail_app(Settings.from_env(BASE_ENV))
     app.config["MAIL_SUPPRESS_SEND"] = True
     mailer = FlaskMailer(app, timeout=1)
-    context = {"code": "123456", "link_token": "t" * 43, "validity": "10 minutes", "name": None}
+    context = {"code": "123456", "link_token": "t" * 43, "validity_seconds": 600, "name": None}
     with mailer.mail.record_messages() as outbox:
         mailer.send(template_for(purpose), EMAIL, context)
     [message] = outbox
@@ -489,7 +489,9 @@ def notice(template="email_changed", message_id="n1", context=None):
 def test_a_notice_is_mailed_once_even_if_delivered_twice(worker):
     assert worker.handlers.code_requests(notice(), worker.broker).outcome is Outcome.ACK
     assert worker.handlers.code_requests(notice(), worker.broker).outcome is Outcome.ACK
-    assert worker.mailer.sent == [{"template": "email_changed", "email": EMAIL, "new_email": "new@example.com"}]
+    assert worker.mailer.sent == [
+        {"template": "email_changed", "email": EMAIL, "new_email": "new@example.com", "locale": None}
+    ]
     worker.handlers.code_requests(notice(message_id="n2"), worker.broker)
     assert len(worker.mailer.sent) == 2
 
@@ -512,7 +514,9 @@ def test_a_notice_cannot_name_a_code_email_or_a_path(worker, template):
 @pytest.mark.parametrize("template", sorted(NOTICE_TEMPLATES))
 def test_every_notice_has_both_parts_and_no_six_digit_number(template):
     message = render(template, {"new_email": "new-123456@example.com"})
-    assert message.subject and "new-123456@example.com" in message.body and "new-123456@example.com" in message.html
+    assert message.subject and message.body.strip() and "<p>" in message.html
+    if template.startswith("email_change"):  # an address change's notices name the new address
+        assert "new-123456@example.com" in message.body and "new-123456@example.com" in message.html
     assert re.search(r"\b\d{6}\b", message.body.replace("new-123456@example.com", "")) is None
 
 

@@ -19,6 +19,7 @@ from auth_service.lifecycle import AccountLifecycle
 from auth_service.not_me import NotMeLinks
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
+from auth_service.sign_in import SignIn
 from common.metrics import CollectorRegistry
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -31,7 +32,8 @@ class AuthExtension:
     lifecycle: AccountLifecycle
     sessions: SessionService
     readiness: Callable[[], dict[str, str]]
-    not_me: NotMeLinks | None = None
+    sign_in: SignIn
+    not_me: NotMeLinks
 
 
 class ContractApi(Api):
@@ -50,7 +52,9 @@ def create_app(
     sessions: SessionService,
     readiness: Callable[[], dict[str, str]],
     registry: CollectorRegistry | None = None,
-    not_me: NotMeLinks | None = None,
+    *,
+    sign_in: SignIn,
+    not_me: NotMeLinks,
 ) -> Flask:
     # The templates folder holds our /docs page, which replaces flask-smorest's; static holds its script.
     app = Flask(
@@ -62,6 +66,8 @@ def create_app(
     app.json = BoundedJSONProvider(app)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        # The language of an account registered before accounts had one (/auth/me).
+        DEFAULT_LOCALE=settings.default_locale,
         API_TITLE="Auth service",
         API_VERSION="1.0.0",
         OPENAPI_VERSION="3.0.3",
@@ -76,7 +82,12 @@ def create_app(
         },
     )
     app.extensions["auth_service"] = AuthExtension(
-        accounts=accounts, lifecycle=lifecycle, sessions=sessions, readiness=readiness, not_me=not_me
+        accounts=accounts,
+        lifecycle=lifecycle,
+        sessions=sessions,
+        readiness=readiness,
+        sign_in=sign_in,
+        not_me=not_me,
     )
 
     api = ContractApi(app)

@@ -30,6 +30,7 @@ from werkzeug.exceptions import HTTPException
 
 from auth_service.config import Settings
 from auth_service.domain.accounts import normalize_email
+from auth_service.domain.challenges import CHALLENGE_MAX_LENGTH
 from auth_service.entrypoints.http import errors, routes, schemas
 from common.links import parse_link_token_reference
 
@@ -132,6 +133,23 @@ def no_refresh_token() -> bool:
     return _refresh_token_in_body() is None
 
 
+def _challenge_account() -> str | None:
+    """The account a sign-in challenge belongs to: guesses at its code count against that account."""
+    if "ratelimit_challenge_account" not in g:
+        challenge = _string_in_body("challenge", CHALLENGE_MAX_LENGTH)
+        sign_in = current_app.extensions["auth_service"].sign_in
+        g.ratelimit_challenge_account = sign_in.challenge_owner(challenge) if challenge else None
+    return g.ratelimit_challenge_account
+
+
+def challenge_account_key() -> str:
+    return _hashed(_challenge_account() or "")
+
+
+def no_challenge_account() -> bool:
+    return _challenge_account() is None
+
+
 def _bearer_account() -> str | None:
     """The account of a well-signed Bearer token; a forged one must not spend a real account's budget."""
     token = routes.bearer_token()
@@ -229,6 +247,23 @@ def install(app: Flask, settings: Settings) -> Limiter:
             ),
             password_failures,
         ],
+        # Sign-in codes: asked for like a reset code, guessed at like any code.
+        "auth.login_code": by_ip_and_address(
+            settings.ratelimit_login_code_per_ip, settings.ratelimit_login_code_per_address
+        ),
+        "auth.login_code_verify": by_ip_and_address(
+            settings.ratelimit_login_code_verify_per_ip, settings.ratelimit_login_code_verify_per_address
+        ),
+        "auth.login_verify": [
+            limiter.limit(settings.ratelimit_login_verify_per_ip),
+            limiter.limit(
+                settings.ratelimit_login_verify_per_account,
+                key_func=challenge_account_key,
+                exempt_when=no_challenge_account,
+            ),
+        ],
+        # Wrong passwords here spend the one budget of password and address change.
+        "auth.set_mfa": [limiter.limit(settings.ratelimit_mfa_per_ip), password_failures],
         "auth.confirm_email": [
             limiter.limit(settings.ratelimit_email_confirm_per_ip),
             limiter.limit(settings.ratelimit_email_confirm_per_account, key_func=account_key, exempt_when=no_account),

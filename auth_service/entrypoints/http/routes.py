@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, g, request, url_for
+from flask import current_app, g, jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -12,9 +12,10 @@ from auth_service.domain.errors import AuthError
 from auth_service.domain.sessions import TokenPair
 from auth_service.entrypoints.http import pages, schemas
 from auth_service.lifecycle import AccountLifecycle, InvalidLink
-from auth_service.not_me import LinkGone, NotMeLinks
+from auth_service.not_me import NotMeLinks
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
+from auth_service.sign_in import MfaChallenge, SignIn
 
 auth = Blueprint("auth", __name__, url_prefix="/auth", description="Registration, confirmation, login")
 health = Blueprint("health", __name__, description="Liveness and readiness")
@@ -42,6 +43,10 @@ def _sessions() -> SessionService:
     return current_app.extensions["auth_service"].sessions
 
 
+def _sign_in() -> SignIn:
+    return current_app.extensions["auth_service"].sign_in
+
+
 def _json_body_errors(view):
     """The answers every JSON-body endpoint can give besides its own, documented once."""
     for status, description in (
@@ -66,6 +71,17 @@ def _code_errors(view):
     return view
 
 
+# The device a login comes from (domain/devices.py): the emailed second factor trusts a device, not a session.
+DEVICE_HEADER = {
+    "in": "header",
+    "name": "X-Device-Id",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "a random id the app keeps per installation (its first 200 characters count); without it, "
+    "the User-Agent and the network",
+}
+
+
 def _token_answer(pair: TokenPair) -> dict:
     return {
         "access_token": pair.access_token,
@@ -85,8 +101,18 @@ def _token_answer(pair: TokenPair) -> dict:
 @auth.alt_response(503, schema=ERROR, description="service_unavailable: a store or the broker does not answer")
 def register(body):
     """Create an account and email a verification code."""
-    user = _accounts().register(body["email"], body["password"], body.get("name"), g.request_id)
+    user = _accounts().register(
+        body["email"], body["password"], body.get("name"), g.request_id, preferred_locales=_preferred_locales(body)
+    )
     return {"id": user.id, "email": user.email, "status": user.status.value}
+
+
+def _preferred_locales(body: dict) -> list[str]:
+    """The languages the registrant asked for, most wanted first: the body's ``locale``, then the
+    Accept-Language header's by quality (a language it refuses, ``q=0``, is none of them)."""
+    chosen = [body["locale"]] if body.get("locale") else []
+    accepted = sorted(request.accept_languages, key=lambda item: item[1], reverse=True)
+    return chosen + [tag for tag, quality in accepted if quality > 0]
 
 
 @auth.route("/confirm", methods=["POST"])
@@ -123,15 +149,78 @@ def resend_code(body):
 @auth.route("/login", methods=["POST"])
 @auth.arguments(schemas.LoginRequest)
 @auth.response(200, schemas.TokenResponse)
+@auth.alt_response(
+    202,
+    schema=schemas.MfaChallengeResponse,
+    description="The emailed second factor is on and this device is not trusted: a sign-in code is on its way; "
+    "send it with the challenge to POST /auth/login/verify",
+)
 @auth.alt_response(400, schema=ERROR, description="Body is not a JSON object")
 @auth.alt_response(401, schema=ERROR, description="invalid_credentials")
 @auth.alt_response(403, schema=ERROR, description="email_not_verified")
 @auth.alt_response(422, schema=ERROR, description="validation_error")
-@auth.alt_response(429, schema=ERROR, description="rate_limited")
+@auth.alt_response(429, schema=ERROR, description="rate_limited (with the second factor: a code was sent just now)")
 @auth.alt_response(503, schema=ERROR, description="service_unavailable: a store or the broker does not answer")
+@auth.doc(parameters=[DEVICE_HEADER])
 def login(body):
-    """Exchange email and password for an access token and a refresh token."""
-    return _token_answer(_accounts().login(body["email"], body["password"], request_device()))
+    """Exchange email and password for an access token and a refresh token (or a second-factor challenge)."""
+    result = _sign_in().login(body["email"], body["password"], _device(), g.request_id)
+    if isinstance(result, MfaChallenge):
+        return jsonify({"mfa_required": True, "challenge": result.challenge}), 202
+    return _token_answer(result)
+
+
+@auth.route("/login/verify", methods=["POST"])
+@auth.arguments(schemas.LoginVerifyRequest)
+@auth.response(200, schemas.TokenResponse)
+@_code_errors
+@_json_body_errors
+@auth.doc(parameters=[DEVICE_HEADER])
+def login_verify(body):
+    """Finish a login that answered a challenge: the challenge and the emailed code give the token pair.
+    The device is not asked again for MFA_TRUST_DAYS. An unknown, used or expired challenge is code_expired."""
+    return _token_answer(_sign_in().verify_challenge(body["challenge"], body["code"], _device(), g.request_id))
+
+
+@auth.route("/login/code", methods=["POST"])
+@auth.arguments(schemas.LoginCodeRequest)
+@auth.response(202, schemas.AcceptedResponse)
+@_json_body_errors
+def login_code(body):
+    """Ask for a sign-in code, to sign in without the password. Answers alike for every address."""
+    _sign_in().ask_code(body["email"], g.request_id)
+    return {"status": "accepted", "message": "If the address has a confirmed account, a sign-in code is on its way."}
+
+
+@auth.route("/login/code/verify", methods=["POST"])
+@auth.arguments(schemas.LoginCodeVerifyRequest)
+@auth.response(200, schemas.TokenResponse)
+@_code_errors
+@_json_body_errors
+def login_code_verify(body):
+    """Sign in with the emailed sign-in code instead of the password."""
+    return _token_answer(_sign_in().verify_code(body["email"], body["code"], g.request_id))
+
+
+@auth.route("/mfa", methods=["POST"])
+@auth.arguments(schemas.MfaRequest)
+@auth.response(200, schemas.MfaResponse)
+@auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong password) or invalid_token")
+@_json_body_errors
+@auth.doc(security=[{"bearerAuth": []}])
+def set_mfa(body):
+    """Turn the emailed second factor on or off; a change mails the account a notice."""
+    enabled = _sign_in().set_mfa(bearer_token(), body["enabled"], body["password"], g.request_id)
+    return {"mfa": "email" if enabled else "off"}
+
+
+def _device() -> Device:
+    """The device of this request: the client address as waitress resolved it, User-Agent, X-Device-Id."""
+    return Device(
+        ip=request.remote_addr or "unknown",
+        user_agent=request.headers.get("User-Agent"),
+        device_id=request.headers.get("X-Device-Id"),
+    )
 
 
 @auth.route("/token/refresh", methods=["POST"])
@@ -182,6 +271,7 @@ def _profile(user: User) -> dict:
         "name": user.name,
         "status": user.status.value,
         "created_at": user.created_at,
+        "locale": user.locale or current_app.config["DEFAULT_LOCALE"],
     }
 
 
@@ -280,53 +370,6 @@ class VerifyLink(MethodView):
 
 # The class itself, not as_view(): flask-smorest documents a MethodView only when handed the class.
 auth.add_url_rule("/verify", endpoint="verify_link", view_func=VerifyLink)
-
-
-def request_device() -> Device:
-    """The device of this request: the client address as waitress resolved it, User-Agent, X-Device-Id."""
-    return Device(
-        ip=request.remote_addr or "unknown",
-        user_agent=request.headers.get("User-Agent"),
-        device_id=request.headers.get("X-Device-Id"),
-    )
-
-
-class NotMe(MethodView):
-    @auth.arguments(schemas.VerifyLinkArgs, location="query")
-    @auth.response(200, schemas.HTML_PAGE, content_type="text/html", description="The page with the one button")
-    @auth.alt_response(400, schema=schemas.HTML_PAGE, content_type="text/html", description="The link is not valid")
-    @auth.alt_response(410, schema=schemas.HTML_PAGE, content_type="text/html", description="Used or expired")
-    @auth.alt_response(429, schema=ERROR, description="rate_limited")
-    def get(self, args):
-        """A security notice's "this wasn't me" link: a page whose one button acts. Opening it does nothing."""
-        token = args["token"]
-        try:
-            _not_me().check(token)
-        except InvalidLink:
-            return pages.not_valid()
-        except LinkGone:
-            return pages.not_me_gone()
-        return pages.not_me_button(token, action=url_for("auth.not_me"))
-
-    @auth.arguments(schemas.VerifyLinkArgs, location="form")
-    @auth.response(200, schemas.HTML_PAGE, content_type="text/html", description="Signed out everywhere")
-    @auth.alt_response(400, schema=schemas.HTML_PAGE, content_type="text/html", description="The link is not valid")
-    @auth.alt_response(410, schema=schemas.HTML_PAGE, content_type="text/html", description="Used or expired")
-    @auth.alt_response(429, schema=ERROR, description="rate_limited")
-    @auth.alt_response(503, schema=ERROR, description="service_unavailable")
-    def post(self, args):
-        """The page's button (form field ``token``): end every session and token of the account, undo an
-        address change, and mail a password-reset code to the address that got the notice. Works once."""
-        try:
-            _not_me().act(args["token"], g.request_id)
-        except InvalidLink:
-            return pages.not_valid()
-        except LinkGone:
-            return pages.not_me_gone()
-        return pages.not_me_done()
-
-
-auth.add_url_rule("/not-me", endpoint="not_me", view_func=NotMe)
 
 
 def bearer_token() -> str | None:

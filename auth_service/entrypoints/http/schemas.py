@@ -7,6 +7,8 @@ from marshmallow import fields, validate
 
 from auth_service.domain.accounts import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, name_problem, password_problem
 from auth_service.domain.addresses import AddressRefused, canonical_address
+from auth_service.domain.challenges import CHALLENGE_MAX_LENGTH
+from common.locales import LOCALE_MAX_LENGTH, SHIPPED_LOCALES, is_language_tag
 
 
 class StrictSchema(ma.Schema):
@@ -50,6 +52,11 @@ def _check_name(value: str) -> None:
     problem = name_problem(value)
     if problem:
         raise ma.ValidationError(problem)
+
+
+def _check_locale(value: str) -> None:
+    if not is_language_tag(value):
+        raise ma.ValidationError("Must be a BCP 47 language tag, such as 'pt-BR'.")
 
 
 def _email():
@@ -99,6 +106,17 @@ class RegisterRequest(StrictSchema):
         allow_none=True,
         validate=[validate.Length(max=NAME_MAX_LENGTH), _check_name],
         metadata={"example": "Ada"},
+    )
+    locale = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=[validate.Length(max=LOCALE_MAX_LENGTH), _check_locale],
+        metadata={
+            "description": "the language of the account's emails, a BCP 47 tag; without one (or one no language "
+            f"shipped serves) the best match of Accept-Language, else DEFAULT_LOCALE. Shipped: "
+            f"{', '.join(SHIPPED_LOCALES)}",
+            "example": "pt-BR",
+        },
     )
 
 
@@ -157,6 +175,50 @@ class PasswordChangeRequest(StrictSchema):
     new_password = new_password()
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only: a switch that "yes", 1 or "0" could flip is read as nobody meant it."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class MfaRequest(StrictSchema):
+    enabled = StrictBoolean(required=True, metadata={"description": "true: ask for an emailed code at sign-in"})
+    password = _password_given()
+
+
+class LoginVerifyRequest(StrictSchema):
+    challenge = Text(
+        required=True,
+        validate=validate.Length(min=1, max=CHALLENGE_MAX_LENGTH),
+        metadata={"description": "the challenge of the login's 202 answer"},
+    )
+    code = _code()
+
+
+class LoginCodeRequest(StrictSchema):
+    email = _email()
+
+
+class LoginCodeVerifyRequest(StrictSchema):
+    email = _email()
+    code = _code()
+
+
+class MfaResponse(ma.Schema):
+    mfa = fields.String(required=True, validate=validate.OneOf(["email", "off"]), metadata={"enum": ["email", "off"]})
+
+
+class MfaChallengeResponse(ma.Schema):
+    mfa_required = fields.Boolean(required=True, metadata={"enum": [True]})
+    challenge = fields.String(
+        required=True,
+        metadata={"description": "opaque, single use, for this login attempt on this device; send it with the code"},
+    )
+
+
 class RegisteredResponse(ma.Schema):
     id = fields.String(required=True)
     email = fields.String(required=True)
@@ -193,6 +255,7 @@ class ProfileResponse(ma.Schema):
     name = fields.String(allow_none=True)
     status = fields.String(required=True)
     created_at = fields.DateTime(required=True)
+    locale = fields.String(required=True, metadata={"description": "the language of the account's emails"})
 
 
 # The confirmation pages are HTML; the document describes them as text.

@@ -1,0 +1,186 @@
+"""Sign-in by emailed code: the second factor after a password, and sign-in without a password.
+
+A sign-in code is one more purpose of the code machinery (``Purpose.SIGN_IN``):
+the worker stores, counts, mails and judges it like every code, and
+``CodeClient`` asks for and submits it. What is particular to sign-in is here:
+the account's switch, the challenge a password login answers while the switch
+is on, the devices that passed the factor recently, and that a verified code
+opens a session for the request that submitted it. Nothing is applied later
+from the worker's durable ``code.verified``: a sign-in whose answer was lost is
+simply done again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from auth_service.code_asks import CodeAsks
+from auth_service.codes import CodeClient, error_for
+from auth_service.domain.accounts import TrustedDevice, normalize_email
+from auth_service.domain.challenges import SignInChallenge, challenge_hash, new_challenge
+from auth_service.domain.devices import Device
+from auth_service.domain.errors import CodeExpired, InvalidCredentials, ServiceUnavailable
+from auth_service.domain.passwords import PasswordHasher
+from auth_service.domain.sessions import TokenPair
+from auth_service.logins import KnownDevices
+from auth_service.outbox import Outbox
+from auth_service.ports import ResendRequest, SignInChallenges, UserRepository
+from auth_service.service import AccountService
+from auth_service.sessions import SessionService
+from common.messaging.messages import CodeVerdict, Purpose
+
+log = logging.getLogger(__name__)
+
+MFA_ENABLED = "mfa_enabled"
+MFA_DISABLED = "mfa_disabled"
+NO_VERDICT = "The code could not be checked in time. Ask for a new code and try again."
+
+
+@dataclass(frozen=True)
+class MfaChallenge:
+    """A right password on a device the second factor does not trust: the code is on its way."""
+
+    challenge: str
+
+
+@dataclass(frozen=True)
+class SignInPolicy:
+    trust_days: int
+    # A challenge lives as long as its code.
+    challenge_ttl_seconds: int
+
+
+class SignIn:
+    def __init__(
+        self,
+        users: UserRepository,
+        challenges: SignInChallenges,
+        accounts: AccountService,
+        codes: CodeClient,
+        code_asks: CodeAsks,
+        outbox: Outbox,
+        hasher: PasswordHasher,
+        sessions: SessionService,
+        policy: SignInPolicy,
+        devices: KnownDevices,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._users = users
+        self._devices = devices
+        self._challenges = challenges
+        self._accounts = accounts
+        self._codes = codes
+        code_asks.on(Purpose.SIGN_IN, self._issue_asked_code)
+        self._code_asks = code_asks
+        self._outbox = outbox
+        self._hasher = hasher
+        self._sessions = sessions
+        self._trust = timedelta(days=policy.trust_days)
+        self._challenge_ttl = timedelta(seconds=policy.challenge_ttl_seconds)
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    # --- the second factor ---
+
+    def set_mfa(self, access_token: str | None, enabled: bool, password: str, request_id: str | None = None) -> bool:
+        """Turn the emailed second factor on or off; a change mails the owner a notice. Returns the new state."""
+        user = self._sessions.authenticate(access_token)
+        if not self._hasher.verify(password, user.password_hash):
+            raise InvalidCredentials("The password is incorrect.")
+        notice = self._codes.notice(MFA_ENABLED if enabled else MFA_DISABLED, user.email, {}, request_id)
+        if self._users.set_mfa(user.id, enabled, notice, publish_after=self._outbox.relay_after()):
+            log.info("second factor switched", extra={"user_id": user.id, "mfa": "email" if enabled else "off"})
+            self._outbox.deliver(user.id, notice)
+        return enabled
+
+    def login(
+        self, email: str, password: str, device: Device, request_id: str | None = None
+    ) -> TokenPair | MfaChallenge:
+        """A password login from ``device``. With the second factor on and the device not trusted, the
+        answer is a challenge and a sign-in code goes to the address."""
+        user = self._accounts.verify_password(email, password)
+        now = self._now()
+        trusted_as = device.key
+        if not user.mfa_enabled or user.trusts(trusted_as, now):
+            self._devices.signed_in(user, device)
+            return self._sessions.open(user)
+        self._codes.throttle(Purpose.SIGN_IN, user.email)
+        challenge = new_challenge()
+        # Numbers the code request: only the code mailed for this attempt completes this challenge.
+        sequence = int(self._clock() * 1_000_000)
+        self._challenges.add(
+            SignInChallenge(
+                challenge_hash(challenge), user.id, user.email, trusted_as, sequence, now + self._challenge_ttl
+            )
+        )
+        entry = self._codes.request(Purpose.SIGN_IN, user.id, user.email, request_id=request_id, sequence=sequence)
+        self._codes.issue(user.id, entry)
+        return MfaChallenge(challenge)
+
+    def verify_challenge(self, challenge: str, code: str, device: Device, request_id: str | None = None) -> TokenPair:
+        """Challenge and code -> the token pair, once; the device is trusted from then on.
+
+        A challenge that is unknown, used, expired, or presented from another device than
+        its login's answers as an expired code, and its code is not submitted."""
+        now = self._now()
+        found = self._challenges.find(challenge_hash(challenge))
+        if found is None or found.expires_at <= now or found.device != device.key:
+            raise CodeExpired()
+        verdict = self._judge(found.email, code, found.user_id, request_id)
+        if verdict.user_id != found.user_id or verdict.sequence != found.sequence:
+            raise CodeExpired()  # a code of another attempt: this attempt's code was replaced
+        if not self._challenges.spend(found.challenge_hash):
+            raise CodeExpired()  # a parallel verify of this challenge won
+        user = self._users.by_id(found.user_id)
+        if user is None:
+            raise CodeExpired()
+        self._users.trust_device(user.id, TrustedDevice(found.device, now + self._trust))
+        self._devices.signed_in(user, device)
+        return self._sessions.open(user)
+
+    def challenge_owner(self, challenge: str) -> str | None:
+        """The account a challenge was issued to, if it is still stored (rate limits)."""
+        found = self._challenges.find(challenge_hash(challenge))
+        return found.user_id if found is not None else None
+
+    # --- without a password ---
+
+    def ask_code(self, email: str, request_id: str | None = None) -> None:
+        """Mail a sign-in code to a confirmed account. Answers alike, after the same work, for every
+        address: the relay looks the address up (see ``CodeAsks``)."""
+        self._code_asks.ask(Purpose.SIGN_IN, email, request_id)
+
+    def _issue_asked_code(self, request: ResendRequest) -> None:
+        user = self._users.by_email(request.email)
+        if user is None or not user.verified:
+            return
+        # The stored request's id (from ``secrets``) names the code request: acting on it twice mails one code.
+        entry = self._codes.request(
+            Purpose.SIGN_IN, user.id, user.email, request_id=request.request_id, message_id=request.id
+        )
+        self._codes.issue(user.id, entry)
+
+    def verify_code(self, email: str, code: str, request_id: str | None = None) -> TokenPair:
+        """Address and sign-in code -> the token pair. Every address is submitted to the worker, so
+        that an unknown one costs the same round trip and answers as an expired code."""
+        email = normalize_email(email)
+        verdict = self._judge(email, code, None, request_id)
+        user = self._users.by_id(verdict.user_id or "")
+        if user is None or not user.verified or user.email != email:
+            raise CodeExpired()
+        return self._sessions.open(user)
+
+    def _judge(self, email: str, code: str, user_id: str | None, request_id: str | None) -> CodeVerdict:
+        verdict = self._codes.judge(Purpose.SIGN_IN, email, code=code, user_id=user_id, request_id=request_id)
+        if verdict is None:
+            # The worker still judges it, and a verified code is spent: nothing can open the session later.
+            raise ServiceUnavailable(NO_VERDICT)
+        if not verdict.verified:
+            raise error_for(verdict)
+        return verdict
