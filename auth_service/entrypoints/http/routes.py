@@ -12,7 +12,7 @@ from auth_service.domain.errors import AuthError
 from auth_service.domain.sessions import TokenPair
 from auth_service.entrypoints.http import pages, schemas
 from auth_service.lifecycle import AccountLifecycle, InvalidLink
-from auth_service.not_me import NotMeLinks
+from auth_service.not_me import LinkGone, NotMeLinks
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
 from auth_service.sign_in import MfaChallenge, SignIn
@@ -370,6 +370,44 @@ class VerifyLink(MethodView):
 
 # The class itself, not as_view(): flask-smorest documents a MethodView only when handed the class.
 auth.add_url_rule("/verify", endpoint="verify_link", view_func=VerifyLink)
+
+
+class NotMe(MethodView):
+    @auth.arguments(schemas.VerifyLinkArgs, location="query")
+    @auth.response(200, schemas.HTML_PAGE, content_type="text/html", description="The page with the one button")
+    @auth.alt_response(400, schema=schemas.HTML_PAGE, content_type="text/html", description="The link is not valid")
+    @auth.alt_response(410, schema=schemas.HTML_PAGE, content_type="text/html", description="Used or expired")
+    @auth.alt_response(429, schema=ERROR, description="rate_limited")
+    def get(self, args):
+        """A security notice's "this wasn't me" link: a page whose one button acts. Opening it does nothing."""
+        token = args["token"]
+        try:
+            _not_me().check(token)
+        except InvalidLink:
+            return pages.not_valid()
+        except LinkGone:
+            return pages.not_me_gone()
+        return pages.not_me_button(token, action=url_for("auth.not_me"))
+
+    @auth.arguments(schemas.VerifyLinkArgs, location="form")
+    @auth.response(200, schemas.HTML_PAGE, content_type="text/html", description="Signed out everywhere")
+    @auth.alt_response(400, schema=schemas.HTML_PAGE, content_type="text/html", description="The link is not valid")
+    @auth.alt_response(410, schema=schemas.HTML_PAGE, content_type="text/html", description="Used or expired")
+    @auth.alt_response(429, schema=ERROR, description="rate_limited")
+    @auth.alt_response(503, schema=ERROR, description="service_unavailable")
+    def post(self, args):
+        """The page's button (form field ``token``): end every session and token of the account, undo an
+        address change, and mail a password-reset code to the address that got the notice. Works once."""
+        try:
+            _not_me().act(args["token"], g.request_id)
+        except InvalidLink:
+            return pages.not_valid()
+        except LinkGone:
+            return pages.not_me_gone()
+        return pages.not_me_done()
+
+
+auth.add_url_rule("/not-me", endpoint="not_me", view_func=NotMe)
 
 
 def bearer_token() -> str | None:
