@@ -93,7 +93,9 @@ class SignIn:
         user = self._sessions.authenticate(access_token)
         if not self._hasher.verify(password, user.password_hash):
             raise InvalidCredentials("The password is incorrect.")
-        notice = self._codes.notice(MFA_ENABLED if enabled else MFA_DISABLED, user.email, {}, request_id)
+        notice = self._codes.notice(
+            MFA_ENABLED if enabled else MFA_DISABLED, user.email, {}, request_id, locale=user.locale
+        )
         if self._users.set_mfa(user.id, enabled, notice, publish_after=self._outbox.relay_after()):
             log.info("second factor switched", extra={"user_id": user.id, "mfa": "email" if enabled else "off"})
             self._outbox.deliver(user.id, notice)
@@ -119,7 +121,9 @@ class SignIn:
                 challenge_hash(challenge), user.id, user.email, trusted_as, sequence, now + self._challenge_ttl
             )
         )
-        entry = self._codes.request(Purpose.SIGN_IN, user.id, user.email, request_id=request_id, sequence=sequence)
+        entry = self._codes.request(
+            Purpose.SIGN_IN, user.id, user.email, request_id=request_id, sequence=sequence, locale=user.locale
+        )
         self._codes.issue(user.id, entry)
         return MfaChallenge(challenge)
 
@@ -162,7 +166,12 @@ class SignIn:
             return
         # The stored request's id (from ``secrets``) names the code request: acting on it twice mails one code.
         entry = self._codes.request(
-            Purpose.SIGN_IN, user.id, user.email, request_id=request.request_id, message_id=request.id
+            Purpose.SIGN_IN,
+            user.id,
+            user.email,
+            request_id=request.request_id,
+            message_id=request.id,
+            locale=user.locale,
         )
         self._codes.issue(user.id, entry)
 

@@ -92,3 +92,21 @@ def test_default_locale_is_the_language_of_who_chose_none(start_stack):
     status, _, tokens = login(stack, email)
     assert status == 200
     assert me(stack, tokens["access_token"])[2]["locale"] == "pt-BR"
+
+
+def test_a_pt_br_account_signs_in_without_a_password_by_a_code_mailed_in_pt_br(stack):
+    email = new_email()
+    assert register(stack, email, locale="pt-BR")[0] == 201
+    code_mail = mail_with(stack, email, "Confirme seu endereço de e-mail")
+    assert confirm(stack, email, SIX_DIGITS.findall(code_mail.text)[0])[0] == 200
+
+    # Asked by address alone: the relay finds the account, and with it the language.
+    assert stack.call("POST", "/auth/login/code", {"email": email})[0] == 202
+    sign_in_mail = mail_with(stack, email, "Seu código de acesso", count=2)
+    assert sign_in_mail.text.startswith("Olá,")
+    assert "Seu código de acesso é:" in sign_in_mail.text and "O código vale por 10 minutos." in sign_in_mail.text
+    assert '<html lang="pt-BR">' in sign_in_mail.html and "não passe este código a ninguém" in sign_in_mail.html
+    [code] = SIX_DIGITS.findall(sign_in_mail.text)
+    status, _, tokens = stack.call("POST", "/auth/login/code/verify", {"email": email, "code": code})
+    assert status == 200, tokens
+    assert me(stack, tokens["access_token"])[2]["email"] == email

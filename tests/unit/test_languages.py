@@ -14,6 +14,7 @@ from tests.fakes import as_delivered
 from tests.unit.conftest import BASE_ENV
 from tests.unit.test_lifecycle import change_email, code_in, confirm_email, forgot, mails_to
 from tests.unit.test_sessions import PASSWORD, login, me
+from tests.unit.test_sign_in import ask_code, challenged, next_code_allowed, set_mfa, verify_challenge, verify_code
 
 PORTUGUESE_SUBJECT = "Confirme seu endereço de e-mail"
 ENGLISH_SUBJECT = "Confirm your email address"
@@ -201,6 +202,42 @@ def test_reset_and_address_change_mails_and_notices_are_in_the_account_s_languag
     assert "O endereço de e-mail da sua conta agora é" in done.body
     sent = system.broker.sent_to(system.auth_settings.account_creation_queue)
     assert {message.body["locale"] for message in sent} == {"pt-BR"}
+
+
+@pytest.mark.parametrize(
+    ("locale", "words"),
+    [
+        ("pt-BR", {"code": "Seu código de acesso", "valid": "O código vale por 10 minutos", "on": "foram ativados",
+                   "on_body": "dispositivo novo", "off": "foram desativados", "off_body": "não exige mais"}),
+        ("en", {"code": "Your sign-in code", "valid": "It is valid for 10 minutes", "on": "turned on",
+                "on_body": "new device", "off": "turned off", "off_body": "no longer asks"}),
+    ],
+)  # fmt: skip
+def test_sign_in_codes_and_second_factor_notices_are_in_the_account_s_language(system, unique_email, locale, words):
+    email = unique_email()
+    tokens = signed_in(system, email, locale=locale)
+    assert set_mfa(system, tokens["access_token"], True).status_code == 200
+    [on] = mails_to(system, email, words["on"])
+    assert words["on_body"] in on.body and f'<html lang="{locale}">' in on.html
+
+    challenge = challenged(system, email)
+    [second_factor] = mails_to(system, email, words["code"])
+    assert words["valid"] in second_factor.body and words["valid"] in second_factor.html
+    assert f'<html lang="{locale}">' in second_factor.html
+    assert verify_challenge(system, challenge, code_in(second_factor)).status_code == 200
+
+    # Without a password: asked by address alone, so the relay finds the account and its language.
+    next_code_allowed(system)
+    assert ask_code(system, email).status_code == 202
+    first, passwordless = mails_to(system, email, words["code"])
+    assert words["valid"] in passwordless.body and code_in(passwordless) != code_in(first)
+    assert verify_code(system, email, code_in(passwordless)).status_code == 200
+
+    assert set_mfa(system, tokens["access_token"], False).status_code == 200
+    [off] = mails_to(system, email, words["off"])
+    assert words["off_body"] in off.body and f'<html lang="{locale}">' in off.html
+    sent = system.broker.sent_to(system.auth_settings.account_creation_queue)
+    assert {message.body["locale"] for message in sent} == {locale}
 
 
 def test_an_account_stored_before_languages_reads_the_default_and_is_mailed_in_it(make_system, unique_email):
