@@ -40,7 +40,7 @@ BASE_ENV = {
 
 def _subjects_of(templates: list[str]) -> frozenset[str]:
     folder = Path(worker_bootstrap.__file__).parent / "templates"
-    found = (re.match(r'{% set subject = "([^"]+)"', (folder / f"{name}.txt").read_text()) for name in templates)
+    found = (re.match(r'{% set subject = _\("([^"]+)"\)', (folder / f"{name}.txt").read_text()) for name in templates)
     return frozenset(match.group(1) for match in found if match)
 
 

@@ -173,7 +173,7 @@ def test_every_mailed_event_has_a_text_and_html_notice_and_its_queue_is_bound_to
     with system.mailer.app.app_context():
         for template, _ in EVENT_NOTICES.values():
             message = system.mailer.render(template, "a@example.com", context)
-            assert message.subject and message.body.strip() and "<html>" in message.html, template
+            assert message.subject and message.body.strip() and "<html" in message.html, template
             assert not re.search(r"\b\d{6}\b", message.body), template  # nothing that passes for a code
 
 
