@@ -460,3 +460,33 @@ def test_the_address_changed_notice_link_undoes_the_change(system, unique_email)
     assert len(reset_codes) == 1
     assert system.client.get("/auth/me", headers=bearer(pair["access_token"])).status_code == 401
     assert log_in(system, email).status_code == 200  # the old address is the login again
+
+
+# --- with the second factor (sign-in by emailed code) ---
+
+
+def test_with_the_second_factor_wrong_passwords_count_and_a_lock_refuses_before_any_code(locking, unique_email):
+    from tests.unit.test_sign_in import PHONE, set_mfa
+
+    email = unique_email()
+    sign_up(locking, email)
+    assert set_mfa(locking, log_in(locking, email, **PHONE).json["access_token"], True).status_code == 200
+    for _ in range(5):
+        assert log_in(locking, email, "a wrong password", **PHONE).status_code == 401
+    assert len(events(locking, "user.login_failures")) == len(events(locking, "user.locked")) == 1
+    sign_in_codes_before = len(notices(locking, email, "sign-in code"))
+    assert log_in(locking, email, **PHONE).status_code == 401  # locked: no challenge, no code
+    assert len(notices(locking, email, "sign-in code")) == sign_in_codes_before
+
+
+def test_a_login_that_passes_the_second_factor_from_a_new_device_is_announced(system, unique_email):
+    from tests.unit.test_sign_in import LAPTOP, PHONE, set_mfa, sign_in_code, verify_challenge
+
+    email = unique_email()
+    sign_up(system, email)
+    assert set_mfa(system, log_in(system, email, **PHONE).json["access_token"], True).status_code == 200
+    challenge = log_in(system, email, **LAPTOP).json["challenge"]
+    assert events(system, "user.login_new_device") == []  # no session yet: only a challenge
+    assert verify_challenge(system, challenge, sign_in_code(system, email), headers=LAPTOP).status_code == 200
+    [new] = events(system, "user.login_new_device")
+    assert (new.body["device"], new.body["ip"]) == ("an unknown device", "127.0.0.1")  # no User-Agent sent
