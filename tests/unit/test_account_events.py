@@ -489,4 +489,4 @@ def test_a_login_that_passes_the_second_factor_from_a_new_device_is_announced(sy
     assert events(system, "user.login_new_device") == []  # no session yet: only a challenge
     assert verify_challenge(system, challenge, sign_in_code(system, email), headers=LAPTOP).status_code == 200
     [new] = events(system, "user.login_new_device")
-    assert (new.body["device"], new.body["ip"]) == ("an unknown device", "127.0.0.1")  # no User-Agent sent
+    assert new.body["ip"] == "127.0.0.1" and new.body["device"].startswith("Werkzeug/")  # the test client's
