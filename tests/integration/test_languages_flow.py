@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from tests.integration.test_contract_flow import PASSWORD, confirm, login
@@ -27,7 +28,12 @@ def bearer(access_token):
 
 
 def mail_with(stack, email, subject, count=1):
+    """The latest mail with that subject, once ``count`` mails have arrived; the account's notices (the
+    welcome after a confirmation) may come in between, so it waits on for the subject."""
+    deadline = time.monotonic() + 15
     mails = stack.sink.wait_for(email, count=count, timeout=15)
+    while not any(mail.subject == subject for mail in mails) and time.monotonic() < deadline:
+        mails = stack.sink.wait_for(email, count=len(mails) + 1, timeout=max(0.0, deadline - time.monotonic()))
     found = [mail for mail in mails if mail.subject == subject]
     assert found, f"no mail {subject!r} to {email}: {[mail.subject for mail in mails]}"
     return found[-1]
