@@ -186,3 +186,31 @@ def test_the_new_sign_in_notices_link_signs_every_device_out_and_mails_a_reset_c
     reset = {"email": email, "code": reset_code, "new_password": NEW_PASSWORD}
     assert stack.call("POST", "/auth/password/reset", reset)[0] == 200
     assert http_form(f"{stack.base_url}{form.group(1)}", {"token": form.group(2)})[0] == 410  # once
+
+
+def test_a_pt_br_account_gets_its_notices_in_pt_br(locking_stack):
+    stack, email = locking_stack, new_email()
+    body = {"email": email, "password": PASSWORD, "locale": "pt-BR"}
+    assert stack.call("POST", "/auth/register", body)[0] == 201
+    code = mail(stack, email, "Confirme seu endereço").code
+    assert stack.call("POST", "/auth/confirm", {"email": email, "code": code})[0] == 200
+    mail(stack, email, "Boas-vindas")
+    assert log_in(stack, email)[0] == 200
+    assert log_in(stack, email, agent="Navegador/1.0")[0] == 200
+    sign_in = mail(stack, email, "Nova entrada")
+    assert "Dispositivo: Navegador/1.0" in sign_in.text and "Não foi você?" in sign_in.text
+    assert '<html lang="pt-BR">' in sign_in.html
+    for _ in range(3):
+        log_in(stack, email, "a wrong password")
+    assert "2 vezes seguidas" in mail(stack, email, "Tentativas de entrar").text
+    mail(stack, email, "está bloqueada")
+    assert "entrar de novo" in mail(stack, email, "está desbloqueada").text
+    status, pair = log_in(stack, email, agent="Navegador/1.0")
+    assert status == 200
+    change = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+    assert stack.call("POST", "/auth/password/change", change, headers=bearer(pair))[0] == 200
+    assert "foi alterada em" in mail(stack, email, "Sua senha foi alterada").text
+
+    print(f"\nEmails to {email} (pt-BR) over its life:")
+    for received in stack.sink.mails_to(email):
+        print(f"  {received.subject}")
