@@ -151,8 +151,9 @@ class FaultRun:
             connection.close()
 
     def dead_letters(self) -> dict[str, int]:
-        creation, code, confirmed = self.work_queues
-        with DeadLetterQueues(self.rabbitmq_url, topology.Topology(creation, code, confirmed)) as dead:
+        creation, code, confirmed, notifications = self.work_queues
+        routes = topology.Topology(creation, code, confirmed, account_notifications=notifications)
+        with DeadLetterQueues(self.rabbitmq_url, routes) as dead:
             return dead.counts()
 
     # judging
