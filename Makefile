@@ -6,7 +6,7 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements lint typecheck format test unit integration run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge clean up down logs ps
+.PHONY: help install requirements test-tools lint typecheck format test unit integration run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
@@ -48,13 +48,17 @@ format: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+# Debian's chromium and chromedriver (the /docs browser test) and promtool (the alert rules test).
+test-tools:
+	bash devtools/test_tools.sh
+
+test: lint typecheck test-tools
 	$(PY) -m pytest
 
 unit: install
 	$(PY) -m pytest tests/unit
 
-integration: install
+integration: install test-tools
 	$(PY) -m pytest tests/integration
 
 run: install

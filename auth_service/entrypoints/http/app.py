@@ -13,7 +13,15 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from auth_service.config import Settings
 from auth_service.domain.errors import AuthError
-from auth_service.entrypoints.http import errors, observability, ratelimits, routes, schemas, security_headers
+from auth_service.entrypoints.http import (
+    docs_assets,
+    errors,
+    observability,
+    ratelimits,
+    routes,
+    schemas,
+    security_headers,
+)
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.service import AccountService
@@ -65,7 +73,7 @@ def create_app(
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        OPENAPI_SWAGGER_UI_URL=docs_assets.ASSETS_URL,
         API_SPEC_OPTIONS={
             "components": {
                 "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
@@ -79,6 +87,7 @@ def create_app(
     api = ContractApi(app)
     api.register_blueprint(routes.auth)
     api.register_blueprint(routes.health)
+    docs_assets.install(app)
     # The client's address behind a proxy (PROXY_HOPS) is the server's to set: see entrypoints/server.py.
     ratelimits.install(app, settings)
     security_headers.install(app)
