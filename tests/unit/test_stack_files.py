@@ -138,6 +138,17 @@ def test_compose_uses_the_agreed_images_and_a_named_volume_for_mongodb(compose):
     assert target == "/data/db" and name in compose["volumes"]
 
 
+def test_redis_keeps_the_pending_codes_in_an_append_only_file_on_a_named_volume(compose):
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert command[0] == "redis-server"
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert options == {"--appendonly": "yes", "--appendfsync": "everysec"}
+    [volume] = redis["volumes"]
+    name, _, target = volume.partition(":")
+    assert target == "/data" and name in compose["volumes"]
+
+
 def test_mailpit_offers_smtp_on_1025_and_its_web_ui_on_8025(compose):
     published = {container for _, container in published_ports(compose["services"]["mailpit"])}
     assert published == {1025, 8025}
