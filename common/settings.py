@@ -101,6 +101,8 @@ class ServiceSettings(BaseSettings):
     confirm_email_code_queue: QueueName = "CONFIRM_EMAIL_CODE_QUEUE"
     account_confirmed_queue: QueueName = "ACCOUNT_CONFIRMED_QUEUE"
     retry_delays_seconds: Delays = RETRY_DELAYS_SECONDS
+    # The OTLP/HTTP collector traces are exported to (common/tracing.py); unset, none leave the process.
+    otel_exporter_otlp_endpoint: str | None = Field(None, pattern=r"^https?://")
 
     @property
     def development(self) -> bool:

@@ -27,6 +27,7 @@ from auth_service.lifecycle import AccountLifecycle
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
 from common.metrics import CollectorRegistry
+from common.tracing import instrument_flask
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -127,4 +128,5 @@ def create_app(
         return response
 
     observability.install(app, registry if registry is not None else CollectorRegistry())
+    instrument_flask(app)
     return app

@@ -1,0 +1,200 @@
+"""One registration is one trace: HTTP request -> publish -> the worker's processing -> SMTP.
+
+Both services are wired here in this process (their own bootstrap, the real
+RabbitMQ and Redis, the mail sink) so that the SDK's in-memory exporter sees
+every span of both: the trace context crosses the broker only in the AMQP
+headers, as between two processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from auth_service import bootstrap as auth_bootstrap
+from auth_service.config import Settings as AuthSettings
+from devtools.mailsink import MailSink
+from devtools.stack import delete_queues, unique_names
+from email_service import bootstrap as worker_bootstrap
+from email_service.config import Settings as WorkerSettings
+from tests.integration.conftest import BASE_OVERRIDES, RABBITMQ_URL, REDIS_URL
+from tests.tracing import recorded_spans
+
+PASSWORD = "correct horse battery staple"
+CONNECT_TIMEOUT_SECONDS = 15
+
+
+@pytest.fixture(scope="module")
+def spans() -> InMemorySpanExporter:
+    return recorded_spans()
+
+
+@dataclass
+class System:
+    auth: auth_bootstrap.AuthSystem
+    sink: MailSink
+    names: dict[str, str]
+
+    def client(self):
+        return self.auth.app.test_client()
+
+    def queue(self, setting: str) -> str:
+        return self.names[setting]
+
+
+@pytest.fixture(scope="module")
+def system(spans) -> Iterator[System]:
+    names = unique_names("trace")
+    sink = MailSink().start()
+    env = {
+        **BASE_OVERRIDES,
+        **names,
+        "MONGO_URI": "mongomock://",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(sink.port),
+        "WORKER_METRICS_PORT": "0",
+        "WORKER_THREADS": "1",
+    }
+    auth = auth_bootstrap.build(AuthSettings.from_env(env))
+    worker = worker_bootstrap.build_worker(WorkerSettings.from_env(env))
+    threads = [*worker.consumers, *auth.background]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            if hasattr(thread, "ready"):
+                assert thread.ready.wait(CONNECT_TIMEOUT_SECONDS), f"{thread.name} did not connect"
+        yield System(auth, sink, names)
+    finally:
+        for thread in reversed(threads):
+            thread.stop()
+        for thread in reversed(threads):
+            thread.join(10)
+        sink.stop()
+        delete_queues(RABBITMQ_URL, [value for key, value in names.items() if key.endswith("_QUEUE")])
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(match=f"{names['REDIS_KEY_PREFIX']}:*"):
+            client.delete(key)
+
+
+def trace_of(exporter: InMemorySpanExporter, root: ReadableSpan, until, attempts: int = 100) -> list[ReadableSpan]:
+    """The spans of ``root``'s trace, once ``until(spans)`` holds (spans end as their work does)."""
+    for _ in range(attempts):
+        found = [span for span in exporter.get_finished_spans() if span.context.trace_id == root.context.trace_id]
+        if until(found):
+            return found
+        time.sleep(0.05)
+    return found
+
+
+def http_span(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
+    [span] = [span for span in exporter.get_finished_spans() if span.name == name and span.kind is SpanKind.SERVER]
+    return span
+
+
+def named(found: list[ReadableSpan], name: str) -> list[ReadableSpan]:
+    return [span for span in found if span.name == name]
+
+
+def child_of(span: ReadableSpan, parent: ReadableSpan) -> bool:
+    return span.parent is not None and span.parent.span_id == parent.context.span_id
+
+
+def describe(found: list[ReadableSpan], root: ReadableSpan) -> str:
+    """The trace as an indented list of span names and durations, parents first."""
+    children: dict[int | None, list[ReadableSpan]] = {}
+    for span in sorted(found, key=lambda span: span.start_time or 0):
+        children.setdefault(span.parent.span_id if span.parent else None, []).append(span)
+    lines: list[str] = []
+
+    def walk(span: ReadableSpan, depth: int) -> None:
+        duration_ms = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
+        lines.append(f"{'  ' * depth}{span.name} {duration_ms:.1f} ms")
+        for child in children.get(span.context.span_id, []):
+            walk(child, depth + 1)
+
+    walk(root, 0)
+    return "\n".join(lines)
+
+
+def test_one_registration_is_one_trace_from_the_request_to_the_smtp_server(system, spans, unique_email, note):
+    spans.clear()
+    email = unique_email("traced")
+    client = system.client()
+    answer = client.post("/auth/register", json={"email": email, "password": PASSWORD})
+    assert answer.status_code == 201
+    [mail] = system.sink.wait_for(email)
+    assert mail.code is not None
+
+    register = http_span(spans, "POST /auth/register")
+    requests_queue = system.queue("ACCOUNT_CREATION_QUEUE")
+    found = trace_of(
+        spans, register, lambda found: named(found, "smtp send") and named(found, f"process {requests_queue}")
+    )
+
+    [publish] = named(found, f"publish {requests_queue}")
+    [process] = named(found, f"process {requests_queue}")
+    [smtp] = named(found, "smtp send")
+    assert publish.kind is SpanKind.PRODUCER and child_of(publish, register)
+    assert process.kind is SpanKind.CONSUMER and child_of(process, publish)
+    assert smtp.kind is SpanKind.CLIENT and child_of(smtp, process)
+    redis_commands = [span for span in found if span.attributes and span.attributes.get("db.system") == "redis"]
+    # The worker's commands (the pending code) hang under its processing; auth's own (the cooldown) under the request.
+    worker_commands = [span for span in redis_commands if child_of(span, process)]
+    assert worker_commands and all(child_of(span, process) or child_of(span, register) for span in redis_commands)
+    note("one registration's trace:\n" + describe(found, register))
+
+    # Nothing of what the user typed is on a span: no address, no password, no code.
+    for span in found:
+        shown = f"{span.name} {dict(span.attributes or {})}"
+        assert email not in shown and PASSWORD not in shown and mail.code not in shown
+
+
+def test_the_confirm_round_trip_stays_in_the_request_trace(system, spans, unique_email):
+    email = unique_email("confirmed")
+    client = system.client()
+    assert client.post("/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
+    [mail] = system.sink.wait_for(email)
+    spans.clear()
+    answer = client.post("/auth/confirm", json={"email": email, "code": mail.code})
+    assert answer.status_code == 200
+
+    confirm = http_span(spans, "POST /auth/confirm")
+    submissions, confirmed = system.queue("CONFIRM_EMAIL_CODE_QUEUE"), system.queue("ACCOUNT_CONFIRMED_QUEUE")
+    found = trace_of(
+        spans,
+        confirm,
+        lambda found: all(
+            named(found, name)
+            for name in ("process verification.replies", f"process {confirmed}", f"process {submissions}")
+        ),
+    )
+    [request] = named(found, f"request {submissions}")
+    [publish] = named(found, f"publish {submissions}")
+    [judge] = named(found, f"process {submissions}")
+    [reply] = named(found, "publish verification.replies")
+    [replied] = named(found, "process verification.replies")
+    assert child_of(request, confirm) and child_of(publish, request) and child_of(judge, publish)
+    assert child_of(reply, judge) and child_of(replied, reply)
+    # The durable code.verified message to auth, published before the reply, is in the trace too.
+    [verified] = named(found, f"publish {confirmed}")
+    [applied] = named(found, f"process {confirmed}")
+    assert child_of(verified, judge) and child_of(applied, verified)
+
+
+def test_probes_make_no_trace_and_the_query_string_never_reaches_a_span(system, spans):
+    spans.clear()
+    client = system.client()
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert client.get(path).status_code in (200, 503)
+    assert client.get("/auth/verify?token=secret-looking-token").status_code == 400
+    [page] = spans.get_finished_spans()
+    assert page.name == "GET /auth/verify"
+    assert "secret-looking-token" not in str(dict(page.attributes or {}))
