@@ -8,12 +8,19 @@ headers, as between two processes.
 
 from __future__ import annotations
 
+import gzip
+import http.server
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import redis
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -198,3 +205,81 @@ def test_probes_make_no_trace_and_the_query_string_never_reaches_a_span(system, 
     [page] = spans.get_finished_spans()
     assert page.name == "GET /auth/verify"
     assert "secret-looking-token" not in str(dict(page.attributes or {}))
+
+
+class Collector:
+    """An OTLP/HTTP receiver on loopback: keeps every span the services export to it."""
+
+    def __init__(self):
+        received: list = []
+        self.received = received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                for resource_spans in request.resource_spans:
+                    service = next(
+                        (a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name"),
+                        "",
+                    )
+                    for scope_spans in resource_spans.scope_spans:
+                        received.extend((service, span) for span in scope_spans.spans)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.end_headers()
+                self.wfile.write(ExportTraceServiceResponse().SerializeToString())
+
+            def log_message(self, *args):
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Collector:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def spans_until(self, found, attempts: int = 200) -> list:
+        for _ in range(attempts):
+            if found(list(self.received)):
+                break
+            time.sleep(0.05)
+        return list(self.received)
+
+
+def test_the_services_export_their_spans_by_otlp_and_the_trace_crosses_the_processes(start_stack, unique_email, note):
+    with Collector() as collector:
+        # A short batch delay, so the spans come within the test rather than after five seconds.
+        stack = start_stack(OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint, OTEL_BSP_SCHEDULE_DELAY="100")
+        email = unique_email("exported")
+        status, _, _ = stack.call("POST", "/auth/register", {"email": email, "password": PASSWORD})
+        assert status == 201
+        stack.sink.wait_for(email)
+
+        def registration(received):
+            register = [span for service, span in received if span.name == "POST /auth/register"]
+            return register and [span for _, span in received if span.trace_id == register[0].trace_id]
+
+        def mailed(received):
+            trace = registration(received)
+            return trace and any(span.name == "smtp send" for span in trace)
+
+        received = collector.spans_until(mailed)
+    [register] = [span for service, span in received if span.name == "POST /auth/register"]
+    services = {span.name: service for service, span in received if span.trace_id == register.trace_id}
+    queue = stack.env["ACCOUNT_CREATION_QUEUE"]
+    assert services["POST /auth/register"] == "auth_service"
+    assert services[f"publish {queue}"] == "auth_service"
+    assert services[f"process {queue}"] == "email_service"
+    assert services["smtp send"] == "email_service"
+    chain = ("POST /auth/register", f"publish {queue}", f"process {queue}", "smtp send")
+    note("exported by OTLP, one trace across both processes: " + " -> ".join(f"{services[n]}:{n}" for n in chain))
