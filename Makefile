@@ -15,7 +15,7 @@ help:
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
 	@echo "make bench        the worker against a raw consumer and Celery, confirm latency, SMTP over TLS (docs/performance.md)"
 	@echo "make unit | integration | lint | typecheck | format | bench-latency | bench-login | bench-resend | bench-edge | requirements | clean"
-	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services)"
+	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services, Prometheus, Grafana)"
 	@echo "make down | logs | ps"
 
 install: $(VENV)/.installed
@@ -98,6 +98,8 @@ up: .env
 	@echo ""
 	@echo "API docs:  http://localhost:8000/docs"
 	@echo "Mailpit:   http://localhost:8025"
+	@echo "Grafana:   http://localhost:3000  (dashboard: Email verification)"
+	@echo "Prometheus: http://localhost:9090 (targets, alerts)"
 
 down:
 	$(COMPOSE) down
