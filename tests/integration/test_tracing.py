@@ -207,6 +207,14 @@ def test_probes_make_no_trace_and_the_query_string_never_reaches_a_span(system, 
     assert "secret-looking-token" not in str(dict(page.attributes or {}))
 
 
+def test_a_request_refused_before_its_view_has_its_span_too(system, spans):
+    spans.clear()
+    answer = system.client().post("/auth/register", data="not json", content_type="text/plain")
+    assert answer.status_code == 400
+    [refused] = spans.get_finished_spans()
+    assert refused.name == "POST /auth/register" and refused.attributes["http.status_code"] == 400
+
+
 class Collector:
     """An OTLP/HTTP receiver on loopback: keeps every span the services export to it."""
 

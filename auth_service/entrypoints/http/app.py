@@ -65,6 +65,8 @@ def create_app(
         static_folder="entrypoints/http/static",
         static_url_path="/docs/assets",
     )
+    # First of the request hooks: a request refused by a later one (not JSON, over a limit) has its span too.
+    instrument_flask(app)
     app.json = BoundedJSONProvider(app)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -128,5 +130,4 @@ def create_app(
         return response
 
     observability.install(app, registry if registry is not None else CollectorRegistry())
-    instrument_flask(app)
     return app
