@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+from auth_service.domain import errors as domain_errors
+from auth_service.domain.errors import AuthError
 
 
 def test_docs_page_loads_swagger_ui_from_openapi_json(system):
@@ -61,3 +65,21 @@ def test_the_docs_page_has_a_policy_of_its_own_and_every_other_answer_the_strict
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["X-Frame-Options"] == "DENY"
         assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_the_api_reference_has_a_section_for_every_operation_and_explains_every_error(system):
+    """docs/api.md, for app developers: a new endpoint or error code needs its place there."""
+    reference = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    headings = [line for line in reference.splitlines() if line.startswith("### ")]
+    document = system.client.get("/openapi.json").json
+    missing = [
+        f"{method.upper()} {path}"
+        for path, operations in document["paths"].items()
+        for method in operations
+        if not any(method.upper() in heading and path in heading.split() for heading in headings)
+    ]
+    assert missing == [], "docs/api.md has no section for these"
+    codes = {cls.code for cls in vars(domain_errors).values() if isinstance(cls, type) and issubclass(cls, AuthError)}
+    codes |= {"bad_request", "payload_too_large"}
+    table = reference[reference.index("## Errors: what to show the user") :]
+    assert sorted(code for code in codes - {"error"} if f" {code}`" not in table) == []
