@@ -24,6 +24,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, DEFAULT_ON
 from opentelemetry.trace import Span, SpanKind
 
 from common.messaging.envelope import Outgoing
@@ -40,10 +41,14 @@ _tracer = trace.get_tracer(TRACER_NAME)
 def configure(service: str, otlp_endpoint: str | None, exporter: SpanExporter | None = None) -> TracerProvider:
     """Record this process's spans; export them by OTLP/HTTP to ``otlp_endpoint`` if set, else nowhere.
 
-    The spans exist either way: their trace ids tag the log lines and travel on the messages.
+    Without an exporter the spans are not recorded, only numbered: their trace ids still tag the
+    log lines and travel on the messages, at the least cost.
     """
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
     exporter = exporter or otlp_exporter(otlp_endpoint)
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service}),
+        sampler=DEFAULT_ON if exporter is not None else ALWAYS_OFF,
+    )
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)

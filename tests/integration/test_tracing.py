@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -291,3 +292,27 @@ def test_the_services_export_their_spans_by_otlp_and_the_trace_crosses_the_proce
     assert services["smtp send"] == "email_service"
     chain = ("POST /auth/register", f"publish {queue}", f"process {queue}", "smtp send")
     note("exported by OTLP, one trace across both processes: " + " -> ".join(f"{services[n]}:{n}" for n in chain))
+
+
+def test_without_an_endpoint_nothing_is_exported_yet_both_services_log_the_same_trace_id(stack, unique_email):
+    email = unique_email("logged")
+    status, headers, _ = stack.call("POST", "/auth/register", {"email": email, "password": PASSWORD})
+    assert status == 201
+    request_id = headers["X-Request-Id"]
+    stack.sink.wait_for(email)
+
+    def lines(service) -> list[dict]:
+        parsed = (json.loads(line) for line in service.log_text().splitlines() if line.startswith("{"))
+        return [line for line in parsed if line.get("request_id") == request_id]
+
+    for _ in range(100):  # the worker logs "message handled" just after the mail is accepted
+        worker_lines = lines(stack.worker)
+        if any(line["message"] == "message handled" for line in worker_lines):
+            break
+        time.sleep(0.05)
+    auth_lines = lines(stack.auth)
+    trace_ids = {line["trace_id"] for line in auth_lines + worker_lines}
+    assert auth_lines and worker_lines and len(trace_ids) == 1
+    [trace_id] = trace_ids
+    assert trace_id is not None and len(trace_id) == 32 and int(trace_id, 16)
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in stack.env
