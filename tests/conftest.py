@@ -15,6 +15,19 @@ def unique_email():
     return make
 
 
+@pytest.fixture
+def spans():
+    """The spans this process ends during the test (the SDK's in-memory exporter, tests/tracing.py)."""
+    from tests.tracing import exporter
+
+    recorded = exporter()
+    recorded.clear()
+    recorded.recording = True
+    yield recorded
+    recorded.recording = False
+    recorded.clear()
+
+
 NOTES = pytest.StashKey[list[str]]()
 
 

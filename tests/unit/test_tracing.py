@@ -11,15 +11,12 @@ from common.messaging import topology
 from common.messaging.consumer import Result
 from common.messaging.envelope import Outgoing
 from tests.observability import json_log_lines
-from tests.tracing import recorded_spans
 from tests.unit.test_consumer import QUEUE, deliver
 
 TRACEPARENT = "traceparent"
 
 
-def test_a_published_message_carries_the_publish_span_in_its_headers():
-    spans = recorded_spans()
-    spans.clear()
+def test_a_published_message_carries_the_publish_span_in_its_headers(spans):
     with tracing.publishing("q.out", Outgoing(type="t", body={}, request_id="req-12345678")) as message:
         headers = message.properties().headers
     [publish] = spans.get_finished_spans()
@@ -29,9 +26,7 @@ def test_a_published_message_carries_the_publish_span_in_its_headers():
     assert headers["x-request-id"] == "req-12345678"
 
 
-def test_the_consumer_processes_under_the_publisher_and_a_retry_carries_the_attempt_on():
-    spans = recorded_spans()
-    spans.clear()
+def test_the_consumer_processes_under_the_publisher_and_a_retry_carries_the_attempt_on(spans):
     with tracing.publishing(QUEUE, Outgoing(type="t", body={"x": 1})) as message:
         pass
     [publish] = spans.get_finished_spans()
@@ -47,16 +42,13 @@ def test_the_consumer_processes_under_the_publisher_and_a_retry_carries_the_atte
     assert f"{parked.context.span_id:016x}" in properties.headers[TRACEPARENT]
 
 
-def test_a_message_without_trace_context_starts_a_trace_of_its_own():
-    spans = recorded_spans()
-    spans.clear()
+def test_a_message_without_trace_context_starts_a_trace_of_its_own(spans):
     deliver(lambda m, p: Result.ack(), Outgoing(type="t", body={}), headers={TRACEPARENT: "not a traceparent"})
     [process] = spans.get_finished_spans()
     assert process.parent is None
 
 
-def test_every_log_line_inside_a_span_carries_its_trace_id_and_none_outside():
-    recorded_spans()
+def test_every_log_line_inside_a_span_carries_its_trace_id_and_none_outside(spans):
     with json_log_lines() as lines:
         logger = logging.getLogger("test.tracing")
         with tracing.client_span("work") as span:
