@@ -11,7 +11,7 @@ COMPOSE ?= docker compose
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
 	@echo "make demo-lifecycle  one account's whole life: refresh, reset, password and email change, logout"
-	@echo "make test         lint, type check, then every test (unit and integration)"
+	@echo "make test         lint, type check, then every test (unit and integration); installs chromium and promtool if missing"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
 	@echo "make bench        the worker against a raw consumer and Celery, confirm latency, SMTP over TLS (docs/performance.md)"
 	@echo "make unit | integration | lint | typecheck | format | bench-latency | bench-login | bench-resend | bench-edge | requirements | clean"
