@@ -97,7 +97,8 @@ class QueueDepths(Collector):
                     channel = connection.channel()
                     continue
                 depths[(queue, kind)] = declared.method.message_count
-        except CONNECTION_ERRORS as error:
+        except (*CONNECTION_ERRORS, pika.exceptions.AMQPError) as error:
+            # A scrape must answer whatever the broker says: the family is then empty for a while.
             log.debug("queue depths unavailable", extra={"error": repr(error)})
         finally:
             close_quietly(connection)
