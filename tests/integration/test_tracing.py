@@ -82,10 +82,10 @@ def system() -> Iterator[System]:
         for thread in reversed(threads):
             thread.join(10)
         sink.stop()
-        delete_queues(RABBITMQ_URL, [value for key, value in names.items() if key.endswith("_QUEUE")])
         client = redis.Redis.from_url(REDIS_URL)
         for key in client.scan_iter(match=f"{names['REDIS_KEY_PREFIX']}:*"):
             client.delete(key)
+        delete_queues(RABBITMQ_URL, [value for key, value in names.items() if key.endswith("_QUEUE")])
 
 
 def trace_of(recorded: InMemorySpanExporter, root: ReadableSpan, until, attempts: int = 100) -> list[ReadableSpan]:
