@@ -30,12 +30,16 @@ class Outgoing:
     request_id: str | None = None
     reply_to: str | None = None
     correlation_id: str | None = None
+    # The W3C trace context of the span that publishes it (common/tracing.py), set as it goes out.
+    trace_headers: dict[str, str] = field(default_factory=dict)
 
     def encoded_body(self) -> bytes:
         return json.dumps({**self.body, "type": self.type}, separators=(",", ":")).encode()
 
     def properties(self) -> pika.BasicProperties:
-        headers = {REQUEST_ID_HEADER: self.request_id} if self.request_id else {}
+        headers: dict[str, str] = dict(self.trace_headers)
+        if self.request_id:
+            headers[REQUEST_ID_HEADER] = self.request_id
         return pika.BasicProperties(
             content_type=CONTENT_TYPE,
             delivery_mode=PERSISTENT,
