@@ -6,17 +6,17 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements translations lint typecheck format test unit integration run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge clean up down logs ps
+.PHONY: help install requirements translations test-tools lint typecheck format test unit integration run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
 	@echo "make demo-lifecycle  one account's whole life: refresh, reset, password and email change, logout"
-	@echo "make test         lint, type check, then every test (unit and integration)"
+	@echo "make test         lint, type check, then every test (unit and integration); installs chromium and promtool if missing"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
 	@echo "make bench        the worker against a raw consumer and Celery, confirm latency, SMTP over TLS (docs/performance.md)"
 	@echo "make translations the emails' new or changed text into every language's catalog (docs/translations.md)"
 	@echo "make unit | integration | lint | typecheck | format | bench-latency | bench-login | bench-resend | bench-edge | requirements | clean"
-	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services)"
+	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services, Prometheus, Grafana)"
 	@echo "make down | logs | ps"
 
 install: $(VENV)/.installed
@@ -59,13 +59,17 @@ format: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+# Debian's chromium and chromedriver (the /docs browser test) and promtool (the alert rules test).
+test-tools:
+	bash devtools/test_tools.sh
+
+test: lint typecheck test-tools
 	$(PY) -m pytest
 
 unit: install
 	$(PY) -m pytest tests/unit
 
-integration: install
+integration: install test-tools
 	$(PY) -m pytest tests/integration
 
 run: install
@@ -105,6 +109,8 @@ up: .env
 	@echo ""
 	@echo "API docs:  http://localhost:8000/docs"
 	@echo "Mailpit:   http://localhost:8025"
+	@echo "Grafana:   http://localhost:3000  (dashboard: Email verification)"
+	@echo "Prometheus: http://localhost:9090 (targets, alerts)"
 
 down:
 	$(COMPOSE) down

@@ -8,6 +8,7 @@ from auth_service.config import Settings
 from auth_service.entrypoints import server
 from common.logs import configure_logging
 from common.settings import SettingsError
+from common.tracing import configure as configure_tracing
 
 
 def main() -> int:
@@ -17,6 +18,7 @@ def main() -> int:
         print(f"auth_service: {error}", file=sys.stderr)
         return 2
     configure_logging("auth_service", settings.log_level)
+    configure_tracing("auth_service", settings.otel_exporter_otlp_endpoint)
     return server.run(settings)
 
 

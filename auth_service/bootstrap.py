@@ -44,6 +44,7 @@ from auth_service.sessions import SessionPolicy, SessionService
 from auth_service.sign_in import SignIn, SignInPolicy
 from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
+from common.messaging.depths import QueueDepths
 from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,11 @@ def build(
     Gauge(
         "outbox_pending", "Users whose queue message waits in the outbox for the relay", registry=registry
     ).set_function(lambda: _or_nan(users.pending_outbox_count))
+    Gauge(
+        "outbox_overdue",
+        "Users whose queue message is past its request's grace period and still unpublished (the broker refuses it)",
+        registry=registry,
+    ).set_function(lambda: _or_nan(lambda: users.overdue_outbox_count(datetime.fromtimestamp(clock(), UTC))))
 
     background: list = []
     if bus is None:
@@ -243,6 +249,7 @@ def build(
             )
         )
         relayed = Counter("outbox_relayed", "Queue messages published late by the outbox relay", registry=registry)
+        registry.register(QueueDepths(settings.rabbitmq_url, settings.topology.auth.queues, "auth_service metrics"))
         background.append(OutboxRelay(outbox, on_relayed=relayed.inc, resends=code_asks.process, wakeup=relay_wakeup))
 
     def readiness() -> dict[str, str]:

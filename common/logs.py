@@ -1,6 +1,7 @@
 """Logging set-up shared by both services: one JSON object per line.
 
-Every record carries the service name and the request id of the work in hand.
+Every record carries the service name, the request id of the work in hand and
+the id of its trace (``trace_id``, common/tracing.py).
 The id is bound per HTTP request in auth and per message in the worker (the
 ``x-request-id`` header), so one id finds a registration's whole story across
 both services. A redacting filter blanks secret-looking extras as a second
@@ -17,6 +18,8 @@ from collections.abc import Mapping
 from typing import IO
 
 from pythonjsonlogger.json import JsonFormatter
+
+from common.tracing import current_trace_id
 
 REDACTED = "[redacted]"
 SECRET_KEYS = frozenset({"password", "code", "token", "secret", "authorization", "access_token"})
@@ -55,6 +58,8 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = _request_id.get()
+        if not hasattr(record, "trace_id"):
+            record.trace_id = current_trace_id()
         return True
 
 

@@ -120,6 +120,8 @@ class ServiceSettings(BaseSettings):
     default_locale: ShippedLocale = "en"
     # The worker keeps a code this long; auth keeps a sign-in challenge as long as its code.
     code_ttl_seconds: int = Field(600, ge=1)
+    # The OTLP/HTTP collector traces are exported to (common/tracing.py); unset, none leave the process.
+    otel_exporter_otlp_endpoint: str | None = Field(None, pattern=r"^https?://")
 
     @property
     def development(self) -> bool:

@@ -13,6 +13,7 @@ import sys
 
 from common.logs import configure_logging
 from common.settings import SettingsError
+from common.tracing import configure as configure_tracing
 from email_service.config import Settings
 from email_service.entrypoints import dlq, migrate, worker
 
@@ -42,6 +43,7 @@ def main(argv: list[str]) -> int:
         configure_logging("email_service", "WARNING")
         return migrate.run(settings.rabbitmq_url, settings.topology)
     configure_logging("email_service", settings.log_level)
+    configure_tracing("email_service", settings.otel_exporter_otlp_endpoint)
     return worker.run(settings)
 
 

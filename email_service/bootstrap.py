@@ -11,6 +11,7 @@ import redis
 
 from common.logs import bind_request_id as bind_request_id_to_logs
 from common.messaging.consumer import Consumer, Observer
+from common.messaging.depths import QueueDepths
 from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
 from email_service.adapters.code_key import ConfiguredCodeKey, SharedCodeKey
 from email_service.adapters.mailer import FlaskMailer, SmtpProbe, mail_app
@@ -42,6 +43,7 @@ def build_worker(settings: Settings) -> Worker:
     consumers = build_consumers(
         settings, handlers, observe=ConsumerMetrics(registry, consumed_queues(settings)).observe
     )
+    registry.register(QueueDepths(settings.rabbitmq_url, settings.topology.worker.queues, "email_service metrics"))
     smtp_answers = SmtpProbe(
         settings.smtp_host,
         settings.smtp_port,

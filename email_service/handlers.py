@@ -46,6 +46,7 @@ from common.messaging.messages import (
     UserUnlocked,
     UserVerified,
 )
+from common.tracing import client_span
 from email_service.domain.codes import (
     PendingCode,
     Presented,
@@ -102,6 +103,9 @@ class UncountedEvents:
         pass
 
     def email_failed(self, permanent: bool) -> None:
+        pass
+
+    def code_mailed(self, seconds_since_request: float) -> None:
         pass
 
 
@@ -234,6 +238,8 @@ class CodeHandlers:
         if failed is not None:
             return failed
         self._store.mark_mail_sent(slot, message_id)
+        # From auth's request (the 201, or a resend's 202) to the SMTP server's acceptance.
+        self._events.code_mailed(max(0.0, self._clock() - request.requested_at))
         log.info("code sent", extra={"purpose": slot.purpose.value})
         return Result.ack()
 
@@ -333,7 +339,8 @@ class CodeHandlers:
     def _send(self, template: str, email: str, context: Mapping[str, Any]) -> Result | None:
         """Mail one email; None once it is sent, else what to do with the message (retry or dead-letter)."""
         try:
-            self._mailer.send(template, email, context)
+            with client_span("smtp send", **{"email.template": template}):
+                self._mailer.send(template, email, context)
         except TransientMailError as error:
             self._events.email_failed(permanent=False)
             return Result.retry(f"smtp: {error}")

@@ -13,3 +13,37 @@ def unique_email():
         return f"{unique(prefix)}@example.com"
 
     return make
+
+
+@pytest.fixture
+def spans():
+    """The spans this process ends during the test (the SDK's in-memory exporter, tests/tracing.py)."""
+    from tests.tracing import exporter
+
+    recorded = exporter()
+    recorded.clear()
+    recorded.recording = True
+    yield recorded
+    recorded.recording = False
+    recorded.clear()
+
+
+NOTES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def note(request):
+    """Print a line under "test notes" at the end of the run: where an artefact is, what was measured."""
+
+    def add(line: str) -> None:
+        request.config.stash.setdefault(NOTES, []).append(f"{request.node.name}: {line}")
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    notes = config.stash.get(NOTES, [])
+    if notes:
+        terminalreporter.section("test notes")
+        for line in notes:
+            terminalreporter.write_line(line)

@@ -446,6 +446,10 @@ class MongoUserRepository:
     def pending_outbox_count(self) -> int:
         return self._users.count_documents({"outbox_due_at": {"$exists": True}})
 
+    def overdue_outbox_count(self, now: datetime) -> int:
+        """Users whose message is past its request's grace period: the relay's to publish, and not yet published."""
+        return self._users.count_documents({"outbox_due_at": {"$lte": now}})
+
     def ping(self) -> None:
         self._users.database.command("ping")
 

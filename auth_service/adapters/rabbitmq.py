@@ -28,6 +28,7 @@ from common.messaging.connection import CONNECTION_ERRORS, ConnectionThread
 from common.messaging.consumer import publish
 from common.messaging.envelope import Outgoing
 from common.messaging.topology import Topology
+from common.tracing import processing, publishing, requesting
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,9 @@ class RabbitMessageBus(ConnectionThread):
         self._replies_lock = threading.Lock()
 
     def publish(self, queue: str, message: Outgoing, timeout: float) -> None:
-        self._run_on_link(lambda channel: publish(channel, self._routes, queue, message), timeout)
+        # The span is the caller's (a request thread): the link thread only sends what it is handed.
+        with publishing(queue, message) as traced:
+            self._run_on_link(lambda channel: publish(channel, self._routes, queue, traced), timeout)
 
     def request(self, queue: str, message: Outgoing, timeout: float) -> dict | None:
         """Publish and wait for the reply; ``None`` if none came within ``timeout``.
@@ -101,7 +104,8 @@ class RabbitMessageBus(ConnectionThread):
         if slot is None:
             raise BrokerUnavailable("too many requests waiting for a slow reply")
         try:
-            return self._request(queue, message, timeout)
+            with requesting(queue):
+                return self._request(queue, message, timeout)
         finally:
             self._waits.give_back(slot)
 
@@ -112,15 +116,16 @@ class RabbitMessageBus(ConnectionThread):
             self._replies[correlation_id] = reply
         try:
             # Addressed on the link thread: the reply queue is that of the connection the request goes out on.
-            self._run_on_link(
-                lambda channel: publish(
-                    channel,
-                    self._routes,
-                    queue,
-                    replace(message, reply_to=self._reply_queue, correlation_id=correlation_id),
-                ),
-                timeout,
-            )
+            with publishing(queue, message) as traced:
+                self._run_on_link(
+                    lambda channel: publish(
+                        channel,
+                        self._routes,
+                        queue,
+                        replace(traced, reply_to=self._reply_queue, correlation_id=correlation_id),
+                    ),
+                    timeout,
+                )
             try:
                 return reply.result(timeout)
             except FutureTimeout:
@@ -144,6 +149,10 @@ class RabbitMessageBus(ConnectionThread):
         self._fail_waiting_replies()
 
     def _on_reply(self, channel, method, properties, body: bytes) -> None:
+        with processing(topology.REPLIES_EXCHANGE, properties.headers, properties.message_id):
+            self._take_reply(properties, body)
+
+    def _take_reply(self, properties, body: bytes) -> None:
         with self._replies_lock:
             waiting = self._replies.get(properties.correlation_id)
         if waiting is None or waiting.done():

@@ -40,6 +40,7 @@ from common.messaging.envelope import (
 )
 from common.messaging.messages import Message
 from common.messaging.topology import REPLIES_EXCHANGE, Topology, declare
+from common.tracing import processing, publishing, republishing
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +82,18 @@ class ChannelPublisher:
         self._topology = topology
 
     def publish(self, queue: str, message: Outgoing) -> None:
-        publish(self._channel, self._topology, queue, message)
+        with publishing(queue, message) as traced:
+            publish(self._channel, self._topology, queue, traced)
 
     def reply(self, reply_to: str, message: Outgoing) -> None:
         # The requester may be gone; a reply nobody waits for is simply dropped.
-        self._channel.basic_publish(
-            exchange=REPLIES_EXCHANGE,
-            routing_key=reply_to,
-            body=message.encoded_body(),
-            properties=message.properties(),
-        )
+        with publishing(REPLIES_EXCHANGE, message) as traced:
+            self._channel.basic_publish(
+                exchange=REPLIES_EXCHANGE,
+                routing_key=reply_to,
+                body=traced.encoded_body(),
+                properties=traced.properties(),
+            )
 
 
 M = TypeVar("M", bound=Message)
@@ -188,6 +191,10 @@ class Consumer(ConnectionThread):
         channel.basic_consume(self._queue.name, self._on_message)
 
     def _on_message(self, channel, method, properties, body: bytes) -> None:
+        with processing(self._queue.name, properties.headers, properties.message_id):
+            self._process(channel, method, properties, body)
+
+    def _process(self, channel, method, properties, body: bytes) -> None:
         if self._stopping.is_set():
             # pika hands over every prefetched delivery in one go; once asked to
             # stop, finish only the message in hand and give the rest back.
@@ -270,7 +277,8 @@ class Consumer(ConnectionThread):
         self._observe(self._queue.name, outcome)
 
     def _republish(self, channel, queue: str, properties, body: bytes, headers: dict) -> None:
-        republish(channel, self._inbox.retries_exchange, queue, properties, body, headers)
+        with republishing(queue, headers, properties.message_id):
+            republish(channel, self._inbox.retries_exchange, queue, properties, body, headers)
 
 
 def publish(channel, routes: Topology, queue: str, message: Outgoing) -> None:

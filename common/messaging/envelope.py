@@ -32,12 +32,16 @@ class Outgoing:
     correlation_id: str | None = None
     # Per-message TTL: a message published into a delay queue is due after this many milliseconds.
     expiration_ms: int | None = None
+    # The W3C trace context of the span that publishes it (common/tracing.py), set as it goes out.
+    trace_headers: dict[str, str] = field(default_factory=dict)
 
     def encoded_body(self) -> bytes:
         return json.dumps({**self.body, "type": self.type}, separators=(",", ":")).encode()
 
     def properties(self) -> pika.BasicProperties:
-        headers = {REQUEST_ID_HEADER: self.request_id} if self.request_id else {}
+        headers: dict[str, str] = dict(self.trace_headers)
+        if self.request_id:
+            headers[REQUEST_ID_HEADER] = self.request_id
         return pika.BasicProperties(
             content_type=CONTENT_TYPE,
             delivery_mode=PERSISTENT,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from email_service.domain.codes import Verdict
 
@@ -19,6 +19,12 @@ class PrometheusVerificationEvents:
         self.emails_sent = Counter("emails_sent", "Verification emails accepted by the SMTP server", registry=registry)
         self.emails_failed = Counter(
             "emails_failed", "Verification emails the SMTP server did not take, by kind", ["kind"], registry=registry
+        )
+        self.code_email_delay = Histogram(
+            "code_email_delay_seconds",
+            "From auth's code request (the 201 of a registration) to the SMTP server accepting the code's email",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
+            registry=registry,
         )
         for verdict in Verdict:
             self.code_verdicts.labels(verdict.value)
@@ -39,3 +45,6 @@ class PrometheusVerificationEvents:
 
     def email_failed(self, permanent: bool) -> None:
         self.emails_failed.labels("permanent" if permanent else "transient").inc()
+
+    def code_mailed(self, seconds_since_request: float) -> None:
+        self.code_email_delay.observe(seconds_since_request)

@@ -194,6 +194,16 @@ def test_each_service_runs_a_registration_through_on_its_own_account(stack, trus
     while metric_samples(http_json("GET", f"{stack.base_url}/metrics")[2]).get(confirmed) != 1:
         assert time.monotonic() < deadline, "auth never consumed the confirmation"
         time.sleep(0.2)
+    # Each service reads the depth of its own queues, and of their dead letters, on its own account.
+    routes = trusted.routes
+    for url, queues in (
+        (stack.base_url, [routes.account_confirmed]),
+        (stack.worker_status_url, [routes.account_creation, routes.confirm_email_code]),
+    ):
+        depths = metric_samples(http_json("GET", f"{url}/metrics")[2])
+        for queue in queues:
+            assert ("queue_depth", (("kind", "work"), ("queue", queue))) in depths, (url, queue)
+            assert ("queue_depth", (("kind", "dead_letter"), ("queue", f"{queue}.dead"))) in depths, (url, queue)
 
 
 def test_what_each_account_may_publish_where(stack, trusted):

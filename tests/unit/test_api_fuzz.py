@@ -30,6 +30,7 @@ BUSINESS_REFUSALS = {
     "POST /auth/password/change": ["422"],
     "POST /auth/password/forgot": ["422"],
     "POST /auth/password/reset": ["400", "410", "422"],
+    "POST /auth/email/change": ["422"],
     "POST /auth/email/confirm": ["400", "410"],
     "POST /auth/login/code": ["422"],
     "POST /auth/login/code/verify": ["400", "410", "422"],

@@ -100,7 +100,7 @@ def test_consumer_outcomes_are_counted_per_queue():
 
 
 class Worker:
-    def __init__(self):
+    def __init__(self, clock=time.time):
         self.settings = WorkerSettings.from_env({**BASE_ENV, "CODE_MAX_ATTEMPTS": "2"})
         self.registry = CollectorRegistry()
         self.mailer = RecordingMailer()
@@ -109,6 +109,7 @@ class Worker:
             store=RedisPendingCodes(fakeredis.FakeRedis(), self.settings.redis_key_prefix),
             mailer=self.mailer,
             events=PrometheusVerificationEvents(self.registry),
+            clock=clock,
         )
         self.published = []
 
@@ -141,6 +142,17 @@ def test_codes_issued_and_emails_sent_are_counted(worker, unique_email):
     assert worker.value("codes_issued_total") == 2
     assert worker.value("emails_sent_total") == 2
     assert worker.value("emails_failed_total", kind="transient") == 0
+
+
+def test_the_delay_from_the_code_request_to_the_mail_is_observed_for_mails_sent_only(unique_email):
+    worker = Worker(clock=lambda: 1_002.5)
+    worker.request_code(unique_email(), requested_at=1_000.0)
+    worker.mailer.fail_with = TransientMailError("451")
+    worker.request_code(unique_email(), requested_at=1_001.0)
+    assert worker.value("code_email_delay_seconds_count") == 1
+    assert worker.value("code_email_delay_seconds_sum") == 2.5
+    assert worker.value("code_email_delay_seconds_bucket", le="2.5") == 1
+    assert worker.value("code_email_delay_seconds_bucket", le="1.0") == 0
 
 
 def test_failed_emails_are_counted_by_kind(worker, unique_email):

@@ -1,6 +1,6 @@
 """A 201 means the message will be published, even if the broker was away at the time."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,6 +15,21 @@ def test_broker_down_at_registration_still_answers_201_and_keeps_the_message(sys
     assert response.status_code == 201
     assert system.auth.users.pending_outbox_count() == 1
     assert system.outbox == []
+
+
+def test_a_message_is_overdue_once_its_grace_period_is_over_until_the_relay_publishes_it(system, unique_email):
+    users, now = system.auth.users, lambda: datetime.fromtimestamp(system.clock(), UTC)
+    system.broker.up = False
+    system.client.post("/auth/register", json={"email": unique_email(), "password": "correct horse battery"})
+    assert (users.pending_outbox_count(), users.overdue_outbox_count(now())) == (1, 0)
+    system.clock.advance(OUTBOX_GRACE.total_seconds() + 1)
+    assert users.overdue_outbox_count(now()) == 1
+    with pytest.raises(BrokerUnavailable):
+        system.auth.outbox.relay_due()
+    assert users.overdue_outbox_count(now()) == 1, "a refused relay leaves it overdue"
+    system.broker.up = True
+    system.auth.outbox.relay_due()
+    assert (users.pending_outbox_count(), users.overdue_outbox_count(now())) == (0, 0)
 
 
 def test_the_relay_publishes_what_was_left_once_the_broker_is_back(system, unique_email):

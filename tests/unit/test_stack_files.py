@@ -30,6 +30,8 @@ CODE_PACKAGES = ("auth_service", "email_service", "common")
 SETTINGS_MODELS = (auth_config.Settings, worker_config.Settings, access.BrokerSettings)
 APP_SERVICES = {"auth": "auth_service", "email-worker": "email_service"}
 INFRASTRUCTURE = {"mongodb", "rabbitmq", "redis", "mailpit"}
+# Metrics, alerts and dashboards over the services (docker/prometheus, docker/grafana).
+MONITORING = {"prometheus", "grafana"}
 # Run once and exit: the broker's definitions at every start, the dead-letter command on demand.
 ONE_SHOT = {"rabbitmq-definitions", "dlq"}
 BROKER_ROLES = {"auth": "auth", "email-worker": "worker", "dlq": "admin"}
@@ -116,7 +118,7 @@ def test_env_example_secrets_are_long_enough_and_rabbitmq_is_not_guest(env_examp
 
 def test_compose_has_every_service_each_with_a_healthcheck(compose):
     services = compose["services"]
-    assert set(services) == INFRASTRUCTURE | set(APP_SERVICES) | ONE_SHOT
+    assert set(services) == INFRASTRUCTURE | set(APP_SERVICES) | ONE_SHOT | MONITORING
     for name in ONE_SHOT:
         assert services[name]["restart"] == "no" and services[name]["healthcheck"] == {"disable": True}, name
     for name, service in services.items():
@@ -136,6 +138,17 @@ def test_compose_uses_the_agreed_images_and_a_named_volume_for_mongodb(compose):
     [volume] = services["mongodb"]["volumes"]
     name, _, target = volume.partition(":")
     assert target == "/data/db" and name in compose["volumes"]
+
+
+def test_redis_keeps_the_pending_codes_in_an_append_only_file_on_a_named_volume(compose):
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert command[0] == "redis-server"
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert options == {"--appendonly": "yes", "--appendfsync": "everysec"}
+    [volume] = redis["volumes"]
+    name, _, target = volume.partition(":")
+    assert target == "/data" and name in compose["volumes"]
 
 
 def test_mailpit_offers_smtp_on_1025_and_its_web_ui_on_8025(compose):
@@ -345,6 +358,7 @@ def test_make_up_builds_waits_for_health_and_prints_the_urls():
     plan = subprocess.run(["make", "-n", "-C", str(ROOT), "up"], capture_output=True, text=True, check=True).stdout
     assert "docker compose up -d --build --wait" in plan
     assert "http://localhost:8000/docs" in plan and "http://localhost:8025" in plan
+    assert "http://localhost:3000" in plan and "http://localhost:9090" in plan
     for target, command in {"down": "compose down", "logs": "compose logs", "ps": "compose ps"}.items():
         plan = subprocess.run(["make", "-n", "-C", str(ROOT), target], capture_output=True, text=True, check=True)
         assert command in plan.stdout

@@ -13,7 +13,15 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from auth_service.config import Settings
 from auth_service.domain.errors import AuthError
-from auth_service.entrypoints.http import errors, observability, ratelimits, routes, schemas, security_headers
+from auth_service.entrypoints.http import (
+    docs_assets,
+    errors,
+    observability,
+    ratelimits,
+    routes,
+    schemas,
+    security_headers,
+)
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.not_me import NotMeLinks
@@ -21,6 +29,7 @@ from auth_service.service import AccountService
 from auth_service.sessions import SessionService
 from auth_service.sign_in import SignIn
 from common.metrics import CollectorRegistry
+from common.tracing import instrument_flask
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -63,6 +72,8 @@ def create_app(
         static_folder="entrypoints/http/static",
         static_url_path="/docs/assets",
     )
+    # First of the request hooks: a request refused by a later one (not JSON, over a limit) has its span too.
+    instrument_flask(app)
     app.json = BoundedJSONProvider(app)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -74,7 +85,7 @@ def create_app(
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        OPENAPI_SWAGGER_UI_URL=docs_assets.ASSETS_URL,
         API_SPEC_OPTIONS={
             "components": {
                 "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
@@ -93,6 +104,7 @@ def create_app(
     api = ContractApi(app)
     api.register_blueprint(routes.auth)
     api.register_blueprint(routes.health)
+    docs_assets.install(app)
     # The client's address behind a proxy (PROXY_HOPS) is the server's to set: see entrypoints/server.py.
     ratelimits.install(app, settings)
     security_headers.install(app)

@@ -3,14 +3,12 @@
 Every answer is JSON except the ``/docs`` page, so the policy everywhere
 loads nothing, runs nothing and may not be framed (OWASP REST Security Cheat
 Sheet). ``/docs`` gets the least Swagger UI needs: its script and stylesheet
-from the CDN, our own initializer script (no inline script, so no
+(served by this service, docs_assets.py), our own initializer script (no inline script, so no
 ``'unsafe-inline'`` for scripts), inline styles and ``data:`` images (Swagger
 UI sets styles and draws icons that way), and fetches to this origin only.
 """
 
 from __future__ import annotations
-
-from urllib.parse import urlsplit
 
 from flask import Flask, request
 
@@ -26,14 +24,12 @@ API_POLICY = "default-src 'none'; base-uri 'none'; form-action 'self'; frame-anc
 API_HEADERS = {**BASELINE, "Content-Security-Policy": API_POLICY}
 
 
-def docs_policy(swagger_ui_url: str) -> str:
-    parts = urlsplit(swagger_ui_url)
-    cdn = f"{parts.scheme}://{parts.netloc}"
+def docs_policy() -> str:
     return "; ".join(
         [
             "default-src 'none'",
-            f"script-src 'self' {cdn}",
-            f"style-src {cdn} 'unsafe-inline'",
+            "script-src 'self'",
+            "style-src 'self' 'unsafe-inline'",
             "img-src 'self' data:",
             "connect-src 'self'",
             "base-uri 'none'",
@@ -44,7 +40,7 @@ def docs_policy(swagger_ui_url: str) -> str:
 
 
 def install(app: Flask) -> None:
-    docs_headers = {**BASELINE, "Content-Security-Policy": docs_policy(app.config["OPENAPI_SWAGGER_UI_URL"])}
+    docs_headers = {**BASELINE, "Content-Security-Policy": docs_policy()}
 
     @app.after_request
     def add_security_headers(response):
