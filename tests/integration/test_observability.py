@@ -101,11 +101,12 @@ def test_both_services_serve_prometheus_metrics(stack, unique_email):
         auth = samples(f"{stack.base_url}/metrics")
     assert auth[("messages_consumed_total", confirmed)] == 1
 
+    assert len(stack.sink.wait_for(email, count=2, timeout=15)) == 2  # the code, then the welcome
     worker = samples(f"{stack.worker_status_url}/metrics")
     assert worker[("codes_issued_total", ())] == 1
-    assert worker[("emails_sent_total", ())] == 1
+    assert worker[("emails_sent_total", ())] == 2
     assert worker[("code_verdicts_total", (("verdict", "verified"),))] == 1
-    for queue in ("ACCOUNT_CREATION_QUEUE", "CONFIRM_EMAIL_CODE_QUEUE"):
+    for queue in ("ACCOUNT_CREATION_QUEUE", "CONFIRM_EMAIL_CODE_QUEUE", "ACCOUNT_NOTIFICATIONS_QUEUE"):
         assert worker[("messages_consumed_total", (("outcome", "ack"), ("queue", stack.env[queue])))] == 1
 
 
