@@ -56,6 +56,7 @@ def run(settings: Settings) -> int:
         consumer.stop()
     for consumer in consumers:
         consumer.join(SHUTDOWN_GRACE_SECONDS)
+    worker.close()
     if status is not None:
         status.stop()
     log.info("email worker stopped")
