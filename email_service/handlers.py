@@ -18,7 +18,6 @@ as they are asked, once per message id.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +37,14 @@ from email_service.domain.codes import (
     link_digest,
     link_token_for_request,
 )
-from email_service.ports import Mailer, PendingStore, PermanentMailError, TransientMailError, VerificationEvents
+from email_service.ports import (
+    IssueStart,
+    Mailer,
+    PendingStore,
+    PermanentMailError,
+    TransientMailError,
+    VerificationEvents,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,75 +116,67 @@ class CodeHandlers:
 
     def on_code_requested(self, delivery: Delivered[CodeRequested], publisher: ChannelPublisher) -> Result:
         request = delivery.message
+        message_id = delivery.message_id
         slot = Slot(request.purpose, request.email)
-        # One request per slot at a time, from storing its code to the SMTP server's
-        # acceptance: the last mail an address receives then holds the live code.
         policy = self._policy
-        holder = delivery.message_id
-        if not self._store.lock_slot(slot, holder, policy.mail_lock_hold_seconds, policy.mail_lock_wait_seconds):
-            return Result.retry("another code for this address is being mailed")
-        try:
-            return self._issue_code(slot, request, delivery.message_id)
-        finally:
-            self._store.unlock_slot(slot, holder)
-
-    def _issue_code(self, slot: Slot, request: CodeRequested, message_id: str) -> Result:
-        current = self._store.get(slot)
-        same_request = current is not None and current.message_id == message_id and not current.voided
-        if same_request and current is not None and current.mail_sent:
-            log.info("code already sent for this message, redelivery ignored")
-            return Result.ack()
-        if current is not None and not current.superseded_by(request.order):
-            log.info("a newer code request came first, older request ignored")
-            return Result.ack()
-
-        policy = self._policy
-        pending = PendingCode(
-            slot=slot,
-            user_id=request.user_id,
-            code_digest="",
-            attempts=0,
-            message_id=message_id,
-            requested_at=request.requested_at,
-            mail_sent=False,
-            sequence=request.order,
-        )
-        if not self._store.reserve_code(
-            slot, message_id, self._clock(), policy.max_codes_per_hour, policy.max_codes_per_day
-        ):
-            # No new code, but the earlier ones are void all the same: they belong to an
-            # older registration or request.
-            self._store.replace(dataclasses.replace(pending, voided=True), policy.ttl_seconds)
-            log.warning("code quota reached for address, no code sent", extra={"purpose": slot.purpose.value})
-            self._events.code_over_quota()
-            return Result.ack()
-
         # Same request, same code and link: if an earlier try did mail them, this mail repeats them.
         key = policy.hmac_key()
         code = code_for_request(key, message_id)
         link_token = link_token_for_request(key, message_id)
-        if not same_request:
-            stored = dataclasses.replace(
-                pending, code_digest=code_digest(key, slot, code), link_digest=link_digest(key, slot, link_token)
-            )
-            if not self._store.replace(stored, policy.ttl_seconds):
-                log.info("a newer code request came first, older request ignored")
-                return Result.ack()
-        self._events.code_issued()
-        # No name: it is whatever the registrant typed, and it would be mailed to an address they chose.
-        context = {
-            "code": code,
-            "link_token": link_token,
-            "validity": describe_validity(policy.ttl_seconds),
-            # When the registration (or request) the code is for was made: the email says so.
-            "registered_at": describe_moment(request.registered_at or request.requested_at),
-        }
-        if slot.purpose is Purpose.VERIFY_EMAIL:
-            context["link"] = policy.verification_link(request.user_id, link_token)
-        failed = self._send(template_for(slot.purpose), slot.email, context)
+        pending = PendingCode(
+            slot=slot,
+            user_id=request.user_id,
+            code_digest=code_digest(key, slot, code),
+            attempts=0,
+            message_id=message_id,
+            requested_at=request.requested_at,
+            mail_sent=False,
+            link_digest=link_digest(key, slot, link_token),
+            sequence=request.order,
+        )
+        # One request per slot at a time, from storing its code to the SMTP server's
+        # acceptance: the last mail an address receives then holds the live code.
+        started = self._store.start_issue(
+            pending,
+            holder=message_id,
+            ttl_seconds=policy.ttl_seconds,
+            now=self._clock(),
+            per_hour=policy.max_codes_per_hour,
+            per_day=policy.max_codes_per_day,
+            hold_seconds=policy.mail_lock_hold_seconds,
+            wait_seconds=policy.mail_lock_wait_seconds,
+        )
+        if started is IssueStart.LOCKED:
+            return Result.retry("another code for this address is being mailed")
+        if started is IssueStart.SENT:
+            log.info("code already sent for this message, redelivery ignored")
+            return Result.ack()
+        if started is IssueStart.OUTDATED:
+            log.info("a newer code request came first, older request ignored")
+            return Result.ack()
+        if started is IssueStart.OVER_QUOTA:
+            log.warning("code quota reached for address, no code sent", extra={"purpose": slot.purpose.value})
+            self._events.code_over_quota()
+            return Result.ack()
+        failed: Result | None = None
+        try:
+            self._events.code_issued()
+            # No name: it is whatever the registrant typed, and it would be mailed to an address they chose.
+            context = {
+                "code": code,
+                "link_token": link_token,
+                "validity": describe_validity(policy.ttl_seconds),
+                # When the registration (or request) the code is for was made: the email says so.
+                "registered_at": describe_moment(request.registered_at or request.requested_at),
+            }
+            if slot.purpose is Purpose.VERIFY_EMAIL:
+                context["link"] = policy.verification_link(request.user_id, link_token)
+            failed = self._send(template_for(slot.purpose), slot.email, context)
+        finally:
+            # Also when the mail raised: the lock must not outlive this try by its hold time.
+            self._store.finish_issue(slot, message_id, holder=message_id, sent=failed is None)
         if failed is not None:
             return failed
-        self._store.mark_mail_sent(slot, message_id)
         log.info("code sent", extra={"purpose": slot.purpose.value})
         return Result.ack()
 

@@ -14,10 +14,15 @@ newer (a higher sequence number), so an older request handled late can never
 bring back a voided code. Mailing a code holds the slot's mailing lock (a key
 with a holder and an expiry), so two workers never mail one slot's codes at
 once and they arrive in the order they were stored.
+
+Issuing a code is two Lua scripts, one round trip each: ``start_issue``
+(lock, dedupe, quota, store) before the mail and ``finish_issue`` (mark sent,
+unlock) after it. A script runs atomically, so it needs no WATCH/MULTI retry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -37,17 +42,69 @@ from email_service.domain.codes import (
     judge_attempt,
     within_quota,
 )
+from email_service.ports import IssueStart
 
 HOUR = 3600
 DAY = 86400
 SEEN_PREFIX = "seen:"
 LOCK_POLL_SECONDS = 0.02
 
+# KEYS: lock, pending, sent. ARGV: holder, hold ms, message id, sequence, now, per hour, per day, ttl,
+# then the record's field/value pairs (with its code), then those of the voided record (without).
+START_ISSUE = """
+local unpack = unpack or table.unpack
+local function release()
+  if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 'locked'
+end
+local current = redis.call('HMGET', KEYS[2], 'user_id', 'message_id', 'voided', 'mail_sent', 'sequence')
+local exists = current[1] ~= false
+local same = exists and current[2] == ARGV[3] and current[3] ~= '1'
+if same and current[4] == '1' then release() return 'sent' end
+if exists and tonumber(ARGV[4]) < tonumber(current[5] or '0') then release() return 'outdated' end
+local now = tonumber(ARGV[5])
+local ttl = tonumber(ARGV[8])
+local fields_count = (#ARGV - 8) / 2
+if not redis.call('ZSCORE', KEYS[3], ARGV[3]) then
+  local last_hour = redis.call('ZCOUNT', KEYS[3], now - 3600, '+inf')
+  local last_day = redis.call('ZCOUNT', KEYS[3], now - 86400, '+inf')
+  if last_hour >= tonumber(ARGV[6]) or last_day >= tonumber(ARGV[7]) then
+    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[2], unpack(ARGV, 9 + fields_count, #ARGV))
+    redis.call('EXPIRE', KEYS[2], ttl)
+    release()
+    return 'over_quota'
+  end
+  redis.call('ZADD', KEYS[3], now, ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 86400)
+  redis.call('EXPIRE', KEYS[3], 86400)
+end
+if not same then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[2], unpack(ARGV, 9, 8 + fields_count))
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+return 'stored'
+"""
+
+# KEYS: pending, lock. ARGV: message id, holder, 1 if the mail was sent.
+FINISH_ISSUE = """
+if ARGV[3] == '1' and redis.call('HGET', KEYS[1], 'message_id') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'mail_sent', '1')
+end
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
 
 class RedisPendingCodes:
     def __init__(self, client: redis.Redis, key_prefix: str):
         self._redis = client
         self._prefix = key_prefix
+        self._start_issue = client.register_script(START_ISSUE)
+        self._finish_issue = client.register_script(FINISH_ISSUE)
 
     def _slot_key(self, kind: str, slot: Slot) -> str:
         # Addresses are hashed so keys do not spell out personal data.
@@ -58,19 +115,7 @@ class RedisPendingCodes:
 
     def replace(self, pending: PendingCode, ttl_seconds: int) -> bool:
         key = self._slot_key("pending", pending.slot)
-        fields = {
-            "purpose": pending.slot.purpose.value,
-            "email": pending.slot.email,
-            "user_id": pending.user_id,
-            "code_digest": pending.code_digest,
-            "attempts": pending.attempts,
-            "message_id": pending.message_id,
-            "requested_at": repr(pending.requested_at),
-            "mail_sent": int(pending.mail_sent),
-            "link_digest": pending.link_digest,
-            "sequence": pending.sequence,
-            "voided": int(pending.voided),
-        }
+        fields = _fields(pending)
         replaced: list[bool] = []
 
         def write(pipe: redis.client.Pipeline) -> None:
@@ -86,11 +131,49 @@ class RedisPendingCodes:
         self._redis.transaction(write, key)
         return replaced[0]
 
+    def start_issue(
+        self,
+        pending: PendingCode,
+        holder: str,
+        *,
+        ttl_seconds: int,
+        now: float,
+        per_hour: int,
+        per_day: int,
+        hold_seconds: float,
+        wait_seconds: float,
+    ) -> IssueStart:
+        slot = pending.slot
+        keys = [self._slot_key("mailing", slot), self._slot_key("pending", slot), self._slot_key("sent", slot)]
+        voided = dataclasses.replace(pending, code_digest="", link_digest="", voided=True)
+        args = [
+            holder,
+            _milliseconds(hold_seconds),
+            pending.message_id,
+            pending.sequence,
+            repr(now),
+            per_hour,
+            per_day,
+            ttl_seconds,
+            *_flat(_fields(pending)),
+            *_flat(_fields(voided)),
+        ]
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            started = IssueStart(_text(reply(self._start_issue(keys=keys, args=args))))
+            if started is not IssueStart.LOCKED or time.monotonic() >= deadline:
+                return started
+            time.sleep(LOCK_POLL_SECONDS)
+
+    def finish_issue(self, slot: Slot, message_id: str, holder: str, *, sent: bool) -> None:
+        keys = [self._slot_key("pending", slot), self._slot_key("mailing", slot)]
+        self._finish_issue(keys=keys, args=[message_id, holder, int(sent)])
+
     def lock_slot(self, slot: Slot, holder: str, hold_seconds: float, wait_seconds: float) -> bool:
         key = self._slot_key("mailing", slot)
         deadline = time.monotonic() + wait_seconds
         while True:
-            if self._redis.set(key, holder, nx=True, px=max(1, int(hold_seconds * 1000))):
+            if self._redis.set(key, holder, nx=True, px=_milliseconds(hold_seconds)):
                 return True
             if _text(reply(self._redis.get(key))) == holder:  # a retry of the same message after Redis hiccuped
                 return True
@@ -194,6 +277,30 @@ class RedisPendingCodes:
 
     def _notice_key(self, message_id: str) -> str:
         return f"{self._prefix}:notice:{hashlib.sha256(message_id.encode()).hexdigest()}"
+
+
+def _fields(pending: PendingCode) -> dict[str, str | int]:
+    return {
+        "purpose": pending.slot.purpose.value,
+        "email": pending.slot.email,
+        "user_id": pending.user_id,
+        "code_digest": pending.code_digest,
+        "attempts": pending.attempts,
+        "message_id": pending.message_id,
+        "requested_at": repr(pending.requested_at),
+        "mail_sent": int(pending.mail_sent),
+        "link_digest": pending.link_digest,
+        "sequence": pending.sequence,
+        "voided": int(pending.voided),
+    }
+
+
+def _flat(fields: Mapping[str, str | int]) -> list[str | int]:
+    return [item for pair in fields.items() for item in pair]
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 @overload
