@@ -24,7 +24,7 @@ import redis
 from dotenv import dotenv_values
 
 from common.messaging import topology
-from devtools.mailsink import MailSink, free_port
+from devtools.mailsink import MailSink, free_port, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -215,7 +215,8 @@ class LocalStack:
             "AUTH_HOST": "127.0.0.1",
             "AUTH_PORT": str(self.auth_port),
             "WORKER_METRICS_HOST": "127.0.0.1",
-            "WORKER_METRICS_PORT": str(free_port()),
+            # One port for each of the worker's processes (WORKER_PROCESSES, one per CPU by default).
+            "WORKER_METRICS_PORT": str(free_ports(os.cpu_count() or 1)),
             "SMTP_HOST": "127.0.0.1",
             # The links in emails point at this stack's own auth service.
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.auth_port}",

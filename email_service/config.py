@@ -43,6 +43,11 @@ class Settings(ServiceSettings):
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: Port = 9100
 
+    def for_process(self, index: int) -> Settings:
+        """The settings of the supervisor's child ``index``: one process, its own metrics port."""
+        port = self.worker_metrics_port + index if self.worker_metrics_port else 0
+        return self.model_copy(update={"worker_processes": 1, "worker_metrics_port": port})
+
     @model_validator(mode="after")
     def _refuse_conflicts(self) -> Settings:
         refused = key_error("CODE_HMAC_KEY", self.code_hmac_key, self.development, required=False)
