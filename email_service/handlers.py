@@ -8,9 +8,9 @@ should happen to the message. The consumer acks only after the handler returned.
 Every purpose shares the rules (one live code per purpose and address, its
 quota, its attempts); what differs is the email (the template named after the
 purpose) and what a verified code sets off: every verdict is replied to the
-waiting request, with the user id and address when verified, and before that
-a durable ``code.verified`` (any purpose) goes to auth, so what the code proves
-is applied even if the request that submitted it is gone.
+waiting request, with the user id and address when verified, and after that,
+before the ack, a durable ``code.verified`` (any purpose) goes to auth, so what
+the code proves is applied even if the request that submitted it is gone.
 
 Notices (an address change asked for, done) are named template pairs mailed
 as they are asked, once per message id.
@@ -194,24 +194,13 @@ class CodeHandlers:
             slot, presented, delivery.message_id, self._policy.max_attempts, submitted_at=submission.submitted_at
         )
         verified = judgement.verdict is Verdict.VERIFIED
-        if verified:
-            if judgement.user_id is None:  # judge_attempt copies it from the pending code it verified
-                raise AssertionError("a verified code without its user")
-            # Durable and before the reply: whichever reaches auth first applies the code, once.
-            publisher.publish(
-                self._account_confirmed_queue,
-                CodeVerified(
-                    user_id=judgement.user_id,
-                    purpose=slot.purpose,
-                    submission_id=delivery.message_id,
-                    email=slot.email,
-                    sequence=judgement.sequence,
-                    confirmation=submission.confirmation,
-                ).outgoing(message_id=f"verified-{delivery.message_id}", request_id=delivery.request_id),
-            )
-            self._store.discard_consumed(slot, delivery.message_id)
+        if verified and judgement.user_id is None:  # judge_attempt copies it from the pending code it verified
+            raise AssertionError("a verified code without its user")
         self._events.code_judged(judgement.verdict)
         log.info("code judged", extra={"verdict": judgement.verdict.value, "purpose": slot.purpose.value})
+        # The reply first: the waiting request applies a verified code itself, so the user does not
+        # wait for the durable copy below. A crash before the ack redelivers the submission, whose
+        # remembered verdict publishes that copy then.
         if delivery.reply_to:
             verdict = CodeVerdict(
                 verdict=judgement.verdict,
@@ -225,6 +214,21 @@ class CodeHandlers:
                 delivery.reply_to,
                 verdict.outgoing(correlation_id=delivery.correlation_id, request_id=delivery.request_id),
             )
+        if verified and judgement.user_id is not None:
+            # Durable, before the ack: applied even if the request that submitted the code is gone
+            # (a 202, or a crash); whichever reaches auth first applies it, once.
+            publisher.publish(
+                self._account_confirmed_queue,
+                CodeVerified(
+                    user_id=judgement.user_id,
+                    purpose=slot.purpose,
+                    submission_id=delivery.message_id,
+                    email=slot.email,
+                    sequence=judgement.sequence,
+                    confirmation=submission.confirmation,
+                ).outgoing(message_id=f"verified-{delivery.message_id}", request_id=delivery.request_id),
+            )
+            self._store.discard_consumed(slot, delivery.message_id)
         return Result.ack()
 
     def on_notice_requested(self, delivery: Delivered[NoticeRequested], publisher: ChannelPublisher) -> Result:
