@@ -3,8 +3,9 @@
 The purpose is part of every key (the code, its quota), so a password-reset
 code never replaces a pending registration's, nor spends its quota.
 
-Each guess is judged inside an optimistic transaction (WATCH/MULTI): if another
-guess changed the code in between, the transaction is retried, so
+Each guess is judged optimistically: the record is read, the verdict reached
+(``judge_attempt``), and a Lua script writes it only if the record is still as
+read; if another guess changed it in between, the guess is judged again, so
 parallel guesses can never spend more attempts than allowed. Every guess is
 remembered by its message id, so a redelivered guess returns the same verdict
 without spending another attempt.
@@ -40,7 +41,6 @@ from email_service.domain.codes import (
     Slot,
     Verdict,
     judge_attempt,
-    within_quota,
 )
 from email_service.ports import IssueStart
 
@@ -99,12 +99,42 @@ return 1
 """
 
 
+# What a verdict depends on: a guess is written only if none of these changed since it was judged.
+JUDGED_FIELDS = ("attempts", "code_digest", "consumed_by", "message_id", "voided", "requested_at")
+
+# KEYS: pending. ARGV: the seen field, the JUDGED_FIELDS as read, the verdict's JSON, then the change:
+# consumed_by <attempt id> | attempts <new count> | burn <max attempts>.
+APPLY_ATTEMPT = """
+local current = redis.call('HMGET', KEYS[1], 'attempts', 'code_digest', 'consumed_by', 'message_id', 'voided',
+  'requested_at', ARGV[1])
+if current[7] then return 0 end
+for index = 1, 6 do
+  if (current[index] or '') ~= ARGV[index + 1] then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[8])
+if ARGV[9] == 'burn' then
+  redis.call('HSET', KEYS[1], 'attempts', ARGV[10], 'code_digest', '')
+else
+  redis.call('HSET', KEYS[1], ARGV[9], ARGV[10])
+end
+return 1
+"""
+
+# KEYS: pending. ARGV: the submission that spent the code.
+DISCARD_CONSUMED = """
+if redis.call('HGET', KEYS[1], 'consumed_by') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
 class RedisPendingCodes:
     def __init__(self, client: redis.Redis, key_prefix: str):
         self._redis = client
         self._prefix = key_prefix
         self._start_issue = client.register_script(START_ISSUE)
         self._finish_issue = client.register_script(FINISH_ISSUE)
+        self._apply_attempt = client.register_script(APPLY_ATTEMPT)
+        self._discard_consumed = client.register_script(DISCARD_CONSUMED)
 
     def _slot_key(self, kind: str, slot: Slot) -> str:
         # Addresses are hashed so keys do not spell out personal data.
@@ -112,24 +142,6 @@ class RedisPendingCodes:
 
     def get(self, slot: Slot) -> PendingCode | None:
         return _parse(reply(self._redis.hgetall(self._slot_key("pending", slot))))
-
-    def replace(self, pending: PendingCode, ttl_seconds: int) -> bool:
-        key = self._slot_key("pending", pending.slot)
-        fields = _fields(pending)
-        replaced: list[bool] = []
-
-        def write(pipe: redis.client.Pipeline) -> None:
-            replaced.clear()
-            current = _parse(reply(pipe.hgetall(key)))
-            replaced.append(current is None or current.superseded_by(pending.sequence))
-            if replaced[0]:
-                pipe.multi()
-                pipe.delete(key)
-                pipe.hset(key, mapping=fields)
-                pipe.expire(key, ttl_seconds)
-
-        self._redis.transaction(write, key)
-        return replaced[0]
 
     def start_issue(
         self,
@@ -169,104 +181,34 @@ class RedisPendingCodes:
         keys = [self._slot_key("pending", slot), self._slot_key("mailing", slot)]
         self._finish_issue(keys=keys, args=[message_id, holder, int(sent)])
 
-    def lock_slot(self, slot: Slot, holder: str, hold_seconds: float, wait_seconds: float) -> bool:
-        key = self._slot_key("mailing", slot)
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            if self._redis.set(key, holder, nx=True, px=_milliseconds(hold_seconds)):
-                return True
-            if _text(reply(self._redis.get(key))) == holder:  # a retry of the same message after Redis hiccuped
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(LOCK_POLL_SECONDS)
-
-    def unlock_slot(self, slot: Slot, holder: str) -> None:
-        key = self._slot_key("mailing", slot)
-
-        def release(pipe: redis.client.Pipeline) -> None:
-            if _text(reply(pipe.get(key))) == holder:  # never free a lock that expired and went to someone else
-                pipe.multi()
-                pipe.delete(key)
-
-        self._redis.transaction(release, key)
-
-    def mark_mail_sent(self, slot: Slot, message_id: str) -> None:
-        key = self._slot_key("pending", slot)
-
-        def mark(pipe: redis.client.Pipeline) -> None:
-            if _text(reply(pipe.hget(key, "message_id"))) == message_id:
-                pipe.multi()
-                pipe.hset(key, "mail_sent", "1")
-
-        self._redis.transaction(mark, key)
-
     def attempt(
         self, slot: Slot, presented: Presented, attempt_id: str, max_attempts: int, submitted_at: float | None = None
     ) -> Judgement:
         key = self._slot_key("pending", slot)
-        outcome: list[Judgement] = []
-
-        def judge(pipe: redis.client.Pipeline) -> None:
-            outcome.clear()
-            raw = reply(pipe.hgetall(key))
-            seen = raw.get(f"{SEEN_PREFIX}{attempt_id}".encode())
+        seen_field = f"{SEEN_PREFIX}{attempt_id}"
+        while True:
+            raw = reply(self._redis.hgetall(key))
+            seen = raw.get(seen_field.encode())
             if seen is not None:
-                outcome.append(_judgement_from_json(seen))
-                return
+                return _judgement_from_json(seen)
             pending = _parse(raw)
             judgement = judge_attempt(pending, presented, max_attempts, submitted_at)
-            outcome.append(judgement)
             if pending is None or judgement.verdict is Verdict.CODE_EXPIRED:
-                return
-            pipe.multi()
-            pipe.hset(key, f"{SEEN_PREFIX}{attempt_id}", _judgement_to_json(judgement))
+                return judgement
             if judgement.verdict is Verdict.VERIFIED:
-                pipe.hset(key, "consumed_by", attempt_id)
+                change = ["consumed_by", attempt_id]
             elif judgement.verdict is Verdict.INVALID_CODE:
-                pipe.hincrby(key, "attempts", 1)
+                change = ["attempts", str(pending.attempts + 1)]
             else:
-                pipe.hset(key, mapping={"attempts": max_attempts, "code_digest": ""})
-
-        self._redis.transaction(judge, key)
-        return outcome[0]
+                change = ["burn", str(max_attempts)]
+            expected = [_text(raw.get(name.encode(), b"")) for name in JUDGED_FIELDS]
+            # Written only if the record is as it was read; else another guess came in between: judge again.
+            args = [seen_field, *expected, _judgement_to_json(judgement), *change]
+            if reply(self._apply_attempt(keys=[key], args=args)):
+                return judgement
 
     def discard_consumed(self, slot: Slot, attempt_id: str) -> None:
-        key = self._slot_key("pending", slot)
-
-        def discard(pipe: redis.client.Pipeline) -> None:
-            if _text(reply(pipe.hget(key, "consumed_by"))) == attempt_id:
-                pipe.multi()
-                pipe.delete(key)
-
-        self._redis.transaction(discard, key)
-
-    def reserve_code(self, slot: Slot, message_id: str, now: float, per_hour: int, per_day: int) -> bool:
-        """Count this request's code against the slot's hourly and daily quota; False if over it.
-
-        Checked and counted in one optimistic transaction, so parallel requests
-        cannot both take the last slot. A request already counted (a
-        redelivery) is allowed again without counting twice.
-        """
-        key = self._slot_key("sent", slot)
-        allowed: list[bool] = []
-
-        def reserve(pipe: redis.client.Pipeline) -> None:
-            allowed.clear()
-            if pipe.zscore(key, message_id) is not None:
-                allowed.append(True)
-                return
-            last_hour: int = reply(pipe.zcount(key, now - HOUR, "+inf"))
-            last_day: int = reply(pipe.zcount(key, now - DAY, "+inf"))
-            allowed.append(within_quota(last_hour, last_day, per_hour, per_day))
-            if allowed[0]:
-                pipe.multi()
-                pipe.zadd(key, {message_id: now})
-                pipe.zremrangebyscore(key, "-inf", now - DAY)
-                pipe.expire(key, DAY)
-
-        self._redis.transaction(reserve, key)
-        return allowed[0]
+        self._discard_consumed(keys=[self._slot_key("pending", slot)], args=[attempt_id])
 
     def notice_sent(self, message_id: str) -> bool:
         return bool(self._redis.exists(self._notice_key(message_id)))

@@ -168,7 +168,11 @@ def build(journal: Journal, mail_outcome: Exception | None, store_failure: str |
     store = RedisPendingCodes(fakeredis.FakeRedis(), "prop")
     if preload:  # a live code for ada, so that submissions reach every verdict
         slot = Slot(Purpose.VERIFY_EMAIL, "ada@example.com")
-        store.replace(PendingCode(slot, "u1", code_digest(KEY, slot, "123456"), 0, "m0", NOW, True), 600)
+        pending = PendingCode(slot, "u1", code_digest(KEY, slot, "123456"), 0, "m0", NOW, False)
+        store.start_issue(
+            pending, "m0", ttl_seconds=600, now=NOW, per_hour=5, per_day=10, hold_seconds=1, wait_seconds=0
+        )
+        store.finish_issue(slot, "m0", "m0", sent=True)
     policy = CodePolicy(
         hmac_key=lambda: KEY, ttl_seconds=600, max_attempts=3, max_codes_per_hour=5, max_codes_per_day=10
     )

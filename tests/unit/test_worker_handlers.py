@@ -17,9 +17,9 @@ from email_service import bootstrap
 from email_service.adapters.mailer import SmtpMailer
 from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings
-from email_service.domain.codes import Slot
+from email_service.domain.codes import PendingCode, Slot
 from email_service.handlers import NOTICE_TEMPLATES
-from email_service.ports import PermanentMailError, TransientMailError
+from email_service.ports import IssueStart, PermanentMailError, TransientMailError
 from tests.fakes import InMemoryBroker, MailOutbox, RecordingMailer, as_delivered
 from tests.unit.conftest import BASE_ENV, Clock
 
@@ -447,7 +447,18 @@ def test_an_older_request_that_waited_for_a_newer_ones_mail_sends_nothing(worker
 
 def test_a_mailing_lock_left_by_a_dead_worker_sends_the_request_to_the_retry_ladder(make_worker):
     worker = make_worker({"SMTP_TIMEOUT_SECONDS": "0.2"})
-    worker.store.lock_slot(REGISTRATION, "a worker that died while mailing", hold_seconds=60, wait_seconds=0)
+    dead = PendingCode(REGISTRATION, "u0", "c" * 64, 0, "m0", 1.0, False, sequence=0)
+    held = worker.store.start_issue(
+        dead,
+        "a worker that died while mailing",
+        ttl_seconds=600,
+        now=1.0,
+        per_hour=9,
+        per_day=9,
+        hold_seconds=60,
+        wait_seconds=0,
+    )
+    assert held is IssueStart.STORED
     result = worker.request_code(message_id="m1")
     assert result.outcome is Outcome.RETRY and "being mailed" in result.reason
     assert worker.mailer.sent == []
