@@ -232,8 +232,18 @@ class LocalStack:
 
     @property
     def worker_status_url(self) -> str:
-        """Where the worker serves /metrics, /healthz and /readyz (a private port, so runs never collide)."""
+        """Where the worker's first process serves /metrics, /healthz and /readyz (a private port, so
+        runs never collide)."""
         return f"http://127.0.0.1:{self.env['WORKER_METRICS_PORT']}"
+
+    @property
+    def worker_status_urls(self) -> list[str]:
+        """Those of each of the worker's processes (``WORKER_PROCESSES``, one per CPU by default), on
+        consecutive ports: a count the worker keeps is the sum over them."""
+        overrides = {**self.env, **self.worker.overrides}
+        processes = int(overrides.get("WORKER_PROCESSES") or os.cpu_count() or 1)
+        port = int(self.env["WORKER_METRICS_PORT"])
+        return [f"http://127.0.0.1:{port + index}" for index in range(processes)]
 
     def start(self, ready_timeout: float = 30.0, worker: bool = True) -> LocalStack:
         """Start the stack; ``worker=False`` leaves the email worker out, as when it is down."""
