@@ -24,11 +24,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
 
 from email_service.config import Settings
+from email_service.entrypoints.worker import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +47,7 @@ def child_command(index: int) -> list[str]:
 
 
 def run(settings: Settings, command: Callable[[int], list[str]] = child_command) -> int:
-    stop = threading.Event()
-
-    def request_stop(signum, frame):
-        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-
+    stop = stop_on_signals()
     count = settings.worker_processes
     children = {index: _start(command(index)) for index in range(count)}
     log.info("worker processes started", extra={"processes": count, "pids": [c.pid for c in children.values()]})
