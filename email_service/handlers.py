@@ -196,11 +196,9 @@ class CodeHandlers:
         verified = judgement.verdict is Verdict.VERIFIED
         if verified and judgement.user_id is None:  # judge_attempt copies it from the pending code it verified
             raise AssertionError("a verified code without its user")
-        self._events.code_judged(judgement.verdict)
-        log.info("code judged", extra={"verdict": judgement.verdict.value, "purpose": slot.purpose.value})
         # The reply first: the waiting request applies a verified code itself, so the user does not
-        # wait for the durable copy below. A crash before the ack redelivers the submission, whose
-        # remembered verdict publishes that copy then.
+        # wait for the durable copy below (nor for the log line). A crash before the ack redelivers
+        # the submission, whose remembered verdict publishes that copy then.
         if delivery.reply_to:
             verdict = CodeVerdict(
                 verdict=judgement.verdict,
@@ -214,6 +212,8 @@ class CodeHandlers:
                 delivery.reply_to,
                 verdict.outgoing(correlation_id=delivery.correlation_id, request_id=delivery.request_id),
             )
+        self._events.code_judged(judgement.verdict)
+        log.info("code judged", extra={"verdict": judgement.verdict.value, "purpose": slot.purpose.value})
         if verified and judgement.user_id is not None:
             # Durable, before the ack: applied even if the request that submitted the code is gone
             # (a 202, or a crash); whichever reaches auth first applies it, once.
