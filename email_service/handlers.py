@@ -159,6 +159,7 @@ class CodeHandlers:
             self._events.code_over_quota()
             return Result.ack()
         failed: Result | None = None
+        sent = False
         try:
             self._events.code_issued()
             # No name: it is whatever the registrant typed, and it would be mailed to an address they chose.
@@ -172,9 +173,10 @@ class CodeHandlers:
             if slot.purpose is Purpose.VERIFY_EMAIL:
                 context["link"] = policy.verification_link(request.user_id, link_token)
             failed = self._send(template_for(slot.purpose), slot.email, context)
+            sent = failed is None
         finally:
             # Also when the mail raised: the lock must not outlive this try by its hold time.
-            self._store.finish_issue(slot, message_id, holder=message_id, sent=failed is None)
+            self._store.finish_issue(slot, message_id, holder=message_id, sent=sent)
         if failed is not None:
             return failed
         log.info("code sent", extra={"purpose": slot.purpose.value})

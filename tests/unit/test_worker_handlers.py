@@ -116,6 +116,16 @@ def test_a_request_whose_mail_failed_sends_a_fresh_code_on_redelivery(worker):
     assert len(worker.mailer.sent) == 1
 
 
+def test_a_mailer_that_raises_records_no_mail_and_frees_the_address(worker):
+    worker.mailer.fail_with = LookupError("template sets no subject")
+    with pytest.raises(LookupError):  # the consumer parks it for a retry
+        worker.request_code(message_id="m1")
+    assert not worker.store.get(REGISTRATION).mail_sent
+    worker.mailer.fail_with = None
+    assert worker.request_code(message_id="m1").outcome is Outcome.ACK  # not "being mailed", not "sent"
+    assert len(worker.mailer.sent) == 1
+
+
 def test_a_permanent_mail_failure_is_dead_lettered(worker):
     worker.mailer.fail_with = PermanentMailError("550 no such user")
     result = worker.request_code()
