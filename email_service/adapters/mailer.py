@@ -34,6 +34,7 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SMTP_CHECK_AFTER_SECONDS = 2.0
 # SMTP limits a line to 998 octets; a longer one (or any non-ASCII text) is sent quoted-printable.
 MAX_LINE = 998
+SERVICE_CLOSING = 421
 
 
 @functools.cache
@@ -262,7 +263,10 @@ class SmtpConnections:
         try:
             status, reply = kept.smtp.mail(mail.sender)
         except (smtplib.SMTPServerDisconnected, ConnectionError):
-            # The kept connection was closed under us; nothing of this mail was accepted.
+            status, reply = SERVICE_CLOSING, b""
+        if status == SERVICE_CLOSING:
+            # The kept connection was closed under us (or is being closed: 421, as servers say to
+            # clients idle too long); nothing of this mail was accepted: once more on a new one.
             self._drop()
             kept = self._open()
             status, reply = kept.smtp.mail(mail.sender)

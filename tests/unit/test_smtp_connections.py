@@ -157,3 +157,45 @@ def test_a_header_with_a_line_break_is_refused():
     mail = Mail("Hello\r\nBcc: x@example.com", "no-reply@example.com", ["a@example.com"], "b", "h")
     with pytest.raises(PermanentMailError):
         mail.as_bytes()
+
+
+class ClosingAfterFirstMail:
+    """An SMTP server that answers 421 to the second MAIL of a connection, as one closing idle clients does."""
+
+    def __init__(self):
+        self.mails_per_session: dict[int, int] = {}
+        self.delivered: list[str] = []
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        count = self.mails_per_session.get(id(session), 0) + 1
+        self.mails_per_session[id(session)] = count
+        if count > 1:
+            return "421 4.4.2 closing idle connection"
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.delivered.extend(envelope.rcpt_tos)
+        return "250 OK"
+
+
+def test_a_kept_connection_answered_421_is_replaced_and_the_mail_goes_out_once():
+    from aiosmtpd.controller import Controller
+
+    from devtools.mailsink import free_port
+
+    handler = ClosingAfterFirstMail()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        transport = SmtpConnections(
+            "127.0.0.1", controller.port, timeout=5, idle_seconds=30, clock=Clock(0.0), local_hostname="worker.test"
+        )
+        mailer = SmtpMailer("no-reply@example.com", transport)
+        send(mailer, "first@example.com")
+        send(mailer, "second@example.com")
+        mailer.close()
+    finally:
+        controller.stop()
+    assert handler.delivered == ["first@example.com", "second@example.com"]
+    assert transport.opened == 2
