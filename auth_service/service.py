@@ -188,7 +188,9 @@ class AccountService:
             return Confirmation(False, user)
         if verdict.verified:
             if self.mark_verified(user, verdict.sequence or 0, tag):
-                return Confirmation(True, self._users.by_id(user.id) or user)
+                # What that update set, without reading the account again.
+                verified = dataclasses.replace(user, status=Status.VERIFIED, expires_at=None, confirmed_code_tag=tag)
+                return Confirmation(True, verified)
             # Verified already (auth's consumer got there first), or the code was issued for a
             # registration that a newer one has replaced since: that code is void.
             return self._already_confirmed(self._users.by_id(user.id), code)

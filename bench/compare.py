@@ -65,7 +65,7 @@ from bench.workload import (
     wait_for_depth,
 )
 from common.messaging import topology
-from devtools.mailsink import free_port
+from devtools.mailsink import free_ports
 from devtools.stack import Service, preflight, unique_names
 
 PARTS = ("throughput", "confirm", "tls")
@@ -96,6 +96,15 @@ class System:
 
 
 PROJECT = System("project worker (python -m email_service, defaults)", "email_service")
+PROJECT_ONE_PROCESS = System(
+    "project worker, 1 process (WORKER_PROCESSES=1)", "email_service", env={"WORKER_PROCESSES": "1"}
+)
+# SMTP_IDLE_SECONDS=0: no kept connection is ever young enough to reuse, so every mail opens its own.
+PROJECT_NEW_CONNECTION = System(
+    "project worker, defaults but a new SMTP connection per mail (SMTP_IDLE_SECONDS=0)",
+    "email_service",
+    env={"SMTP_IDLE_SECONDS": "0"},
+)
 RAW = System(
     "raw pika + smtplib, 1 thread, kept SMTP connection", "bench.raw_consumer", env={"BENCH_SMTP_REUSE": "true"}
 )
@@ -114,8 +123,8 @@ CELERY_THREADS = System(
     "celery",
     ("-A", "bench.celery_peer", "worker", "--pool", "threads", "--concurrency", "4", *CELERY_FLAGS),
 )
-THROUGHPUT_SYSTEMS = (PROJECT, RAW, CELERY_PREFORK, CELERY_THREADS)
-TLS_SYSTEMS = (PROJECT, RAW, RAW_NEW_CONNECTION)
+THROUGHPUT_SYSTEMS = (PROJECT, PROJECT_ONE_PROCESS, RAW, CELERY_PREFORK, CELERY_THREADS)
+TLS_SYSTEMS = (PROJECT, PROJECT_NEW_CONNECTION, RAW, RAW_NEW_CONNECTION)
 
 
 @dataclass
@@ -176,7 +185,7 @@ def drain(bench: Bench, system: System, sink: smtp_sink.CountingSink, count: int
         **sink.smtp_settings(),
         **system.env,
         "BENCH_QUEUE": queue,
-        "WORKER_METRICS_PORT": str(free_port()),
+        "WORKER_METRICS_PORT": str(free_ports(os.cpu_count() or 1)),
     }
     tag = queue.removesuffix(".account_creation")  # for addresses of the run's own
     try:
@@ -199,7 +208,7 @@ def drain(bench: Bench, system: System, sink: smtp_sink.CountingSink, count: int
                 if attempt == START_ATTEMPTS:
                     raise
                 progress(f"{system.label} did not start, trying again: {str(error).splitlines()[0]}")
-                env["WORKER_METRICS_PORT"] = str(free_port())
+                env["WORKER_METRICS_PORT"] = str(free_ports(os.cpu_count() or 1))
         if system.is_project:
             run = dataclasses.replace(run, parked=parked_messages(bench.rabbitmq_url, queue))
         return run
@@ -347,6 +356,7 @@ def parse_options(argv: list[str]) -> Options:
 def throughput_report(runs: list[DrainRun], options: Options) -> str:
     figures = group_runs(runs)
     project = median_rate(figures, PROJECT.label)
+    one_process = median_rate(figures, PROJECT_ONE_PROCESS.label)
     return "\n".join(
         [
             f"### Worker throughput: {options.messages:,} pre-queued account-creation messages, "
@@ -354,9 +364,9 @@ def throughput_report(runs: list[DrainRun], options: Options) -> str:
             "",
             throughput_table(figures),
             "",
-            f"project / raw: {format_ratio(ratio(project, median_rate(figures, RAW.label)))}; "
-            f"project / Celery prefork: {format_ratio(ratio(project, median_rate(figures, CELERY_PREFORK.label)))}"
-            " (medians)",
+            f"project 1 process / raw: {format_ratio(ratio(one_process, median_rate(figures, RAW.label)))}; "
+            f"project (defaults) / Celery prefork: "
+            f"{format_ratio(ratio(project, median_rate(figures, CELERY_PREFORK.label)))} (medians)",
         ]
     )
 
@@ -384,6 +394,7 @@ def confirm_report(outcomes: list[ConfirmOutcome], options: Options) -> str:
 def tls_report(runs: list[DrainRun], options: Options) -> str:
     figures = group_runs(runs)
     reuse_gain = ratio(median_rate(figures, RAW.label), median_rate(figures, RAW_NEW_CONNECTION.label))
+    project_gain = ratio(median_rate(figures, PROJECT.label), median_rate(figures, PROJECT_NEW_CONNECTION.label))
     return "\n".join(
         [
             f"### STARTTLS sink with login, {options.tls_delay_ms:g} ms per SMTP round trip: "
@@ -391,6 +402,7 @@ def tls_report(runs: list[DrainRun], options: Options) -> str:
             "",
             throughput_table(figures),
             "",
+            f"project kept connections / project new connection per mail: {format_ratio(project_gain)}; "
             f"raw kept connection / raw new connection per mail: {format_ratio(reuse_gain)} (medians)",
         ]
     )

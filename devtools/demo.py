@@ -32,7 +32,7 @@ def show_operations(stack: LocalStack, request_id: str, log_dir: Path) -> None:
         for line in (log_dir / name).read_text().splitlines():
             if f'"request_id": "{request_id}"' in line:
                 print(f"   {name}: {line}")
-    for url in (f"{stack.base_url}/metrics", f"{stack.worker_status_url}/metrics"):
+    for url in [f"{stack.base_url}/metrics", *(f"{worker}/metrics" for worker in stack.worker_status_urls)]:
         print(f"\n   GET {url}")
         _, _, text = http_json("GET", url)
         for line in text.splitlines():

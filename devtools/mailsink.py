@@ -43,6 +43,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(count: int) -> int:
+    """A port p with p .. p + count - 1 all free now: the worker's processes serve their metrics on them."""
+    for _ in range(100):
+        first = free_port()
+        if first + count <= 65536 and all(_free(first + offset) for offset in range(1, count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 class _Handler:
     def __init__(self, sink: MailSink):
         self._sink = sink

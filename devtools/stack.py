@@ -24,7 +24,7 @@ import redis
 from dotenv import dotenv_values
 
 from common.messaging import topology
-from devtools.mailsink import MailSink, free_port
+from devtools.mailsink import MailSink, free_port, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -234,7 +234,8 @@ class LocalStack:
             "AUTH_HOST": "127.0.0.1",
             "AUTH_PORT": str(self.auth_port),
             "WORKER_METRICS_HOST": "127.0.0.1",
-            "WORKER_METRICS_PORT": str(free_port()),
+            # One port for each of the worker's processes (WORKER_PROCESSES, one per CPU by default).
+            "WORKER_METRICS_PORT": str(free_ports(os.cpu_count() or 1)),
             "SMTP_HOST": "127.0.0.1",
             # The links in emails point at this stack's own auth service.
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.auth_port}",
@@ -250,8 +251,18 @@ class LocalStack:
 
     @property
     def worker_status_url(self) -> str:
-        """Where the worker serves /metrics, /healthz and /readyz (a private port, so runs never collide)."""
+        """Where the worker's first process serves /metrics, /healthz and /readyz (a private port, so
+        runs never collide)."""
         return f"http://127.0.0.1:{self.env['WORKER_METRICS_PORT']}"
+
+    @property
+    def worker_status_urls(self) -> list[str]:
+        """Those of each of the worker's processes (``WORKER_PROCESSES``, one per CPU by default), on
+        consecutive ports: a count the worker keeps is the sum over them."""
+        overrides = {**self.env, **self.worker.overrides}
+        processes = int(overrides.get("WORKER_PROCESSES") or os.cpu_count() or 1)
+        port = int(self.env["WORKER_METRICS_PORT"])
+        return [f"http://127.0.0.1:{port + index}" for index in range(processes)]
 
     def start(self, ready_timeout: float = 30.0, worker: bool = True) -> LocalStack:
         """Start the stack; ``worker=False`` leaves the email worker out, as when it is down."""

@@ -15,13 +15,16 @@ from common.logs import configure_logging
 from common.settings import SettingsError
 from common.tracing import configure as configure_tracing
 from email_service.config import Settings
-from email_service.entrypoints import dlq, migrate, worker
+from email_service.entrypoints import dlq, migrate, supervisor, worker
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m email_service", description="The email worker.")
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("worker", help="consume the queues until SIGTERM/SIGINT (the default)")
+    worker_command = commands.add_parser("worker", help="consume the queues until SIGTERM/SIGINT (the default)")
+    # Set by the supervisor for each of its WORKER_PROCESSES children.
+    worker_command.add_argument("--process-index", type=int, default=None, help=argparse.SUPPRESS)
+    worker_command.add_argument("--supervisor-pid", type=int, default=None, help=argparse.SUPPRESS)
     dlq.add_arguments(commands.add_parser("dlq", help="list, show, replay or purge dead-lettered messages"))
     commands.add_parser(
         "migrate-queues", help="once, services stopped: move queues of an earlier version to the current topology"
@@ -43,8 +46,16 @@ def main(argv: list[str]) -> int:
         configure_logging("email_service", "WARNING")
         return migrate.run(settings.rabbitmq_url, settings.topology)
     configure_logging("email_service", settings.log_level)
+    index = getattr(args, "process_index", None)
+    if index is None and settings.worker_processes > 1:
+        return supervisor.run(settings)
+    # Each worker process exports its own spans; the supervisor handles no message.
     configure_tracing("email_service", settings.otel_exporter_otlp_endpoint)
-    return worker.run(settings)
+    if index is None:
+        return worker.run(settings)
+    if args.supervisor_pid is not None:
+        supervisor.die_with_parent(args.supervisor_pid)
+    return worker.run(settings.for_process(index))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from common.messaging.consumer import Consumer, Observer
 from common.messaging.depths import QueueDepths
 from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
 from email_service.adapters.code_key import ConfiguredCodeKey, SharedCodeKey
-from email_service.adapters.mailer import FlaskMailer, SmtpProbe, mail_app
+from email_service.adapters.mailer import SmtpMailer, SmtpProbe
 from email_service.adapters.metrics import PrometheusVerificationEvents
 from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings
@@ -33,13 +33,16 @@ class Worker:
     consumers: list[Consumer]
     registry: CollectorRegistry
     readiness: Callable[[], dict[str, str]]
+    # Once the consumers are done: says QUIT on the kept SMTP connections.
+    close: Callable[[], None]
 
 
 def build_worker(settings: Settings) -> Worker:
     """The production wiring: Redis, SMTP, consumers, and the metrics and readiness they report to."""
     registry = process_registry()
     client = redis_client(settings)
-    handlers = build_handlers(settings, client=client, events=PrometheusVerificationEvents(registry))
+    mailer = SmtpMailer.from_settings(settings)
+    handlers = build_handlers(settings, client=client, mailer=mailer, events=PrometheusVerificationEvents(registry))
     consumers = build_consumers(
         settings, handlers, observe=ConsumerMetrics(registry, consumed_queues(settings)).observe
     )
@@ -63,7 +66,7 @@ def build_worker(settings: Settings) -> Worker:
             "smtp": "up" if smtp_answers() else "down",
         }
 
-    return Worker(consumers=consumers, registry=registry, readiness=readiness)
+    return Worker(consumers=consumers, registry=registry, readiness=readiness, close=mailer.close)
 
 
 def build_handlers(
@@ -87,7 +90,7 @@ def build_handlers(
     if store is None:
         store = RedisPendingCodes(shared_client(), settings.redis_key_prefix)
     if mailer is None:
-        mailer = FlaskMailer(mail_app(settings), timeout=settings.smtp_timeout_seconds)
+        mailer = SmtpMailer.from_settings(settings)
     hmac_key: Callable[[], str]
     if settings.code_hmac_key is not None:
         hmac_key = ConfiguredCodeKey(settings.code_hmac_key.get_secret_value())

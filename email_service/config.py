@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
@@ -22,6 +23,8 @@ class Settings(ServiceSettings):
     smtp_use_tls: Flag = False
     smtp_use_ssl: Flag = False
     smtp_timeout_seconds: float = Field(10.0, ge=0.1)
+    # A kept SMTP connection unused this long is closed and a new one opened for the next mail.
+    smtp_idle_seconds: float = Field(30.0, ge=0)
     mail_default_sender: str = "no-reply@localhost"
     code_max_attempts: int = Field(5, ge=1)
     max_codes_per_hour: int = Field(5, ge=1)
@@ -34,8 +37,15 @@ class Settings(ServiceSettings):
     )
     worker_prefetch: int = Field(4, ge=1)
     worker_threads: int = Field(4, ge=1, le=64)
+    # Processes `python -m email_service` runs: unset, one per CPU (one process is bound by its GIL).
+    worker_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: Port = 9100
+
+    def for_process(self, index: int) -> Settings:
+        """The settings of the supervisor's child ``index``: one process, its own metrics port."""
+        port = self.worker_metrics_port + index if self.worker_metrics_port else 0
+        return self.model_copy(update={"worker_processes": 1, "worker_metrics_port": port})
 
     @model_validator(mode="after")
     def _refuse_conflicts(self) -> Settings:

@@ -8,9 +8,9 @@ should happen to the message. The consumer acks only after the handler returned.
 Every purpose shares the rules (one live code per purpose and address, its
 quota, its attempts); what differs is the email (the template named after the
 purpose) and what a verified code sets off: every verdict is replied to the
-waiting request, with the user id and address when verified, and before that
-a durable ``code.verified`` (any purpose) goes to auth, so what the code proves
-is applied even if the request that submitted it is gone.
+waiting request, with the user id and address when verified, and after that,
+before the ack, a durable ``code.verified`` (any purpose) goes to auth, so what
+the code proves is applied even if the request that submitted it is gone.
 
 Notices (an address change asked for, done) are named template pairs mailed
 as they are asked, once per message id. So are the notices of account events
@@ -21,7 +21,6 @@ and each is mailed once per ``event_id``, however often it is delivered.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -60,7 +59,14 @@ from email_service.domain.codes import (
     not_me_digest,
     not_me_token_for_message,
 )
-from email_service.ports import Mailer, PendingStore, PermanentMailError, TransientMailError, VerificationEvents
+from email_service.ports import (
+    IssueStart,
+    Mailer,
+    PendingStore,
+    PermanentMailError,
+    TransientMailError,
+    VerificationEvents,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,77 +173,71 @@ class CodeHandlers:
 
     def on_code_requested(self, delivery: Delivered[CodeRequested], publisher: ChannelPublisher) -> Result:
         request = delivery.message
+        message_id = delivery.message_id
         slot = Slot(request.purpose, request.email)
-        # One request per slot at a time, from storing its code to the SMTP server's
-        # acceptance: the last mail an address receives then holds the live code.
         policy = self._policy
-        holder = delivery.message_id
-        if not self._store.lock_slot(slot, holder, policy.mail_lock_hold_seconds, policy.mail_lock_wait_seconds):
-            return Result.retry("another code for this address is being mailed")
-        try:
-            return self._issue_code(slot, request, delivery.message_id)
-        finally:
-            self._store.unlock_slot(slot, holder)
-
-    def _issue_code(self, slot: Slot, request: CodeRequested, message_id: str) -> Result:
-        current = self._store.get(slot)
-        same_request = current is not None and current.message_id == message_id and not current.voided
-        if same_request and current is not None and current.mail_sent:
-            log.info("code already sent for this message, redelivery ignored")
-            return Result.ack()
-        if current is not None and not current.superseded_by(request.order):
-            log.info("a newer code request came first, older request ignored")
-            return Result.ack()
-
-        policy = self._policy
-        pending = PendingCode(
-            slot=slot,
-            user_id=request.user_id,
-            code_digest="",
-            attempts=0,
-            message_id=message_id,
-            requested_at=request.requested_at,
-            mail_sent=False,
-            sequence=request.order,
-        )
-        if not self._store.reserve_code(
-            slot, message_id, self._clock(), policy.max_codes_per_hour, policy.max_codes_per_day
-        ):
-            # No new code, but the earlier ones are void all the same: they belong to an
-            # older registration or request.
-            self._store.replace(dataclasses.replace(pending, voided=True), policy.ttl_seconds)
-            log.warning("code quota reached for address, no code sent", extra={"purpose": slot.purpose.value})
-            self._events.code_over_quota()
-            return Result.ack()
-
         # Same request, same code and link: if an earlier try did mail them, this mail repeats them.
         key = policy.hmac_key()
         code = code_for_request(key, message_id)
         link_token = link_token_for_request(key, message_id)
-        if not same_request:
-            stored = dataclasses.replace(
-                pending, code_digest=code_digest(key, slot, code), link_digest=link_digest(key, slot, link_token)
-            )
-            if not self._store.replace(stored, policy.ttl_seconds):
-                log.info("a newer code request came first, older request ignored")
-                return Result.ack()
-        self._events.code_issued()
-        # No name: it is whatever the registrant typed, and it would be mailed to an address they chose.
-        context: dict[str, Any] = {
-            "code": code,
-            "link_token": link_token,
-            # The template words it in the email's language: duration(validity_seconds).
-            "validity_seconds": policy.ttl_seconds,
-            # When the registration (or request) the code is for was made: the email says so.
-            "registered_at": describe_moment(request.registered_at or request.requested_at),
-            "locale": request.locale,
-        }
-        if slot.purpose is Purpose.VERIFY_EMAIL:
-            context["link"] = policy.verification_link(request.user_id, link_token)
-        failed = self._send(template_for(slot.purpose), slot.email, context)
+        pending = PendingCode(
+            slot=slot,
+            user_id=request.user_id,
+            code_digest=code_digest(key, slot, code),
+            attempts=0,
+            message_id=message_id,
+            requested_at=request.requested_at,
+            mail_sent=False,
+            link_digest=link_digest(key, slot, link_token),
+            sequence=request.order,
+        )
+        # One request per slot at a time, from storing its code to the SMTP server's
+        # acceptance: the last mail an address receives then holds the live code.
+        started = self._store.start_issue(
+            pending,
+            holder=message_id,
+            ttl_seconds=policy.ttl_seconds,
+            now=self._clock(),
+            per_hour=policy.max_codes_per_hour,
+            per_day=policy.max_codes_per_day,
+            hold_seconds=policy.mail_lock_hold_seconds,
+            wait_seconds=policy.mail_lock_wait_seconds,
+        )
+        if started is IssueStart.LOCKED:
+            return Result.retry("another code for this address is being mailed")
+        if started is IssueStart.SENT:
+            log.info("code already sent for this message, redelivery ignored")
+            return Result.ack()
+        if started is IssueStart.OUTDATED:
+            log.info("a newer code request came first, older request ignored")
+            return Result.ack()
+        if started is IssueStart.OVER_QUOTA:
+            log.warning("code quota reached for address, no code sent", extra={"purpose": slot.purpose.value})
+            self._events.code_over_quota()
+            return Result.ack()
+        failed: Result | None = None
+        sent = False
+        try:
+            self._events.code_issued()
+            # No name: it is whatever the registrant typed, and it would be mailed to an address they chose.
+            context: dict[str, Any] = {
+                "code": code,
+                "link_token": link_token,
+                # The template words it in the email's language: duration(validity_seconds).
+                "validity_seconds": policy.ttl_seconds,
+                # When the registration (or request) the code is for was made: the email says so.
+                "registered_at": describe_moment(request.registered_at or request.requested_at),
+                "locale": request.locale,
+            }
+            if slot.purpose is Purpose.VERIFY_EMAIL:
+                context["link"] = policy.verification_link(request.user_id, link_token)
+            failed = self._send(template_for(slot.purpose), slot.email, context)
+            sent = failed is None
+        finally:
+            # Also when the mail raised: the lock must not outlive this try by its hold time.
+            self._store.finish_issue(slot, message_id, holder=message_id, sent=sent)
         if failed is not None:
             return failed
-        self._store.mark_mail_sent(slot, message_id)
         # From auth's request (the 201, or a resend's 202) to the SMTP server's acceptance.
         self._events.code_mailed(max(0.0, self._clock() - request.requested_at))
         log.info("code sent", extra={"purpose": slot.purpose.value})
@@ -257,24 +257,11 @@ class CodeHandlers:
             slot, presented, delivery.message_id, self._policy.max_attempts, submitted_at=submission.submitted_at
         )
         verified = judgement.verdict is Verdict.VERIFIED
-        if verified:
-            if judgement.user_id is None:  # judge_attempt copies it from the pending code it verified
-                raise AssertionError("a verified code without its user")
-            # Durable and before the reply: whichever reaches auth first applies the code, once.
-            publisher.publish(
-                self._account_confirmed_queue,
-                CodeVerified(
-                    user_id=judgement.user_id,
-                    purpose=slot.purpose,
-                    submission_id=delivery.message_id,
-                    email=slot.email,
-                    sequence=judgement.sequence,
-                    confirmation=submission.confirmation,
-                ).outgoing(message_id=f"verified-{delivery.message_id}", request_id=delivery.request_id),
-            )
-            self._store.discard_consumed(slot, delivery.message_id)
-        self._events.code_judged(judgement.verdict)
-        log.info("code judged", extra={"verdict": judgement.verdict.value, "purpose": slot.purpose.value})
+        if verified and judgement.user_id is None:  # judge_attempt copies it from the pending code it verified
+            raise AssertionError("a verified code without its user")
+        # The reply first: the waiting request applies a verified code itself, so the user does not
+        # wait for the durable copy below (nor for the log line). A crash before the ack redelivers
+        # the submission, whose remembered verdict publishes that copy then.
         if delivery.reply_to:
             verdict = CodeVerdict(
                 verdict=judgement.verdict,
@@ -288,6 +275,23 @@ class CodeHandlers:
                 delivery.reply_to,
                 verdict.outgoing(correlation_id=delivery.correlation_id, request_id=delivery.request_id),
             )
+        self._events.code_judged(judgement.verdict)
+        log.info("code judged", extra={"verdict": judgement.verdict.value, "purpose": slot.purpose.value})
+        if verified and judgement.user_id is not None:
+            # Durable, before the ack: applied even if the request that submitted the code is gone
+            # (a 202, or a crash); whichever reaches auth first applies it, once.
+            publisher.publish(
+                self._account_confirmed_queue,
+                CodeVerified(
+                    user_id=judgement.user_id,
+                    purpose=slot.purpose,
+                    submission_id=delivery.message_id,
+                    email=slot.email,
+                    sequence=judgement.sequence,
+                    confirmation=submission.confirmation,
+                ).outgoing(message_id=f"verified-{delivery.message_id}", request_id=delivery.request_id),
+            )
+            self._store.discard_consumed(slot, delivery.message_id)
         return Result.ack()
 
     def on_notice_requested(self, delivery: Delivered[NoticeRequested], publisher: ChannelPublisher) -> Result:

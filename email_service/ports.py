@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -16,25 +17,43 @@ class PermanentMailError(Exception):
     """Retrying will not help: a 5xx reply such as an unknown mailbox."""
 
 
+class IssueStart(enum.Enum):
+    """What starting to issue a request's code found, in one step (the store's ``start_issue``)."""
+
+    LOCKED = "locked"  # another request of the slot is being mailed: try again later
+    SENT = "sent"  # this request's mail went out already (a redelivery)
+    OUTDATED = "outdated"  # a newer request of the slot came first
+    OVER_QUOTA = "over_quota"  # no code; the earlier ones are void all the same
+    STORED = "stored"  # the code is stored (now or by an earlier try): mail it, the lock is held
+
+
 class PendingStore(Protocol):
     def get(self, slot: Slot) -> PendingCode | None: ...
-    def replace(self, pending: PendingCode, ttl_seconds: int) -> bool:
-        """Store ``pending`` over the slot's current code only if it supersedes it (a newer request,
-        or the same again), atomically; False if a newer one is there."""
+    def start_issue(
+        self,
+        pending: PendingCode,
+        holder: str,
+        *,
+        ttl_seconds: int,
+        now: float,
+        per_hour: int,
+        per_day: int,
+        hold_seconds: float,
+        wait_seconds: float,
+    ) -> IssueStart:
+        """Take the slot's mailing lock, then, unless this request's mail went out or a newer request
+        came first, count it against the quota and store ``pending`` (voided, without a code, when
+        over quota): one atomic step. The lock stays held only for ``STORED``."""
         ...
 
-    def lock_slot(self, slot: Slot, holder: str, hold_seconds: float, wait_seconds: float) -> bool:
-        """Take the slot's mailing lock (waiting up to ``wait_seconds``); it frees itself after
-        ``hold_seconds``. True if ``holder`` has it (also when it had it already)."""
+    def finish_issue(self, slot: Slot, message_id: str, holder: str, *, sent: bool) -> None:
+        """Record the mail as sent (if ``sent`` and still the slot's request) and free the lock."""
         ...
 
-    def unlock_slot(self, slot: Slot, holder: str) -> None: ...
-    def mark_mail_sent(self, slot: Slot, message_id: str) -> None: ...
     def attempt(
         self, slot: Slot, presented: Presented, attempt_id: str, max_attempts: int, submitted_at: float | None = None
     ) -> Judgement: ...
     def discard_consumed(self, slot: Slot, attempt_id: str) -> None: ...
-    def reserve_code(self, slot: Slot, message_id: str, now: float, per_hour: int, per_day: int) -> bool: ...
     def notice_sent(self, message_id: str) -> bool: ...
     def record_notice_sent(self, message_id: str) -> None: ...
 

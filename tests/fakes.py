@@ -94,6 +94,17 @@ def properties(**kwargs) -> pika.BasicProperties:
     return pika.BasicProperties(**kwargs)
 
 
+class MailOutbox(list):
+    """A mail transport that keeps every rendered mail (its MIME bytes built, as SMTP would carry them)."""
+
+    def deliver(self, mail) -> None:
+        mail.as_bytes()
+        self.append(mail)
+
+    def close(self) -> None:
+        pass
+
+
 class RecordingMailer:
     """A mailer whose outcome a test can choose; it keeps what it was asked to send."""
 

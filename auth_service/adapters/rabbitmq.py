@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 
@@ -117,24 +117,44 @@ class RabbitMessageBus(ConnectionThread):
         try:
             # Addressed on the link thread: the reply queue is that of the connection the request goes out on.
             with publishing(queue, message) as traced:
-                self._run_on_link(
+                published = self._start_on_link(
                     lambda channel: publish(
                         channel,
                         self._routes,
                         queue,
                         replace(traced, reply_to=self._reply_queue, correlation_id=correlation_id),
-                    ),
-                    timeout,
+                    )
                 )
-            try:
-                return reply.result(timeout)
-            except FutureTimeout:
-                return None
-            except BrokerUnavailable:
-                return None  # the link dropped after the publish was confirmed: the verdict is on its way
+            return self._await_reply(reply, published, time.monotonic() + timeout)
         finally:
             with self._replies_lock:
                 self._replies.pop(correlation_id, None)
+
+    @staticmethod
+    def _await_reply(reply: Future, published: Future, deadline: float) -> dict | None:
+        """The reply, waited for at once rather than after the publisher confirm: a reply proves the
+        request arrived. The confirm decides only when no reply comes: confirmed, the request is
+        queued and will be answered later (None); refused, or not confirmed by the deadline, it may
+        be lost (BrokerUnavailable)."""
+        while True:
+            if reply.done():
+                try:
+                    return reply.result()
+                except BrokerUnavailable:
+                    # The link dropped: once the request was confirmed, its verdict is on its way.
+                    if published.done() and not published.cancelled() and published.exception() is None:
+                        return None
+                    published.cancel()
+                    raise
+            if published.done() and published.exception() is not None:
+                raise BrokerUnavailable(type(published.exception()).__name__)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if published.done():
+                    return None
+                published.cancel()  # too late if the link thread has started it; then only the confirm was late
+                raise BrokerUnavailable("no confirmation in time")
+            wait([reply] if published.done() else [reply, published], remaining, return_when=FIRST_COMPLETED)
 
     def on_connected(self, connection: pika.BlockingConnection) -> None:
         channel = connection.channel()
@@ -167,6 +187,19 @@ class RabbitMessageBus(ConnectionThread):
             log.error("unreadable reply from the worker")
 
     def _run_on_link(self, work: Callable, timeout: float) -> None:
+        done = self._start_on_link(work)
+        try:
+            done.result(timeout)
+        except FutureTimeout:
+            done.cancel()  # too late if the link thread has started it; then only the confirm was late
+            raise BrokerUnavailable("no confirmation in time") from None
+        except BrokerUnavailable:
+            raise
+        except Exception as error:
+            raise BrokerUnavailable(type(error).__name__) from None
+
+    def _start_on_link(self, work: Callable) -> Future:
+        """Hand ``work`` to the link thread; the future is done once it ran (a publish: once confirmed)."""
         connection = self._connection
         if connection is None or not self.connected:
             raise BrokerUnavailable("not connected")
@@ -186,14 +219,9 @@ class RabbitMessageBus(ConnectionThread):
 
         try:
             connection.add_callback_threadsafe(on_link_thread)
-            done.result(timeout)
-        except FutureTimeout:
-            done.cancel()  # too late if the link thread has started it; then only the confirm was late
-            raise BrokerUnavailable("no confirmation in time") from None
-        except BrokerUnavailable:
-            raise
         except Exception as error:
             raise BrokerUnavailable(type(error).__name__) from None
+        return done
 
     def _fail_waiting_replies(self) -> None:
         with self._replies_lock:

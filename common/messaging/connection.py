@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pika
 import pika.exceptions
+from pika.adapters.utils import connection_workflow
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,9 @@ NOT_FOUND = 404
 
 CONNECTION_ERRORS = (
     pika.exceptions.AMQPConnectionError,
+    # A handshake that timed out (stack timeout) reaches BlockingConnection's caller as it is,
+    # not as an AMQPConnectionError: a broker too busy to answer is waited for, not fatal.
+    connection_workflow.AMQPConnectorException,
     pika.exceptions.ConnectionClosed,
     pika.exceptions.StreamLostError,
     ConnectionError,

@@ -1,21 +1,41 @@
-"""Sending mail through Flask-Mail, with a socket timeout and failures sorted by kind."""
+"""Rendering named emails from pre-compiled templates, and mailing them over kept SMTP connections.
+
+A mail is rendered once into its MIME bytes (no ``email.message`` object
+tree: building one held the GIL for about half a mail's CPU), and handed to
+the SMTP server over a connection its consumer thread keeps open between
+mails (a new connection per mail cost a connect, a greeting, EHLO and QUIT,
+and over TLS a handshake and a login). Failures are sorted by kind: worth a
+retry later, or permanent.
+"""
 
 from __future__ import annotations
 
+import binascii
 import functools
+import secrets
 import smtplib
 import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from email.header import Header
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any, Protocol
 
-from flask import Flask, current_app
-from flask_mail import Connection, Mail, Message
+import jinja2
 
 from email_service.adapters.translations import install_i18n, localized
 from email_service.config import Settings
 from email_service.ports import PermanentMailError, TransientMailError
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# A kept connection unused this long is probed with NOOP before the next mail rides on it.
+SMTP_CHECK_AFTER_SECONDS = 2.0
+# SMTP limits a line to 998 octets; a longer one (or any non-ASCII text) is sent quoted-printable.
+MAX_LINE = 998
+SERVICE_CLOSING = 421
 
 
 @functools.cache
@@ -25,84 +45,325 @@ def _verifying_tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-class _TimeoutConnection(Connection):
-    # Flask-Mail opens smtplib connections without a timeout; a stalled server
-    # would hang the consumer (and its heartbeats) forever.
-    timeout: float = 10.0
+@dataclass(frozen=True)
+class Mail:
+    """One rendered email: what a test reads, and the bytes SMTP carries."""
 
-    def configure_host(self) -> smtplib.SMTP:
-        host: smtplib.SMTP
-        if self.mail.use_ssl:
-            host = smtplib.SMTP_SSL(
-                self.mail.server, self.mail.port, timeout=self.timeout, context=_verifying_tls_context()
+    subject: str
+    sender: str
+    recipients: list[str]
+    body: str
+    html: str
+    message_id: str = field(default_factory=lambda: secrets.token_hex(16))
+
+    def as_bytes(self) -> bytes:
+        boundary = f"=={secrets.token_hex(12)}=="
+        domain = self.sender.rpartition("@")[2] or "localhost"
+        head = (
+            f"Subject: {_header(self.subject)}\r\n"
+            f"From: {_header(self.sender)}\r\n"
+            f"To: {_header(', '.join(self.recipients))}\r\n"
+            f"Date: {formatdate(localtime=False, usegmt=True)}\r\n"
+            f"Message-ID: <{self.message_id}@{domain}>\r\n"
+            "MIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
+            "\r\n"
+        )
+        return b"".join(
+            (
+                head.encode("ascii"),
+                f"--{boundary}\r\n".encode(),
+                _part("text/plain", self.body),
+                f"--{boundary}\r\n".encode(),
+                _part("text/html", self.html),
+                f"--{boundary}--\r\n".encode(),
             )
-        else:
-            host = smtplib.SMTP(self.mail.server, self.mail.port, timeout=self.timeout)
-        if self.mail.use_tls:
-            host.starttls(context=_verifying_tls_context())
-        if self.mail.username and self.mail.password:
-            host.login(self.mail.username, self.mail.password)
-        return host
+        )
 
 
-class _TimeoutMail(Mail):
-    def __init__(self, timeout: float):
-        super().__init__()
-        self._timeout = timeout
-
-    def connect(self) -> Connection:
-        # As Flask-Mail's own connect: the app it was given, else the one in context.
-        connection = _TimeoutConnection((self.app or current_app).extensions["mail"])
-        connection.timeout = self._timeout
-        return connection
+def _header(value: str) -> str:
+    if any(character in value for character in "\r\n"):
+        raise PermanentMailError("a header with a line break")
+    if value.isascii():
+        return value
+    return Header(value, "utf-8").encode()
 
 
-class FlaskMailer:
-    """Renders a named email from its template pair and hands it to the SMTP server.
+def _part(content_type: str, text: str) -> bytes:
+    lines = text.splitlines()
+    if text.isascii() and all(len(line) <= MAX_LINE for line in lines):
+        encoding, payload = "7bit", "\r\n".join(lines).encode("ascii")
+    else:
+        encoding = "quoted-printable"
+        payload = binascii.b2a_qp("\n".join(lines).encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+    return (
+        f'Content-Type: {content_type}; charset="utf-8"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n'.encode()
+        + payload
+        + b"\r\n"
+    )
+
+
+class Templates:
+    """Every template pair compiled once, at first use, and kept."""
+
+    def __init__(self, folder: Path = TEMPLATES):
+        self._environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(folder),
+            autoescape=jinja2.select_autoescape(["html"]),
+            # Compiled once per process; the files do not change under a running worker.
+            auto_reload=False,
+            cache_size=-1,
+        )
+        install_i18n(self._environment)
+
+    @property
+    def environment(self) -> jinja2.Environment:
+        return self._environment
+
+    def pair(self, template: str) -> tuple[jinja2.Template, jinja2.Template]:
+        """The text and HTML templates of the email named ``template`` (the one place that finds them)."""
+        environment = self._environment
+        return environment.get_template(f"{template}.txt"), environment.get_template(f"{template}.html")
+
+
+class Transport(Protocol):
+    def deliver(self, mail: Mail) -> None: ...
+    def close(self) -> None: ...
+
+
+class SmtpMailer:
+    """Renders a named email from its template pair and hands it to the transport.
 
     A kind of email is two files in ``templates/``: ``<name>.txt`` (which sets
     ``subject``) and ``<name>.html``. Adding one needs no code here. Both are
-    written in the context's ``locale`` (adapters/translations.py).
+    written in the context's ``locale``, else ``default_locale`` (adapters/translations.py).
     """
 
-    def __init__(self, app: Flask, timeout: float):
-        self.app = app
-        self.mail = _TimeoutMail(timeout)
-        self.mail.init_app(app)
-        self.mail.app = app
+    def __init__(
+        self,
+        sender: str,
+        transport: Transport,
+        templates: Templates | None = None,
+        default_locale: str = "en",
+    ):
+        self.sender = sender
+        self.transport = transport
+        self.templates = templates or Templates()
+        self.default_locale = default_locale
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpMailer:
+        return cls(
+            settings.mail_default_sender,
+            SmtpConnections.from_settings(settings),
+            default_locale=settings.default_locale,
+        )
 
     def send(self, template: str, to: str, context: Mapping[str, Any]) -> None:
-        with self.app.app_context():
-            message = self.render(template, to, context)
-            try:
-                self.mail.send(message)
-            except UnicodeError:
-                raise PermanentMailError("address or content cannot be encoded for SMTP") from None
-            except (smtplib.SMTPAuthenticationError, smtplib.SMTPSenderRefused) as error:
-                # Our login or sender is refused: a configuration problem an
-                # operator fixes, not a property of this message.
-                raise TransientMailError(f"{type(error).__name__}: SMTP {error.smtp_code}") from None
-            except smtplib.SMTPRecipientsRefused as error:
-                codes = [code for code, _ in error.recipients.values()]
-                raise _classify(min(codes), "recipient refused") from None
-            except smtplib.SMTPResponseException as error:
-                raise _classify(error.smtp_code, type(error).__name__) from None
-            except (TimeoutError, smtplib.SMTPException, OSError) as error:
-                raise TransientMailError(type(error).__name__) from None
+        if not to.isascii():
+            # Without SMTPUTF8 an address must be ASCII; retrying will not change it.
+            raise PermanentMailError("address or content cannot be encoded for SMTP")
+        self.transport.deliver(self.render(template, to, context))
 
-    def render(self, template: str, to: str, context: Mapping[str, Any]) -> Message:
-        environment = self.app.jinja_env
-        context = localized(context, self.app.config["DEFAULT_LOCALE"])
-        text = environment.get_template(f"{template}.txt").make_module(dict(context))
+    def render(self, template: str, to: str, context: Mapping[str, Any]) -> Mail:
+        text_template, html_template = self.templates.pair(template)
+        context = localized(context, self.default_locale)
+        text = text_template.make_module(context)
         subject = getattr(text, "subject", None)
         if not subject:
             raise LookupError(f"template {template}.txt sets no subject")
-        return Message(
+        return Mail(
             subject=str(subject),
+            sender=self.sender,
             recipients=[to],
             body=str(text),
-            html=environment.get_template(f"{template}.html").render(context),
+            html=html_template.render(context),
         )
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+@dataclass
+class _Kept:
+    smtp: smtplib.SMTP
+    used_at: float
+
+
+class SmtpConnections:
+    """One SMTP connection per thread, kept open between mails.
+
+    A connection unused for ``check_after`` seconds is asked NOOP first; one
+    unused for ``idle_seconds`` is closed and a new one opened (servers drop
+    idle clients, and a connection nobody uses should not be held). When the
+    first command of a mail on a kept connection finds it closed by the
+    server, the mail goes out once more on a new one: the server had accepted
+    nothing of it. Any other failure closes the connection, so the next mail
+    starts clean. ``close`` (on shutdown) says QUIT on every one of them.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float,
+        idle_seconds: float,
+        use_tls: bool = False,
+        use_ssl: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        check_after: float = SMTP_CHECK_AFTER_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        local_hostname: str | None = None,
+    ):
+        self._host = host
+        self._port = port
+        self._timeout = timeout
+        self._idle_seconds = idle_seconds
+        self._use_tls = use_tls
+        self._use_ssl = use_ssl
+        self._username = username
+        self._password = password
+        self._check_after = check_after
+        self._clock = clock
+        self._local_hostname = local_hostname
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: set[smtplib.SMTP] = set()
+        self.opened = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpConnections:
+        return cls(
+            settings.smtp_host,
+            settings.smtp_port,
+            timeout=settings.smtp_timeout_seconds,
+            idle_seconds=settings.smtp_idle_seconds,
+            use_tls=settings.smtp_use_tls,
+            use_ssl=settings.smtp_use_ssl,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        )
+
+    def deliver(self, mail: Mail) -> None:
+        data = mail.as_bytes()
+        try:
+            self._deliver(mail, data)
+        except UnicodeError:
+            self._drop()
+            raise PermanentMailError("address or content cannot be encoded for SMTP") from None
+        except (smtplib.SMTPAuthenticationError, smtplib.SMTPSenderRefused) as error:
+            # Our login or sender is refused: a configuration problem an
+            # operator fixes, not a property of this message.
+            self._drop()
+            raise TransientMailError(f"{type(error).__name__}: SMTP {error.smtp_code}") from None
+        except smtplib.SMTPRecipientsRefused as error:
+            self._drop()
+            codes = [code for code, _ in error.recipients.values()]
+            raise _classify(min(codes), "recipient refused") from None
+        except smtplib.SMTPResponseException as error:
+            self._drop()
+            raise _classify(error.smtp_code, type(error).__name__) from None
+        except (TimeoutError, smtplib.SMTPException, OSError) as error:
+            self._drop()
+            raise TransientMailError(type(error).__name__) from None
+
+    def _deliver(self, mail: Mail, data: bytes) -> None:
+        kept: _Kept | None = getattr(self._local, "kept", None)
+        now = self._clock()
+        if kept is not None:
+            idle = now - kept.used_at
+            if idle >= self._idle_seconds or (idle >= self._check_after and not _answers(kept.smtp)):
+                self._drop()
+                kept = None
+        if kept is None:
+            kept = self._open()
+        try:
+            status, reply = kept.smtp.mail(mail.sender)
+        except (smtplib.SMTPServerDisconnected, ConnectionError):
+            status, reply = SERVICE_CLOSING, b""
+        if status == SERVICE_CLOSING:
+            # The kept connection was closed under us (or is being closed: 421, as servers say to
+            # clients idle too long); nothing of this mail was accepted: once more on a new one.
+            self._drop()
+            kept = self._open()
+            status, reply = kept.smtp.mail(mail.sender)
+        if status != 250:
+            raise smtplib.SMTPSenderRefused(status, reply, mail.sender)
+        refused = {}
+        for recipient in mail.recipients:
+            code, answer = kept.smtp.rcpt(recipient)
+            if code not in (250, 251):
+                refused[recipient] = (code, answer)
+        if len(refused) == len(mail.recipients):
+            raise smtplib.SMTPRecipientsRefused(refused)
+        code, answer = kept.smtp.data(data)
+        if code != 250:
+            raise smtplib.SMTPDataError(code, answer)
+        kept.used_at = self._clock()
+
+    def _open(self) -> _Kept:
+        smtp: smtplib.SMTP
+        local_hostname = self._local_hostname_once()
+        if self._use_ssl:
+            smtp = smtplib.SMTP_SSL(
+                self._host,
+                self._port,
+                local_hostname=local_hostname,
+                timeout=self._timeout,
+                context=_verifying_tls_context(),
+            )
+        else:
+            smtp = smtplib.SMTP(self._host, self._port, local_hostname=local_hostname, timeout=self._timeout)
+        with self._lock:
+            self._all.add(smtp)
+            self.opened += 1
+        kept = _Kept(smtp, self._clock())
+        self._local.kept = kept
+        smtp.ehlo()
+        if self._use_tls:
+            smtp.starttls(context=_verifying_tls_context())
+            smtp.ehlo()
+        if self._username and self._password:
+            smtp.login(self._username, self._password)
+        return kept
+
+    def _local_hostname_once(self) -> str:
+        # smtplib would ask getfqdn() (a DNS lookup) for every connection it opens.
+        if self._local_hostname is None:
+            import socket
+
+            self._local_hostname = socket.getfqdn()
+        return self._local_hostname
+
+    def _drop(self) -> None:
+        kept: _Kept | None = getattr(self._local, "kept", None)
+        self._local.kept = None
+        if kept is not None:
+            self._quit(kept.smtp)
+
+    def _quit(self, smtp: smtplib.SMTP) -> None:
+        with self._lock:
+            self._all.discard(smtp)
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+
+    def close(self) -> None:
+        """Say QUIT on every kept connection; called once the consumer threads are done."""
+        with self._lock:
+            connections = list(self._all)
+        for smtp in connections:
+            self._quit(smtp)
+
+
+def _answers(smtp: smtplib.SMTP) -> bool:
+    try:
+        return smtp.noop()[0] == 250
+    except (smtplib.SMTPException, OSError):
+        return False
 
 
 class SmtpProbe:
@@ -153,25 +414,3 @@ def _classify(smtp_code: int, what: str) -> Exception:
     if 400 <= smtp_code < 500:
         return TransientMailError(f"{what}: SMTP {smtp_code}")
     return PermanentMailError(f"{what}: SMTP {smtp_code}")
-
-
-def mail_app(settings: Settings) -> Flask:
-    app = Flask("email_service", template_folder="templates", root_path=_package_root())
-    app.config.update(
-        MAIL_SERVER=settings.smtp_host,
-        MAIL_PORT=settings.smtp_port,
-        MAIL_USERNAME=settings.smtp_username,
-        MAIL_PASSWORD=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-        MAIL_USE_TLS=settings.smtp_use_tls,
-        MAIL_USE_SSL=settings.smtp_use_ssl,
-        MAIL_DEFAULT_SENDER=settings.mail_default_sender,
-        DEFAULT_LOCALE=settings.default_locale,
-    )
-    install_i18n(app.jinja_env)
-    return app
-
-
-def _package_root() -> str:
-    import email_service
-
-    return email_service.__path__[0]

@@ -3,8 +3,9 @@
 The purpose is part of every key (the code, its quota), so a password-reset
 code never replaces a pending registration's, nor spends its quota.
 
-Each guess is judged inside an optimistic transaction (WATCH/MULTI): if another
-guess changed the code in between, the transaction is retried, so
+Each guess is judged optimistically: the record is read, the verdict reached
+(``judge_attempt``), and a Lua script writes it only if the record is still as
+read; if another guess changed it in between, the guess is judged again, so
 parallel guesses can never spend more attempts than allowed. Every guess is
 remembered by its message id, so a redelivered guess returns the same verdict
 without spending another attempt.
@@ -14,10 +15,15 @@ newer (a higher sequence number), so an older request handled late can never
 bring back a voided code. Mailing a code holds the slot's mailing lock (a key
 with a holder and an expiry), so two workers never mail one slot's codes at
 once and they arrive in the order they were stored.
+
+Issuing a code is two Lua scripts, one round trip each: ``start_issue``
+(lock, dedupe, quota, store) before the mail and ``finish_issue`` (mark sent,
+unlock) after it. A script runs atomically, so it needs no WATCH/MULTI retry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -35,19 +41,100 @@ from email_service.domain.codes import (
     Slot,
     Verdict,
     judge_attempt,
-    within_quota,
 )
+from email_service.ports import IssueStart
 
 HOUR = 3600
 DAY = 86400
 SEEN_PREFIX = "seen:"
 LOCK_POLL_SECONDS = 0.02
 
+# KEYS: lock, pending, sent. ARGV: holder, hold ms, message id, sequence, now, per hour, per day, ttl,
+# then the record's field/value pairs (with its code), then those of the voided record (without).
+START_ISSUE = """
+local unpack = unpack or table.unpack
+local function release()
+  if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 'locked'
+end
+local current = redis.call('HMGET', KEYS[2], 'user_id', 'message_id', 'voided', 'mail_sent', 'sequence')
+local exists = current[1] ~= false
+local same = exists and current[2] == ARGV[3] and current[3] ~= '1'
+if same and current[4] == '1' then release() return 'sent' end
+if exists and tonumber(ARGV[4]) < tonumber(current[5] or '0') then release() return 'outdated' end
+local now = tonumber(ARGV[5])
+local ttl = tonumber(ARGV[8])
+local fields_count = (#ARGV - 8) / 2
+if not redis.call('ZSCORE', KEYS[3], ARGV[3]) then
+  local last_hour = redis.call('ZCOUNT', KEYS[3], now - 3600, '+inf')
+  local last_day = redis.call('ZCOUNT', KEYS[3], now - 86400, '+inf')
+  if last_hour >= tonumber(ARGV[6]) or last_day >= tonumber(ARGV[7]) then
+    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[2], unpack(ARGV, 9 + fields_count, #ARGV))
+    redis.call('EXPIRE', KEYS[2], ttl)
+    release()
+    return 'over_quota'
+  end
+  redis.call('ZADD', KEYS[3], now, ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 86400)
+  redis.call('EXPIRE', KEYS[3], 86400)
+end
+if not same then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[2], unpack(ARGV, 9, 8 + fields_count))
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+return 'stored'
+"""
+
+# KEYS: pending, lock. ARGV: message id, holder, 1 if the mail was sent.
+FINISH_ISSUE = """
+if ARGV[3] == '1' and redis.call('HGET', KEYS[1], 'message_id') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'mail_sent', '1')
+end
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+
+# What a verdict depends on: a guess is written only if none of these changed since it was judged.
+JUDGED_FIELDS = ("attempts", "code_digest", "consumed_by", "message_id", "voided", "requested_at")
+
+# KEYS: pending. ARGV: the seen field, the JUDGED_FIELDS as read, the verdict's JSON, then the change:
+# consumed_by <attempt id> | attempts <new count> | burn <max attempts>.
+APPLY_ATTEMPT = """
+local current = redis.call('HMGET', KEYS[1], 'attempts', 'code_digest', 'consumed_by', 'message_id', 'voided',
+  'requested_at', ARGV[1])
+if current[7] then return 0 end
+for index = 1, 6 do
+  if (current[index] or '') ~= ARGV[index + 1] then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[8])
+if ARGV[9] == 'burn' then
+  redis.call('HSET', KEYS[1], 'attempts', ARGV[10], 'code_digest', '')
+else
+  redis.call('HSET', KEYS[1], ARGV[9], ARGV[10])
+end
+return 1
+"""
+
+# KEYS: pending. ARGV: the submission that spent the code.
+DISCARD_CONSUMED = """
+if redis.call('HGET', KEYS[1], 'consumed_by') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
 
 class RedisPendingCodes:
     def __init__(self, client: redis.Redis, key_prefix: str):
         self._redis = client
         self._prefix = key_prefix
+        self._start_issue = client.register_script(START_ISSUE)
+        self._finish_issue = client.register_script(FINISH_ISSUE)
+        self._apply_attempt = client.register_script(APPLY_ATTEMPT)
+        self._discard_consumed = client.register_script(DISCARD_CONSUMED)
 
     def _slot_key(self, kind: str, slot: Slot) -> str:
         # Addresses are hashed so keys do not spell out personal data.
@@ -56,134 +143,72 @@ class RedisPendingCodes:
     def get(self, slot: Slot) -> PendingCode | None:
         return _parse(reply(self._redis.hgetall(self._slot_key("pending", slot))))
 
-    def replace(self, pending: PendingCode, ttl_seconds: int) -> bool:
-        key = self._slot_key("pending", pending.slot)
-        fields = {
-            "purpose": pending.slot.purpose.value,
-            "email": pending.slot.email,
-            "user_id": pending.user_id,
-            "code_digest": pending.code_digest,
-            "attempts": pending.attempts,
-            "message_id": pending.message_id,
-            "requested_at": repr(pending.requested_at),
-            "mail_sent": int(pending.mail_sent),
-            "link_digest": pending.link_digest,
-            "sequence": pending.sequence,
-            "voided": int(pending.voided),
-        }
-        replaced: list[bool] = []
-
-        def write(pipe: redis.client.Pipeline) -> None:
-            replaced.clear()
-            current = _parse(reply(pipe.hgetall(key)))
-            replaced.append(current is None or current.superseded_by(pending.sequence))
-            if replaced[0]:
-                pipe.multi()
-                pipe.delete(key)
-                pipe.hset(key, mapping=fields)
-                pipe.expire(key, ttl_seconds)
-
-        self._redis.transaction(write, key)
-        return replaced[0]
-
-    def lock_slot(self, slot: Slot, holder: str, hold_seconds: float, wait_seconds: float) -> bool:
-        key = self._slot_key("mailing", slot)
+    def start_issue(
+        self,
+        pending: PendingCode,
+        holder: str,
+        *,
+        ttl_seconds: int,
+        now: float,
+        per_hour: int,
+        per_day: int,
+        hold_seconds: float,
+        wait_seconds: float,
+    ) -> IssueStart:
+        slot = pending.slot
+        keys = [self._slot_key("mailing", slot), self._slot_key("pending", slot), self._slot_key("sent", slot)]
+        voided = dataclasses.replace(pending, code_digest="", link_digest="", voided=True)
+        args = [
+            holder,
+            _milliseconds(hold_seconds),
+            pending.message_id,
+            pending.sequence,
+            repr(now),
+            per_hour,
+            per_day,
+            ttl_seconds,
+            *_flat(_fields(pending)),
+            *_flat(_fields(voided)),
+        ]
         deadline = time.monotonic() + wait_seconds
         while True:
-            if self._redis.set(key, holder, nx=True, px=max(1, int(hold_seconds * 1000))):
-                return True
-            if _text(reply(self._redis.get(key))) == holder:  # a retry of the same message after Redis hiccuped
-                return True
-            if time.monotonic() >= deadline:
-                return False
+            started = IssueStart(_text(reply(self._start_issue(keys=keys, args=args))))
+            if started is not IssueStart.LOCKED or time.monotonic() >= deadline:
+                return started
             time.sleep(LOCK_POLL_SECONDS)
 
-    def unlock_slot(self, slot: Slot, holder: str) -> None:
-        key = self._slot_key("mailing", slot)
-
-        def release(pipe: redis.client.Pipeline) -> None:
-            if _text(reply(pipe.get(key))) == holder:  # never free a lock that expired and went to someone else
-                pipe.multi()
-                pipe.delete(key)
-
-        self._redis.transaction(release, key)
-
-    def mark_mail_sent(self, slot: Slot, message_id: str) -> None:
-        key = self._slot_key("pending", slot)
-
-        def mark(pipe: redis.client.Pipeline) -> None:
-            if _text(reply(pipe.hget(key, "message_id"))) == message_id:
-                pipe.multi()
-                pipe.hset(key, "mail_sent", "1")
-
-        self._redis.transaction(mark, key)
+    def finish_issue(self, slot: Slot, message_id: str, holder: str, *, sent: bool) -> None:
+        keys = [self._slot_key("pending", slot), self._slot_key("mailing", slot)]
+        self._finish_issue(keys=keys, args=[message_id, holder, int(sent)])
 
     def attempt(
         self, slot: Slot, presented: Presented, attempt_id: str, max_attempts: int, submitted_at: float | None = None
     ) -> Judgement:
         key = self._slot_key("pending", slot)
-        outcome: list[Judgement] = []
-
-        def judge(pipe: redis.client.Pipeline) -> None:
-            outcome.clear()
-            raw = reply(pipe.hgetall(key))
-            seen = raw.get(f"{SEEN_PREFIX}{attempt_id}".encode())
+        seen_field = f"{SEEN_PREFIX}{attempt_id}"
+        while True:
+            raw = reply(self._redis.hgetall(key))
+            seen = raw.get(seen_field.encode())
             if seen is not None:
-                outcome.append(_judgement_from_json(seen))
-                return
+                return _judgement_from_json(seen)
             pending = _parse(raw)
             judgement = judge_attempt(pending, presented, max_attempts, submitted_at)
-            outcome.append(judgement)
             if pending is None or judgement.verdict is Verdict.CODE_EXPIRED:
-                return
-            pipe.multi()
-            pipe.hset(key, f"{SEEN_PREFIX}{attempt_id}", _judgement_to_json(judgement))
+                return judgement
             if judgement.verdict is Verdict.VERIFIED:
-                pipe.hset(key, "consumed_by", attempt_id)
+                change = ["consumed_by", attempt_id]
             elif judgement.verdict is Verdict.INVALID_CODE:
-                pipe.hincrby(key, "attempts", 1)
+                change = ["attempts", str(pending.attempts + 1)]
             else:
-                pipe.hset(key, mapping={"attempts": max_attempts, "code_digest": ""})
-
-        self._redis.transaction(judge, key)
-        return outcome[0]
+                change = ["burn", str(max_attempts)]
+            expected = [_text(raw.get(name.encode(), b"")) for name in JUDGED_FIELDS]
+            # Written only if the record is as it was read; else another guess came in between: judge again.
+            args = [seen_field, *expected, _judgement_to_json(judgement), *change]
+            if reply(self._apply_attempt(keys=[key], args=args)):
+                return judgement
 
     def discard_consumed(self, slot: Slot, attempt_id: str) -> None:
-        key = self._slot_key("pending", slot)
-
-        def discard(pipe: redis.client.Pipeline) -> None:
-            if _text(reply(pipe.hget(key, "consumed_by"))) == attempt_id:
-                pipe.multi()
-                pipe.delete(key)
-
-        self._redis.transaction(discard, key)
-
-    def reserve_code(self, slot: Slot, message_id: str, now: float, per_hour: int, per_day: int) -> bool:
-        """Count this request's code against the slot's hourly and daily quota; False if over it.
-
-        Checked and counted in one optimistic transaction, so parallel requests
-        cannot both take the last slot. A request already counted (a
-        redelivery) is allowed again without counting twice.
-        """
-        key = self._slot_key("sent", slot)
-        allowed: list[bool] = []
-
-        def reserve(pipe: redis.client.Pipeline) -> None:
-            allowed.clear()
-            if pipe.zscore(key, message_id) is not None:
-                allowed.append(True)
-                return
-            last_hour: int = reply(pipe.zcount(key, now - HOUR, "+inf"))
-            last_day: int = reply(pipe.zcount(key, now - DAY, "+inf"))
-            allowed.append(within_quota(last_hour, last_day, per_hour, per_day))
-            if allowed[0]:
-                pipe.multi()
-                pipe.zadd(key, {message_id: now})
-                pipe.zremrangebyscore(key, "-inf", now - DAY)
-                pipe.expire(key, DAY)
-
-        self._redis.transaction(reserve, key)
-        return allowed[0]
+        self._discard_consumed(keys=[self._slot_key("pending", slot)], args=[attempt_id])
 
     def notice_sent(self, message_id: str) -> bool:
         return bool(self._redis.exists(self._notice_key(message_id)))
@@ -194,6 +219,30 @@ class RedisPendingCodes:
 
     def _notice_key(self, message_id: str) -> str:
         return f"{self._prefix}:notice:{hashlib.sha256(message_id.encode()).hexdigest()}"
+
+
+def _fields(pending: PendingCode) -> dict[str, str | int]:
+    return {
+        "purpose": pending.slot.purpose.value,
+        "email": pending.slot.email,
+        "user_id": pending.user_id,
+        "code_digest": pending.code_digest,
+        "attempts": pending.attempts,
+        "message_id": pending.message_id,
+        "requested_at": repr(pending.requested_at),
+        "mail_sent": int(pending.mail_sent),
+        "link_digest": pending.link_digest,
+        "sequence": pending.sequence,
+        "voided": int(pending.voided),
+    }
+
+
+def _flat(fields: Mapping[str, str | int]) -> list[str | int]:
+    return [item for pair in fields.items() for item in pair]
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 @overload

@@ -15,6 +15,19 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 9.0
 
 
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (installed in the main thread)."""
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
 def run(settings: Settings) -> int:
     worker = bootstrap.build_worker(settings)
     consumers = worker.consumers
@@ -31,15 +44,7 @@ def run(settings: Settings) -> int:
         log.info(
             "metrics and probes served", extra={"url": f"http://{settings.worker_metrics_host}:{status.port}/metrics"}
         )
-    stop = threading.Event()
-
-    def request_stop(signum, frame):
-        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-
+    stop = stop_on_signals()
     for consumer in consumers:
         consumer.start()
     log.info("email worker started", extra={"queues": [c.name for c in consumers]})
@@ -56,6 +61,7 @@ def run(settings: Settings) -> int:
         consumer.stop()
     for consumer in consumers:
         consumer.join(SHUTDOWN_GRACE_SECONDS)
+    worker.close()
     if status is not None:
         status.stop()
     log.info("email worker stopped")

@@ -36,16 +36,19 @@ def assert_refused(answer, field):
 
 
 def code_requests_acked(stack) -> int:
-    """How many code requests the worker has finished (mailed, or refused), from its own /metrics."""
-    status, _, text = http_json("GET", f"{stack.worker_status_url}/metrics")
-    assert status == 200
+    """How many code requests the worker has finished (mailed, or refused), from its processes' /metrics."""
     wanted = {"queue": stack.env["ACCOUNT_CREATION_QUEUE"], "outcome": "ack"}
-    return sum(
-        int(sample.value)
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "messages_consumed_total" and wanted.items() <= sample.labels.items()
-    )
+    acked = 0
+    for url in stack.worker_status_urls:
+        status, _, text = http_json("GET", f"{url}/metrics")
+        assert status == 200
+        acked += sum(
+            int(sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "messages_consumed_total" and wanted.items() <= sample.labels.items()
+        )
+    return acked
 
 
 def wait_until_acked(stack, count: int, timeout: float = 30.0) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 
 import pytest
 
@@ -102,7 +103,9 @@ def test_both_services_serve_prometheus_metrics(stack, unique_email):
     assert auth[("messages_consumed_total", confirmed)] == 1
 
     assert len(stack.sink.wait_for(email, count=2, timeout=15)) == 2  # the code, then the welcome
-    worker = samples(f"{stack.worker_status_url}/metrics")
+    worker: Counter = Counter()
+    for url in stack.worker_status_urls:  # one /metrics per worker process: the worker's counts are their sum
+        worker.update(samples(f"{url}/metrics"))
     assert worker[("codes_issued_total", ())] == 1
     assert worker[("emails_sent_total", ())] == 2
     assert worker[("code_verdicts_total", (("verdict", "verified"),))] == 1

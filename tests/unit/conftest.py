@@ -1,4 +1,4 @@
-"""Both services wired on fakes: mongomock, fakeredis, Flask-Mail's recorder, an in-memory broker.
+"""Both services wired on fakes: mongomock, fakeredis, a mail outbox, an in-memory broker.
 
 The handlers and use cases are the production ones; only the wiring differs.
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +20,11 @@ from auth_service.config import Settings as AuthSettings
 from auth_service.entrypoints.consumers import code_verified_router
 from common.messaging.topology import MAILED_EVENTS
 from email_service import bootstrap as worker_bootstrap
-from email_service.adapters.mailer import FlaskMailer, mail_app
+from email_service.adapters.mailer import SmtpMailer
 from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings as WorkerSettings
 from email_service.handlers import EVENT_NOTICES
-from tests.fakes import InMemoryBroker
+from tests.fakes import InMemoryBroker, MailOutbox
 
 BASE_ENV = {
     "APP_ENV": "development",
@@ -68,11 +67,10 @@ class System:
     broker: InMemoryBroker
     redis: fakeredis.FakeRedis
     store: RedisPendingCodes
-    mailer: FlaskMailer
-    outbox: list
+    mailer: SmtpMailer
+    outbox: MailOutbox
     clock: Clock
     cooldown_clock: Clock
-    outbox_recording: AbstractContextManager[list]
 
     @property
     def client(self):
@@ -100,9 +98,8 @@ def build_system(env: dict | None = None, resend_requested=None) -> System:
     broker = InMemoryBroker()
     redis = fakeredis.FakeRedis()
     store = RedisPendingCodes(redis, worker_settings.redis_key_prefix)
-    app = mail_app(worker_settings)
-    app.config["MAIL_SUPPRESS_SEND"] = True
-    mailer = FlaskMailer(app, timeout=worker_settings.smtp_timeout_seconds)
+    outbox = MailOutbox()
+    mailer = SmtpMailer(worker_settings.mail_default_sender, outbox, default_locale=worker_settings.default_locale)
     handlers = worker_bootstrap.build_handlers(worker_settings, store=store, mailer=mailer, clock=clock)
     auth = auth_bootstrap.build(
         auth_settings,
@@ -120,8 +117,6 @@ def build_system(env: dict | None = None, resend_requested=None) -> System:
     broker.bind(
         auth_settings.account_confirmed_queue, code_verified_router(auth.lifecycle, auth.failed_logins, auth.not_me)
     )
-    outbox_context = mailer.mail.record_messages()
-    outbox = outbox_context.__enter__()
     return System(
         auth_settings,
         worker_settings,
@@ -133,26 +128,14 @@ def build_system(env: dict | None = None, resend_requested=None) -> System:
         outbox,
         clock,
         cooldown_clock,
-        outbox_context,
     )
 
 
 @pytest.fixture
 def system():
-    built = build_system()
-    yield built
-    built.outbox_recording.__exit__(None, None, None)
+    return build_system()
 
 
 @pytest.fixture
 def make_system():
-    built_systems = []
-
-    def make(env: dict | None = None, resend_requested=None) -> System:
-        built = build_system(env, resend_requested)
-        built_systems.append(built)
-        return built
-
-    yield make
-    for built in built_systems:
-        built.outbox_recording.__exit__(None, None, None)
+    return build_system

@@ -103,8 +103,7 @@ def test_the_peers_mail_what_the_worker_mails(system, plain_sink):
     job = MailJob(peer_config(plain_sink, reuse=True), fakeredis.FakeRedis())
     ours = job._message("dan@example.com", "Dan", "123456")
     context = {"name": "Dan", "code": "123456", "validity_seconds": 600, "link_token": "unused"}
-    with system.mailer.app.app_context():
-        workers = system.mailer.render("verify_email", "dan@example.com", context)
+    workers = system.mailer.render("verify_email", "dan@example.com", context)
     assert [part.get_content_type() for part in ours.iter_parts()] == ["text/plain", "text/html"]
     assert ours["Subject"] == workers.subject
     assert ours.get_body(("plain",)).get_content().rstrip("\n") == workers.body.rstrip("\n")

@@ -50,7 +50,7 @@ class Journal(list):
 class JournalingStore:
     """The Redis store, with every call written to the journal before it runs."""
 
-    WRITES = {"replace", "mark_mail_sent", "attempt", "discard_consumed", "reserve_code"}
+    WRITES = {"start_issue", "finish_issue", "replace", "attempt", "discard_consumed"}
 
     def __init__(self, inner: RedisPendingCodes, journal: Journal, fail_on: str | None = None):
         self._inner = inner
@@ -168,7 +168,11 @@ def build(journal: Journal, mail_outcome: Exception | None, store_failure: str |
     store = RedisPendingCodes(fakeredis.FakeRedis(), "prop")
     if preload:  # a live code for ada, so that submissions reach every verdict
         slot = Slot(Purpose.VERIFY_EMAIL, "ada@example.com")
-        store.replace(PendingCode(slot, "u1", code_digest(KEY, slot, "123456"), 0, "m0", NOW, True), 600)
+        pending = PendingCode(slot, "u1", code_digest(KEY, slot, "123456"), 0, "m0", NOW, False)
+        store.start_issue(
+            pending, "m0", ttl_seconds=600, now=NOW, per_hour=5, per_day=10, hold_seconds=1, wait_seconds=0
+        )
+        store.finish_issue(slot, "m0", "m0", sent=True)
     policy = CodePolicy(
         hmac_key=lambda: KEY, ttl_seconds=600, max_attempts=3, max_codes_per_hour=5, max_codes_per_day=10
     )
@@ -195,7 +199,7 @@ def assert_acked_last_and_once(journal: Journal, tag: int) -> None:
 
 
 mail_outcomes = st.sampled_from([None, TransientMailError("451 try later"), PermanentMailError("550 no such user")])
-store_failures = st.sampled_from([None, None, None, "get", "replace", "attempt", "reserve_code"])
+store_failures = st.sampled_from([None, None, None, "start_issue", "finish_issue", "attempt", "discard_consumed"])
 
 
 @PROPERTY_SETTINGS
@@ -241,10 +245,10 @@ def test_a_code_request_writes_the_store_and_sends_before_the_ack(name, message_
 
     assert_acked_last_and_once(journal, 7)
     kinds = [entry[:2] for entry in journal]
-    assert kinds.index(("store", "replace")) < kinds.index(("ack", 7))
+    assert kinds.index(("store", "start_issue")) < kinds.index(("ack", 7))
     if mail_outcome is None:
         assert ("mail", "bob@example.com") in journal
-        assert kinds.index(("store", "mark_mail_sent")) < kinds.index(("ack", 7))
+        assert kinds.index(("store", "finish_issue")) < kinds.index(("ack", 7))
     else:  # parked for a retry or dead-lettered: republished before the ack
         assert journal[-2][0] == "publish"
 

@@ -8,6 +8,7 @@ import pytest
 
 from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.domain.codes import PendingCode, Presented, Purpose, Slot, Verdict, code_digest
+from email_service.ports import IssueStart
 
 KEY = "k" * 32
 EMAIL = "a@example.com"
@@ -20,9 +21,27 @@ def store():
     return RedisPendingCodes(fakeredis.FakeRedis(), "test")
 
 
+def start(store, pending, now=1000.0, per_hour=100, per_day=100, holder=None, hold_seconds=5.0, wait_seconds=0.0):
+    return store.start_issue(
+        pending,
+        holder or pending.message_id,
+        ttl_seconds=600,
+        now=now,
+        per_hour=per_hour,
+        per_day=per_day,
+        hold_seconds=hold_seconds,
+        wait_seconds=wait_seconds,
+    )
+
+
 def put(store, code="123456", message_id="m1", ttl=600, slot=SLOT, sequence=1):
+    """Store a request's code as issuing does; True if it is now the slot's code (the lock is freed again)."""
     pending = PendingCode(slot, "u1", code_digest(KEY, slot, code), 0, message_id, 1.0, False, sequence=sequence)
-    return store.replace(pending, ttl)
+    started = store.start_issue(
+        pending, message_id, ttl_seconds=ttl, now=1000.0, per_hour=100, per_day=100, hold_seconds=5, wait_seconds=5
+    )
+    store.finish_issue(slot, message_id, message_id, sent=False)
+    return started is IssueStart.STORED
 
 
 def guess(store, code, attempt_id, max_attempts=5, slot=SLOT):
@@ -109,36 +128,50 @@ def test_parallel_replacements_leave_the_newest_whatever_their_order(store):
     assert guess(store, "000020", "a1").verdict is Verdict.VERIFIED
 
 
-def test_a_voided_registration_holds_no_code_and_answers_expired(store):
+def test_a_request_over_the_quota_voids_the_code_and_stores_none(store):
     put(store, code="111111", message_id="m1", sequence=1)
-    void = PendingCode(SLOT, "u1", "", 0, "m2", 2.0, False, sequence=2, voided=True)
-    assert store.replace(void, 600)
+    over = PendingCode(SLOT, "u1", code_digest(KEY, SLOT, "222222"), 0, "m2", 2.0, False, sequence=2)
+    assert start(store, over, per_hour=1) is IssueStart.OVER_QUOTA
+    assert store.get(SLOT).voided and store.get(SLOT).code_digest == ""
     assert guess(store, "111111", "a1").verdict is Verdict.CODE_EXPIRED
+    assert guess(store, "222222", "a2").verdict is Verdict.CODE_EXPIRED
 
 
 def test_the_mailing_lock_has_one_holder_and_frees_itself(store):
-    assert store.lock_slot(SLOT, "first", hold_seconds=0.3, wait_seconds=0)
-    assert store.lock_slot(SLOT, "first", hold_seconds=0.3, wait_seconds=0)  # its holder again
-    assert not store.lock_slot(SLOT, "second", hold_seconds=0.3, wait_seconds=0.05)
-    store.unlock_slot(SLOT, "second")  # not the holder: nothing happens
-    assert not store.lock_slot(SLOT, "second", hold_seconds=0.3, wait_seconds=0)
-    assert store.lock_slot(SLOT, "second", hold_seconds=0.3, wait_seconds=1.0)  # the first one's ran out
-    store.unlock_slot(SLOT, "second")
-    assert store.lock_slot(SLOT, "third", hold_seconds=0.3, wait_seconds=0)
-    assert store.lock_slot(RESET, "x", hold_seconds=0.3, wait_seconds=0)  # another slot: its own lock
+    def pending(message_id, sequence, slot=SLOT):
+        return PendingCode(slot, "u1", "c" * 64, 0, message_id, 1.0, False, sequence=sequence)
+
+    assert start(store, pending("first", 1), hold_seconds=0.3) is IssueStart.STORED
+    assert start(store, pending("first", 1), hold_seconds=0.3) is IssueStart.STORED  # its holder again
+    assert start(store, pending("second", 2), hold_seconds=0.3, wait_seconds=0.05) is IssueStart.LOCKED
+    store.finish_issue(SLOT, "second", "second", sent=True)  # not the holder: nothing happens
+    assert start(store, pending("second", 2), hold_seconds=0.3) is IssueStart.LOCKED
+    assert store.get(SLOT).message_id == "first"
+    assert start(store, pending("second", 2), hold_seconds=0.3, wait_seconds=1.0) is IssueStart.STORED  # ran out
+    store.finish_issue(SLOT, "second", "second", sent=False)
+    assert start(store, pending("third", 3), hold_seconds=0.3) is IssueStart.STORED
+    assert start(store, pending("x", 1, slot=RESET), hold_seconds=0.3) is IssueStart.STORED  # another slot's lock
 
 
-def test_mark_mail_sent_only_for_the_current_message(store):
+def test_a_finished_mail_is_recorded_only_for_the_current_request_and_a_redelivery_is_not_mailed_again(store):
     put(store, message_id="m1")
-    store.mark_mail_sent(SLOT, "older")
+    store.finish_issue(SLOT, "older", "older", sent=True)
     assert store.get(SLOT).mail_sent is False
-    store.mark_mail_sent(SLOT, "m1")
+    first = PendingCode(SLOT, "u1", "c" * 64, 0, "m1", 1.0, False, sequence=1)
+    assert start(store, first) is IssueStart.STORED
+    store.finish_issue(SLOT, "m1", "m1", sent=True)
     assert store.get(SLOT).mail_sent is True
+    assert start(store, first) is IssueStart.SENT
+    older = PendingCode(SLOT, "u1", "d" * 64, 0, "m0", 1.0, False, sequence=0)
+    assert start(store, older) is IssueStart.OUTDATED
 
 
 def test_the_code_quota_counts_each_request_once_per_window(store):
     def reserve(message_id, now):
-        return store.reserve_code(SLOT, message_id, now, per_hour=2, per_day=3)
+        pending = PendingCode(SLOT, "u1", "c" * 64, 0, message_id, now, False, sequence=int(now))
+        started = start(store, pending, now=now, per_hour=2, per_day=3)
+        store.finish_issue(SLOT, message_id, message_id, sent=False)
+        return started is IssueStart.STORED
 
     assert reserve("m1", 1000.0) and reserve("m1", 1001.0)  # a redelivery is not counted twice
     assert reserve("m2", 1500.0)
@@ -154,10 +187,15 @@ def test_parallel_requests_cannot_both_take_the_last_code_slot(store):
 
     def one(index):
         barrier.wait()
-        return store.reserve_code(SLOT, f"m{index}", 1000.0, per_hour=3, per_day=10)
+        # Equal sequence numbers: none is older than another, so each is judged by the quota alone.
+        pending = PendingCode(SLOT, "u1", "c" * 64, 0, f"m{index}", 1.0, False, sequence=1)
+        started = start(store, pending, per_hour=3, wait_seconds=10)
+        store.finish_issue(SLOT, f"m{index}", f"m{index}", sent=False)
+        return started
 
     with ThreadPoolExecutor(10) as pool:
-        assert sum(pool.map(one, range(10))) == 3
+        started = list(pool.map(one, range(10)))
+    assert started.count(IssueStart.STORED) == 3 and started.count(IssueStart.OVER_QUOTA) == 7
 
 
 def test_codes_of_two_purposes_for_one_address_live_side_by_side(store):
@@ -173,13 +211,19 @@ def test_codes_of_two_purposes_for_one_address_live_side_by_side(store):
 
 
 def test_each_purpose_has_its_own_code_quota(store):
-    assert store.reserve_code(SLOT, "m1", 1000.0, per_hour=1, per_day=1)
-    assert not store.reserve_code(SLOT, "m2", 1000.0, per_hour=1, per_day=1)
-    assert store.reserve_code(RESET, "m3", 1000.0, per_hour=1, per_day=1)
+    def request(slot, message_id, sequence):
+        pending = PendingCode(slot, "u1", "c" * 64, 0, message_id, 1.0, False, sequence=sequence)
+        started = start(store, pending, per_hour=1, per_day=1)
+        store.finish_issue(slot, message_id, message_id, sent=False)
+        return started
+
+    assert request(SLOT, "m1", 1) is IssueStart.STORED
+    assert request(SLOT, "m2", 2) is IssueStart.OVER_QUOTA
+    assert request(RESET, "m3", 3) is IssueStart.STORED
 
 
 def test_the_record_keeps_its_link_digest(store):
-    store.replace(PendingCode(SLOT, "u1", "c" * 64, 0, "m1", 1.0, False, link_digest="l" * 64), 600)
+    start(store, PendingCode(SLOT, "u1", "c" * 64, 0, "m1", 1.0, False, link_digest="l" * 64))
     assert store.get(SLOT).link_digest == "l" * 64
 
 

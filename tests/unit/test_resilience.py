@@ -72,10 +72,10 @@ class _DiesAfterSending(RedisPendingCodes):
 
     die = True
 
-    def mark_mail_sent(self, slot, message_id: str) -> None:
+    def finish_issue(self, slot, message_id: str, holder: str, *, sent: bool) -> None:
         if self.die:
             raise SystemExit("killed")
-        super().mark_mail_sent(slot, message_id)
+        super().finish_issue(slot, message_id, holder, sent=sent)
 
 
 def _registration(email: str) -> Outgoing:

@@ -20,9 +20,10 @@ from jinja2.ext import babel_extract
 
 from common.locales import SHIPPED_LOCALES, SOURCE_LOCALE
 from email_service.adapters import translations
-from email_service.adapters.mailer import FlaskMailer, mail_app
+from email_service.adapters.mailer import SmtpMailer
 from email_service.adapters.translations import _gettext, catalog_path, describe_duration, localized
 from email_service.config import Settings
+from tests.fakes import MailOutbox
 from tests.unit.conftest import BASE_ENV
 
 TEMPLATES = Path(translations.__file__).resolve().parent.parent / "templates"
@@ -42,14 +43,13 @@ SAMPLE_CONTEXT = {
 LETTER = re.compile(r"[^\W\d_]")
 
 
-def mailer(default_locale: str = "en") -> FlaskMailer:
-    return FlaskMailer(mail_app(Settings.from_env({**BASE_ENV, "DEFAULT_LOCALE": default_locale})), timeout=1)
+def mailer(default_locale: str = "en") -> SmtpMailer:
+    settings = Settings.from_env({**BASE_ENV, "DEFAULT_LOCALE": default_locale})
+    return SmtpMailer(settings.mail_default_sender, MailOutbox(), default_locale=settings.default_locale)
 
 
 def render(template: str, locale: str | None, default_locale: str = "en", **context):
-    sender = mailer(default_locale)
-    with sender.app.app_context():
-        return sender.render(template, "a@example.com", {**SAMPLE_CONTEXT, "locale": locale, **context})
+    return mailer(default_locale).render(template, "a@example.com", {**SAMPLE_CONTEXT, "locale": locale, **context})
 
 
 def messages_of(template_file: str) -> list[str]:
@@ -90,7 +90,7 @@ def test_every_html_part_declares_its_language(template):
 def test_every_word_of_every_template_goes_through_the_catalog(template_file):
     """Rendered with every message blanked out and every value empty, a template prints no word
     of its own: all its text is inside {% trans %} or _(), where a catalog can translate it."""
-    environment = mailer().app.jinja_env.overlay(undefined=ChainableUndefined)
+    environment = mailer().templates.environment.overlay(undefined=ChainableUndefined)
     blanks = localized({}, "en")
     blanks["gettext"] = _gettext(lambda message: "")
     blanks["ngettext"] = lambda *args, **kwargs: ""
@@ -141,13 +141,13 @@ def test_an_unknown_or_missing_language_is_written_in_default_locale(locale):
 
 
 def test_a_message_with_no_translation_falls_back_to_english():
-    environment = mailer().app.jinja_env
+    environment = mailer().templates.environment
     template = environment.from_string('{{ _("Hello,") }} {{ _("A message no catalog has") }}')
     assert template.render(localized({"locale": "pt-BR"}, "en")) == "Olá, A message no catalog has"
 
 
 def test_a_translation_whose_placeholders_do_not_fit_falls_back_to_english():
-    environment = mailer().app.jinja_env
+    environment = mailer().templates.environment
     template = environment.from_string("{% trans %}Valid for {{ validity }}.{% endtrans %}")
     context = {**localized({"locale": "pt-BR"}, "en"), "validity": "10 minutos"}
     context["gettext"] = _gettext(lambda message: "Vale por %(validade)s e %(d)")

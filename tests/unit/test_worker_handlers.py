@@ -14,12 +14,13 @@ from common.messaging.envelope import Outgoing
 from common.messaging.messages import CodeRequested, CodeSubmitted, NoticeRequested, Purpose
 from common.settings import SettingsError
 from email_service import bootstrap
+from email_service.adapters.mailer import SmtpMailer
 from email_service.adapters.pending_store import RedisPendingCodes
 from email_service.config import Settings
-from email_service.domain.codes import Slot
+from email_service.domain.codes import PendingCode, Slot
 from email_service.handlers import NOTICE_TEMPLATES
-from email_service.ports import PermanentMailError, TransientMailError
-from tests.fakes import InMemoryBroker, RecordingMailer, as_delivered
+from email_service.ports import IssueStart, PermanentMailError, TransientMailError
+from tests.fakes import InMemoryBroker, MailOutbox, RecordingMailer, as_delivered
 from tests.unit.conftest import BASE_ENV, Clock
 
 EMAIL = "a@example.com"
@@ -112,6 +113,16 @@ def test_a_request_whose_mail_failed_sends_a_fresh_code_on_redelivery(worker):
     assert worker.request_code(message_id="m1").outcome is Outcome.RETRY
     worker.mailer.fail_with = None
     assert worker.request_code(message_id="m1").outcome is Outcome.ACK
+    assert len(worker.mailer.sent) == 1
+
+
+def test_a_mailer_that_raises_records_no_mail_and_frees_the_address(worker):
+    worker.mailer.fail_with = LookupError("template sets no subject")
+    with pytest.raises(LookupError):  # the consumer parks it for a retry
+        worker.request_code(message_id="m1")
+    assert not worker.store.get(REGISTRATION).mail_sent
+    worker.mailer.fail_with = None
+    assert worker.request_code(message_id="m1").outcome is Outcome.ACK  # not "being mailed", not "sent"
     assert len(worker.mailer.sent) == 1
 
 
@@ -210,18 +221,13 @@ def test_a_submission_of_the_wrong_type_is_dead_lettered(worker):
 
 
 def test_the_plain_text_part_holds_the_code_as_its_only_six_digit_number():
-    from email_service.adapters.mailer import FlaskMailer, mail_app
-
-    settings = Settings.from_env(BASE_ENV)
-    app = mail_app(settings)
-    app.config["MAIL_SUPPRESS_SEND"] = True
-    mailer = FlaskMailer(app, timeout=1)
-    with mailer.mail.record_messages() as outbox:
-        mailer.send(
-            "verify_email",
-            EMAIL,
-            {"name": "999999", "code": "123456", "validity_seconds": 600, "registered_at": "2026-11-22 03:01 UTC"},
-        )
+    outbox = MailOutbox()
+    mailer = SmtpMailer(Settings.from_env(BASE_ENV).mail_default_sender, outbox)
+    mailer.send(
+        "verify_email",
+        EMAIL,
+        {"name": "999999", "code": "123456", "validity_seconds": 600, "registered_at": "2026-11-22 03:01 UTC"},
+    )
     [message] = outbox
     assert message.subject == "Confirm your email address"
     assert message.body.startswith("Hello")
@@ -233,15 +239,15 @@ def test_the_plain_text_part_holds_the_code_as_its_only_six_digit_number():
 
 def test_an_address_smtp_cannot_encode_is_a_permanent_failure():
     from devtools.mailsink import MailSink
-    from email_service.adapters.mailer import FlaskMailer, mail_app
 
     sink = MailSink().start()
     try:
         settings = Settings.from_env({**BASE_ENV, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port)})
-        mailer = FlaskMailer(mail_app(settings), timeout=2)
+        mailer = SmtpMailer.from_settings(settings)
         with pytest.raises(PermanentMailError):
             mailer.send("verify_email", "j\u00f6hn@example.com", {"code": "123456", "validity_seconds": 600})
         mailer.send("verify_email", EMAIL, {"code": "123456", "validity_seconds": 600})
+        mailer.close()
     finally:
         sink.stop()
     assert [mail.recipient for mail in sink.all()] == [EMAIL]
@@ -356,15 +362,12 @@ def test_a_submission_without_one_known_purpose_and_one_proof_is_dead_lettered(w
 
 @pytest.mark.parametrize("purpose", list(Purpose))
 def test_every_purpose_has_an_email_with_the_code_standing_alone(purpose):
-    from email_service.adapters.mailer import FlaskMailer, mail_app
     from email_service.handlers import template_for
 
-    app = mail_app(Settings.from_env(BASE_ENV))
-    app.config["MAIL_SUPPRESS_SEND"] = True
-    mailer = FlaskMailer(app, timeout=1)
+    outbox = MailOutbox()
+    mailer = SmtpMailer(Settings.from_env(BASE_ENV).mail_default_sender, outbox)
     context = {"code": "123456", "link_token": "t" * 43, "validity_seconds": 600, "name": None}
-    with mailer.mail.record_messages() as outbox:
-        mailer.send(template_for(purpose), EMAIL, context)
+    mailer.send(template_for(purpose), EMAIL, context)
     [message] = outbox
     assert message.subject and message.recipients == [EMAIL]
     assert re.findall(r"\b\d{6}\b", message.body) == ["123456"]
@@ -454,7 +457,18 @@ def test_an_older_request_that_waited_for_a_newer_ones_mail_sends_nothing(worker
 
 def test_a_mailing_lock_left_by_a_dead_worker_sends_the_request_to_the_retry_ladder(make_worker):
     worker = make_worker({"SMTP_TIMEOUT_SECONDS": "0.2"})
-    worker.store.lock_slot(REGISTRATION, "a worker that died while mailing", hold_seconds=60, wait_seconds=0)
+    dead = PendingCode(REGISTRATION, "u0", "c" * 64, 0, "m0", 1.0, False, sequence=0)
+    held = worker.store.start_issue(
+        dead,
+        "a worker that died while mailing",
+        ttl_seconds=600,
+        now=1.0,
+        per_hour=9,
+        per_day=9,
+        hold_seconds=60,
+        wait_seconds=0,
+    )
+    assert held is IssueStart.STORED
     result = worker.request_code(message_id="m1")
     assert result.outcome is Outcome.RETRY and "being mailed" in result.reason
     assert worker.mailer.sent == []
@@ -521,8 +535,4 @@ def test_every_notice_has_both_parts_and_no_six_digit_number(template):
 
 
 def render(template, context):
-    from email_service.adapters.mailer import FlaskMailer, mail_app
-
-    mailer = FlaskMailer(mail_app(Settings.from_env(BASE_ENV)), timeout=1)
-    with mailer.app.app_context():
-        return mailer.render(template, EMAIL, context)
+    return SmtpMailer(Settings.from_env(BASE_ENV).mail_default_sender, MailOutbox()).render(template, EMAIL, context)
