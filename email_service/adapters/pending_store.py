@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Mapping
 from typing import overload
@@ -38,6 +39,8 @@ from email_service.domain.codes import (
     within_quota,
 )
 
+log = logging.getLogger(__name__)
+
 HOUR = 3600
 DAY = 86400
 SEEN_PREFIX = "seen:"
@@ -45,9 +48,16 @@ LOCK_POLL_SECONDS = 0.02
 
 
 class RedisPendingCodes:
-    def __init__(self, client: redis.Redis, key_prefix: str):
+    """``replicas``: after storing a code, wait (``WAIT``, at most ``replica_timeout_ms``) until that
+    many replicas hold it, so the mail that follows never carries a code an asynchronous replica
+    promoted by Sentinel would not know. A replica that does not answer in time is logged and the
+    mail goes out all the same: a lone primary keeps mailing."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str, replicas: int = 0, replica_timeout_ms: int = 500):
         self._redis = client
         self._prefix = key_prefix
+        self._replicas = replicas
+        self._replica_timeout_ms = replica_timeout_ms
 
     def _slot_key(self, kind: str, slot: Slot) -> str:
         # Addresses are hashed so keys do not spell out personal data.
@@ -84,7 +94,19 @@ class RedisPendingCodes:
                 pipe.expire(key, ttl_seconds)
 
         self._redis.transaction(write, key)
+        if replaced[0]:
+            self._await_replicas()
         return replaced[0]
+
+    def _await_replicas(self) -> None:
+        if not self._replicas:
+            return
+        acknowledged = int(reply(self._redis.wait(self._replicas, self._replica_timeout_ms)))
+        if acknowledged < self._replicas:
+            log.warning(
+                "a stored code reached fewer Redis replicas than asked",
+                extra={"replicas": acknowledged, "asked": self._replicas, "timeout_ms": self._replica_timeout_ms},
+            )
 
     def lock_slot(self, slot: Slot, holder: str, hold_seconds: float, wait_seconds: float) -> bool:
         key = self._slot_key("mailing", slot)
