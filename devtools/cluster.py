@@ -1,0 +1,326 @@
+"""Private servers of one cluster test session: three RabbitMQ nodes joined into one cluster, a
+Redis primary with one replica watched by three Sentinels, and a round-robin TCP balancer.
+
+Every process listens on free loopback ports with its own node name and data directory, never the
+machine's shared RabbitMQ (5672) or Redis (6379); ``stop`` ends each process group and the caller
+removes the directories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from devtools.stack import free_port
+from devtools.tcp import ThreadedTcpServer
+
+RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+RABBITMQ_CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
+REDIS_SERVER = "/usr/bin/redis-server"
+NODE_START_SECONDS = 180.0
+MASTER_NAME = "codes"
+# Nodes that lose sight of the others give up their queues' leadership; a node's loss is noticed
+# within about net_ticktime (seconds).
+RABBITMQ_CONFIG = """\
+loopback_users.guest = false
+cluster_partition_handling = pause_minority
+net_ticktime = 10
+"""
+
+
+def _process_group_signal(process: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+@dataclass
+class RabbitNode:
+    base: Path
+    name: str
+    port: int
+    dist_port: int
+    home: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            # One HOME for every node and rabbitmqctl: the shared Erlang cookie lives there.
+            "HOME": str(self.home),
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq.conf"),
+            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.base / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.base / "node.pid"),
+        }
+
+    def start(self) -> RabbitNode:
+        self.base.mkdir(parents=True, exist_ok=True)
+        (self.base / "rabbitmq.conf").write_text(RABBITMQ_CONFIG)
+        (self.base / "enabled_plugins").write_text("[].\n")
+        with open(self.base / "server.out", "ab") as out:
+            self.process = subprocess.Popen(
+                [str(RABBITMQ_SERVER)], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    def await_startup(self, timeout: float = NODE_START_SECONDS) -> None:
+        """Until the node runs RabbitMQ; it is unknown to epmd for its first seconds, then booting."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.ctl("await_startup", "--timeout", "30", timeout=60)
+                return
+            except RuntimeError:
+                if self.process is not None and self.process.poll() is not None:
+                    log = (self.base / "server.out").read_text()[-3000:]
+                    raise RuntimeError(f"{self.name} exited:\n{log}") from None
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> str:
+        result = subprocess.run(
+            [str(RABBITMQ_CTL), "-n", self.name, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)} on {self.name}: {result.stdout}{result.stderr}")
+        return result.stdout
+
+    def beam_pid(self) -> int:
+        return int((self.base / "node.pid").read_text().strip())
+
+    def kill(self) -> None:
+        """SIGKILL the Erlang VM, as a crash or a lost machine would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.beam_pid(), signal.SIGKILL)
+        if self.process is not None:
+            _process_group_signal(self.process, signal.SIGKILL)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        _process_group_signal(self.process, signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            os.kill(self.beam_pid(), signal.SIGKILL)
+
+
+@dataclass
+class RabbitCluster:
+    nodes: list[RabbitNode]
+
+    @property
+    def url(self) -> str:
+        """RABBITMQ_URL as a cluster deployment writes it: every node, comma-separated."""
+        return ",".join(node.url for node in self.nodes)
+
+    def node_named(self, erlang_name: str) -> RabbitNode:
+        return next(node for node in self.nodes if erlang_name.startswith(f"{node.name}@"))
+
+    def leader_of(self, queue: str) -> RabbitNode:
+        """The node that leads a quorum queue, as the cluster reports it."""
+        for node in self.nodes:
+            if node.process is None or node.process.poll() is not None:
+                continue
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                for line in node.ctl("list_queues", "-q", "--no-table-headers", "name", "leader").splitlines():
+                    name, _, leader = line.partition("\t")
+                    if name == queue:
+                        return self.node_named(leader.strip())
+        raise LookupError(f"no live node knows the leader of {queue}")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_rabbit_cluster(base: Path, size: int = 3) -> RabbitCluster:
+    home = base / "home"
+    home.mkdir(parents=True)
+    cookie = home / ".erlang.cookie"
+    cookie.write_text(uuid.uuid4().hex.upper())
+    cookie.chmod(0o400)
+    tag = uuid.uuid4().hex[:6]
+    taken: list[int] = []
+    nodes = []
+    for index in range(1, size + 1):
+        port, dist_port = free_port(), free_port()
+        while dist_port == port or port in taken or dist_port in taken:
+            port, dist_port = free_port(), free_port()
+        taken += [port, dist_port]
+        nodes.append(RabbitNode(base / f"node{index}", f"cluster-{tag}-{index}", port, dist_port, home))
+    cluster = RabbitCluster(nodes)
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            node.await_startup()
+        first = socket.gethostname()
+        for node in nodes[1:]:
+            node.ctl("stop_app")
+            node.ctl("join_cluster", f"{nodes[0].name}@{first}", timeout=120)
+            node.ctl("start_app", timeout=120)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@dataclass
+class RedisProcess:
+    base: Path
+    port: int
+    args: list[str]
+    process: subprocess.Popen | None = None
+
+    def start(self) -> RedisProcess:
+        self.base.mkdir(parents=True, exist_ok=True)
+        with open(self.base / "server.out", "ab") as out:
+            self.process = subprocess.Popen(
+                [REDIS_SERVER, *self.args], cwd=self.base, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                redis.Redis(port=self.port, socket_timeout=1).ping()
+                return self
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    log = (self.base / "server.out").read_text()
+                    raise RuntimeError(f"redis on {self.port} did not start: {log}") from None
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class RedisSentinelGroup:
+    """A primary, one replica, three Sentinels (quorum 2) watching them under ``MASTER_NAME``."""
+
+    servers: list[RedisProcess]
+    sentinels: list[RedisProcess]
+
+    @property
+    def sentinel_addresses(self) -> str:
+        return ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
+
+    def master_port(self) -> int:
+        for sentinel in self.sentinels:
+            with contextlib.suppress(redis.RedisError):
+                _, port = redis.Redis(port=sentinel.port, socket_timeout=1).sentinel_get_master_addr_by_name(
+                    MASTER_NAME
+                )
+                return int(port)
+        raise LookupError("no Sentinel answers")
+
+    def master(self) -> RedisProcess:
+        port = self.master_port()
+        return next(server for server in self.servers if server.port == port)
+
+    def stop(self) -> None:
+        for process in [*self.sentinels, *self.servers]:
+            process.stop()
+
+
+def start_redis_sentinel_group(base: Path) -> RedisSentinelGroup:
+    primary_port, replica_port = free_port(), free_port()
+    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
+    primary = RedisProcess(base / "primary", primary_port, ["--port", str(primary_port), *common])
+    replica = RedisProcess(
+        base / "replica",
+        replica_port,
+        ["--port", str(replica_port), *common, "--replicaof", "127.0.0.1", str(primary_port)],
+    )
+    group = RedisSentinelGroup([primary, replica], [])
+    try:
+        primary.start()
+        replica.start()
+        for index in range(3):
+            port = free_port()
+            directory = base / f"sentinel{index}"
+            directory.mkdir(parents=True)
+            config = directory / "sentinel.conf"
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\n"
+                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n"
+                f"sentinel down-after-milliseconds {MASTER_NAME} 2000\n"
+                f"sentinel failover-timeout {MASTER_NAME} 10000\n"
+                f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+            )
+            group.sentinels.append(RedisProcess(directory, port, [str(config), "--sentinel"]).start())
+    except BaseException:
+        group.stop()
+        raise
+    return group
+
+
+class RoundRobinBalancer(ThreadedTcpServer):
+    """A few lines of TCP load balancing: each new connection goes to the next live backend; a
+    backend that refuses the connection is skipped, as haproxy's health checks would."""
+
+    def __init__(self, backends: list[int], port: int | None = None):
+        super().__init__(port or free_port(), "balancer")
+        self.backends = backends
+        self._turn = itertools.count()
+
+    def _backend(self) -> socket.socket | None:
+        for _ in range(len(self.backends)):
+            port = self.backends[next(self._turn) % len(self.backends)]
+            with contextlib.suppress(OSError):
+                return socket.create_connection(("127.0.0.1", port), timeout=2)
+        return None
+
+    def serve(self, connection: socket.socket) -> None:
+        backend = self._backend()
+        if backend is None:
+            return
+        backend.settimeout(None)
+        with backend, selectors.DefaultSelector() as selector:
+            selector.register(connection, selectors.EVENT_READ, backend)
+            selector.register(backend, selectors.EVENT_READ, connection)
+            while not self.stopping:
+                for key, _ in selector.select(timeout=0.5):
+                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                    if not data:
+                        return
+                    key.data.sendall(data)
