@@ -228,6 +228,7 @@ def drain(backend: Backend, sink: smtp_sink.CountingSink, workers: int, count: i
 def register(backend: Backend, sink: smtp_sink.CountingSink, replicas: int, count: int, rounds: int) -> float:
     """Seconds for ``count`` registrations from ``CLIENTS`` clients through ``replicas`` auth processes."""
     names = unique_names("bench-scale")
+    tag = os.urandom(5).hex()
     log_dir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     store = MongoWireServer(free_port()).start()
     ports = [free_port() for _ in range(replicas)]
@@ -245,7 +246,7 @@ def register(backend: Backend, sink: smtp_sink.CountingSink, replicas: int, coun
             url = f"http://127.0.0.1:{balancer.port}/auth/register"
 
             def one(index: int) -> int:
-                body = {"email": f"r{index}.{names['REDIS_KEY_PREFIX']}@example.com", "password": PASSWORD}
+                body = {"email": f"r{index}.{tag}@example.com", "password": PASSWORD}
                 return http_json("POST", url, body)[0]
 
             started = time.monotonic()
