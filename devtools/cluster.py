@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from devtools.tcp import ThreadedTcpServer
 
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 RABBITMQ_CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
+EPMD = "/usr/bin/epmd"
 REDIS_SERVER = "/usr/bin/redis-server"
 NODE_START_SECONDS = 180.0
 MASTER_NAME = "codes"
@@ -46,16 +48,29 @@ def _process_group_signal(process: subprocess.Popen, sig: int) -> None:
 
 @dataclass
 class RabbitNode:
+    """One node, on a loopback address of its own (127.0.0.<index>) for its AMQP listener and its
+    Erlang distribution, both ways, so that all its traffic can be cut (``partitioned``)."""
+
     base: Path
-    name: str
+    short_name: str
+    index: int
     port: int
     dist_port: int
     home: Path
+    epmd_port: int
     process: subprocess.Popen | None = None
 
     @property
+    def address(self) -> str:
+        return f"127.0.0.{self.index}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.short_name}@{self.address}"
+
+    @property
     def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+        return f"amqp://guest:guest@{self.address}:{self.port}/%2F"
 
     @property
     def env(self) -> dict[str, str]:
@@ -63,8 +78,18 @@ class RabbitNode:
             **os.environ,
             # One HOME for every node and rabbitmqctl: the shared Erlang cookie lives there.
             "HOME": str(self.home),
+            # Not the machine's rabbitmq-env.conf, which pins the distribution to 127.0.0.1.
+            "RABBITMQ_CONF_ENV_FILE": str(self.base / "rabbitmq-env.conf"),
             "RABBITMQ_NODENAME": self.name,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_USE_LONGNAME": "true",
+            # The cluster's own epmd, listening on every node's address (the machine's listens on 127.0.0.1 only).
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            # Connections it opens to other nodes leave from its own address as well.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": (
+                f"-kernel inet_dist_use_interface {{127,0,0,{self.index}}} "
+                f"-kernel inet_dist_connect_options [{{ip,{{127,0,0,{self.index}}}}}]"
+            ),
+            "RABBITMQ_NODE_IP_ADDRESS": self.address,
             "RABBITMQ_NODE_PORT": str(self.port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq.conf"),
@@ -78,6 +103,7 @@ class RabbitNode:
         self.base.mkdir(parents=True, exist_ok=True)
         (self.base / "rabbitmq.conf").write_text(RABBITMQ_CONFIG)
         (self.base / "enabled_plugins").write_text("[].\n")
+        (self.base / "rabbitmq-env.conf").write_text("")
         with open(self.base / "server.out", "ab") as out:
             self.process = subprocess.Popen(
                 [str(RABBITMQ_SERVER)], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -101,7 +127,7 @@ class RabbitNode:
 
     def ctl(self, *args: str, timeout: float = 60.0) -> str:
         result = subprocess.run(
-            [str(RABBITMQ_CTL), "-n", self.name, *args],
+            [str(RABBITMQ_CTL), "--longnames", "-n", self.name, *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -137,6 +163,7 @@ class RabbitNode:
 @dataclass
 class RabbitCluster:
     nodes: list[RabbitNode]
+    epmd: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
@@ -144,11 +171,11 @@ class RabbitCluster:
         return ",".join(node.url for node in self.nodes)
 
     def node_named(self, erlang_name: str) -> RabbitNode:
-        return next(node for node in self.nodes if erlang_name.startswith(f"{node.name}@"))
+        return next(node for node in self.nodes if erlang_name == node.name)
 
-    def leader_of(self, queue: str) -> RabbitNode:
-        """The node that leads a quorum queue, as the cluster reports it."""
-        for node in self.nodes:
+    def leader_of(self, queue: str, among: list[RabbitNode] | None = None) -> RabbitNode:
+        """The node that leads a quorum queue, as the cluster (or the nodes ``among`` it) reports it."""
+        for node in among or self.nodes:
             if node.process is None or node.process.poll() is not None:
                 continue
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
@@ -161,6 +188,9 @@ class RabbitCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+        if self.epmd is not None and self.epmd.poll() is None:
+            self.epmd.kill()
+            self.epmd.wait(10)
 
 
 def start_rabbit_cluster(base: Path, size: int = 3) -> RabbitCluster:
@@ -170,29 +200,74 @@ def start_rabbit_cluster(base: Path, size: int = 3) -> RabbitCluster:
     cookie.write_text(uuid.uuid4().hex.upper())
     cookie.chmod(0o400)
     tag = uuid.uuid4().hex[:6]
-    taken: list[int] = []
+    epmd_port = free_port()
+    taken: list[int] = [epmd_port]
     nodes = []
     for index in range(1, size + 1):
         port, dist_port = free_port(), free_port()
         while dist_port == port or port in taken or dist_port in taken:
             port, dist_port = free_port(), free_port()
         taken += [port, dist_port]
-        nodes.append(RabbitNode(base / f"node{index}", f"cluster-{tag}-{index}", port, dist_port, home))
-    cluster = RabbitCluster(nodes)
+        nodes.append(
+            RabbitNode(base / f"node{index}", f"cluster-{tag}-{index}", index, port, dist_port, home, epmd_port)
+        )
+    addresses = ",".join(node.address for node in nodes)
+    epmd = subprocess.Popen(
+        [EPMD, "-port", str(epmd_port), "-address", addresses],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    cluster = RabbitCluster(nodes, epmd)
     try:
         for node in nodes:
             node.start()
         for node in nodes:
             node.await_startup()
-        first = socket.gethostname()
         for node in nodes[1:]:
             node.ctl("stop_app")
-            node.ctl("join_cluster", f"{nodes[0].name}@{first}", timeout=120)
+            node.ctl("join_cluster", nodes[0].name, timeout=120)
             node.ctl("start_app", timeout=120)
     except BaseException:
         cluster.stop()
         raise
     return cluster
+
+
+FILTER = ("filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32")
+
+
+class PartitionUnavailable(RuntimeError):
+    """This machine cannot cut loopback traffic (no tc, or a root qdisc already on lo)."""
+
+
+@contextlib.contextmanager
+def partitioned(node: RabbitNode, tc: str = "tc") -> Iterator[None]:
+    """Inside the block, ``node`` is cut off from the other nodes and from its clients: every packet
+    from or to its own loopback address goes into an htb class of 8 bit/s, which holds it until
+    the block ends and drops it then (this kernel has no tc action modules to drop outright, nor
+    netem). Other loopback traffic passes through the default class untouched."""
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([tc, *args], capture_output=True, text=True, timeout=10)
+
+    shown = run("qdisc", "show", "dev", "lo")
+    if shown.returncode != 0 or "noqueue" not in shown.stdout:
+        raise PartitionUnavailable(f"lo is not as expected for a partition: {shown.stdout}{shown.stderr}".strip())
+    steps = [
+        ("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "1"),
+        ("class", "add", "dev", "lo", "parent", "1:", "classid", "1:1", "htb", "rate", "30gbit"),
+        ("class", "add", "dev", "lo", "parent", "1:", "classid", "1:2", "htb", "rate", "8bit", "ceil", "8bit"),
+        *((*FILTER, "match", "ip", side, f"{node.address}/32", "flowid", "1:2") for side in ("src", "dst")),
+    ]
+    try:
+        for step in steps:
+            done = run(*step)
+            if done.returncode != 0:
+                raise PartitionUnavailable(f"tc {' '.join(step)}: {done.stderr.strip()}")
+        yield
+    finally:
+        run("qdisc", "del", "dev", "lo", "root")
 
 
 @dataclass

@@ -45,6 +45,7 @@ class Answers:
     statuses: Counter = field(default_factory=Counter)
     longest_wait: float = 0.0
     unbounded_503: int = 0
+    no_answer: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, status: int, headers: dict[str, str]) -> None:
@@ -52,6 +53,10 @@ class Answers:
             self.statuses[status] += 1
             if status == 503 and not headers.get("Retry-After"):
                 self.unbounded_503 += 1
+
+    def cut(self, error: OSError) -> None:
+        with self._lock:
+            self.no_answer[f"{type(error).__name__}: {getattr(error, 'reason', '')}"[:80]] += 1
 
     def waited(self, seconds: float) -> None:
         with self._lock:
@@ -163,7 +168,8 @@ class ClusterStack:
         while True:
             try:
                 status, answer_headers, answer = http_json(method, f"{self.base_url}{path}", body, headers, timeout=30)
-            except OSError:
+            except OSError as error:
+                self.answers.cut(error)
                 status, answer_headers, answer = 0, {}, None
             self.answers.record(status, answer_headers)
             elapsed = time.monotonic() - started
@@ -235,7 +241,8 @@ class ClusterRun(FaultRun):
             "dead_lettered": sum(self.dead_letters().values()),
             "503": answers.statuses.get(503, 0),
             "other_5xx": answers.server_errors_other_than_503,
-            "refused_connections": answers.statuses.get(0, 0),
+            "cut_connections": answers.statuses.get(0, 0),
+            "cut_by": dict(answers.no_answer),
             "longest_wait_s": round(answers.longest_wait, 2),
             "seconds": round(self.elapsed, 1),
         }

@@ -11,8 +11,11 @@ whole cluster.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
+from devtools.cluster import PartitionUnavailable, partitioned
 from tests.cluster.harness import REGISTRATIONS, ClusterRun, ClusterStack
 
 # The cluster starts with the first row; each row is a burst, a settle and 600 judging calls.
@@ -101,4 +104,25 @@ def test_the_rabbitmq_node_leading_the_work_queue_killed_mid_burst(cluster, reco
         _assert_nothing_lost(run, figures)
     finally:
         leader.start()
+        leader.await_startup()
+
+
+def test_the_rabbitmq_node_leading_the_work_queue_cut_off_by_a_partition_mid_burst(cluster, record_figures):
+    assert cluster.rabbit is not None
+    queue = cluster.names["ACCOUNT_CREATION_QUEUE"]
+    leader = cluster.rabbit.leader_of(queue)
+    cut = contextlib.ExitStack()
+    try:
+        run, created, cut_at = _burst_with(cluster, lambda: cut.enter_context(partitioned(leader)))
+        figures = run.figures("(e) RabbitMQ leader partitioned", REGISTRATIONS, created)
+        figures["mailed at kill"] = cut_at
+        others = [node for node in cluster.rabbit.nodes if node is not leader]
+        figures["new leader"] = cluster.rabbit.leader_of(queue, among=others).name != leader.name
+        record_figures(figures)
+        assert figures["new leader"]
+        _assert_nothing_lost(run, figures)
+    except PartitionUnavailable as error:
+        pytest.skip(f"this machine cannot cut loopback traffic: {error}")
+    finally:
+        cut.close()  # the network heals; pause_minority lets the node resume and rejoin
         leader.await_startup()
