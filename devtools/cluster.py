@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import selectors
 import signal
 import socket
@@ -241,8 +242,23 @@ class PartitionUnavailable(RuntimeError):
     """This machine cannot cut loopback traffic (no tc, or a root qdisc already on lo)."""
 
 
+@dataclass
+class Cut:
+    tc: str
+
+    def held_packets(self) -> int:
+        """Packets to or from the cut-off node that the cut held or dropped so far: proof it was real."""
+        shown = subprocess.run(
+            [self.tc, "-s", "class", "show", "dev", "lo", "classid", "1:2"], capture_output=True, text=True, timeout=10
+        ).stdout
+        backlog = re.search(r"backlog \S+ (\d+)p", shown)
+        dropped = re.search(r"dropped (\d+)", shown)
+        sent = re.search(r"Sent \d+ bytes (\d+) pkt", shown)
+        return sum(int(found.group(1)) for found in (backlog, dropped, sent) if found)
+
+
 @contextlib.contextmanager
-def partitioned(node: RabbitNode, tc: str = "tc") -> Iterator[None]:
+def partitioned(node: RabbitNode, tc: str = "tc") -> Iterator[Cut]:
     """Inside the block, ``node`` is cut off from the other nodes and from its clients: every packet
     from or to its own loopback address goes into an htb class of 8 bit/s, which holds it until
     the block ends and drops it then (this kernel has no tc action modules to drop outright, nor
@@ -265,7 +281,7 @@ def partitioned(node: RabbitNode, tc: str = "tc") -> Iterator[None]:
             done = run(*step)
             if done.returncode != 0:
                 raise PartitionUnavailable(f"tc {' '.join(step)}: {done.stderr.strip()}")
-        yield
+        yield Cut(tc)
     finally:
         run("qdisc", "del", "dev", "lo", "root")
 
@@ -379,8 +395,11 @@ class RoundRobinBalancer(ThreadedTcpServer):
         self._turn = itertools.count()
 
     def _backend(self) -> socket.socket | None:
-        for _ in range(len(self.backends)):
-            port = self.backends[next(self._turn) % len(self.backends)]
+        # One turn per connection: every backend is tried once from there, whatever other
+        # connections take their turns meanwhile.
+        first = next(self._turn)
+        for offset in range(len(self.backends)):
+            port = self.backends[(first + offset) % len(self.backends)]
             with contextlib.suppress(OSError):
                 return socket.create_connection(("127.0.0.1", port), timeout=2)
         return None

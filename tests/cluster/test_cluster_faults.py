@@ -15,7 +15,7 @@ import contextlib
 
 import pytest
 
-from devtools.cluster import PartitionUnavailable, partitioned
+from devtools.cluster import Cut, PartitionUnavailable, partitioned
 from tests.cluster.harness import REGISTRATIONS, ClusterRun, ClusterStack
 
 # The cluster starts with the first row; each row is a burst, a settle and 600 judging calls.
@@ -112,14 +112,17 @@ def test_the_rabbitmq_node_leading_the_work_queue_cut_off_by_a_partition_mid_bur
     queue = cluster.names["ACCOUNT_CREATION_QUEUE"]
     leader = cluster.rabbit.leader_of(queue)
     cut = contextlib.ExitStack()
+    cuts: list[Cut] = []
     try:
-        run, created, cut_at = _burst_with(cluster, lambda: cut.enter_context(partitioned(leader)))
+        run, created, cut_at = _burst_with(cluster, lambda: cuts.append(cut.enter_context(partitioned(leader))))
         figures = run.figures("(e) RabbitMQ leader partitioned", REGISTRATIONS, created)
         figures["mailed at kill"] = cut_at
+        figures["packets held by the cut"] = cuts[0].held_packets()
         others = [node for node in cluster.rabbit.nodes if node is not leader]
         figures["new leader"] = cluster.rabbit.leader_of(queue, among=others).name != leader.name
         record_figures(figures)
         assert figures["new leader"]
+        assert figures["packets held by the cut"] > 0
         _assert_nothing_lost(run, figures)
     except PartitionUnavailable as error:
         pytest.skip(f"this machine cannot cut loopback traffic: {error}")
