@@ -183,7 +183,7 @@ def run_queues(backend: Backend, names: dict[str, str]) -> Iterator[topology.Top
     try:
         yield routes
     finally:
-        delete_queues(node_urls(backend.rabbitmq_url)[0], routes.work_queues)
+        delete_queues(backend.rabbitmq_url, routes.work_queues)
         client = redis_from_uri(backend.redis_uri)
         for prefix in (names["REDIS_KEY_PREFIX"], names["RATELIMIT_KEY_PREFIX"]):
             for key in client.scan_iter(match=f"{prefix}:*"):

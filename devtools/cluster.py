@@ -111,6 +111,13 @@ class RabbitNode:
             )
         return self
 
+    def restart(self) -> None:
+        """Start a killed node again, on a new distribution port: the old one may still be held by
+        the dead node's closing connections (TIME_WAIT), which RabbitMQ's start-up check refuses.
+        The other nodes find the new port through epmd, by the node's name."""
+        self.dist_port = free_port()
+        self.start().await_startup()
+
     def await_startup(self, timeout: float = NODE_START_SECONDS) -> None:
         """Until the node runs RabbitMQ; it is unknown to epmd for its first seconds, then booting."""
         deadline = time.monotonic() + timeout

@@ -149,9 +149,7 @@ class ClusterStack:
                 part.stop()
         if self.rabbit is not None:
             with contextlib.suppress(Exception):
-                delete_queues(
-                    self.rabbit.nodes[0].url, self.work_queues, retry_delays(self.env)
-                )  # tidy even though the node's data goes too
+                delete_queues(self.rabbit.url, self.work_queues, retry_delays(self.env))
             self.rabbit.stop()
         if self.redis is not None:
             self.redis.stop()

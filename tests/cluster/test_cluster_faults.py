@@ -103,8 +103,7 @@ def test_the_rabbitmq_node_leading_the_work_queue_killed_mid_burst(cluster, reco
         assert figures["new leader"]
         _assert_nothing_lost(run, figures)
     finally:
-        leader.start()
-        leader.await_startup()
+        leader.restart()
 
 
 def test_the_rabbitmq_node_leading_the_work_queue_cut_off_by_a_partition_mid_burst(cluster, record_figures):
