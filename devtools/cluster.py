@@ -242,6 +242,7 @@ def start_rabbit_cluster(base: Path, size: int = 3) -> RabbitCluster:
     return cluster
 
 
+CLASS = ("class", "add", "dev", "lo", "parent", "1:", "classid")
 FILTER = ("filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32")
 
 
@@ -279,8 +280,10 @@ def partitioned(node: RabbitNode, tc: str = "tc") -> Iterator[Cut]:
         raise PartitionUnavailable(f"lo is not as expected for a partition: {shown.stdout}{shown.stderr}".strip())
     steps = [
         ("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "1"),
-        ("class", "add", "dev", "lo", "parent", "1:", "classid", "1:1", "htb", "rate", "30gbit"),
-        ("class", "add", "dev", "lo", "parent", "1:", "classid", "1:2", "htb", "rate", "8bit", "ceil", "8bit"),
+        # Everything else: 10 Gbit/s with a burst of its own (a rate too high for htb computes a
+        # zero burst and throttles every packet on the machine's loopback).
+        (*CLASS, "1:1", "htb", "rate", "10gbit", "burst", "4mb", "cburst", "4mb"),
+        (*CLASS, "1:2", "htb", "rate", "8bit", "ceil", "8bit"),
         *((*FILTER, "match", "ip", side, f"{node.address}/32", "flowid", "1:2") for side in ("src", "dst")),
     ]
     try:
@@ -288,6 +291,9 @@ def partitioned(node: RabbitNode, tc: str = "tc") -> Iterator[Cut]:
             done = run(*step)
             if done.returncode != 0:
                 raise PartitionUnavailable(f"tc {' '.join(step)}: {done.stderr.strip()}")
+        passing = run("class", "show", "dev", "lo", "classid", "1:1").stdout
+        if " burst 0b" in passing:  # the rest of the machine's loopback would crawl: never leave it so
+            raise PartitionUnavailable(f"the class every other packet takes has no burst: {passing.strip()}")
         yield Cut(tc)
     finally:
         run("qdisc", "del", "dev", "lo", "root")

@@ -110,21 +110,23 @@ def test_the_rabbitmq_node_leading_the_work_queue_cut_off_by_a_partition_mid_bur
     assert cluster.rabbit is not None
     queue = cluster.names["ACCOUNT_CREATION_QUEUE"]
     leader = cluster.rabbit.leader_of(queue)
+    others = [node for node in cluster.rabbit.nodes if node is not leader]
     cut = contextlib.ExitStack()
     cuts: list[Cut] = []
     try:
-        run, created, cut_at = _burst_with(cluster, lambda: cuts.append(cut.enter_context(partitioned(leader))))
+        # Cut for the burst and until everything was mailed; the codes are judged once it healed.
+        with cut:
+            run, created, cut_at = _burst_with(cluster, lambda: cuts.append(cut.enter_context(partitioned(leader))))
+            held = cuts[0].held_packets()
+            new_leader = cluster.rabbit.leader_of(queue, among=others).name != leader.name
         figures = run.figures("(e) RabbitMQ leader partitioned", REGISTRATIONS, created)
-        figures["mailed at kill"] = cut_at
-        figures["packets held by the cut"] = cuts[0].held_packets()
-        others = [node for node in cluster.rabbit.nodes if node is not leader]
-        figures["new leader"] = cluster.rabbit.leader_of(queue, among=others).name != leader.name
+        figures.update({"mailed at kill": cut_at, "packets held by the cut": held, "new leader": new_leader})
         record_figures(figures)
-        assert figures["new leader"]
-        assert figures["packets held by the cut"] > 0
+        assert new_leader
+        assert held > 0
         _assert_nothing_lost(run, figures)
     except PartitionUnavailable as error:
         pytest.skip(f"this machine cannot cut loopback traffic: {error}")
     finally:
-        cut.close()  # the network heals; pause_minority lets the node resume and rejoin
+        cut.close()  # healed; pause_minority lets the node resume and rejoin
         leader.await_startup()
