@@ -30,6 +30,8 @@ from devtools.tcp import ThreadedTcpServer
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 RABBITMQ_CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
 EPMD = "/usr/bin/epmd"
+# The nodes live on 127.0.0.11, .12, .13.
+NODE_ADDRESS_BASE = 10
 REDIS_SERVER = "/usr/bin/redis-server"
 NODE_START_SECONDS = 180.0
 MASTER_NAME = "codes"
@@ -63,7 +65,8 @@ class RabbitNode:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.{self.index}"
+        # Never 127.0.0.1: a partition cuts every packet of the node's address, and 127.0.0.1 is everyone's.
+        return f"127.0.0.{NODE_ADDRESS_BASE + self.index}"
 
     @property
     def name(self) -> str:
@@ -87,8 +90,8 @@ class RabbitNode:
             "ERL_EPMD_PORT": str(self.epmd_port),
             # Connections it opens to other nodes leave from its own address as well.
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": (
-                f"-kernel inet_dist_use_interface {{127,0,0,{self.index}}} "
-                f"-kernel inet_dist_connect_options [{{ip,{{127,0,0,{self.index}}}}}]"
+                f"-kernel inet_dist_use_interface {{127,0,0,{NODE_ADDRESS_BASE + self.index}}} "
+                f"-kernel inet_dist_connect_options [{{ip,{{127,0,0,{NODE_ADDRESS_BASE + self.index}}}}}]"
             ),
             "RABBITMQ_NODE_IP_ADDRESS": self.address,
             "RABBITMQ_NODE_PORT": str(self.port),
@@ -219,7 +222,8 @@ def start_rabbit_cluster(base: Path, size: int = 3) -> RabbitCluster:
         nodes.append(
             RabbitNode(base / f"node{index}", f"cluster-{tag}-{index}", index, port, dist_port, home, epmd_port)
         )
-    addresses = ",".join(node.address for node in nodes)
+    # Nodes register with epmd over 127.0.0.1 and look each other up on their own addresses.
+    addresses = ",".join(["127.0.0.1", *(node.address for node in nodes)])
     epmd = subprocess.Popen(
         [EPMD, "-port", str(epmd_port), "-address", addresses],
         stdout=subprocess.DEVNULL,
@@ -275,6 +279,8 @@ def partitioned(node: RabbitNode, tc: str = "tc") -> Iterator[Cut]:
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([tc, *args], capture_output=True, text=True, timeout=10)
 
+    if node.address == "127.0.0.1":
+        raise PartitionUnavailable("the node is on 127.0.0.1, which every process on this machine uses")
     shown = run("qdisc", "show", "dev", "lo")
     if shown.returncode != 0 or "noqueue" not in shown.stdout:
         raise PartitionUnavailable(f"lo is not as expected for a partition: {shown.stdout}{shown.stderr}".strip())
