@@ -32,6 +32,7 @@ RABBITMQ_CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
 EPMD = "/usr/bin/epmd"
 # The nodes live on 127.0.0.11, .12, .13.
 NODE_ADDRESS_BASE = 10
+MAX_CUT_SECONDS = 150
 REDIS_SERVER = "/usr/bin/redis-server"
 NODE_START_SECONDS = 180.0
 MASTER_NAME = "codes"
@@ -289,9 +290,17 @@ def partitioned(node: RabbitNode, tc: str = "tc") -> Iterator[Cut]:
         # Everything else: 10 Gbit/s with a burst of its own (a rate too high for htb computes a
         # zero burst and throttles every packet on the machine's loopback).
         (*CLASS, "1:1", "htb", "rate", "10gbit", "burst", "4mb", "cburst", "4mb"),
-        (*CLASS, "1:2", "htb", "rate", "8bit", "ceil", "8bit"),
+        (*CLASS, "1:2", "htb", "rate", "8bit", "ceil", "8bit", "burst", "1", "cburst", "1"),
         *((*FILTER, "match", "ip", side, f"{node.address}/32", "flowid", "1:2") for side in ("src", "dst")),
     ]
+    # Heals by itself after MAX_CUT_SECONDS even if this process dies or hangs: a cut left on lo
+    # would slow the machine's loopback for everyone.
+    watchdog = subprocess.Popen(
+        ["/bin/sh", "-c", f"sleep {MAX_CUT_SECONDS}; {tc} qdisc del dev lo root"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         for step in steps:
             done = run(*step)
@@ -302,6 +311,8 @@ def partitioned(node: RabbitNode, tc: str = "tc") -> Iterator[Cut]:
             raise PartitionUnavailable(f"the class every other packet takes has no burst: {passing.strip()}")
         yield Cut(tc)
     finally:
+        watchdog.kill()
+        watchdog.wait()
         run("qdisc", "del", "dev", "lo", "root")
 
 

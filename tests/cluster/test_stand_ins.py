@@ -1,17 +1,19 @@
-"""The harness's two stand-ins: one store shared by several auth processes, and the balancer."""
+"""The harness's pieces: one store shared by several auth processes, the balancer, the partition."""
 
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pymongo
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from devtools.cluster import RoundRobinBalancer
+from devtools.cluster import PartitionUnavailable, RoundRobinBalancer, partitioned
 from devtools.mongo_wire import MongoWireServer
 from devtools.stack import free_port, http_json
 
@@ -74,3 +76,23 @@ def test_the_balancer_takes_turns_and_skips_a_backend_that_is_down():
         balancer.stop()
         servers[1].shutdown()
         servers[1].server_close()
+
+
+def test_a_partition_cuts_only_the_nodes_address_and_heals():
+    cut_off = socket.create_server(("127.0.0.13", 0))
+    everyone = socket.create_server(("127.0.0.1", 0))
+    node = SimpleNamespace(address="127.0.0.13")
+    try:
+        with partitioned(node) as cut:
+            with pytest.raises(OSError):
+                socket.create_connection(cut_off.getsockname(), timeout=1)
+            socket.create_connection(everyone.getsockname(), timeout=1).close()
+            assert cut.held_packets() > 0
+        socket.create_connection(cut_off.getsockname(), timeout=1).close()
+    except PartitionUnavailable as error:
+        pytest.skip(f"this machine cannot cut loopback traffic: {error}")
+    finally:
+        cut_off.close()
+        everyone.close()
+    with pytest.raises(PartitionUnavailable, match=r"127\.0\.0\.1"), partitioned(SimpleNamespace(address="127.0.0.1")):
+        pass
