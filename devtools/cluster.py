@@ -311,7 +311,7 @@ def partitioned(node: RabbitNode, tc: str = "tc") -> Iterator[Cut]:
             raise PartitionUnavailable(f"the class every other packet takes has no burst: {passing.strip()}")
         yield Cut(tc)
     finally:
-        watchdog.kill()
+        _process_group_signal(watchdog, signal.SIGKILL)  # its sleep too
         watchdog.wait()
         run("qdisc", "del", "dev", "lo", "root")
 
