@@ -102,6 +102,8 @@ class RabbitNode:
             "RABBITMQ_LOG_BASE": str(self.base / "log"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
             "RABBITMQ_PID_FILE": str(self.base / "node.pid"),
+            # A node that fails to start writes its crash dump here, not into the working directory.
+            "ERL_CRASH_DUMP": str(self.base / "erl_crash.dump"),
         }
 
     def start(self) -> RabbitNode:
