@@ -24,6 +24,7 @@ import redis
 from dotenv import dotenv_values
 
 from common.messaging import topology
+from common.messaging.connection import parameters
 from devtools.mailsink import MailSink, free_port, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,7 +119,7 @@ def delete_queues(
     rabbitmq_url: str, work_queues: list[str], retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS
 ) -> None:
     """Remove a run's private queues (each work queue with its retry and dead-letter queues)."""
-    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    connection = pika.BlockingConnection(parameters(rabbitmq_url, "devtools"))
     try:
         channel = connection.channel()
         for name in work_queues:
