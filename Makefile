@@ -6,7 +6,7 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements translations test-tools lint typecheck format test unit integration run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge clean up down logs ps
+.PHONY: help install requirements translations test-tools lint typecheck format test unit integration test-cluster run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge bench-scale clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
@@ -15,6 +15,8 @@ help:
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
 	@echo "make bench        the worker against a raw consumer and Celery, confirm latency, SMTP over TLS (docs/performance.md)"
 	@echo "make translations the emails' new or changed text into every language's catalog (docs/translations.md)"
+	@echo "make test-cluster a private 3-node RabbitMQ cluster, Redis with Sentinel, 2 auth replicas, 2 workers: a node of each killed mid-burst"
+	@echo "make bench-scale  worker and auth throughput with 1/2/4 workers and 1/2 auth replicas, single node and cluster (docs/scaling.md)"
 	@echo "make unit | integration | lint | typecheck | format | bench-latency | bench-login | bench-resend | bench-edge | requirements | clean"
 	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services, Prometheus, Grafana)"
 	@echo "make down | logs | ps"
@@ -63,8 +65,13 @@ typecheck: install
 test-tools:
 	bash devtools/test_tools.sh
 
+# The cluster suite starts its own cluster once (about half a minute) and runs last.
 test: lint typecheck test-tools
-	$(PY) -m pytest
+	$(PY) -m pytest --ignore=tests/cluster
+	$(MAKE) test-cluster
+
+test-cluster: install
+	$(PY) -m pytest tests/cluster
 
 unit: install
 	$(PY) -m pytest tests/unit
@@ -99,6 +106,12 @@ bench-resend: install
 
 bench-edge: install
 	$(PY) -m bench.http_edge
+
+# Options, e.g. make bench-scale SCALE_ARGS="--messages 400 --skip-cluster".
+SCALE_ARGS ?=
+
+bench-scale: install
+	$(PY) -m bench.scale $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -13,7 +13,6 @@ from typing import Any
 import mongomock
 import pymongo
 import pymongo.errors
-import redis
 from flask import Flask
 from prometheus_client import Counter, Gauge
 from pymongo.database import Database
@@ -46,6 +45,7 @@ from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
 from common.messaging.depths import QueueDepths
 from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
+from common.redis_client import redis_from_uri
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,11 @@ def mongo_database(settings: Settings) -> Database[dict[str, Any]]:
         serverSelectionTimeoutMS=3000,
         connectTimeoutMS=3000,
         socketTimeoutMS=10000,
+        # A replica set (MONGO_URI=mongodb://a,b,c/?replicaSet=rs0): a write is acknowledged once a
+        # majority holds it, so a failover never takes back an account or its outbox; a write cut
+        # off by the election is retried once on the new primary.
         retryWrites=True,
+        w="majority",
         tz_aware=True,
     )
     return client[settings.mongo_db]
@@ -102,7 +106,7 @@ def cooldown_store(settings: Settings) -> Cooldowns:
     uri = settings.ratelimit_storage_uri
     if uri.startswith("memory://"):
         return InMemoryCooldowns()
-    client = redis.Redis.from_url(uri, **settings.ratelimit_store_options)
+    client = redis_from_uri(uri, **settings.ratelimit_store_options)
     return RedisCooldowns(client, settings.ratelimit_key_prefix)
 
 

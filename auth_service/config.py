@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from limits import parse_many
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
-from common.settings import Flag, Port, ServiceSettings, key_error
+from common.settings import Flag, Port, ServiceSettings, default_redis_uri, key_error
 
 DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-do-not-use-in-production"  # noqa: S105 (refused outside APP_ENV=development)
 # waitress compares the peer address with one string; "*" trusts any peer (only where nothing else can reach the port).
@@ -66,7 +66,7 @@ class Settings(ServiceSettings):
     # A device that passed the emailed second factor is not asked again for this long.
     mfa_trust_days: int = Field(30, ge=0, le=3650)
     ratelimit_enabled: Flag = True
-    ratelimit_storage_uri: str = Field(default_factory=lambda data: data["redis_url"], repr=False)
+    ratelimit_storage_uri: str = Field(default_factory=default_redis_uri, repr=False)
     ratelimit_key_prefix: str = "auth-ratelimit"
     ratelimit_register_per_ip: RateLimit = "10/minute;100/hour"
     ratelimit_register_per_address: RateLimit = "5/hour"

@@ -11,13 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self, get_args
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
 from common.locales import SHIPPED_LOCALES
-from common.messaging.topology import DEFAULT_EVENTS_EXCHANGE, RETRY_DELAYS_SECONDS, Topology
+from common.messaging.connection import node_urls
+from common.messaging.topology import DEFAULT_EVENTS_EXCHANGE, RETRY_DELAYS_SECONDS, Replication, Topology
+from common.redis_client import sentinel_uri
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
@@ -66,6 +68,13 @@ QueueName = Annotated[str, Field(min_length=1, max_length=255)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 ShippedLocale = Annotated[str, BeforeValidator(_shipped_locale)]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
+
+
+def default_redis_uri(data: Mapping[str, Any]) -> str:
+    """REDIS_URL, or the Sentinel URI of REDIS_SENTINELS and REDIS_SENTINEL_MASTER when they are set."""
+    if data.get("redis_sentinels"):
+        return sentinel_uri(data["redis_sentinels"], data["redis_sentinel_master"])
+    return data["redis_url"]
 
 
 def key_error(name: str, key: SecretStr | None, development: bool, required: bool) -> str | None:
@@ -122,6 +131,35 @@ class ServiceSettings(BaseSettings):
     code_ttl_seconds: int = Field(600, ge=1)
     # The OTLP/HTTP collector traces are exported to (common/tracing.py); unset, none leave the process.
     otel_exporter_otlp_endpoint: str | None = Field(None, pattern=r"^https?://")
+    # Quorum queues on a cluster (common/messaging/topology.py): 0 is the broker's default group
+    # (every node at declaration); the locator defaults to "balanced" when RABBITMQ_URL lists nodes.
+    quorum_initial_group_size: int = Field(0, ge=0, le=99)
+    quorum_leader_locator: Literal["", "balanced", "client-local"] = ""
+    # Redis through Sentinel: "host:port,host:port" and the monitored master's name.
+    redis_sentinels: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_separated)] = ()
+    redis_sentinel_master: str | None = None
+
+    @model_validator(mode="after")
+    def _sentinels_come_with_a_master(self) -> Self:
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ValueError("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER, the name the Sentinels monitor")
+        for address in self.redis_sentinels:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"REDIS_SENTINELS: {address!r} is not host:port")
+        return self
+
+    @property
+    def redis_uri(self) -> str:
+        """Where Redis is: through Sentinel when REDIS_SENTINELS is set, else REDIS_URL."""
+        return default_redis_uri(self.model_dump())
+
+    @property
+    def replication(self) -> Replication:
+        locator = self.quorum_leader_locator
+        if not locator and len(node_urls(self.rabbitmq_url)) > 1:
+            locator = "balanced"
+        return Replication(self.quorum_initial_group_size, locator)
 
     @property
     def development(self) -> bool:
@@ -135,6 +173,7 @@ class ServiceSettings(BaseSettings):
             self.confirm_email_code_queue,
             self.account_confirmed_queue,
             self.retry_delays_seconds,
+            self.replication,
             self.account_notifications_queue,
             self.account_events_exchange,
         )

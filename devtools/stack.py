@@ -24,6 +24,7 @@ import redis
 from dotenv import dotenv_values
 
 from common.messaging import topology
+from common.messaging.connection import parameters
 from devtools.mailsink import MailSink, free_port, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +126,7 @@ def delete_queues(
 ) -> None:
     """Remove a run's private queues (each work queue with its retry, dead-letter and delay queues),
     and its private exchanges if named. Deleting one that does not exist is no error."""
-    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    connection = pika.BlockingConnection(parameters(rabbitmq_url, "devtools"))
     try:
         channel = connection.channel()
         for name in work_queues:

@@ -13,6 +13,7 @@ from common.logs import bind_request_id as bind_request_id_to_logs
 from common.messaging.consumer import Consumer, Observer
 from common.messaging.depths import QueueDepths
 from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
+from common.redis_client import redis_from_uri
 from email_service.adapters.code_key import ConfiguredCodeKey, SharedCodeKey
 from email_service.adapters.mailer import SmtpMailer, SmtpProbe
 from email_service.adapters.metrics import PrometheusVerificationEvents
@@ -88,7 +89,12 @@ def build_handlers(
         return client
 
     if store is None:
-        store = RedisPendingCodes(shared_client(), settings.redis_key_prefix)
+        store = RedisPendingCodes(
+            shared_client(),
+            settings.redis_key_prefix,
+            replicas=settings.redis_wait_replicas,
+            replica_timeout_ms=settings.redis_wait_timeout_ms,
+        )
     if mailer is None:
         mailer = SmtpMailer.from_settings(settings)
     hmac_key: Callable[[], str]
@@ -111,8 +117,8 @@ def build_handlers(
 
 
 def redis_client(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.redis_url,
+    return redis_from_uri(
+        settings.redis_uri,
         socket_timeout=5,
         socket_connect_timeout=5,
         health_check_interval=30,

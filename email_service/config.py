@@ -41,6 +41,9 @@ class Settings(ServiceSettings):
     worker_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: Port = 9100
+    # Replicas that must hold a stored code before it is mailed (WAIT), and how long to wait for them.
+    redis_wait_replicas: int = Field(default_factory=lambda data: 1 if data.get("redis_sentinels") else 0, ge=0)
+    redis_wait_timeout_ms: int = Field(500, ge=1, le=60_000)
 
     def for_process(self, index: int) -> Settings:
         """The settings of the supervisor's child ``index``: one process, its own metrics port."""

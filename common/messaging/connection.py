@@ -35,7 +35,18 @@ CONNECTION_ERRORS = (
 )
 
 
-def parameters(url: str, client_name: str) -> pika.URLParameters:
+def node_urls(url: str) -> list[str]:
+    """The node URLs of ``RABBITMQ_URL``: one URL, or a comma-separated list of one cluster's nodes."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
+def parameters(url: str, client_name: str) -> list[pika.URLParameters]:
+    """One set of parameters per node; ``pika.BlockingConnection`` tries them in turn, so a
+    connection (and every reconnection) lands on the first node that answers."""
+    return [_node_parameters(node, client_name) for node in node_urls(url)]
+
+
+def _node_parameters(url: str, client_name: str) -> pika.URLParameters:
     params = pika.URLParameters(url)
     params.heartbeat = HEARTBEAT_SECONDS
     params.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT_SECONDS

@@ -83,8 +83,9 @@ class QueueDepths(Collector):
     def _look(self) -> dict[tuple[str, str], int]:
         """The ready count of each watched queue that exists; nothing at all while the broker is away."""
         params = parameters(self._url, self._client_name)
-        params.socket_timeout = LOOK_TIMEOUT_SECONDS
-        params.blocked_connection_timeout = LOOK_TIMEOUT_SECONDS
+        for node in params:
+            node.socket_timeout = LOOK_TIMEOUT_SECONDS
+            node.blocked_connection_timeout = LOOK_TIMEOUT_SECONDS
         connection = None
         depths: dict[tuple[str, str], int] = {}
         try:

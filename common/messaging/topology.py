@@ -38,6 +38,13 @@ the same arguments. A producer that publishes before the consumer ever
 started on a fresh broker finds no route: auth's outbox keeps such a
 registration until the worker has bound its queue.
 
+On a cluster every quorum queue is replicated over ``QUORUM_INITIAL_GROUP_SIZE``
+nodes (0: the broker's default, every node of the cluster at declaration) and
+its leader placed by ``QUORUM_LEADER_LOCATOR`` (``balanced`` spreads the
+leaders over the nodes; by default it is chosen when ``RABBITMQ_URL`` names
+several nodes). RabbitMQ compares both arguments when a queue is declared
+again, so a deployment keeps the values its queues were created with.
+
 The delays are a setting (``RETRY_DELAYS_SECONDS``) read by both services.
 A retry queue's name carries its delay, so two ladders can never clash on
 queue arguments; both services should still use the same one.
@@ -76,9 +83,27 @@ MAILED_EVENTS = (
 
 
 @dataclass(frozen=True)
+class Replication:
+    """How a quorum queue spreads over a cluster: its initial group size (0: the broker's
+    default) and its leader locator ("": the broker's default)."""
+
+    group_size: int = 0
+    leader_locator: str = ""
+
+    def arguments(self) -> dict:
+        arguments: dict = {"x-queue-type": "quorum"}
+        if self.group_size:
+            arguments["x-quorum-initial-group-size"] = self.group_size
+        if self.leader_locator:
+            arguments["x-queue-leader-locator"] = self.leader_locator
+        return arguments
+
+
+@dataclass(frozen=True)
 class WorkQueue:
     name: str
     retry_delays: tuple[int, ...] = RETRY_DELAYS_SECONDS
+    replication: Replication = Replication()
     # Routing keys on the events exchange whose events this queue receives.
     topics: tuple[str, ...] = ()
     # A delay queue: its messages carry their own TTL (AMQP ``expiration``) and are dead-lettered
@@ -124,6 +149,7 @@ class Topology:
     confirm_email_code: str
     account_confirmed: str
     retry_delays: tuple[int, ...] = RETRY_DELAYS_SECONDS
+    replication: Replication = Replication()
     # The worker's queue of account events it mails about (None: a topology without notices).
     account_notifications: str | None = None
     events_exchange: str = DEFAULT_EVENTS_EXCHANGE
@@ -132,12 +158,14 @@ class Topology:
     def worker(self) -> Inbox:
         queues = [self.work_queue(self.account_creation), self.work_queue(self.confirm_email_code)]
         if self.account_notifications is not None:
-            queues.append(WorkQueue(self.account_notifications, self.retry_delays, topics=MAILED_EVENTS))
+            queues.append(
+                WorkQueue(self.account_notifications, self.retry_delays, self.replication, topics=MAILED_EVENTS)
+            )
         return Inbox(TO_WORKER_EXCHANGE, WORKER_RETRIES_EXCHANGE, tuple(queues), self.events_exchange)
 
     @property
     def auth(self) -> Inbox:
-        confirmed = WorkQueue(self.account_confirmed, self.retry_delays, delayed=True)
+        confirmed = WorkQueue(self.account_confirmed, self.retry_delays, self.replication, delayed=True)
         return Inbox(TO_AUTH_EXCHANGE, AUTH_RETRIES_EXCHANGE, (confirmed,), self.events_exchange)
 
     @property
@@ -146,7 +174,7 @@ class Topology:
         return names if self.account_notifications is None else [*names, self.account_notifications]
 
     def work_queue(self, name: str) -> WorkQueue:
-        return WorkQueue(name, self.retry_delays)
+        return WorkQueue(name, self.retry_delays, self.replication)
 
     def inbox_of(self, queue: str) -> Inbox:
         """The inbox that holds ``queue``: its exchange is where a message for it is published."""
@@ -168,10 +196,6 @@ class Topology:
         return self.inbox_of(destination).exchange, destination, True
 
 
-def _quorum(extra: dict | None = None) -> dict:
-    return {"x-queue-type": "quorum", **(extra or {})}
-
-
 def declare(channel, inbox: Inbox) -> None:
     """Declare the exchanges, then the inbox's queues with their retry and dead-letter queues
     and bindings (idempotent)."""
@@ -188,29 +212,28 @@ def declare_exchanges(channel, inbox: Inbox) -> None:
 
 def declare_queue(channel, inbox: Inbox, queue: WorkQueue) -> None:
     """One work queue of ``inbox``, its retry and dead-letter queues, and their bindings."""
-    channel.queue_declare(queue=queue.dead_letter_queue, durable=True, arguments=_quorum())
+    quorum = queue.replication.arguments()
+    channel.queue_declare(queue=queue.dead_letter_queue, durable=True, arguments=quorum)
     channel.queue_declare(
         queue=queue.name,
         durable=True,
-        arguments=_quorum(
-            {
-                "x-delivery-limit": DELIVERY_LIMIT,
-                "x-dead-letter-exchange": inbox.retries_exchange,
-                "x-dead-letter-routing-key": queue.dead_letter_queue,
-            }
-        ),
+        arguments={
+            **quorum,
+            "x-delivery-limit": DELIVERY_LIMIT,
+            "x-dead-letter-exchange": inbox.retries_exchange,
+            "x-dead-letter-routing-key": queue.dead_letter_queue,
+        },
     )
     for delay, retry_queue in zip(queue.retry_delays, queue.retry_queues):
         channel.queue_declare(
             queue=retry_queue,
             durable=True,
-            arguments=_quorum(
-                {
-                    "x-message-ttl": delay * 1000,
-                    "x-dead-letter-exchange": inbox.retries_exchange,
-                    "x-dead-letter-routing-key": queue.name,
-                }
-            ),
+            arguments={
+                **quorum,
+                "x-message-ttl": delay * 1000,
+                "x-dead-letter-exchange": inbox.retries_exchange,
+                "x-dead-letter-routing-key": queue.name,
+            },
         )
     parked = [queue.dead_letter_queue, *queue.retry_queues]
     if queue.delayed:
@@ -218,9 +241,11 @@ def declare_queue(channel, inbox: Inbox, queue: WorkQueue) -> None:
         channel.queue_declare(
             queue=queue.delay_queue,
             durable=True,
-            arguments=_quorum(
-                {"x-dead-letter-exchange": inbox.retries_exchange, "x-dead-letter-routing-key": queue.name}
-            ),
+            arguments={
+                **quorum,
+                "x-dead-letter-exchange": inbox.retries_exchange,
+                "x-dead-letter-routing-key": queue.name,
+            },
         )
         parked.append(queue.delay_queue)
     channel.queue_bind(queue.name, inbox.exchange, routing_key=queue.name)

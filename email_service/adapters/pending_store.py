@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Mapping
 from typing import overload
@@ -43,6 +44,8 @@ from email_service.domain.codes import (
     judge_attempt,
 )
 from email_service.ports import IssueStart
+
+log = logging.getLogger(__name__)
 
 HOUR = 3600
 DAY = 86400
@@ -128,9 +131,16 @@ return 1
 
 
 class RedisPendingCodes:
-    def __init__(self, client: redis.Redis, key_prefix: str):
+    """``replicas``: after storing a code, wait (``WAIT``, at most ``replica_timeout_ms``) until that
+    many replicas hold it, so the mail that follows never carries a code an asynchronous replica
+    promoted by Sentinel would not know. A replica that does not answer in time is logged and the
+    mail goes out all the same: a lone primary keeps mailing."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str, replicas: int = 0, replica_timeout_ms: int = 500):
         self._redis = client
         self._prefix = key_prefix
+        self._replicas = replicas
+        self._replica_timeout_ms = replica_timeout_ms
         self._start_issue = client.register_script(START_ISSUE)
         self._finish_issue = client.register_script(FINISH_ISSUE)
         self._apply_attempt = client.register_script(APPLY_ATTEMPT)
@@ -173,9 +183,21 @@ class RedisPendingCodes:
         deadline = time.monotonic() + wait_seconds
         while True:
             started = IssueStart(_text(reply(self._start_issue(keys=keys, args=args))))
+            if started is IssueStart.STORED:
+                self._await_replicas()
             if started is not IssueStart.LOCKED or time.monotonic() >= deadline:
                 return started
             time.sleep(LOCK_POLL_SECONDS)
+
+    def _await_replicas(self) -> None:
+        if not self._replicas:
+            return
+        acknowledged = int(reply(self._redis.wait(self._replicas, self._replica_timeout_ms)))
+        if acknowledged < self._replicas:
+            log.warning(
+                "a stored code reached fewer Redis replicas than asked",
+                extra={"replicas": acknowledged, "asked": self._replicas, "timeout_ms": self._replica_timeout_ms},
+            )
 
     def finish_issue(self, slot: Slot, message_id: str, holder: str, *, sent: bool) -> None:
         keys = [self._slot_key("pending", slot), self._slot_key("mailing", slot)]

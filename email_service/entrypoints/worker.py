@@ -38,7 +38,11 @@ def run(settings: Settings) -> int:
                 settings.worker_metrics_host, settings.worker_metrics_port, worker.registry, worker.readiness
             )
         except OSError as error:
-            log.error("cannot serve metrics", extra={"port": settings.worker_metrics_port, "error": repr(error)})
+            # One line naming the setting: a second worker on one host needs a port of its own.
+            log.error(
+                f"cannot serve metrics: WORKER_METRICS_PORT={settings.worker_metrics_port} is taken or refused "
+                f"({error.strerror or error}); give each worker on a host its own port, or 0 for none",
+            )
             return 1
         status.start()
         log.info(

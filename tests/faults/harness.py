@@ -14,6 +14,7 @@ import pika
 import pika.exceptions
 
 from common.messaging import topology
+from common.messaging.connection import parameters
 from devtools.stack import ROOT, LocalStack
 from email_service.entrypoints.dlq import DeadLetterQueues
 
@@ -136,7 +137,7 @@ class FaultRun:
     def queued(self) -> int:
         """Messages waiting in the work and retry queues (not counting dead letters)."""
         try:
-            connection = pika.BlockingConnection(pika.URLParameters(self.rabbitmq_url))
+            connection = pika.BlockingConnection(parameters(self.rabbitmq_url, "fault harness"))
         except pika.exceptions.AMQPError:
             return -1
         try:

@@ -94,8 +94,8 @@ def trusted(tmp_path_factory):
         names["CONFIRM_EMAIL_CODE_QUEUE"],
         names["ACCOUNT_CONFIRMED_QUEUE"],
         RETRY_DELAYS,
-        names["ACCOUNT_NOTIFICATIONS_QUEUE"],
-        names["ACCOUNT_EVENTS_EXCHANGE"],
+        account_notifications=names["ACCOUNT_NOTIFICATIONS_QUEUE"],
+        events_exchange=names["ACCOUNT_EVENTS_EXCHANGE"],
     )
     yield TrustedBroker(broker, accounts, names, routes)
     broker.stop()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pika
 
@@ -39,9 +40,13 @@ def assert_every_registration_recovered(run: FaultRun, outcome, addresses: list[
 
 def test_worker_killed_mid_burst_and_restarted(fault_run, record_figures):
     run = fault_run()
-    first = run.register(BURST // 2)
-    mailed_at_kill = run.wait_for_mails(BURST // 8, timeout=30)
-    run.stack.worker.kill()  # SIGKILL: messages in hand are neither acked nor recorded
+    # The kill lands while the first half is still arriving: the worker mails as fast as auth
+    # answers, so waiting for the half's 201s first would leave it nothing in hand to lose.
+    with ThreadPoolExecutor(1) as background:
+        arriving = background.submit(run.register, BURST // 2)
+        mailed_at_kill = run.wait_for_mails(BURST // 8, timeout=30)
+        run.stack.worker.kill()  # SIGKILL: messages in hand are neither acked nor recorded
+        first = arriving.result()
     second = run.register(BURST // 2)
     run.stack.worker.start()
     addresses = first + second
@@ -121,9 +126,13 @@ def test_smtp_refusing_for_20_seconds(fault_run, record_figures):
 
 def test_redis_restarted_mid_burst(fault_run, private_redis, record_figures):
     run = fault_run(RESEND_COOLDOWN_SECONDS="1")
+    # Slow mail keeps messages in the worker's hands when Redis goes (it otherwise mails as fast
+    # as auth answers). Registering goes on only once Redis is back: auth keeps its cooldowns there.
+    run.stack.sink.delay_seconds = (0.2, 0.3)
     first = run.register(BURST // 2)
     mailed_at_crash = run.wait_for_mails(BURST // 5, timeout=30)
     private_redis.crash_and_restart_empty(down_seconds=5)
+    run.stack.sink.delay_seconds = None
     second = run.register(BURST // 2)
     addresses = first + second
     run.settle(addresses)
@@ -136,6 +145,7 @@ def test_redis_restarted_mid_burst(fault_run, private_redis, record_figures):
     figures["repeated without resend"] = len(outcome.duplicated - outcome.resent)
     record_figures(figures)
 
+    assert mailed_at_crash < len(first), "Redis did not go mid-burst"
     assert_every_registration_recovered(run, outcome, addresses)
     assert not outcome.resent & set(second), "registered after the restart, yet needed a resend"
     for address in addresses:

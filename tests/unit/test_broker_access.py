@@ -69,7 +69,9 @@ def test_a_service_declares_the_exchanges_and_only_the_queues_it_consumes():
 
 
 def test_events_go_to_the_topic_exchange_and_the_notification_queue_is_bound_to_the_mailed_ones():
-    routes = topology.Topology("reg.q", "code.q", "confirmed.q", (2, 10), "notices.q", "events.x")
+    routes = topology.Topology(
+        "reg.q", "code.q", "confirmed.q", (2, 10), account_notifications="notices.q", events_exchange="events.x"
+    )
     channel = RecordingChannel()
     publisher = ChannelPublisher(channel, routes)
     publisher.publish("user.verified", Outgoing(type="user.verified", body={}))

@@ -31,7 +31,7 @@ KEY = "unit-test-code-key-that-is-long-enough-0123456789"
 
 
 def test_connections_have_heartbeats_and_a_blocked_connection_timeout():
-    params = parameters("amqp://guest:guest@127.0.0.1:5672/%2F", "test")
+    [params] = parameters("amqp://guest:guest@127.0.0.1:5672/%2F", "test")
     assert params.heartbeat == HEARTBEAT_SECONDS > 0
     assert params.blocked_connection_timeout == BLOCKED_CONNECTION_TIMEOUT_SECONDS > 0
     assert params.socket_timeout > 0
