@@ -29,7 +29,7 @@ from opentelemetry.trace import SpanKind
 from auth_service import bootstrap as auth_bootstrap
 from auth_service.config import Settings as AuthSettings
 from devtools.mailsink import MailSink
-from devtools.stack import delete_queues, unique_names
+from devtools.stack import delete_run, unique_names
 from email_service import bootstrap as worker_bootstrap
 from email_service.config import Settings as WorkerSettings
 from tests.integration.conftest import BASE_OVERRIDES, RABBITMQ_URL, REDIS_URL
@@ -85,7 +85,7 @@ def system() -> Iterator[System]:
         client = redis.Redis.from_url(REDIS_URL)
         for key in client.scan_iter(match=f"{names['REDIS_KEY_PREFIX']}:*"):
             client.delete(key)
-        delete_queues(RABBITMQ_URL, [value for key, value in names.items() if key.endswith("_QUEUE")])
+        delete_run(RABBITMQ_URL, names)
 
 
 def trace_of(recorded: InMemorySpanExporter, root: ReadableSpan, until, attempts: int = 100) -> list[ReadableSpan]:
