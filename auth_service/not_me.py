@@ -1,13 +1,20 @@
-"""The "this wasn't me" link of a security notice (new sign-in, password changed, address changed).
+"""The "this wasn't me" link of a security notice (new sign-in, password changed, address changed,
+second factor turned on or off).
 
 The worker mints each link's token from the notice's message id under its key
 and tells auth only the token's SHA-256 (``not_me.issued``, durable, before
 the mail goes); auth keeps that digest, with the address the notice went to,
 for ``NOT_ME_TTL_SECONDS``. Like the verification link, opening the link shows
 a page whose one button acts (mail scanners fetch links); pressing it spends
-the link, once, ends every session and token of the account, undoes an address
-change (the old address is the login again) and mails a password-reset code to
-the address that received the notice.
+the link, once, ends every session and token of the account, forgets every
+device trusted by the second factor, undoes an address change (the old address
+is the login again) or a second factor turned off (on again), and mails a
+password-reset code to the address that received the notice.
+
+A second factor turned *on* is left on: the link would weaken the account, and
+the factor's codes go to the owner's mailbox anyway, so whoever turned it on
+gains nothing from it; the owner turns it off after signing in again if they
+want it off.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from auth_service.lifecycle import InvalidLink
 from auth_service.outbox import Outbox
 from auth_service.ports import UserRepository
 from auth_service.sessions import SessionService
+from auth_service.sign_in import MFA_DISABLED
 from common.links import parse_link_token_reference
 from common.messaging.messages import NotMeIssued, Purpose, UserEmailChanged
 
@@ -73,8 +81,9 @@ class NotMeLinks:
             raise LinkGone()
 
     def act(self, token: str | None, request_id: str | None = None) -> str:
-        """Spend the link: every session and token of the account ends, an address change is undone,
-        and a reset code goes to the notice's address, which is returned."""
+        """Spend the link: every session and token of the account ends, every trusted device is
+        forgotten, an address change or a second factor turned off is undone, and a reset code goes
+        to the notice's address, which is returned."""
         owner = _owner(token)
         if owner is None:
             raise InvalidLink()
@@ -85,8 +94,12 @@ class NotMeLinks:
             raise LinkGone()
         log.warning("'this wasn't me' link used", extra={"user_id": user_id, "notice": link.notice})
         self._sessions.revoke_all_sessions(user_id, "not_me")
+        self._users.forget_devices(user_id)
         if link.notice == EMAIL_CHANGED_NOTICE and user.email != link.email:
             user = self._undo_email_change(user, link.email) or user
+        elif link.notice == MFA_DISABLED and self._users.restore_mfa(user_id, link.email):
+            # Only while the notice's address is still the login: its codes go there.
+            log.warning("second factor turned back on by a 'this wasn't me' link", extra={"user_id": user_id})
         # To the address that got the notice, whatever the account's address is now.
         request = self._codes.request(Purpose.RESET_PASSWORD, user_id, link.email, request_id=request_id)
         self._codes.issue(user_id, request)

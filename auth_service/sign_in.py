@@ -94,7 +94,7 @@ class SignIn:
         if not self._hasher.verify(password, user.password_hash):
             raise InvalidCredentials("The password is incorrect.")
         notice = self._codes.notice(
-            MFA_ENABLED if enabled else MFA_DISABLED, user.email, {}, request_id, locale=user.locale
+            MFA_ENABLED if enabled else MFA_DISABLED, user.email, {}, request_id, locale=user.locale, user_id=user.id
         )
         if self._users.set_mfa(user.id, enabled, notice, publish_after=self._outbox.relay_after()):
             log.info("second factor switched", extra={"user_id": user.id, "mfa": "email" if enabled else "off"})

@@ -118,7 +118,7 @@ class UncountedEvents:
 # The notices auth may ask for (each a pair in templates/); they carry no code.
 NOTICE_TEMPLATES = frozenset({"email_change_requested", "email_changed", "mfa_enabled", "mfa_disabled"})
 # The security notices: each carries a one-time "this wasn't me" link, minted here from the message id.
-SECURITY_NOTICES = frozenset({"new_sign_in", "password_changed", "email_changed"})
+SECURITY_NOTICES = frozenset({"new_sign_in", "password_changed", "email_changed", "mfa_enabled", "mfa_disabled"})
 
 
 def _moment(rfc3339: str) -> str:

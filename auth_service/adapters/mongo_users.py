@@ -405,6 +405,20 @@ class MongoUserRepository:
             },
         )
 
+    def forget_devices(self, user_id: str) -> None:
+        """Forget every trusted device: each one passes the second factor afresh."""
+        self._locked(self._users.update_one, {"_id": user_id}, {"$set": {"trusted_devices": []}})
+
+    def restore_mfa(self, user_id: str, email: str) -> bool:
+        """Turn the second factor back on, only while ``email`` is still the account's address (its codes
+        go there); False if it was on already or the address has changed."""
+        result = self._locked(
+            self._users.update_one,
+            {"_id": user_id, "email": email, "mfa_enabled": {"$ne": True}},
+            {"$set": {"mfa_enabled": True, "trusted_devices": []}},
+        )
+        return result.modified_count == 1
+
     def add_outbox(self, user_id: str, outbox: OutboxEntry, publish_after: datetime) -> None:
         self._locked(
             self._users.update_one,

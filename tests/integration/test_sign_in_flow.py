@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from devtools.stack import http_form, http_json
+from tests.integration.test_account_events_flow import FORM, NOT_ME_LINK
 from tests.integration.test_lifecycle_flow import PASSWORD, bearer, login, mail, new_email, sign_up
 
 PHONE = {"X-Device-Id": "it-phone"}
@@ -68,8 +70,22 @@ def test_the_second_factor_end_to_end(start_module_stack):
     assert password_login(stack, email, PHONE)[0] == 200
     status, _, body = set_mfa(stack, tokens, False)
     assert (status, body) == (200, {"mfa": "off"})
-    assert mail(stack, email, "turned off").code is None
+    turned_off = mail(stack, email, "turned off")
+    assert turned_off.code is None
     assert password_login(stack, email, LAPTOP)[0] == 200
+
+    # "This wasn't me" in the turned-off notice: every session ends, a reset code comes, and the factor
+    # is on again, the phone it trusted asked afresh (a new code, or the cooldown's 429 before one).
+    link = NOT_ME_LINK.search(turned_off.text)
+    assert link is not None and link.group(0) in turned_off.html
+    form = FORM.search(http_json("GET", link.group(0))[2])
+    assert form is not None
+    status, _, done = http_form(f"{stack.base_url}{form.group(1)}", {"token": form.group(2)})
+    assert status == 200 and "signed out" in done
+    assert stack.call("GET", "/auth/me", headers=bearer(tokens))[0] == 401
+    assert mail(stack, email, "Reset").code is not None
+    status, _, body = password_login(stack, email, PHONE)
+    assert status in (202, 429) and "access_token" not in body, body
 
 
 def test_parallel_verifies_of_one_challenge_on_waitress_give_exactly_one_pair(start_module_stack):

@@ -16,6 +16,7 @@ from auth_service.domain.devices import device_identity, device_key
 from auth_service.domain.passwords import PasswordHasher
 from common.messaging.consumer import Result
 from common.messaging.messages import Purpose
+from tests.unit.test_account_events import not_me_token, press
 from tests.unit.test_lifecycle import bearer, change_email, code_in, confirm_email, forgot, mails_to, reset
 from tests.unit.test_rate_limits import assert_rate_limited, from_ip, limited
 from tests.unit.test_sessions import PASSWORD, assert_pair, at_once, database, login, me, sign_up
@@ -107,6 +108,78 @@ def test_the_switch_is_a_json_boolean(system, account, enabled):
     answer = set_mfa(system, account["access_token"], enabled)
     assert (answer.status_code, answer.json["error"]) == (422, "validation_error")
     assert "enabled" in answer.json["fields"]
+
+
+# --- the notices' "this wasn't me" link ---
+
+
+def reset_mails(system, email) -> list:
+    return mails_to(system, email, "Reset")
+
+
+def assert_secured(system, email, pair) -> None:
+    """What every "this wasn't me" link does: the sessions end and a reset code goes to the notice's address."""
+    assert me(system, pair["access_token"]).status_code == 401
+    assert system.client.post("/auth/token/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
+    [reset_mail] = reset_mails(system, email)
+    # The same password again keeps the helpers' logins working; the code is what is tested.
+    assert reset(system, email, code_in(reset_mail), new_password=PASSWORD).status_code == 200
+
+
+def test_the_second_factor_turned_on_notice_link_signs_out_forgets_devices_and_leaves_it_on(system, mfa_account):
+    email = mfa_account["email"]
+    pair = assert_pair(verify_challenge(system, challenged(system, email), sign_in_code(system, email)))
+    assert_pair(password_login(system, email))  # the phone is trusted
+    [on] = mails_to(system, email, "turned on")
+    token = not_me_token(on)
+    assert system.client.get(f"/auth/not-me?token={token}").status_code == 200
+    assert press(system, token).status_code == 200
+    assert_secured(system, email, pair)
+    assert press(system, token).status_code == 410  # once
+    # Left on (turning it off would weaken the account), and the phone passes it afresh.
+    assert database(system)["users"].find_one({"email": email})["mfa_enabled"] is True
+    next_code_allowed(system)
+    challenged(system, email)
+
+
+def test_the_second_factor_turned_off_notice_link_turns_it_back_on(system, mfa_account):
+    email = mfa_account["email"]
+    pair = assert_pair(verify_challenge(system, challenged(system, email), sign_in_code(system, email)))
+    assert set_mfa(system, pair["access_token"], False).json == {"mfa": "off"}
+    [off] = mails_to(system, email, "turned off")
+    assert "turns sign-in codes on again" in off.body
+    assert press(system, not_me_token(off)).status_code == 200
+    assert_secured(system, email, pair)
+    next_code_allowed(system)
+    challenged(system, email)  # on again, and the phone it trusted is asked afresh
+    assert mails_to(system, email, "turned on") == [mails_to(system, email, "turned on")[0]]  # no new notice
+
+
+def test_the_turned_off_notice_link_leaves_the_factor_off_once_the_address_has_changed(system, account, unique_email):
+    email, moved = account["email"], unique_email()
+    assert set_mfa(system, account["access_token"], True).status_code == 200
+    assert set_mfa(system, account["access_token"], False).status_code == 200
+    [off] = mails_to(system, email, "turned off")
+    assert change_email(system, account["access_token"], moved).status_code == 202
+    [change_code] = [code_in(mail) for mail in mails_to(system, moved)]
+    assert confirm_email(system, account["access_token"], change_code).status_code == 200
+    assert press(system, not_me_token(off)).status_code == 200
+    # Its codes would go to an address the notice's reader may not hold: off it stays.
+    assert database(system)["users"].find_one({"email": moved})["mfa_enabled"] is False
+    assert me(system, account["access_token"]).status_code == 401
+    assert len(reset_mails(system, email)) == 1  # to the address that got the notice
+
+
+def test_every_not_me_link_forgets_the_devices_the_second_factor_trusts(system, mfa_account):
+    email = mfa_account["email"]
+    assert_pair(verify_challenge(system, challenged(system, email), sign_in_code(system, email)))
+    next_code_allowed(system)
+    intruder = verify_challenge(system, challenged(system, email, headers=LAPTOP), sign_in_code(system, email), LAPTOP)
+    assert_pair(intruder)
+    new_sign_in = mails_to(system, email, "New sign-in")[-1]  # the laptop's
+    assert press(system, not_me_token(new_sign_in)).status_code == 200
+    next_code_allowed(system)
+    challenged(system, email, headers=LAPTOP)
 
 
 # --- the second factor at login ---
