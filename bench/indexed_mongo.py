@@ -26,7 +26,6 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 from mongomock import filtering
 from mongomock.collection import Collection
@@ -34,7 +33,7 @@ from mongomock.collection import Collection
 from auth_service.__main__ import main
 
 _scan = Collection._iter_documents
-_positions: dict[tuple[int, str], dict[Any, Any]] = {}
+POSITIONS = "_bench_unique_positions"
 _positions_lock = threading.Lock()
 
 
@@ -62,7 +61,9 @@ def _lookup(collection: Collection, filter: Mapping) -> list[dict] | None:
         if value is None or not _plain(value):
             continue
         with _positions_lock:
-            position = _positions.setdefault((id(store), field), {})
+            # Kept on the collection's store, so it lives and goes with the collection.
+            positions = store.__dict__.setdefault(POSITIONS, {})
+            position = positions.setdefault(field, {})
             identifier = position.get(value)
         document = store._documents.get(identifier) if identifier is not None else None
         if document is None or document.get(field) != value:
