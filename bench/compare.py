@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from bench import sink as smtp_sink
-from bench.confirm_latency import ConfirmOutcome, measure_confirm
+from bench.confirm_latency import MONGO_STAND_IN, ConfirmOutcome, measure_confirm
 from bench.peers import PeerConfig
 from bench.processes import cpu_seconds, peak_rss_bytes, process_tree
 from bench.stats import (
@@ -387,6 +387,7 @@ def confirm_report(outcomes: list[ConfirmOutcome], options: Options) -> str:
             f"peak RSS: auth {max(o.auth_peak_rss_bytes for o in outcomes) / mib:.0f} MiB, "
             f"worker {max(o.worker_peak_rss_bytes for o in outcomes) / mib:.0f} MiB",
             f"confirms with an unexpected status: {unexpected}",
+            f"MongoDB stand-in: {MONGO_STAND_IN}",
         ]
     )
 

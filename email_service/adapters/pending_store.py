@@ -5,10 +5,17 @@ code never replaces a pending registration's, nor spends its quota.
 
 Each guess is judged optimistically: the record is read, the verdict reached
 (``judge_attempt``), and a Lua script writes it only if the record is still as
-read; if another guess changed it in between, the guess is judged again, so
-parallel guesses can never spend more attempts than allowed. Every guess is
-remembered by its message id, so a redelivered guess returns the same verdict
-without spending another attempt.
+read; if another guess changed it in between, the script answers the record as
+it now stands and the guess is judged again on that, so parallel guesses can
+never spend more attempts than allowed. Every guess is remembered by its
+message id, so a redelivered guess returns the same verdict without spending
+another attempt.
+
+The read is skipped when this process wrote the record last (it stored the
+code, or judged the previous guess): the guess is judged on the record as
+written, in one round trip. That is only a guess at the record; the script's
+check makes it safe (a stale one costs the same two trips as a read), and a
+verdict that writes nothing (an expired code) is never given on it.
 
 A new code replaces the stored one the same way, and only if its request is
 newer (a higher sequence number), so an older request handled late can never
@@ -27,7 +34,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import overload
 
@@ -106,13 +115,14 @@ return 1
 JUDGED_FIELDS = ("attempts", "code_digest", "consumed_by", "message_id", "voided", "requested_at")
 
 # KEYS: pending. ARGV: the seen field, the JUDGED_FIELDS as read, the verdict's JSON, then the change:
-# consumed_by <attempt id> | attempts <new count> | burn <max attempts>.
+# consumed_by <attempt id> | attempts <new count> | burn <max attempts>. Returns 1 when written, else the
+# record as it stands (HGETALL), to judge again without another read.
 APPLY_ATTEMPT = """
 local current = redis.call('HMGET', KEYS[1], 'attempts', 'code_digest', 'consumed_by', 'message_id', 'voided',
   'requested_at', ARGV[1])
-if current[7] then return 0 end
+if current[7] then return redis.call('HGETALL', KEYS[1]) end
 for index = 1, 6 do
-  if (current[index] or '') ~= ARGV[index + 1] then return 0 end
+  if (current[index] or '') ~= ARGV[index + 1] then return redis.call('HGETALL', KEYS[1]) end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[8])
 if ARGV[9] == 'burn' then
@@ -130,6 +140,35 @@ return 1
 """
 
 
+# Records this process wrote last, by key: a few thousand slots, about a kilobyte each.
+WRITTEN_RECORDS_KEPT = 4096
+
+
+class WrittenRecords:
+    """The pending records this process wrote last, newest kept, shared by its consumer threads."""
+
+    def __init__(self, kept: int):
+        self._kept = kept
+        self._records: OrderedDict[str, dict[bytes, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict[bytes, bytes] | None:
+        with self._lock:
+            record = self._records.get(key)
+            return None if record is None else dict(record)
+
+    def put(self, key: str, record: dict[bytes, bytes]) -> None:
+        with self._lock:
+            self._records[key] = record
+            self._records.move_to_end(key)
+            while len(self._records) > self._kept:
+                self._records.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._records.pop(key, None)
+
+
 class RedisPendingCodes:
     """``replicas``: after storing a code, wait (``WAIT``, at most ``replica_timeout_ms``) until that
     many replicas hold it, so the mail that follows never carries a code an asynchronous replica
@@ -145,6 +184,7 @@ class RedisPendingCodes:
         self._finish_issue = client.register_script(FINISH_ISSUE)
         self._apply_attempt = client.register_script(APPLY_ATTEMPT)
         self._discard_consumed = client.register_script(DISCARD_CONSUMED)
+        self._written = WrittenRecords(WRITTEN_RECORDS_KEPT)
 
     def _slot_key(self, kind: str, slot: Slot) -> str:
         # Addresses are hashed so keys do not spell out personal data.
@@ -183,11 +223,20 @@ class RedisPendingCodes:
         deadline = time.monotonic() + wait_seconds
         while True:
             started = IssueStart(_text(reply(self._start_issue(keys=keys, args=args))))
+            self._remember_issue(keys[1], started, pending)
             if started is IssueStart.STORED:
                 self._await_replicas()
             if started is not IssueStart.LOCKED or time.monotonic() >= deadline:
                 return started
             time.sleep(LOCK_POLL_SECONDS)
+
+    def _remember_issue(self, key: str, started: IssueStart, pending: PendingCode) -> None:
+        if started is IssueStart.STORED:
+            # As the script wrote it, unless the slot already held this request's code (then it may have
+            # guesses on it): a wrong memory only costs the first guess the read it would have made anyway.
+            self._written.put(key, {str(k).encode(): str(v).encode() for k, v in _fields(pending).items()})
+        elif started is not IssueStart.LOCKED:
+            self._written.forget(key)
 
     def _await_replicas(self) -> None:
         if not self._replicas:
@@ -208,14 +257,22 @@ class RedisPendingCodes:
     ) -> Judgement:
         key = self._slot_key("pending", slot)
         seen_field = f"{SEEN_PREFIX}{attempt_id}"
+        raw = self._written.get(key)
+        read = raw is None
         while True:
-            raw = reply(self._redis.hgetall(key))
+            if raw is None:
+                raw = reply(self._redis.hgetall(key))
+                read = True
             seen = raw.get(seen_field.encode())
             if seen is not None:
                 return _judgement_from_json(seen)
             pending = _parse(raw)
             judgement = judge_attempt(pending, presented, max_attempts, submitted_at)
             if pending is None or judgement.verdict is Verdict.CODE_EXPIRED:
+                if not read:
+                    raw = None  # a verdict that writes nothing is given only on the record as read
+                    continue
+                self._written.forget(key)
                 return judgement
             if judgement.verdict is Verdict.VERIFIED:
                 change = ["consumed_by", attempt_id]
@@ -224,12 +281,17 @@ class RedisPendingCodes:
             else:
                 change = ["burn", str(max_attempts)]
             expected = [_text(raw.get(name.encode(), b"")) for name in JUDGED_FIELDS]
-            # Written only if the record is as it was read; else another guess came in between: judge again.
+            # Written only if the record is as judged; else the script answers it as it stands: judge again.
             args = [seen_field, *expected, _judgement_to_json(judgement), *change]
-            if reply(self._apply_attempt(keys=[key], args=args)):
+            written = reply(self._apply_attempt(keys=[key], args=args))
+            if not isinstance(written, list):
+                self._written.put(key, {**_unseen(raw), **_changed_fields(change)})
                 return judgement
+            raw = dict(zip(written[::2], written[1::2], strict=True))
+            read = True
 
     def discard_consumed(self, slot: Slot, attempt_id: str) -> None:
+        self._written.forget(self._slot_key("pending", slot))
         self._discard_consumed(keys=[self._slot_key("pending", slot)], args=[attempt_id])
 
     def notice_sent(self, message_id: str) -> bool:
@@ -263,6 +325,19 @@ def _flat(fields: Mapping[str, str | int]) -> list[str | int]:
     return [item for pair in fields.items() for item in pair]
 
 
+def _unseen(raw: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
+    """The record without the verdicts of earlier guesses (each one is looked up in Redis)."""
+    return {name: value for name, value in raw.items() if not name.startswith(SEEN_PREFIX.encode())}
+
+
+def _changed_fields(change: list[str]) -> dict[bytes, bytes]:
+    """What ``APPLY_ATTEMPT`` wrote for ``change`` (besides the guess's verdict)."""
+    name, value = change
+    if name == "burn":
+        return {b"attempts": value.encode(), b"code_digest": b""}
+    return {name.encode(): value.encode()}
+
+
 def _milliseconds(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -275,7 +350,7 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _parse(raw: Mapping[bytes | str, bytes | str]) -> PendingCode | None:
+def _parse(raw: Mapping[bytes, bytes]) -> PendingCode | None:
     fields = {_text(k): _text(v) for k, v in raw.items()}
     if "user_id" not in fields:
         return None

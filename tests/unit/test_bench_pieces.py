@@ -173,3 +173,36 @@ def test_leftovers_that_cannot_be_removed_are_named(caplog):
     assert "bench-compare-0123456789.account_creation" in errors[0]
     assert "q.rpc" in errors[1]
     assert "bench-compare-0123456789:email" in errors[2]
+
+
+def test_the_confirm_parts_mongodb_stand_in_finds_by_index_what_a_scan_finds(monkeypatch):
+    import mongomock
+    from mongomock.collection import Collection
+
+    from bench import indexed_mongo
+
+    monkeypatch.setattr(Collection, "_iter_documents", indexed_mongo._iter_documents)
+    users = mongomock.MongoClient()["auth"]["users"]
+    users.create_index([("email", 1)], unique=True, name="email_unique")
+    for index in range(50):
+        users.insert_one({"_id": f"u{index}", "email": f"e{index}@example.com", "status": "pending"})
+    tested = []
+    applies = mongomock.collection.filter_applies
+    monkeypatch.setattr(mongomock.collection, "filter_applies", lambda *args: tested.append(1) or applies(*args))
+    assert users.find_one({"email": "e9@example.com"})["_id"] == "u9"
+    assert users.find_one({"_id": "u30"})["email"] == "e30@example.com"
+    assert tested == []  # from the index: no document tested by the scan
+
+    assert users.find_one({"email": "e5@example.com"})["_id"] == "u5"
+    assert users.find_one({"email": "e5@example.com", "status": "verified"}) is None  # the whole filter applies
+    users.update_one({"_id": "u5"}, {"$set": {"email": "moved@example.com"}})
+    assert users.find_one({"email": "e5@example.com"}) is None  # a stale entry is not believed
+    assert users.find_one({"email": "moved@example.com"})["_id"] == "u5"
+    users.insert_one({"_id": "new", "email": "e5@example.com", "status": "pending"})
+    assert users.find_one({"email": "e5@example.com"})["_id"] == "new"
+    assert users.update_one({"_id": "u7", "status": "pending"}, {"$set": {"status": "verified"}}).modified_count == 1
+    users.delete_one({"_id": "u7"})
+    assert users.find_one({"email": "e7@example.com"}) is None
+    tested.clear()
+    assert users.count_documents({"status": "pending"}) == 50  # other queries scan as mongomock does
+    assert len(tested) == 50
