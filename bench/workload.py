@@ -104,10 +104,12 @@ class Leftovers:
     work_queues: list[str] = field(default_factory=list)
     plain_queues: list[str] = field(default_factory=list)
     redis_prefixes: list[str] = field(default_factory=list)
+    exchanges: list[str] = field(default_factory=list)
 
     def add_names(self, names: dict[str, str]) -> None:
         self.work_queues += [value for key, value in names.items() if key.endswith("_QUEUE")]
         self.redis_prefixes += [value for key, value in names.items() if key.endswith("_KEY_PREFIX")]
+        self.exchanges += [value for key, value in names.items() if key.endswith("_EXCHANGE")]
 
     def remove(self, patience: float = 60.0) -> None:
         """Delete every queue and key; a server that does not answer is tried again for ``patience`` seconds,
@@ -137,10 +139,11 @@ class Leftovers:
             merged.work_queues += run.work_queues
             merged.plain_queues += run.plain_queues
             merged.redis_prefixes += run.redis_prefixes
+            merged.exchanges += run.exchanges
         return merged
 
     def _delete_work_queues(self) -> None:
-        delete_queues(self.rabbitmq_url, self.work_queues)
+        delete_queues(self.rabbitmq_url, self.work_queues, exchanges=self.exchanges)
 
     def _delete_plain_queues(self) -> None:
         connection = pika.BlockingConnection(pika.URLParameters(self.rabbitmq_url))

@@ -35,9 +35,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def queue_exists(name: str) -> bool:
+    return _declared(lambda channel: channel.queue_declare(name, passive=True))
+
+
+def exchange_exists(name: str) -> bool:
+    return _declared(lambda channel: channel.exchange_declare(name, passive=True))
+
+
+def _declared(declare) -> bool:
     connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
     try:
-        connection.channel().queue_declare(name, passive=True)
+        declare(connection.channel())
         return True
     except pika.exceptions.ChannelClosedByBroker as error:
         assert error.reply_code == 404
@@ -87,8 +95,10 @@ def test_a_drain_delivers_every_message_and_leaves_nothing_behind(bench, sink, s
     assert run.window_mails > 0 and run.window_seconds > 0 and run.cpu_seconds > 0
     assert run.peak_rss_bytes > 10 * 2**20
     [leftovers] = bench.leftovers
-    assert len(leftovers.work_queues) == 3
+    assert len(leftovers.work_queues) == 4
     assert [name for name in every_queue_of(leftovers.work_queues) if queue_exists(name)] == []
+    assert len(leftovers.exchanges) == 1
+    assert [name for name in leftovers.exchanges if exchange_exists(name)] == []
     assert redis_keys(leftovers.redis_prefixes) == []
 
 
