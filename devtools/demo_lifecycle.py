@@ -115,7 +115,7 @@ def walk(stack: LocalStack) -> list[str]:
     w.mail(email, "asked for")
     mail = w.mail(new_email, "new email")
     w.call("Confirm the new address", "POST", "/auth/email/confirm", {"code": mail and mail.code}, 200, bearer=True)
-    w.mail(email, "was changed")
+    w.mail(email, "email address was changed")
 
     w.call("Log in with the old address", "POST", "/auth/login", {"email": email, "password": changed_to}, 401)
     pair = w.call(
