@@ -233,6 +233,11 @@ class AccountService:
             raise InvalidCredentials()
         if not user.verified:
             raise EmailNotVerified()
+        # Parallel wrong guesses read the account before this bcrypt ended and may have locked it since:
+        # read again (only after a right password, so a wrong one's timing does not change).
+        fresh = self._users.by_id(user.id)
+        if fresh is None or self._failed_logins.locked(fresh):
+            raise InvalidCredentials()
         self._failed_logins.succeeded(user)
         if self._hasher.needs_rehash(user.password_hash):
             self._users.replace_password_hash(user.id, self._hasher.hash(password))

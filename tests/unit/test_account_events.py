@@ -489,3 +489,23 @@ def test_a_login_that_passes_the_second_factor_from_a_new_device_is_announced(sy
     assert verify_challenge(system, challenge, sign_in_code(system, email), headers=LAPTOP).status_code == 200
     [new] = events(system, "user.login_new_device")
     assert new.body["ip"] == "127.0.0.1" and new.body["device"].startswith("Werkzeug/")  # the test client's
+
+
+def test_a_lock_set_while_the_right_password_is_checked_refuses_it(locking, unique_email, monkeypatch):
+    email = unique_email()
+    sign_up(locking, email)
+    hasher = locking.auth.accounts._hasher
+    real_verify = hasher.verify
+
+    def verify_while_a_parallel_burst_locks(*args):
+        # The parallel wrong guesses read the account before this one's bcrypt ends and lock it.
+        for _ in range(5):
+            locking.auth.failed_logins.failed(locking.auth.users.by_email(email))
+        return real_verify(*args)
+
+    monkeypatch.setattr(hasher, "verify", verify_while_a_parallel_burst_locks)
+    response = log_in(locking, email)
+    assert response.status_code == 401
+    assert len(events(locking, "user.locked")) == 1
+    monkeypatch.setattr(hasher, "verify", real_verify)
+    assert log_in(locking, email).json == response.json  # the same answer as any refusal during the lock
