@@ -41,9 +41,10 @@ class PendingStore(Protocol):
         hold_seconds: float,
         wait_seconds: float,
     ) -> IssueStart:
-        """Take the slot's mailing lock, then, unless this request's mail went out or a newer request
-        came first, count it against the quota and store ``pending`` (voided, without a code, when
-        over quota): one atomic step. The lock stays held only for ``STORED``."""
+        """Take the slot's mailing lock, then, unless this request's mail went out (or its code was
+        spent and discarded since) or a newer request came first, count it against the quota and store
+        ``pending`` (voided, without a code, when over quota): one atomic step. The lock stays held only
+        for ``STORED``."""
         ...
 
     def finish_issue(self, slot: Slot, message_id: str, holder: str, *, sent: bool) -> None:

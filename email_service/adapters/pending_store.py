@@ -61,7 +61,7 @@ DAY = 86400
 SEEN_PREFIX = "seen:"
 LOCK_POLL_SECONDS = 0.02
 
-# KEYS: lock, pending, sent. ARGV: holder, hold ms, message id, sequence, now, per hour, per day, ttl,
+# KEYS: lock, pending, sent, consumed. ARGV: holder, hold ms, message id, sequence, now, per hour, per day, ttl,
 # then the record's field/value pairs (with its code), then those of the voided record (without).
 START_ISSUE = """
 local unpack = unpack or table.unpack
@@ -74,6 +74,8 @@ end
 local current = redis.call('HMGET', KEYS[2], 'user_id', 'message_id', 'voided', 'mail_sent', 'sequence')
 local exists = current[1] ~= false
 local same = exists and current[2] == ARGV[3] and current[3] ~= '1'
+-- Its code was mailed and spent since (the worker lost the message before its ack): never again.
+if not exists and redis.call('GET', KEYS[4]) == ARGV[3] then release() return 'sent' end
 if same and current[4] == '1' then release() return 'sent' end
 if exists and tonumber(ARGV[4]) < tonumber(current[5] or '0') then release() return 'outdated' end
 local now = tonumber(ARGV[5])
@@ -133,9 +135,14 @@ end
 return 1
 """
 
-# KEYS: pending. ARGV: the submission that spent the code.
+# KEYS: pending, consumed. ARGV: the submission that spent the code, how long to remember its request.
+# The spent code's request is remembered so that its redelivery does not store and mail that code again.
 DISCARD_CONSUMED = """
-if redis.call('HGET', KEYS[1], 'consumed_by') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('HGET', KEYS[1], 'consumed_by') == ARGV[1] then
+  local request = redis.call('HGET', KEYS[1], 'message_id')
+  if request then redis.call('SET', KEYS[2], request, 'EX', ARGV[2]) end
+  redis.call('DEL', KEYS[1])
+end
 return 1
 """
 
@@ -206,7 +213,12 @@ class RedisPendingCodes:
         wait_seconds: float,
     ) -> IssueStart:
         slot = pending.slot
-        keys = [self._slot_key("mailing", slot), self._slot_key("pending", slot), self._slot_key("sent", slot)]
+        keys = [
+            self._slot_key("mailing", slot),
+            self._slot_key("pending", slot),
+            self._slot_key("sent", slot),
+            self._slot_key("consumed", slot),
+        ]
         voided = dataclasses.replace(pending, code_digest="", link_digest="", voided=True)
         args = [
             holder,
@@ -292,7 +304,9 @@ class RedisPendingCodes:
 
     def discard_consumed(self, slot: Slot, attempt_id: str) -> None:
         self._written.forget(self._slot_key("pending", slot))
-        self._discard_consumed(keys=[self._slot_key("pending", slot)], args=[attempt_id])
+        keys = [self._slot_key("pending", slot), self._slot_key("consumed", slot)]
+        # A day is far longer than any redelivery of one message takes.
+        self._discard_consumed(keys=keys, args=[attempt_id, DAY])
 
     def notice_sent(self, message_id: str) -> bool:
         return bool(self._redis.exists(self._notice_key(message_id)))

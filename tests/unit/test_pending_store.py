@@ -273,3 +273,30 @@ def test_a_process_that_did_not_write_last_judges_the_record_as_it_stands():
     assert put(other, code="111111", message_id="m3", sequence=3)
     # one remembers the slot's code as spent: that expiry is not believed without reading the new one
     assert guess(one, "111111", "newest-code").verdict is Verdict.VERIFIED
+
+
+def mailed(store, message_id="m1", sent=True):
+    """Issue a request's code as the handler does; the answer of ``start_issue``."""
+    pending = PendingCode(SLOT, "u1", code_digest(KEY, SLOT, "123456"), 0, message_id, 1.0, False, sequence=1)
+    started = start(store, pending)
+    if started is IssueStart.STORED:
+        store.finish_issue(SLOT, message_id, message_id, sent=sent)
+    return started
+
+
+def test_a_request_redelivered_after_its_code_was_spent_does_not_mail_it_again(store):
+    # The worker mailed the code but lost the request before finishing: it is redelivered after the
+    # code was verified and discarded.
+    assert mailed(store, sent=False) is IssueStart.STORED
+    assert guess(store, "123456", "first").verdict is Verdict.VERIFIED
+    store.discard_consumed(SLOT, "first")
+    assert mailed(store) is IssueStart.SENT
+    assert store.get(SLOT) is None
+    assert guess(store, "123456", "second").verdict is Verdict.CODE_EXPIRED
+    assert mailed(store, message_id="m2") is IssueStart.STORED  # a new request still gets a new code
+
+
+def test_a_request_whose_mail_failed_mails_its_code_on_retry(store):
+    assert mailed(store, sent=False) is IssueStart.STORED
+    assert mailed(store) is IssueStart.STORED
+    assert mailed(store) is IssueStart.SENT  # once mailed, a redelivery is a redelivery
