@@ -89,8 +89,21 @@ class NotMeLinks:
             raise InvalidLink()
         user_id, digest = owner
         link = self._users.use_not_me(user_id, digest, self._now())
+        if link is None:
+            raise LinkGone()
+        try:
+            return self._secure(user_id, link, request_id)
+        except Exception:
+            # Half done (a database blip): the owner's retry must find the link alive and do it all.
+            try:
+                self._users.unuse_not_me(user_id, digest)
+            except Exception:
+                log.exception("'this wasn't me' link left spent after a failure", extra={"user_id": user_id})
+            raise
+
+    def _secure(self, user_id: str, link: NotMeLink, request_id: str | None) -> str:
         user = self._users.by_id(user_id)
-        if link is None or user is None:
+        if user is None:
             raise LinkGone()
         log.warning("'this wasn't me' link used", extra={"user_id": user_id, "notice": link.notice})
         self._sessions.revoke_all_sessions(user_id, "not_me")

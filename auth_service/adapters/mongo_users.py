@@ -354,6 +354,14 @@ class MongoUserRepository:
             return None
         return next((_not_me(raw) for raw in document["not_me"] if raw["digest"] == digest), None)
 
+    def unuse_not_me(self, user_id: str, digest: str) -> None:
+        """Make a spent link usable again (what it was to do failed half-way)."""
+        self._locked(
+            self._users.update_one,
+            {"_id": user_id, "not_me": {"$elemMatch": {"digest": digest, "used_at": {"$ne": None}}}},
+            {"$set": {"not_me.$.used_at": None}},
+        )
+
     def restore_email(
         self, user_id: str, email: str, at: datetime, outbox: list[OutboxEntry], publish_after: datetime
     ) -> User | None:

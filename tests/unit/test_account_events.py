@@ -14,6 +14,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+import pymongo.errors
 import pytest
 
 from auth_service.domain.devices import KNOWN_DEVICES_KEPT, Device, network_of
@@ -440,8 +441,8 @@ def test_the_password_changed_notice_carries_a_link_that_expires(make_system, un
     assert system.client.get("/auth/me", headers=bearer(changed.json["access_token"])).status_code == 200
 
 
-def test_the_address_changed_notice_link_undoes_the_change(system, unique_email):
-    email, moved = unique_email(), unique_email()
+def change_address(system, email, moved):
+    """Sign up at ``email`` and move the account to ``moved``: its tokens and the notice to the old address."""
     sign_up(system, email)
     pair = log_in(system, email).json
     system.client.post(
@@ -450,6 +451,12 @@ def test_the_address_changed_notice_link_undoes_the_change(system, unique_email)
     [code] = system.codes_for(moved)
     system.client.post("/auth/email/confirm", json={"code": code}, headers=bearer(pair["access_token"]))
     [changed] = [mail for mail in system.outbox if email in mail.recipients and "was changed" in mail.subject]
+    return pair, changed
+
+
+def test_the_address_changed_notice_link_undoes_the_change(system, unique_email):
+    email, moved = unique_email(), unique_email()
+    pair, changed = change_address(system, email, moved)
     assert "contact support" not in changed.body
     assert press(system, not_me_token(changed)).status_code == 200
     assert system.auth.users.by_email(email) is not None and system.auth.users.by_email(moved) is None
@@ -509,3 +516,23 @@ def test_a_lock_set_while_the_right_password_is_checked_refuses_it(locking, uniq
     assert len(events(locking, "user.locked")) == 1
     monkeypatch.setattr(hasher, "verify", real_verify)
     assert log_in(locking, email).json == response.json  # the same answer as any refusal during the lock
+
+
+def test_a_not_me_link_whose_work_failed_half_way_works_on_the_retry(system, unique_email, monkeypatch):
+    email, moved = unique_email(), unique_email()
+    _, changed = change_address(system, email, moved)
+    users = system.auth.users
+    real_restore = users.restore_email
+    blips = [pymongo.errors.AutoReconnect("a MongoDB blip")]
+
+    def restore_failing_once(*args, **kwargs):
+        if blips:
+            raise blips.pop()
+        return real_restore(*args, **kwargs)
+
+    monkeypatch.setattr(users, "restore_email", restore_failing_once)
+    assert press(system, not_me_token(changed)).status_code == 503
+    assert press(system, not_me_token(changed)).status_code == 200  # the owner's retry does it all
+    assert users.by_email(email) is not None and users.by_email(moved) is None
+    assert len([mail for mail in system.outbox if email in mail.recipients and "Reset" in mail.subject]) == 1
+    assert press(system, not_me_token(changed)).status_code == 410
