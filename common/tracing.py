@@ -97,6 +97,12 @@ def _without_query() -> None:
     if span.is_recording():
         span.set_attribute("http.target", request.path)
         span.set_attribute("http.url", request.base_url)
+        # Under OTEL_SEMCONV_STABILITY_OPT_IN=http or http/dup the query is recorded by its stable names too.
+        recorded = getattr(span, "attributes", None) or {}
+        if "url.query" in recorded:
+            span.set_attribute("url.query", "")
+        if "url.full" in recorded:
+            span.set_attribute("url.full", request.base_url)
 
 
 def current_trace_id() -> str | None:

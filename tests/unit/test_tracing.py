@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from opentelemetry import trace
 
 from common import tracing
@@ -66,3 +67,24 @@ def test_spans_are_exported_by_otlp_only_when_an_endpoint_is_set():
     assert type(exporter).__name__ == "OTLPSpanExporter"
     assert exporter._endpoint == "http://collector:4318/v1/traces"
     exporter.shutdown()
+
+
+@pytest.mark.parametrize("opt_in", ["http", "http/dup"])
+def test_the_query_string_never_reaches_a_span_under_the_stable_http_conventions(spans, monkeypatch, opt_in):
+    from flask import Flask
+    from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability as stability
+
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", opt_in)
+    # The instrumentation reads the variable once per process: read it again for this test.
+    monkeypatch.setattr(stability, "_initialized", False)
+    monkeypatch.setattr(stability, "_OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING", {})
+    app = Flask(__name__)
+    app.add_url_rule("/auth/verify", "verify", lambda: "page")
+    tracing.instrument_flask(app)
+    # As gunicorn passes it: the raw request line's target, query included.
+    uri = {"RAW_URI": "/auth/verify?token=secret-looking-token"}
+    assert app.test_client().get("/auth/verify?token=secret-looking-token", environ_base=uri).status_code == 200
+    [page] = spans.get_finished_spans()
+    attributes = dict(page.attributes or {})
+    assert attributes.get("url.path") == "/auth/verify"
+    assert "secret-looking-token" not in str(attributes)
