@@ -69,8 +69,9 @@ class NotMeLinks:
 
     def issued(self, issued: NotMeIssued) -> None:
         """Keep the digest of a link the worker is mailing (idempotent: redeliveries add nothing)."""
-        link = NotMeLink(issued.digest, issued.email, issued.notice, self._now() + self._ttl)
-        self._users.add_not_me(issued.user_id, link)
+        now = self._now()
+        link = NotMeLink(issued.digest, issued.email, issued.notice, now + self._ttl)
+        self._users.add_not_me(issued.user_id, link, now)
 
     def check(self, token: str | None) -> None:
         """Is this a live link of ours, to show the button for? Reads only: scanners fetch links."""

@@ -33,7 +33,9 @@ PENDING_CHANGES_KEPT = 10
 TRUSTED_DEVICES_KEPT = 20
 
 PENDING = Status.PENDING_VERIFICATION.value
-# "This wasn't me" links kept per account, the most recent ones (a week of notices, many times over).
+# "This wasn't me" links kept per account and address they were mailed to, the most recent ones: a flood
+# of notices to one mailbox (say a thief's, after moving the address) never evicts a link mailed elsewhere,
+# and the newest links of the flooded mailbox still work; the document stays bounded by the addresses.
 NOT_ME_LINKS_KEPT = 20
 
 
@@ -321,14 +323,22 @@ class MongoUserRepository:
         )
         return False
 
-    def add_not_me(self, user_id: str, link: NotMeLink) -> None:
-        """Keep a notice's link (once: a redelivered message finds it there); the most recent ones are kept."""
+    def add_not_me(self, user_id: str, link: NotMeLink, now: datetime) -> None:
+        """Keep a notice's link (once: a redelivered message finds it there); expired links are dropped, and
+        of the links mailed to ``link.email`` the most recent ones are kept."""
         document = {"digest": link.digest, "email": link.email, "notice": link.notice, "expires_at": link.expires_at}
+        self._locked(self._users.update_one, {"_id": user_id}, {"$pull": {"not_me": {"expires_at": {"$lte": now}}}})
         self._locked(
             self._users.update_one,
             {"_id": user_id, "not_me.digest": {"$ne": link.digest}},
-            {"$push": {"not_me": {"$each": [document], "$slice": -NOT_ME_LINKS_KEPT}}},
+            {"$push": {"not_me": document}},
         )
+        stored = self._users.find_one({"_id": user_id}, {"not_me": 1})
+        same_mailbox = [raw["digest"] for raw in (stored or {}).get("not_me", []) if raw["email"] == link.email]
+        # Pulled by digest, the oldest beyond the cap as read: a parallel call never pulls a newer one.
+        if len(same_mailbox) > NOT_ME_LINKS_KEPT:
+            oldest = same_mailbox[:-NOT_ME_LINKS_KEPT]
+            self._locked(self._users.update_one, {"_id": user_id}, {"$pull": {"not_me": {"digest": {"$in": oldest}}}})
 
     def not_me(self, user_id: str, digest: str, now: datetime) -> NotMeLink | None:
         """The unused, unexpired link of that digest."""

@@ -12,11 +12,13 @@ import hashlib
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pymongo.errors
 import pytest
 
+from auth_service.adapters.mongo_users import NOT_ME_LINKS_KEPT
+from auth_service.domain.accounts import NotMeLink
 from auth_service.domain.devices import KNOWN_DEVICES_KEPT, Device, network_of
 from auth_service.domain.lockout import LockoutPolicy, Step, after_failure
 from common.messaging.consumer import Outcome
@@ -536,3 +538,34 @@ def test_a_not_me_link_whose_work_failed_half_way_works_on_the_retry(system, uni
     assert users.by_email(email) is not None and users.by_email(moved) is None
     assert len([mail for mail in system.outbox if email in mail.recipients and "Reset" in mail.subject]) == 1
     assert press(system, not_me_token(changed)).status_code == 410
+
+
+def test_a_flood_of_notices_to_the_new_address_leaves_the_address_change_undoable(system, unique_email):
+    email, moved = unique_email(), unique_email()
+    _, changed = change_address(system, email, moved)
+    for device in range(NOT_ME_LINKS_KEPT + 5):  # whoever moved the address signs in from many devices
+        assert log_in(system, moved, **{"X-Device-Id": f"device-{device}"}).status_code == 200
+    assert len(notices(system, moved, "New sign-in")) == NOT_ME_LINKS_KEPT + 5
+    assert press(system, not_me_token(changed)).status_code == 200
+    assert system.auth.users.by_email(email) is not None and system.auth.users.by_email(moved) is None
+
+
+def test_not_me_links_are_capped_per_mailbox_and_dropped_once_expired(system, unique_email):
+    email = unique_email()
+    sign_up(system, email)
+    users = system.auth.users
+    user_id = users.by_email(email).id
+    now = datetime.fromtimestamp(system.clock(), UTC)
+    soon, later = now + timedelta(seconds=60), now + timedelta(days=7)
+    users.add_not_me(user_id, NotMeLink("expiring", "old@example.com", "new_sign_in", soon), now)
+    users.add_not_me(user_id, NotMeLink("elsewhere", "old@example.com", "email_changed", later), now)
+    for index in range(NOT_ME_LINKS_KEPT + 5):
+        users.add_not_me(user_id, NotMeLink(f"flood-{index}", email, "new_sign_in", later), now)
+    assert users.not_me(user_id, "elsewhere", now) is not None
+    assert users.not_me(user_id, "expiring", now) is not None
+    assert users.not_me(user_id, "flood-4", now) is None  # the oldest of the flooded mailbox's
+    assert all(users.not_me(user_id, f"flood-{index}", now) for index in range(5, NOT_ME_LINKS_KEPT + 5))
+    users.add_not_me(user_id, NotMeLink("next", email, "new_sign_in", later), soon)
+    stored = users._users.find_one({"_id": user_id})["not_me"]
+    assert "expiring" not in [link["digest"] for link in stored]
+    assert len(stored) == 1 + NOT_ME_LINKS_KEPT
