@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from auth_service.domain.accounts import User
 from auth_service.domain.errors import (
     AuthError,
     CodeExpired,
@@ -26,7 +27,7 @@ from auth_service.domain.errors import (
     TooManyAttempts,
 )
 from auth_service.outbox import Outbox
-from auth_service.ports import BrokerUnavailable, Cooldowns, MessageBus, OutboxEntry
+from auth_service.ports import BrokerUnavailable, Cooldowns, MessageBus, OutboxEntry, ResendRequest
 from common.messaging.envelope import MalformedMessage
 from common.messaging.messages import CodeRequested, CodeSubmitted, CodeVerdict, NoticeRequested, Purpose, Verdict
 
@@ -134,6 +135,19 @@ class CodeClient:
         publishes it if the broker is away."""
         self._outbox.add(user_id, entry)
         self._outbox.deliver(user_id, entry)
+
+    def issue_asked(self, purpose: Purpose, user: User, asked: ResendRequest) -> None:
+        """Mail the account the code its address asked for (``CodeAsks``), in its language. The stored
+        ask's id (from ``secrets``) names the code request: acting on it twice mails one code."""
+        entry = self.request(
+            purpose,
+            user.id,
+            user.email,
+            request_id=asked.request_id,
+            message_id=asked.id,
+            locale=user.locale,
+        )
+        self.issue(user.id, entry)
 
     def start_cooldown(self, purpose: Purpose, email: str) -> None:
         """Start the address's cooldown after a code went out unasked (a registration); best effort."""

@@ -95,16 +95,7 @@ class AccountLifecycle:
         user = self._users.by_email(request.email)
         if user is None or user.expired(self._now()):
             return
-        # The stored request's id (from ``secrets``) names the code request: acting on it twice mails one code.
-        entry = self._codes.request(
-            Purpose.RESET_PASSWORD,
-            user.id,
-            user.email,
-            request_id=request.request_id,
-            message_id=request.id,
-            locale=user.locale,
-        )
-        self._codes.issue(user.id, entry)
+        self._codes.issue_asked(Purpose.RESET_PASSWORD, user, request)
 
     def reset_password(self, email: str, code: str, new_password: str, request_id: str | None = None) -> Outcome:
         user = self._users.by_email(normalize_email(email))

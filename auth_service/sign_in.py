@@ -164,16 +164,7 @@ class SignIn:
         user = self._users.by_email(request.email)
         if user is None or not user.verified:
             return
-        # The stored request's id (from ``secrets``) names the code request: acting on it twice mails one code.
-        entry = self._codes.request(
-            Purpose.SIGN_IN,
-            user.id,
-            user.email,
-            request_id=request.request_id,
-            message_id=request.id,
-            locale=user.locale,
-        )
-        self._codes.issue(user.id, entry)
+        self._codes.issue_asked(Purpose.SIGN_IN, user, request)
 
     def verify_code(self, email: str, code: str, request_id: str | None = None) -> TokenPair:
         """Address and sign-in code -> the token pair. Every address is submitted to the worker, so
