@@ -280,11 +280,12 @@ class LocalStack:
         return self
 
     def wait_ready(self, timeout: float = 30.0, worker: bool = True) -> None:
-        """Until both answer /readyz: the worker too, since only it binds the queues auth publishes to."""
+        """Until both answer /readyz: the worker too (each of its processes: a test may read any one's
+        /metrics), since only it binds the queues auth publishes to."""
         deadline = time.monotonic() + timeout
         probes = [(self.auth, f"{self.base_url}/readyz")]
         if worker and self.env.get("WORKER_METRICS_PORT", "0") != "0":
-            probes.append((self.worker, f"{self.worker_status_url}/readyz"))
+            probes += [(self.worker, f"{url}/readyz") for url in self.worker_status_urls]
         for service, url in probes:
             last = None
             while True:
