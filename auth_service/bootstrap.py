@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -157,7 +158,7 @@ def build(
         )
         background.append(bus)
     relay_wakeup = threading.Event()
-    outbox = Outbox(users, bus, settings.publish_timeout_seconds, clock)
+    outbox = Outbox(users, bus, settings.publish_timeout_seconds, clock, mark_later=_marker(bus))
     codes = CodeClient(
         bus,
         outbox,
@@ -283,6 +284,22 @@ def build(
         background=background,
         registry=registry,
     )
+
+
+def _marker(bus: MessageBus) -> Callable[[Callable[[], object]], object]:
+    """Where ``Outbox.deliver_soon`` marks an entry delivered: with the real broker, on a thread of its
+    own (the confirm comes on the link thread, which must not wait on MongoDB); with a fake, at once."""
+    if not isinstance(bus, RabbitMessageBus):
+        return lambda mark: mark()
+    marks = ThreadPoolExecutor(1, thread_name_prefix="outbox-marks")
+
+    def mark_later(mark: Callable[[], object]) -> None:
+        try:
+            marks.submit(mark)
+        except RuntimeError:  # shutting down: the relay publishes the entry again, once it is due
+            log.info("outbox entry left for the relay at shutdown")
+
+    return mark_later
 
 
 def _or_nan(count: Callable[[], int]) -> float:

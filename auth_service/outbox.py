@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 
 from auth_service.ports import BrokerUnavailable, MessageBus, OutboxEntry, UserRepository
@@ -28,7 +29,12 @@ class Outbox:
         bus: MessageBus,
         publish_timeout_seconds: float,
         clock: Callable[[], float] = time.time,
+        mark_later: Callable[[Callable[[], object]], object] = lambda mark: mark(),
     ):
+        """``mark_later`` runs the marking of an entry published by ``deliver_soon``: by default at once, on
+        the thread that saw the confirm; with the real broker that is the link thread, which must not wait
+        on MongoDB, so the wiring hands it to a thread of its own."""
+        self._mark_later = mark_later
         self._users = users
         self._bus = bus
         self._publish_timeout = publish_timeout_seconds
@@ -53,6 +59,22 @@ class Outbox:
             return False
         self._users.outbox_delivered(user_id, entry.message.message_id)
         return True
+
+    def deliver_soon(self, user_id: str, entry: OutboxEntry) -> None:
+        """Publish without waiting for the broker's confirm; the entry is marked delivered once it comes
+        (off the link thread, by ``mark_later``), else the relay publishes it after its grace period."""
+        try:
+            published = self._bus.publish_soon(entry.queue, entry.message)
+        except BrokerUnavailable:
+            log.warning("broker unavailable, message left in the outbox for the relay")
+            return
+        message_id = entry.message.message_id
+
+        def confirmed(done: Future) -> None:
+            if not done.cancelled() and done.exception() is None:
+                self._mark_later(lambda: self._users.outbox_delivered(user_id, message_id))
+
+        published.add_done_callback(confirmed)
 
     def deliver_all(self, user_id: str, entries: list[OutboxEntry]) -> None:
         """Publish entries stored in one write, in order; the first the broker refuses leaves the rest to the relay."""

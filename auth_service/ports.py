@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -135,6 +136,11 @@ class ResendRequests(Protocol):
 
 class MessageBus(Protocol):
     def publish(self, queue: str, message: Outgoing, timeout: float) -> None: ...
+    def publish_soon(self, queue: str, message: Outgoing) -> Future[None]:
+        """Publish without waiting: the future is done once the broker confirmed the message, or failed.
+        A process's publishes, waited for or not, go out in the order they were made."""
+        ...
+
     def request(self, queue: str, message: Outgoing, timeout: float) -> dict | None: ...
     @property
     def connected(self) -> bool: ...

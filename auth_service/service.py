@@ -206,7 +206,8 @@ class AccountService:
             user.id, self._now(), sequence, confirmation, [event], publish_after=self._outbox.relay_after()
         ):
             return False
-        self._outbox.deliver(user.id, event)
+        # Not waited for: the answer to the code's owner does not depend on other services hearing of it.
+        self._outbox.deliver_soon(user.id, event)
         return True
 
     def _already_confirmed(self, user: User | None, code: str) -> Confirmation:

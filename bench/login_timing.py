@@ -17,6 +17,7 @@ import json
 import statistics
 import time
 import uuid
+from concurrent.futures import Future
 
 import mongomock
 
@@ -35,6 +36,11 @@ class DiscardingBus:
 
     def publish(self, queue, message, timeout):
         return None
+
+    def publish_soon(self, queue, message) -> Future[None]:
+        confirmed: Future[None] = Future()
+        confirmed.set_result(None)
+        return confirmed
 
     def request(self, queue, message, timeout):
         return None

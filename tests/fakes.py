@@ -9,6 +9,7 @@ request that is waiting for it.
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import pika
@@ -61,6 +62,13 @@ class InMemoryBroker:
         handler = self.handlers.get(queue)
         if handler is not None and queue not in self.hold:
             delivery.result = handler(as_delivered(message), self)
+
+    def publish_soon(self, queue: str, message: Outgoing) -> Future[None]:
+        """Delivered at once, as ``publish``; the future is done (confirmed) when this returns."""
+        self.publish(queue, message)
+        confirmed: Future[None] = Future()
+        confirmed.set_result(None)
+        return confirmed
 
     def reply(self, reply_to: str, message: Outgoing) -> None:
         if reply_to == REPLY_INBOX and message.correlation_id is not None:

@@ -1,34 +1,34 @@
-"""The auth service's link to RabbitMQ: one connection, owned by one thread.
+"""The auth service's link to RabbitMQ: one connection for publishing, owned by one thread.
 
 pika connections are not thread-safe, so request threads never touch it: they
 hand a publish to the link thread with ``add_callback_threadsafe`` and wait on
-a future. The link thread also pumps heartbeats and receives replies on an
-exclusive reply queue of this connection (common.messaging.topology says why
-not direct reply-to); a new connection gets a new reply queue, and requests
-waiting on the old one give up.
+a future. The link thread also pumps heartbeats. A request that waits for a
+reply (a code submission) goes out on a connection of its own instead, lent
+to the request thread for the request (``request_links``), so that neither
+the request nor its reply changes threads on the way.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 
 import pika
 
+from auth_service.adapters.request_links import RequestLinks
 from auth_service.ports import BrokerUnavailable
 from common.messaging import topology
 from common.messaging.connection import CONNECTION_ERRORS, ConnectionThread
 from common.messaging.consumer import publish
 from common.messaging.envelope import Outgoing
 from common.messaging.topology import Topology
-from common.tracing import processing, publishing, requesting
+from common.tracing import publishing, requesting
 
 log = logging.getLogger(__name__)
 
@@ -83,23 +83,28 @@ class RabbitMessageBus(ConnectionThread):
         super().__init__(url, name="rabbitmq-link", client_name="auth_service")
         self._routes = routes
         self._waits = ReplyWaits(max_waiting_replies, slow_reply_seconds)
+        self._request_links = RequestLinks(url, routes)
         self._channel = None
-        self._reply_queue: str | None = None
-        self._replies: dict[str, Future] = {}
-        self._replies_lock = threading.Lock()
 
     def publish(self, queue: str, message: Outgoing, timeout: float) -> None:
         # The span is the caller's (a request thread): the link thread only sends what it is handed.
         with publishing(queue, message) as traced:
             self._run_on_link(lambda channel: publish(channel, self._routes, queue, traced), timeout)
 
-    def request(self, queue: str, message: Outgoing, timeout: float) -> dict | None:
-        """Publish and wait for the reply; ``None`` if none came within ``timeout``.
+    def publish_soon(self, queue: str, message: Outgoing) -> Future:
+        with publishing(queue, message) as traced:
+            return self._start_on_link(lambda channel: publish(channel, self._routes, queue, traced))
 
-        Raises ``BrokerUnavailable`` without publishing anything when
-        ``max_waiting_replies`` requests are already waiting and the replier is
-        behind (see ``ReplyWaits``).
+    def request(self, queue: str, message: Outgoing, timeout: float) -> dict | None:
+        """Publish and wait for the reply; ``None`` if none came within ``timeout`` but the broker
+        confirmed the request (it will be answered later).
+
+        Raises ``BrokerUnavailable`` without publishing anything when the broker link is down, or
+        when ``max_waiting_replies`` requests are already waiting and the replier is behind (see
+        ``ReplyWaits``); and when the request was refused or not confirmed in time.
         """
+        if not self.connected:
+            raise BrokerUnavailable("not connected")
         slot = self._waits.take()
         if slot is None:
             raise BrokerUnavailable("too many requests waiting for a slow reply")
@@ -110,81 +115,22 @@ class RabbitMessageBus(ConnectionThread):
             self._waits.give_back(slot)
 
     def _request(self, queue: str, message: Outgoing, timeout: float) -> dict | None:
-        reply: Future = Future()
-        correlation_id = message.correlation_id or uuid.uuid4().hex
-        with self._replies_lock:
-            self._replies[correlation_id] = reply
-        try:
-            # Addressed on the link thread: the reply queue is that of the connection the request goes out on.
-            with publishing(queue, message) as traced:
-                published = self._start_on_link(
-                    lambda channel: publish(
-                        channel,
-                        self._routes,
-                        queue,
-                        replace(traced, reply_to=self._reply_queue, correlation_id=correlation_id),
-                    )
-                )
-            return self._await_reply(reply, published, time.monotonic() + timeout)
-        finally:
-            with self._replies_lock:
-                self._replies.pop(correlation_id, None)
+        if message.correlation_id is None:
+            message = replace(message, correlation_id=uuid.uuid4().hex)
+        return self._request_links.request(queue, message, time.monotonic() + timeout)
 
-    @staticmethod
-    def _await_reply(reply: Future, published: Future, deadline: float) -> dict | None:
-        """The reply, waited for at once rather than after the publisher confirm: a reply proves the
-        request arrived. The confirm decides only when no reply comes: confirmed, the request is
-        queued and will be answered later (None); refused, or not confirmed by the deadline, it may
-        be lost (BrokerUnavailable)."""
-        while True:
-            if reply.done():
-                try:
-                    return reply.result()
-                except BrokerUnavailable:
-                    # The link dropped: once the request was confirmed, its verdict is on its way.
-                    if published.done() and not published.cancelled() and published.exception() is None:
-                        return None
-                    published.cancel()
-                    raise
-            if published.done() and published.exception() is not None:
-                raise BrokerUnavailable(type(published.exception()).__name__)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                if published.done():
-                    return None
-                published.cancel()  # too late if the link thread has started it; then only the confirm was late
-                raise BrokerUnavailable("no confirmation in time")
-            wait([reply] if published.done() else [reply, published], remaining, return_when=FIRST_COMPLETED)
+    def stop(self) -> None:
+        super().stop()
+        self._request_links.close()
 
     def on_connected(self, connection: pika.BlockingConnection) -> None:
         channel = connection.channel()
         channel.confirm_delivery()
         topology.declare(channel, self._routes.auth)
-        self._reply_queue = topology.declare_reply_queue(channel)
-        channel.basic_consume(self._reply_queue, self._on_reply, auto_ack=True)
         self._channel = channel
 
     def on_disconnected(self) -> None:
         self._channel = None
-        self._fail_waiting_replies()
-
-    def _on_reply(self, channel, method, properties, body: bytes) -> None:
-        with processing(topology.REPLIES_EXCHANGE, properties.headers, properties.message_id):
-            self._take_reply(properties, body)
-
-    def _take_reply(self, properties, body: bytes) -> None:
-        with self._replies_lock:
-            waiting = self._replies.get(properties.correlation_id)
-        if waiting is None or waiting.done():
-            return
-        try:
-            reply = json.loads(body)
-        except ValueError:
-            reply = None
-        if isinstance(reply, dict):
-            waiting.set_result(reply)
-        else:
-            log.error("unreadable reply from the worker")
 
     def _run_on_link(self, work: Callable, timeout: float) -> None:
         done = self._start_on_link(work)
@@ -222,10 +168,3 @@ class RabbitMessageBus(ConnectionThread):
         except Exception as error:
             raise BrokerUnavailable(type(error).__name__) from None
         return done
-
-    def _fail_waiting_replies(self) -> None:
-        with self._replies_lock:
-            waiting = list(self._replies.values())
-        for future in waiting:
-            if not future.done():
-                future.set_exception(BrokerUnavailable("link lost"))

@@ -109,6 +109,7 @@ def test_a_request_refused_for_a_slow_replier_publishes_nothing(monkeypatch):
         return None
 
     monkeypatch.setattr(bus, "_request", slow_request)
+    bus.ready.set()  # as if the broker link were up
     with ThreadPoolExecutor(2) as pool:
         held = [pool.submit(bus.request, "q", submission(), 5) for _ in range(2)]
         for _ in held:
@@ -119,50 +120,3 @@ def test_a_request_refused_for_a_slow_replier_publishes_nothing(monkeypatch):
         release.set()
         assert [future.result() for future in held] == [None, None]
     assert bus.request("q", submission(), 5) is None  # the slots are back once the replies came
-
-
-# --- a request waits for its reply at once, not for the publisher confirm first ----------------
-
-
-def _futures(reply=None, reply_error=None, confirmed=False, refused=None):
-    from concurrent.futures import Future
-
-    reply_future: Future = Future()
-    published: Future = Future()
-    if reply is not None:
-        reply_future.set_result(reply)
-    if reply_error is not None:
-        reply_future.set_exception(reply_error)
-    if confirmed:
-        published.set_result(None)
-    if refused is not None:
-        published.set_exception(refused)
-    return reply_future, published
-
-
-def test_a_reply_is_taken_before_the_publisher_confirm_came():
-    reply, published = _futures(reply={"verdict": "verified"})
-    assert RabbitMessageBus._await_reply(reply, published, time.monotonic() + 1) == {"verdict": "verified"}
-    assert not published.done()
-
-
-def test_no_reply_in_time_is_none_once_confirmed_and_unavailable_if_never_confirmed():
-    reply, published = _futures(confirmed=True)
-    assert RabbitMessageBus._await_reply(reply, published, time.monotonic() + 0.05) is None
-    reply, published = _futures()
-    with pytest.raises(BrokerUnavailable, match="no confirmation"):
-        RabbitMessageBus._await_reply(reply, published, time.monotonic() + 0.05)
-    assert published.cancelled()  # the link thread will not publish it late
-
-
-def test_a_refused_publish_or_a_link_lost_before_the_confirm_is_unavailable():
-    import pika.exceptions
-
-    reply, published = _futures(refused=pika.exceptions.UnroutableError([]))
-    with pytest.raises(BrokerUnavailable, match="UnroutableError"):
-        RabbitMessageBus._await_reply(reply, published, time.monotonic() + 5)
-    reply, published = _futures(reply_error=BrokerUnavailable("link lost"))
-    with pytest.raises(BrokerUnavailable, match="link lost"):
-        RabbitMessageBus._await_reply(reply, published, time.monotonic() + 5)
-    reply, published = _futures(reply_error=BrokerUnavailable("link lost"), confirmed=True)
-    assert RabbitMessageBus._await_reply(reply, published, time.monotonic() + 5) is None  # queued: judged later

@@ -1,0 +1,123 @@
+"""Requests that wait for a reply, on the real broker: each goes out and is answered on the asking
+thread's lent link (auth_service/adapters/request_links.py), with the guarantees of the link thread
+they replaced: a reply is taken at once, no reply in time is ``None`` once the broker confirmed the
+request, a refused request is ``BrokerUnavailable`` at once, and a link is reused until it fails."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pika
+import pytest
+
+from auth_service.adapters.rabbitmq import RabbitMessageBus
+from auth_service.ports import BrokerUnavailable
+from common.messaging import topology
+from common.messaging.envelope import Outgoing
+from common.messaging.topology import Topology
+from devtools.stack import delete_run, unique_names
+from tests.integration.conftest import RABBITMQ_URL
+from tests.replier import Replier
+
+
+def submission() -> Outgoing:
+    return Outgoing(type="code.submitted", body={}, message_id=uuid.uuid4().hex, correlation_id=uuid.uuid4().hex)
+
+
+@pytest.fixture
+def names():
+    names = unique_names("it")
+    yield names
+    delete_run(RABBITMQ_URL, names)
+
+
+@pytest.fixture
+def routes(names) -> Topology:
+    return Topology(
+        account_creation=names["ACCOUNT_CREATION_QUEUE"],
+        confirm_email_code=names["CONFIRM_EMAIL_CODE_QUEUE"],
+        account_confirmed=names["ACCOUNT_CONFIRMED_QUEUE"],
+        events_exchange=names["ACCOUNT_EVENTS_EXCHANGE"],
+    )
+
+
+@pytest.fixture
+def bus(routes):
+    bus = RabbitMessageBus(RABBITMQ_URL, routes, max_waiting_replies=4)
+    bus.start()
+    assert bus.ready.wait(15), "the broker link did not come up"
+    yield bus
+    bus.stop()
+    bus.join(10)
+
+
+@pytest.fixture
+def replier(routes):
+    started: list[Replier] = []
+
+    def start(*delays: float) -> Replier:
+        replier = Replier(RABBITMQ_URL, routes, delays)
+        replier.start()
+        assert replier.ready.wait(15), "the replier did not come up"
+        started.append(replier)
+        return replier
+
+    yield start
+    for replier in started:
+        replier.stop()
+
+
+def test_a_request_gets_its_reply_and_the_next_goes_out_on_the_same_link(bus, routes, replier):
+    answering = replier()
+    assert bus.request(routes.confirm_email_code, submission(), timeout=5) == {"n": 1}
+    assert bus.request(routes.confirm_email_code, submission(), timeout=5) == {"n": 2}
+    first, second = answering.received
+    assert first.reply_to == second.reply_to  # one connection and reply queue served both
+
+
+def test_a_reply_that_comes_too_late_is_not_taken_for_the_next_request(bus, routes, replier):
+    replier(1.0)  # the first answer comes after its request stopped waiting
+    started = time.monotonic()
+    assert bus.request(routes.confirm_email_code, submission(), timeout=0.3) is None  # confirmed: queued
+    assert time.monotonic() - started < 1.0
+    time.sleep(1.0)  # the late answer is now on the link
+    assert bus.request(routes.confirm_email_code, submission(), timeout=5) == {"n": 2}
+
+
+def test_no_reply_in_time_is_none_once_the_broker_confirmed_the_request(bus, routes):
+    # The worker's queue is there but nobody consumes it: the request is queued, its verdict would come later.
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    try:
+        topology.declare(connection.channel(), routes.inbox_of(routes.confirm_email_code))
+    finally:
+        connection.close()
+    started = time.monotonic()
+    assert bus.request(routes.confirm_email_code, submission(), timeout=0.5) is None
+    assert 0.5 <= time.monotonic() - started < 3
+
+
+def test_a_request_no_queue_takes_is_refused_at_once(bus, routes):
+    # The worker's queue was never declared: the broker returns the mandatory message.
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match="refused"):
+        bus.request(routes.confirm_email_code, submission(), timeout=5)
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_link_closed_while_idle_is_replaced_before_anything_is_published(bus, routes, replier):
+    answering = replier()
+    assert bus.request(routes.confirm_email_code, submission(), timeout=5) == {"n": 1}
+    [idle] = bus._request_links._idle
+    idle._connection.close()  # as when the broker or the network closed it between requests
+    assert bus.request(routes.confirm_email_code, submission(), timeout=5) == {"n": 2}
+    assert len(answering.received) == 2  # nothing went out on the closed link
+    assert answering.received[0].reply_to != answering.received[1].reply_to
+
+
+def test_requests_at_once_each_get_their_own_reply(bus, routes, replier):
+    replier(0.05, 0.05, 0.05, 0.05)
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda _: bus.request(routes.confirm_email_code, submission(), timeout=5), range(4)))
+    assert sorted(reply["n"] for reply in replies) == [1, 2, 3, 4]
