@@ -8,7 +8,8 @@ the code submission's reply and the ``code.verified`` message carry the
 context on, so the retry ladder and the confirm round trip stay in the trace.
 
 A process that never calls ``configure`` (unit tests, tools) gets
-OpenTelemetry's no-op tracer: the helpers below then cost next to nothing.
+OpenTelemetry's no-op tracer: the helpers below then cost next to nothing
+(its HTTP requests still get a trace id each, for their log lines).
 Spans hold no address, code, token or query string: only routes, queue names,
 message ids and template names.
 """
@@ -20,7 +21,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import replace
 from typing import Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -33,6 +34,9 @@ TRACER_NAME = "email_verification"
 MESSAGING_SYSTEM = "rabbitmq"
 # Probed every few seconds by orchestrators and scrapers: a trace each would bury the requests.
 UNTRACED_ROUTES = "healthz,readyz,metrics"
+# Never recorded, so never shown: the name only has to be a name.
+REQUEST_SPAN = "HTTP request"
+_REQUEST_SPAN_KEY = "email_verification.request_span"
 OTLP_TRACES_PATH = "/v1/traces"
 
 _tracer = trace.get_tracer(TRACER_NAME)
@@ -80,13 +84,59 @@ def instrument_redis() -> None:
         instrumentor.instrument()
 
 
-def instrument_flask(app: Any) -> None:
-    """A server span per HTTP request, named by its route; the query string never reaches the span."""
+def instrument_flask(app: Any, provider: trace.TracerProvider | None = None) -> None:
+    """A server span per HTTP request, current while it is handled; the query string never reaches the span.
+
+    Whether the span is recorded or only numbered is settled here, from ``provider`` (the process's by
+    default), so ``configure`` must come first, as in auth_service/__main__.py: asking on every request
+    would cost part of what the numbered span saves, for a provider that never changes once set.
+    """
+    provider = provider or trace.get_tracer_provider()
+    if not records(provider):
+        _number_requests(app, provider)
+        return
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-    FlaskInstrumentor().instrument_app(app, excluded_urls=UNTRACED_ROUTES)
+    FlaskInstrumentor().instrument_app(app, tracer_provider=provider, excluded_urls=UNTRACED_ROUTES)
     # Registered after the instrumentation's own hook, so it runs once the request's span is current.
     app.before_request(_without_query)
+
+
+def records(provider: trace.TracerProvider) -> bool:
+    """Whether ``provider`` keeps any span: not OpenTelemetry's default (no-op) one, nor one sampling none."""
+    return isinstance(provider, TracerProvider) and provider.sampler is not ALWAYS_OFF
+
+
+def _number_requests(app: Any, provider: trace.TracerProvider) -> None:
+    # FlaskInstrumentor gathers a dozen WSGI attributes per request only to drop them with the span:
+    # where nothing is recorded, the span's ids (for the log lines and the messages) are all it gives.
+    from flask import request
+    from opentelemetry.util.http import parse_excluded_urls
+
+    # The same list FlaskInstrumentor is given, matched on the path alone: a query string cannot untrace a request.
+    untraced = parse_excluded_urls(UNTRACED_ROUTES)
+    # The default provider numbers nothing: a request without a traceparent would log no trace id.
+    numbering = provider if isinstance(provider, TracerProvider) else TracerProvider(sampler=ALWAYS_OFF)
+    tracer = numbering.get_tracer(TRACER_NAME)
+
+    def start_request_span() -> None:
+        if untraced.url_disabled(request.path):
+            return
+        incoming = propagate.extract(request.headers)
+        span = tracer.start_span(REQUEST_SPAN, context=incoming, kind=SpanKind.SERVER)
+        # On the incoming context, so its baggage travels on too, as under FlaskInstrumentor.
+        token = context.attach(trace.set_span_in_context(span, incoming))
+        request.environ[_REQUEST_SPAN_KEY] = (span, token)
+
+    def end_request_span(error: BaseException | None) -> None:
+        started = request.environ.pop(_REQUEST_SPAN_KEY, None)
+        if started is not None:
+            span, token = started
+            span.end()
+            context.detach(token)
+
+    app.before_request(start_request_span)
+    app.teardown_request(end_request_span)
 
 
 def _without_query() -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
+from flask import Flask
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from common import tracing
 from common.messaging import topology
@@ -88,3 +91,99 @@ def test_the_query_string_never_reaches_a_span_under_the_stable_http_conventions
     attributes = dict(page.attributes or {})
     assert attributes.get("url.path") == "/auth/verify"
     assert "secret-looking-token" not in str(attributes)
+
+
+INCOMING_TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+INCOMING_TRACEPARENT = f"00-{INCOMING_TRACE_ID}-b7ad6b7169203331-01"
+
+
+@pytest.fixture(params=["unconfigured", "configured without an exporter"])
+def unrecorded(request, monkeypatch) -> trace.TracerProvider:
+    """A provider that records nothing: OpenTelemetry's default one, or what ``configure`` makes without an exporter."""
+    if request.param == "unconfigured":
+        return trace.ProxyTracerProvider()
+    # A process sets its provider once: the run's must stay free for the recording one of tests/tracing.py.
+    monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: None)
+    return tracing.configure("auth_service", None)
+
+
+def numbered_app(provider: trace.TracerProvider) -> tuple[Flask, list[dict]]:
+    """A confirm that logs a line and publishes a message, and a probe; with the headers of what is published."""
+    app = Flask(__name__)
+    published: list[dict] = []
+
+    def confirm():
+        logging.getLogger("test.tracing").info("confirming")
+        with tracing.publishing("q.out", Outgoing(type="t", body={})) as message:
+            published.append(message.properties().headers)
+        return "confirmed"
+
+    def healthz():
+        logging.getLogger("test.tracing").info("probed")
+        return "ok"
+
+    app.add_url_rule("/auth/confirm", "confirm", confirm, methods=["POST"])
+    app.add_url_rule("/healthz", "healthz", healthz)
+    tracing.instrument_flask(app, provider)
+    assert not getattr(app, "_is_instrumented_by_opentelemetry", False), "FlaskInstrumentor where nothing records"
+    return app, published
+
+
+def published_trace_id(headers: dict) -> str:
+    _, trace_id, _, _ = headers[TRACEPARENT].split("-")
+    return trace_id
+
+
+def test_an_unrecorded_request_logs_a_trace_id_of_its_own_and_its_message_carries_it(unrecorded):
+    app, published = numbered_app(unrecorded)
+    with json_log_lines() as lines:
+        for _ in range(2):
+            assert app.test_client().post("/auth/confirm").status_code == 200
+    first, second = (line["trace_id"] for line in lines if line["message"] == "confirming")
+    assert first is not None and int(first, 16) != 0 and len(first) == 32
+    assert first != second
+    assert [published_trace_id(headers) for headers in published] == [first, second]
+    # The request's span left with the request.
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_an_unrecorded_request_continues_the_trace_of_an_incoming_traceparent(unrecorded):
+    app, published = numbered_app(unrecorded)
+    with json_log_lines() as lines:
+        app.test_client().post("/auth/confirm", headers={TRACEPARENT: INCOMING_TRACEPARENT})
+    [line] = [line for line in lines if line["message"] == "confirming"]
+    assert line["trace_id"] == INCOMING_TRACE_ID
+    [headers] = published
+    assert published_trace_id(headers) == INCOMING_TRACE_ID
+
+
+def test_probes_get_no_span_when_nothing_is_recorded(unrecorded):
+    app, _ = numbered_app(unrecorded)
+    with json_log_lines() as lines:
+        assert app.test_client().get("/healthz", headers={TRACEPARENT: INCOMING_TRACEPARENT}).status_code == 200
+    [line] = [line for line in lines if line["message"] == "probed"]
+    assert line["trace_id"] is None
+
+
+@pytest.mark.parametrize(
+    ("provider", "recording"),
+    [
+        (trace.ProxyTracerProvider(), False),
+        (trace.NoOpTracerProvider(), False),
+        (TracerProvider(sampler=ALWAYS_OFF), False),
+        (TracerProvider(), True),
+    ],
+)
+def test_only_an_sdk_provider_that_samples_records(provider, recording):
+    assert tracing.records(provider) is recording
+
+
+def test_the_auth_services_access_lines_carry_the_request_trace_even_for_a_refused_request(system, unique_email):
+    # Whichever provider this run has by now (none, or tests/tracing.py's recording one): both number requests.
+    body = {"email": unique_email(), "password": "correct horse battery"}
+    with json_log_lines("auth_service") as lines:
+        system.client.post("/auth/register", json=body, headers={TRACEPARENT: INCOMING_TRACEPARENT})
+        system.client.post("/auth/register", data="not json", content_type="text/plain")
+    continued, refused = (line["trace_id"] for line in lines if line["logger"] == "auth_service.access")
+    assert continued == INCOMING_TRACE_ID
+    assert refused is not None and refused != INCOMING_TRACE_ID
