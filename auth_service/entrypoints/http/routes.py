@@ -17,6 +17,8 @@ from auth_service.service import AccountService
 from auth_service.sessions import SessionService
 from auth_service.sign_in import MfaChallenge, SignIn
 
+# Request schemas are given as instances, built once: given a class, webargs builds a new schema for
+# every request (marshmallow 4 schemas keep no per-load state, so threads can share one).
 auth = Blueprint("auth", __name__, url_prefix="/auth", description="Registration, confirmation, login")
 health = Blueprint("health", __name__, description="Liveness and readiness")
 
@@ -92,7 +94,7 @@ def _token_answer(pair: TokenPair) -> dict:
 
 
 @auth.route("/register", methods=["POST"])
-@auth.arguments(schemas.RegisterRequest)
+@auth.arguments(schemas.RegisterRequest())
 @auth.response(201, schemas.RegisteredResponse)
 @auth.alt_response(400, schema=ERROR, description="Body is not a JSON object")
 @auth.alt_response(409, schema=ERROR, description="email_taken")
@@ -116,7 +118,7 @@ def _preferred_locales(body: dict) -> list[str]:
 
 
 @auth.route("/confirm", methods=["POST"])
-@auth.arguments(schemas.ConfirmRequest)
+@auth.arguments(schemas.ConfirmRequest())
 @auth.response(200, schemas.ConfirmResponse)
 @auth.alt_response(202, schema=schemas.ConfirmResponse, description="No verdict in time; confirmed once processed")
 @auth.alt_response(400, schema=ERROR, description="invalid_code (with attempts_left) or bad_request")
@@ -134,7 +136,7 @@ def confirm(body):
 
 
 @auth.route("/resend-code", methods=["POST"])
-@auth.arguments(schemas.ResendRequest)
+@auth.arguments(schemas.ResendRequest())
 @auth.response(202, schemas.AcceptedResponse)
 @auth.alt_response(400, schema=ERROR, description="Body is not a JSON object")
 @auth.alt_response(422, schema=ERROR, description="validation_error")
@@ -147,7 +149,7 @@ def resend_code(body):
 
 
 @auth.route("/login", methods=["POST"])
-@auth.arguments(schemas.LoginRequest)
+@auth.arguments(schemas.LoginRequest())
 @auth.response(200, schemas.TokenResponse)
 @auth.alt_response(
     202,
@@ -171,7 +173,7 @@ def login(body):
 
 
 @auth.route("/login/verify", methods=["POST"])
-@auth.arguments(schemas.LoginVerifyRequest)
+@auth.arguments(schemas.LoginVerifyRequest())
 @auth.response(200, schemas.TokenResponse)
 @_code_errors
 @_json_body_errors
@@ -183,7 +185,7 @@ def login_verify(body):
 
 
 @auth.route("/login/code", methods=["POST"])
-@auth.arguments(schemas.LoginCodeRequest)
+@auth.arguments(schemas.LoginCodeRequest())
 @auth.response(202, schemas.AcceptedResponse)
 @_json_body_errors
 def login_code(body):
@@ -193,7 +195,7 @@ def login_code(body):
 
 
 @auth.route("/login/code/verify", methods=["POST"])
-@auth.arguments(schemas.LoginCodeVerifyRequest)
+@auth.arguments(schemas.LoginCodeVerifyRequest())
 @auth.response(200, schemas.TokenResponse)
 @_code_errors
 @_json_body_errors
@@ -203,7 +205,7 @@ def login_code_verify(body):
 
 
 @auth.route("/mfa", methods=["POST"])
-@auth.arguments(schemas.MfaRequest)
+@auth.arguments(schemas.MfaRequest())
 @auth.response(200, schemas.MfaResponse)
 @auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong password) or invalid_token")
 @_json_body_errors
@@ -224,7 +226,7 @@ def _device() -> Device:
 
 
 @auth.route("/token/refresh", methods=["POST"])
-@auth.arguments(schemas.RefreshTokenRequest)
+@auth.arguments(schemas.RefreshTokenRequest())
 @auth.response(200, schemas.TokenResponse)
 @auth.alt_response(401, schema=ERROR, description="invalid_token: unknown, expired, used, or its session ended")
 @_json_body_errors
@@ -234,7 +236,7 @@ def refresh_token(body):
 
 
 @auth.route("/logout", methods=["POST"])
-@auth.arguments(schemas.RefreshTokenRequest)
+@auth.arguments(schemas.RefreshTokenRequest())
 @auth.response(204)
 @_json_body_errors
 def logout(body):
@@ -243,7 +245,7 @@ def logout(body):
 
 
 @auth.route("/password/change", methods=["POST"])
-@auth.arguments(schemas.PasswordChangeRequest)
+@auth.arguments(schemas.PasswordChangeRequest())
 @auth.response(200, schemas.TokenResponse)
 @auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong current password) or invalid_token")
 @_json_body_errors
@@ -276,7 +278,7 @@ def _profile(user: User) -> dict:
 
 
 @auth.route("/password/forgot", methods=["POST"])
-@auth.arguments(schemas.ForgotPasswordRequest)
+@auth.arguments(schemas.ForgotPasswordRequest())
 @auth.response(202, schemas.AcceptedResponse)
 @_json_body_errors
 def forgot_password(body):
@@ -286,7 +288,7 @@ def forgot_password(body):
 
 
 @auth.route("/password/reset", methods=["POST"])
-@auth.arguments(schemas.ResetPasswordRequest)
+@auth.arguments(schemas.ResetPasswordRequest())
 @auth.response(200, schemas.StatusResponse)
 @auth.alt_response(
     202, schema=schemas.StatusResponse, description="No verdict in time; the new password applies once it is judged"
@@ -302,7 +304,7 @@ def reset_password(body):
 
 
 @auth.route("/email/change", methods=["POST"])
-@auth.arguments(schemas.EmailChangeRequest)
+@auth.arguments(schemas.EmailChangeRequest())
 @auth.response(202, schemas.AcceptedResponse)
 @auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong password) or invalid_token")
 @auth.alt_response(409, schema=ERROR, description="email_taken")
@@ -315,7 +317,7 @@ def change_email(body):
 
 
 @auth.route("/email/confirm", methods=["POST"])
-@auth.arguments(schemas.EmailConfirmRequest)
+@auth.arguments(schemas.EmailConfirmRequest())
 @auth.response(200, schemas.ProfileResponse)
 @auth.alt_response(
     202, schema=schemas.ProfileResponse, description="No verdict in time; the address changes once it is judged"
@@ -332,7 +334,7 @@ def confirm_email(body):
 
 
 class VerifyLink(MethodView):
-    @auth.arguments(schemas.VerifyLinkArgs, location="query")
+    @auth.arguments(schemas.VerifyLinkArgs(), location="query")
     @auth.response(200, schemas.HTML_PAGE, content_type="text/html", description="The page with the confirm button")
     @auth.alt_response(400, schema=schemas.HTML_PAGE, content_type="text/html", description="The link is not valid")
     @auth.alt_response(429, schema=ERROR, description="rate_limited")
@@ -346,7 +348,7 @@ class VerifyLink(MethodView):
             return pages.not_valid()
         return pages.confirm_button(token, action=url_for("auth.verify_link"))
 
-    @auth.arguments(schemas.VerifyLinkArgs, location="form")
+    @auth.arguments(schemas.VerifyLinkArgs(), location="form")
     @auth.response(200, schemas.HTML_PAGE, content_type="text/html", description="Address confirmed")
     @auth.alt_response(
         202, schema=schemas.HTML_PAGE, content_type="text/html", description="No verdict in time; confirmed later"
@@ -373,7 +375,7 @@ auth.add_url_rule("/verify", endpoint="verify_link", view_func=VerifyLink)
 
 
 class NotMe(MethodView):
-    @auth.arguments(schemas.VerifyLinkArgs, location="query")
+    @auth.arguments(schemas.VerifyLinkArgs(), location="query")
     @auth.response(200, schemas.HTML_PAGE, content_type="text/html", description="The page with the one button")
     @auth.alt_response(400, schema=schemas.HTML_PAGE, content_type="text/html", description="The link is not valid")
     @auth.alt_response(410, schema=schemas.HTML_PAGE, content_type="text/html", description="Used or expired")
@@ -389,7 +391,7 @@ class NotMe(MethodView):
             return pages.not_me_gone()
         return pages.not_me_button(token, action=url_for("auth.not_me"))
 
-    @auth.arguments(schemas.VerifyLinkArgs, location="form")
+    @auth.arguments(schemas.VerifyLinkArgs(), location="form")
     @auth.response(200, schemas.HTML_PAGE, content_type="text/html", description="Signed out everywhere")
     @auth.alt_response(400, schema=schemas.HTML_PAGE, content_type="text/html", description="The link is not valid")
     @auth.alt_response(410, schema=schemas.HTML_PAGE, content_type="text/html", description="Used or expired")
