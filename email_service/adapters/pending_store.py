@@ -3,23 +3,18 @@
 The purpose is part of every key (the code, its quota), so a password-reset
 code never replaces a pending registration's, nor spends its quota.
 
-Each guess is judged optimistically: the record is read, the verdict reached
-(``judge_attempt``), and a Lua script writes it only if the record is still as
-read; if another guess changed it in between, the script answers the record as
-it now stands and the guess is judged again on that, so parallel guesses can
-never spend more attempts than allowed. Every guess is remembered by its
-message id, so a redelivered guess returns the same verdict without spending
-another attempt.
+Each guess is judged in one round trip: the ``JUDGE_ATTEMPT`` Lua script reads
+the record, reaches the verdict, writes it and returns it, atomically, so
+parallel guesses can never spend more attempts than allowed. The verdict rules
+are ``judge_attempt``'s (the domain's spec, in Python); the script is this
+adapter's implementation of the same rules, and
+``tests/unit/test_judge_script.py`` checks the two agree on every kind of
+record. Every guess is remembered by its message id, so a redelivered guess
+returns the same verdict without spending another attempt.
 
-The read is skipped when this process wrote the record last (it stored the
-code, or judged the previous guess): the guess is judged on the record as
-written, in one round trip. That is only a guess at the record; the script's
-check makes it safe (a stale one costs the same two trips as a read), and a
-verdict that writes nothing (an expired code) is never given on it.
-
-A new code replaces the stored one the same way, and only if its request is
-newer (a higher sequence number), so an older request handled late can never
-bring back a voided code. Mailing a code holds the slot's mailing lock (a key
+A new code replaces the stored one only if its request is newer (a higher
+sequence number), so an older request handled late can never bring back a
+voided code. Mailing a code holds the slot's mailing lock (a key
 with a holder and an expiry), so two workers never mail one slot's codes at
 once and they arrive in the order they were stored.
 
@@ -34,9 +29,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import overload
 
@@ -50,7 +43,6 @@ from email_service.domain.codes import (
     Purpose,
     Slot,
     Verdict,
-    judge_attempt,
 )
 from email_service.ports import IssueStart
 
@@ -113,26 +105,60 @@ return 1
 """
 
 
-# What a verdict depends on: a guess is written only if none of these changed since it was judged.
-JUDGED_FIELDS = ("attempts", "code_digest", "consumed_by", "message_id", "voided", "requested_at")
+# KEYS: pending. ARGV: the seen field, the proof ('code' or 'link'), the presented digest, max attempts,
+# submitted_at ('' when the submission has none), the attempt id. Returns the verdict's JSON.
+#
+# The verdict rules are ``judge_attempt``'s (email_service/domain/codes.py), their spec; this script runs
+# the same rules inside Redis, so that reading the record, judging and writing are one atomic round trip.
+# Change both together: tests/unit/test_judge_script.py runs every branch of both and compares them.
+# The record is read as ``_parse`` reads it (a missing field is its default). A verdict that spends or
+# burns the code is written with the verdict under the seen field, at once; an expired code writes
+# nothing. Times compare as numbers: tonumber on Python's repr(float) gives back the same double.
+# Digests compare with ==, not in constant time: compare_digest keeps a client from timing the
+# comparison, and no timing from inside Redis reaches a client across the queue.
+JUDGE_ATTEMPT = r"""
+local record = redis.call('HMGET', KEYS[1], ARGV[1], 'user_id', 'consumed_by', 'voided', 'requested_at',
+  'code_digest', 'attempts', 'link_digest', 'sequence')
+if record[1] then return record[1] end
+local user_id, consumed_by, voided, requested_at = record[2], record[3], record[4] == '1', record[5] or '0'
+local code_digest, attempts, link_digest, sequence = record[6] or '', tonumber(record[7] or '0'), record[8] or '',
+  record[9] or '0'
+local proof, presented, max_attempts, submitted_at = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 
-# KEYS: pending. ARGV: the seen field, the JUDGED_FIELDS as read, the verdict's JSON, then the change:
-# consumed_by <attempt id> | attempts <new count> | burn <max attempts>. Returns 1 when written, else the
-# record as it stands (HGETALL), to judge again without another read.
-APPLY_ATTEMPT = """
-local current = redis.call('HMGET', KEYS[1], 'attempts', 'code_digest', 'consumed_by', 'message_id', 'voided',
-  'requested_at', ARGV[1])
-if current[7] then return redis.call('HGETALL', KEYS[1]) end
-for index = 1, 6 do
-  if (current[index] or '') ~= ARGV[index + 1] then return redis.call('HGETALL', KEYS[1]) end
+local json_escapes = {['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f', ['\n'] = '\\n',
+  ['\r'] = '\\r', ['\t'] = '\\t'}
+local function json_string(text)
+  local escaped = text:gsub('[%c"\\]', function(c) return json_escapes[c] or string.format('\\u%04x', c:byte()) end)
+  return '"' .. escaped .. '"'
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[8])
-if ARGV[9] == 'burn' then
-  redis.call('HSET', KEYS[1], 'attempts', ARGV[10], 'code_digest', '')
-else
-  redis.call('HSET', KEYS[1], ARGV[9], ARGV[10])
+-- As _judgement_to_json writes it (json.dumps), byte for byte for an ASCII user id. The sequence is
+-- stored as _fields writes it, str(int): already a JSON number.
+local function judged(verdict, attempts_left, user, seq)
+  return '{"verdict": "' .. verdict .. '", "attempts_left": ' .. string.format('%d', attempts_left) ..
+    ', "user_id": ' .. (user and json_string(user) or 'null') .. ', "sequence": ' .. (seq or 'null') .. '}'
 end
-return 1
+local expired = judged('code_expired', 0)
+-- The guess's verdict under its seen field (a redelivery returns it), with what it spends, in one write.
+local function written(verdict, ...)
+  redis.call('HSET', KEYS[1], ARGV[1], verdict, ...)
+  return verdict
+end
+local function verified() return written(judged('verified', 0, user_id, sequence), 'consumed_by', ARGV[6]) end
+-- Burned: even the right code is refused from now on.
+local function too_many() return written(judged('too_many_attempts', 0), 'attempts', ARGV[4], 'code_digest', '') end
+
+if not user_id or consumed_by or voided then return expired end
+if submitted_at ~= '' and tonumber(submitted_at) < tonumber(requested_at) then return expired end
+if code_digest == '' or attempts >= max_attempts then return too_many() end
+if proof == 'link' then
+  -- A link that does not match is an older code's (its token is too long to guess): nothing spent.
+  if link_digest ~= '' and link_digest == presented then return verified() end
+  return expired
+end
+if code_digest == presented then return verified() end
+local attempts_left = max_attempts - attempts - 1
+if attempts_left <= 0 then return too_many() end
+return written(judged('invalid_code', attempts_left), 'attempts', string.format('%d', attempts + 1))
 """
 
 # KEYS: pending, consumed. ARGV: the submission that spent the code, how long to remember its request.
@@ -145,35 +171,6 @@ if redis.call('HGET', KEYS[1], 'consumed_by') == ARGV[1] then
 end
 return 1
 """
-
-
-# Records this process wrote last, by key: a few thousand slots, about a kilobyte each.
-WRITTEN_RECORDS_KEPT = 4096
-
-
-class WrittenRecords:
-    """The pending records this process wrote last, newest kept, shared by its consumer threads."""
-
-    def __init__(self, kept: int):
-        self._kept = kept
-        self._records: OrderedDict[str, dict[bytes, bytes]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> dict[bytes, bytes] | None:
-        with self._lock:
-            record = self._records.get(key)
-            return None if record is None else dict(record)
-
-    def put(self, key: str, record: dict[bytes, bytes]) -> None:
-        with self._lock:
-            self._records[key] = record
-            self._records.move_to_end(key)
-            while len(self._records) > self._kept:
-                self._records.popitem(last=False)
-
-    def forget(self, key: str) -> None:
-        with self._lock:
-            self._records.pop(key, None)
 
 
 class RedisPendingCodes:
@@ -189,9 +186,8 @@ class RedisPendingCodes:
         self._replica_timeout_ms = replica_timeout_ms
         self._start_issue = client.register_script(START_ISSUE)
         self._finish_issue = client.register_script(FINISH_ISSUE)
-        self._apply_attempt = client.register_script(APPLY_ATTEMPT)
+        self._judge_attempt = client.register_script(JUDGE_ATTEMPT)
         self._discard_consumed = client.register_script(DISCARD_CONSUMED)
-        self._written = WrittenRecords(WRITTEN_RECORDS_KEPT)
 
     def _slot_key(self, kind: str, slot: Slot) -> str:
         # Addresses are hashed so keys do not spell out personal data.
@@ -235,20 +231,11 @@ class RedisPendingCodes:
         deadline = time.monotonic() + wait_seconds
         while True:
             started = IssueStart(_text(reply(self._start_issue(keys=keys, args=args))))
-            self._remember_issue(keys[1], started, pending)
             if started is IssueStart.STORED:
                 self._await_replicas()
             if started is not IssueStart.LOCKED or time.monotonic() >= deadline:
                 return started
             time.sleep(LOCK_POLL_SECONDS)
-
-    def _remember_issue(self, key: str, started: IssueStart, pending: PendingCode) -> None:
-        if started is IssueStart.STORED:
-            # As the script wrote it, unless the slot already held this request's code (then it may have
-            # guesses on it): a wrong memory only costs the first guess the read it would have made anyway.
-            self._written.put(key, {str(k).encode(): str(v).encode() for k, v in _fields(pending).items()})
-        elif started is not IssueStart.LOCKED:
-            self._written.forget(key)
 
     def _await_replicas(self) -> None:
         if not self._replicas:
@@ -267,43 +254,18 @@ class RedisPendingCodes:
     def attempt(
         self, slot: Slot, presented: Presented, attempt_id: str, max_attempts: int, submitted_at: float | None = None
     ) -> Judgement:
-        key = self._slot_key("pending", slot)
-        seen_field = f"{SEEN_PREFIX}{attempt_id}"
-        raw = self._written.get(key)
-        read = raw is None
-        while True:
-            if raw is None:
-                raw = reply(self._redis.hgetall(key))
-                read = True
-            seen = raw.get(seen_field.encode())
-            if seen is not None:
-                return _judgement_from_json(seen)
-            pending = _parse(raw)
-            judgement = judge_attempt(pending, presented, max_attempts, submitted_at)
-            if pending is None or judgement.verdict is Verdict.CODE_EXPIRED:
-                if not read:
-                    raw = None  # a verdict that writes nothing is given only on the record as read
-                    continue
-                self._written.forget(key)
-                return judgement
-            if judgement.verdict is Verdict.VERIFIED:
-                change = ["consumed_by", attempt_id]
-            elif judgement.verdict is Verdict.INVALID_CODE:
-                change = ["attempts", str(pending.attempts + 1)]
-            else:
-                change = ["burn", str(max_attempts)]
-            expected = [_text(raw.get(name.encode(), b"")) for name in JUDGED_FIELDS]
-            # Written only if the record is as judged; else the script answers it as it stands: judge again.
-            args = [seen_field, *expected, _judgement_to_json(judgement), *change]
-            written = reply(self._apply_attempt(keys=[key], args=args))
-            if not isinstance(written, list):
-                self._written.put(key, {**_unseen(raw), **_changed_fields(change)})
-                return judgement
-            raw = dict(zip(written[::2], written[1::2], strict=True))
-            read = True
+        args = [
+            f"{SEEN_PREFIX}{attempt_id}",
+            presented.proof.value,
+            presented.digest,
+            max_attempts,
+            # repr: the shortest text that parses back to the same double, in Lua as in Python.
+            "" if submitted_at is None else repr(submitted_at),
+            attempt_id,
+        ]
+        return _judgement_from_json(reply(self._judge_attempt(keys=[self._slot_key("pending", slot)], args=args)))
 
     def discard_consumed(self, slot: Slot, attempt_id: str) -> None:
-        self._written.forget(self._slot_key("pending", slot))
         keys = [self._slot_key("pending", slot), self._slot_key("consumed", slot)]
         # A day is far longer than any redelivery of one message takes.
         self._discard_consumed(keys=keys, args=[attempt_id, DAY])
@@ -339,19 +301,6 @@ def _flat(fields: Mapping[str, str | int]) -> list[str | int]:
     return [item for pair in fields.items() for item in pair]
 
 
-def _unseen(raw: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
-    """The record without the verdicts of earlier guesses (each one is looked up in Redis)."""
-    return {name: value for name, value in raw.items() if not name.startswith(SEEN_PREFIX.encode())}
-
-
-def _changed_fields(change: list[str]) -> dict[bytes, bytes]:
-    """What ``APPLY_ATTEMPT`` wrote for ``change`` (besides the guess's verdict)."""
-    name, value = change
-    if name == "burn":
-        return {b"attempts": value.encode(), b"code_digest": b""}
-    return {name.encode(): value.encode()}
-
-
 def _milliseconds(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -384,6 +333,7 @@ def _parse(raw: Mapping[bytes, bytes]) -> PendingCode | None:
 
 
 def _judgement_to_json(judgement: Judgement) -> str:
+    """The verdict's JSON as a seen field holds it; ``JUDGE_ATTEMPT`` writes the same text."""
     return json.dumps(
         {
             "verdict": judgement.verdict.value,

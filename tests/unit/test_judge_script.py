@@ -1,0 +1,221 @@
+"""The ``JUDGE_ATTEMPT`` Lua script gives ``judge_attempt``'s verdicts and writes what they spend.
+
+``judge_attempt`` is the spec of the verdict rules; the script is the pending store's atomic copy of
+them. Every kind of record is judged both ways, on fakeredis (which runs the script in Lua 5.1, as
+Redis does) and on the real Redis at 127.0.0.1:6379 (skipped, with the reason, when it does not answer).
+"""
+
+import itertools
+import json
+import math
+import uuid
+
+import fakeredis
+import pytest
+import redis
+
+from email_service.adapters.pending_store import (
+    SEEN_PREFIX,
+    RedisPendingCodes,
+    _fields,
+    _judgement_from_json,
+    _judgement_to_json,
+    _parse,
+)
+from email_service.domain.codes import (
+    Judgement,
+    PendingCode,
+    Presented,
+    Proof,
+    Purpose,
+    Slot,
+    Verdict,
+    code_digest,
+    judge_attempt,
+    link_digest,
+)
+
+KEY = "k" * 32
+SLOT = Slot(Purpose.VERIFY_EMAIL, "a@example.com")
+MAX_ATTEMPTS = 3
+ATTEMPT_ID = "this-guess"
+SEEN_FIELD = f"{SEEN_PREFIX}{ATTEMPT_ID}"
+# Not a binary fraction, so its text must parse back to exactly this double for "equal" to be equal.
+REQUESTED_AT = 1732790000.123456
+CODE_DIGEST = code_digest(KEY, SLOT, "123456")
+LINK_DIGEST = link_digest(KEY, SLOT, "the-link-token")
+
+PRESENTED = {
+    "right code": Presented.code(KEY, SLOT, "123456"),
+    "wrong code": Presented.code(KEY, SLOT, "000000"),
+    "right link": Presented.link(KEY, SLOT, "the-link-token"),
+    "wrong link": Presented.link(KEY, SLOT, "an-older-link-token"),
+    # Never built by the handler; here so that a record without a link can never match an empty one.
+    "empty link": Presented(Proof.LINK, ""),
+}
+# One double either side: the script must compare times exactly as Python does.
+SUBMITTED_AT = {
+    "no submitted_at": None,
+    "submitted before the request": math.nextafter(REQUESTED_AT, -math.inf),
+    "submitted as requested": REQUESTED_AT,
+    "submitted after the request": math.nextafter(REQUESTED_AT, math.inf),
+}
+# A verdict this guess already got (it is redelivered), unlike what the record would give it now.
+EARLIER_VERDICT = _judgement_to_json(Judgement(Verdict.INVALID_CODE, attempts_left=7))
+
+
+@pytest.fixture(params=["fakeredis", "redis"])
+def client(request):
+    if request.param == "fakeredis":
+        yield fakeredis.FakeRedis()
+        return
+    real = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1, socket_timeout=5)
+    try:
+        real.ping()
+    except redis.RedisError as error:
+        pytest.skip(f"no Redis answers at 127.0.0.1:6379 ({error})")
+    yield real
+    real.close()
+
+
+@pytest.fixture
+def store(client):
+    prefix = f"test-judge-script-{uuid.uuid4().hex}"
+    yield RedisPendingCodes(client, prefix)
+    for key in client.scan_iter(match=f"{prefix}:*"):
+        client.delete(key)
+
+
+def records():
+    """Every kind of record a guess can meet, as the hash's fields (None: no record)."""
+    yield "no record", None
+    for state, attempts, with_link in itertools.product(
+        ("live", "consumed", "voided", "burned"), range(MAX_ATTEMPTS + 2), (True, False)
+    ):
+        pending = PendingCode(
+            SLOT,
+            "u1",
+            CODE_DIGEST if state in ("live", "consumed") else "",
+            attempts,
+            "m1",
+            REQUESTED_AT,
+            True,
+            link_digest=LINK_DIGEST if with_link else "",
+            sequence=1732790000123456,
+            voided=state == "voided",
+        )
+        fields = fields_of(pending)
+        if state == "consumed":
+            fields["consumed_by"] = "an-earlier-guess"
+        yield f"{state}, {attempts} attempts, {'a' if with_link else 'no'} link", fields
+
+
+def fields_of(pending):
+    """The hash's fields as ``start_issue`` stores them (redis-py sends each value as text)."""
+    return {name: str(value) for name, value in _fields(pending).items()}
+
+
+def by_the_spec(fields, presented, submitted_at):
+    """The verdict ``judge_attempt`` gives, and the record as the guess leaves it."""
+    if fields is not None and SEEN_FIELD in fields:
+        return _judgement_from_json(fields[SEEN_FIELD].encode()), fields
+    pending = _parse({name.encode(): value.encode() for name, value in (fields or {}).items()})
+    judgement = judge_attempt(pending, presented, MAX_ATTEMPTS, submitted_at)
+    if pending is None or judgement.verdict is Verdict.CODE_EXPIRED:
+        return judgement, fields
+    after = {**fields, SEEN_FIELD: _judgement_to_json(judgement)}
+    if judgement.verdict is Verdict.VERIFIED:
+        after["consumed_by"] = ATTEMPT_ID
+    elif judgement.verdict is Verdict.INVALID_CODE:
+        after["attempts"] = str(pending.attempts + 1)
+    else:  # too many: the code is burned
+        after.update(attempts=str(MAX_ATTEMPTS), code_digest="")
+    return judgement, after
+
+
+def stored(store, fields):
+    key = store._slot_key("pending", SLOT)
+    store._redis.delete(key)
+    if fields is not None:
+        store._redis.hset(key, mapping=fields)
+
+
+def record(store):
+    raw = store._redis.hgetall(store._slot_key("pending", SLOT))
+    return {name.decode(): value.decode() for name, value in raw.items()} or None
+
+
+def test_the_script_judges_every_record_as_judge_attempt_does(store):
+    disagreements = []
+    cases = 0
+    for (record_name, fields), (proof_name, presented), (time_name, submitted_at), redelivered in itertools.product(
+        records(), PRESENTED.items(), SUBMITTED_AT.items(), (False, True)
+    ):
+        if redelivered and fields is None:
+            continue
+        if redelivered:
+            fields = {**fields, SEEN_FIELD: EARLIER_VERDICT}
+        case = f"{record_name}; {proof_name}; {time_name}; {'redelivered' if redelivered else 'first delivery'}"
+        expected, expected_after = by_the_spec(fields, presented, submitted_at)
+        stored(store, fields)
+        cases += 1
+        judgement = store.attempt(SLOT, presented, ATTEMPT_ID, MAX_ATTEMPTS, submitted_at)
+        after = record(store)
+        if (judgement, after) != (expected, expected_after):
+            disagreements.append(f"{case}: {judgement}, {after}; the spec: {expected}, {expected_after}")
+            continue
+        # Delivered again: the same verdict, and nothing more spent.
+        again = store.attempt(SLOT, presented, ATTEMPT_ID, MAX_ATTEMPTS, submitted_at)
+        if (again, record(store)) != (judgement, after):
+            disagreements.append(f"{case}, delivered again: {again}, {record(store)}; first {judgement}, {after}")
+    # Each guess (every proof at every time) on 4 states x the attempts x with or without a link, delivered
+    # once or again; and on no record.
+    guesses = len(PRESENTED) * len(SUBMITTED_AT)
+    assert cases == 4 * (MAX_ATTEMPTS + 2) * 2 * guesses * 2 + guesses
+    assert not disagreements, "\n".join(disagreements[:20])
+
+
+AWKWARD_TIMES = [
+    0.1,
+    1 / 3,
+    0.30000000000000004,
+    1732790000.1234567,
+    REQUESTED_AT,
+    2.0**53 + 2,
+    1e22,
+    1e23,  # the nearest double is not the one a naive decimal parser finds
+    5e-324,  # the smallest subnormal
+    2.2250738585072014e-308,
+    1.7976931348623157e308,
+    -0.0,
+]
+
+
+def test_the_scripts_times_are_the_doubles_python_wrote(store):
+    for value in AWKWARD_TIMES:
+        # Lua's tonumber on repr's text, printed back with all 17 digits, is the same double.
+        printed = store._redis.eval("return string.format('%.17g', tonumber(ARGV[1]))", 0, repr(value))
+        assert float(printed) == value, (value, printed)
+
+
+def test_the_script_compares_awkward_times_as_python_does(store):
+    presented = PRESENTED["wrong code"]
+    # A message's submitted_at may even be one of JSON's non-finite numbers: compared as Python does too.
+    odd_submissions = [math.inf, -math.inf, math.nan]
+    for requested_at in AWKWARD_TIMES:
+        pending = PendingCode(SLOT, "u1", CODE_DIGEST, 0, "m1", requested_at, True)
+        around = [math.nextafter(requested_at, -math.inf), requested_at, math.nextafter(requested_at, math.inf)]
+        for submitted_at in around + odd_submissions:
+            stored(store, fields_of(pending))
+            expected = judge_attempt(pending, presented, MAX_ATTEMPTS, submitted_at)
+            judgement = store.attempt(SLOT, presented, ATTEMPT_ID, MAX_ATTEMPTS, submitted_at)
+            assert judgement == expected, (requested_at, submitted_at)
+
+
+@pytest.mark.parametrize("user_id", ['a "quoted" id', "back\\slash", "new\nline\ttab\x01\x7f", "é ✓ 𝄞", ""])
+def test_the_script_returns_and_remembers_any_user_id(store, user_id):
+    pending = PendingCode(SLOT, user_id, CODE_DIGEST, 0, "m1", REQUESTED_AT, True, sequence=42)
+    stored(store, fields_of(pending))
+    judgement = store.attempt(SLOT, PRESENTED["right code"], ATTEMPT_ID, MAX_ATTEMPTS)
+    assert judgement == Judgement(Verdict.VERIFIED, user_id=user_id, sequence=42)
+    assert json.loads(record(store)[SEEN_FIELD]) == json.loads(_judgement_to_json(judgement))
