@@ -13,6 +13,8 @@ off: this is a pure rule, and the code email proves the mailbox anyway.
 
 from __future__ import annotations
 
+import functools
+
 from email_validator import EmailNotValidError, validate_email
 
 from auth_service.domain.accounts import normalize_email
@@ -24,6 +26,9 @@ class AddressRefused(ValueError):
     """The address is not one an account may have; the message says why, for the caller."""
 
 
+# A pure function, and an address comes back (each code typed, each sign-in): its accepted forms are
+# remembered rather than parsed again. Refused ones are not cached (their exception is raised anew).
+@functools.lru_cache(maxsize=4096)
 def canonical_address(raw: str) -> str:
     """The stored form of an acceptable address (trimmed, lower-cased), or ``AddressRefused``."""
     address = raw.strip()
