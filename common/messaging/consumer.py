@@ -75,10 +75,15 @@ class Result:
 
 
 class ChannelPublisher:
-    """Publishes on the consumer's own channel (in confirm mode), from its own thread."""
+    """Publishes on the consumer's own channel (in confirm mode), from its own thread.
 
-    def __init__(self, channel, topology: Topology):
+    Replies go on ``reply_channel`` (by default the same): a reply is worth nothing once its
+    requester stopped waiting, so a publisher confirm would only hold the consumer until it came.
+    """
+
+    def __init__(self, channel, topology: Topology, reply_channel=None):
         self._channel = channel
+        self._reply_channel = reply_channel if reply_channel is not None else channel
         self._topology = topology
 
     def publish(self, queue: str, message: Outgoing) -> None:
@@ -88,7 +93,7 @@ class ChannelPublisher:
     def reply(self, reply_to: str, message: Outgoing) -> None:
         # The requester may be gone; a reply nobody waits for is simply dropped.
         with publishing(REPLIES_EXCHANGE, message) as traced:
-            self._channel.basic_publish(
+            self._reply_channel.basic_publish(
                 exchange=REPLIES_EXCHANGE,
                 routing_key=reply_to,
                 body=traced.encoded_body(),
@@ -179,6 +184,7 @@ class Consumer(ConnectionThread):
         self._prefetch = prefetch
         self._observe = observe or (lambda queue, outcome: None)
         self._bind_request_id = bind_request_id or (lambda request_id: None)
+        self._reply_channel = None
 
     def log_context(self) -> dict:
         return {"queue": self._queue.name}
@@ -189,6 +195,8 @@ class Consumer(ConnectionThread):
         declare(channel, self._inbox)
         channel.basic_qos(prefetch_count=self._prefetch)
         channel.basic_consume(self._queue.name, self._on_message)
+        # Without confirm mode: the requester's wait is what a reply's delivery is checked by.
+        self._reply_channel = connection.channel()
 
     def _on_message(self, channel, method, properties, body: bytes) -> None:
         with processing(self._queue.name, properties.headers, properties.message_id):
@@ -226,7 +234,7 @@ class Consumer(ConnectionThread):
         pause = Backoff(self._pause, HOLD_INITIAL_SECONDS, HOLD_MAX_SECONDS)
         while True:
             try:
-                return self._handler(message, ChannelPublisher(channel, self._topology))
+                return self._handler(message, ChannelPublisher(channel, self._topology, self._reply_channel))
             except self._unavailable as error:
                 if self._stopping.is_set():
                     return None

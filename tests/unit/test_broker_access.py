@@ -47,6 +47,15 @@ def test_messages_for_the_other_service_go_through_its_inbox_exchange_never_the_
         ROUTES.inbox_of("somebody.else")
 
 
+def test_replies_go_on_the_reply_channel_and_everything_else_on_the_confirmed_one():
+    confirmed, replies = RecordingChannel(), RecordingChannel()
+    publisher = ChannelPublisher(confirmed, ROUTES, reply_channel=replies)
+    publisher.publish("confirmed.q", Outgoing(type="account.confirmed", body={}))
+    publisher.reply("verification.replies.abc", Outgoing(type="email_code.verdict", body={}))
+    assert [kwargs["routing_key"] for _, _, kwargs in confirmed.calls] == ["confirmed.q"]
+    assert [kwargs["routing_key"] for _, _, kwargs in replies.calls] == ["verification.replies.abc"]
+
+
 def test_a_service_declares_the_exchanges_and_only_the_queues_it_consumes():
     channel = RecordingChannel()
     topology.declare(channel, ROUTES.worker)
