@@ -1,8 +1,10 @@
 """Messages stored with their user document until the broker confirms them.
 
 A request stores a message in the user's outbox in the same write as the
-change it announces, then publishes it itself; the relay thread publishes
-what a request could not (the broker was away) once its grace period is over.
+change it announces, then publishes it itself (``deliver``, waiting for the
+broker's confirm), or leaves it to the link thread (``deliver_soon``, when
+the answer does not depend on it); the relay thread publishes what neither
+managed (the broker was away) once its grace period is over.
 """
 
 from __future__ import annotations

@@ -201,6 +201,10 @@ class AccountService:
 
     def mark_verified(self, user: User, sequence: int, confirmation: str | None) -> bool:
         """Verify a pending account with the ``user.verified`` event in the same write; True if this call did."""
+        if user.verified:
+            # Read verified already (the consumer's copy of a verdict the request applied): the write
+            # below would match nothing, so neither it nor its event is made.
+            return False
         event = self._events.entry(UserVerified, user)
         if not self._users.mark_verified(
             user.id, self._now(), sequence, confirmation, [event], publish_after=self._outbox.relay_after()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
+from queue import Empty, SimpleQueue
 
 import pika
 
@@ -72,6 +73,9 @@ class ReplyWaits:
 
 
 class RabbitMessageBus(ConnectionThread):
+    # Publishes left for later (``publish_soon``) wait at most this long.
+    tick_seconds = 0.1
+
     def __init__(
         self,
         url: str,
@@ -85,6 +89,7 @@ class RabbitMessageBus(ConnectionThread):
         self._waits = ReplyWaits(max_waiting_replies, slow_reply_seconds)
         self._request_links = RequestLinks(url, routes)
         self._channel = None
+        self._later: SimpleQueue[tuple[Callable, Future]] = SimpleQueue()
 
     def publish(self, queue: str, message: Outgoing, timeout: float) -> None:
         # The span is the caller's (a request thread): the link thread only sends what it is handed.
@@ -92,8 +97,27 @@ class RabbitMessageBus(ConnectionThread):
             self._run_on_link(lambda channel: publish(channel, self._routes, queue, traced), timeout)
 
     def publish_soon(self, queue: str, message: Outgoing) -> Future:
+        """Left for the link thread to publish at its next tick (within ``tick_seconds``), or before its
+        next publish, whichever comes first: waking it now would have it contend for the GIL with the
+        request that is still answering."""
+        if not self.connected:
+            raise BrokerUnavailable("not connected")
+        done: Future = Future()
         with publishing(queue, message) as traced:
-            return self._start_on_link(lambda channel: publish(channel, self._routes, queue, traced))
+            self._later.put((lambda channel: publish(channel, self._routes, queue, traced), done))
+        return done
+
+    def on_tick(self) -> None:
+        self._publish_later()
+
+    def _publish_later(self) -> None:
+        """Publish what ``publish_soon`` left, in the order it was left; on the link thread."""
+        while True:
+            try:
+                work, done = self._later.get_nowait()
+            except Empty:
+                return
+            _run(work, self._channel, done)
 
     def request(self, queue: str, message: Outgoing, timeout: float) -> dict | None:
         """Publish and wait for the reply; ``None`` if none came within ``timeout`` but the broker
@@ -152,19 +176,26 @@ class RabbitMessageBus(ConnectionThread):
         done: Future = Future()
 
         def on_link_thread() -> None:
-            # The caller gave up waiting (and answered 503): do not publish behind its back.
-            if not done.set_running_or_notify_cancel():
-                return
-            try:
-                work(self._channel)
-                done.set_result(None)
-            except Exception as error:
-                done.set_exception(error)
-                if isinstance(error, CONNECTION_ERRORS):
-                    raise
+            # Publishes left for later go first: one process's publishes leave in the order they were made.
+            self._publish_later()
+            _run(work, self._channel, done)
 
         try:
             connection.add_callback_threadsafe(on_link_thread)
         except Exception as error:
             raise BrokerUnavailable(type(error).__name__) from None
         return done
+
+
+def _run(work: Callable, channel, done: Future) -> None:
+    """Run a publish handed to the link thread and settle its future; a lost connection is raised on."""
+    # The caller gave up waiting (and answered 503): do not publish behind its back.
+    if not done.set_running_or_notify_cancel():
+        return
+    try:
+        work(channel)
+        done.set_result(None)
+    except Exception as error:
+        done.set_exception(error)
+        if isinstance(error, CONNECTION_ERRORS):
+            raise

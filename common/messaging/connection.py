@@ -107,6 +107,8 @@ class ConnectionThread(threading.Thread):
     """
 
     backoff_initial_seconds = 0.5
+    # How long the thread waits for its connection's events before ``on_tick`` runs again.
+    tick_seconds = 1.0
 
     def __init__(self, url: str, name: str, client_name: str | None = None):
         super().__init__(name=name, daemon=True)
@@ -130,6 +132,9 @@ class ConnectionThread(threading.Thread):
     def on_disconnected(self) -> None:
         """Called on this thread after every connection ends, before it is closed."""
 
+    def on_tick(self) -> None:
+        """Called on this thread, connected, at least every ``tick_seconds``."""
+
     def stop(self) -> None:
         """Ask the thread to finish what it has in hand and close; returns at once."""
         self._stopping.set()
@@ -149,7 +154,8 @@ class ConnectionThread(threading.Thread):
                 backoff.reset()
                 log.info("broker connection up", extra=self.log_context())
                 while not self._stopping.is_set():
-                    self._connection.process_data_events(time_limit=1)
+                    self._connection.process_data_events(time_limit=self.tick_seconds)
+                    self.on_tick()
             except CONNECTION_ERRORS as error:
                 log.warning("broker connection lost, reconnecting", extra={**self.log_context(), "error": repr(error)})
             except pika.exceptions.AMQPChannelError as error:
