@@ -14,6 +14,16 @@ from common.messaging import topology
 from common.messaging.topology import REPLIES_EXCHANGE, Topology
 
 
+def routes_of(names: dict[str, str]) -> Topology:
+    """The topology of a run named by ``devtools.stack.unique_names``."""
+    return Topology(
+        account_creation=names["ACCOUNT_CREATION_QUEUE"],
+        confirm_email_code=names["CONFIRM_EMAIL_CODE_QUEUE"],
+        account_confirmed=names["ACCOUNT_CONFIRMED_QUEUE"],
+        events_exchange=names["ACCOUNT_EVENTS_EXCHANGE"],
+    )
+
+
 class Replier(threading.Thread):
     """Answers ``{"n": <how many it received>}``; ``delays`` holds the seconds to wait before each answer."""
 

@@ -18,7 +18,7 @@ from auth_service.ports import BrokerUnavailable
 from common.messaging.envelope import Outgoing
 from common.messaging.topology import Topology
 from devtools.stack import delete_run, unique_names
-from tests.replier import Replier
+from tests.replier import Replier, routes_of
 
 DEADLINE_SECONDS = 1.0
 
@@ -33,12 +33,7 @@ def wait_until_ready(thread, timeout: float = 60.0) -> None:
 
 def test_a_frozen_broker_costs_a_request_its_deadline_and_a_restart_costs_it_nothing(private_rabbitmq):
     names = unique_names("fault")
-    routes = Topology(
-        account_creation=names["ACCOUNT_CREATION_QUEUE"],
-        confirm_email_code=names["CONFIRM_EMAIL_CODE_QUEUE"],
-        account_confirmed=names["ACCOUNT_CONFIRMED_QUEUE"],
-        events_exchange=names["ACCOUNT_EVENTS_EXCHANGE"],
-    )
+    routes = routes_of(names)
     bus = RabbitMessageBus(private_rabbitmq.url, routes, max_waiting_replies=4)
     replier = Replier(private_rabbitmq.url, routes)
     try:

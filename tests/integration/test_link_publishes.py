@@ -12,9 +12,9 @@ import pytest
 
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from common.messaging.envelope import Outgoing
-from common.messaging.topology import Topology
 from devtools.stack import delete_run, unique_names
 from tests.integration.conftest import RABBITMQ_URL
+from tests.replier import routes_of
 
 
 def event(name: str) -> Outgoing:
@@ -24,12 +24,7 @@ def event(name: str) -> Outgoing:
 @pytest.fixture
 def bus_and_listener():
     names = unique_names("it")
-    routes = Topology(
-        account_creation=names["ACCOUNT_CREATION_QUEUE"],
-        confirm_email_code=names["CONFIRM_EMAIL_CODE_QUEUE"],
-        account_confirmed=names["ACCOUNT_CONFIRMED_QUEUE"],
-        events_exchange=names["ACCOUNT_EVENTS_EXCHANGE"],
-    )
+    routes = routes_of(names)
     bus = RabbitMessageBus(RABBITMQ_URL, routes, max_waiting_replies=2)
     bus.start()
     assert bus.ready.wait(15), "the broker link did not come up"

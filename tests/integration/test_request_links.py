@@ -19,7 +19,7 @@ from common.messaging.envelope import Outgoing
 from common.messaging.topology import Topology
 from devtools.stack import delete_run, unique_names
 from tests.integration.conftest import RABBITMQ_URL
-from tests.replier import Replier
+from tests.replier import Replier, routes_of
 
 
 def submission() -> Outgoing:
@@ -35,12 +35,7 @@ def names():
 
 @pytest.fixture
 def routes(names) -> Topology:
-    return Topology(
-        account_creation=names["ACCOUNT_CREATION_QUEUE"],
-        confirm_email_code=names["CONFIRM_EMAIL_CODE_QUEUE"],
-        account_confirmed=names["ACCOUNT_CONFIRMED_QUEUE"],
-        events_exchange=names["ACCOUNT_EVENTS_EXCHANGE"],
-    )
+    return routes_of(names)
 
 
 @pytest.fixture
