@@ -2,7 +2,8 @@
 
 pika connections are not thread-safe, so request threads never touch it: they
 hand a publish to the link thread with ``add_callback_threadsafe`` and wait on
-a future. The link thread also pumps heartbeats. A request that waits for a
+a future, or leave one it does not wait for in a queue the link thread
+drains at its next tick. The link thread also pumps heartbeats. A request that waits for a
 reply (a code submission) goes out on a connection of its own instead, lent
 to the request thread for the request (``request_links``), so that neither
 the request nor its reply changes threads on the way.
