@@ -25,13 +25,15 @@ def routes_of(names: dict[str, str]) -> Topology:
 
 
 class Replier(threading.Thread):
-    """Answers ``{"n": <how many it received>}``; ``delays`` holds the seconds to wait before each answer."""
+    """Answers ``{"n": <how many it received>}``; ``delays`` holds the seconds to wait before each answer,
+    ``bodies`` what to answer instead, in order (then the count again)."""
 
-    def __init__(self, url: str, routes: Topology, delays: tuple[float, ...] = ()):
+    def __init__(self, url: str, routes: Topology, delays: tuple[float, ...] = (), bodies: tuple[bytes, ...] = ()):
         super().__init__(name="test-replier", daemon=True)
         self._url = url
         self._routes = routes
         self._delays = list(delays)
+        self._bodies = list(bodies)
         self.received: list[pika.BasicProperties] = []
         self.ready = threading.Event()
         self._stopping = threading.Event()
@@ -57,7 +59,7 @@ class Replier(threading.Thread):
         channel.basic_publish(
             exchange=REPLIES_EXCHANGE,
             routing_key=properties.reply_to,
-            body=json.dumps({"n": len(self.received)}).encode(),
+            body=self._bodies.pop(0) if self._bodies else json.dumps({"n": len(self.received)}).encode(),
             properties=pika.BasicProperties(correlation_id=properties.correlation_id),
         )
         channel.basic_ack(method.delivery_tag)

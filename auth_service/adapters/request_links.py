@@ -111,14 +111,14 @@ class RequestLink:
         self._reply: bytes | None = None
         self.last_used = clock()
 
-    def request(self, destination: str, message: Outgoing, deadline: float) -> dict | None:
-        """Publish ``message`` (its ``correlation_id`` set) and wait until ``deadline`` for its reply.
+    def request(self, destination: str, message: Outgoing, deadline: float) -> bytes | None:
+        """Publish ``message`` (its ``correlation_id`` set) and wait until ``deadline`` for its reply's body.
 
         ``None`` when no reply came but the broker confirmed the request: it is
         queued and will be answered later. ``BrokerUnavailable`` when it was
-        refused or not confirmed in time (it may be lost), or the reply is
-        unreadable; ``LinkGone`` before publishing on a closed connection.
-        Either error leaves the link unfit for another request.
+        refused or not confirmed in time (it may be lost); ``LinkGone`` before
+        publishing on a closed connection. Either error leaves the link unfit
+        for another request.
         """
         if not self._connection.is_open:
             raise LinkGone("closed")
@@ -150,7 +150,7 @@ class RequestLink:
         finally:
             self._awaited = None
         self.last_used = self._clock()
-        return _reply_body(self._reply)
+        return self._reply
 
     def _on_reply(self, channel, method, properties, body: bytes) -> None:
         if properties.correlation_id != self._awaited:
@@ -181,7 +181,8 @@ class RequestLinks:
         self._closer = LinkCloser()
 
     def request(self, destination: str, message: Outgoing, deadline: float) -> dict | None:
-        """As ``RequestLink.request``, on a lent link; a link found closed is replaced once."""
+        """As ``RequestLink.request``, on a lent link, with the reply read as JSON (``BrokerUnavailable`` if
+        it is unreadable); a link found closed is replaced once."""
         for attempt in (1, 2):
             link = self._take()
             try:
@@ -195,7 +196,8 @@ class RequestLinks:
                 self._closer.close(link)
                 raise
             self._give_back(link)
-            return reply
+            # Read once the link is back: an unreadable reply says nothing against the link.
+            return None if reply is None else _reply_body(reply)
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -259,9 +261,9 @@ def _parameters(url: str) -> list[pika.URLParameters]:
     return nodes
 
 
-def _reply_body(body: bytes | None) -> dict:
+def _reply_body(body: bytes) -> dict:
     try:
-        reply = json.loads(body or b"")
+        reply = json.loads(body)
     except ValueError:
         reply = None
     if not isinstance(reply, dict):

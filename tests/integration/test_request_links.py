@@ -52,8 +52,8 @@ def bus(routes):
 def replier(routes):
     started: list[Replier] = []
 
-    def start(*delays: float) -> Replier:
-        replier = Replier(RABBITMQ_URL, routes, delays)
+    def start(*delays: float, bodies: tuple[bytes, ...] = ()) -> Replier:
+        replier = Replier(RABBITMQ_URL, routes, delays, bodies)
         replier.start()
         assert replier.ready.wait(15), "the replier did not come up"
         started.append(replier)
@@ -116,3 +116,12 @@ def test_requests_at_once_each_get_their_own_reply(bus, routes, replier):
     with ThreadPoolExecutor(4) as pool:
         replies = list(pool.map(lambda _: bus.request(routes.confirm_email_code, submission(), timeout=5), range(4)))
     assert sorted(reply["n"] for reply in replies) == [1, 2, 3, 4]
+
+
+def test_an_unreadable_reply_is_unavailable_and_the_link_is_kept(bus, routes, replier):
+    answering = replier(bodies=(b"not json",))
+    with pytest.raises(BrokerUnavailable, match="unreadable"):
+        bus.request(routes.confirm_email_code, submission(), timeout=5)
+    assert bus.request(routes.confirm_email_code, submission(), timeout=5) == {"n": 2}
+    first, second = answering.received
+    assert first.reply_to == second.reply_to  # the reply was at fault, not the link
