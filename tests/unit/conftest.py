@@ -59,6 +59,29 @@ class Clock:
         self.now += seconds
 
 
+class RedisClock:
+    """fakeredis's time, by which a key's time to live runs out: the real time, plus what the test moved it on."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.ahead
+
+    def advance(self, seconds: float) -> None:
+        self.ahead += seconds
+
+
+@pytest.fixture
+def redis_clock(monkeypatch) -> RedisClock:
+    """Move fakeredis's clock instead of waiting for a key to expire. fakeredis reads the time once per
+    command, as ``time.time()`` in its socket module, and judges every expiry by it (as its maintainers
+    advise, for a test that travels in time); only that module's ``time`` is replaced, for one test."""
+    clock = RedisClock()
+    monkeypatch.setattr("fakeredis._socket._base.time", clock)
+    return clock
+
+
 @dataclass
 class System:
     auth_settings: AuthSettings

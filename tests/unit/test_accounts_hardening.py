@@ -380,6 +380,7 @@ def test_a_code_asked_by_address_costs_the_request_the_same_whatever_the_address
 def test_the_relay_acts_on_a_resend_soon_after_being_woken():
     woken_at: list[float] = []
     handled = threading.Event()
+    first_round_done = threading.Event()
 
     def resends() -> int:
         if woken_at:
@@ -388,13 +389,14 @@ def test_the_relay_acts_on_a_resend_soon_after_being_woken():
 
     class NothingDue:
         def relay_due(self) -> int:
+            first_round_done.set()  # the last step of a round, after its resends
             return 0
 
     wakeup = threading.Event()
     relay = OutboxRelay(NothingDue(), interval_seconds=60, resends=resends, wakeup=wakeup, headstart_seconds=0.05)
     relay.start()
     try:
-        time.sleep(0.1)  # the first round is done, the relay waits (60 s unless woken)
+        assert first_round_done.wait(5)  # from now on the relay waits (60 s unless woken)
         woken_at.append(time.monotonic())
         wakeup.set()
         assert handled.wait(2)
