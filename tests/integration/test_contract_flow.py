@@ -39,8 +39,11 @@ def emailed_codes(stack, email, count=1):
 def wait_until_expired(stack, email: str, *purposes: Purpose) -> None:
     """Until Redis's own time to live has ended the address's codes, as the worker's store sees them."""
     store = RedisPendingCodes(redis.Redis.from_url(stack.env["REDIS_URL"]), stack.env["REDIS_KEY_PREFIX"])
-    for purpose in purposes:
-        eventually(lambda purpose=purpose: store.get(Slot(purpose, email)) is None, f"the {purpose} code expired")
+
+    def expired() -> bool:
+        return all(store.get(Slot(purpose, email)) is None for purpose in purposes)
+
+    eventually(expired, f"the {', '.join(purposes)} codes expired")
 
 
 def confirm(stack, email, code):
