@@ -6,11 +6,12 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements translations test-tools lint typecheck format test unit integration test-cluster run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge bench-scale clean up down logs ps
+.PHONY: help install requirements translations test-tools lint typecheck format check test unit integration test-cluster run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge bench-scale clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
 	@echo "make demo-lifecycle  one account's whole life: refresh, reset, password and email change, logout"
+	@echo "make check        the developer's loop: lint, type check and the unit tests (fakes only, no server), in about a minute"
 	@echo "make test         lint, type check, then every test (unit and integration); installs chromium and promtool if missing"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
 	@echo "make bench        the worker against a raw consumer and Celery, confirm latency, SMTP over TLS (docs/performance.md)"
@@ -64,6 +65,11 @@ typecheck: install
 # Debian's chromium and chromedriver (the /docs browser test) and promtool (the alert rules test).
 test-tools:
 	bash devtools/test_tools.sh
+
+# Before each commit: what needs no server and no browser. The unit tests run on fakes (tests/unit/conftest.py
+# refuses them the machine's RabbitMQ and Redis); `make test` is the whole suite.
+check: lint typecheck
+	$(PY) -m pytest tests/unit -q
 
 # The cluster suite starts its own cluster once (about half a minute) and runs last.
 test: lint typecheck test-tools

@@ -6,6 +6,7 @@ The handlers and use cases are the production ones; only the wiring differs.
 from __future__ import annotations
 
 import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,28 @@ def _subjects_of(templates: list[str]) -> frozenset[str]:
 
 
 EVENT_NOTICE_SUBJECTS = _subjects_of([template for template, _ in EVENT_NOTICES.values()])
+
+# This machine's RabbitMQ (AMQP and management) and Redis, shared by every run and developer.
+SHARED_SERVER_PORTS = frozenset({5672, 15672, 6379})
+
+
+@pytest.fixture(autouse=True)
+def no_shared_servers(monkeypatch):
+    """Unit tests run on fakes: a connection to a shared server is refused, and fails the test that tried it
+    (also when the code under test took the refusal for an outage). Servers a test starts itself, on free
+    ports, are left alone."""
+    tried: list[object] = []
+    real_connect = socket.socket.connect
+
+    def connect(sock: socket.socket, address) -> None:
+        if isinstance(address, tuple) and len(address) >= 2 and address[1] in SHARED_SERVER_PORTS:
+            tried.append(address)
+            raise ConnectionRefusedError(f"a unit test reached for the shared server at {address}")
+        real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    yield
+    assert not tried, f"unit tests run on fakes, yet this one connected to {tried}: move it to tests/integration"
 
 
 class Clock:
