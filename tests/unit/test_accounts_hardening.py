@@ -1,4 +1,4 @@
-"""Hardening, round two (issue 13, items 6-10 and 13): the rules on fakes.
+"""The accounts hardened against an attack from outside (docs/security.md): the rules on fakes.
 
 The same use cases and handlers as production, wired on mongomock, fakeredis
 and the in-memory broker (tests/unit/conftest.py); the real processes are
@@ -51,7 +51,7 @@ def wrong(code: str) -> str:
     return f"{(int(code) + 1) % 1_000_000:06d}"
 
 
-# --- item 6: addresses ------------------------------------------------------------------------
+# --- Address forms --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ def test_every_endpoint_refuses_a_quoted_address_with_422(system, path):
     assert response.status_code == 422 and "email" in response.json["fields"]
 
 
-# --- item 7: a pending registration is taken over ---------------------------------------------
+# --- Pre-registration takeover --------------------------------------------------------------------
 
 
 def test_a_second_registration_takes_the_pending_account_over(system, unique_email):
@@ -234,7 +234,7 @@ def test_sequence_numbers_rise_even_when_clocks_disagree():
     assert next_sequence(later_reading, datetime(2027, 1, 1, tzinfo=UTC)) > later_reading + 1
 
 
-# --- item 8: names ----------------------------------------------------------------------------
+# --- Phishing through the name --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -261,7 +261,7 @@ def test_the_name_is_not_in_the_verification_email(system, unique_email):
     assert "Quintessa" not in mail.body and "Quintessa" not in mail.html
 
 
-# --- item 9: confirm does not tell the account's state ----------------------------------------
+# --- Confirm tells the state ----------------------------------------------------------------------
 
 
 def test_a_confirmed_address_answers_410_unless_given_the_code_that_confirmed_it(system, unique_email):
@@ -311,7 +311,7 @@ def test_confirming_codes_are_compared_in_constant_time(monkeypatch):
     assert compared == [1, 1]
 
 
-# --- item 10: resend does the same work for every address -------------------------------------
+# --- Resend timing: the same work for every address -----------------------------------------------
 
 
 class RecordingRepository:
@@ -406,7 +406,7 @@ def test_the_relay_acts_on_a_resend_soon_after_being_woken():
         relay.join(2)
 
 
-# --- item 13: repeated and sequential passwords -----------------------------------------------
+# --- Repeated and sequential passwords ------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
