@@ -38,12 +38,16 @@ def emailed_codes(stack, email, count=1):
 
 def wait_until_expired(stack, email: str, *purposes: Purpose) -> None:
     """Until Redis's own time to live has ended the address's codes, as the worker's store sees them."""
-    store = RedisPendingCodes(redis.Redis.from_url(stack.env["REDIS_URL"]), stack.env["REDIS_KEY_PREFIX"])
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    store = RedisPendingCodes(client, stack.env["REDIS_KEY_PREFIX"])
 
     def expired() -> bool:
         return all(store.get(Slot(purpose, email)) is None for purpose in purposes)
 
-    eventually(expired, f"the {', '.join(purposes)} codes expired")
+    try:
+        eventually(expired, f"the {', '.join(purposes)} codes expired")
+    finally:
+        client.close()
 
 
 def confirm(stack, email, code):
