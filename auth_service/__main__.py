@@ -5,13 +5,15 @@ from __future__ import annotations
 import sys
 
 from auth_service.config import Settings
-from auth_service.entrypoints import server
+from auth_service.entrypoints import keys_cli, server
 from common.logs import configure_logging
 from common.settings import SettingsError
 from common.tracing import configure as configure_tracing
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["keys"]:
+        return keys_cli.main(sys.argv[2:])
     try:
         settings = Settings.from_env()
     except SettingsError as error:

@@ -132,7 +132,9 @@ def test_a_service_bound_to_the_exchange_sees_a_whole_life_in_order_and_the_user
         ("user.locked", {}),
         ("user.password_changed", {"reason": "reset"}),
         ("user.unlocked", {"reason": "reset"}),
+        ("user.sessions_revoked", {"all": True, "reason": "password_reset"}),
         ("user.password_changed", {"reason": "change"}),
+        ("user.sessions_revoked", {"all": True, "reason": "password_changed"}),
         ("user.email_changed", {"email": moved, "old_email": email}),
     ]
     seen = other_service.wait_for(len(expected))
