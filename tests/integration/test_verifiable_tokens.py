@@ -128,7 +128,9 @@ class CacheControlVerifier:
     def verify(self, token: str) -> dict:
         if time.monotonic() >= self._fresh_until:
             with urlopen(self._url, timeout=5) as answer:  # noqa: S310 (the test's own loopback URL)
-                max_age = int(re.search(r"max-age=(\d+)", answer.headers["Cache-Control"]).group(1))
+                cache_control = re.search(r"max-age=(\d+)", answer.headers["Cache-Control"])
+                assert cache_control is not None, answer.headers["Cache-Control"]
+                max_age = int(cache_control.group(1))
                 self._keys = {key["kid"]: jwt.PyJWK(key) for key in json.load(answer)["keys"]}
             self._fresh_until = time.monotonic() + max_age
             self.fetches += 1
