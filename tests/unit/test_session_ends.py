@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 
 import jwt
+import pika
 import pytest
 
 from auth_service.domain.sessions import refresh_token_hash
+from auth_service.entrypoints.session_ends_listener import SessionEndsListener
 from auth_service.session_ends import EndedSessions
 from common.messaging.messages import UserSessionsRevoked
 from tests.fakes import as_delivered
@@ -152,3 +155,33 @@ def test_a_session_ends_at_its_maximum_age_however_often_it_is_refreshed(make_sy
     assert record["expires_at"].timestamp() == pytest.approx(claims["exp"], abs=1)
     system.clock.advance(601)
     assert_invalid_token(refresh(system, pair["refresh_token"]))
+
+
+class RecordingChannel:
+    def __init__(self):
+        self.acked: list[int] = []
+
+    def basic_ack(self, delivery_tag: int) -> None:
+        self.acked.append(delivery_tag)
+
+
+def test_the_listener_adds_the_ids_an_event_names_and_acks_every_delivery():
+    ended = EndedSessions(remember_seconds=910)
+    listener = SessionEndsListener("amqp://unused", "events", ended, catch_up=lambda: None)
+    channel = RecordingChannel()
+    event = UserSessionsRevoked("e-1", "2026-01-01T00:00:00Z", "u-1", "a@example.com", None, ("s-1",), reason="logout")
+    outgoing = event.outgoing(message_id="e-1")
+    properties = pika.BasicProperties(message_id="e-1", content_type="application/json")
+    listener._on_message(channel, SimpleNamespace(delivery_tag=1), properties, outgoing.encoded_body())
+    everything = UserSessionsRevoked(
+        "e-2", "2026-01-01T00:00:00Z", "u-1", "a@example.com", None, all_sessions=True, reason="not_me"
+    )
+    listener._on_message(
+        channel,
+        SimpleNamespace(delivery_tag=2),
+        pika.BasicProperties(message_id="e-2"),
+        everything.outgoing(message_id="e-2").encoded_body(),
+    )
+    listener._on_message(channel, SimpleNamespace(delivery_tag=3), properties, b"not json")
+    assert ended.ended("s-1") and len(ended) == 1
+    assert channel.acked == [1, 2, 3]
