@@ -116,7 +116,7 @@ class SessionService:
             raise InvalidTokenError(REFRESH_REFUSED)
         if verdict is Presented.RETRY_WITHIN_GRACE:
             return self._successor(presented, now)
-        if verdict is Presented.REUSED and self._end_one(presented.user_id, presented.family_id, "reuse_detected"):
+        if verdict is Presented.REUSED and self.end_session(presented.user_id, presented.family_id, "reuse_detected"):
             log.warning(
                 "used refresh token presented again after the grace window: session ended",
                 extra={"user_id": presented.user_id, "session_id": presented.family_id},
@@ -127,16 +127,17 @@ class SessionService:
         """End the session the token belongs to, whether it is current, used or expired; unknown: nothing."""
         record = self._sessions.find(refresh_token_hash(refresh_token))
         if record is not None:
-            self._end_one(record.user_id, record.family_id, "logout")
+            self.end_session(record.user_id, record.family_id, "logout")
 
-    def _end_one(self, user_id: str, session_id: str, reason: str) -> bool:
-        """End one session: refused here at once, announced to the other replicas and services.
-        The event is stored before the end is written, so an end is never left unannounced; an
-        end that another request wrote first is announced by that one."""
+    def end_session(self, user_id: str, session_id: str, reason: str) -> bool:
+        """End one session (logout, reuse detected, and any later way of ending a single session):
+        refused here at once, announced to the other replicas and services. The event is stored
+        before the end is written, so an end is never left unannounced; an end that another request
+        wrote first is announced by that one. True if this call ended it."""
         session = self._sessions.session(session_id)
-        user = self._users.by_id(user_id)
         if session is None or not session.live:
             return False
+        user = self._users.by_id(user_id)
         entry = None
         if user is not None:
             entry = self._events.entry(UserSessionsRevoked, user, session_ids=(session_id,), reason=reason)

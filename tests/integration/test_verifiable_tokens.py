@@ -15,9 +15,11 @@ import hashlib
 import hmac
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -423,5 +425,73 @@ def test_an_app_holding_an_hs256_token_recovers_by_refresh_after_the_switch_to_e
         client = jwt.PyJWKClient(f"{stack.base_url}/.well-known/jwks.json")
         key = client.get_signing_key_from_jwt(renewed["access_token"])
         jwt.decode(renewed["access_token"], key.key, algorithms=["ES256"], audience=AUDIENCE, issuer=ISSUER)
+    finally:
+        mongo.stop()
+
+
+def test_replicas_sharing_a_keys_file_follow_the_operators_rotation_without_a_restart(start_stack, tmp_path):
+    """The runbook of docs/security.md, step by step, on two replicas that mount one file."""
+    keys_path = tmp_path / "jwks.json"
+    mongo = MongoWireServer(free_port()).start()
+
+    def keys_command(*args: str) -> str:
+        env = {**stack_env, "JWT_SIGNING_KEYS_FILE": str(keys_path)}
+        done = subprocess.run(
+            [sys.executable, "-m", "auth_service", "keys", *args], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    try:
+        stack_env = {**os.environ, **BASE_OVERRIDES, "MONGO_URI": mongo.uri}
+        keys_command("generate")
+        first = key_from_jwk(json.loads(keys_path.read_text())["keys"][0])
+        stack = start_stack(MONGO_URI=mongo.uri, JWT_SIGNING_KEYS_FILE=str(keys_path), JWKS_MAX_AGE_SECONDS="2")
+        port = free_port()
+        second = Service("auth_service", stack.env, tmp_path / "auth2.log", {"AUTH_PORT": str(port)})
+        second.start()
+        replicas = Replicas(stack, second, f"http://127.0.0.1:{port}", mongo)
+        try:
+            wait_ready(second, f"{replicas.second_url}/readyz")
+            email, pair = signed_in(replicas)
+
+            def published() -> list[set[str]]:
+                return [
+                    {key["kid"] for key in replicas.call(index, "GET", "/.well-known/jwks.json")[2]["keys"]}
+                    for index in (0, 1)
+                ]
+
+            def fresh_kids() -> set[str]:
+                body = {"email": email, "password": PASSWORD}
+                return {
+                    jwt.get_unverified_header(replicas.call(index, "POST", "/auth/login", body)[2]["access_token"])[
+                        "kid"
+                    ]
+                    for index in (0, 1)
+                }
+
+            def eventually(check, timeout: float = 10.0) -> None:
+                deadline = time.monotonic() + timeout
+                while not check():
+                    assert time.monotonic() < deadline, "the replicas did not pick the edit up"
+                    time.sleep(0.2)
+
+            assert published() == [{first.kid}, {first.kid}] and fresh_kids() == {first.kid}
+            keys_command("generate", "--alg", "EdDSA")  # 1. publish the next key
+            new = key_from_jwk(json.loads(keys_path.read_text())["keys"][1])
+            eventually(lambda: published() == [{first.kid, new.kid}] * 2)
+            assert fresh_kids() == {first.kid}  # published, not signing
+            keys_command("rotate")  # 3. (after the cache time) let it sign
+            eventually(lambda: fresh_kids() == {new.kid})
+            for index in (0, 1):  # the old key's tokens still verify
+                assert me_status(replicas, index, pair["access_token"]) == 200
+            document = json.loads(keys_path.read_text())
+            document["keys"] = [key for key in document["keys"] if key["kid"] != first.kid]
+            keys_path.write_text(json.dumps(document))  # 4. (after the token lifetime) remove the old key
+            eventually(lambda: published() == [{new.kid}] * 2)
+            for index in (0, 1):
+                assert me_status(replicas, index, pair["access_token"]) == 401
+        finally:
+            second.stop()
     finally:
         mongo.stop()
