@@ -230,6 +230,10 @@ def test_two_replicas_on_one_mongodb_rotate_once_each_time_not_twice(replicas):
         lead = (document["signs_from"] - document["published_at"]).total_seconds()
         assert lead >= JWKS_MAX_AGE_SECONDS, "a key signed before a cached JWKS could hold it"
     assert "d" not in stored[-1]["public_jwk"] and "sealed_private_jwk" in stored[-1]
+    sealer = KeySealer(BASE_OVERRIDES["JWT_SECRET"])
+    logs = replicas.stack.auth.log_text() + replicas.second.log_text()
+    for document in stored:
+        assert sealer.open(document["_id"], document["sealed_private_jwk"])["d"] not in logs
 
     def published(index: int) -> set[str]:
         return {key["kid"] for key in replicas.call(index, "GET", "/.well-known/jwks.json")[2]["keys"]}
