@@ -79,11 +79,12 @@ class RotatingKeys:
         records = self._store.records()
         if self.schedule.rotation_due(records, now, self._alg):
             records = self.rotate(now, records)
-        for gone in self.schedule.removable(records, now):
-            if self._store.remove(gone.key.kid):
-                log.info("retired signing key removed: its last token has expired", extra={"kid": gone.key.kid})
-        records = [record for record in records if record not in self.schedule.removable(records, now)]
-        key_set = self.schedule.key_set(records, now)
+        gone = {record.key.kid for record in self.schedule.removable(records, now)}
+        for kid in gone:
+            # Any replica may get here first: the others find nothing left to delete.
+            if self._store.remove(kid):
+                log.info("retired signing key removed: its last token has expired", extra={"kid": kid})
+        key_set = self.schedule.key_set([record for record in records if record.key.kid not in gone], now)
         if key_set is None:  # only a clock set back before the first key's start
             raise RuntimeError("no stored signing key signs yet")
         return key_set

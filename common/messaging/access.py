@@ -59,7 +59,7 @@ HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 ADMINISTRATOR_TAG = "administrator"
 # The contract's account events are all "user.<event>"; auth may publish no other routing key there.
 EVENT_ROUTING_KEYS = r"^user\.[a-z_]+$"
-NOTHING = "^$"
+SESSION_ENDS_ROUTING_KEY = r"^user\.sessions_revoked$"
 EVERYTHING = ".*"
 MINIMUM_PASSWORD_CHARACTERS = 16
 # Account names and passwords become part of RABBITMQ_URL.
@@ -238,7 +238,8 @@ def definitions(
                 "vhost": VHOST,
                 "exchange": events_exchange,
                 "write": EVENT_ROUTING_KEYS,
-                "read": NOTHING,
+                # Binding its session-end queue: that one routing key and no other.
+                "read": SESSION_ENDS_ROUTING_KEY,
             }
         ],
     }

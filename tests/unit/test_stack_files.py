@@ -256,6 +256,8 @@ def test_definitions_permissions_compile_and_fit_the_configured_queue_names(env_
     [topic] = document["topic_permissions"]
     assert topic["exchange"] == events and topic["user"] == env_example["RABBITMQ_AUTH_USER"]
     assert re.fullmatch(topic["write"], "user.verified") and not re.fullmatch(topic["write"], "account.confirmed")
+    # Auth binds its session-end queue with one routing key, and may bind no other.
+    assert re.fullmatch(topic["read"], "user.sessions_revoked") and not re.fullmatch(topic["read"], "user.verified")
 
 
 def test_every_variable_compose_interpolates_is_in_env_example(env_example):
