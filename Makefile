@@ -105,6 +105,7 @@ bench-latency: install
 
 bench-login: install
 	$(PY) -m bench.login_timing
+	$(PY) -m bench.token_signing
 
 bench-resend: install
 	$(PY) -m bench.resend_timing --endpoint resend

@@ -19,9 +19,11 @@ from prometheus_client import Counter, Gauge
 from pymongo.database import Database
 
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
+from auth_service.adapters.keys_file import KeysFile
 from auth_service.adapters.mongo_challenges import MongoSignInChallenges
 from auth_service.adapters.mongo_resend_requests import MongoResendRequests
 from auth_service.adapters.mongo_sessions import MongoSessionRepository
+from auth_service.adapters.mongo_signing_keys import MongoSigningKeys
 from auth_service.adapters.mongo_users import MongoUserRepository
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.code_asks import CodeAsks
@@ -30,16 +32,21 @@ from auth_service.config import Settings
 from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.lockout import LockoutPolicy
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.domain.tokens import TokenIssuer
+from auth_service.domain.sealed_keys import KeySealer
+from auth_service.domain.signing_keys import HS256, KeySchedule
+from auth_service.domain.tokens import LEEWAY_SECONDS, TokenIssuer
 from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
 from auth_service.entrypoints.http.app import create_app
+from auth_service.entrypoints.session_ends_listener import SessionEndsListener
 from auth_service.events import AccountEvents
+from auth_service.keyring import FileKeys, KeyRefresher, KeyRing, KeySource, RotatingKeys, SharedSecretKeys
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, KnownDevices
 from auth_service.not_me import NotMeLinks
 from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService
+from auth_service.session_ends import EndedSessions
 from auth_service.sessions import SessionPolicy, SessionService
 from auth_service.sign_in import SignIn, SignInPolicy
 from common.logs import bind_request_id
@@ -62,6 +69,7 @@ class AuthSystem:
     failed_logins: FailedLogins
     not_me: NotMeLinks
     sign_in: SignIn
+    keys: KeyRing
     users: MongoUserRepository
     bus: MessageBus
     codes: CodeClient
@@ -111,6 +119,32 @@ def cooldown_store(settings: Settings) -> Cooldowns:
     return RedisCooldowns(client, settings.ratelimit_key_prefix)
 
 
+def key_refresh_seconds(settings: Settings) -> float:
+    """How often each process reloads the signing keys: well inside the JWKS cache time, so a key
+    another replica published is served here long before it signs."""
+    return max(0.5, min(30.0, settings.jwks_max_age_seconds / 4))
+
+
+def key_source(settings: Settings, database) -> KeySource:
+    """HS256 under JWT_SECRET, the operator's keys file, or keys kept (and rotated) in MongoDB."""
+    secret = settings.jwt_secret.get_secret_value()
+    if settings.jwt_algorithm == HS256:
+        return SharedSecretKeys(secret)
+    if settings.jwt_signing_keys_file is not None:
+        return FileKeys(KeysFile(settings.jwt_signing_keys_file))
+    store = MongoSigningKeys(database, KeySealer(secret), serialize_writes=isinstance(database, mongomock.Database))
+    store.ensure_indexes()
+    refresh = key_refresh_seconds(settings)
+    schedule = KeySchedule(
+        rotation=timedelta(days=settings.jwt_key_rotation_days),
+        # A replica serves a new key at most one reload after it is stored: the lead covers that too.
+        publish_lead=timedelta(seconds=settings.jwks_max_age_seconds + refresh),
+        # A replica may sign with a retired key until its next reload; its tokens live JWT_TTL_SECONDS.
+        token_life=timedelta(seconds=settings.jwt_ttl_seconds + LEEWAY_SECONDS + refresh),
+    )
+    return RotatingKeys(store, settings.jwt_algorithm, schedule)
+
+
 def build(
     settings: Settings,
     *,
@@ -140,6 +174,9 @@ def build(
     session_store.ensure_indexes()
     challenges = MongoSignInChallenges(database, serialize_writes=mongomock_store, ttl_index=not mongomock_store)
     challenges.ensure_indexes()
+    keys = KeyRing(key_source(settings, database), clock)
+    ended_sessions = EndedSessions(settings.jwt_ttl_seconds + LEEWAY_SECONDS, clock)
+    ended_sessions.load(session_store.ended_since(_moment(ended_sessions.since())))
 
     registry = process_registry()
     Gauge(
@@ -189,16 +226,19 @@ def build(
         users=users,
         sessions=session_store,
         tokens=TokenIssuer(
-            settings.jwt_secret.get_secret_value(),
+            keys.current,
             settings.jwt_ttl_seconds,
             settings.jwt_issuer,
             settings.jwt_audience,
             clock,
         ),
         hasher=hasher,
-        policy=SessionPolicy(settings.refresh_ttl_seconds, settings.refresh_reuse_grace_seconds),
+        policy=SessionPolicy(
+            settings.refresh_ttl_seconds, settings.refresh_reuse_grace_seconds, settings.session_max_age_seconds
+        ),
         outbox=outbox,
         clock=clock,
+        ended=ended_sessions,
         events=events,
     )
     accounts = AccountService(
@@ -241,7 +281,15 @@ def build(
         clock=clock,
     )
 
+    background.append(KeyRefresher(keys, key_refresh_seconds(settings)))
     if isinstance(bus, RabbitMessageBus):
+
+        def catch_up() -> None:
+            ended_sessions.load(session_store.ended_since(_moment(ended_sessions.since())))
+
+        background.append(
+            SessionEndsListener(settings.rabbitmq_url, settings.account_events_exchange, ended_sessions, catch_up)
+        )
         background.append(
             Consumer(
                 url=settings.rabbitmq_url,
@@ -267,7 +315,9 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
-    app = create_app(settings, accounts, lifecycle, sessions, readiness, registry, sign_in=sign_in, not_me=not_me)
+    app = create_app(
+        settings, accounts, lifecycle, sessions, readiness, registry, sign_in=sign_in, not_me=not_me, keys=keys
+    )
     return AuthSystem(
         app=app,
         accounts=accounts,
@@ -276,6 +326,7 @@ def build(
         failed_logins=failed_logins,
         not_me=not_me,
         sign_in=sign_in,
+        keys=keys,
         users=users,
         bus=bus,
         codes=codes,
@@ -300,6 +351,10 @@ def _marker(bus: MessageBus) -> Callable[[Callable[[], object]], object]:
             log.info("outbox entry left for the relay at shutdown")
 
     return mark_later
+
+
+def _moment(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
 
 
 def _or_nan(count: Callable[[], int]) -> float:

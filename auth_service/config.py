@@ -7,7 +7,8 @@ docs/operations.md ("Settings") lists every one with its default and what it doe
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from limits import parse_many
 from pydantic import AfterValidator, Field, SecretStr, model_validator
@@ -52,6 +53,13 @@ class Settings(ServiceSettings):
     mongo_db: str = "auth"
     jwt_secret: SecretStr = Field(default_factory=_jwt_secret_default)
     jwt_ttl_seconds: int = Field(900, ge=1)
+    # ES256, EdDSA, RS256: a private key signs, the published JWKS verifies; HS256: JWT_SECRET, nothing published.
+    jwt_algorithm: Literal["ES256", "EdDSA", "RS256", "HS256"] = "ES256"
+    jwt_signing_keys_file: Path | None = None
+    # Days, fractions allowed (a test rotates in seconds).
+    jwt_key_rotation_days: float = Field(30.0, gt=0, le=3650)
+    jwks_max_age_seconds: int = Field(600, ge=0, le=86400)
+    session_max_age_seconds: int = Field(90 * 86400, ge=60)
     jwt_issuer: str = "auth-service"
     jwt_audience: str = "mobile-app"
     refresh_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
@@ -141,6 +149,10 @@ class Settings(ServiceSettings):
             raise ValueError("CONFIRM_MAX_WAITING must be fewer than AUTH_THREADS")
         if self.failed_login_warning_threshold >= self.lockout_threshold:
             raise ValueError("FAILED_LOGIN_WARNING_THRESHOLD must be below LOCKOUT_THRESHOLD")
+        if self.jwt_algorithm == "HS256" and self.jwt_signing_keys_file is not None:
+            raise ValueError(
+                "JWT_SIGNING_KEYS_FILE holds private keys for ES256, EdDSA or RS256; HS256 signs with JWT_SECRET"
+            )
         if self.trusted_proxy is not None and self.proxy_hops == 0:
             raise ValueError("TRUSTED_PROXY needs PROXY_HOPS, the number of proxies in front of the API")
         return self

@@ -10,6 +10,7 @@ from typing import Protocol
 from auth_service.domain.accounts import NotMeLink, PendingChange, TrustedDevice, User
 from auth_service.domain.challenges import SignInChallenge
 from auth_service.domain.sessions import RefreshRecord, Session
+from auth_service.domain.signing_keys import KeyRecord
 from common.messaging.envelope import Outgoing
 from common.messaging.messages import Purpose
 
@@ -163,6 +164,9 @@ class SessionRepository(Protocol):
     def session(self, family_id: str) -> Session | None: ...
     def end(self, family_id: str, at: datetime, reason: str) -> bool: ...
     def end_all(self, user_id: str, below_version: int, at: datetime, reason: str) -> int: ...
+    def ended_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(session id, ended at) of every session ended at or after ``since``."""
+        ...
 
 
 class SignInChallenges(Protocol):
@@ -171,3 +175,12 @@ class SignInChallenges(Protocol):
     def spend(self, challenge_hash: str) -> bool:
         """Remove the challenge; True for the one caller that did (atomic across processes)."""
         ...
+
+
+class SigningKeyStore(Protocol):
+    def records(self) -> list[KeyRecord]: ...
+    def add(self, record: KeyRecord) -> bool:
+        """Store a key; False if another process stored one of that generation first (atomic)."""
+        ...
+
+    def remove(self, kid: str) -> bool: ...

@@ -135,7 +135,9 @@ def test_a_service_bound_to_the_exchange_sees_a_whole_life_in_order_and_the_user
         ("user.locked", {}),
         ("user.password_changed", {"reason": "reset"}),
         ("user.unlocked", {"reason": "reset"}),
+        ("user.sessions_revoked", {"all": True, "reason": "password_reset"}),
         ("user.password_changed", {"reason": "change"}),
+        ("user.sessions_revoked", {"all": True, "reason": "password_changed"}),
         ("user.email_changed", {"email": moved, "old_email": email}),
         ("user.login_new_device", {"device": "Sentinel/1.0"}),
     ]

@@ -135,7 +135,8 @@ class System:
         return codes
 
 
-def build_system(env: dict | None = None, resend_requested=None) -> System:
+def build_system(env: dict | None = None, resend_requested=None, database=None) -> System:
+    """``database``: another system's, to play a second replica on the same MongoDB."""
     full_env = {**BASE_ENV, **(env or {})}
     auth_settings = AuthSettings.from_env(full_env)
     worker_settings = WorkerSettings.from_env(full_env)
@@ -149,7 +150,7 @@ def build_system(env: dict | None = None, resend_requested=None) -> System:
     handlers = worker_bootstrap.build_handlers(worker_settings, store=store, mailer=mailer, clock=clock)
     auth = auth_bootstrap.build(
         auth_settings,
-        database=mongomock.MongoClient()[auth_settings.mongo_db],
+        database=database if database is not None else mongomock.MongoClient()[auth_settings.mongo_db],
         bus=broker,
         cooldowns=InMemoryCooldowns(clock=cooldown_clock),
         clock=clock,

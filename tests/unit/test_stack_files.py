@@ -227,6 +227,7 @@ def test_definitions_permissions_compile_and_fit_the_configured_queue_names(env_
     auth_retries, worker_retries = topology.AUTH_RETRIES_EXCHANGE, topology.WORKER_RETRIES_EXCHANGE
     events = env_example["ACCOUNT_EVENTS_EXCHANGE"]
     reply_queue = f"{topology.REPLY_QUEUE_PREFIX}{'0' * 32}"
+    session_ends = f"{topology.SESSION_ENDS_QUEUE_PREFIX}{'0' * 32}"
     document = access.definitions(routes, broker.accounts, broker.account_events_exchange)
     granted = {entry["user"]: entry for entry in document["permissions"]}
 
@@ -237,6 +238,7 @@ def test_definitions_permissions_compile_and_fit_the_configured_queue_names(env_
     worker_queues = ladder(creation) | ladder(confirm) | ladder(notifications)
     worker_consumed = ladder(creation, False) | ladder(confirm, False) | ladder(notifications, False)
     every_name = {"amq.default", to_worker, to_auth, replies, auth_retries, worker_retries, events, reply_queue}
+    every_name.add(session_ends)
     every_name |= worker_queues | ladder(confirmed) | delayed | {f"{creation}.delayed"}
 
     def allowed(role: str, kind: str) -> set[str]:
@@ -245,9 +247,11 @@ def test_definitions_permissions_compile_and_fit_the_configured_queue_names(env_
 
     shared = {to_worker, to_auth, replies}
     mine = ladder(confirmed) | delayed
-    assert allowed("auth", "configure") == shared | {auth_retries, events, reply_queue} | mine
-    assert allowed("auth", "write") == {to_worker, auth_retries, events, reply_queue} | mine
-    assert allowed("auth", "read") == {to_auth, replies, auth_retries, reply_queue} | ladder(confirmed, False) | delayed
+    assert allowed("auth", "configure") == shared | {auth_retries, events, reply_queue, session_ends} | mine
+    assert allowed("auth", "write") == {to_worker, auth_retries, events, reply_queue, session_ends} | mine
+    # Reading the events exchange lets auth bind its own session-end queue to it.
+    own = {auth_retries, reply_queue, session_ends, events}
+    assert allowed("auth", "read") == {to_auth, replies} | own | ladder(confirmed, False) | delayed
     assert allowed("worker", "configure") == shared | {worker_retries, events} | worker_queues
     assert allowed("worker", "write") == {to_auth, replies, worker_retries} | worker_queues
     # Reading the events exchange lets the worker bind its notification queue to it.
@@ -255,6 +259,8 @@ def test_definitions_permissions_compile_and_fit_the_configured_queue_names(env_
     [topic] = document["topic_permissions"]
     assert topic["exchange"] == events and topic["user"] == env_example["RABBITMQ_AUTH_USER"]
     assert re.fullmatch(topic["write"], "user.verified") and not re.fullmatch(topic["write"], "account.confirmed")
+    # Auth binds its session-end queue with one routing key, and may bind no other.
+    assert re.fullmatch(topic["read"], "user.sessions_revoked") and not re.fullmatch(topic["read"], "user.verified")
 
 
 def test_every_variable_compose_interpolates_is_in_env_example(env_example):

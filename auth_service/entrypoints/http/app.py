@@ -16,6 +16,7 @@ from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import (
     docs_assets,
     errors,
+    jwks,
     observability,
     ratelimits,
     routes,
@@ -23,6 +24,7 @@ from auth_service.entrypoints.http import (
     security_headers,
 )
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
+from auth_service.keyring import KeyRing
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.not_me import NotMeLinks
 from auth_service.service import AccountService
@@ -43,6 +45,7 @@ class AuthExtension:
     readiness: Callable[[], dict[str, str]]
     sign_in: SignIn
     not_me: NotMeLinks
+    keys: KeyRing
 
 
 class ContractApi(Api):
@@ -64,6 +67,7 @@ def create_app(
     *,
     sign_in: SignIn,
     not_me: NotMeLinks,
+    keys: KeyRing,
 ) -> Flask:
     # The templates folder holds our /docs page, which replaces flask-smorest's; static holds its script.
     app = Flask(
@@ -79,6 +83,7 @@ def create_app(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         # The language of an account registered before accounts had one (/auth/me).
         DEFAULT_LOCALE=settings.default_locale,
+        JWKS_MAX_AGE_SECONDS=settings.jwks_max_age_seconds,
         API_TITLE="Auth service",
         API_VERSION="1.0.0",
         OPENAPI_VERSION="3.0.3",
@@ -99,11 +104,13 @@ def create_app(
         readiness=readiness,
         sign_in=sign_in,
         not_me=not_me,
+        keys=keys,
     )
 
     api = ContractApi(app)
     api.register_blueprint(routes.auth)
     api.register_blueprint(routes.health)
+    api.register_blueprint(jwks.well_known)
     docs_assets.install(app)
     # The client's address behind a proxy (PROXY_HOPS) is the server's to set: see entrypoints/server.py.
     ratelimits.install(app, settings)
