@@ -11,6 +11,7 @@ from auth_service.domain.devices import Device
 from auth_service.domain.errors import AuthError
 from auth_service.domain.sessions import TokenPair
 from auth_service.entrypoints.http import pages, schemas
+from auth_service.entrypoints.http.abuse import checked
 from auth_service.lifecycle import AccountLifecycle, InvalidLink
 from auth_service.not_me import LinkGone, NotMeLinks
 from auth_service.service import AccountService
@@ -96,6 +97,7 @@ def _token_answer(pair: TokenPair) -> dict:
 @auth.route("/register", methods=["POST"])
 @auth.arguments(schemas.RegisterRequest())
 @auth.response(201, schemas.RegisteredResponse)
+@checked(auth, captcha=True, disposable_checked="email", breach_checked="password")
 @auth.alt_response(400, schema=ERROR, description="Body is not a JSON object")
 @auth.alt_response(409, schema=ERROR, description="email_taken")
 @auth.alt_response(422, schema=ERROR, description="validation_error")
@@ -138,6 +140,7 @@ def confirm(body):
 @auth.route("/resend-code", methods=["POST"])
 @auth.arguments(schemas.ResendRequest())
 @auth.response(202, schemas.AcceptedResponse)
+@checked(auth, captcha=True)
 @auth.alt_response(400, schema=ERROR, description="Body is not a JSON object")
 @auth.alt_response(422, schema=ERROR, description="validation_error")
 @auth.alt_response(429, schema=ERROR, description="rate_limited, with Retry-After")
@@ -187,6 +190,7 @@ def login_verify(body):
 @auth.route("/login/code", methods=["POST"])
 @auth.arguments(schemas.LoginCodeRequest())
 @auth.response(202, schemas.AcceptedResponse)
+@checked(auth, captcha=True)
 @_json_body_errors
 def login_code(body):
     """Ask for a sign-in code, to sign in without the password. Answers alike for every address."""
@@ -247,6 +251,7 @@ def logout(body):
 @auth.route("/password/change", methods=["POST"])
 @auth.arguments(schemas.PasswordChangeRequest())
 @auth.response(200, schemas.TokenResponse)
+@checked(auth, breach_checked="new_password", breach_check_when=lambda: _well_signed(bearer_token()))
 @auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong current password) or invalid_token")
 @_json_body_errors
 @auth.doc(security=[{"bearerAuth": []}])
@@ -280,6 +285,7 @@ def _profile(user: User) -> dict:
 @auth.route("/password/forgot", methods=["POST"])
 @auth.arguments(schemas.ForgotPasswordRequest())
 @auth.response(202, schemas.AcceptedResponse)
+@checked(auth, captcha=True)
 @_json_body_errors
 def forgot_password(body):
     """Ask for a password reset code. Answers alike whether or not the address has an account."""
@@ -290,6 +296,7 @@ def forgot_password(body):
 @auth.route("/password/reset", methods=["POST"])
 @auth.arguments(schemas.ResetPasswordRequest())
 @auth.response(200, schemas.StatusResponse)
+@checked(auth, breach_checked="new_password")
 @auth.alt_response(
     202, schema=schemas.StatusResponse, description="No verdict in time; the new password applies once it is judged"
 )
@@ -306,6 +313,7 @@ def reset_password(body):
 @auth.route("/email/change", methods=["POST"])
 @auth.arguments(schemas.EmailChangeRequest())
 @auth.response(202, schemas.AcceptedResponse)
+@checked(auth, disposable_checked="new_email")
 @auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong password) or invalid_token")
 @auth.alt_response(409, schema=ERROR, description="email_taken")
 @_json_body_errors
@@ -410,6 +418,10 @@ class NotMe(MethodView):
 
 
 auth.add_url_rule("/not-me", endpoint="not_me", view_func=NotMe)
+
+
+def _well_signed(token: str | None) -> bool:
+    return token is not None and _sessions().token_subject(token) is not None
 
 
 def bearer_token() -> str | None:
