@@ -89,7 +89,7 @@ class System:
         return codes
 
 
-def build_system(env: dict | None = None, resend_requested=None) -> System:
+def build_system(env: dict | None = None, resend_requested=None, abuse_checks=None) -> System:
     full_env = {**BASE_ENV, **(env or {})}
     auth_settings = AuthSettings.from_env(full_env)
     worker_settings = WorkerSettings.from_env(full_env)
@@ -108,6 +108,7 @@ def build_system(env: dict | None = None, resend_requested=None) -> System:
         cooldowns=InMemoryCooldowns(clock=cooldown_clock),
         clock=clock,
         resend_requested=resend_requested,
+        abuse_checks=abuse_checks,
     )
     broker.bind(worker_settings.account_creation_queue, handlers.code_requests)
     broker.bind(worker_settings.confirm_email_code_queue, handlers.code_submissions)

@@ -4,6 +4,10 @@
 body, and before the view, so a refused request never reaches a use case: no
 account read, no bcrypt, no mail. The CAPTCHA comes first of all; the token is
 taken out of the body, so no use case ever holds it.
+
+It goes right above the view function: of two descriptions of one status,
+flask-smorest documents the innermost decorator's, so the 400, 422 and 503
+it describes are the ones the document shows.
 """
 
 from __future__ import annotations

@@ -97,12 +97,12 @@ def _token_answer(pair: TokenPair) -> dict:
 @auth.route("/register", methods=["POST"])
 @auth.arguments(schemas.RegisterRequest())
 @auth.response(201, schemas.RegisteredResponse)
-@checked(auth, captcha=True, disposable_checked="email", breach_checked="password")
 @auth.alt_response(400, schema=ERROR, description="Body is not a JSON object")
 @auth.alt_response(409, schema=ERROR, description="email_taken")
 @auth.alt_response(422, schema=ERROR, description="validation_error")
 @auth.alt_response(429, schema=ERROR, description="rate_limited")
 @auth.alt_response(503, schema=ERROR, description="service_unavailable: a store or the broker does not answer")
+@checked(auth, captcha=True, disposable_checked="email", breach_checked="password")
 def register(body):
     """Create an account and email a verification code."""
     user = _accounts().register(
@@ -140,11 +140,11 @@ def confirm(body):
 @auth.route("/resend-code", methods=["POST"])
 @auth.arguments(schemas.ResendRequest())
 @auth.response(202, schemas.AcceptedResponse)
-@checked(auth, captcha=True)
 @auth.alt_response(400, schema=ERROR, description="Body is not a JSON object")
 @auth.alt_response(422, schema=ERROR, description="validation_error")
 @auth.alt_response(429, schema=ERROR, description="rate_limited, with Retry-After")
 @auth.alt_response(503, schema=ERROR, description="service_unavailable")
+@checked(auth, captcha=True)
 def resend_code(body):
     """Ask for a new code. Answers alike whether or not the address has an account."""
     _accounts().resend_code(body["email"], g.request_id)
@@ -190,8 +190,8 @@ def login_verify(body):
 @auth.route("/login/code", methods=["POST"])
 @auth.arguments(schemas.LoginCodeRequest())
 @auth.response(202, schemas.AcceptedResponse)
-@checked(auth, captcha=True)
 @_json_body_errors
+@checked(auth, captcha=True)
 def login_code(body):
     """Ask for a sign-in code, to sign in without the password. Answers alike for every address."""
     _sign_in().ask_code(body["email"], g.request_id)
@@ -251,10 +251,10 @@ def logout(body):
 @auth.route("/password/change", methods=["POST"])
 @auth.arguments(schemas.PasswordChangeRequest())
 @auth.response(200, schemas.TokenResponse)
-@checked(auth, breach_checked="new_password", breach_check_when=lambda: _well_signed(bearer_token()))
 @auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong current password) or invalid_token")
 @_json_body_errors
 @auth.doc(security=[{"bearerAuth": []}])
+@checked(auth, breach_checked="new_password", breach_check_when=lambda: _well_signed(bearer_token()))
 def change_password(body):
     """Change the password. Every other token of the account is refused from then on; answers the new pair."""
     pair = _sessions().change_password(bearer_token(), body["current_password"], body["new_password"])
@@ -285,8 +285,8 @@ def _profile(user: User) -> dict:
 @auth.route("/password/forgot", methods=["POST"])
 @auth.arguments(schemas.ForgotPasswordRequest())
 @auth.response(202, schemas.AcceptedResponse)
-@checked(auth, captcha=True)
 @_json_body_errors
+@checked(auth, captcha=True)
 def forgot_password(body):
     """Ask for a password reset code. Answers alike whether or not the address has an account."""
     _lifecycle().forgot_password(body["email"], g.request_id)
@@ -296,12 +296,12 @@ def forgot_password(body):
 @auth.route("/password/reset", methods=["POST"])
 @auth.arguments(schemas.ResetPasswordRequest())
 @auth.response(200, schemas.StatusResponse)
-@checked(auth, breach_checked="new_password")
 @auth.alt_response(
     202, schema=schemas.StatusResponse, description="No verdict in time; the new password applies once it is judged"
 )
 @_code_errors
 @_json_body_errors
+@checked(auth, breach_checked="new_password")
 def reset_password(body):
     """Set a new password with the emailed reset code; every earlier session and token ends."""
     outcome = _lifecycle().reset_password(body["email"], body["code"], body["new_password"], g.request_id)
@@ -313,11 +313,11 @@ def reset_password(body):
 @auth.route("/email/change", methods=["POST"])
 @auth.arguments(schemas.EmailChangeRequest())
 @auth.response(202, schemas.AcceptedResponse)
-@checked(auth, disposable_checked="new_email")
 @auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong password) or invalid_token")
 @auth.alt_response(409, schema=ERROR, description="email_taken")
 @_json_body_errors
 @auth.doc(security=[{"bearerAuth": []}])
+@checked(auth, disposable_checked="new_email")
 def change_email(body):
     """Ask to change the account's address: a code goes to the new one, a notice to the current one."""
     _lifecycle().request_email_change(bearer_token(), body["new_email"], body["password"], g.request_id)
