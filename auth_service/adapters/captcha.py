@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 import urllib3
 
+from auth_service.adapters.pwned_passwords import failure_reason
 from auth_service.domain.abuse import CaptchaProvider, captcha_verdict
 from auth_service.ports import CheckUnavailable
 from common import tracing
@@ -69,10 +70,8 @@ class SiteverifyCaptcha:
                 body = response.read(MAX_ANSWER_BYTES + 1)
             finally:
                 response.release_conn()
-        except (urllib3.exceptions.TimeoutError, urllib3.exceptions.ReadTimeoutError):
-            raise CheckUnavailable("timeout") from None
-        except urllib3.exceptions.HTTPError:
-            raise CheckUnavailable("error") from None
+        except urllib3.exceptions.HTTPError as error:
+            raise CheckUnavailable(failure_reason(error)) from None
         if response.status != 200 or len(body) > MAX_ANSWER_BYTES:
             raise CheckUnavailable("error")
         try:

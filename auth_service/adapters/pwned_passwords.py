@@ -75,10 +75,8 @@ class PwnedPasswordsClient:
                 body = response.read(MAX_ANSWER_BYTES + 1)
             finally:
                 response.release_conn()
-        except (urllib3.exceptions.TimeoutError, urllib3.exceptions.ReadTimeoutError):
-            raise CheckUnavailable("timeout") from None
-        except urllib3.exceptions.HTTPError:
-            raise CheckUnavailable("error") from None
+        except urllib3.exceptions.HTTPError as error:
+            raise CheckUnavailable(failure_reason(error)) from None
         if response.status != 200 or len(body) > MAX_ANSWER_BYTES:
             raise CheckUnavailable("error")
         return body.decode("ascii", errors="replace")
@@ -122,3 +120,13 @@ class RangeCache:
     def size_bytes(self) -> int:
         with self._lock:
             return sum(found.size_bytes for _, found in self._entries.values())
+
+
+def failure_reason(error: urllib3.exceptions.HTTPError) -> str:
+    """The metric label of a call that failed: "timeout", or "error" for a refused connection and the rest.
+    (urllib3 makes a refused connection a kind of connect timeout: it is told apart first.)"""
+    if isinstance(error, urllib3.exceptions.NewConnectionError):
+        return "error"
+    if isinstance(error, urllib3.exceptions.TimeoutError):
+        return "timeout"
+    return "error"
