@@ -116,11 +116,6 @@ class RangeCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    @property
-    def size_bytes(self) -> int:
-        with self._lock:
-            return sum(found.size_bytes for _, found in self._entries.values())
-
 
 def failure_reason(error: urllib3.exceptions.HTTPError) -> str:
     """The metric label of a call that failed: "timeout", or "error" for a refused connection and the rest.
