@@ -1,10 +1,12 @@
 """What each sign-up abuse check adds to POST /auth/register: the median (and 95th percentile) with none,
 with each check alone, and with all three, in one run.
 
-One auth service (and its worker) per configuration, all running at once on
-this machine's RabbitMQ and Redis, each with a local fake of the outside API
-on loopback (devtools/abuse_fakes.py): the CAPTCHA's siteverify, the Pwned
-Passwords range API (padded answers of 900 lines, as the real one's). The
+One auth process per configuration, all running at once as replicas of one
+system (one worker, one set of queues on this machine's RabbitMQ and Redis: a
+set per configuration would load the broker with quorum queues), each with a
+local fake of the outside API on loopback (devtools/abuse_fakes.py): the
+CAPTCHA's siteverify, the Pwned Passwords range API (padded answers of 900
+lines, as the real one's). The
 registrations go round the configurations in a random order each round, so
 that whatever load the machine has falls on every configuration alike; each
 configuration's figure is then the same run's. The breached-password check is
@@ -35,8 +37,11 @@ import uuid
 
 from bench.stack import benchmark_stack
 from devtools.abuse_fakes import CaptchaFake, PwnedPasswordsFake
+from devtools.mailsink import free_port
+from devtools.stack import LocalStack, Service, http_json
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 (benchmark accounts)
+READY_SECONDS = 60
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -89,6 +94,24 @@ def body(name: str, captcha: CaptchaFake) -> dict:
     return request
 
 
+def start_replica(stack: LocalStack, settings: dict[str, str], replicas: contextlib.ExitStack) -> int:
+    """Another auth process of ``stack``'s system (its queues, its worker), with ``settings`` of its own."""
+    port = free_port()
+    log = stack.auth.log_path.with_name(f"auth-{port}.log")
+    replica = Service("auth_service", stack.env, log, {**settings, "AUTH_PORT": str(port)}).start()
+    replicas.callback(replica.stop)
+    deadline = time.monotonic() + READY_SECONDS
+    while True:
+        if replica.exit_code() is not None:
+            raise RuntimeError(f"an auth replica exited:\n{replica.log_text()[-2000:]}")
+        with contextlib.suppress(OSError):
+            if http_json("GET", f"http://127.0.0.1:{port}/readyz", timeout=2)[0] == 200:
+                return port
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"an auth replica was not ready after {READY_SECONDS} s")
+        time.sleep(0.1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=150, help="registrations timed per configuration")
@@ -107,12 +130,17 @@ def main() -> int:
         "LOG_LEVEL": "WARNING",
     }
     times: dict[str, list[float]] = {}
-    with PwnedPasswordsFake() as ranges, CaptchaFake() as captcha, contextlib.ExitStack() as stacks:
+    with (
+        PwnedPasswordsFake() as ranges,
+        CaptchaFake() as captcha,
+        benchmark_stack(base) as stack,
+        contextlib.ExitStack() as replicas,
+    ):
         clients = {}
         for name, settings in configurations(ranges, captcha).items():
-            stack = stacks.enter_context(benchmark_stack({**base, **settings}))
-            clients[name] = Client(stack.auth_port)
-            stacks.callback(clients[name].close)
+            port = stack.auth_port if not settings else start_replica(stack, settings, replicas)
+            clients[name] = Client(port)
+            replicas.callback(clients[name].close)
             times[name] = []
         for index in range(args.warmup + args.runs):
             order = list(clients)
