@@ -6,7 +6,7 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements translations test-tools lint typecheck format check test unit integration test-cluster run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge bench-scale clean up down logs ps
+.PHONY: help install requirements translations test-tools lint typecheck format check test unit integration test-cluster run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge bench-abuse bench-scale clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
@@ -18,7 +18,7 @@ help:
 	@echo "make translations the emails' new or changed text into every language's catalog (docs/translations.md)"
 	@echo "make test-cluster a private 3-node RabbitMQ cluster, Redis with Sentinel, 2 auth replicas, 2 workers: a node of each killed mid-burst"
 	@echo "make bench-scale  worker and auth throughput with 1/2/4 workers and 1/2 auth replicas, single node and cluster (docs/scaling.md)"
-	@echo "make unit | integration | lint | typecheck | format | bench-latency | bench-login | bench-resend | bench-edge | requirements | clean"
+	@echo "make unit | integration | lint | typecheck | format | bench-latency | bench-login | bench-resend | bench-edge | bench-abuse | requirements | clean"
 	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services, Prometheus, Grafana)"
 	@echo "make down | logs | ps"
 
@@ -36,7 +36,8 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements/bench.txt
 	touch $@
 
 requirements: install
-	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/base.txt requirements/base.in
+	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		--upgrade-package disposable-email-domains -o requirements/base.txt requirements/base.in
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/dev.txt requirements/dev.in
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/bench.txt requirements/bench.in
 
@@ -113,6 +114,9 @@ bench-resend: install
 
 bench-edge: install
 	$(PY) -m bench.http_edge
+
+bench-abuse: install
+	$(PY) -m bench.abuse_latency
 
 # Options, e.g. make bench-scale SCALE_ARGS="--messages 400 --skip-cluster".
 SCALE_ARGS ?=

@@ -18,6 +18,9 @@ from flask import Flask
 from prometheus_client import Counter, Gauge
 from pymongo.database import Database
 
+from auth_service.adapters import disposable_domains
+from auth_service.adapters.abuse_metrics import AbuseMetrics
+from auth_service.adapters.captcha import SiteverifyCaptcha
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
 from auth_service.adapters.keys_file import KeysFile
 from auth_service.adapters.mongo_challenges import MongoSignInChallenges
@@ -25,10 +28,12 @@ from auth_service.adapters.mongo_resend_requests import MongoResendRequests
 from auth_service.adapters.mongo_sessions import MongoSessionRepository
 from auth_service.adapters.mongo_signing_keys import MongoSigningKeys
 from auth_service.adapters.mongo_users import MongoUserRepository
+from auth_service.adapters.pwned_passwords import PwnedPasswordsClient
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
+from auth_service.domain.abuse import CaptchaProvider
 from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.lockout import LockoutPolicy
 from auth_service.domain.passwords import PasswordHasher
@@ -49,6 +54,7 @@ from auth_service.service import AccountService
 from auth_service.session_ends import EndedSessions
 from auth_service.sessions import SessionPolicy, SessionService
 from auth_service.sign_in import SignIn, SignInPolicy
+from auth_service.sign_up_abuse import AbuseChecks
 from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
 from common.messaging.depths import QueueDepths
@@ -153,6 +159,7 @@ def build(
     cooldowns: Cooldowns | None = None,
     clock: Callable[[], float] = time.time,
     resend_requested: Callable[[], object] | None = None,
+    abuse_checks: AbuseChecks | None = None,
 ) -> AuthSystem:
     """``resend_requested``: what a resend or forgot wakes. By default the relay thread with the
     real broker; with a bus passed in (unit tests), the stored request is acted on at once, in
@@ -315,8 +322,19 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
+    if abuse_checks is None:
+        abuse_checks = sign_up_abuse_checks(settings, AbuseMetrics(registry))
     app = create_app(
-        settings, accounts, lifecycle, sessions, readiness, registry, sign_in=sign_in, not_me=not_me, keys=keys
+        settings,
+        accounts,
+        lifecycle,
+        sessions,
+        readiness,
+        registry,
+        sign_in=sign_in,
+        not_me=not_me,
+        abuse_checks=abuse_checks,
+        keys=keys,
     )
     return AuthSystem(
         app=app,
@@ -334,6 +352,49 @@ def build(
         outbox=outbox,
         background=background,
         registry=registry,
+    )
+
+
+def sign_up_abuse_checks(settings: Settings, metrics: AbuseMetrics) -> AbuseChecks:
+    """The checks the settings turn on, each with its HTTP client (no connection is opened until a check runs)."""
+    captcha = None
+    if settings.captcha_provider is not None and settings.captcha_secret is not None:
+        captcha = SiteverifyCaptcha(
+            CaptchaProvider(settings.captcha_provider),
+            settings.captcha_secret.get_secret_value(),
+            settings.captcha_verify_url,
+            settings.captcha_timeout_seconds,
+            on_verified=metrics.captcha_verified,
+        )
+    ranges = None
+    if settings.pwned_passwords_url:
+        ranges = PwnedPasswordsClient(
+            settings.pwned_passwords_url,
+            settings.pwned_passwords_timeout_seconds,
+            settings.pwned_passwords_cache_ranges,
+            on_lookup=metrics.range_lookup,
+        )
+    operator_lists = (
+        settings.blocked_email_domains,
+        settings.blocked_email_domains_file,
+        settings.allowed_email_domains,
+        settings.allowed_email_domains_file,
+    )
+    disposable = None
+    if settings.block_disposable_addresses or any(operator_lists):
+        disposable = disposable_domains.load(
+            blocked=settings.blocked_email_domains,
+            allowed=settings.allowed_email_domains,
+            blocked_file=settings.blocked_email_domains_file,
+            allowed_file=settings.allowed_email_domains_file,
+            maintained=None if settings.block_disposable_addresses else frozenset(),
+        )
+    return AbuseChecks(
+        metrics,
+        captcha=captcha,
+        password_ranges=ranges,
+        breach_check_fails_closed=settings.pwned_passwords_fail_closed,
+        disposable=disposable,
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from auth_service.domain.abuse import PasswordRange, Refusal
 from auth_service.domain.accounts import NotMeLink, PendingChange, TrustedDevice, User
 from auth_service.domain.challenges import SignInChallenge
 from auth_service.domain.sessions import RefreshRecord, Session
@@ -150,6 +151,33 @@ class MessageBus(Protocol):
 class Cooldowns(Protocol):
     def start(self, key: str, seconds: int) -> float:
         """Start a cooldown; returns 0 if it started, else the seconds left of the running one."""
+        ...
+
+
+class CheckUnavailable(Exception):
+    """An outside check (breached passwords, CAPTCHA) did not answer in time, or answered nonsense."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason  # a metric label: "timeout", "error"
+
+
+class PasswordRanges(Protocol):
+    def breached(self, prefix: str) -> PasswordRange:
+        """The breached suffixes of a SHA-1 prefix (five hex digits); ``CheckUnavailable`` if the API is not there."""
+        ...
+
+
+class CaptchaVerifier(Protocol):
+    def verify(self, token: str, remote_ip: str | None) -> bool:
+        """The provider's verdict on a token; ``CheckUnavailable`` if it gave none."""
+        ...
+
+
+class AbuseObserver(Protocol):
+    def refused(self, reason: Refusal) -> None: ...
+    def unchecked(self, check: str, reason: str) -> None:
+        """A check was skipped (failing open): ``check`` names it, ``reason`` says why."""
         ...
 
 

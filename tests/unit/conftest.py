@@ -135,7 +135,7 @@ class System:
         return codes
 
 
-def build_system(env: dict | None = None, resend_requested=None, database=None) -> System:
+def build_system(env: dict | None = None, resend_requested=None, abuse_checks=None, database=None) -> System:
     """``database``: another system's, to play a second replica on the same MongoDB."""
     full_env = {**BASE_ENV, **(env or {})}
     auth_settings = AuthSettings.from_env(full_env)
@@ -155,6 +155,7 @@ def build_system(env: dict | None = None, resend_requested=None, database=None) 
         cooldowns=InMemoryCooldowns(clock=cooldown_clock),
         clock=clock,
         resend_requested=resend_requested,
+        abuse_checks=abuse_checks,
     )
     broker.bind(worker_settings.account_creation_queue, handlers.code_requests)
     broker.bind(worker_settings.confirm_email_code_queue, handlers.code_submissions)

@@ -14,6 +14,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 from auth_service.config import Settings
 from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import (
+    abuse,
     docs_assets,
     errors,
     jwks,
@@ -30,6 +31,7 @@ from auth_service.not_me import NotMeLinks
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
 from auth_service.sign_in import SignIn
+from auth_service.sign_up_abuse import AbuseChecks
 from common.metrics import CollectorRegistry
 from common.tracing import instrument_flask
 
@@ -68,6 +70,7 @@ def create_app(
     sign_in: SignIn,
     not_me: NotMeLinks,
     keys: KeyRing,
+    abuse_checks: AbuseChecks | None = None,
 ) -> Flask:
     # The templates folder holds our /docs page, which replaces flask-smorest's; static holds its script.
     app = Flask(
@@ -107,6 +110,7 @@ def create_app(
         keys=keys,
     )
 
+    abuse.install(app, abuse_checks or AbuseChecks.none())
     api = ContractApi(app)
     api.register_blueprint(routes.auth)
     api.register_blueprint(routes.health)
