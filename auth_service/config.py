@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Annotated, Any
 
 from limits import parse_many
-from pydantic import AfterValidator, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import NoDecode
 
 from common.settings import Flag, Port, ServiceSettings, default_redis_uri, key_error
 
@@ -36,6 +38,12 @@ def _peer_address(value: str | None) -> str | None:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
         raise ValueError("must be one IP address or *") from None
+
+
+def _names(value: object) -> object:
+    if isinstance(value, str):
+        return frozenset(part.strip() for part in value.split(",") if part.strip())
+    return value
 
 
 def _jwt_secret_default(data: dict[str, Any]) -> SecretStr:
@@ -119,6 +127,16 @@ class Settings(ServiceSettings):
     trusted_proxy: Annotated[str | None, AfterValidator(_peer_address)] = Field(
         default_factory=lambda data: LOOPBACK if data.get("proxy_hops") else None
     )
+
+    # Mail reports (docs/mail.md). Postmark's webhook sends these in HTTP basic auth; unset, every
+    # report is refused (401).
+    postmark_webhook_username: str | None = None
+    postmark_webhook_password: SecretStr | None = None
+    # The SNS topics SES reports to: a message of any other topic is refused, however well signed
+    # (anyone can have SNS sign messages of a topic of their own). Unset: every SNS message is refused.
+    ses_sns_topic_arns: Annotated[frozenset[str], NoDecode, BeforeValidator(_names)] = frozenset()
+    # Tests only: this PEM certificate signs SNS messages, and none is fetched from Amazon.
+    sns_trusted_certificate_file: Path | None = None
 
     @property
     def ratelimit_store_options(self) -> dict[str, float]:

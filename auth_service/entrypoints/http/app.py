@@ -11,11 +11,13 @@ from flask import Flask, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import BadRequest, HTTPException
 
+from auth_service.adapters.sns import SnsVerifier
 from auth_service.config import Settings
 from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import (
     docs_assets,
     errors,
+    mail_webhooks,
     observability,
     ratelimits,
     routes,
@@ -24,6 +26,7 @@ from auth_service.entrypoints.http import (
 )
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
 from auth_service.lifecycle import AccountLifecycle
+from auth_service.mail_suppressions import MailSuppressions
 from auth_service.not_me import NotMeLinks
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
@@ -43,6 +46,7 @@ class AuthExtension:
     readiness: Callable[[], dict[str, str]]
     sign_in: SignIn
     not_me: NotMeLinks
+    mail_suppressions: MailSuppressions | None = None
 
 
 class ContractApi(Api):
@@ -64,6 +68,8 @@ def create_app(
     *,
     sign_in: SignIn,
     not_me: NotMeLinks,
+    mail_suppressions: MailSuppressions | None = None,
+    sns_verifier: SnsVerifier | None = None,
 ) -> Flask:
     # The templates folder holds our /docs page, which replaces flask-smorest's; static holds its script.
     app = Flask(
@@ -99,11 +105,22 @@ def create_app(
         readiness=readiness,
         sign_in=sign_in,
         not_me=not_me,
+        mail_suppressions=mail_suppressions,
     )
+    password = settings.postmark_webhook_password
+    app.config["POSTMARK_WEBHOOK_CREDENTIALS"] = (
+        settings.postmark_webhook_username,
+        password.get_secret_value() if password else None,
+    )
+    verifier = sns_verifier if sns_verifier is not None else SnsVerifier(settings.ses_sns_topic_arns)
+    app.config["SNS_VERIFIER"] = verifier
+    app.config["SNS_CONFIRM"] = verifier.confirm_subscription
 
     api = ContractApi(app)
     api.register_blueprint(routes.auth)
     api.register_blueprint(routes.health)
+    if mail_suppressions is not None:
+        app.register_blueprint(mail_webhooks.mail_webhooks)
     docs_assets.install(app)
     # The client's address behind a proxy (PROXY_HOPS) is the server's to set: see entrypoints/server.py.
     ratelimits.install(app, settings)
@@ -123,7 +140,9 @@ def create_app(
     @app.before_request
     def require_json_object():
         has_body = request.method in ("POST", "PUT", "PATCH") and request.url_rule is not None
-        if has_body and request.endpoint in routes.FORM_ENDPOINTS:
+        if has_body and (
+            request.endpoint in routes.FORM_ENDPOINTS or request.endpoint in mail_webhooks.RAW_BODY_ENDPOINTS
+        ):
             return
         if has_body and not isinstance(request.get_json(silent=True), dict):
             raise BadRequest("The request body must be a JSON object (Content-Type: application/json).")
