@@ -164,7 +164,8 @@ def build_handlers(
     if mailer is None:
         mailer = build_mailer(settings)
     if suppressions is None:
-        suppressions = RedisSuppressions(shared_client(), settings.redis_key_prefix)
+        beside = store.client if isinstance(store, RedisPendingCodes) else shared_client()
+        suppressions = RedisSuppressions(beside, settings.redis_key_prefix)
     hmac_key: Callable[[], str]
     if settings.code_hmac_key is not None:
         hmac_key = ConfiguredCodeKey(settings.code_hmac_key.get_secret_value())

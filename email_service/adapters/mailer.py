@@ -255,15 +255,16 @@ class SmtpMailer:
             try:
                 overridden = self.templates.overridden(template, context["locale"])
                 if overridden is not None:
-                    return self._mail(template, overridden, to, context)
+                    return self.compose(template, overridden, to, context)
             except (jinja2.TemplateError, LookupError) as error:
                 log.error(
                     "template override broken, built-in template used",
                     extra={"template": template, "locale": context["locale"], "error": str(error)[:200]},
                 )
-        return self._mail(template, self.templates.pair(template), to, context)
+        return self.compose(template, self.templates.pair(template), to, context)
 
-    def _mail(self, template: str, pair: TemplatePair, to: str, context: Mapping[str, Any]) -> Mail:
+    def compose(self, template: str, pair: TemplatePair, to: str, context: Mapping[str, Any]) -> Mail:
+        """The mail of one template pair, rendered with a ``localized`` context."""
         text_template, html_template = pair
         text = text_template.make_module(dict(context))
         subject = getattr(text, "subject", None)
