@@ -121,6 +121,9 @@ class UncountedEvents:
     def email_suppressed(self) -> None:
         pass
 
+    def address_suppressed(self, source: str) -> None:
+        pass
+
 
 class NoSuppressions:
     """A list nothing is on, and that keeps nothing (handlers built without one)."""
@@ -374,7 +377,8 @@ class CodeHandlers:
     def on_address_suppressed(self, delivery: Delivered[AddressSuppressed], publisher: ChannelPublisher) -> Result:
         """A provider's bounce or complaint report, relayed by auth's webhook: no more mail to it."""
         suppressed = delivery.message
-        self._suppressions.suppress(suppressed.email, suppressed.reason, suppressed.source, self._clock())
+        if self._suppressions.suppress(suppressed.email, suppressed.reason, suppressed.source, self._clock()):
+            self._events.address_suppressed(suppressed.source)
         log.warning("address suppressed", extra={"reason": suppressed.reason, "source": suppressed.source})
         return Result.ack()
 
@@ -393,7 +397,8 @@ class CodeHandlers:
         except RecipientRefused as error:
             # The address is dead: no retry will help, and no later mail should try it.
             self._events.email_failed(permanent=True)
-            self._suppressions.suppress(email, "refused", error.transport, self._clock())
+            if self._suppressions.suppress(email, "refused", error.transport, self._clock()):
+                self._events.address_suppressed(error.transport)
             publisher.publish(
                 self._account_confirmed_queue,
                 AddressSuppressed(email=email, reason="refused", source=error.transport).outgoing(

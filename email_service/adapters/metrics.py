@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from common.messaging.messages import SUPPRESSION_SOURCES
 from email_service.domain.codes import Verdict
 
 
@@ -41,6 +42,8 @@ class PrometheusVerificationEvents:
         )
         for verdict in Verdict:
             self.code_verdicts.labels(verdict.value)
+        for source in SUPPRESSION_SOURCES:
+            self.addresses_suppressed.labels(source)
         for kind in ("transient", "permanent"):
             self.emails_failed.labels(kind)
 
