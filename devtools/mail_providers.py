@@ -16,6 +16,7 @@ import email.policy
 import http.server
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -116,6 +117,9 @@ class FakePostmark:
 
             def setup(self) -> None:
                 super().setup()
+                # Headers and body leave in two writes: without this, Nagle and the client's delayed
+                # ACK hold every answer for tens of milliseconds, and the stand-in measures that.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with fake._lock:
                     fake.connections += 1
 
