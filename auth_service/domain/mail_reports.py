@@ -14,6 +14,8 @@ from typing import Any
 POSTMARK_HARD_BOUNCES = frozenset({"HardBounce", "BadEmailAddress", "ManuallyDeactivated"})
 POSTMARK_COMPLAINTS = frozenset({"SpamComplaint"})
 MAX_RECIPIENTS = 50
+# RFC 5321's bound on a path, and the messages' (common/messaging/messages.py).
+MAX_ADDRESS_LENGTH = 320
 
 
 class UnreadableReport(ValueError):
@@ -28,7 +30,7 @@ def postmark_report(body: Any) -> list[tuple[str, str]]:
     email = body.get("Email")
     if record_type not in ("Bounce", "SpamComplaint"):
         return []  # deliveries, opens, subscription changes: nothing to suppress
-    if not isinstance(email, str) or "@" not in email:
+    if not isinstance(email, str) or not _address(email):
         raise UnreadableReport("no Email")
     kind = body.get("Type")
     if record_type == "SpamComplaint" or kind in POSTMARK_COMPLAINTS:
@@ -69,10 +71,20 @@ def _addresses(recipients: Any) -> list[str]:
     found = []
     for recipient in recipients[:MAX_RECIPIENTS]:
         address = recipient.get("emailAddress") if isinstance(recipient, dict) else None
-        if not isinstance(address, str) or "@" not in address:
+        if not isinstance(address, str) or not _address(_bare(address)):
             raise UnreadableReport("a recipient without emailAddress")
         found.append(_bare(address))
     return found
+
+
+def _address(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and "@" in value
+        and len(value) <= MAX_ADDRESS_LENGTH
+        and value.isascii()
+        and value.isprintable()
+    )
 
 
 def _bare(address: str) -> str:

@@ -158,3 +158,19 @@ def test_preview_writes_each_mail_as_html_text_and_eml(overrides, tmp_path_facto
             assert (out / f"{name}.{locale}.{suffix}").stat().st_size > 0
     assert "ACME code 123456" in (out / "verify_email.pt-BR.txt").read_text()
     assert b"Auto-Submitted: auto-generated" in (out / "welcome.en.eml").read_bytes()
+
+
+def test_the_templates_commands_run_as_the_operator_runs_them(overrides, tmp_path_factory):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "APP_ENV": "development", "EMAIL_TEMPLATES_DIR": str(overrides)}
+    command = [sys.executable, "-m", "email_service", "templates"]
+    broken = subprocess.run([*command, "check"], env=env, capture_output=True, text=True, timeout=60)
+    assert broken.returncode == 1 and "ERROR welcome [en] (override)" in broken.stdout
+    (overrides / "welcome.txt").unlink()
+    assert subprocess.run([*command, "check"], env=env, capture_output=True, timeout=60).returncode == 0
+    out = tmp_path_factory.mktemp("cli-preview")
+    done = subprocess.run([*command, "preview", "--out", str(out)], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0 and (out / "verify_email.pt-BR.eml").exists()

@@ -198,8 +198,11 @@ def test_postmark_reports_read():
     ]
     assert postmark_report({"RecordType": "SpamComplaint", "Email": "a@x.io"}) == [("a@x.io", "complaint")]
     assert postmark_report({"RecordType": "Delivery", "Email": "a@x.io"}) == []
+    for unreadable in (["not", "an", "object"], {"RecordType": "SpamComplaint", "Email": "a" * 320 + "@x.io"}):
+        with pytest.raises(UnreadableReport):
+            postmark_report(unreadable)
     with pytest.raises(UnreadableReport):
-        postmark_report(["not", "an", "object"])
+        postmark_report({"RecordType": "SpamComplaint", "Email": "a\n@x.io"})
 
 
 def test_ses_reports_read_both_notification_forms():
