@@ -7,12 +7,15 @@ only when every road failed does the mail go back to the broker's retry
 ladder. The first road that accepts the mail ends the walk, so a mail is
 never handed to two of them. Each road has a breaker, shared by the
 worker's threads: after ``failures_to_open`` transient failures in a row it
-is skipped for ``cooldown_seconds``, then one mail tries it again.
+is skipped for ``cooldown_seconds``, then one mail tries it again. With one
+road alone there is nowhere to skip to: it is always tried (resting it would
+only spend the messages' rungs of the retry ladder without trying anything).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +57,8 @@ class FailoverTransport:
     ):
         if not transports:
             raise ValueError("at least one transport")
+        if len(transports) == 1:
+            failures_to_open = sys.maxsize
         self._routes = [(transport, Breaker(failures_to_open, cooldown_seconds)) for transport in transports]
         self._events = events if events is not None else UncountedTransportEvents()
         self._clock = clock

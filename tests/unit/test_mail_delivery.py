@@ -143,6 +143,16 @@ def test_an_open_breaker_skips_its_transport_until_the_cooldown_then_a_success_c
     assert events.events[-1] == ("sent", "smtp", False) and ("breaker", "smtp", False) in events.events
 
 
+def test_a_road_alone_is_never_rested_there_being_nowhere_else_to_go():
+    failover, (smtp,), events = roads("smtp", failures_to_open=2)
+    smtp.fail_with = TransientMailError("SMTP 421")
+    for _ in range(10):
+        with pytest.raises(TransientMailError):
+            failover.deliver(mail())
+    assert smtp.tries == 10 and failover.open_transports() == set()
+    assert [event for event in events.events if event[0] == "breaker"] == []
+
+
 def test_the_breaker_is_shared_by_every_thread():
     failover, (smtp, backup), _ = roads("smtp", "backup", failures_to_open=5)
     smtp.fail_with = TransientMailError("SMTP 421")
