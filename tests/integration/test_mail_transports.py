@@ -27,6 +27,7 @@ from common.messaging.messages import CodeRequested, Purpose
 from devtools.mail_providers import FakePostmark, SesStandIn
 from devtools.stack import LocalStack
 from email_service.adapters.dkim_signer import dns_record
+from email_service.adapters.suppressions import REFRESH_SECONDS
 from email_service.config import Settings as WorkerSettings
 from tests.integration.conftest import RABBITMQ_URL
 from tests.integration.test_account_events_flow import OtherService
@@ -294,6 +295,8 @@ def post(stack: LocalStack, path: str, body: bytes, headers: dict) -> int:
 
 
 def lift(stack: LocalStack, email: str) -> str:
+    """Lift with the operator's command; returns once every worker process can have seen it (each looks
+    at the list's version at most a second apart)."""
     done = subprocess.run(
         [sys.executable, "-m", "email_service", "suppressions", "lift", email],
         env=stack.env,
@@ -302,6 +305,7 @@ def lift(stack: LocalStack, email: str) -> str:
         timeout=30,
         check=True,
     )
+    time.sleep(REFRESH_SECONDS + 0.2)
     return done.stdout.strip()
 
 

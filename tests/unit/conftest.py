@@ -22,6 +22,7 @@ from common.messaging.topology import MAILED_EVENTS
 from email_service import bootstrap as worker_bootstrap
 from email_service.adapters.mailer import SmtpMailer
 from email_service.adapters.pending_store import RedisPendingCodes
+from email_service.adapters.suppressions import RedisSuppressions
 from email_service.config import Settings as WorkerSettings
 from email_service.handlers import EVENT_NOTICES
 from tests.fakes import InMemoryBroker, MailOutbox
@@ -100,7 +101,11 @@ def build_system(env: dict | None = None, resend_requested=None) -> System:
     store = RedisPendingCodes(redis, worker_settings.redis_key_prefix)
     outbox = MailOutbox()
     mailer = SmtpMailer(worker_settings.mail_default_sender, outbox, default_locale=worker_settings.default_locale)
-    handlers = worker_bootstrap.build_handlers(worker_settings, store=store, mailer=mailer, clock=clock)
+    # Read at every mail: tests lift with a list of their own on the same Redis, and look at once.
+    suppressions = RedisSuppressions(redis, worker_settings.redis_key_prefix, refresh_seconds=0)
+    handlers = worker_bootstrap.build_handlers(
+        worker_settings, store=store, mailer=mailer, clock=clock, suppressions=suppressions
+    )
     auth = auth_bootstrap.build(
         auth_settings,
         database=mongomock.MongoClient()[auth_settings.mongo_db],

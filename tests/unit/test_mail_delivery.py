@@ -351,3 +351,37 @@ def test_a_report_relayed_by_auth_suppresses_the_address_and_a_lift_mails_it_aga
     assert worker.request_code("gone@example.com", "m2").outcome is Outcome.ACK
     assert [sent.recipients for sent in worker.outbox] == [["gone@example.com"]]
     assert worker.suppressions.entries() == {}
+
+
+def test_each_process_reads_the_list_from_its_copy_and_sees_another_s_change_within_the_refresh():
+    client = fakeredis.FakeRedis()
+    clock = Clock(0.0)
+    here, there = (RedisSuppressions(client, "test", refresh_seconds=1.0, clock=clock) for _ in range(2))
+    assert not there.is_suppressed("a@example.com")  # its copy, read now
+    assert here.suppress("A@Example.com", "bounce", "ses", now=0.0)
+    assert here.is_suppressed("a@example.com")  # its own change, at once
+    assert not there.is_suppressed("a@example.com")  # not looked again yet
+    clock.advance(1.0)
+    assert there.is_suppressed("a@example.com")
+    assert not here.suppress("a@example.com", "complaint", "postmark", now=1.0)  # once
+    assert there.lift("a@example.com") and not there.is_suppressed("a@example.com")
+    clock.advance(1.0)
+    assert not here.is_suppressed("a@example.com")
+    assert here.entries() == {}
+
+
+def test_the_list_is_read_again_only_when_its_version_moved():
+    client = fakeredis.FakeRedis()
+    clock = Clock(0.0)
+    suppressions = RedisSuppressions(client, "test", refresh_seconds=1.0, clock=clock)
+    suppressions.is_suppressed("a@example.com")
+    reads = []
+    original = client.hkeys
+    client.hkeys = lambda key: reads.append(key) or original(key)
+    for _ in range(3):
+        clock.advance(1.0)
+        suppressions.is_suppressed("a@example.com")
+    assert reads == []
+    RedisSuppressions(client, "test").suppress("b@example.com", "bounce", "smtp", now=0.0)
+    clock.advance(1.0)
+    assert suppressions.is_suppressed("b@example.com") and len(reads) == 1
