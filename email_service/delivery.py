@@ -77,8 +77,14 @@ class FailoverTransport:
     def deliver(self, mail: OutgoingMail) -> None:
         failures: list[str] = []
         for index, (transport, breaker) in enumerate(self._routes):
-            with self._lock:
-                taken = breaker.take(self._clock())
+            # A closed breaker with no failure counted is the common case: it needs neither the lock nor the
+            # clock. Reading its fields without the lock is safe (each read is atomic); a change racing with
+            # the read is a mail's worth of difference, as with any order of two threads.
+            if breaker.open_until is not None:
+                with self._lock:
+                    taken = breaker.take(self._clock())
+            else:
+                taken = True
             if not taken:
                 failures.append(f"{transport.name}: resting")
                 continue
@@ -106,6 +112,8 @@ class FailoverTransport:
         raise TransientMailError("every transport failed: " + "; ".join(failures))
 
     def _answered(self, name: str, breaker: Breaker) -> None:
+        if breaker.failures == 0 and breaker.open_until is None:
+            return
         with self._lock:
             closed = breaker.succeeded()
         if closed:

@@ -161,7 +161,8 @@ def test_the_breaker_is_shared_by_every_thread():
         thread.start()
     for thread in threads:
         thread.join()
-    assert smtp.tries == 5  # the fifth failure opened it for all four threads
+    # The fifth failure opened it for all four threads; each other thread may have had one try in flight.
+    assert 5 <= smtp.tries <= 5 + 3
     assert len(backup.took) == 40
 
 
