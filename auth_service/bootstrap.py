@@ -27,9 +27,11 @@ from auth_service.adapters.mongo_challenges import MongoSignInChallenges
 from auth_service.adapters.mongo_resend_requests import MongoResendRequests
 from auth_service.adapters.mongo_sessions import MongoSessionRepository
 from auth_service.adapters.mongo_signing_keys import MongoSigningKeys
+from auth_service.adapters.mongo_suppressions import MongoSuppressions
 from auth_service.adapters.mongo_users import MongoUserRepository
 from auth_service.adapters.pwned_passwords import PwnedPasswordsClient
 from auth_service.adapters.rabbitmq import RabbitMessageBus
+from auth_service.adapters.sns import SnsVerifier
 from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
@@ -47,6 +49,7 @@ from auth_service.events import AccountEvents
 from auth_service.keyring import FileKeys, KeyRefresher, KeyRing, KeySource, RotatingKeys, SharedSecretKeys
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, KnownDevices
+from auth_service.mail_suppressions import MailSuppressions
 from auth_service.not_me import NotMeLinks
 from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
@@ -81,6 +84,7 @@ class AuthSystem:
     codes: CodeClient
     code_asks: CodeAsks
     outbox: Outbox
+    mail_suppressions: MailSuppressions
     background: list = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
@@ -289,6 +293,19 @@ def build(
     )
 
     background.append(KeyRefresher(keys, key_refresh_seconds(settings)))
+    mail_suppressions = MailSuppressions(
+        MongoSuppressions(database, serialize_writes=mongomock_store),
+        users,
+        outbox,
+        events,
+        bus,
+        worker_queue=settings.account_creation_queue,
+        publish_timeout_seconds=settings.publish_timeout_seconds,
+        clock=clock,
+    )
+    trusted = settings.sns_trusted_certificate_file
+    sns_verifier = SnsVerifier(settings.ses_sns_topic_arns, trusted.read_bytes() if trusted else None)
+
     if isinstance(bus, RabbitMessageBus):
 
         def catch_up() -> None:
@@ -301,7 +318,7 @@ def build(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=code_verified_router(lifecycle, failed_logins, not_me),
+                handler=code_verified_router(lifecycle, failed_logins, not_me, mail_suppressions),
                 topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
@@ -335,6 +352,8 @@ def build(
         not_me=not_me,
         abuse_checks=abuse_checks,
         keys=keys,
+        mail_suppressions=mail_suppressions,
+        sns_verifier=sns_verifier,
     )
     return AuthSystem(
         app=app,
@@ -350,6 +369,7 @@ def build(
         codes=codes,
         code_asks=code_asks,
         outbox=outbox,
+        mail_suppressions=mail_suppressions,
         background=background,
         registry=registry,
     )

@@ -51,6 +51,12 @@ def _peer_address(value: str | None) -> str | None:
         raise ValueError("must be one IP address or *") from None
 
 
+def _names(value: object) -> object:
+    if isinstance(value, str):
+        return frozenset(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 def _jwt_secret_default(data: dict[str, Any]) -> SecretStr:
     # Unset, only development gets a fixed key; elsewhere the empty key is refused below.
     return SecretStr(DEVELOPMENT_JWT_SECRET if data.get("app_env") == "development" else "")
@@ -157,6 +163,16 @@ class Settings(ServiceSettings):
     trusted_proxy: Annotated[str | None, AfterValidator(_peer_address)] = Field(
         default_factory=lambda data: LOOPBACK if data.get("proxy_hops") else None
     )
+
+    # Mail reports (docs/mail.md). Postmark's webhook sends these in HTTP basic auth; unset, every
+    # report is refused (401).
+    postmark_webhook_username: str | None = None
+    postmark_webhook_password: SecretStr | None = None
+    # The SNS topics SES reports to: a message of any other topic is refused, however well signed
+    # (anyone can have SNS sign messages of a topic of their own). Unset: every SNS message is refused.
+    ses_sns_topic_arns: Annotated[frozenset[str], NoDecode, BeforeValidator(_names)] = frozenset()
+    # Tests only: this PEM certificate signs SNS messages, and none is fetched from Amazon.
+    sns_trusted_certificate_file: Path | None = None
 
     @property
     def ratelimit_store_options(self) -> dict[str, float]:

@@ -22,6 +22,7 @@ and each is mailed once per ``event_id``, however often it is delivered.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,7 @@ from common.links import link_token_reference
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
 from common.messaging.messages import (
     AccountEvent,
+    AddressSuppressed,
     CodeRequested,
     CodeSubmitted,
     CodeVerdict,
@@ -64,6 +66,8 @@ from email_service.ports import (
     Mailer,
     PendingStore,
     PermanentMailError,
+    RecipientRefused,
+    Suppressions,
     TransientMailError,
     VerificationEvents,
 )
@@ -114,6 +118,28 @@ class UncountedEvents:
     def code_mailed(self, seconds_since_request: float) -> None:
         pass
 
+    def email_suppressed(self) -> None:
+        pass
+
+    def address_suppressed(self, source: str) -> None:
+        pass
+
+
+class NoSuppressions:
+    """A list nothing is on, and that keeps nothing (handlers built without one)."""
+
+    def is_suppressed(self, email: str) -> bool:
+        return False
+
+    def suppress(self, email: str, reason: str, source: str, now: float) -> bool:
+        return True
+
+    def lift(self, email: str) -> bool:
+        return False
+
+    def entries(self) -> dict[str, dict[str, str]]:
+        return {}
+
 
 # The notices auth may ask for (each a pair in templates/); they carry no code.
 NOTICE_TEMPLATES = frozenset({"email_change_requested", "email_changed", "mfa_enabled", "mfa_disabled"})
@@ -160,14 +186,22 @@ class CodeHandlers:
         account_confirmed_queue: str,
         clock: Callable[[], float],
         events: VerificationEvents | None = None,
+        suppressions: Suppressions | None = None,
     ):
+        self._suppressions = suppressions if suppressions is not None else NoSuppressions()
         self._store = store
         self._mailer = mailer
         self._policy = policy
         self._account_confirmed_queue = account_confirmed_queue
         self._clock = clock
         self._events = events if events is not None else UncountedEvents()
-        self.code_requests = Router({CodeRequested: self.on_code_requested, NoticeRequested: self.on_notice_requested})
+        self.code_requests = Router(
+            {
+                CodeRequested: self.on_code_requested,
+                NoticeRequested: self.on_notice_requested,
+                AddressSuppressed: self.on_address_suppressed,
+            }
+        )
         self.code_submissions = Router({CodeSubmitted: self.on_code_submitted})
         self.notifications = Router(dict.fromkeys(EVENT_NOTICES, self.on_account_event))
 
@@ -231,7 +265,7 @@ class CodeHandlers:
             }
             if slot.purpose is Purpose.VERIFY_EMAIL:
                 context["link"] = policy.verification_link(request.user_id, link_token)
-            failed = self._send(template_for(slot.purpose), slot.email, context)
+            failed = self._send(template_for(slot.purpose), slot.email, context, publisher)
             sent = failed is None
         finally:
             # Also when the mail raised: the lock must not outlive this try by its hold time.
@@ -324,7 +358,7 @@ class CodeHandlers:
             return Result.ack()
         if template in SECURITY_NOTICES and user_id is not None:
             context["not_me_link"] = self._issue_not_me(message_id, template, email, user_id, publisher)
-        failed = self._send(template, email, context)
+        failed = self._send(template, email, context, publisher)
         if failed is not None:
             return failed
         self._store.record_notice_sent(message_id)
@@ -340,11 +374,39 @@ class CodeHandlers:
         publisher.publish(self._account_confirmed_queue, issued.outgoing(message_id=f"not-me-{message_id}"))
         return self._policy.not_me_link(user_id, token)
 
-    def _send(self, template: str, email: str, context: Mapping[str, Any]) -> Result | None:
-        """Mail one email; None once it is sent, else what to do with the message (retry or dead-letter)."""
+    def on_address_suppressed(self, delivery: Delivered[AddressSuppressed], publisher: ChannelPublisher) -> Result:
+        """A provider's bounce or complaint report, relayed by auth's webhook: no more mail to it."""
+        suppressed = delivery.message
+        if self._suppressions.suppress(suppressed.email, suppressed.reason, suppressed.source, self._clock()):
+            self._events.address_suppressed(suppressed.source)
+        log.warning("address suppressed", extra={"reason": suppressed.reason, "source": suppressed.source})
+        return Result.ack()
+
+    def _send(
+        self, template: str, email: str, context: Mapping[str, Any], publisher: ChannelPublisher
+    ) -> Result | None:
+        """Mail one email; None once it is sent, else what to do with the message (ack unsent, retry,
+        dead-letter)."""
+        if self._suppressions.is_suppressed(email):
+            self._events.email_suppressed()
+            log.info("address suppressed, nothing mailed", extra={"template": template})
+            return Result.ack()
         try:
             with client_span("smtp send", **{"email.template": template}):
                 self._mailer.send(template, email, context)
+        except RecipientRefused as error:
+            # The address is dead: no retry will help, and no later mail should try it.
+            self._events.email_failed(permanent=True)
+            if self._suppressions.suppress(email, "refused", error.transport, self._clock()):
+                self._events.address_suppressed(error.transport)
+            publisher.publish(
+                self._account_confirmed_queue,
+                AddressSuppressed(email=email, reason="refused", source=error.transport).outgoing(
+                    message_id=f"suppressed-{uuid.uuid4().hex}"
+                ),
+            )
+            log.warning("address refused for good and suppressed", extra={"template": template, "error": str(error)})
+            return Result.ack()
         except TransientMailError as error:
             self._events.email_failed(permanent=False)
             return Result.retry(f"smtp: {error}")

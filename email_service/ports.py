@@ -14,7 +14,20 @@ class TransientMailError(Exception):
 
 
 class PermanentMailError(Exception):
-    """Retrying will not help: a 5xx reply such as an unknown mailbox."""
+    """Retrying will not help: a 5xx reply, a provider refusing the message."""
+
+
+class RecipientRefused(PermanentMailError):
+    """The address itself is dead (SMTP 5.1.1, a hard bounce, Postmark's inactive recipient): no
+    transport will do better, and the address goes on the suppression list."""
+
+    def __init__(self, message: str, transport: str):
+        super().__init__(message)
+        self.transport = transport
+
+
+class AddressSuppressed(Exception):
+    """The address is on the suppression list: nothing is sent to it."""
 
 
 class IssueStart(enum.Enum):
@@ -59,6 +72,51 @@ class PendingStore(Protocol):
     def record_notice_sent(self, message_id: str) -> None: ...
 
 
+class OutgoingMail(Protocol):
+    """One rendered mail as a transport sees it: the same MIME bytes whichever road it takes."""
+
+    @property
+    def sender(self) -> str: ...
+    @property
+    def recipients(self) -> list[str]: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def html(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def message_id_header(self) -> str: ...
+
+
+class MailTransport(Protocol):
+    """One road out (SMTP, Amazon SES, Postmark). ``deliver`` returns once the road accepted the mail,
+    else raises ``TransientMailError`` (another road may do better), ``RecipientRefused`` or
+    ``PermanentMailError``; each maps its provider's documented answers to those."""
+
+    name: str
+
+    def deliver(self, mail: OutgoingMail) -> None: ...
+    def close(self) -> None: ...
+
+
+class Suppressions(Protocol):
+    """The addresses that get no more mail (hard bounces, complaints, permanent refusals)."""
+
+    def is_suppressed(self, email: str) -> bool: ...
+    def suppress(self, email: str, reason: str, source: str, now: float) -> bool:
+        """Put ``email`` on the list; True if it was not on it already."""
+        ...
+
+    def lift(self, email: str) -> bool:
+        """Take ``email`` off the list; True if it was on it."""
+        ...
+
+    def entries(self) -> dict[str, dict[str, str]]: ...
+
+
 class Mailer(Protocol):
     def send(self, template: str, to: str, context: Mapping[str, Any]) -> None:
         """Render ``template`` (its text and HTML files) with ``context`` and mail it to ``to``."""
@@ -74,3 +132,5 @@ class VerificationEvents(Protocol):
     def email_sent(self) -> None: ...
     def email_failed(self, permanent: bool) -> None: ...
     def code_mailed(self, seconds_since_request: float) -> None: ...
+    def email_suppressed(self) -> None: ...
+    def address_suppressed(self, source: str) -> None: ...

@@ -454,6 +454,20 @@ class UserSessionsRevoked(AccountEvent):
         return {"session_ids": tuple(session_ids), "reason": reason}
 
 
+@dataclass(frozen=True)
+class UserEmailUndeliverable(AccountEvent):
+    """The account's address is on the suppression list: it bounced hard, complained, or was refused
+    for good; no more mail goes to it until an operator lifts it."""
+
+    TYPE: ClassVar[str] = "user.email_undeliverable"
+
+    reason: str = "bounce"  # "bounce", "complaint" or "refused"
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        return {"reason": _choice(body, "reason", SUPPRESSION_REASONS)}
+
+
 ACCOUNT_EVENTS: tuple[type[AccountEvent], ...] = (
     UserRegistered,
     UserVerified,
@@ -464,7 +478,46 @@ ACCOUNT_EVENTS: tuple[type[AccountEvent], ...] = (
     UserUnlocked,
     UserLoginNewDevice,
     UserSessionsRevoked,
+    UserEmailUndeliverable,
 )
+
+# Why an address is on the suppression list, and who said so.
+SUPPRESSION_REASONS = ("bounce", "complaint", "refused")
+SUPPRESSION_SOURCES = ("smtp", "ses", "postmark")
+
+
+@dataclass(frozen=True)
+class AddressSuppressed(Message):
+    """The address gets no more mail. worker -> auth (ACCOUNT_CONFIRMED_QUEUE) after a transport
+    refused it for good; auth -> worker (ACCOUNT_CREATION_QUEUE) after a provider's bounce or
+    complaint report reached auth's webhook. Each side records it once and does not echo it."""
+
+    TYPE: ClassVar[str] = "mail.suppressed"
+
+    email: str
+    reason: str
+    source: str
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        return cls(
+            email=_string(message.body, "email", EMAIL_MAX_LENGTH),
+            reason=_choice(message.body, "reason", SUPPRESSION_REASONS),
+            source=_choice(message.body, "source", SUPPRESSION_SOURCES),
+        )
+
+
+@dataclass(frozen=True)
+class SuppressionLifted(Message):
+    """worker -> auth (ACCOUNT_CONFIRMED_QUEUE): an operator took the address off the suppression list."""
+
+    TYPE: ClassVar[str] = "mail.suppression_lifted"
+
+    email: str
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        return cls(email=_string(message.body, "email", EMAIL_MAX_LENGTH))
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,11 @@ class RedisPendingCodes:
         self._judge_attempt = client.register_script(JUDGE_ATTEMPT)
         self._discard_consumed = client.register_script(DISCARD_CONSUMED)
 
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis the codes live in: the suppression list lives beside them."""
+        return self._redis
+
     def _slot_key(self, kind: str, slot: Slot) -> str:
         # Addresses are hashed so keys do not spell out personal data.
         return f"{self._prefix}:{kind}:{slot.purpose}:{hashlib.sha256(slot.email.encode()).hexdigest()}"

@@ -279,7 +279,13 @@ def _profile(user: User) -> dict:
         "status": user.status.value,
         "created_at": user.created_at,
         "locale": user.locale or current_app.config["DEFAULT_LOCALE"],
+        "email_deliverable": _deliverable(user.email),
     }
+
+
+def _deliverable(email: str) -> bool:
+    suppressions = current_app.extensions["auth_service"].mail_suppressions
+    return suppressions is None or suppressions.deliverable(email)
 
 
 @auth.route("/password/forgot", methods=["POST"])
