@@ -162,18 +162,25 @@ class SignIn:
 
     def _issue_asked_code(self, request: ResendRequest) -> None:
         user = self._users.by_email(request.email)
-        if user is None or not user.verified:
+        # With the second factor on, the mailbox alone must not open the account: no code is mailed,
+        # and the request was answered 202 like every other before anything was looked up.
+        if user is None or not user.verified or user.mfa_enabled:
             return
         self._codes.issue_asked(Purpose.SIGN_IN, user, request)
 
-    def verify_code(self, email: str, code: str, request_id: str | None = None) -> TokenPair:
-        """Address and sign-in code -> the token pair. Every address is submitted to the worker, so
-        that an unknown one costs the same round trip and answers as an expired code."""
+    def verify_code(self, email: str, code: str, device: Device, request_id: str | None = None) -> TokenPair:
+        """Address and sign-in code -> the token pair, and the device is remembered (a new one is
+        announced, with the notice's "this wasn't me" link). Every address is submitted to the worker,
+        so that an unknown one costs the same round trip and answers like a known one.
+
+        An account with the second factor on is never opened here: the only sign-in codes it is mailed
+        are its challenges', and those work with their challenge only (``verify_challenge``)."""
         email = normalize_email(email)
         verdict = self._judge(email, code, None, request_id)
         user = self._users.by_id(verdict.user_id or "")
-        if user is None or not user.verified or user.email != email:
+        if user is None or not user.verified or user.email != email or user.mfa_enabled:
             raise CodeExpired()
+        self._devices.signed_in(user, device)
         return self._sessions.open(user)
 
     def _judge(self, email: str, code: str, user_id: str | None, request_id: str | None) -> CodeVerdict:

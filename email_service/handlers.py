@@ -59,6 +59,7 @@ from email_service.domain.codes import (
     not_me_digest,
     not_me_token_for_message,
 )
+from email_service.domain.notices import printable_device
 from email_service.ports import (
     IssueStart,
     Mailer,
@@ -141,7 +142,7 @@ EVENT_NOTICES: dict[type[AccountEvent], tuple[str, Callable[[Any], dict[str, str
     UserUnlocked: ("account_unlocked", lambda event: {"reason": event.reason}),
     UserLoginNewDevice: (
         "new_sign_in",
-        lambda event: {"when": _moment(event.occurred_at), "ip": event.ip, "device": event.device},
+        lambda event: {"when": _moment(event.occurred_at), "ip": event.ip, "device": printable_device(event.device)},
     ),
 }
 

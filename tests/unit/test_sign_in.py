@@ -401,9 +401,18 @@ def test_asking_for_codes_has_the_cooldown_of_every_code(system, account):
     assert "Retry-After" in again.headers
 
 
-def test_the_second_factor_does_not_stop_a_sign_in_by_code(system, mfa_account):
-    assert ask_code(system, mfa_account["email"]).status_code == 202
-    assert_pair(verify_code(system, mfa_account["email"], sign_in_code(system, mfa_account["email"])))
+def test_with_the_second_factor_on_the_mailbox_alone_never_opens_the_account(system, mfa_account):
+    email = mfa_account["email"]
+    mailed = len(mails_to(system, email, SIGN_IN_SUBJECT))
+    answer = ask_code(system, email)
+    assert (answer.status_code, answer.json) == (202, ask_code(system, "nobody-" + email).json)
+    assert len(mails_to(system, email, SIGN_IN_SUBJECT)) == mailed  # no code without a password
+    # The challenge's code, the one sign-in code such an account gets, works with its challenge only.
+    next_code_allowed(system)
+    challenged(system, email)
+    answer = verify_code(system, email, sign_in_code(system, email))
+    assert (answer.status_code, answer.json["error"]) == (410, "code_expired")
+    assert "access_token" not in answer.json
 
 
 # --- a code is accepted for its purpose only ---

@@ -199,9 +199,11 @@ def login_code(body):
 @auth.response(200, schemas.TokenResponse)
 @_code_errors
 @_json_body_errors
+@auth.doc(parameters=[DEVICE_HEADER])
 def login_code_verify(body):
-    """Sign in with the emailed sign-in code instead of the password."""
-    return _token_answer(_sign_in().verify_code(body["email"], body["code"], g.request_id))
+    """Sign in with the emailed sign-in code instead of the password (not for an account with the second
+    factor on: it is mailed no such code). A device the account has not used gets a new-sign-in notice."""
+    return _token_answer(_sign_in().verify_code(body["email"], body["code"], _device(), g.request_id))
 
 
 @auth.route("/mfa", methods=["POST"])

@@ -1,0 +1,151 @@
+"""Hardening, round three, on the real processes: the limits an attacker shared with the owner, silent
+sign-ins, attacker-written text in notices, telling accounts apart by the second step, the guessing bound
+per account, the second factor against a mailbox alone, trust that outlived a password, notice floods.
+
+Real auth (waitress) and worker processes, this machine's RabbitMQ and Redis, the mail sink. Each test
+plays the attack the finding describes (docs/security.md, "Hardening, round three", under the same
+number) and checks what the owner is left with.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+
+import pytest
+
+from tests.integration.test_account_events_flow import NOT_ME_LINK
+from tests.integration.test_lifecycle_flow import NEW_PASSWORD, PASSWORD, bearer, mail, new_email, sign_up
+
+pytestmark = pytest.mark.integration
+
+PHONE = {"X-Device-Id": "owner-phone-install-7f3a"}
+LAPTOP = {"X-Device-Id": "owner-laptop-install-91c2"}
+CHROME_ON_WINDOWS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
+OWN_LINK = re.compile(r"http://127\.0\.0\.1:\d+/auth/not-me\?token=[\w.-]+")
+URL_LIKE = re.compile(r"https?://|www\.|\b[a-z0-9-]+\.(?:com|net|org|example|io)\b", re.IGNORECASE)
+
+
+def call(stack, method, path, body=None, headers=None, source="127.0.0.1"):
+    """(status, headers, JSON body) over a connection from ``source``, a loopback address of our choice:
+    127.0.0.2 is another client than 127.0.0.1 to every per-IP counter."""
+    connection = http.client.HTTPConnection("127.0.0.1", stack.auth_port, timeout=30, source_address=(source, 0))
+    try:
+        data = json.dumps(body) if body is not None else None
+        sent = {**({"Content-Type": "application/json"} if data else {}), **(headers or {})}
+        connection.request(method, path, data, sent)
+        response = connection.getresponse()
+        raw = response.read()
+        return response.status, response.headers, json.loads(raw) if raw else None
+    finally:
+        connection.close()
+
+
+def wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+def password_login(stack, email, headers=None, password=PASSWORD, source="127.0.0.1"):
+    return call(stack, "POST", "/auth/login", {"email": email, "password": password}, headers, source)
+
+
+# 6. Sign-in by emailed code was silent.
+
+
+def test_a_sign_in_by_code_from_a_new_device_records_it_and_mails_the_new_sign_in_notice(stack):
+    email = new_email()
+    sign_up(stack, email)  # the first login: its device is the account's first
+    assert call(stack, "POST", "/auth/login/code", {"email": email})[0] == 202
+    code = mail(stack, email, "sign-in code").code
+    status, _, tokens = call(
+        stack, "POST", "/auth/login/code/verify", {"email": email, "code": code}, {"User-Agent": CHROME_ON_WINDOWS}
+    )
+    assert status == 200, tokens
+    notice = mail(stack, email, "New sign-in")
+    assert "Chrome 120, Windows 10" in notice.text and "127.0.0.1" in notice.text
+    link = NOT_ME_LINK.search(notice.text)
+    assert link is not None and link.group(0) in notice.html
+    # The device is known from then on: a password login from it is no news.
+    assert password_login(stack, email, {"User-Agent": CHROME_ON_WINDOWS})[0] == 200
+    assert len([m for m in stack.sink.mails_to(email) if "New sign-in" in m.subject]) == 1
+
+
+# 7. Attacker-written text in the "New sign-in" notice.
+
+
+def test_the_new_sign_in_notice_names_the_device_by_a_label_never_by_what_the_client_wrote(stack):
+    email = new_email()
+    sign_up(stack, email)
+    lure = f"{CHROME_ON_WINDOWS} URGENT: your account is hacked, call +1-555-0100 or visit http://help.evil.example/r"
+    assert password_login(stack, email, {"User-Agent": lure})[0] == 200
+    notice = mail(stack, email, "New sign-in")
+    assert "Device: Chrome 120, Windows 10" in notice.text and "Chrome 120, Windows 10" in notice.html
+    for part in (notice.text, notice.html):
+        assert "URGENT" not in part and "555-0100" not in part and "evil" not in part
+        # The only link a notice carries is its own "this wasn't me" link, to this service.
+        assert URL_LIKE.search(OWN_LINK.sub("", part)) is None, part
+
+    app_name = "evil.example.com/1.0 CFNetwork/1410.0.3 Darwin/22.6.0"  # a family ua-parser takes from the text
+    assert password_login(stack, email, {"User-Agent": app_name})[0] == 200
+    second = mail(stack, email, "New sign-in", count=2)
+    assert "Device: iOS 16" in second.text and "evil" not in second.text and "evil" not in second.html
+
+
+# 11. With the second factor on, a mailbox alone opened the account.
+
+
+def test_with_the_second_factor_on_a_mailbox_alone_never_opens_the_account(start_stack):
+    stack = start_stack(RESEND_COOLDOWN_SECONDS="0")
+    email, plain = new_email(), new_email()
+    pair = sign_up(stack, email)
+    sign_up(stack, plain)
+    assert call(stack, "POST", "/auth/mfa", {"enabled": True, "password": PASSWORD}, bearer(pair))[0] == 200
+    # The owner's password login mails the challenge's code; a thief reading the mailbox takes it to the
+    # sign-in without a password: refused, no tokens.
+    status, _, body = password_login(stack, email, PHONE)
+    assert status == 202 and body["mfa_required"] is True
+    code = mail(stack, email, "sign-in code").code
+    status, _, refused = call(stack, "POST", "/auth/login/code/verify", {"email": email, "code": code})
+    assert status == 410 and "access_token" not in refused, refused
+    # Without a password: answered like any address, and nothing is mailed. The account without the
+    # factor asks last: once its code arrives, the relay has acted on the first request.
+    answers = [call(stack, "POST", "/auth/login/code", {"email": address}) for address in (email, plain)]
+    assert answers[0][0] == answers[1][0] == 202 and answers[0][2] == answers[1][2]
+    mail(stack, plain, "sign-in code")
+    signs_in = [m.subject for m in stack.sink.mails_to(email) if "sign-in code" in m.subject]
+    assert len(signs_in) == 1, signs_in  # the challenge's only
+
+
+# 12. Devices trusted by the second factor stayed trusted after a password change or reset.
+
+
+def test_a_password_change_or_reset_forgets_every_device_the_second_factor_trusted(start_stack):
+    stack = start_stack(RESEND_COOLDOWN_SECONDS="0")
+    email = new_email()
+    pair = sign_up(stack, email)
+    assert call(stack, "POST", "/auth/mfa", {"enabled": True, "password": PASSWORD}, bearer(pair))[0] == 200
+
+    def trust(device, password, count):
+        status, _, body = password_login(stack, email, device, password)
+        assert status == 202, body
+        code = mail(stack, email, "sign-in code", count=count).code
+        verified = call(stack, "POST", "/auth/login/verify", {"challenge": body["challenge"], "code": code}, device)
+        assert verified[0] == 200, verified
+        assert password_login(stack, email, device, password)[0] == 200  # trusted now
+        return verified[2]
+
+    tokens = trust(PHONE, PASSWORD, 1)
+    change = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+    assert call(stack, "POST", "/auth/password/change", change, bearer(tokens))[0] == 200
+    status, _, body = password_login(stack, email, PHONE, NEW_PASSWORD)
+    assert status == 202 and "access_token" not in body, body  # asked for the code again
+
+    trust(LAPTOP, NEW_PASSWORD, 3)
+    assert call(stack, "POST", "/auth/password/forgot", {"email": email})[0] == 202
+    reset = {"email": email, "code": mail(stack, email, "Reset").code, "new_password": PASSWORD}
+    assert call(stack, "POST", "/auth/password/reset", reset)[0] == 200
+    status, _, body = password_login(stack, email, LAPTOP, PASSWORD)
+    assert status == 202 and "access_token" not in body, body

@@ -1,0 +1,78 @@
+"""Hardening, round three, on fakes: the rules behind each finding (docs/security.md, "Hardening, round
+three"); the attacks themselves run on the real processes in tests/integration/test_hardening_round_three.py.
+"""
+
+from __future__ import annotations
+
+from email_service.domain.notices import printable_device
+from tests.unit.test_account_events import CHROME_ON_WINDOWS, events, notices
+from tests.unit.test_lifecycle import NEW_PASSWORD, bearer, reset, reset_code
+from tests.unit.test_sessions import PASSWORD, login, sign_up
+from tests.unit.test_sign_in import (
+    LAPTOP,
+    PHONE,
+    ask_code,
+    next_code_allowed,
+    password_login,
+    set_mfa,
+    sign_in_code,
+    verify_challenge,
+)
+
+# --- 6. a sign-in by code is a sign-in ---
+
+
+def test_a_sign_in_by_code_remembers_the_device_and_announces_a_new_one(system, unique_email):
+    email = unique_email()
+    sign_up(system, email)
+    login(system, email)  # the first login: nothing to compare with
+    assert ask_code(system, email).status_code == 202
+    answer = system.client.post(
+        "/auth/login/code/verify",
+        json={"email": email, "code": sign_in_code(system, email)},
+        headers={"User-Agent": CHROME_ON_WINDOWS},
+    )
+    assert answer.status_code == 200, answer.json
+    [new] = events(system, "user.login_new_device")
+    assert new.body["device"] == "Chrome 120, Windows 10"
+    [notice] = notices(system, email, "New sign-in")
+    assert "/auth/not-me?token=" in notice.body
+
+
+# --- 7. what a notice prints of a device ---
+
+
+def test_the_worker_prints_only_a_label_of_known_names_whatever_the_event_says():
+    assert printable_device("Chrome 120, Windows 10") == "Chrome 120, Windows 10"
+    for written in ("unknown", "Browser/9 (Laptop)", "visit http://evil.example", "x" * 81, "", "a\nb", "evil.com"):
+        assert printable_device(written) is None, written
+
+
+# --- 12. a new password forgets the devices the second factor trusted ---
+
+
+def trusted(system, email, headers, password) -> dict:
+    next_code_allowed(system)
+    challenge = password_login(system, email, password, headers=headers).json["challenge"]
+    answer = verify_challenge(system, challenge, sign_in_code(system, email), headers=headers)
+    assert answer.status_code == 200, answer.json
+    assert password_login(system, email, password, headers=headers).status_code == 200
+    return answer.json
+
+
+def test_a_password_change_and_a_reset_each_forget_every_trusted_device(system, unique_email):
+    email = unique_email()
+    sign_up(system, email)
+    assert set_mfa(system, login(system, email)["access_token"], True).status_code == 200
+    tokens = trusted(system, email, PHONE, PASSWORD)
+    change = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+    changed = system.client.post("/auth/password/change", json=change, headers=bearer(tokens["access_token"]))
+    assert changed.status_code == 200
+    next_code_allowed(system)
+    assert password_login(system, email, NEW_PASSWORD, headers=PHONE).status_code == 202
+
+    trusted(system, email, LAPTOP, NEW_PASSWORD)
+    next_code_allowed(system)
+    assert reset(system, email, reset_code(system, email), PASSWORD).status_code == 200
+    next_code_allowed(system)
+    assert password_login(system, email, PASSWORD, headers=LAPTOP).status_code == 202
