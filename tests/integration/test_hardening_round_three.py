@@ -149,3 +149,24 @@ def test_a_password_change_or_reset_forgets_every_device_the_second_factor_trust
     assert call(stack, "POST", "/auth/password/reset", reset)[0] == 200
     status, _, body = password_login(stack, email, LAPTOP, PASSWORD)
     assert status == 202 and "access_token" not in body, body
+
+
+# 13. An account holder could mail the owner's address without limit.
+
+
+def test_a_session_cannot_flood_the_owners_mailbox_with_notices(start_stack):
+    stack = start_stack(RATELIMIT_ENABLED="true")
+    email = new_email()
+    pair = sign_up(stack, email)
+    statuses = []
+    for round_ in range(6):
+        toggle = {"enabled": round_ % 2 == 0, "password": PASSWORD}
+        statuses.append(call(stack, "POST", "/auth/mfa", toggle, bearer(pair))[0])
+        move = {"new_email": new_email(), "password": PASSWORD}
+        statuses.append(call(stack, "POST", "/auth/email/change", move, bearer(pair))[0])
+    # RATELIMIT_NOTICES_PER_ACCOUNT: 5 an hour by default, whichever action mails the notice.
+    assert statuses == [200, 202, 200, 202, 200] + [429] * 7, statuses
+    noticed = ("turned on", "turned off", "change of your account's email address")
+    stack.sink.wait_for(email, count=2 + 5, timeout=20)  # the code and the welcome, then the notices
+    mails = [m.subject for m in stack.sink.mails_to(email) if any(word in m.subject for word in noticed)]
+    assert len(mails) == 5, mails

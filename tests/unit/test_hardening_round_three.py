@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from email_service.domain.notices import printable_device
 from tests.unit.test_account_events import CHROME_ON_WINDOWS, events, notices
-from tests.unit.test_lifecycle import NEW_PASSWORD, bearer, reset, reset_code
+from tests.unit.test_lifecycle import NEW_PASSWORD, bearer, change_email, reset, reset_code
+from tests.unit.test_rate_limits import assert_rate_limited, limited
 from tests.unit.test_sessions import PASSWORD, login, sign_up
 from tests.unit.test_sign_in import (
     LAPTOP,
@@ -76,3 +77,23 @@ def test_a_password_change_and_a_reset_each_forget_every_trusted_device(system, 
     assert reset(system, email, reset_code(system, email), PASSWORD).status_code == 200
     next_code_allowed(system)
     assert password_login(system, email, PASSWORD, headers=LAPTOP).status_code == 202
+
+
+# --- 13. one quota per account for actions that mail its own address ---
+
+
+def test_address_change_requests_and_second_factor_switches_share_one_quota_per_account(make_system, unique_email):
+    system = make_system({**limited(notices_per_account="4/hour"), "RESEND_COOLDOWN_SECONDS": "0"})
+    email, other = unique_email(), unique_email()
+    sign_up(system, email)
+    sign_up(system, other)
+    token, others = login(system, email)["access_token"], login(system, other)["access_token"]
+    answers = []
+    for round_ in range(3):
+        answers.append(set_mfa(system, token, round_ % 2 == 0).status_code)
+        answers.append(change_email(system, token, unique_email()).status_code)
+    assert answers == [200, 202, 200, 202, 429, 429]
+    assert_rate_limited(set_mfa(system, token, True))
+    # Another account's quota is its own; a forged token spends nobody's.
+    assert set_mfa(system, others, True).status_code == 200
+    assert set_mfa(system, "forged." + token, True).status_code == 401

@@ -168,6 +168,10 @@ def login_failed(response) -> bool:
     return response.status_code == 401
 
 
+def accepted(response) -> bool:
+    return 200 <= response.status_code < 300
+
+
 def wrong_current_password(response) -> bool:
     body = response.get_json(silent=True) if response.is_json else None
     return response.status_code == 401 and isinstance(body, dict) and body.get("error") == "invalid_credentials"
@@ -198,6 +202,15 @@ def install(app: Flask, settings: Settings) -> Limiter:
         key_func=account_key,
         exempt_when=no_account,
         deduct_when=wrong_current_password,
+    )
+
+    # Every accepted action that mails the account's own address a notice spends one quota per account.
+    notices = limiter.shared_limit(
+        settings.ratelimit_notices_per_account,
+        scope="account-notices",
+        key_func=account_key,
+        exempt_when=no_account,
+        deduct_when=accepted,
     )
 
     def by_ip_and_address(per_ip: str, per_address: str) -> list:
@@ -246,6 +259,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
                 settings.ratelimit_email_change_per_address, key_func=new_address_key, exempt_when=no_new_address
             ),
             password_failures,
+            notices,
         ],
         # Sign-in codes: asked for like a reset code, guessed at like any code.
         "auth.login_code": by_ip_and_address(
@@ -263,7 +277,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
             ),
         ],
         # Wrong passwords here spend the one budget of password and address change.
-        "auth.set_mfa": [limiter.limit(settings.ratelimit_mfa_per_ip), password_failures],
+        "auth.set_mfa": [limiter.limit(settings.ratelimit_mfa_per_ip), password_failures, notices],
         "auth.confirm_email": [
             limiter.limit(settings.ratelimit_email_confirm_per_ip),
             limiter.limit(settings.ratelimit_email_confirm_per_account, key_func=account_key, exempt_when=no_account),
