@@ -268,6 +268,9 @@ def build(
         return checks
 
     app = create_app(settings, accounts, lifecycle, sessions, readiness, registry, sign_in=sign_in, not_me=not_me)
+    login_failures = app.extensions.get("auth_login_failures")
+    if login_failures is not None:
+        lifecycle.forget_login_failures_with(login_failures.forget)
     return AuthSystem(
         app=app,
         accounts=accounts,

@@ -106,7 +106,7 @@ class SignIn:
     ) -> TokenPair | MfaChallenge:
         """A password login from ``device``. With the second factor on and the device not trusted, the
         answer is a challenge and a sign-in code goes to the address."""
-        user = self._accounts.verify_password(email, password)
+        user = self._accounts.verify_password(email, password, device)
         now = self._now()
         trusted_as = device.key
         if not user.mfa_enabled or user.trusts(trusted_as, now):
@@ -136,7 +136,9 @@ class SignIn:
         found = self._challenges.find(challenge_hash(challenge))
         if found is None or found.expires_at <= now or found.device != device.key:
             raise CodeExpired()
-        verdict = self._judge(found.email, code, found.user_id, request_id)
+        owner = self._users.by_id(found.user_id)
+        proven = owner is not None and owner.knows(device.key)
+        verdict = self._judge(found.email, code, found.user_id, request_id, proven)
         if verdict.user_id != found.user_id or verdict.sequence != found.sequence:
             raise CodeExpired()  # a code of another attempt: this attempt's code was replaced
         if not self._challenges.spend(found.challenge_hash):
@@ -176,15 +178,21 @@ class SignIn:
         An account with the second factor on is never opened here: the only sign-in codes it is mailed
         are its challenges', and those work with their challenge only (``verify_challenge``)."""
         email = normalize_email(email)
-        verdict = self._judge(email, code, None, request_id)
+        holder = self._users.by_email(email)  # read for every address: the same work whether it has an account
+        proven = holder is not None and holder.knows(device.key)
+        verdict = self._judge(email, code, None, request_id, proven)
         user = self._users.by_id(verdict.user_id or "")
         if user is None or not user.verified or user.email != email or user.mfa_enabled:
             raise CodeExpired()
         self._devices.signed_in(user, device)
         return self._sessions.open(user)
 
-    def _judge(self, email: str, code: str, user_id: str | None, request_id: str | None) -> CodeVerdict:
-        verdict = self._codes.judge(Purpose.SIGN_IN, email, code=code, user_id=user_id, request_id=request_id)
+    def _judge(
+        self, email: str, code: str, user_id: str | None, request_id: str | None, proven_device: bool = False
+    ) -> CodeVerdict:
+        verdict = self._codes.judge(
+            Purpose.SIGN_IN, email, code=code, user_id=user_id, request_id=request_id, proven_device=proven_device
+        )
         if verdict is None:
             # The worker still judges it, and a verified code is spent: nothing can open the session later.
             raise ServiceUnavailable(NO_VERDICT)

@@ -590,4 +590,5 @@ def _user(document: dict | None) -> User | None:
         trusted_devices=tuple(
             TrustedDevice(raw["device"], aware(raw["until"])) for raw in document.get("trusted_devices") or []
         ),
+        known_devices=tuple(raw["key"] for raw in document.get("known_devices") or []),
     )

@@ -97,3 +97,54 @@ def test_address_change_requests_and_second_factor_switches_share_one_quota_per_
     # Another account's quota is its own; a forged token spends nobody's.
     assert set_mfa(system, others, True).status_code == 200
     assert set_mfa(system, "forged." + token, True).status_code == 401
+
+
+# --- 4. the owner's recovery does not share the attacker's counters ---
+
+
+def test_a_proven_device_is_let_through_the_lock_and_the_per_address_failure_limit(make_system, unique_email):
+    lock_at_three = {"LOCKOUT_THRESHOLD": "3", "FAILED_LOGIN_WARNING_THRESHOLD": "2"}
+    system = make_system({**limited(login_failures_per_address="3/minute"), **lock_at_three})
+    email = unique_email()
+    sign_up(system, email)
+    assert password_login(system, email, headers=PHONE).status_code == 200  # the phone signs in: proven
+    for _ in range(3):
+        assert password_login(system, email, "a wrong password", headers=LAPTOP).status_code == 401
+    assert_rate_limited(password_login(system, email, headers=LAPTOP), 60)  # the attacker's device: refused
+    assert password_login(system, email, headers=PHONE).status_code == 200  # locked and limited, not for it
+    # Its own wrong passwords spend a budget of its own, nobody else's.
+    for _ in range(3):
+        assert password_login(system, email, "a wrong password", headers=PHONE).status_code == 401
+    assert_rate_limited(password_login(system, email, headers=PHONE), 60)
+
+
+def test_a_reset_clears_the_addresss_failed_login_counters(make_system, unique_email):
+    system = make_system({**limited(login_failures_per_address="3/day"), "RESEND_COOLDOWN_SECONDS": "0"})
+    email = unique_email()
+    sign_up(system, email)
+    for _ in range(3):
+        assert password_login(system, email, "a wrong password", headers=LAPTOP).status_code == 401
+    assert_rate_limited(password_login(system, email, headers=LAPTOP), 86400)
+    assert reset(system, email, reset_code(system, email)).status_code == 200
+    assert password_login(system, email, NEW_PASSWORD, headers=LAPTOP).status_code == 200
+
+
+def test_only_refused_codes_count_against_an_address_from_one_ip(make_system, unique_email):
+    system = make_system({**limited(reset_per_address="2/day"), "RESEND_COOLDOWN_SECONDS": "0"})
+    email = unique_email()
+    sign_up(system, email)
+    assert reset(system, email, reset_code(system, email)).status_code == 200
+    assert reset(system, email, reset_code(system, email), PASSWORD).status_code == 200
+    assert reset(system, email, reset_code(system, email)).status_code == 200  # right codes spend nothing
+
+
+def test_a_forgot_over_the_quota_leaves_the_live_reset_code(make_system, unique_email):
+    system = make_system({"MAX_CODES_PER_HOUR": "2", "RESEND_COOLDOWN_SECONDS": "0"})
+    email = unique_email()
+    sign_up(system, email)
+    reset_code(system, email)
+    last = reset_code(system, email)
+    for _ in range(3):  # over the quota: nothing mailed, nothing voided
+        assert system.client.post("/auth/password/forgot", json={"email": email}).status_code == 202
+    assert reset_code(system, email) == last
+    assert reset(system, email, last).status_code == 200
