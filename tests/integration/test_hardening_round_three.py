@@ -16,6 +16,7 @@ import re
 import pytest
 
 from tests.integration.test_account_events_flow import NOT_ME_LINK
+from tests.integration.test_accounts_hardening import code_requests_acked, wait_until_acked
 from tests.integration.test_lifecycle_flow import NEW_PASSWORD, PASSWORD, bearer, mail, new_email, sign_up
 
 pytestmark = pytest.mark.integration
@@ -170,3 +171,110 @@ def test_a_session_cannot_flood_the_owners_mailbox_with_notices(start_stack):
     stack.sink.wait_for(email, count=2 + 5, timeout=20)  # the code and the welcome, then the notices
     mails = [m.subject for m in stack.sink.mails_to(email) if any(word in m.subject for word in noticed)]
     assert len(mails) == 5, mails
+
+
+# 4. A targeted lockout for up to a day, from one IP with anonymous requests.
+
+
+def test_a_targeted_lockout_leaves_the_owner_a_way_in(start_stack):
+    # Every limit at its default, the cooldown off only so that spending the hourly quota takes seconds.
+    stack = start_stack(RATELIMIT_ENABLED="true", RESEND_COOLDOWN_SECONDS="0")
+    email, thief = new_email(), {"X-Device-Id": "thief-device"}
+    sign_up(stack, email)
+    assert password_login(stack, email, PHONE)[0] == 200  # the owner's phone has signed in: proven
+
+    # Ten wrong passwords lock the account and spend the address's failures for the minute.
+    for _ in range(10):
+        assert password_login(stack, email, thief, "not the password")[0] in (401, 429)
+    assert password_login(stack, email, thief)[0] in (401, 429)  # the thief's device stays out
+    status, _, body = password_login(stack, email, PHONE)
+    assert status == 200, body  # the owner's phone does not
+
+    # Junk codes at the address from the thief's IP: the per-address code limits are per (address, IP).
+    for _ in range(12):
+        junk = {"email": email, "code": "000000", "new_password": NEW_PASSWORD}
+        assert call(stack, "POST", "/auth/password/reset", junk)[0] in (400, 429)
+        assert call(stack, "POST", "/auth/login/code/verify", {"email": email, "code": "000000"})[0] in (400, 429)
+    owner = "127.0.0.2"
+    assert call(stack, "POST", "/auth/password/forgot", {"email": email}, source=owner)[0] == 202
+    reset = {"email": email, "code": mail(stack, email, "Reset").code, "new_password": NEW_PASSWORD}
+    status, _, body = call(stack, "POST", "/auth/password/reset", reset, source=owner)
+    assert status == 200, body
+    # The new password, from a device that never signed in: the thief's failures were cleared by the reset.
+    status, _, body = password_login(stack, email, LAPTOP, NEW_PASSWORD, source=owner)
+    assert status == 200, body
+
+    # The thief spends the hourly quota of reset codes (the owner's was the first of five); the request
+    # over it mails nothing and leaves the last code, in the owner's mailbox, live.
+    for count in range(2, 6):  # one at a time: a request overtaken by a newer one is dropped unmailed
+        assert call(stack, "POST", "/auth/password/forgot", {"email": email})[0] == 202
+        mail(stack, email, "Reset", count=count)
+    acked = code_requests_acked(stack)
+    assert call(stack, "POST", "/auth/password/forgot", {"email": email})[0] == 202
+    wait_until_acked(stack, acked + 1)
+    assert len([m for m in stack.sink.mails_to(email) if "Reset" in m.subject]) == 5
+    reset = {"email": email, "code": mail(stack, email, "Reset", count=5).code, "new_password": PASSWORD}
+    status, _, body = call(stack, "POST", "/auth/password/reset", reset, source=owner)
+    assert status == 200, body
+
+
+# 9. The second step told which addresses have an account.
+
+
+def test_a_wrong_code_answers_alike_for_every_address_at_reset_and_at_sign_in(start_stack):
+    stack = start_stack(RESEND_COOLDOWN_SECONDS="0")
+    live, quiet, pending, unknown = new_email(), new_email(), new_email(), new_email()
+    for address in (live, quiet):
+        sign_up(stack, address)
+    assert call(stack, "POST", "/auth/register", {"email": pending, "password": PASSWORD})[0] == 201
+    for ask, subject in (("/auth/password/forgot", "Reset"), ("/auth/login/code", "sign-in code")):
+        # A live code for one confirmed account only; the others have none of this purpose.
+        assert call(stack, "POST", ask, {"email": live})[0] == 202
+        mail(stack, live, subject)
+    for step in ("/auth/password/reset", "/auth/login/code/verify"):
+        for attempts_left in (4, 3):
+            answers = {}
+            for address in (live, quiet, pending, unknown):
+                body = {"email": address, "code": "000000"}
+                if step == "/auth/password/reset":
+                    body["new_password"] = NEW_PASSWORD
+                status, _, answer = call(stack, "POST", step, body)
+                answers[address] = (status, answer["error"], answer.get("attempts_left"))
+            assert set(answers.values()) == {(400, "invalid_code", attempts_left)}, (step, answers)
+
+
+# 10. The guessing bound held per purpose: reset and sign-in codes were two budgets into one account.
+
+
+def test_an_accounts_wrong_codes_over_every_purpose_spend_one_daily_budget(start_stack):
+    stack = start_stack(RESEND_COOLDOWN_SECONDS="0", CODE_GUESSES_PER_ACCOUNT_PER_DAY="12")
+    email = new_email()
+    sign_up(stack, email)
+
+    def guesses(step, code, count, **extra):
+        return [call(stack, "POST", step, {"email": email, "code": wrong(code), **extra})[0] for _ in range(count)]
+
+    assert call(stack, "POST", "/auth/password/forgot", {"email": email})[0] == 202
+    first_reset = mail(stack, email, "Reset").code
+    assert guesses("/auth/password/reset", first_reset, 5, new_password=NEW_PASSWORD) == [400] * 4 + [429]
+    assert call(stack, "POST", "/auth/login/code", {"email": email})[0] == 202
+    sign_in = mail(stack, email, "sign-in code").code
+    assert guesses("/auth/login/code/verify", sign_in, 5) == [400] * 4 + [429]
+    assert call(stack, "POST", "/auth/password/forgot", {"email": email})[0] == 202
+    reset_code = mail(stack, email, "Reset", count=2).code
+    assert guesses("/auth/password/reset", reset_code, 2, new_password=NEW_PASSWORD) == [400, 400]
+    # Twelve wrong codes over two purposes: the account's day is spent, and its codes are refused, right ones
+    # too, whichever purpose they are of.
+    reset = {"email": email, "code": reset_code, "new_password": NEW_PASSWORD}
+    status, _, body = call(stack, "POST", "/auth/password/reset", reset)
+    assert (status, body["error"]) == (429, "too_many_attempts"), body
+    assert call(stack, "POST", "/auth/login/code", {"email": email})[0] == 202
+    fresh = mail(stack, email, "sign-in code", count=2).code
+    status, _, body = call(stack, "POST", "/auth/login/code/verify", {"email": email, "code": fresh})
+    assert (status, body["error"]) == (429, "too_many_attempts"), body
+    # The owner's phone, which signed in before, is let through (the password still works as well).
+    assert password_login(stack, email, PHONE)[0] == 200
+    assert call(stack, "POST", "/auth/login/code", {"email": email})[0] == 202
+    fresh = mail(stack, email, "sign-in code", count=3).code
+    status, _, body = call(stack, "POST", "/auth/login/code/verify", {"email": email, "code": fresh}, PHONE)
+    assert status == 200, body
