@@ -28,6 +28,7 @@ from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
 from auth_service.domain.confirmations import ConfirmingCodes
+from auth_service.domain.devices import device_label
 from auth_service.domain.lockout import LockoutPolicy
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.tokens import TokenIssuer
@@ -240,6 +241,8 @@ def build(
         KnownDevices(users, outbox, events, clock),
         clock=clock,
     )
+    # ua-parser compiles its rules on first use (about 0.1 s): here, not in the first login's answer.
+    device_label(None)
 
     if isinstance(bus, RabbitMessageBus):
         background.append(

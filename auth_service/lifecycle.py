@@ -34,6 +34,8 @@ from common.messaging.messages import Purpose, UserEmailChanged, UserPasswordCha
 log = logging.getLogger(__name__)
 
 EMAIL_CHANGE_REQUESTED = "email_change_requested"
+# No account has this id (ids are 32 hex digits): what a reset for an unknown address writes to.
+NO_ACCOUNT = "no-account"
 EMAIL_CHANGED = "email_changed"
 
 
@@ -116,12 +118,16 @@ class AccountLifecycle:
             new_submission_id(), Purpose.RESET_PASSWORD, self._now(), password_hash=self._hasher.hash(new_password)
         )
         if user is None:
+            # The same steps as for an account: the change's two writes match no document (they take the
+            # same store lock, so a busy store delays both alike), and the worker, finding no live code,
+            # answers as for one: a wrong code, counting down.
+            self._users.add_pending_change(NO_ACCOUNT, change)
             verdict = self._codes.judge(
                 Purpose.RESET_PASSWORD, email, code=code, request_id=request_id, submission_id=change.submission_id
             )
             if verdict is None:
                 return False
-            # No account, so no live code: the worker answers as for one (a wrong code, counting down).
+            self._users.discard_pending_change(NO_ACCOUNT, change.submission_id)
             raise error_for(verdict) if not verdict.verified else CodeExpired()
         proven = user.knows(device.key)
         return self._submit(user, user.email, change, code=code, request_id=request_id, proven_device=proven).applied
