@@ -390,10 +390,11 @@ class LoginFailureCounters:
         self._key_prefix = key_prefix
 
     def forget(self, email: str) -> None:
-        key = _hashed(normalize_email(email))
+        # As flask-limiter names a counter: its key prefix (when there is one), the key, the scope.
+        identifiers = [part for part in (self._key_prefix, _hashed(normalize_email(email))) if part]
         try:
             for item in self._items:
-                self._limiter.limiter.clear(item, self._key_prefix, key, LOGIN_FAILURES_SCOPE)
+                self._limiter.limiter.clear(item, *identifiers, LOGIN_FAILURES_SCOPE)
         except Exception:  # the store is away: the counters run out with their window, as before
             log.warning("could not clear the failed-login counters after a reset", exc_info=True)
 
