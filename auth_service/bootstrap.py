@@ -37,6 +37,7 @@ from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
 from auth_service.domain.abuse import CaptchaProvider
 from auth_service.domain.confirmations import ConfirmingCodes
+from auth_service.domain.devices import device_label
 from auth_service.domain.lockout import LockoutPolicy
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.sealed_keys import KeySealer
@@ -291,6 +292,8 @@ def build(
         KnownDevices(users, outbox, events, clock),
         clock=clock,
     )
+    # ua-parser compiles its rules on first use (about 0.1 s): here, not in the first login's answer.
+    device_label(None)
 
     background.append(KeyRefresher(keys, key_refresh_seconds(settings)))
     mail_suppressions = MailSuppressions(
@@ -355,6 +358,9 @@ def build(
         mail_suppressions=mail_suppressions,
         sns_verifier=sns_verifier,
     )
+    login_failures = app.extensions.get("auth_login_failures")
+    if login_failures is not None:
+        lifecycle.forget_login_failures_with(login_failures.forget)
     return AuthSystem(
         app=app,
         accounts=accounts,

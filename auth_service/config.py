@@ -121,6 +121,9 @@ class Settings(ServiceSettings):
     ratelimit_login_verify_per_ip: RateLimit = "30/minute;300/hour"
     ratelimit_login_verify_per_account: RateLimit = "10/minute;50/day"
     ratelimit_mfa_per_ip: RateLimit = "10/minute;100/hour"
+    # Actions that mail the account's own address a notice (an address change asked for, the second
+    # factor switched): one quota per account, so a session cannot flood the owner's mailbox.
+    ratelimit_notices_per_account: RateLimit = "5/hour;20/day"
     ratelimit_refresh_per_ip: RateLimit = "60/minute;1000/hour"
     ratelimit_refresh_per_token: RateLimit = "10/minute"  # noqa: S105 (a limit, not a secret)
     ratelimit_logout_per_ip: RateLimit = "30/minute;300/hour"

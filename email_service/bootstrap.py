@@ -177,6 +177,7 @@ def build_handlers(
         max_attempts=settings.code_max_attempts,
         max_codes_per_hour=settings.max_codes_per_hour,
         max_codes_per_day=settings.max_codes_per_day,
+        guesses_per_account_per_day=settings.code_guesses_per_account_per_day,
         mail_lock_hold_seconds=SMTP_EXCHANGES_PER_MAIL * settings.smtp_timeout_seconds,
         # Long enough for one slow mail to the same address to finish.
         mail_lock_wait_seconds=settings.smtp_timeout_seconds + 1,

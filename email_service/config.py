@@ -74,6 +74,9 @@ class Settings(ServiceSettings):
     code_max_attempts: int = Field(5, ge=1)
     max_codes_per_hour: int = Field(5, ge=1)
     max_codes_per_day: int = Field(10, ge=1)
+    # Wrong codes one account may be given in any 24 hours, over every purpose: the guessing bound per
+    # account (docs/security.md). Devices the account signed in from are not refused by it.
+    code_guesses_per_account_per_day: int = Field(50, ge=1)
     # Unset: the workers share a random key kept in Redis (email_service.adapters.code_key).
     code_hmac_key: SecretStr | None = None
     # The base of the links in emails: an absolute http(s) URL, kept without a trailing slash.

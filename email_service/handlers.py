@@ -49,6 +49,8 @@ from common.messaging.messages import (
 )
 from common.tracing import client_span
 from email_service.domain.codes import (
+    DECOY_PURPOSES,
+    GuessRules,
     PendingCode,
     Presented,
     Slot,
@@ -61,6 +63,7 @@ from email_service.domain.codes import (
     not_me_digest,
     not_me_token_for_message,
 )
+from email_service.domain.notices import printable_device
 from email_service.ports import (
     IssueStart,
     Mailer,
@@ -82,6 +85,8 @@ class CodePolicy:
     max_attempts: int
     max_codes_per_hour: int
     max_codes_per_day: int
+    # Wrong codes an account may be given in any 24 hours, over every purpose (None: no such budget).
+    guesses_per_account_per_day: int | None = None
     # The slot's mailing lock: held at most this long (longer than any mail can take, so it
     # only frees itself after a worker died holding it), and waited for this long before the
     # request goes to the retry ladder.
@@ -167,7 +172,7 @@ EVENT_NOTICES: dict[type[AccountEvent], tuple[str, Callable[[Any], dict[str, str
     UserUnlocked: ("account_unlocked", lambda event: {"reason": event.reason}),
     UserLoginNewDevice: (
         "new_sign_in",
-        lambda event: {"when": _moment(event.occurred_at), "ip": event.ip, "device": event.device},
+        lambda event: {"when": _moment(event.occurred_at), "ip": event.ip, "device": printable_device(event.device)},
     ),
 }
 
@@ -287,8 +292,15 @@ class CodeHandlers:
             presented = Presented.link(key, slot, submission.link_token)
         else:  # CodeSubmitted refuses to be built without one of them
             raise AssertionError("a submission with neither a code nor a link token")
+        rules = GuessRules(
+            decoys=slot.purpose in DECOY_PURPOSES,
+            ttl_seconds=self._policy.ttl_seconds,
+            budget=self._policy.guesses_per_account_per_day,
+            proven_device=submission.proven_device,
+            now=self._clock(),
+        )
         judgement = self._store.attempt(
-            slot, presented, delivery.message_id, self._policy.max_attempts, submitted_at=submission.submitted_at
+            slot, presented, delivery.message_id, self._policy.max_attempts, submission.submitted_at, rules=rules
         )
         verified = judgement.verdict is Verdict.VERIFIED
         if verified and judgement.user_id is None:  # judge_attempt copies it from the pending code it verified

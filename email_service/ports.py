@@ -6,7 +6,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from email_service.domain.codes import Judgement, PendingCode, Presented, Slot, Verdict
+from email_service.domain.codes import GuessRules, Judgement, PendingCode, Presented, Slot, Verdict
 
 
 class TransientMailError(Exception):
@@ -36,7 +36,7 @@ class IssueStart(enum.Enum):
     LOCKED = "locked"  # another request of the slot is being mailed: try again later
     SENT = "sent"  # this request's mail went out already (a redelivery)
     OUTDATED = "outdated"  # a newer request of the slot came first
-    OVER_QUOTA = "over_quota"  # no code; the earlier ones are void all the same
+    OVER_QUOTA = "over_quota"  # no code; the live one is void for a registration, left live otherwise
     STORED = "stored"  # the code is stored (now or by an earlier try): mail it, the lock is held
 
 
@@ -56,7 +56,8 @@ class PendingStore(Protocol):
     ) -> IssueStart:
         """Take the slot's mailing lock, then, unless this request's mail went out (or its code was
         spent and discarded since) or a newer request came first, count it against the quota and store
-        ``pending`` (voided, without a code, when over quota): one atomic step. The lock stays held only
+        ``pending`` (over the quota: for ``VOIDED_OVER_QUOTA`` a voided record without a code, else nothing,
+        the live code left as it is): one atomic step. The lock stays held only
         for ``STORED``."""
         ...
 
@@ -65,7 +66,14 @@ class PendingStore(Protocol):
         ...
 
     def attempt(
-        self, slot: Slot, presented: Presented, attempt_id: str, max_attempts: int, submitted_at: float | None = None
+        self,
+        slot: Slot,
+        presented: Presented,
+        attempt_id: str,
+        max_attempts: int,
+        submitted_at: float | None = None,
+        *,
+        rules: GuessRules | None = None,
     ) -> Judgement: ...
     def discard_consumed(self, slot: Slot, attempt_id: str) -> None: ...
     def notice_sent(self, message_id: str) -> bool: ...

@@ -131,6 +131,9 @@ class CodeSubmitted(Message):
     # Auth's keyed hash of the code, opaque to the worker: handed back on code.verified so the
     # account remembers which code confirmed it even if the request that submitted it is gone.
     confirmation: str | None = None
+    # Submitted from a device the account has signed in from: the account's daily guess budget, which
+    # an attacker can spend, does not refuse it (its owner's way back in).
+    proven_device: bool = False
 
     def __post_init__(self) -> None:
         if (self.code is None) == (self.link_token is None):
@@ -147,6 +150,7 @@ class CodeSubmitted(Message):
             submitted_at=_optional_number(body, "submitted_at"),
             user_id=_optional_string(body, "user_id", ID_MAX_LENGTH),
             confirmation=_optional_string(body, "confirmation", CONFIRMATION_MAX_LENGTH),
+            proven_device=_optional_flag(body, "proven_device"),
         )
 
 
@@ -588,6 +592,13 @@ def _number(body: dict, name: str) -> float:
 
 def _optional_number(body: dict, name: str) -> float | None:
     return None if body.get(name) is None else _number(body, name)
+
+
+def _optional_flag(body: dict, name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise MalformedMessage(f"field {name!r} must be true or false")
+    return value
 
 
 def _optional_integer(body: dict, name: str) -> int | None:

@@ -169,7 +169,7 @@ def resend_code(body):
 @auth.doc(parameters=[DEVICE_HEADER])
 def login(body):
     """Exchange email and password for an access token and a refresh token (or a second-factor challenge)."""
-    result = _sign_in().login(body["email"], body["password"], _device(), g.request_id)
+    result = _sign_in().login(body["email"], body["password"], request_device(), g.request_id)
     if isinstance(result, MfaChallenge):
         return jsonify({"mfa_required": True, "challenge": result.challenge}), 202
     return _token_answer(result)
@@ -184,7 +184,7 @@ def login(body):
 def login_verify(body):
     """Finish a login that answered a challenge: the challenge and the emailed code give the token pair.
     The device is not asked again for MFA_TRUST_DAYS. An unknown, used or expired challenge is code_expired."""
-    return _token_answer(_sign_in().verify_challenge(body["challenge"], body["code"], _device(), g.request_id))
+    return _token_answer(_sign_in().verify_challenge(body["challenge"], body["code"], request_device(), g.request_id))
 
 
 @auth.route("/login/code", methods=["POST"])
@@ -203,9 +203,11 @@ def login_code(body):
 @auth.response(200, schemas.TokenResponse)
 @_code_errors
 @_json_body_errors
+@auth.doc(parameters=[DEVICE_HEADER])
 def login_code_verify(body):
-    """Sign in with the emailed sign-in code instead of the password."""
-    return _token_answer(_sign_in().verify_code(body["email"], body["code"], g.request_id))
+    """Sign in with the emailed sign-in code instead of the password (not for an account with the second
+    factor on: it is mailed no such code). A device the account has not used gets a new-sign-in notice."""
+    return _token_answer(_sign_in().verify_code(body["email"], body["code"], request_device(), g.request_id))
 
 
 @auth.route("/mfa", methods=["POST"])
@@ -220,7 +222,7 @@ def set_mfa(body):
     return {"mfa": "email" if enabled else "off"}
 
 
-def _device() -> Device:
+def request_device() -> Device:
     """The device of this request: the client address as waitress resolved it, User-Agent, X-Device-Id."""
     return Device(
         ip=request.remote_addr or "unknown",
@@ -305,13 +307,16 @@ def forgot_password(body):
 @auth.alt_response(
     202, schema=schemas.StatusResponse, description="No verdict in time; the new password applies once it is judged"
 )
+@auth.doc(parameters=[DEVICE_HEADER])
 @_code_errors
 @_json_body_errors
 @checked(auth, breach_checked="new_password")
 def reset_password(body):
     """Set a new password with the emailed reset code; every earlier session and token ends."""
-    outcome = _lifecycle().reset_password(body["email"], body["code"], body["new_password"], g.request_id)
-    if outcome.applied:
+    applied = _lifecycle().reset_password(
+        body["email"], body["code"], body["new_password"], request_device(), g.request_id
+    )
+    if applied:
         return {"status": "password_reset"}, 200
     return {"status": "pending"}, 202
 
