@@ -128,7 +128,7 @@ def test_a_service_bound_to_the_exchange_sees_a_whole_life_in_order_and_the_user
     assert stack.call("POST", "/auth/email/confirm", {"code": change_code}, headers=bearer(pair))[0] == 200
     # The sentinel: one more event, from a request after all the others. Once it is in, any event sent twice
     # or unasked before it would be in too: it must come right after the last expected one.
-    assert log_in(stack, moved, agent="Sentinel/1.0")[0] == 200
+    assert log_in(stack, moved, agent=FIREFOX_ON_LINUX)[0] == 200
 
     expected = [
         ("user.registered", {"name": "Ada"}),
@@ -145,7 +145,7 @@ def test_a_service_bound_to_the_exchange_sees_a_whole_life_in_order_and_the_user
         ("user.password_changed", {"reason": "change"}),
         ("user.sessions_revoked", {"all": True, "reason": "password_changed"}),
         ("user.email_changed", {"email": moved, "old_email": email}),
-        ("user.login_new_device", {"device": "Sentinel/1.0"}),
+        ("user.login_new_device", {"device": "Firefox 121, Linux"}),
     ]
     seen = other_service.wait_for(len(expected))
     assert [body["type"] for body in seen] == [name for name, _ in expected]
