@@ -18,7 +18,9 @@ from flask import Flask
 from prometheus_client import Counter, Gauge
 from pymongo.database import Database
 
+from auth_service.activity import ActivityLog
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
+from auth_service.adapters.mongo_activity import MongoActivity
 from auth_service.adapters.mongo_challenges import MongoSignInChallenges
 from auth_service.adapters.mongo_resend_requests import MongoResendRequests
 from auth_service.adapters.mongo_sessions import MongoSessionRepository
@@ -67,6 +69,7 @@ class AuthSystem:
     codes: CodeClient
     code_asks: CodeAsks
     outbox: Outbox
+    activity: ActivityLog
     background: list = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
@@ -140,6 +143,11 @@ def build(
     session_store.ensure_indexes()
     challenges = MongoSignInChallenges(database, serialize_writes=mongomock_store, ttl_index=not mongomock_store)
     challenges.ensure_indexes()
+    activity_store = MongoActivity(
+        database, settings.audit_retention_days, serialize_writes=mongomock_store, ttl_index=not mongomock_store
+    )
+    activity_store.ensure_indexes()
+    activity = ActivityLog(activity_store, users, settings.audit_retention_days, clock)
 
     registry = process_registry()
     Gauge(
@@ -158,7 +166,14 @@ def build(
         )
         background.append(bus)
     relay_wakeup = threading.Event()
-    outbox = Outbox(users, bus, settings.publish_timeout_seconds, clock, mark_later=_marker(bus))
+    outbox = Outbox(
+        users,
+        bus,
+        settings.publish_timeout_seconds,
+        clock,
+        mark_later=_marker(bus),
+        on_delivered=activity.keep_delivered,
+    )
     codes = CodeClient(
         bus,
         outbox,
@@ -184,6 +199,7 @@ def build(
         LockoutPolicy(settings.failed_login_warning_threshold, settings.lockout_threshold, settings.lockout_seconds),
         timer_queue=settings.topology.auth.queues[0].delay_queue,
         clock=clock,
+        activity=activity,
     )
     sessions = SessionService(
         users=users,
@@ -200,6 +216,7 @@ def build(
         outbox=outbox,
         clock=clock,
         events=events,
+        activity=activity,
     )
     accounts = AccountService(
         users=users,
@@ -239,6 +256,7 @@ def build(
         SignInPolicy(trust_days=settings.mfa_trust_days, challenge_ttl_seconds=settings.code_ttl_seconds),
         KnownDevices(users, outbox, events, clock),
         clock=clock,
+        activity=activity,
     )
 
     if isinstance(bus, RabbitMessageBus):
@@ -267,7 +285,9 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
-    app = create_app(settings, accounts, lifecycle, sessions, readiness, registry, sign_in=sign_in, not_me=not_me)
+    app = create_app(
+        settings, accounts, lifecycle, sessions, readiness, registry, sign_in=sign_in, not_me=not_me, activity=activity
+    )
     return AuthSystem(
         app=app,
         accounts=accounts,
@@ -281,6 +301,7 @@ def build(
         codes=codes,
         code_asks=code_asks,
         outbox=outbox,
+        activity=activity,
         background=background,
         registry=registry,
     )

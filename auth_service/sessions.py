@@ -21,8 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from auth_service.activity import ActivityLog
 from auth_service.domain.accounts import PendingChange, User
-from auth_service.domain.errors import InvalidCredentials, InvalidTokenError, PasswordUnchanged
+from auth_service.domain.activity import LOGIN, LOGOUT, SESSION_ENDED
+from auth_service.domain.devices import Device
+from auth_service.domain.errors import InvalidCredentials, InvalidTokenError, NotFound, PasswordUnchanged
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.sessions import (
     Presented,
@@ -62,7 +65,9 @@ class SessionService:
         outbox: Outbox,
         clock: Callable[[], float] = time.time,
         events: AccountEvents | None = None,
+        activity: ActivityLog | None = None,
     ):
+        self._activity = activity
         self._users = users
         self._outbox = outbox
         self._events = events if events is not None else AccountEvents(clock)
@@ -76,15 +81,60 @@ class SessionService:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
-    def open(self, user: User) -> TokenPair:
-        """Start a session for a user who just proved who they are."""
+    def open(self, user: User, device: Device | None = None) -> TokenPair:
+        """Start a session for a user who just proved who they are, on ``device``."""
         now = self._now()
-        session = Session(new_family_id(), user.id, user.token_version, now, now + self._refresh_ttl)
+        session = Session(
+            new_family_id(),
+            user.id,
+            user.token_version,
+            now,
+            now + self._refresh_ttl,
+            device=device.label if device is not None else None,
+            device_key=device.key if device is not None else None,
+            ip=device.ip if device is not None else None,
+            last_used_at=now,
+        )
         refresh_token = new_refresh_token()
         self._sessions.start(session, self._record(refresh_token, session.family_id, user, now))
+        self._record_activity(user.id, LOGIN)
         return self._pair(user.id, user.token_version, refresh_token)
 
-    def refresh(self, refresh_token: str) -> TokenPair:
+    def _record_activity(self, user_id: str, kind: str) -> None:
+        if self._activity is not None:
+            self._activity.record(user_id, kind)
+
+    # --- the account's own view of its sessions ---
+
+    def list_sessions(self, access_token: str | None, device: Device) -> tuple[list[Session], str | None]:
+        """The caller's account's sessions that can still refresh, newest first, and which one is the caller's."""
+        user = self.authenticate(access_token)
+        live = self._sessions.live_of(user.id, user.token_version, self._now())
+        return live, _current(live, device)
+
+    def end_session(self, access_token: str | None, session_id: str, device: Device) -> None:
+        """End one of the account's sessions; ``NotFound`` for one that is unknown, ended, or another account's."""
+        user = self.authenticate(access_token)
+        now = self._now()
+        found = self._sessions.session(session_id)
+        if found is None or found.user_id != user.id or not found.in_use(user.token_version, now):
+            raise NotFound("No such session.")
+        if self._sessions.end(session_id, now, "revoked"):
+            log.info("session ended by its owner", extra={"user_id": user.id, "session_id": session_id})
+            self._record_activity(user.id, SESSION_ENDED)
+
+    def end_other_sessions(self, access_token: str | None, device: Device) -> int:
+        """End every session of the account but the caller's; returns how many ended."""
+        user = self.authenticate(access_token)
+        now = self._now()
+        current = _current(self._sessions.live_of(user.id, user.token_version, now), device)
+        ended = self._sessions.end_others(user.id, current, now, "revoked")
+        if ended:
+            log.info("other sessions ended by their owner", extra={"user_id": user.id, "sessions_ended": len(ended)})
+            self._record_activity(user.id, SESSION_ENDED)
+        return len(ended)
+
+    def refresh(self, refresh_token: str, ip: str | None = None) -> TokenPair:
         """Rotate: the presented token is spent and a new pair of the same session is answered.
 
         Of parallel refreshes of one token, exactly one claims it (an atomic
@@ -96,13 +146,13 @@ class SessionService:
         token_hash = refresh_token_hash(refresh_token)
         claimed = self._sessions.claim(token_hash, now)
         if claimed is not None:
-            return self._successor(claimed, now)
+            return self._successor(claimed, now, ip)
         presented = self._sessions.find(token_hash)
         verdict = judge_presented(presented, now, self._grace)
         if presented is None:
             raise InvalidTokenError(REFRESH_REFUSED)
         if verdict is Presented.RETRY_WITHIN_GRACE:
-            return self._successor(presented, now)
+            return self._successor(presented, now, ip)
         if verdict is Presented.REUSED and self._sessions.end(presented.family_id, now, "reuse_detected"):
             log.warning(
                 "used refresh token presented again after the grace window: session ended",
@@ -113,8 +163,8 @@ class SessionService:
     def logout(self, refresh_token: str) -> None:
         """End the session the token belongs to, whether it is current, used or expired; unknown: nothing."""
         record = self._sessions.find(refresh_token_hash(refresh_token))
-        if record is not None:
-            self._sessions.end(record.family_id, self._now(), "logout")
+        if record is not None and self._sessions.end(record.family_id, self._now(), "logout"):
+            self._record_activity(record.user_id, LOGOUT)
 
     def authenticate(self, access_token: str | None) -> User:
         """The account behind a Bearer token that is well signed, unexpired and of the current version."""
@@ -136,7 +186,9 @@ class SessionService:
         except InvalidToken:
             return None
 
-    def change_password(self, access_token: str | None, current_password: str, new_password: str) -> TokenPair:
+    def change_password(
+        self, access_token: str | None, current_password: str, new_password: str, device: Device | None = None
+    ) -> TokenPair:
         """Replace the password; every earlier token is refused from then on, and the answer is the new pair."""
         user = self.authenticate(access_token)
         if not self._hasher.verify(current_password, user.password_hash):
@@ -154,7 +206,7 @@ class SessionService:
         )
         if updated is None:
             raise InvalidTokenError()
-        return self.open(updated)
+        return self.open(updated, device)
 
     def set_password(
         self, user_id: str, new_password: str, reason: str, expected_version: int | None = None
@@ -199,14 +251,14 @@ class SessionService:
         )
         return updated
 
-    def _successor(self, spent: RefreshRecord, now: datetime) -> TokenPair:
+    def _successor(self, spent: RefreshRecord, now: datetime, ip: str | None) -> TokenPair:
         session = self._sessions.session(spent.family_id)
         user = self._users.by_id(spent.user_id)
         if session is None or not session.live or user is None or user.token_version != spent.token_version:
             raise InvalidTokenError(REFRESH_REFUSED)
         refresh_token = new_refresh_token()
         record = self._record(refresh_token, spent.family_id, user, now, spent)
-        self._sessions.add(record)
+        self._sessions.add(record, ip)
         return self._pair(user.id, spent.token_version, refresh_token)
 
     def _record(
@@ -225,3 +277,14 @@ class SessionService:
     def _pair(self, user_id: str, token_version: int, refresh_token: str) -> TokenPair:
         access_token, expires_in = self._tokens.issue(user_id, token_version)
         return TokenPair(access_token=access_token, refresh_token=refresh_token, expires_in=expires_in)
+
+
+def _current(live: list[Session], device: Device) -> str | None:
+    """Which of the live sessions the caller's is: the most recently used one of the caller's device.
+
+    Access tokens do not yet name their session, so the device (domain/devices.py) stands in: two
+    sessions of one device are told apart by their last use, the caller's being the one it refreshes."""
+    mine = [session for session in live if session.device_key == device.key]
+    if not mine:
+        return None
+    return max(mine, key=lambda session: session.last_used_at or session.created_at).family_id

@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from auth_service.activity import ActivityLog
 from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, error_for
+from auth_service.domain import activity as recorded
 from auth_service.domain.accounts import TrustedDevice, normalize_email
 from auth_service.domain.challenges import SignInChallenge, challenge_hash, new_challenge
 from auth_service.domain.devices import Device
@@ -68,7 +70,9 @@ class SignIn:
         policy: SignInPolicy,
         devices: KnownDevices,
         clock: Callable[[], float] = time.time,
+        activity: ActivityLog | None = None,
     ):
+        self._activity = activity
         self._users = users
         self._devices = devices
         self._challenges = challenges
@@ -98,6 +102,8 @@ class SignIn:
         )
         if self._users.set_mfa(user.id, enabled, notice, publish_after=self._outbox.relay_after()):
             log.info("second factor switched", extra={"user_id": user.id, "mfa": "email" if enabled else "off"})
+            if self._activity is not None:
+                self._activity.record(user.id, recorded.MFA_ENABLED if enabled else recorded.MFA_DISABLED)
             self._outbox.deliver(user.id, notice)
         return enabled
 
@@ -111,7 +117,7 @@ class SignIn:
         trusted_as = device.key
         if not user.mfa_enabled or user.trusts(trusted_as, now):
             self._devices.signed_in(user, device)
-            return self._sessions.open(user)
+            return self._sessions.open(user, device)
         self._codes.throttle(Purpose.SIGN_IN, user.email)
         challenge = new_challenge()
         # Numbers the code request: only the code mailed for this attempt completes this challenge.
@@ -146,7 +152,7 @@ class SignIn:
             raise CodeExpired()
         self._users.trust_device(user.id, TrustedDevice(found.device, now + self._trust))
         self._devices.signed_in(user, device)
-        return self._sessions.open(user)
+        return self._sessions.open(user, device)
 
     def challenge_owner(self, challenge: str) -> str | None:
         """The account a challenge was issued to, if it is still stored (rate limits)."""
@@ -166,7 +172,9 @@ class SignIn:
             return
         self._codes.issue_asked(Purpose.SIGN_IN, user, request)
 
-    def verify_code(self, email: str, code: str, request_id: str | None = None) -> TokenPair:
+    def verify_code(
+        self, email: str, code: str, request_id: str | None = None, device: Device | None = None
+    ) -> TokenPair:
         """Address and sign-in code -> the token pair. Every address is submitted to the worker, so
         that an unknown one costs the same round trip and answers as an expired code."""
         email = normalize_email(email)
@@ -174,7 +182,7 @@ class SignIn:
         user = self._users.by_id(verdict.user_id or "")
         if user is None or not user.verified or user.email != email:
             raise CodeExpired()
-        return self._sessions.open(user)
+        return self._sessions.open(user, device)
 
     def _judge(self, email: str, code: str, user_id: str | None, request_id: str | None) -> CodeVerdict:
         verdict = self._codes.judge(Purpose.SIGN_IN, email, code=code, user_id=user_id, request_id=request_id)

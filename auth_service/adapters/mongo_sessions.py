@@ -34,10 +34,18 @@ class MongoSessionRepository:
         self._locked(self._sessions.insert_one, _session_document(session))
         self._locked(self._tokens.insert_one, _record_document(first))
 
-    def add(self, record: RefreshRecord) -> None:
-        """Store a successor and keep its family alive at least as long as it."""
+    def add(self, record: RefreshRecord, ip: str | None = None) -> None:
+        """Store a successor and keep its family alive at least as long as it. The same update notes
+        when and from where the session was last used, so the session list costs a refresh nothing more."""
         self._locked(self._tokens.insert_one, _record_document(record))
-        self._locked(self._sessions.update_one, {"_id": record.family_id}, {"$max": {"expires_at": record.expires_at}})
+        touched: dict = {"last_used_at": record.issued_at}
+        if ip is not None:
+            touched["ip"] = ip
+        self._locked(
+            self._sessions.update_one,
+            {"_id": record.family_id},
+            {"$max": {"expires_at": record.expires_at}, "$set": touched},
+        )
 
     def claim(self, token_hash: str, now: datetime) -> RefreshRecord | None:
         """Mark an unused, unexpired token used, atomically: of parallel claims, one gets the record."""
@@ -62,6 +70,21 @@ class MongoSessionRepository:
             {"$set": {"ended_at": at, "ended_reason": reason}},
         )
         return result.modified_count == 1
+
+    def live_of(self, user_id: str, token_version: int, now: datetime) -> list[Session]:
+        """The account's sessions that can still refresh, most recently started first."""
+        documents = self._sessions.find(
+            {"user_id": user_id, "ended_at": None, "expires_at": {"$gt": now}, "token_version": token_version}
+        ).sort("created_at", pymongo.DESCENDING)
+        return [session for session in map(_session, documents) if session is not None]
+
+    def end_others(self, user_id: str, keep: str | None, at: datetime, reason: str) -> list[str]:
+        """End every live session of the account but ``keep``; returns the ids of those this call ended."""
+        query: dict = {"user_id": user_id, "ended_at": None}
+        if keep is not None:
+            query["_id"] = {"$ne": keep}
+        ended = [document["_id"] for document in self._sessions.find(query, {"_id": 1})]
+        return [family_id for family_id in ended if self.end(family_id, at, reason)]
 
     def end_all(self, user_id: str, below_version: int, at: datetime, reason: str) -> int:
         """End the user's live sessions opened under a token version older than ``below_version``."""
@@ -109,6 +132,10 @@ def _session_document(session: Session) -> dict:
         "created_at": session.created_at,
         "expires_at": session.expires_at,
         "ended_at": session.ended_at,
+        "device": session.device,
+        "device_key": session.device_key,
+        "ip": session.ip,
+        "last_used_at": session.last_used_at,
     }
 
 
@@ -122,4 +149,8 @@ def _session(document: dict | None) -> Session | None:
         created_at=aware(document["created_at"]),
         expires_at=aware(document["expires_at"]),
         ended_at=aware(document.get("ended_at")),
+        device=document.get("device"),
+        device_key=document.get("device_key"),
+        ip=document.get("ip"),
+        last_used_at=aware(document.get("last_used_at")),
     )

@@ -20,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 from auth_service.adapters.mongo_support import aware
 from auth_service.adapters.serialized import SerializedWrites
 from auth_service.domain.accounts import NotMeLink, PendingChange, Status, TrustedDevice, User
+from auth_service.domain.activity import Client
 from auth_service.domain.devices import KNOWN_DEVICES_KEPT
 from auth_service.domain.errors import EmailTaken
 from auth_service.ports import OutboxEntry
@@ -444,6 +445,11 @@ class MongoUserRepository:
             {"$push": {"outbox": _entry_document(outbox)}, "$set": {"outbox_due_at": publish_after}},
         )
 
+    def outbox_entries(self, user_id: str) -> list[OutboxEntry]:
+        """The messages still waiting in the account's outbox, oldest first."""
+        document = self._users.find_one({"_id": user_id}, {"outbox": 1})
+        return [_entry(raw) for raw in (document or {}).get("outbox", [])]
+
     def outbox_delivered(self, user_id: str, message_id: str) -> None:
         self._locked(self._users.update_one, {"_id": user_id}, {"$pull": {"outbox": {"message_id": message_id}}})
         self._locked(
@@ -516,6 +522,8 @@ def _entry_document(entry: OutboxEntry) -> dict:
     }
     if message.expiration_ms is not None:
         document["expiration_ms"] = message.expiration_ms
+    if entry.client is not None:
+        document["client"] = {"ip": entry.client.ip, "device": entry.client.device}
     return document
 
 
@@ -524,6 +532,7 @@ def _each(entries: list[OutboxEntry]) -> dict:
 
 
 def _entry(raw: dict) -> OutboxEntry:
+    client = raw.get("client")
     return OutboxEntry(
         queue=raw["queue"],
         message=Outgoing(
@@ -533,6 +542,7 @@ def _entry(raw: dict) -> OutboxEntry:
             request_id=raw.get("request_id"),
             expiration_ms=raw.get("expiration_ms"),
         ),
+        client=Client(client.get("ip"), client.get("device")) if isinstance(client, dict) else None,
     )
 
 

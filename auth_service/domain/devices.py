@@ -40,6 +40,8 @@ class Device:
     ip: str
     user_agent: str | None = None
     device_id: str | None = None
+    # What the app calls the device (``X-Device-Name``, "Ada's iPhone"): shown in the session list.
+    name: str | None = None
 
     @property
     def identity(self) -> str:
@@ -54,6 +56,48 @@ class Device:
         """What a new-sign-in notice names the device by: its User-Agent, printable and bounded."""
         printable = "".join(char for char in (self.user_agent or "") if char.isprintable()).strip()
         return printable[:DESCRIPTION_MAX_LENGTH] or UNKNOWN_DEVICE
+
+    @property
+    def label(self) -> str:
+        """How the session list names the device: the app's name for it, else one read from the User-Agent."""
+        return device_label(self.name, self.user_agent)
+
+
+# Checked in order: "Edg/" and "OPR/" User-Agents also say "Chrome/", and Chrome's also says "Safari/".
+BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Safari/", "Safari"))
+SYSTEMS = (
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Android", "Android"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("Macintosh", "macOS"),
+    ("CrOS", "ChromeOS"),
+    ("Linux", "Linux"),
+)
+
+
+def device_label(name: str | None, user_agent: str | None) -> str:
+    """A readable name for a device: the app's own (printable, bounded), else "Firefox on Linux" and the
+    like from the User-Agent, else the User-Agent's first product ("okhttp", "MyApp"), else unknown."""
+    chosen = _printable(name)
+    if chosen:
+        return chosen
+    agent = _printable(user_agent)
+    if not agent:
+        return UNKNOWN_DEVICE
+    browser = next((label for marker, label in BROWSERS if marker in agent), None)
+    system = next((label for marker, label in SYSTEMS if marker in agent), None)
+    if browser and system:
+        return f"{browser} on {system}"
+    product = agent.split("/", 1)[0].split(" ", 1)[0].strip()
+    if system:
+        return f"{product} on {system}" if product and product != "Mozilla" else system
+    return browser or product or UNKNOWN_DEVICE
+
+
+def _printable(text: str | None) -> str:
+    return "".join(char for char in (text or "") if char.isprintable()).strip()[:DESCRIPTION_MAX_LENGTH]
 
 
 def network_of(ip: str | None) -> str:

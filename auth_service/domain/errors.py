@@ -62,6 +62,11 @@ class InvalidTokenError(AuthError):
     message = "The access token is missing, malformed or expired."
 
 
+class NotFound(AuthError):
+    code = "not_found"
+    message = "Not found."
+
+
 class PasswordUnchanged(AuthError):
     """A 422 like a schema's: the new password is the current one."""
 

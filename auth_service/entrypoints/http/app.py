@@ -11,9 +11,12 @@ from flask import Flask, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import BadRequest, HTTPException
 
+from auth_service.activity import ActivityLog, bind_client, unbind_client
 from auth_service.config import Settings
+from auth_service.domain.activity import Client
 from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import (
+    account_routes,
     docs_assets,
     errors,
     observability,
@@ -43,6 +46,7 @@ class AuthExtension:
     readiness: Callable[[], dict[str, str]]
     sign_in: SignIn
     not_me: NotMeLinks
+    activity: ActivityLog | None = None
 
 
 class ContractApi(Api):
@@ -64,6 +68,7 @@ def create_app(
     *,
     sign_in: SignIn,
     not_me: NotMeLinks,
+    activity: ActivityLog | None = None,
 ) -> Flask:
     # The templates folder holds our /docs page, which replaces flask-smorest's; static holds its script.
     app = Flask(
@@ -99,10 +104,12 @@ def create_app(
         readiness=readiness,
         sign_in=sign_in,
         not_me=not_me,
+        activity=activity,
     )
 
     api = ContractApi(app)
     api.register_blueprint(routes.auth)
+    api.register_blueprint(account_routes.account)
     api.register_blueprint(routes.health)
     docs_assets.install(app)
     # The client's address behind a proxy (PROXY_HOPS) is the server's to set: see entrypoints/server.py.
@@ -119,6 +126,18 @@ def create_app(
         offered = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = offered if REQUEST_ID_PATTERN.match(offered) else uuid.uuid4().hex
         observability.start_request(g.request_id)
+
+    @app.before_request
+    def bind_activity_client():
+        # What the account's activity records of this request: its address and device (auth_service/activity.py).
+        device = routes.request_device()
+        g.activity_client = bind_client(Client(device.ip, device.label))
+
+    @app.teardown_request
+    def unbind_activity_client(error=None):
+        token = g.pop("activity_client", None)
+        if token is not None:
+            unbind_client(token)
 
     @app.before_request
     def require_json_object():

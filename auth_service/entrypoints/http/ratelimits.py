@@ -200,6 +200,8 @@ def install(app: Flask, settings: Settings) -> Limiter:
         deduct_when=wrong_current_password,
     )
 
+    account_pages = limiter.shared_limit(settings.ratelimit_account_pages_per_ip, scope="account-pages")
+
     def by_ip_and_address(per_ip: str, per_address: str) -> list:
         return [limiter.limit(per_ip), limiter.limit(per_address, key_func=address_key, exempt_when=no_address)]
 
@@ -278,6 +280,11 @@ def install(app: Flask, settings: Settings) -> Limiter:
                 scope="not-me-account",
             ),
         ],
+        # Reading and ending the account's own sessions and activity: a Bearer token is needed, the load is bounded.
+        "account.list_sessions": [account_pages],
+        "account.end_other_sessions": [account_pages],
+        "account.end_session": [account_pages],
+        "account.activity": [account_pages],
         "auth.verify_link": [
             limiter.limit(settings.ratelimit_verify_link_per_ip),
             limiter.limit(

@@ -201,7 +201,7 @@ def login_code(body):
 @_json_body_errors
 def login_code_verify(body):
     """Sign in with the emailed sign-in code instead of the password."""
-    return _token_answer(_sign_in().verify_code(body["email"], body["code"], g.request_id))
+    return _token_answer(_sign_in().verify_code(body["email"], body["code"], g.request_id, _device()))
 
 
 @auth.route("/mfa", methods=["POST"])
@@ -218,10 +218,15 @@ def set_mfa(body):
 
 def _device() -> Device:
     """The device of this request: the client address as waitress resolved it, User-Agent, X-Device-Id."""
+    return request_device()
+
+
+def request_device() -> Device:
     return Device(
         ip=request.remote_addr or "unknown",
         user_agent=request.headers.get("User-Agent"),
         device_id=request.headers.get("X-Device-Id"),
+        name=request.headers.get("X-Device-Name"),
     )
 
 
@@ -232,7 +237,7 @@ def _device() -> Device:
 @_json_body_errors
 def refresh_token(body):
     """Exchange a refresh token for a new pair. Each refresh token works once."""
-    return _token_answer(_sessions().refresh(body["refresh_token"]))
+    return _token_answer(_sessions().refresh(body["refresh_token"], request.remote_addr))
 
 
 @auth.route("/logout", methods=["POST"])
@@ -252,7 +257,7 @@ def logout(body):
 @auth.doc(security=[{"bearerAuth": []}])
 def change_password(body):
     """Change the password. Every other token of the account is refused from then on; answers the new pair."""
-    pair = _sessions().change_password(bearer_token(), body["current_password"], body["new_password"])
+    pair = _sessions().change_password(bearer_token(), body["current_password"], body["new_password"], _device())
     return _token_answer(pair)
 
 

@@ -258,6 +258,38 @@ class ProfileResponse(ma.Schema):
     locale = fields.String(required=True, metadata={"description": "the language of the account's emails"})
 
 
+class SessionResponse(ma.Schema):
+    id = fields.String(required=True, metadata={"description": "the session's id, for DELETE /auth/sessions/{id}"})
+    device = fields.String(
+        required=True, metadata={"description": "X-Device-Name at login, else read from the User-Agent"}
+    )
+    ip = fields.String(allow_none=True, metadata={"description": "the address of the last login or refresh"})
+    created_at = fields.DateTime(required=True)
+    last_used_at = fields.DateTime(required=True, metadata={"description": "the last login or refresh"})
+    current = fields.Boolean(required=True, metadata={"description": "the session of the request's own device"})
+
+
+class SessionsResponse(ma.Schema):
+    sessions = fields.List(fields.Nested(SessionResponse), required=True)
+
+
+class ActivityEntryResponse(ma.Schema):
+    type = fields.String(
+        required=True,
+        metadata={
+            "description": "an account event's routing key (user.locked, ...) or user.login, "
+            "user.login_failed, user.logout, user.session_ended, user.mfa_enabled, user.mfa_disabled"
+        },
+    )
+    occurred_at = fields.DateTime(required=True)
+    ip = fields.String(allow_none=True, metadata={"description": "null for what no request did (a lock's end)"})
+    device = fields.String(allow_none=True)
+
+
+class ActivityResponse(ma.Schema):
+    events = fields.List(fields.Nested(ActivityEntryResponse), required=True)
+
+
 # The confirmation pages are HTML; the document describes them as text.
 HTML_PAGE = {"type": "string", "description": "an HTML page"}
 
