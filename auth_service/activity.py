@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from auth_service.domain.activity import RECENT_ACTIVITY_SHOWN, Activity, Client
+from auth_service.domain.activity import NOT_RECORDED, RECENT_ACTIVITY_SHOWN, Activity, Client
 from auth_service.ports import OutboxEntry
 from common.messaging.topology import EVENT_ROUTING_KEY
 
@@ -48,6 +48,7 @@ class ActivityStore(Protocol):
     def keep(self, activity: Activity) -> None: ...
     def recent(self, user_id: str, since: datetime, limit: int) -> list[Activity]: ...
     def erase(self, user_id: str) -> int: ...
+    def documents_of(self, user_id: str) -> list[dict]: ...
 
 
 class PendingEvents(Protocol):
@@ -103,10 +104,13 @@ class ActivityLog:
     def erase(self, user_id: str) -> int:
         return self._store.erase(user_id)
 
+    def documents_of(self, user_id: str) -> list[dict]:
+        return self._store.documents_of(user_id)
+
 
 def as_activity(user_id: str, entry: OutboxEntry) -> Activity | None:
     """The activity an outbox entry records: account events only (a code request or a notice is none)."""
-    if not EVENT_ROUTING_KEY.fullmatch(entry.queue):
+    if not EVENT_ROUTING_KEY.fullmatch(entry.queue) or entry.queue in NOT_RECORDED:
         return None
     try:
         occurred_at = datetime.fromisoformat(str(entry.message.body["occurred_at"]))

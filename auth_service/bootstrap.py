@@ -19,6 +19,7 @@ from prometheus_client import Counter, Gauge
 from pymongo.database import Database
 
 from auth_service.activity import ActivityLog
+from auth_service.adapters.account_keys import NoAccountKeys, RedisAccountKeys
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
 from auth_service.adapters.mongo_activity import MongoActivity
 from auth_service.adapters.mongo_challenges import MongoSignInChallenges
@@ -29,6 +30,7 @@ from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
+from auth_service.deletion import AccountDeletion, DeletionPolicy, DeletionStores
 from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.lockout import LockoutPolicy
 from auth_service.domain.passwords import PasswordHasher
@@ -36,6 +38,7 @@ from auth_service.domain.tokens import TokenIssuer
 from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
 from auth_service.entrypoints.http.app import create_app
 from auth_service.events import AccountEvents
+from auth_service.export import AccountExport
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, KnownDevices
 from auth_service.not_me import NotMeLinks
@@ -70,6 +73,8 @@ class AuthSystem:
     code_asks: CodeAsks
     outbox: Outbox
     activity: ActivityLog
+    deletion: AccountDeletion
+    export: AccountExport
     background: list = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
@@ -112,6 +117,13 @@ def cooldown_store(settings: Settings) -> Cooldowns:
         return InMemoryCooldowns()
     client = redis_from_uri(uri, **settings.ratelimit_store_options)
     return RedisCooldowns(client, settings.ratelimit_key_prefix)
+
+
+def account_keys(settings: Settings) -> RedisAccountKeys | NoAccountKeys:
+    uri = settings.ratelimit_storage_uri
+    if uri.startswith("memory://"):
+        return NoAccountKeys()
+    return RedisAccountKeys(redis_from_uri(uri, **settings.ratelimit_store_options))
 
 
 def build(
@@ -259,12 +271,36 @@ def build(
         activity=activity,
     )
 
+    deletion = AccountDeletion(
+        users,
+        DeletionStores(
+            sessions=session_store,
+            challenges=challenges,
+            asks=resend_requests,
+            activity=activity,
+            keys=account_keys(settings),
+        ),
+        sessions,
+        lifecycle,
+        codes,
+        hasher,
+        outbox,
+        DeletionPolicy(
+            grace_seconds=settings.account_deletion_grace_seconds,
+            timer_queue=settings.topology.auth.queues[0].long_delay_queue,
+            worker_queue=settings.account_creation_queue,
+        ),
+        clock,
+    )
+    not_me.address_undone = deletion.cancel_proved_by
+    export = AccountExport(users, session_store, challenges, resend_requests, activity, sessions, hasher, clock)
+
     if isinstance(bus, RabbitMessageBus):
         background.append(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=code_verified_router(lifecycle, failed_logins, not_me),
+                handler=code_verified_router(lifecycle, failed_logins, not_me, deletion),
                 topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
@@ -286,7 +322,17 @@ def build(
         return checks
 
     app = create_app(
-        settings, accounts, lifecycle, sessions, readiness, registry, sign_in=sign_in, not_me=not_me, activity=activity
+        settings,
+        accounts,
+        lifecycle,
+        sessions,
+        readiness,
+        registry,
+        sign_in=sign_in,
+        not_me=not_me,
+        activity=activity,
+        deletion=deletion,
+        export=export,
     )
     return AuthSystem(
         app=app,
@@ -302,6 +348,8 @@ def build(
         code_asks=code_asks,
         outbox=outbox,
         activity=activity,
+        deletion=deletion,
+        export=export,
         background=background,
         registry=registry,
     )

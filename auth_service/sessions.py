@@ -25,7 +25,13 @@ from auth_service.activity import ActivityLog
 from auth_service.domain.accounts import PendingChange, User
 from auth_service.domain.activity import LOGIN, LOGOUT, SESSION_ENDED
 from auth_service.domain.devices import Device
-from auth_service.domain.errors import InvalidCredentials, InvalidTokenError, NotFound, PasswordUnchanged
+from auth_service.domain.errors import (
+    AccountPendingDeletion,
+    InvalidCredentials,
+    InvalidTokenError,
+    NotFound,
+    PasswordUnchanged,
+)
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.sessions import (
     Presented,
@@ -82,7 +88,10 @@ class SessionService:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     def open(self, user: User, device: Device | None = None) -> TokenPair:
-        """Start a session for a user who just proved who they are, on ``device``."""
+        """Start a session for a user who just proved who they are, on ``device``. The one way every sign-in
+        opens a session: an account waiting for its erasure gets none, whichever way it proved itself."""
+        if user.pending_deletion:
+            raise AccountPendingDeletion()
         now = self._now()
         session = Session(
             new_family_id(),

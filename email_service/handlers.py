@@ -30,6 +30,7 @@ from typing import Any
 from common.links import link_token_reference
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
 from common.messaging.messages import (
+    AccountErased,
     AccountEvent,
     CodeRequested,
     CodeSubmitted,
@@ -58,6 +59,7 @@ from email_service.domain.codes import (
     link_token_for_request,
     not_me_digest,
     not_me_token_for_message,
+    restore_token_for_message,
 )
 from email_service.ports import (
     IssueStart,
@@ -94,6 +96,10 @@ class CodePolicy:
         """The "this wasn't me" link of a security notice, in the verification link's form."""
         return f"{self.public_base_url.rstrip('/')}/auth/not-me?token={link_token_reference(user_id, token)}"
 
+    def restore_link(self, user_id: str, token: str) -> str:
+        """The deletion notice's link that keeps the account, in the same form."""
+        return f"{self.public_base_url.rstrip('/')}/auth/account/restore?token={link_token_reference(user_id, token)}"
+
 
 class UncountedEvents:
     def code_issued(self) -> None:
@@ -116,7 +122,20 @@ class UncountedEvents:
 
 
 # The notices auth may ask for (each a pair in templates/); they carry no code.
-NOTICE_TEMPLATES = frozenset({"email_change_requested", "email_changed", "mfa_enabled", "mfa_disabled"})
+NOTICE_TEMPLATES = frozenset(
+    {
+        "email_change_requested",
+        "email_changed",
+        "mfa_enabled",
+        "mfa_disabled",
+        "account_deletion_scheduled",
+        "account_deleted",
+    }
+)
+# The notice of a confirmed deletion carries a one-time link that keeps the account, minted as the
+# "this wasn't me" link is (from the message id, under the key); auth learns only its digest.
+RESTORE_NOTICES = frozenset({"account_deletion_scheduled"})
+RESTORE_ISSUED_PREFIX = "restore-"
 # The security notices: each carries a one-time "this wasn't me" link, minted here from the message id.
 SECURITY_NOTICES = frozenset({"new_sign_in", "password_changed", "email_changed", "mfa_enabled", "mfa_disabled"})
 
@@ -167,7 +186,13 @@ class CodeHandlers:
         self._account_confirmed_queue = account_confirmed_queue
         self._clock = clock
         self._events = events if events is not None else UncountedEvents()
-        self.code_requests = Router({CodeRequested: self.on_code_requested, NoticeRequested: self.on_notice_requested})
+        self.code_requests = Router(
+            {
+                CodeRequested: self.on_code_requested,
+                NoticeRequested: self.on_notice_requested,
+                AccountErased: self.on_account_erased,
+            }
+        )
         self.code_submissions = Router({CodeSubmitted: self.on_code_submitted})
         self.notifications = Router(dict.fromkeys(EVENT_NOTICES, self.on_account_event))
 
@@ -300,7 +325,16 @@ class CodeHandlers:
             # Only notices: a forged or mistaken message must not render a code's template.
             return Result.dead_letter(f"notice: unknown template {notice.template!r}")
         context = {**notice.context, "locale": notice.locale}
+        if "delete_after" in notice.context:
+            context["delete_after"] = _moment(notice.context["delete_after"])
         return self._send_once(delivery.message_id, notice.template, notice.email, context, publisher, notice.user_id)
+
+    def on_account_erased(self, delivery: Delivered[AccountErased], publisher: ChannelPublisher) -> Result:
+        """Forget the erased account's address: every key of its codes, quotas and locks. Deleting what is
+        gone already is harmless, so a redelivery (or a worker killed half-way) just does it again."""
+        erased = self._store.erase_address(delivery.message.email)
+        log.info("erased account's address forgotten", extra={"user_id": delivery.message.user_id, "keys": erased})
+        return Result.ack()
 
     def on_account_event(self, delivery: Delivered[AccountEvent], publisher: ChannelPublisher) -> Result:
         event = delivery.message
@@ -324,6 +358,8 @@ class CodeHandlers:
             return Result.ack()
         if template in SECURITY_NOTICES and user_id is not None:
             context["not_me_link"] = self._issue_not_me(message_id, template, email, user_id, publisher)
+        if template in RESTORE_NOTICES and user_id is not None:
+            context["restore_link"] = self._issue_restore(message_id, template, email, user_id, publisher)
         failed = self._send(template, email, context)
         if failed is not None:
             return failed
@@ -339,6 +375,17 @@ class CodeHandlers:
         issued = NotMeIssued(user_id=user_id, digest=not_me_digest(token), email=email, notice=template)
         publisher.publish(self._account_confirmed_queue, issued.outgoing(message_id=f"not-me-{message_id}"))
         return self._policy.not_me_link(user_id, token)
+
+    def _issue_restore(
+        self, message_id: str, template: str, email: str, user_id: str, publisher: ChannelPublisher
+    ) -> str:
+        """The deletion notice's restore link; auth learns its token's digest (durably) before the mail goes."""
+        token = restore_token_for_message(self._policy.hmac_key(), message_id)
+        issued = NotMeIssued(user_id=user_id, digest=not_me_digest(token), email=email, notice=template)
+        publisher.publish(
+            self._account_confirmed_queue, issued.outgoing(message_id=f"{RESTORE_ISSUED_PREFIX}{message_id}")
+        )
+        return self._policy.restore_link(user_id, token)
 
     def _send(self, template: str, email: str, context: Mapping[str, Any]) -> Result | None:
         """Mail one email; None once it is sent, else what to do with the message (retry or dead-letter)."""

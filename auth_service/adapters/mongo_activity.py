@@ -51,6 +51,10 @@ class MongoActivity:
         )
         return [_activity(document) for document in documents]
 
+    def documents_of(self, user_id: str) -> list[dict]:
+        """Every stored entry of the account, as stored (the export)."""
+        return list(self._activity.find({"user_id": user_id}).sort("occurred_at", pymongo.DESCENDING))
+
     def erase(self, user_id: str) -> int:
         return self._locked(self._activity.delete_many, {"user_id": user_id}).deleted_count
 

@@ -95,6 +95,15 @@ class MongoSessionRepository:
         )
         return result.modified_count
 
+    def erase(self, user_id: str) -> int:
+        """Delete every session and refresh token of the account (its erasure), ended or not."""
+        self._locked(self._tokens.delete_many, {"user_id": user_id})
+        return self._locked(self._sessions.delete_many, {"user_id": user_id}).deleted_count
+
+    def of_user(self, user_id: str) -> tuple[list[dict], list[dict]]:
+        """The account's sessions and refresh-token records, as stored (the export)."""
+        return list(self._sessions.find({"user_id": user_id})), list(self._tokens.find({"user_id": user_id}))
+
 
 def _record_document(record: RefreshRecord) -> dict:
     return {

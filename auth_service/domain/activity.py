@@ -15,6 +15,10 @@ LOGOUT = "user.logout"
 SESSION_ENDED = "user.session_ended"
 MFA_ENABLED = "user.mfa_enabled"
 MFA_DISABLED = "user.mfa_disabled"
+DELETION_REQUESTED = "user.deletion_requested"
+DELETION_CANCELLED = "user.deletion_cancelled"
+# Published as the account's record is erased: nothing is left to keep it in.
+NOT_RECORDED = frozenset({"user.deleted"})
 
 # What the activity answer shows at most: a person reads the recent ones; the admin API pages the rest.
 RECENT_ACTIVITY_SHOWN = 100

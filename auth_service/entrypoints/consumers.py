@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from auth_service.deletion import DELETION_SCHEDULED, RESTORE_ISSUED_PREFIX, AccountDeletion, DeletionEnd
 from auth_service.domain.errors import EmailTaken
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, LockEnd
@@ -14,15 +15,20 @@ from auth_service.outbox import Outbox
 from auth_service.ports import BrokerUnavailable
 from common.messaging.connection import Backoff
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
-from common.messaging.messages import CodeVerified, LockDue, NotMeIssued
+from common.messaging.messages import CodeVerified, DeletionDue, LockDue, NotMeIssued
 
 log = logging.getLogger(__name__)
 
 
-def code_verified_router(lifecycle: AccountLifecycle, failed_logins: FailedLogins, not_me: NotMeLinks) -> Router:
+def code_verified_router(
+    lifecycle: AccountLifecycle,
+    failed_logins: FailedLogins,
+    not_me: NotMeLinks,
+    deletion: AccountDeletion | None = None,
+) -> Router:
     """What auth consumes from ACCOUNT_CONFIRMED_QUEUE, by message type: verified codes, the ends of
-    failed-login locks that its delay queue hands back when they are due, and the "this wasn't me"
-    links the worker mails."""
+    failed-login locks and of deletions' grace that its delay queues hand back when they are due, and
+    the "this wasn't me" and restore links the worker mails."""
 
     def on_code_verified(delivery: Delivered[CodeVerified], publisher: ChannelPublisher) -> Result:
         verified = delivery.message
@@ -52,10 +58,35 @@ def code_verified_router(lifecycle: AccountLifecycle, failed_logins: FailedLogin
         return Result.ack()
 
     def on_not_me_issued(delivery: Delivered[NotMeIssued], publisher: ChannelPublisher) -> Result:
-        not_me.issued(delivery.message)
+        issued = delivery.message
+        if issued.notice == DELETION_SCHEDULED and delivery.message_id.startswith(RESTORE_ISSUED_PREFIX):
+            # A deletion notice's link restores the account; it is no "this wasn't me" link.
+            if deletion is not None:
+                deletion.restore_issued(issued.user_id, issued.digest, delivery.message_id)
+            return Result.ack()
+        not_me.issued(issued)
         return Result.ack()
 
-    return Router({CodeVerified: on_code_verified, LockDue: on_lock_due, NotMeIssued: on_not_me_issued})
+    def on_deletion_due(delivery: Delivered[DeletionDue], publisher: ChannelPublisher) -> Result:
+        if deletion is None:
+            return Result.dead_letter("deletion.due with no deletion wired")
+        due = delivery.message
+        try:
+            ended = deletion.erase_due(due.user_id, due.deletion_id)
+        except BrokerUnavailable:
+            return Result.retry("erasure waits for the broker")
+        if ended is DeletionEnd.NOT_YET:
+            return Result.retry("deletion grace not over yet")
+        return Result.ack()
+
+    return Router(
+        {
+            CodeVerified: on_code_verified,
+            LockDue: on_lock_due,
+            NotMeIssued: on_not_me_issued,
+            DeletionDue: on_deletion_due,
+        }
+    )
 
 
 class OutboxRelay(threading.Thread):

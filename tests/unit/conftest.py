@@ -115,7 +115,8 @@ def build_system(env: dict | None = None, resend_requested=None) -> System:
     for routing_key in MAILED_EVENTS:
         broker.bind(routing_key, handlers.notifications)
     broker.bind(
-        auth_settings.account_confirmed_queue, code_verified_router(auth.lifecycle, auth.failed_logins, auth.not_me)
+        auth_settings.account_confirmed_queue,
+        code_verified_router(auth.lifecycle, auth.failed_logins, auth.not_me, auth.deletion),
     )
     return System(
         auth_settings,

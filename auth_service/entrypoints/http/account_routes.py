@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from flask import current_app
+import json
+
+from flask import Response, current_app, g, url_for
+from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from auth_service.activity import ActivityLog
-from auth_service.entrypoints.http import schemas
+from auth_service.deletion import AccountDeletion
+from auth_service.entrypoints.http import pages, schemas
 from auth_service.entrypoints.http.routes import bearer_token, request_device
+from auth_service.export import AccountExport
+from auth_service.lifecycle import InvalidLink
+from auth_service.not_me import LinkGone
 from auth_service.sessions import SessionService
 
 account = Blueprint(
@@ -24,6 +31,25 @@ def _sessions() -> SessionService:
 
 def _activity() -> ActivityLog:
     return current_app.extensions["auth_service"].activity
+
+
+def _deletion() -> AccountDeletion:
+    return current_app.extensions["auth_service"].deletion
+
+
+def _export() -> AccountExport:
+    return current_app.extensions["auth_service"].export
+
+
+def _json_body_errors(view):
+    for status, description in (
+        (400, "Body is not a JSON object"),
+        (422, "validation_error"),
+        (429, "rate_limited"),
+        (503, "service_unavailable: a store or the broker does not answer"),
+    ):
+        view = account.alt_response(status, schema=ERROR, description=description)(view)
+    return view
 
 
 @account.route("/sessions", methods=["GET"])
@@ -84,3 +110,93 @@ def activity():
             for entry in _activity().recent(user.id)
         ]
     }
+
+
+@account.route("/account/delete", methods=["POST"])
+@account.arguments(schemas.PasswordRequest())
+@account.response(202, schemas.AcceptedResponse)
+@account.alt_response(401, schema=ERROR, description="invalid_credentials (wrong password) or invalid_token")
+@_json_body_errors
+@account.doc(security=BEARER)
+def delete_account(body):
+    """Ask to delete the account: a code to confirm goes to its address. Nothing changes before the code."""
+    _deletion().request(bearer_token(), body["password"], g.request_id)
+    return {"status": "accepted", "message": "A code to confirm the deletion is on its way to your address."}
+
+
+@account.route("/account/delete/confirm", methods=["POST"])
+@account.arguments(schemas.EmailConfirmRequest())
+@account.response(200, schemas.DeletionResponse)
+@account.alt_response(
+    202, schema=schemas.DeletionResponse, description="No verdict in time; the deletion applies once it is judged"
+)
+@account.alt_response(400, schema=ERROR, description="invalid_code (with attempts_left) or bad_request")
+@account.alt_response(401, schema=ERROR, description="invalid_token")
+@account.alt_response(410, schema=ERROR, description="code_expired")
+@account.alt_response(429, schema=ERROR, description="too_many_attempts or rate_limited")
+@_json_body_errors
+@account.doc(security=BEARER)
+def confirm_deletion(body):
+    """Confirm the deletion with its code: every session ends, and the account is erased when the grace
+    (ACCOUNT_DELETION_GRACE_SECONDS) ends, unless the link mailed now restores it first."""
+    confirmed = _deletion().confirm(bearer_token(), body["code"], g.request_id)
+    if not confirmed.applied:
+        return {"status": "pending", "delete_after": None}, 202
+    status = "deleted" if confirmed.erased else "pending_deletion"
+    return {"status": status, "delete_after": confirmed.delete_after}
+
+
+class Restore(MethodView):
+    @account.arguments(schemas.VerifyLinkArgs(), location="query")
+    @account.response(200, schemas.HTML_PAGE, content_type="text/html", description="The page with the one button")
+    @account.alt_response(400, schema=schemas.HTML_PAGE, content_type="text/html", description="Not a valid link")
+    @account.alt_response(410, schema=schemas.HTML_PAGE, content_type="text/html", description="Used or expired")
+    @account.alt_response(429, schema=ERROR, description="rate_limited")
+    def get(self, args):
+        """The deletion notice's link: a page whose one button keeps the account. Opening it does nothing."""
+        token = args["token"]
+        try:
+            _deletion().check_restore(token)
+        except InvalidLink:
+            return pages.not_valid()
+        except LinkGone:
+            return pages.restore_gone()
+        return pages.restore_button(token, action=url_for("account.restore"))
+
+    @account.arguments(schemas.VerifyLinkArgs(), location="form")
+    @account.response(200, schemas.HTML_PAGE, content_type="text/html", description="The account is kept")
+    @account.alt_response(400, schema=schemas.HTML_PAGE, content_type="text/html", description="Not a valid link")
+    @account.alt_response(410, schema=schemas.HTML_PAGE, content_type="text/html", description="Used or expired")
+    @account.alt_response(429, schema=ERROR, description="rate_limited")
+    @account.alt_response(503, schema=ERROR, description="service_unavailable")
+    def post(self, args):
+        """The page's button (form field ``token``): the deletion is cancelled. Works once, for the deletion
+        whose notice carried it, until its grace ends."""
+        try:
+            _deletion().restore(args["token"])
+        except InvalidLink:
+            return pages.not_valid()
+        except LinkGone:
+            return pages.restore_gone()
+        return pages.restored()
+
+
+# The class itself, not as_view(): flask-smorest documents a MethodView only when handed the class.
+account.add_url_rule("/account/restore", endpoint="restore", view_func=Restore)
+
+
+@account.route("/account/export", methods=["POST"])
+@account.arguments(schemas.PasswordRequest())
+@account.response(200, schemas.ExportResponse, description="A JSON attachment: everything kept about the account")
+@account.alt_response(401, schema=ERROR, description="invalid_credentials (wrong password) or invalid_token")
+@_json_body_errors
+@account.doc(security=BEARER)
+def export_account(body):
+    """Everything the service keeps about the account, as a JSON file to download: profile, status and
+    dates, language, second factor, sessions, devices, activity. No hash, token or code."""
+    document = _export().export(bearer_token(), body["password"])
+    return Response(
+        json.dumps(document, ensure_ascii=False, indent=2, sort_keys=False),
+        mimetype="application/json",
+        headers={"Content-Disposition": 'attachment; filename="account-export.json"'},
+    )

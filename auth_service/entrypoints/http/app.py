@@ -13,6 +13,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from auth_service.activity import ActivityLog, bind_client, unbind_client
 from auth_service.config import Settings
+from auth_service.deletion import AccountDeletion
 from auth_service.domain.activity import Client
 from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import (
@@ -26,6 +27,7 @@ from auth_service.entrypoints.http import (
     security_headers,
 )
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
+from auth_service.export import AccountExport
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.not_me import NotMeLinks
 from auth_service.service import AccountService
@@ -47,6 +49,8 @@ class AuthExtension:
     sign_in: SignIn
     not_me: NotMeLinks
     activity: ActivityLog | None = None
+    deletion: AccountDeletion | None = None
+    export: AccountExport | None = None
 
 
 class ContractApi(Api):
@@ -69,6 +73,8 @@ def create_app(
     sign_in: SignIn,
     not_me: NotMeLinks,
     activity: ActivityLog | None = None,
+    deletion: AccountDeletion | None = None,
+    export: AccountExport | None = None,
 ) -> Flask:
     # The templates folder holds our /docs page, which replaces flask-smorest's; static holds its script.
     app = Flask(
@@ -105,6 +111,8 @@ def create_app(
         sign_in=sign_in,
         not_me=not_me,
         activity=activity,
+        deletion=deletion,
+        export=export,
     )
 
     api = ContractApi(app)

@@ -27,6 +27,7 @@ STATUS_OF = {
     errors.InvalidTokenError: 401,
     errors.PasswordUnchanged: 422,
     errors.NotFound: 404,
+    errors.AccountPendingDeletion: 403,
 }
 
 

@@ -285,6 +285,29 @@ def install(app: Flask, settings: Settings) -> Limiter:
         "account.end_other_sessions": [account_pages],
         "account.end_session": [account_pages],
         "account.activity": [account_pages],
+        # A password checked with a Bearer token: its wrong guesses spend password change's budget.
+        "account.delete_account": [limiter.limit(settings.ratelimit_account_password_per_ip), password_failures],
+        "account.export_account": [limiter.limit(settings.ratelimit_account_password_per_ip), password_failures],
+        # Guesses at a code, as at email/confirm: the guessing bound, with counters of their own.
+        "account.confirm_deletion": [
+            limiter.limit(settings.ratelimit_email_confirm_per_ip, scope="delete-confirm"),
+            limiter.limit(
+                settings.ratelimit_email_confirm_per_account,
+                key_func=account_key,
+                exempt_when=no_account,
+                scope="delete-confirm-account",
+            ),
+        ],
+        # The restore link has the verification link's form: the same limits, counters of its own.
+        "account.restore": [
+            limiter.limit(settings.ratelimit_verify_link_per_ip, scope="restore"),
+            limiter.limit(
+                settings.ratelimit_verify_link_per_account,
+                key_func=link_account_key,
+                exempt_when=no_link_account,
+                scope="restore-account",
+            ),
+        ],
         "auth.verify_link": [
             limiter.limit(settings.ratelimit_verify_link_per_ip),
             limiter.limit(

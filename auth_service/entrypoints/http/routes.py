@@ -26,7 +26,7 @@ ERROR = schemas.ErrorResponse
 
 
 # Endpoints that take an HTML form, not a JSON object.
-FORM_ENDPOINTS = frozenset({"auth.verify_link", "auth.not_me"})
+FORM_ENDPOINTS = frozenset({"auth.verify_link", "auth.not_me", "account.restore"})
 
 
 def _accounts() -> AccountService:

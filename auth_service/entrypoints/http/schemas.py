@@ -273,6 +273,28 @@ class SessionsResponse(ma.Schema):
     sessions = fields.List(fields.Nested(SessionResponse), required=True)
 
 
+class PasswordRequest(StrictSchema):
+    password = _password_given()
+
+
+class DeletionResponse(ma.Schema):
+    status = fields.String(
+        required=True,
+        metadata={"description": "pending_deletion; deleted when ACCOUNT_DELETION_GRACE_SECONDS is 0; pending on 202"},
+    )
+    delete_after = fields.DateTime(allow_none=True, metadata={"description": "when the account is erased"})
+
+
+class ExportResponse(ma.Schema):
+    """The export's top-level groups; each holds the stored fields under readable names."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    about_this_file = fields.String(required=True)
+    exported_at = fields.DateTime(required=True)
+
+
 class ActivityEntryResponse(ma.Schema):
     type = fields.String(
         required=True,
