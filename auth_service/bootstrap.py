@@ -123,7 +123,7 @@ def account_keys(settings: Settings) -> RedisAccountKeys | NoAccountKeys:
     uri = settings.ratelimit_storage_uri
     if uri.startswith("memory://"):
         return NoAccountKeys()
-    return RedisAccountKeys(redis_from_uri(uri, **settings.ratelimit_store_options))
+    return RedisAccountKeys(redis_from_uri(uri, **settings.ratelimit_store_options), settings.ratelimit_key_prefix)
 
 
 def build(

@@ -28,15 +28,17 @@ def account_key_hashes(email: str, user_id: str) -> list[str]:
 
 
 class RedisAccountKeys:
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, key_prefix: str):
         self._redis = client
+        # Auth's own keys only (RATELIMIT_KEY_PREFIX): the worker's, in the same Redis maybe, are the worker's.
+        self._prefix = key_prefix
 
     def erase(self, email: str, user_id: str) -> int:
         """Delete every key naming the account's address or id; returns how many were deleted."""
         deleted = 0
         for hashed in account_key_hashes(email, user_id):
             # SCAN, not KEYS: a deletion must not stall Redis for the other requests.
-            names = list(self._redis.scan_iter(match=f"*{hashed}*", count=SCAN_BATCH))
+            names = list(self._redis.scan_iter(match=f"*{self._prefix}*{hashed}*", count=SCAN_BATCH))
             if names:
                 deleted += int(reply(self._redis.delete(*names)))
         return deleted
