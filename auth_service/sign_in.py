@@ -168,7 +168,7 @@ class SignIn:
 
     def _issue_asked_code(self, request: ResendRequest) -> None:
         user = self._users.by_email(request.email)
-        if user is None or not user.verified:
+        if user is None or not user.verified or user.pending_deletion:
             return
         self._codes.issue_asked(Purpose.SIGN_IN, user, request)
 

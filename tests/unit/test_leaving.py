@@ -450,3 +450,20 @@ def test_timers_of_deletions_go_to_the_long_delay_queue(leaving, unique_email):
     [timer] = system.broker.sent_to(queue.long_delay_queue)
     assert timer.type == DeletionDue.TYPE and timer.expiration_ms == GRACE * 1000
     assert system.broker.sent_to(queue.delay_queue) == []  # where the locks' ends wait, unblocked
+
+
+def test_no_way_in_while_the_deletion_waits(leaving, unique_email):
+    """Every way to sign in refuses an account waiting for its erasure: the password (with or without the
+    second factor), a sign-in code, a reset code."""
+    system = leaving
+    email = unique_email()
+    sign_up(system, email)
+    pair = log_in(system, email).json
+    confirm_deletion(system, pair["access_token"], email)
+    mails_before = len(system.outbox)
+    assert system.client.post("/auth/login/code", json={"email": email}).status_code == 202
+    assert system.client.post("/auth/password/forgot", json={"email": email}).status_code == 202
+    assert len(system.outbox) == mails_before  # no sign-in code, no reset code
+    refused = log_in(system, email, **{"X-Device-Id": "another"})
+    assert (refused.status_code, refused.json["error"]) == (403, "account_pending_deletion")
+    assert system.client.post("/auth/register", json={"email": email, "password": PASSWORD}).status_code == 409
