@@ -277,3 +277,44 @@ def test_a_worker_killed_while_forgetting_the_address_forgets_it_all_when_redeli
     assert user_deleted_events(other_service)
     time.sleep(1)  # a second copy of the event, had the erasure announced itself twice, would be here by now
     assert [body["user_id"] for body in user_deleted_events(other_service)] == [user_id]
+
+
+NOT_ME_LINK = re.compile(r"http://\S+/auth/not-me\?token=(\S+)")
+
+
+def test_a_thief_who_deletes_the_account_is_undone_by_the_owners_not_me_link(run):
+    """The thief holds the password, a session and a mailbox of their own. They move the address to their
+    mailbox and delete the account with the code mailed there. The owner's "this wasn't me" link (in the
+    address-change notice mailed to the owner) takes the address back and ends that deletion: the grace
+    passes and nothing is erased; the thief's restore link keeps nothing; the owner resets the password."""
+    owner = signed_up(run)
+    thief_mailbox = new_email()
+    thief = signed_in(run, owner, LAPTOP)
+    moved = run.call("POST", "/auth/email/change", {"new_email": thief_mailbox, "password": PASSWORD}, bearer(thief))
+    assert moved[0] == 202
+    [change_code] = mails_with(run, thief_mailbox, "Confirm your new email address")
+    assert run.call("POST", "/auth/email/confirm", {"code": change_code.code}, bearer(thief))[0] == 200
+    [changed] = mails_with(run, owner, "email address was changed")
+    assert delete(run, thief, thief_mailbox, 0)["status"] == "pending_deletion"
+    [thiefs_notice] = mails_with(run, thief_mailbox, "will be deleted")
+    thiefs_link = RESTORE_LINK.search(thiefs_notice.text)
+    confirmed_at = time.monotonic()
+
+    not_me = NOT_ME_LINK.search(changed.text)
+    assert not_me is not None
+    assert http_form(f"{run.stack.base_url}/auth/not-me", {"token": not_me.group(1)})[0] == 200
+    time.sleep(max(0.0, GRACE_SECONDS + 2 - (time.monotonic() - confirmed_at)))  # the timer has come and gone
+    status, _, body = log_in(run, owner, PHONE)
+    assert status == 200, body  # the account is there, at the owner's address, signed in with the old password
+    assert run.call("GET", "/auth/me", headers=bearer(body))[2]["email"] == owner
+    assert thiefs_link is not None
+    assert http_form(f"{run.stack.base_url}/auth/account/restore", {"token": thiefs_link.group(1)})[0] == 410
+    assert refresh(run, thief)[0] == 401
+    [reset] = mails_with(run, owner, "Reset")
+    new_password = "the owner's new passphrase 5"
+    answer = run.call(
+        "POST", "/auth/password/reset", {"email": owner, "code": reset.code, "new_password": new_password}
+    )
+    assert answer[0] == 200
+    assert log_in(run, owner, PHONE)[0] == 401  # the password the thief knew is gone
+    assert log_in(run, owner, PHONE, new_password)[0] == 200
