@@ -84,6 +84,16 @@ DEVICE_HEADER = {
 }
 
 
+# What the session list calls the device (GET /auth/sessions); without it, a label read from the User-Agent.
+DEVICE_NAME_HEADER = {
+    "in": "header",
+    "name": "X-Device-Name",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "the device's name as the user knows it (\"Ada's iPhone\"), shown in the session list",
+}
+
+
 def _token_answer(pair: TokenPair) -> dict:
     return {
         "access_token": pair.access_token,
@@ -163,7 +173,7 @@ def resend_code(body):
 @auth.alt_response(422, schema=ERROR, description="validation_error")
 @auth.alt_response(429, schema=ERROR, description="rate_limited (with the second factor: a code was sent just now)")
 @auth.alt_response(503, schema=ERROR, description="service_unavailable: a store or the broker does not answer")
-@auth.doc(parameters=[DEVICE_HEADER])
+@auth.doc(parameters=[DEVICE_HEADER, DEVICE_NAME_HEADER])
 def login(body):
     """Exchange email and password for an access token and a refresh token (or a second-factor challenge)."""
     result = _sign_in().login(body["email"], body["password"], _device(), g.request_id)
@@ -177,7 +187,7 @@ def login(body):
 @auth.response(200, schemas.TokenResponse)
 @_code_errors
 @_json_body_errors
-@auth.doc(parameters=[DEVICE_HEADER])
+@auth.doc(parameters=[DEVICE_HEADER, DEVICE_NAME_HEADER])
 def login_verify(body):
     """Finish a login that answered a challenge: the challenge and the emailed code give the token pair.
     The device is not asked again for MFA_TRUST_DAYS. An unknown, used or expired challenge is code_expired."""
