@@ -282,6 +282,8 @@ class AccountDeletion:
         ]
         if self._users.begin_erasure(user_id, deletion_id, now, entries, self._outbox.relay_after()):
             log.warning("account erasure begun", extra={"user_id": user_id})
+        elif not self._users.erasing(user_id, deletion_id):
+            return DeletionEnd.GONE  # restored between the read above and this write: the restore won
         # Everything still waiting in the outbox leaves before the document that holds it goes.
         for entry in self._users.outbox_entries(user_id):
             if not self._outbox.deliver(user_id, entry):

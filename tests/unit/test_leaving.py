@@ -467,3 +467,29 @@ def test_no_way_in_while_the_deletion_waits(leaving, unique_email):
     refused = log_in(system, email, **{"X-Device-Id": "another"})
     assert (refused.status_code, refused.json["error"]) == (403, "account_pending_deletion")
     assert system.client.post("/auth/register", json={"email": email, "password": PASSWORD}).status_code == 409
+
+
+def test_a_restore_that_wins_the_race_with_the_erasure_keeps_the_account(leaving, unique_email, monkeypatch):
+    """A deletion ended (here by a "this wasn't me" link that took the address back) between the erasure's
+    read of the account and its first write: the erasure stops, nothing is erased or announced."""
+    system = leaving
+    email = unique_email()
+    sign_up(system, email)
+    pair = log_in(system, email).json
+    user_id = system.auth.sessions.token_subject(pair["access_token"])
+    confirm_deletion(system, pair["access_token"], email)
+    users = system.auth.users
+    begin = users.begin_erasure
+
+    def restored_first(*args, **kwargs):
+        assert system.auth.deletion.cancel_proved_by(user_id, email)
+        return begin(*args, **kwargs)
+
+    monkeypatch.setattr(users, "begin_erasure", restored_first)
+    system.clock.advance(GRACE + 1)
+    [result] = fire_timers(system)
+    assert result.outcome.value == "ack"
+    assert users.by_id(user_id) is not None and not users.by_id(user_id).pending_deletion
+    assert log_in(system, email).status_code == 200
+    assert mails(system, email, "Your account was deleted") == []
+    assert events(system, "user.deleted") == []
