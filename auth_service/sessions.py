@@ -121,7 +121,7 @@ class SessionService:
         live = self._sessions.live_of(user.id, user.token_version, self._now())
         return live, _current(live, device)
 
-    def end_own_session(self, access_token: str | None, session_id: str, device: Device) -> None:
+    def end_own_session(self, access_token: str | None, session_id: str) -> None:
         """End one of the account's sessions; ``NotFound`` for one that is unknown, ended, or another account's."""
         user = self.authenticate(access_token)
         now = self._now()

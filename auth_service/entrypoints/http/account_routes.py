@@ -93,7 +93,7 @@ def end_other_sessions():
 @account.doc(security=BEARER)
 def end_session(session_id):
     """End one session: its refresh token is refused from then on."""
-    _sessions().end_own_session(bearer_token(), session_id, request_device())
+    _sessions().end_own_session(bearer_token(), session_id)
 
 
 @account.route("/account/activity", methods=["GET"])
