@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from auth_service.deletion import DELETION_SCHEDULED, RESTORE_ISSUED_PREFIX, AccountDeletion, DeletionEnd
+from auth_service.deletion import DELETION_SCHEDULED, AccountDeletion, DeletionEnd
 from auth_service.domain.errors import EmailTaken
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, LockEnd
@@ -59,8 +59,9 @@ def code_verified_router(
 
     def on_not_me_issued(delivery: Delivered[NotMeIssued], publisher: ChannelPublisher) -> Result:
         issued = delivery.message
-        if issued.notice == DELETION_SCHEDULED and delivery.message_id.startswith(RESTORE_ISSUED_PREFIX):
-            # A deletion notice's link restores the account; it is no "this wasn't me" link.
+        if issued.notice == DELETION_SCHEDULED:
+            # A deletion notice's link restores the account (the message id names the notice: see
+            # AccountDeletion.restore_issued); it is never a "this wasn't me" link.
             if deletion is not None:
                 deletion.restore_issued(issued.user_id, issued.digest, delivery.message_id)
             return Result.ack()
