@@ -5,8 +5,8 @@ same write as the change it announces, carries the address and device of the
 request that caused it, and moves into the activity store when the broker has
 confirmed it (``Outbox`` hands it over before it drops the entry). Until then
 the activity is read from the outbox itself, so nothing is missing in between.
-What is recorded but not published (a login, a session ended by its owner) is
-stored directly, right after the write that does it.
+What is recorded but not published (a login, a failed login) is stored
+directly, right after the write that does it.
 
 The request's address and device reach the entries through a context variable
 the HTTP layer binds for each request; work done off a request (a consumer, a

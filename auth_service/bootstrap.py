@@ -19,34 +19,47 @@ from prometheus_client import Counter, Gauge
 from pymongo.database import Database
 
 from auth_service.activity import ActivityLog
+from auth_service.adapters import disposable_domains
+from auth_service.adapters.abuse_metrics import AbuseMetrics
 from auth_service.adapters.account_keys import NoAccountKeys, RedisAccountKeys
+from auth_service.adapters.captcha import SiteverifyCaptcha
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
+from auth_service.adapters.keys_file import KeysFile
 from auth_service.adapters.mongo_activity import MongoActivity
 from auth_service.adapters.mongo_challenges import MongoSignInChallenges
 from auth_service.adapters.mongo_resend_requests import MongoResendRequests
 from auth_service.adapters.mongo_sessions import MongoSessionRepository
+from auth_service.adapters.mongo_signing_keys import MongoSigningKeys
 from auth_service.adapters.mongo_users import MongoUserRepository
+from auth_service.adapters.pwned_passwords import PwnedPasswordsClient
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
 from auth_service.deletion import AccountDeletion, DeletionPolicy, DeletionStores
+from auth_service.domain.abuse import CaptchaProvider
 from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.lockout import LockoutPolicy
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.domain.tokens import TokenIssuer
+from auth_service.domain.sealed_keys import KeySealer
+from auth_service.domain.signing_keys import HS256, KeySchedule
+from auth_service.domain.tokens import LEEWAY_SECONDS, TokenIssuer
 from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
 from auth_service.entrypoints.http.app import create_app
+from auth_service.entrypoints.session_ends_listener import SessionEndsListener
 from auth_service.events import AccountEvents
 from auth_service.export import AccountExport
+from auth_service.keyring import FileKeys, KeyRefresher, KeyRing, KeySource, RotatingKeys, SharedSecretKeys
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, KnownDevices
 from auth_service.not_me import NotMeLinks
 from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService
+from auth_service.session_ends import EndedSessions
 from auth_service.sessions import SessionPolicy, SessionService
 from auth_service.sign_in import SignIn, SignInPolicy
+from auth_service.sign_up_abuse import AbuseChecks
 from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
 from common.messaging.depths import QueueDepths
@@ -67,6 +80,7 @@ class AuthSystem:
     failed_logins: FailedLogins
     not_me: NotMeLinks
     sign_in: SignIn
+    keys: KeyRing
     users: MongoUserRepository
     bus: MessageBus
     codes: CodeClient
@@ -126,6 +140,32 @@ def account_keys(settings: Settings) -> RedisAccountKeys | NoAccountKeys:
     return RedisAccountKeys(redis_from_uri(uri, **settings.ratelimit_store_options), settings.ratelimit_key_prefix)
 
 
+def key_refresh_seconds(settings: Settings) -> float:
+    """How often each process reloads the signing keys: well inside the JWKS cache time, so a key
+    another replica published is served here long before it signs."""
+    return max(0.5, min(30.0, settings.jwks_max_age_seconds / 4))
+
+
+def key_source(settings: Settings, database) -> KeySource:
+    """HS256 under JWT_SECRET, the operator's keys file, or keys kept (and rotated) in MongoDB."""
+    secret = settings.jwt_secret.get_secret_value()
+    if settings.jwt_algorithm == HS256:
+        return SharedSecretKeys(secret)
+    if settings.jwt_signing_keys_file is not None:
+        return FileKeys(KeysFile(settings.jwt_signing_keys_file))
+    store = MongoSigningKeys(database, KeySealer(secret), serialize_writes=isinstance(database, mongomock.Database))
+    store.ensure_indexes()
+    refresh = key_refresh_seconds(settings)
+    schedule = KeySchedule(
+        rotation=timedelta(days=settings.jwt_key_rotation_days),
+        # A replica serves a new key at most one reload after it is stored: the lead covers that too.
+        publish_lead=timedelta(seconds=settings.jwks_max_age_seconds + refresh),
+        # A replica may sign with a retired key until its next reload; its tokens live JWT_TTL_SECONDS.
+        token_life=timedelta(seconds=settings.jwt_ttl_seconds + LEEWAY_SECONDS + refresh),
+    )
+    return RotatingKeys(store, settings.jwt_algorithm, schedule)
+
+
 def build(
     settings: Settings,
     *,
@@ -134,6 +174,7 @@ def build(
     cooldowns: Cooldowns | None = None,
     clock: Callable[[], float] = time.time,
     resend_requested: Callable[[], object] | None = None,
+    abuse_checks: AbuseChecks | None = None,
 ) -> AuthSystem:
     """``resend_requested``: what a resend or forgot wakes. By default the relay thread with the
     real broker; with a bus passed in (unit tests), the stored request is acted on at once, in
@@ -160,6 +201,9 @@ def build(
     )
     activity_store.ensure_indexes()
     activity = ActivityLog(activity_store, users, settings.audit_retention_days, clock)
+    keys = KeyRing(key_source(settings, database), clock)
+    ended_sessions = EndedSessions(settings.jwt_ttl_seconds + LEEWAY_SECONDS, clock)
+    ended_sessions.load(session_store.ended_since(_moment(ended_sessions.since())))
 
     registry = process_registry()
     Gauge(
@@ -217,16 +261,19 @@ def build(
         users=users,
         sessions=session_store,
         tokens=TokenIssuer(
-            settings.jwt_secret.get_secret_value(),
+            keys.current,
             settings.jwt_ttl_seconds,
             settings.jwt_issuer,
             settings.jwt_audience,
             clock,
         ),
         hasher=hasher,
-        policy=SessionPolicy(settings.refresh_ttl_seconds, settings.refresh_reuse_grace_seconds),
+        policy=SessionPolicy(
+            settings.refresh_ttl_seconds, settings.refresh_reuse_grace_seconds, settings.session_max_age_seconds
+        ),
         outbox=outbox,
         clock=clock,
+        ended=ended_sessions,
         events=events,
         activity=activity,
     )
@@ -295,7 +342,15 @@ def build(
     not_me.address_undone = deletion.cancel_proved_by
     export = AccountExport(users, session_store, challenges, resend_requests, activity, sessions, hasher, clock)
 
+    background.append(KeyRefresher(keys, key_refresh_seconds(settings)))
     if isinstance(bus, RabbitMessageBus):
+
+        def catch_up() -> None:
+            ended_sessions.load(session_store.ended_since(_moment(ended_sessions.since())))
+
+        background.append(
+            SessionEndsListener(settings.rabbitmq_url, settings.account_events_exchange, ended_sessions, catch_up)
+        )
         background.append(
             Consumer(
                 url=settings.rabbitmq_url,
@@ -321,6 +376,8 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
+    if abuse_checks is None:
+        abuse_checks = sign_up_abuse_checks(settings, AbuseMetrics(registry))
     app = create_app(
         settings,
         accounts,
@@ -333,6 +390,8 @@ def build(
         activity=activity,
         deletion=deletion,
         export=export,
+        abuse_checks=abuse_checks,
+        keys=keys,
     )
     return AuthSystem(
         app=app,
@@ -342,6 +401,7 @@ def build(
         failed_logins=failed_logins,
         not_me=not_me,
         sign_in=sign_in,
+        keys=keys,
         users=users,
         bus=bus,
         codes=codes,
@@ -352,6 +412,49 @@ def build(
         export=export,
         background=background,
         registry=registry,
+    )
+
+
+def sign_up_abuse_checks(settings: Settings, metrics: AbuseMetrics) -> AbuseChecks:
+    """The checks the settings turn on, each with its HTTP client (no connection is opened until a check runs)."""
+    captcha = None
+    if settings.captcha_provider is not None and settings.captcha_secret is not None:
+        captcha = SiteverifyCaptcha(
+            CaptchaProvider(settings.captcha_provider),
+            settings.captcha_secret.get_secret_value(),
+            settings.captcha_verify_url,
+            settings.captcha_timeout_seconds,
+            on_verified=metrics.captcha_verified,
+        )
+    ranges = None
+    if settings.pwned_passwords_url:
+        ranges = PwnedPasswordsClient(
+            settings.pwned_passwords_url,
+            settings.pwned_passwords_timeout_seconds,
+            settings.pwned_passwords_cache_ranges,
+            on_lookup=metrics.range_lookup,
+        )
+    operator_lists = (
+        settings.blocked_email_domains,
+        settings.blocked_email_domains_file,
+        settings.allowed_email_domains,
+        settings.allowed_email_domains_file,
+    )
+    disposable = None
+    if settings.block_disposable_addresses or any(operator_lists):
+        disposable = disposable_domains.load(
+            blocked=settings.blocked_email_domains,
+            allowed=settings.allowed_email_domains,
+            blocked_file=settings.blocked_email_domains_file,
+            allowed_file=settings.allowed_email_domains_file,
+            maintained=None if settings.block_disposable_addresses else frozenset(),
+        )
+    return AbuseChecks(
+        metrics,
+        captcha=captcha,
+        password_ranges=ranges,
+        breach_check_fails_closed=settings.pwned_passwords_fail_closed,
+        disposable=disposable,
     )
 
 
@@ -369,6 +472,10 @@ def _marker(bus: MessageBus) -> Callable[[Callable[[], object]], object]:
             log.info("outbox entry left for the relay at shutdown")
 
     return mark_later
+
+
+def _moment(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
 
 
 def _or_nan(count: Callable[[], int]) -> float:

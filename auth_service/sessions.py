@@ -11,6 +11,14 @@ Two things make a token refused, and each is one MongoDB write:
 A successor token and its access token carry the version of the token they
 replace, never the account's current one, so a refresh racing a password
 change can only produce tokens that the change has already made invalid.
+
+Every access token names its session (``sid``). A session that ends alone
+(logout, reuse detected) is added to ``EndedSessions``, the in-memory set the
+Bearer check consults, and announced as ``user.sessions_revoked`` so that the
+other replicas add it too; the ends that take every session with them
+announce ``all`` in the same write as the version bump. A session ends
+``SESSION_MAX_AGE_SECONDS`` after its login however often it is refreshed:
+no refresh or access token it is given outlives that.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 from auth_service.activity import ActivityLog
 from auth_service.domain.accounts import PendingChange, User
-from auth_service.domain.activity import LOGIN, LOGOUT, SESSION_ENDED
+from auth_service.domain.activity import LOGIN
 from auth_service.domain.devices import Device
 from auth_service.domain.errors import (
     AccountPendingDeletion,
@@ -47,7 +55,8 @@ from auth_service.domain.tokens import InvalidToken, TokenIssuer
 from auth_service.events import AccountEvents
 from auth_service.outbox import Outbox
 from auth_service.ports import OutboxEntry, SessionRepository, UserRepository
-from common.messaging.messages import UserPasswordChanged
+from auth_service.session_ends import EndedSessions
+from common.messaging.messages import UserPasswordChanged, UserSessionsRevoked
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +67,7 @@ REFRESH_REFUSED = "The refresh token is not valid. Log in again."
 class SessionPolicy:
     refresh_ttl_seconds: int
     reuse_grace_seconds: int
+    max_age_seconds: int = 90 * 86400
 
 
 class SessionService:
@@ -69,12 +79,14 @@ class SessionService:
         hasher: PasswordHasher,
         policy: SessionPolicy,
         outbox: Outbox,
+        ended: EndedSessions,
         clock: Callable[[], float] = time.time,
         events: AccountEvents | None = None,
         activity: ActivityLog | None = None,
     ):
         self._activity = activity
         self._users = users
+        self.ended = ended
         self._outbox = outbox
         self._events = events if events is not None else AccountEvents(clock)
         self._sessions = sessions
@@ -82,6 +94,7 @@ class SessionService:
         self._hasher = hasher
         self._refresh_ttl = timedelta(seconds=policy.refresh_ttl_seconds)
         self._grace = timedelta(seconds=policy.reuse_grace_seconds)
+        self._max_age = timedelta(seconds=policy.max_age_seconds)
         self._clock = clock
 
     def _now(self) -> datetime:
@@ -105,9 +118,9 @@ class SessionService:
             last_used_at=now,
         )
         refresh_token = new_refresh_token()
-        self._sessions.start(session, self._record(refresh_token, session.family_id, user, now))
+        self._sessions.start(session, self._record(refresh_token, session, user, now))
         self._record_activity(user.id, LOGIN)
-        return self._pair(user.id, user.token_version, refresh_token)
+        return self._pair(user.id, user.token_version, refresh_token, session)
 
     def _record_activity(self, user_id: str, kind: str) -> None:
         if self._activity is not None:
@@ -115,33 +128,33 @@ class SessionService:
 
     # --- the account's own view of its sessions ---
 
-    def list_sessions(self, access_token: str | None, device: Device) -> tuple[list[Session], str | None]:
-        """The caller's account's sessions that can still refresh, newest first, and which one is the caller's."""
-        user = self.authenticate(access_token)
-        live = self._sessions.live_of(user.id, user.token_version, self._now())
-        return live, _current(live, device)
+    def list_sessions(self, access_token: str | None) -> tuple[list[Session], str]:
+        """The caller's account's sessions that can still refresh, newest first, and the caller's own (``sid``)."""
+        user, current = self.caller(access_token)
+        return self._sessions.live_of(user.id, user.token_version, self._now()), current
 
     def end_own_session(self, access_token: str | None, session_id: str) -> None:
-        """End one of the account's sessions; ``NotFound`` for one that is unknown, ended, or another account's."""
-        user = self.authenticate(access_token)
-        now = self._now()
+        """End one of the account's sessions: its refresh token and, at once, its access tokens are refused.
+        ``NotFound`` for one that is unknown, ended, or another account's."""
+        user, _ = self.caller(access_token)
         found = self._sessions.session(session_id)
-        if found is None or found.user_id != user.id or not found.in_use(user.token_version, now):
+        if found is None or found.user_id != user.id or not found.in_use(user.token_version, self._now()):
             raise NotFound("No such session.")
-        if self._sessions.end(session_id, now, "revoked"):
+        if self.end_session(user.id, session_id, "revoked"):
             log.info("session ended by its owner", extra={"user_id": user.id, "session_id": session_id})
-            self._record_activity(user.id, SESSION_ENDED)
 
-    def end_other_sessions(self, access_token: str | None, device: Device) -> int:
+    def end_other_sessions(self, access_token: str | None) -> int:
         """End every session of the account but the caller's; returns how many ended."""
-        user = self.authenticate(access_token)
-        now = self._now()
-        current = _current(self._sessions.live_of(user.id, user.token_version, now), device)
-        ended = self._sessions.end_others(user.id, current, now, "revoked")
+        user, current = self.caller(access_token)
+        others = [
+            session.family_id
+            for session in self._sessions.live_of(user.id, user.token_version, self._now())
+            if session.family_id != current
+        ]
+        ended = sum(1 for session_id in others if self.end_session(user.id, session_id, "revoked"))
         if ended:
-            log.info("other sessions ended by their owner", extra={"user_id": user.id, "sessions_ended": len(ended)})
-            self._record_activity(user.id, SESSION_ENDED)
-        return len(ended)
+            log.info("other sessions ended by their owner", extra={"user_id": user.id, "sessions_ended": ended})
+        return ended
 
     def refresh(self, refresh_token: str, ip: str | None = None) -> TokenPair:
         """Rotate: the presented token is spent and a new pair of the same session is answered.
@@ -162,7 +175,7 @@ class SessionService:
             raise InvalidTokenError(REFRESH_REFUSED)
         if verdict is Presented.RETRY_WITHIN_GRACE:
             return self._successor(presented, now, ip)
-        if verdict is Presented.REUSED and self._sessions.end(presented.family_id, now, "reuse_detected"):
+        if verdict is Presented.REUSED and self.end_session(presented.user_id, presented.family_id, "reuse_detected"):
             log.warning(
                 "used refresh token presented again after the grace window: session ended",
                 extra={"user_id": presented.user_id, "session_id": presented.family_id},
@@ -172,21 +185,46 @@ class SessionService:
     def logout(self, refresh_token: str) -> None:
         """End the session the token belongs to, whether it is current, used or expired; unknown: nothing."""
         record = self._sessions.find(refresh_token_hash(refresh_token))
-        if record is not None and self._sessions.end(record.family_id, self._now(), "logout"):
-            self._record_activity(record.user_id, LOGOUT)
+        if record is not None:
+            self.end_session(record.user_id, record.family_id, "logout")
+
+    def end_session(self, user_id: str, session_id: str, reason: str) -> bool:
+        """End one session (logout, reuse detected, and any later way of ending a single session):
+        refused here at once, announced to the other replicas and services. The event is stored
+        before the end is written, so an end is never left unannounced; an end that another request
+        wrote first is announced by that one. True if this call ended it."""
+        session = self._sessions.session(session_id)
+        if session is None or not session.live:
+            return False
+        user = self._users.by_id(user_id)
+        entry = None
+        if user is not None:
+            entry = self._events.entry(UserSessionsRevoked, user, session_ids=(session_id,), reason=reason)
+            self._outbox.add(user_id, entry)
+        ended = self._sessions.end(session_id, self._now(), reason)
+        self.ended.add([session_id])
+        if entry is not None:
+            self._outbox.deliver(user_id, entry)
+        return ended
 
     def authenticate(self, access_token: str | None) -> User:
         """The account behind a Bearer token that is well signed, unexpired and of the current version."""
+        return self.caller(access_token)[0]
+
+    def caller(self, access_token: str | None) -> tuple[User, str]:
+        """The account behind a Bearer token, as ``authenticate``, and the session it belongs to (``sid``)."""
         if not access_token:
             raise InvalidTokenError()
         try:
             claims = self._tokens.verify(access_token)
         except InvalidToken:
             raise InvalidTokenError() from None
+        if self.ended.ended(claims.session_id):
+            raise InvalidTokenError()
         user = self._users.by_id(claims.subject)
         if user is None or user.token_version != claims.token_version:
             raise InvalidTokenError()
-        return user
+        return user, claims.session_id
 
     def token_subject(self, access_token: str) -> str | None:
         """The account a well-signed, unexpired access token names, without a database read (rate limits)."""
@@ -212,6 +250,7 @@ class SessionService:
             self._hasher.hash(new_password),
             user.token_version,
             announce=[self._events.entry(UserPasswordChanged, user, reason="change")],
+            user=user,
         )
         if updated is None:
             raise InvalidTokenError()
@@ -243,14 +282,21 @@ class SessionService:
         expected_version: int | None,
         reset: PendingChange | None = None,
         announce: list[OutboxEntry] | None = None,
+        user: User | None = None,
     ) -> User | None:
         now = self._now()
+        user = user if user is not None else self._users.by_id(user_id)
+        if user is None:
+            return None
+        # Announced in the same write as the version bump that refuses every earlier token.
+        revoked = self._events.entry(UserSessionsRevoked, user, all_sessions=True, reason=reason)
+        announce = [*(announce or []), revoked]
         updated = self._users.bump_token_version(
             user_id, now, password_hash, expected_version, reset, announce, self._outbox.relay_after()
         )
         if updated is None:
             return None
-        self._outbox.deliver_all(user_id, announce or [])
+        self._outbox.deliver_all(user_id, announce)
         # The version bump alone refuses every earlier token; ending the sessions too records
         # when and why each one ended, where an operator looks for it.
         ended = self._sessions.end_all(user_id, below_version=updated.token_version, at=now, reason=reason)
@@ -265,35 +311,32 @@ class SessionService:
         user = self._users.by_id(spent.user_id)
         if session is None or not session.live or user is None or user.token_version != spent.token_version:
             raise InvalidTokenError(REFRESH_REFUSED)
+        if now >= self._session_end(session):
+            raise InvalidTokenError(REFRESH_REFUSED)
         refresh_token = new_refresh_token()
-        record = self._record(refresh_token, spent.family_id, user, now, spent)
+        record = self._record(refresh_token, session, user, now, spent)
         self._sessions.add(record, ip)
-        return self._pair(user.id, spent.token_version, refresh_token)
+        return self._pair(user.id, spent.token_version, refresh_token, session)
+
+    def _session_end(self, session: Session) -> datetime:
+        """SESSION_MAX_AGE_SECONDS after the login, whatever its refreshes."""
+        return session.created_at + self._max_age
 
     def _record(
-        self, refresh_token: str, family_id: str, user: User, now: datetime, parent: RefreshRecord | None = None
+        self, refresh_token: str, session: Session, user: User, now: datetime, parent: RefreshRecord | None = None
     ) -> RefreshRecord:
         return RefreshRecord(
             token_hash=refresh_token_hash(refresh_token),
-            family_id=family_id,
+            family_id=session.family_id,
             user_id=user.id,
             token_version=parent.token_version if parent is not None else user.token_version,
             issued_at=now,
-            expires_at=now + self._refresh_ttl,
+            expires_at=min(now + self._refresh_ttl, self._session_end(session)),
             parent_hash=parent.token_hash if parent is not None else None,
         )
 
-    def _pair(self, user_id: str, token_version: int, refresh_token: str) -> TokenPair:
-        access_token, expires_in = self._tokens.issue(user_id, token_version)
+    def _pair(self, user_id: str, token_version: int, refresh_token: str, session: Session) -> TokenPair:
+        access_token, expires_in = self._tokens.issue(
+            user_id, token_version, session.family_id, not_after=self._session_end(session).timestamp()
+        )
         return TokenPair(access_token=access_token, refresh_token=refresh_token, expires_in=expires_in)
-
-
-def _current(live: list[Session], device: Device) -> str | None:
-    """Which of the live sessions the caller's is: the most recently used one of the caller's device.
-
-    Access tokens do not yet name their session, so the device (domain/devices.py) stands in: two
-    sessions of one device are told apart by their last use, the caller's being the one it refreshes."""
-    mine = [session for session in live if session.device_key == device.key]
-    if not mine:
-        return None
-    return max(mine, key=lambda session: session.last_used_at or session.created_at).family_id

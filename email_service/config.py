@@ -1,4 +1,8 @@
-"""The worker's settings (see ../shared/CONTRACT.md and common/settings.py)."""
+"""The worker's settings, read from the environment: each field is the variable of its name in capitals.
+
+docs/operations.md ("Settings") lists every one with its default and what it does; those both services read
+(the servers, the queue names) are in common/settings.py.
+"""
 
 from __future__ import annotations
 

@@ -11,8 +11,6 @@ from datetime import datetime
 
 LOGIN = "user.login"
 LOGIN_FAILED = "user.login_failed"
-LOGOUT = "user.logout"
-SESSION_ENDED = "user.session_ended"
 MFA_ENABLED = "user.mfa_enabled"
 MFA_DISABLED = "user.mfa_disabled"
 DELETION_REQUESTED = "user.deletion_requested"

@@ -30,6 +30,8 @@ MOMENT_MAX_LENGTH = 40
 DIGEST_LENGTH = 64
 IP_MAX_LENGTH = 45
 DEVICE_MAX_LENGTH = 200
+REASON_MAX_LENGTH = 64
+MAX_SESSION_IDS = 1000
 
 
 class Purpose(enum.StrEnum):
@@ -419,6 +421,40 @@ class UserLoginNewDevice(AccountEvent):
         return {"ip": _string(body, "ip", IP_MAX_LENGTH), "device": _string(body, "device", DEVICE_MAX_LENGTH)}
 
 
+@dataclass(frozen=True)
+class UserSessionsRevoked(AccountEvent):
+    """Sessions ended: the listed ones (``session_ids``), or every one the account had (``all``)."""
+
+    TYPE: ClassVar[str] = "user.sessions_revoked"
+
+    session_ids: tuple[str, ...] = ()
+    all_sessions: bool = False
+    reason: str = ""
+
+    def body(self) -> dict[str, Any]:
+        body = {name: value for name, value in super().body().items() if name not in ("session_ids", "all_sessions")}
+        if self.all_sessions:
+            body["all"] = True
+        else:
+            body["session_ids"] = list(self.session_ids)
+        return body
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        reason = _string(body, "reason", REASON_MAX_LENGTH)
+        if body.get("all") is True:
+            return {"all_sessions": True, "reason": reason}
+        session_ids = body.get("session_ids")
+        if (
+            not isinstance(session_ids, list)
+            or not session_ids
+            or len(session_ids) > MAX_SESSION_IDS
+            or not all(isinstance(item, str) and 0 < len(item) <= ID_MAX_LENGTH for item in session_ids)
+        ):
+            raise MalformedMessage("field 'session_ids' must be a non-empty list of ids, or 'all' true")
+        return {"session_ids": tuple(session_ids), "reason": reason}
+
+
 ACCOUNT_EVENTS: tuple[type[AccountEvent], ...] = (
     UserRegistered,
     UserVerified,
@@ -428,6 +464,7 @@ ACCOUNT_EVENTS: tuple[type[AccountEvent], ...] = (
     UserLocked,
     UserUnlocked,
     UserLoginNewDevice,
+    UserSessionsRevoked,
 )
 
 

@@ -1,7 +1,7 @@
 """Rendering named emails from pre-compiled templates, and mailing them over kept SMTP connections.
 
-A mail is rendered once into its MIME bytes (no ``email.message`` object
-tree: building one held the GIL for about half a mail's CPU), and handed to
+A mail is rendered once into its MIME bytes, joined by hand: an ``email.message``
+tree would cost about as much CPU as the rest of the mail (docs/decisions/hand-built-mime.md). It is handed to
 the SMTP server over a connection its consumer thread keeps open between
 mails (a new connection per mail cost a connect, a greeting, EHLO and QUIT,
 and over TLS a handshake and a login). Failures are sorted by kind: worth a
@@ -41,7 +41,7 @@ SERVICE_CLOSING = 421
 @functools.cache
 def _verifying_tls_context() -> ssl.SSLContext:
     # smtplib checks no certificate unless handed a context that does. Built
-    # once: loading the CA bundle takes tens of milliseconds.
+    # once: it loads and parses the whole CA bundle.
     return ssl.create_default_context()
 
 

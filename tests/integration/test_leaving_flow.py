@@ -153,6 +153,8 @@ def test_a_user_with_two_devices_lists_two_sessions_ends_the_other_then_all_othe
     assert run.call("DELETE", f"/auth/sessions/{other}", headers=bearer(phone, PHONE))[0] == 204
     status, _, body = refresh(run, laptop)
     assert (status, body["error"]) == (401, "invalid_token")
+    assert run.call("GET", "/auth/me", headers=bearer(laptop))[0] == 401  # its access token too, at once
+    assert run.call("GET", "/auth/me", headers=bearer(phone))[0] == 200
     assert run.call("DELETE", f"/auth/sessions/{other}", headers=bearer(phone, PHONE))[0] == 404
 
     tablet = signed_in(run, email, TABLET)
@@ -161,13 +163,15 @@ def test_a_user_with_two_devices_lists_two_sessions_ends_the_other_then_all_othe
     assert run.call("DELETE", "/auth/sessions", headers=bearer(phone, PHONE))[0] == 204
     for ended in (tablet, laptop):
         assert refresh(run, ended)[0] == 401
+        assert run.call("GET", "/auth/me", headers=bearer(ended))[0] == 401
     [left] = sessions(run, phone, PHONE)
     assert left["current"] and left["device"] == "Ada's phone"
     assert refresh(run, phone)[0] == 200
 
     status, _, activity = run.call("GET", "/auth/account/activity", headers=bearer(phone))
     kinds = [event["type"] for event in activity["events"]]
-    assert kinds[0] == "user.session_ended" and kinds.count("user.session_ended") == 2
+    # One user.sessions_revoked per session ended (the event every service hears), with this request's IP.
+    assert kinds[0] == "user.sessions_revoked" and kinds.count("user.sessions_revoked") == 3
     assert kinds.count("user.login") == 4
     assert all(event["ip"] == "127.0.0.1" for event in activity["events"] if event["type"] == "user.login")
 

@@ -6,11 +6,12 @@ the mail sink; the codes are read from the emails that arrive.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
+from common.messaging.messages import Purpose
 from devtools.stack import http_form, http_json
 from tests.integration.test_account_events_flow import FORM, NOT_ME_LINK
+from tests.integration.test_contract_flow import wait_until_expired
 from tests.integration.test_lifecycle_flow import PASSWORD, bearer, login, mail, new_email, sign_up
 
 PHONE = {"X-Device-Id": "it-phone"}
@@ -152,6 +153,6 @@ def test_a_challenge_expires_with_its_code(start_stack):
     status, _, body = password_login(stack, email, PHONE)
     assert status == 202, body
     code = mail(stack, email, "sign-in code").code
-    time.sleep(4)  # past the code's life, and so the challenge's
+    wait_until_expired(stack, email, Purpose.SIGN_IN)  # stored after the challenge: the challenge is past too
     status, _, refused = verify_challenge(stack, body["challenge"], code, PHONE)
     assert (status, refused["error"]) == (410, "code_expired")

@@ -23,7 +23,7 @@ from auth_service.domain.devices import KNOWN_DEVICES_KEPT, Device, network_of
 from auth_service.domain.lockout import LockoutPolicy, Step, after_failure
 from common.messaging.consumer import Outcome
 from common.messaging.envelope import Outgoing
-from common.messaging.messages import ACCOUNT_EVENTS, LockDue
+from common.messaging.messages import ACCOUNT_EVENTS, LockDue, UserSessionsRevoked
 from tests.fakes import as_delivered
 from tests.unit.test_lifecycle import NEW_PASSWORD, bearer, reset, reset_code
 from tests.unit.test_sessions import PASSWORD, sign_up
@@ -96,6 +96,7 @@ def test_a_lifecycle_publishes_its_events_in_order_each_well_formed_and_free_of_
         "user.registered",
         "user.verified",
         "user.password_changed",
+        "user.sessions_revoked",
         "user.email_changed",
     ]
     for event in published:
@@ -105,9 +106,10 @@ def test_a_lifecycle_publishes_its_events_in_order_each_well_formed_and_free_of_
         assert body["user_id"] == user_id and "locale" in body
         assert not any(SECRET_WORDS.search(key) for key in body), body
         assert PASSWORD not in json.dumps(body) and code not in json.dumps(body)
-    registered, _, password_changed, email_changed = (json.loads(event.encoded_body()) for event in published)
+    registered, _, password_changed, revoked, email_changed = (json.loads(event.encoded_body()) for event in published)
     assert (registered["name"], registered["email"]) == ("Ada", email)
     assert password_changed["reason"] == "change"
+    assert (revoked["all"], revoked["reason"]) == (True, "password_changed") and "session_ids" not in revoked
     assert (email_changed["email"], email_changed["old_email"]) == (new_email, email)
     assert system.auth.users.pending_outbox_count() == 0
 
@@ -366,6 +368,7 @@ def test_every_event_class_round_trips_through_its_own_parser():
         "user.locked": {"until": "2026-01-01T00:00:00Z"},
         "user.unlocked": {"reason": "expired"},
         "user.login_new_device": {"ip": "203.0.113.7", "device": "App"},
+        "user.sessions_revoked": {"session_ids": ("s-1", "s-2"), "reason": "logout"},
     }
     for event_class in ACCOUNT_EVENTS:
         event = event_class(
@@ -377,6 +380,10 @@ def test_every_event_class_round_trips_through_its_own_parser():
             **samples.get(event_class.TYPE, {}),
         )
         assert event_class.parse(as_delivered(event.outgoing(message_id="e-1"))) == event
+    everything = UserSessionsRevoked(
+        "e-2", "2026-01-01T00:00:00Z", "u-1", "a@example.com", None, all_sessions=True, reason="not_me"
+    )
+    assert UserSessionsRevoked.parse(as_delivered(everything.outgoing(message_id="e-2"))) == everything
 
 
 # --- "this wasn't me" ---
@@ -440,7 +447,9 @@ def test_the_password_changed_notice_carries_a_link_that_expires(make_system, un
     token = not_me_token(notices(system, email, "password was changed")[0])
     system.clock.advance(3601)
     assert press(system, token).status_code == 410
-    assert system.client.get("/auth/me", headers=bearer(changed.json["access_token"])).status_code == 200
+    # Nothing was ended: the session goes on (its access token expired meanwhile, by the clock).
+    refreshed = system.client.post("/auth/token/refresh", json={"refresh_token": changed.json["refresh_token"]})
+    assert refreshed.status_code == 200
 
 
 def change_address(system, email, moved):

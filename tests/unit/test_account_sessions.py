@@ -71,6 +71,7 @@ def test_ending_the_other_session_refuses_its_refresh_token_and_leaves_this_one(
     [other] = [entry for entry in sessions_of(system, phone, PHONE) if not entry["current"]]
     assert system.client.delete(f"/auth/sessions/{other['id']}", headers=bearer(phone, PHONE)).status_code == 204
     assert_invalid_token(refresh(system, laptop["refresh_token"]))
+    assert_invalid_token(system.client.get("/auth/me", headers=bearer(laptop)))  # at once
     assert [entry["device"] for entry in sessions_of(system, phone, PHONE)] == ["Ada's phone"]
     assert refresh(system, phone["refresh_token"]).status_code == 200
     again = system.client.delete(f"/auth/sessions/{other['id']}", headers=bearer(phone, PHONE))
@@ -94,8 +95,9 @@ def test_ending_all_others_keeps_the_callers_session(system, unique_email):
     email, phone, laptop = two_devices(system, unique_email)
     tablet = login_from(system, email, {"X-Device-Id": "tablet-1", "User-Agent": "Mozilla/5.0 (iPad) Safari/604.1"})
     assert system.client.delete("/auth/sessions", headers=bearer(phone, PHONE)).status_code == 204
-    assert_invalid_token(refresh(system, laptop["refresh_token"]))
-    assert_invalid_token(refresh(system, tablet["refresh_token"]))
+    for ended in (laptop, tablet):
+        assert_invalid_token(refresh(system, ended["refresh_token"]))
+        assert_invalid_token(system.client.get("/auth/me", headers=bearer(ended)))
     [left] = sessions_of(system, phone, PHONE)
     assert left["current"] and left["device"] == "Ada's phone"
     assert refresh(system, phone["refresh_token"]).status_code == 200
@@ -154,7 +156,7 @@ def test_activity_shows_logins_failures_changes_and_session_ends_newest_first(sy
     )
     events = activity_of(system, phone)
     kinds = [event["type"] for event in events]
-    assert kinds[:2] == ["user.session_ended", "user.login_failed"]
+    assert kinds[:2] == ["user.sessions_revoked", "user.login_failed"]
     # An event's time has whole seconds (its body's occurred_at): the laptop's login and its
     # new-device event fall in one second, in either order.
     assert set(kinds[2:4]) == {"user.login", "user.login_new_device"}

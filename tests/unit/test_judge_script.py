@@ -1,8 +1,8 @@
 """The ``JUDGE_ATTEMPT`` Lua script gives ``judge_attempt``'s verdicts and writes what they spend.
 
 ``judge_attempt`` is the spec of the verdict rules; the script is the pending store's atomic copy of
-them. Every kind of record is judged both ways, on fakeredis (which runs the script in Lua 5.1, as
-Redis does) and on the real Redis at 127.0.0.1:6379 (skipped, with the reason, when it does not answer).
+them. Every kind of record is judged both ways, here on fakeredis (which runs the script in Lua 5.1, as
+Redis does); tests/integration/test_judge_script_redis.py runs the same tests on this machine's Redis.
 """
 
 import itertools
@@ -12,7 +12,6 @@ import uuid
 
 import fakeredis
 import pytest
-import redis
 
 from email_service.adapters.pending_store import (
     SEEN_PREFIX,
@@ -64,18 +63,9 @@ SUBMITTED_AT = {
 EARLIER_VERDICT = _judgement_to_json(Judgement(Verdict.INVALID_CODE, attempts_left=7))
 
 
-@pytest.fixture(params=["fakeredis", "redis"])
-def client(request):
-    if request.param == "fakeredis":
-        yield fakeredis.FakeRedis()
-        return
-    real = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1, socket_timeout=5)
-    try:
-        real.ping()
-    except redis.RedisError as error:
-        pytest.skip(f"no Redis answers at 127.0.0.1:6379 ({error})")
-    yield real
-    real.close()
+@pytest.fixture
+def client():
+    return fakeredis.FakeRedis()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from auth_service.activity import ActivityLog
 from auth_service.deletion import AccountDeletion
 from auth_service.entrypoints.http import pages, schemas
-from auth_service.entrypoints.http.routes import DEVICE_HEADER, bearer_token, request_device
+from auth_service.entrypoints.http.routes import bearer_token
 from auth_service.export import AccountExport
 from auth_service.lifecycle import InvalidLink
 from auth_service.not_me import LinkGone
@@ -56,10 +56,10 @@ def _json_body_errors(view):
 @account.response(200, schemas.SessionsResponse)
 @account.alt_response(401, schema=ERROR, description="invalid_token")
 @account.alt_response(429, schema=ERROR, description="rate_limited")
-@account.doc(security=BEARER, parameters=[DEVICE_HEADER])
+@account.doc(security=BEARER)
 def list_sessions():
     """The account's live sessions, newest first: device, last IP, started and last used, and the caller's."""
-    sessions, current = _sessions().list_sessions(bearer_token(), request_device())
+    sessions, current = _sessions().list_sessions(bearer_token())
     return {
         "sessions": [
             {
@@ -79,10 +79,10 @@ def list_sessions():
 @account.response(204)
 @account.alt_response(401, schema=ERROR, description="invalid_token")
 @account.alt_response(429, schema=ERROR, description="rate_limited")
-@account.doc(security=BEARER, parameters=[DEVICE_HEADER])
+@account.doc(security=BEARER)
 def end_other_sessions():
     """End every session of the account but the caller's."""
-    _sessions().end_other_sessions(bearer_token(), request_device())
+    _sessions().end_other_sessions(bearer_token())
 
 
 @account.route("/sessions/<string:session_id>", methods=["DELETE"])

@@ -17,9 +17,11 @@ from auth_service.deletion import AccountDeletion
 from auth_service.domain.activity import Client
 from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import (
+    abuse,
     account_routes,
     docs_assets,
     errors,
+    jwks,
     observability,
     ratelimits,
     routes,
@@ -28,11 +30,13 @@ from auth_service.entrypoints.http import (
 )
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
 from auth_service.export import AccountExport
+from auth_service.keyring import KeyRing
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.not_me import NotMeLinks
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
 from auth_service.sign_in import SignIn
+from auth_service.sign_up_abuse import AbuseChecks
 from common.metrics import CollectorRegistry
 from common.tracing import instrument_flask
 
@@ -48,6 +52,7 @@ class AuthExtension:
     readiness: Callable[[], dict[str, str]]
     sign_in: SignIn
     not_me: NotMeLinks
+    keys: KeyRing
     activity: ActivityLog | None = None
     deletion: AccountDeletion | None = None
     export: AccountExport | None = None
@@ -72,6 +77,8 @@ def create_app(
     *,
     sign_in: SignIn,
     not_me: NotMeLinks,
+    keys: KeyRing,
+    abuse_checks: AbuseChecks | None = None,
     activity: ActivityLog | None = None,
     deletion: AccountDeletion | None = None,
     export: AccountExport | None = None,
@@ -90,6 +97,7 @@ def create_app(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         # The language of an account registered before accounts had one (/auth/me).
         DEFAULT_LOCALE=settings.default_locale,
+        JWKS_MAX_AGE_SECONDS=settings.jwks_max_age_seconds,
         API_TITLE="Auth service",
         API_VERSION="1.0.0",
         OPENAPI_VERSION="3.0.3",
@@ -110,15 +118,18 @@ def create_app(
         readiness=readiness,
         sign_in=sign_in,
         not_me=not_me,
+        keys=keys,
         activity=activity,
         deletion=deletion,
         export=export,
     )
 
+    abuse.install(app, abuse_checks or AbuseChecks.none())
     api = ContractApi(app)
     api.register_blueprint(routes.auth)
     api.register_blueprint(account_routes.account)
     api.register_blueprint(routes.health)
+    api.register_blueprint(jwks.well_known)
     docs_assets.install(app)
     # The client's address behind a proxy (PROXY_HOPS) is the server's to set: see entrypoints/server.py.
     ratelimits.install(app, settings)

@@ -28,6 +28,7 @@ STATUS_OF = {
     errors.PasswordUnchanged: 422,
     errors.NotFound: 404,
     errors.AccountPendingDeletion: 403,
+    errors.FieldRefused: 422,
 }
 
 

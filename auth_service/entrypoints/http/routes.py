@@ -11,6 +11,7 @@ from auth_service.domain.devices import Device
 from auth_service.domain.errors import AuthError
 from auth_service.domain.sessions import TokenPair
 from auth_service.entrypoints.http import pages, schemas
+from auth_service.entrypoints.http.abuse import checked
 from auth_service.lifecycle import AccountLifecycle, InvalidLink
 from auth_service.not_me import LinkGone, NotMeLinks
 from auth_service.service import AccountService
@@ -111,6 +112,7 @@ def _token_answer(pair: TokenPair) -> dict:
 @auth.alt_response(422, schema=ERROR, description="validation_error")
 @auth.alt_response(429, schema=ERROR, description="rate_limited")
 @auth.alt_response(503, schema=ERROR, description="service_unavailable: a store or the broker does not answer")
+@checked(auth, captcha=True, disposable_checked="email", breach_checked="password")
 def register(body):
     """Create an account and email a verification code."""
     user = _accounts().register(
@@ -152,6 +154,7 @@ def confirm(body):
 @auth.alt_response(422, schema=ERROR, description="validation_error")
 @auth.alt_response(429, schema=ERROR, description="rate_limited, with Retry-After")
 @auth.alt_response(503, schema=ERROR, description="service_unavailable")
+@checked(auth, captcha=True)
 def resend_code(body):
     """Ask for a new code. Answers alike whether or not the address has an account."""
     _accounts().resend_code(body["email"], g.request_id)
@@ -198,6 +201,7 @@ def login_verify(body):
 @auth.arguments(schemas.LoginCodeRequest())
 @auth.response(202, schemas.AcceptedResponse)
 @_json_body_errors
+@checked(auth, captcha=True)
 def login_code(body):
     """Ask for a sign-in code, to sign in without the password. Answers alike for every address."""
     _sign_in().ask_code(body["email"], g.request_id)
@@ -265,6 +269,7 @@ def logout(body):
 @auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong current password) or invalid_token")
 @_json_body_errors
 @auth.doc(security=[{"bearerAuth": []}])
+@checked(auth, breach_checked="new_password", breach_check_when=lambda: _well_signed(bearer_token()))
 def change_password(body):
     """Change the password. Every other token of the account is refused from then on; answers the new pair."""
     pair = _sessions().change_password(bearer_token(), body["current_password"], body["new_password"], _device())
@@ -296,6 +301,7 @@ def _profile(user: User) -> dict:
 @auth.arguments(schemas.ForgotPasswordRequest())
 @auth.response(202, schemas.AcceptedResponse)
 @_json_body_errors
+@checked(auth, captcha=True)
 def forgot_password(body):
     """Ask for a password reset code. Answers alike whether or not the address has an account."""
     _lifecycle().forgot_password(body["email"], g.request_id)
@@ -310,6 +316,7 @@ def forgot_password(body):
 )
 @_code_errors
 @_json_body_errors
+@checked(auth, breach_checked="new_password")
 def reset_password(body):
     """Set a new password with the emailed reset code; every earlier session and token ends."""
     outcome = _lifecycle().reset_password(body["email"], body["code"], body["new_password"], g.request_id)
@@ -325,6 +332,7 @@ def reset_password(body):
 @auth.alt_response(409, schema=ERROR, description="email_taken")
 @_json_body_errors
 @auth.doc(security=[{"bearerAuth": []}])
+@checked(auth, disposable_checked="new_email")
 def change_email(body):
     """Ask to change the account's address: a code goes to the new one, a notice to the current one."""
     _lifecycle().request_email_change(bearer_token(), body["new_email"], body["password"], g.request_id)
@@ -425,6 +433,10 @@ class NotMe(MethodView):
 
 
 auth.add_url_rule("/not-me", endpoint="not_me", view_func=NotMe)
+
+
+def _well_signed(token: str | None) -> bool:
+    return token is not None and _sessions().token_subject(token) is not None
 
 
 def bearer_token() -> str | None:
