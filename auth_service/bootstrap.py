@@ -30,15 +30,18 @@ from auth_service.adapters.mongo_challenges import MongoSignInChallenges
 from auth_service.adapters.mongo_resend_requests import MongoResendRequests
 from auth_service.adapters.mongo_sessions import MongoSessionRepository
 from auth_service.adapters.mongo_signing_keys import MongoSigningKeys
+from auth_service.adapters.mongo_suppressions import MongoSuppressions
 from auth_service.adapters.mongo_users import MongoUserRepository
 from auth_service.adapters.pwned_passwords import PwnedPasswordsClient
 from auth_service.adapters.rabbitmq import RabbitMessageBus
+from auth_service.adapters.sns import SnsVerifier
 from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
 from auth_service.deletion import AccountDeletion, DeletionPolicy, DeletionStores
 from auth_service.domain.abuse import CaptchaProvider
 from auth_service.domain.confirmations import ConfirmingCodes
+from auth_service.domain.devices import device_label
 from auth_service.domain.lockout import LockoutPolicy
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.sealed_keys import KeySealer
@@ -52,6 +55,7 @@ from auth_service.export import AccountExport
 from auth_service.keyring import FileKeys, KeyRefresher, KeyRing, KeySource, RotatingKeys, SharedSecretKeys
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, KnownDevices
+from auth_service.mail_suppressions import MailSuppressions
 from auth_service.not_me import NotMeLinks
 from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
@@ -89,6 +93,7 @@ class AuthSystem:
     activity: ActivityLog
     deletion: AccountDeletion
     export: AccountExport
+    mail_suppressions: MailSuppressions
     background: list = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
@@ -317,6 +322,8 @@ def build(
         clock=clock,
         activity=activity,
     )
+    # ua-parser compiles its rules on first use (about 0.1 s): here, not in the first login's answer.
+    device_label(None)
 
     deletion = AccountDeletion(
         users,
@@ -343,6 +350,19 @@ def build(
     export = AccountExport(users, session_store, challenges, resend_requests, activity, sessions, hasher, clock)
 
     background.append(KeyRefresher(keys, key_refresh_seconds(settings)))
+    mail_suppressions = MailSuppressions(
+        MongoSuppressions(database, serialize_writes=mongomock_store),
+        users,
+        outbox,
+        events,
+        bus,
+        worker_queue=settings.account_creation_queue,
+        publish_timeout_seconds=settings.publish_timeout_seconds,
+        clock=clock,
+    )
+    trusted = settings.sns_trusted_certificate_file
+    sns_verifier = SnsVerifier(settings.ses_sns_topic_arns, trusted.read_bytes() if trusted else None)
+
     if isinstance(bus, RabbitMessageBus):
 
         def catch_up() -> None:
@@ -355,7 +375,7 @@ def build(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=code_verified_router(lifecycle, failed_logins, not_me, deletion),
+                handler=code_verified_router(lifecycle, failed_logins, not_me, mail_suppressions, deletion),
                 topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
@@ -392,7 +412,12 @@ def build(
         export=export,
         abuse_checks=abuse_checks,
         keys=keys,
+        mail_suppressions=mail_suppressions,
+        sns_verifier=sns_verifier,
     )
+    login_failures = app.extensions.get("auth_login_failures")
+    if login_failures is not None:
+        lifecycle.forget_login_failures_with(login_failures.forget)
     return AuthSystem(
         app=app,
         accounts=accounts,
@@ -410,6 +435,7 @@ def build(
         activity=activity,
         deletion=deletion,
         export=export,
+        mail_suppressions=mail_suppressions,
         background=background,
         registry=registry,
     )

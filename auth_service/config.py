@@ -51,6 +51,12 @@ def _peer_address(value: str | None) -> str | None:
         raise ValueError("must be one IP address or *") from None
 
 
+def _names(value: object) -> object:
+    if isinstance(value, str):
+        return frozenset(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 def _jwt_secret_default(data: dict[str, Any]) -> SecretStr:
     # Unset, only development gets a fixed key; elsewhere the empty key is refused below.
     return SecretStr(DEVELOPMENT_JWT_SECRET if data.get("app_env") == "development" else "")
@@ -122,6 +128,9 @@ class Settings(ServiceSettings):
     ratelimit_account_pages_per_ip: RateLimit = "60/minute;600/hour"
     # Deleting and exporting the account: a password is checked, as at password change.
     ratelimit_account_password_per_ip: RateLimit = "10/minute;100/hour"  # noqa: S105 (a limit, not a secret)
+    # Actions that mail the account's own address a notice (an address change asked for, the second
+    # factor switched): one quota per account, so a session cannot flood the owner's mailbox.
+    ratelimit_notices_per_account: RateLimit = "5/hour;20/day"
     ratelimit_refresh_per_ip: RateLimit = "60/minute;1000/hour"
     ratelimit_refresh_per_token: RateLimit = "10/minute"  # noqa: S105 (a limit, not a secret)
     ratelimit_logout_per_ip: RateLimit = "30/minute;300/hour"
@@ -164,6 +173,16 @@ class Settings(ServiceSettings):
     trusted_proxy: Annotated[str | None, AfterValidator(_peer_address)] = Field(
         default_factory=lambda data: LOOPBACK if data.get("proxy_hops") else None
     )
+
+    # Mail reports (docs/mail.md). Postmark's webhook sends these in HTTP basic auth; unset, every
+    # report is refused (401).
+    postmark_webhook_username: str | None = None
+    postmark_webhook_password: SecretStr | None = None
+    # The SNS topics SES reports to: a message of any other topic is refused, however well signed
+    # (anyone can have SNS sign messages of a topic of their own). Unset: every SNS message is refused.
+    ses_sns_topic_arns: Annotated[frozenset[str], NoDecode, BeforeValidator(_names)] = frozenset()
+    # Tests only: this PEM certificate signs SNS messages, and none is fetched from Amazon.
+    sns_trusted_certificate_file: Path | None = None
 
     @property
     def ratelimit_store_options(self) -> dict[str, float]:

@@ -4,6 +4,14 @@ A device is the ``X-Device-Id`` header if the app sends one, else the
 User-Agent and the network it comes from (/24 for IPv4, /64 for IPv6), so a
 phone moving between addresses of one provider stays one device. Only a hash
 of it is stored.
+
+A notice names a device by a short label, never by its User-Agent: the
+User-Agent is whatever the client wrote, and a security alarm must not carry a
+thief's text ("call support at ...", a link) to the owner. The label is the
+browser and the operating system as ua-parser recognises them, each printed
+only if it is one of the names listed here (a parser derives some names from
+the User-Agent itself), with its major version in digits; nothing else of the
+User-Agent reaches it.
 """
 
 from __future__ import annotations
@@ -12,10 +20,31 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 
+from ua_parser import parse_os, parse_user_agent
+
 DEVICE_ID_MAX_LENGTH = 200
 USER_AGENT_MAX_LENGTH = 500
-DESCRIPTION_MAX_LENGTH = 200
-UNKNOWN_DEVICE = "an unknown device"
+DEVICE_NAME_MAX_LENGTH = 100
+# What a notice prints when neither the browser nor the system is one it can name.
+UNKNOWN_DEVICE = "unknown"
+# The names a label may print: ua-parser's families for the browsers and systems people use. Any other
+# family (an app's own name, or text a client made up to look like one) is not printed.
+KNOWN_BROWSERS = frozenset(
+    {
+        "Chrome", "Chrome Mobile", "Chrome Mobile iOS", "Chrome Mobile WebView", "Chromium", "Firefox",
+        "Firefox Mobile", "Firefox iOS", "Safari", "Mobile Safari", "Edge", "Edge Mobile", "Opera",
+        "Opera Mobile", "Opera Mini", "Samsung Internet", "UC Browser", "Yandex Browser", "Brave",
+        "Vivaldi", "IE", "IE Mobile", "Silk", "DuckDuckGo Mobile", "MiuiBrowser", "Facebook", "Instagram",
+        "Electron", "okhttp", "CFNetwork",
+    }
+)  # fmt: skip
+KNOWN_SYSTEMS = frozenset(
+    {
+        "Windows", "Mac OS X", "iOS", "iPadOS", "Android", "Linux", "Ubuntu", "Fedora", "Debian",
+        "Chrome OS", "Windows Phone", "HarmonyOS", "FreeBSD", "OpenBSD",
+    }
+)  # fmt: skip
+MAJOR_VERSION_DIGITS = 4
 # Devices an account keeps for new-sign-in notices: the most recently used ones.
 KNOWN_DEVICES_KEPT = 20
 
@@ -40,7 +69,8 @@ class Device:
     ip: str
     user_agent: str | None = None
     device_id: str | None = None
-    # What the app calls the device (``X-Device-Name``, "Ada's iPhone"): shown in the session list.
+    # What the app calls the device (``X-Device-Name``, "Ada's iPhone"): shown to the owner in the session
+    # list only, never in a mail.
     name: str | None = None
 
     @property
@@ -53,51 +83,40 @@ class Device:
 
     @property
     def description(self) -> str:
-        """What a new-sign-in notice names the device by: its User-Agent, printable and bounded."""
-        printable = "".join(char for char in (self.user_agent or "") if char.isprintable()).strip()
-        return printable[:DESCRIPTION_MAX_LENGTH] or UNKNOWN_DEVICE
+        """What a new-sign-in notice names the device by: the label of its User-Agent."""
+        return device_label(self.user_agent)
 
     @property
     def label(self) -> str:
-        """How the session list names the device: the app's name for it, else one read from the User-Agent."""
-        return device_label(self.name, self.user_agent)
+        """How the session list and the activity name the device: the app's name for it, else the label
+        of its User-Agent."""
+        return device_name(self.name) or device_label(self.user_agent)
 
 
-# Checked in order: "Edg/" and "OPR/" User-Agents also say "Chrome/", and Chrome's also says "Safari/".
-BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Safari/", "Safari"))
-SYSTEMS = (
-    ("iPhone", "iPhone"),
-    ("iPad", "iPad"),
-    ("Android", "Android"),
-    ("Windows", "Windows"),
-    ("Mac OS X", "macOS"),
-    ("Macintosh", "macOS"),
-    ("CrOS", "ChromeOS"),
-    ("Linux", "Linux"),
-)
+def device_name(name: str | None) -> str:
+    """The app's name for a device, printable and bounded; empty if it gave none."""
+    return "".join(char for char in (name or "") if char.isprintable()).strip()[:DEVICE_NAME_MAX_LENGTH]
 
 
-def device_label(name: str | None, user_agent: str | None) -> str:
-    """A readable name for a device: the app's own (printable, bounded), else "Firefox on Linux" and the
-    like from the User-Agent, else the User-Agent's first product ("okhttp", "MyApp"), else unknown."""
-    chosen = _printable(name)
-    if chosen:
-        return chosen
-    agent = _printable(user_agent)
-    if not agent:
-        return UNKNOWN_DEVICE
-    browser = next((label for marker, label in BROWSERS if marker in agent), None)
-    system = next((label for marker, label in SYSTEMS if marker in agent), None)
-    if browser and system:
-        return f"{browser} on {system}"
-    product = agent.split("/", 1)[0].split(" ", 1)[0].strip()
-    if system:
-        return f"{product} on {system}" if product and product != "Mozilla" else system
-    return browser or product or UNKNOWN_DEVICE
+def device_label(user_agent: str | None) -> str:
+    """The browser and the system ("Chrome 120, Windows 10", "Mobile Safari 17, iOS 17", "iOS 16"), each
+    only if it is a known name, with its major version; ``UNKNOWN_DEVICE`` when neither is."""
+    text = (user_agent or "")[:USER_AGENT_MAX_LENGTH]
+    browser = parse_user_agent(text)
+    system = parse_os(text)
+    parts = [
+        _named(browser.family, browser.major, KNOWN_BROWSERS) if browser else None,
+        _named(system.family, system.major, KNOWN_SYSTEMS) if system else None,
+    ]
+    return ", ".join(part for part in parts if part) or UNKNOWN_DEVICE
 
 
-def _printable(text: str | None) -> str:
-    return "".join(char for char in (text or "") if char.isprintable()).strip()[:DESCRIPTION_MAX_LENGTH]
+def _named(family: str, major: str | None, known: frozenset[str]) -> str | None:
+    if family not in known:
+        return None
+    if major and major.isascii() and major.isdigit() and len(major) <= MAJOR_VERSION_DIGITS:
+        return f"{family} {major}"
+    return family
 
 
 def network_of(ip: str | None) -> str:

@@ -10,12 +10,20 @@ from auth_service.deletion import DELETION_SCHEDULED, AccountDeletion, DeletionE
 from auth_service.domain.errors import EmailTaken
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, LockEnd
+from auth_service.mail_suppressions import MailSuppressions
 from auth_service.not_me import NotMeLinks
 from auth_service.outbox import Outbox
 from auth_service.ports import BrokerUnavailable
 from common.messaging.connection import Backoff
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
-from common.messaging.messages import CodeVerified, DeletionDue, LockDue, NotMeIssued
+from common.messaging.messages import (
+    AddressSuppressed,
+    CodeVerified,
+    DeletionDue,
+    LockDue,
+    NotMeIssued,
+    SuppressionLifted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +32,13 @@ def code_verified_router(
     lifecycle: AccountLifecycle,
     failed_logins: FailedLogins,
     not_me: NotMeLinks,
+    suppressions: MailSuppressions | None = None,
     deletion: AccountDeletion | None = None,
 ) -> Router:
     """What auth consumes from ACCOUNT_CONFIRMED_QUEUE, by message type: verified codes, the ends of
-    failed-login locks and of deletions' grace that its delay queues hand back when they are due, and
-    the "this wasn't me" and restore links the worker mails."""
+    failed-login locks and of deletions' grace that its delay queues hand back when they are due, the
+    "this wasn't me" and restore links the worker mails, and the addresses the worker suppressed or an
+    operator lifted."""
 
     def on_code_verified(delivery: Delivered[CodeVerified], publisher: ChannelPublisher) -> Result:
         verified = delivery.message
@@ -80,14 +90,27 @@ def code_verified_router(
             return Result.retry("deletion grace not over yet")
         return Result.ack()
 
-    return Router(
-        {
-            CodeVerified: on_code_verified,
-            LockDue: on_lock_due,
-            NotMeIssued: on_not_me_issued,
-            DeletionDue: on_deletion_due,
-        }
-    )
+    routes: dict = {
+        CodeVerified: on_code_verified,
+        LockDue: on_lock_due,
+        NotMeIssued: on_not_me_issued,
+        DeletionDue: on_deletion_due,
+    }
+    if suppressions is not None:
+        mail = suppressions
+
+        def on_address_suppressed(delivery: Delivered[AddressSuppressed], publisher: ChannelPublisher) -> Result:
+            suppressed = delivery.message
+            mail.recorded(suppressed.email, suppressed.reason, suppressed.source)
+            return Result.ack()
+
+        def on_suppression_lifted(delivery: Delivered[SuppressionLifted], publisher: ChannelPublisher) -> Result:
+            mail.lifted(delivery.message.email)
+            return Result.ack()
+
+        routes[AddressSuppressed] = on_address_suppressed
+        routes[SuppressionLifted] = on_suppression_lifted
+    return Router(routes)
 
 
 class OutboxRelay(threading.Thread):

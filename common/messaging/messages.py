@@ -132,6 +132,9 @@ class CodeSubmitted(Message):
     # Auth's keyed hash of the code, opaque to the worker: handed back on code.verified so the
     # account remembers which code confirmed it even if the request that submitted it is gone.
     confirmation: str | None = None
+    # Submitted from a device the account has signed in from: the account's daily guess budget, which
+    # an attacker can spend, does not refuse it (its owner's way back in).
+    proven_device: bool = False
 
     def __post_init__(self) -> None:
         if (self.code is None) == (self.link_token is None):
@@ -148,6 +151,7 @@ class CodeSubmitted(Message):
             submitted_at=_optional_number(body, "submitted_at"),
             user_id=_optional_string(body, "user_id", ID_MAX_LENGTH),
             confirmation=_optional_string(body, "confirmation", CONFIRMATION_MAX_LENGTH),
+            proven_device=_optional_flag(body, "proven_device"),
         )
 
 
@@ -455,6 +459,20 @@ class UserSessionsRevoked(AccountEvent):
         return {"session_ids": tuple(session_ids), "reason": reason}
 
 
+@dataclass(frozen=True)
+class UserEmailUndeliverable(AccountEvent):
+    """The account's address is on the suppression list: it bounced hard, complained, or was refused
+    for good; no more mail goes to it until an operator lifts it."""
+
+    TYPE: ClassVar[str] = "user.email_undeliverable"
+
+    reason: str = "bounce"  # "bounce", "complaint" or "refused"
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        return {"reason": _choice(body, "reason", SUPPRESSION_REASONS)}
+
+
 ACCOUNT_EVENTS: tuple[type[AccountEvent], ...] = (
     UserRegistered,
     UserVerified,
@@ -465,7 +483,46 @@ ACCOUNT_EVENTS: tuple[type[AccountEvent], ...] = (
     UserUnlocked,
     UserLoginNewDevice,
     UserSessionsRevoked,
+    UserEmailUndeliverable,
 )
+
+# Why an address is on the suppression list, and who said so.
+SUPPRESSION_REASONS = ("bounce", "complaint", "refused")
+SUPPRESSION_SOURCES = ("smtp", "ses", "postmark")
+
+
+@dataclass(frozen=True)
+class AddressSuppressed(Message):
+    """The address gets no more mail. worker -> auth (ACCOUNT_CONFIRMED_QUEUE) after a transport
+    refused it for good; auth -> worker (ACCOUNT_CREATION_QUEUE) after a provider's bounce or
+    complaint report reached auth's webhook. Each side records it once and does not echo it."""
+
+    TYPE: ClassVar[str] = "mail.suppressed"
+
+    email: str
+    reason: str
+    source: str
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        return cls(
+            email=_string(message.body, "email", EMAIL_MAX_LENGTH),
+            reason=_choice(message.body, "reason", SUPPRESSION_REASONS),
+            source=_choice(message.body, "source", SUPPRESSION_SOURCES),
+        )
+
+
+@dataclass(frozen=True)
+class SuppressionLifted(Message):
+    """worker -> auth (ACCOUNT_CONFIRMED_QUEUE): an operator took the address off the suppression list."""
+
+    TYPE: ClassVar[str] = "mail.suppression_lifted"
+
+    email: str
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        return cls(email=_string(message.body, "email", EMAIL_MAX_LENGTH))
 
 
 @dataclass(frozen=True)
@@ -594,6 +651,13 @@ def _number(body: dict, name: str) -> float:
 
 def _optional_number(body: dict, name: str) -> float | None:
     return None if body.get(name) is None else _number(body, name)
+
+
+def _optional_flag(body: dict, name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise MalformedMessage(f"field {name!r} must be true or false")
+    return value
 
 
 def _optional_integer(body: dict, name: str) -> int | None:

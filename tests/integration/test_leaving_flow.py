@@ -25,6 +25,7 @@ import redis
 from auth_service import bootstrap
 from auth_service.adapters.account_keys import account_key_hashes
 from auth_service.config import Settings as AuthSettings
+from auth_service.domain.devices import device_label
 from auth_service.entrypoints.server import make_server
 from devtools.stack import LocalStack, Service, delete_run, http_form, unique_names
 from tests.integration.conftest import BASE_OVERRIDES, RABBITMQ_URL, REDIS_URL
@@ -146,7 +147,7 @@ def test_a_user_with_two_devices_lists_two_sessions_ends_the_other_then_all_othe
     laptop = signed_in(run, email, LAPTOP)
     listed = sessions(run, phone, PHONE)
     assert [(entry["device"], entry["ip"], entry["current"]) for entry in listed] == [
-        ("Firefox on Linux", "127.0.0.1", False),
+        (device_label(LAPTOP["User-Agent"]), "127.0.0.1", False),
         ("Ada's phone", "127.0.0.1", True),
     ]
     other = listed[0]["id"]

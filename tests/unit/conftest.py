@@ -23,6 +23,7 @@ from common.messaging.topology import MAILED_EVENTS
 from email_service import bootstrap as worker_bootstrap
 from email_service.adapters.mailer import SmtpMailer
 from email_service.adapters.pending_store import RedisPendingCodes
+from email_service.adapters.suppressions import RedisSuppressions
 from email_service.config import Settings as WorkerSettings
 from email_service.handlers import EVENT_NOTICES
 from tests.fakes import InMemoryBroker, MailOutbox
@@ -147,7 +148,11 @@ def build_system(env: dict | None = None, resend_requested=None, abuse_checks=No
     store = RedisPendingCodes(redis, worker_settings.redis_key_prefix)
     outbox = MailOutbox()
     mailer = SmtpMailer(worker_settings.mail_default_sender, outbox, default_locale=worker_settings.default_locale)
-    handlers = worker_bootstrap.build_handlers(worker_settings, store=store, mailer=mailer, clock=clock)
+    # Read at every mail: tests lift with a list of their own on the same Redis, and look at once.
+    suppressions = RedisSuppressions(redis, worker_settings.redis_key_prefix, refresh_seconds=0)
+    handlers = worker_bootstrap.build_handlers(
+        worker_settings, store=store, mailer=mailer, clock=clock, suppressions=suppressions
+    )
     auth = auth_bootstrap.build(
         auth_settings,
         database=database if database is not None else mongomock.MongoClient()[auth_settings.mongo_db],
@@ -164,7 +169,7 @@ def build_system(env: dict | None = None, resend_requested=None, abuse_checks=No
         broker.bind(routing_key, handlers.notifications)
     broker.bind(
         auth_settings.account_confirmed_queue,
-        code_verified_router(auth.lifecycle, auth.failed_logins, auth.not_me, auth.deletion),
+        code_verified_router(auth.lifecycle, auth.failed_logins, auth.not_me, auth.mail_suppressions, auth.deletion),
     )
     return System(
         auth_settings,

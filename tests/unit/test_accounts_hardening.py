@@ -484,5 +484,6 @@ def test_a_submission_carries_the_keyed_hash_beside_the_code(system, unique_emai
         "user_id",
         "submitted_at",
         "confirmation",
+        "proven_device",
     }
     assert delivered.body["confirmation"] != delivered.body["code"]

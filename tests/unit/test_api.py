@@ -356,7 +356,8 @@ def test_me_returns_the_profile(system, unique_email):
     token = token_for(system, email)
     me = system.client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200
-    assert set(me.json) == {"id", "email", "name", "status", "created_at", "locale"}
+    assert set(me.json) == {"id", "email", "name", "status", "created_at", "locale", "email_deliverable"}
+    assert me.json["email_deliverable"] is True
 
 
 # --- health and docs ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from flask_smorest import Api
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from auth_service.activity import ActivityLog, bind_client, unbind_client
+from auth_service.adapters.sns import SnsVerifier
 from auth_service.config import Settings
 from auth_service.deletion import AccountDeletion
 from auth_service.domain.activity import Client
@@ -22,6 +23,7 @@ from auth_service.entrypoints.http import (
     docs_assets,
     errors,
     jwks,
+    mail_webhooks,
     observability,
     ratelimits,
     routes,
@@ -32,6 +34,7 @@ from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
 from auth_service.export import AccountExport
 from auth_service.keyring import KeyRing
 from auth_service.lifecycle import AccountLifecycle
+from auth_service.mail_suppressions import MailSuppressions
 from auth_service.not_me import NotMeLinks
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
@@ -56,6 +59,7 @@ class AuthExtension:
     activity: ActivityLog | None = None
     deletion: AccountDeletion | None = None
     export: AccountExport | None = None
+    mail_suppressions: MailSuppressions | None = None
 
 
 class ContractApi(Api):
@@ -82,6 +86,8 @@ def create_app(
     activity: ActivityLog | None = None,
     deletion: AccountDeletion | None = None,
     export: AccountExport | None = None,
+    mail_suppressions: MailSuppressions | None = None,
+    sns_verifier: SnsVerifier | None = None,
 ) -> Flask:
     # The templates folder holds our /docs page, which replaces flask-smorest's; static holds its script.
     app = Flask(
@@ -122,7 +128,16 @@ def create_app(
         activity=activity,
         deletion=deletion,
         export=export,
+        mail_suppressions=mail_suppressions,
     )
+    password = settings.postmark_webhook_password
+    app.config["POSTMARK_WEBHOOK_CREDENTIALS"] = (
+        settings.postmark_webhook_username,
+        password.get_secret_value() if password else None,
+    )
+    verifier = sns_verifier if sns_verifier is not None else SnsVerifier(settings.ses_sns_topic_arns)
+    app.config["SNS_VERIFIER"] = verifier
+    app.config["SNS_CONFIRM"] = verifier.confirm_subscription
 
     abuse.install(app, abuse_checks or AbuseChecks.none())
     api = ContractApi(app)
@@ -130,6 +145,8 @@ def create_app(
     api.register_blueprint(account_routes.account)
     api.register_blueprint(routes.health)
     api.register_blueprint(jwks.well_known)
+    if mail_suppressions is not None:
+        app.register_blueprint(mail_webhooks.mail_webhooks)
     docs_assets.install(app)
     # The client's address behind a proxy (PROXY_HOPS) is the server's to set: see entrypoints/server.py.
     ratelimits.install(app, settings)
@@ -161,7 +178,9 @@ def create_app(
     @app.before_request
     def require_json_object():
         has_body = request.method in ("POST", "PUT", "PATCH") and request.url_rule is not None
-        if has_body and request.endpoint in routes.FORM_ENDPOINTS:
+        if has_body and (
+            request.endpoint in routes.FORM_ENDPOINTS or request.endpoint in mail_webhooks.RAW_BODY_ENDPOINTS
+        ):
             return
         if has_body and not isinstance(request.get_json(silent=True), dict):
             raise BadRequest("The request body must be a JSON object (Content-Type: application/json).")

@@ -179,7 +179,7 @@ def resend_code(body):
 @auth.doc(parameters=[DEVICE_HEADER, DEVICE_NAME_HEADER])
 def login(body):
     """Exchange email and password for an access token and a refresh token (or a second-factor challenge)."""
-    result = _sign_in().login(body["email"], body["password"], _device(), g.request_id)
+    result = _sign_in().login(body["email"], body["password"], request_device(), g.request_id)
     if isinstance(result, MfaChallenge):
         return jsonify({"mfa_required": True, "challenge": result.challenge}), 202
     return _token_answer(result)
@@ -194,7 +194,7 @@ def login(body):
 def login_verify(body):
     """Finish a login that answered a challenge: the challenge and the emailed code give the token pair.
     The device is not asked again for MFA_TRUST_DAYS. An unknown, used or expired challenge is code_expired."""
-    return _token_answer(_sign_in().verify_challenge(body["challenge"], body["code"], _device(), g.request_id))
+    return _token_answer(_sign_in().verify_challenge(body["challenge"], body["code"], request_device(), g.request_id))
 
 
 @auth.route("/login/code", methods=["POST"])
@@ -213,9 +213,11 @@ def login_code(body):
 @auth.response(200, schemas.TokenResponse)
 @_code_errors
 @_json_body_errors
+@auth.doc(parameters=[DEVICE_HEADER])
 def login_code_verify(body):
-    """Sign in with the emailed sign-in code instead of the password."""
-    return _token_answer(_sign_in().verify_code(body["email"], body["code"], g.request_id, _device()))
+    """Sign in with the emailed sign-in code instead of the password (not for an account with the second
+    factor on: it is mailed no such code). A device the account has not used gets a new-sign-in notice."""
+    return _token_answer(_sign_in().verify_code(body["email"], body["code"], request_device(), g.request_id))
 
 
 @auth.route("/mfa", methods=["POST"])
@@ -230,12 +232,9 @@ def set_mfa(body):
     return {"mfa": "email" if enabled else "off"}
 
 
-def _device() -> Device:
-    """The device of this request: the client address as waitress resolved it, User-Agent, X-Device-Id."""
-    return request_device()
-
-
 def request_device() -> Device:
+    """The device of this request: the client address as waitress resolved it, User-Agent, X-Device-Id,
+    and the name the app gives it (X-Device-Name)."""
     return Device(
         ip=request.remote_addr or "unknown",
         user_agent=request.headers.get("User-Agent"),
@@ -272,7 +271,7 @@ def logout(body):
 @checked(auth, breach_checked="new_password", breach_check_when=lambda: _well_signed(bearer_token()))
 def change_password(body):
     """Change the password. Every other token of the account is refused from then on; answers the new pair."""
-    pair = _sessions().change_password(bearer_token(), body["current_password"], body["new_password"], _device())
+    pair = _sessions().change_password(bearer_token(), body["current_password"], body["new_password"], request_device())
     return _token_answer(pair)
 
 
@@ -294,7 +293,13 @@ def _profile(user: User) -> dict:
         "status": user.status.value,
         "created_at": user.created_at,
         "locale": user.locale or current_app.config["DEFAULT_LOCALE"],
+        "email_deliverable": _deliverable(user.email),
     }
+
+
+def _deliverable(email: str) -> bool:
+    suppressions = current_app.extensions["auth_service"].mail_suppressions
+    return suppressions is None or suppressions.deliverable(email)
 
 
 @auth.route("/password/forgot", methods=["POST"])
@@ -314,13 +319,16 @@ def forgot_password(body):
 @auth.alt_response(
     202, schema=schemas.StatusResponse, description="No verdict in time; the new password applies once it is judged"
 )
+@auth.doc(parameters=[DEVICE_HEADER])
 @_code_errors
 @_json_body_errors
 @checked(auth, breach_checked="new_password")
 def reset_password(body):
     """Set a new password with the emailed reset code; every earlier session and token ends."""
-    outcome = _lifecycle().reset_password(body["email"], body["code"], body["new_password"], g.request_id)
-    if outcome.applied:
+    applied = _lifecycle().reset_password(
+        body["email"], body["code"], body["new_password"], request_device(), g.request_id
+    )
+    if applied:
         return {"status": "password_reset"}, 200
     return {"status": "pending"}, 202
 

@@ -273,6 +273,10 @@ class ProfileResponse(ma.Schema):
     status = fields.String(required=True)
     created_at = fields.DateTime(required=True)
     locale = fields.String(required=True, metadata={"description": "the language of the account's emails"})
+    email_deliverable = fields.Boolean(
+        required=True,
+        metadata={"description": "false while the address is on the suppression list (it bounced or complained)"},
+    )
 
 
 class SessionResponse(ma.Schema):
