@@ -18,11 +18,14 @@ from flask import Flask
 from prometheus_client import Counter, Gauge
 from pymongo.database import Database
 
+from auth_service.activity import ActivityLog
 from auth_service.adapters import disposable_domains
 from auth_service.adapters.abuse_metrics import AbuseMetrics
+from auth_service.adapters.account_keys import NoAccountKeys, RedisAccountKeys
 from auth_service.adapters.captcha import SiteverifyCaptcha
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
 from auth_service.adapters.keys_file import KeysFile
+from auth_service.adapters.mongo_activity import MongoActivity
 from auth_service.adapters.mongo_challenges import MongoSignInChallenges
 from auth_service.adapters.mongo_resend_requests import MongoResendRequests
 from auth_service.adapters.mongo_sessions import MongoSessionRepository
@@ -35,6 +38,7 @@ from auth_service.adapters.sns import SnsVerifier
 from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
+from auth_service.deletion import AccountDeletion, DeletionPolicy, DeletionStores
 from auth_service.domain.abuse import CaptchaProvider
 from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.devices import device_label
@@ -47,6 +51,7 @@ from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
 from auth_service.entrypoints.http.app import create_app
 from auth_service.entrypoints.session_ends_listener import SessionEndsListener
 from auth_service.events import AccountEvents
+from auth_service.export import AccountExport
 from auth_service.keyring import FileKeys, KeyRefresher, KeyRing, KeySource, RotatingKeys, SharedSecretKeys
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, KnownDevices
@@ -85,6 +90,9 @@ class AuthSystem:
     codes: CodeClient
     code_asks: CodeAsks
     outbox: Outbox
+    activity: ActivityLog
+    deletion: AccountDeletion
+    export: AccountExport
     mail_suppressions: MailSuppressions
     background: list = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -128,6 +136,13 @@ def cooldown_store(settings: Settings) -> Cooldowns:
         return InMemoryCooldowns()
     client = redis_from_uri(uri, **settings.ratelimit_store_options)
     return RedisCooldowns(client, settings.ratelimit_key_prefix)
+
+
+def account_keys(settings: Settings) -> RedisAccountKeys | NoAccountKeys:
+    uri = settings.ratelimit_storage_uri
+    if uri.startswith("memory://"):
+        return NoAccountKeys()
+    return RedisAccountKeys(redis_from_uri(uri, **settings.ratelimit_store_options), settings.ratelimit_key_prefix)
 
 
 def key_refresh_seconds(settings: Settings) -> float:
@@ -186,6 +201,11 @@ def build(
     session_store.ensure_indexes()
     challenges = MongoSignInChallenges(database, serialize_writes=mongomock_store, ttl_index=not mongomock_store)
     challenges.ensure_indexes()
+    activity_store = MongoActivity(
+        database, settings.audit_retention_days, serialize_writes=mongomock_store, ttl_index=not mongomock_store
+    )
+    activity_store.ensure_indexes()
+    activity = ActivityLog(activity_store, users, settings.audit_retention_days, clock)
     keys = KeyRing(key_source(settings, database), clock)
     ended_sessions = EndedSessions(settings.jwt_ttl_seconds + LEEWAY_SECONDS, clock)
     ended_sessions.load(session_store.ended_since(_moment(ended_sessions.since())))
@@ -207,7 +227,14 @@ def build(
         )
         background.append(bus)
     relay_wakeup = threading.Event()
-    outbox = Outbox(users, bus, settings.publish_timeout_seconds, clock, mark_later=_marker(bus))
+    outbox = Outbox(
+        users,
+        bus,
+        settings.publish_timeout_seconds,
+        clock,
+        mark_later=_marker(bus),
+        on_delivered=activity.keep_delivered,
+    )
     codes = CodeClient(
         bus,
         outbox,
@@ -233,6 +260,7 @@ def build(
         LockoutPolicy(settings.failed_login_warning_threshold, settings.lockout_threshold, settings.lockout_seconds),
         timer_queue=settings.topology.auth.queues[0].delay_queue,
         clock=clock,
+        activity=activity,
     )
     sessions = SessionService(
         users=users,
@@ -252,6 +280,7 @@ def build(
         clock=clock,
         ended=ended_sessions,
         events=events,
+        activity=activity,
     )
     accounts = AccountService(
         users=users,
@@ -291,9 +320,34 @@ def build(
         SignInPolicy(trust_days=settings.mfa_trust_days, challenge_ttl_seconds=settings.code_ttl_seconds),
         KnownDevices(users, outbox, events, clock),
         clock=clock,
+        activity=activity,
     )
     # ua-parser compiles its rules on first use (about 0.1 s): here, not in the first login's answer.
     device_label(None)
+
+    deletion = AccountDeletion(
+        users,
+        DeletionStores(
+            sessions=session_store,
+            challenges=challenges,
+            asks=resend_requests,
+            activity=activity,
+            keys=account_keys(settings),
+        ),
+        sessions,
+        lifecycle,
+        codes,
+        hasher,
+        outbox,
+        DeletionPolicy(
+            grace_seconds=settings.account_deletion_grace_seconds,
+            timer_queue=settings.topology.auth.queues[0].long_delay_queue,
+            worker_queue=settings.account_creation_queue,
+        ),
+        clock,
+    )
+    not_me.address_undone = deletion.cancel_proved_by
+    export = AccountExport(users, session_store, challenges, resend_requests, activity, sessions, hasher, clock)
 
     background.append(KeyRefresher(keys, key_refresh_seconds(settings)))
     mail_suppressions = MailSuppressions(
@@ -321,7 +375,7 @@ def build(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=code_verified_router(lifecycle, failed_logins, not_me, mail_suppressions),
+                handler=code_verified_router(lifecycle, failed_logins, not_me, mail_suppressions, deletion),
                 topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
@@ -353,6 +407,9 @@ def build(
         registry,
         sign_in=sign_in,
         not_me=not_me,
+        activity=activity,
+        deletion=deletion,
+        export=export,
         abuse_checks=abuse_checks,
         keys=keys,
         mail_suppressions=mail_suppressions,
@@ -375,6 +432,9 @@ def build(
         codes=codes,
         code_asks=code_asks,
         outbox=outbox,
+        activity=activity,
+        deletion=deletion,
+        export=export,
         mail_suppressions=mail_suppressions,
         background=background,
         registry=registry,

@@ -91,6 +91,10 @@ class Settings(ServiceSettings):
     unverified_ttl_seconds: int = Field(7 * 86400, ge=1)
     # A device that passed the emailed second factor is not asked again for this long.
     mfa_trust_days: int = Field(30, ge=0, le=3650)
+    # Between a confirmed deletion and the erasure, during which the notice's link restores the account (0: at once).
+    account_deletion_grace_seconds: int = Field(7 * 86400, ge=0, le=365 * 86400)
+    # How long each account's security activity is kept (GET /auth/account/activity, the admin audit).
+    audit_retention_days: int = Field(90, ge=1, le=3650)
     ratelimit_enabled: Flag = True
     ratelimit_storage_uri: str = Field(default_factory=default_redis_uri, repr=False)
     ratelimit_key_prefix: str = "auth-ratelimit"
@@ -121,6 +125,9 @@ class Settings(ServiceSettings):
     ratelimit_login_verify_per_ip: RateLimit = "30/minute;300/hour"
     ratelimit_login_verify_per_account: RateLimit = "10/minute;50/day"
     ratelimit_mfa_per_ip: RateLimit = "10/minute;100/hour"
+    ratelimit_account_pages_per_ip: RateLimit = "60/minute;600/hour"
+    # Deleting and exporting the account: a password is checked, as at password change.
+    ratelimit_account_password_per_ip: RateLimit = "10/minute;100/hour"  # noqa: S105 (a limit, not a secret)
     # Actions that mail the account's own address a notice (an address change asked for, the second
     # factor switched): one quota per account, so a session cannot flood the owner's mailbox.
     ratelimit_notices_per_account: RateLimit = "5/hour;20/day"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from auth_service.activity import current_client
 from auth_service.domain.accounts import User
 from auth_service.ports import OutboxEntry
 from common.messaging.messages import AccountEvent
@@ -38,4 +39,4 @@ class AccountEvents:
             locale=user.locale,
             **extra,
         )
-        return OutboxEntry(event.TYPE, message.outgoing(message_id=event_id))
+        return OutboxEntry(event.TYPE, message.outgoing(message_id=event_id), client=current_client())

@@ -89,6 +89,17 @@ class AccountLifecycle:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
+    def on_verified(self, purpose: Purpose, apply: Callable[[str, str, str | None], bool]) -> None:
+        """What a verified code of ``purpose`` applies, for a flow that lives in a module of its own
+        (account deletion): ``apply(user_id, submission_id, email)``, idempotent by submission id."""
+        self._appliers[purpose] = apply
+
+    def submit_code(
+        self, user: User, email: str, change: PendingChange, code: str, request_id: str | None = None
+    ) -> Outcome:
+        """Store ``change``, submit the code mailed to ``email`` for its purpose, and apply it if verified."""
+        return self._submit(user, email, change, code=code, request_id=request_id)
+
     def forget_login_failures_with(self, forget: Callable[[str], object]) -> None:
         """Set what clears an address's failed-login counters after a reset (the HTTP layer's limits)."""
         self._forget_login_failures = forget
@@ -102,7 +113,8 @@ class AccountLifecycle:
 
     def _issue_reset_code(self, request: ResendRequest) -> None:
         user = self._users.by_email(request.email)
-        if user is None or user.expired(self._now()):
+        # An account waiting for its erasure is kept by its restore link only.
+        if user is None or user.expired(self._now()) or user.pending_deletion:
             return
         self._codes.issue_asked(Purpose.RESET_PASSWORD, user, request)
 

@@ -20,7 +20,9 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from auth_service.activity import ActivityLog
 from auth_service.domain.accounts import User
+from auth_service.domain.activity import LOGIN_FAILED
 from auth_service.domain.devices import Device
 from auth_service.domain.lockout import LockoutPolicy, Step, after_failure, is_locked
 from auth_service.events import AccountEvents, rfc3339
@@ -50,7 +52,9 @@ class FailedLogins:
         policy: LockoutPolicy,
         timer_queue: str,
         clock: Callable[[], float] = time.time,
+        activity: ActivityLog | None = None,
     ):
+        self._activity = activity
         self._users = users
         self._outbox = outbox
         self._events = events
@@ -66,6 +70,8 @@ class FailedLogins:
 
     def failed(self, user: User) -> None:
         """Count one failed login of ``user`` (a wrong password); warn or lock at the thresholds."""
+        if self._activity is not None:
+            self._activity.record(user.id, LOGIN_FAILED)
         current: User | None = user
         for _ in range(MAX_COUNT_ROUNDS):
             if current is None or self.locked(current):

@@ -56,6 +56,9 @@ class NotMeLinks:
         ttl_seconds: int,
         clock: Callable[[], float] = time.time,
     ):
+        # Told when the link took the address back from ``address`` (auth_service/deletion.py ends a
+        # deletion that address confirmed).
+        self.address_undone: Callable[[str, str], object] = lambda user_id, address: None
         self._users = users
         self._sessions = sessions
         self._codes = codes
@@ -110,7 +113,10 @@ class NotMeLinks:
         self._sessions.revoke_all_sessions(user_id, "not_me")
         self._users.forget_devices(user_id)
         if link.notice == EMAIL_CHANGED_NOTICE and user.email != link.email:
+            taken_from = user.email
             user = self._undo_email_change(user, link.email) or user
+            if user.email != taken_from:
+                self.address_undone(user_id, taken_from)
         elif link.notice == MFA_DISABLED and self._users.restore_mfa(user_id, link.email):
             # Only while the notice's address is still the login: its codes go there.
             log.warning("second factor turned back on by a 'this wasn't me' link", extra={"user_id": user_id})

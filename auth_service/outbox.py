@@ -32,11 +32,14 @@ class Outbox:
         publish_timeout_seconds: float,
         clock: Callable[[], float] = time.time,
         mark_later: Callable[[Callable[[], object]], object] = lambda mark: mark(),
+        on_delivered: Callable[[str, OutboxEntry], object] = lambda user_id, entry: None,
     ):
         """``mark_later`` runs the marking of an entry published by ``deliver_soon``: by default at once, on
         the thread that saw the confirm; with the real broker that is the link thread, which must not wait
         on MongoDB, so the wiring hands it to a thread of its own."""
         self._mark_later = mark_later
+        # Called with each confirmed entry before it leaves the outbox: an event's record moves on from there.
+        self._on_delivered = on_delivered
         self._users = users
         self._bus = bus
         self._publish_timeout = publish_timeout_seconds
@@ -59,8 +62,12 @@ class Outbox:
         except BrokerUnavailable:
             log.warning("broker unavailable, message left in the outbox for the relay")
             return False
-        self._users.outbox_delivered(user_id, entry.message.message_id)
+        self._delivered(user_id, entry)
         return True
+
+    def _delivered(self, user_id: str, entry: OutboxEntry) -> None:
+        self._on_delivered(user_id, entry)
+        self._users.outbox_delivered(user_id, entry.message.message_id)
 
     def deliver_soon(self, user_id: str, entry: OutboxEntry) -> None:
         """Publish without waiting for the broker's confirm; the entry is marked delivered once it comes
@@ -70,11 +77,10 @@ class Outbox:
         except BrokerUnavailable:
             log.warning("broker unavailable, message left in the outbox for the relay")
             return
-        message_id = entry.message.message_id
 
         def confirmed(done: Future) -> None:
             if not done.cancelled() and done.exception() is None:
-                self._mark_later(lambda: self._users.outbox_delivered(user_id, message_id))
+                self._mark_later(lambda: self._delivered(user_id, entry))
 
         published.add_done_callback(confirmed)
 

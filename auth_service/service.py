@@ -18,6 +18,7 @@ from auth_service.domain.accounts import Status, User, next_sequence, normalize_
 from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.devices import Device
 from auth_service.domain.errors import (
+    AccountPendingDeletion,
     CodeExpired,
     EmailNotVerified,
     EmailTaken,
@@ -242,6 +243,8 @@ class AccountService:
             raise InvalidCredentials()
         if not user.verified:
             raise EmailNotVerified()
+        if user.pending_deletion:
+            raise AccountPendingDeletion()  # the right password only: a wrong one learns nothing of it
         # Parallel wrong guesses read the account before this bcrypt ended and may have locked it since:
         # read again (only after a right password, so a wrong one's timing does not change).
         fresh = self._users.by_id(user.id)

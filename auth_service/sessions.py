@@ -29,8 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from auth_service.activity import ActivityLog
 from auth_service.domain.accounts import PendingChange, User
-from auth_service.domain.errors import InvalidCredentials, InvalidTokenError, PasswordUnchanged
+from auth_service.domain.activity import LOGIN
+from auth_service.domain.devices import Device
+from auth_service.domain.errors import (
+    AccountPendingDeletion,
+    InvalidCredentials,
+    InvalidTokenError,
+    NotFound,
+    PasswordUnchanged,
+)
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.sessions import (
     Presented,
@@ -73,7 +82,9 @@ class SessionService:
         ended: EndedSessions,
         clock: Callable[[], float] = time.time,
         events: AccountEvents | None = None,
+        activity: ActivityLog | None = None,
     ):
+        self._activity = activity
         self._users = users
         self.ended = ended
         self._outbox = outbox
@@ -89,15 +100,63 @@ class SessionService:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
-    def open(self, user: User) -> TokenPair:
-        """Start a session for a user who just proved who they are."""
+    def open(self, user: User, device: Device | None = None) -> TokenPair:
+        """Start a session for a user who just proved who they are, on ``device``. The one way every sign-in
+        opens a session: an account waiting for its erasure gets none, whichever way it proved itself."""
+        if user.pending_deletion:
+            raise AccountPendingDeletion()
         now = self._now()
-        session = Session(new_family_id(), user.id, user.token_version, now, now + self._refresh_ttl)
+        session = Session(
+            new_family_id(),
+            user.id,
+            user.token_version,
+            now,
+            now + self._refresh_ttl,
+            device=device.label if device is not None else None,
+            device_key=device.key if device is not None else None,
+            ip=device.ip if device is not None else None,
+            last_used_at=now,
+        )
         refresh_token = new_refresh_token()
         self._sessions.start(session, self._record(refresh_token, session, user, now))
+        self._record_activity(user.id, LOGIN)
         return self._pair(user.id, user.token_version, refresh_token, session)
 
-    def refresh(self, refresh_token: str) -> TokenPair:
+    def _record_activity(self, user_id: str, kind: str) -> None:
+        if self._activity is not None:
+            self._activity.record(user_id, kind)
+
+    # --- the account's own view of its sessions ---
+
+    def list_sessions(self, access_token: str | None) -> tuple[list[Session], str]:
+        """The caller's account's sessions that can still refresh, newest first, and the caller's own (``sid``)."""
+        user, current = self.caller(access_token)
+        return self._sessions.live_of(user.id, user.token_version, self._now()), current
+
+    def end_own_session(self, access_token: str | None, session_id: str) -> None:
+        """End one of the account's sessions: its refresh token and, at once, its access tokens are refused.
+        ``NotFound`` for one that is unknown, ended, or another account's."""
+        user, _ = self.caller(access_token)
+        found = self._sessions.session(session_id)
+        if found is None or found.user_id != user.id or not found.in_use(user.token_version, self._now()):
+            raise NotFound("No such session.")
+        if self.end_session(user.id, session_id, "revoked"):
+            log.info("session ended by its owner", extra={"user_id": user.id, "session_id": session_id})
+
+    def end_other_sessions(self, access_token: str | None) -> int:
+        """End every session of the account but the caller's; returns how many ended."""
+        user, current = self.caller(access_token)
+        others = [
+            session.family_id
+            for session in self._sessions.live_of(user.id, user.token_version, self._now())
+            if session.family_id != current
+        ]
+        ended = sum(1 for session_id in others if self.end_session(user.id, session_id, "revoked"))
+        if ended:
+            log.info("other sessions ended by their owner", extra={"user_id": user.id, "sessions_ended": ended})
+        return ended
+
+    def refresh(self, refresh_token: str, ip: str | None = None) -> TokenPair:
         """Rotate: the presented token is spent and a new pair of the same session is answered.
 
         Of parallel refreshes of one token, exactly one claims it (an atomic
@@ -109,13 +168,13 @@ class SessionService:
         token_hash = refresh_token_hash(refresh_token)
         claimed = self._sessions.claim(token_hash, now)
         if claimed is not None:
-            return self._successor(claimed, now)
+            return self._successor(claimed, now, ip)
         presented = self._sessions.find(token_hash)
         verdict = judge_presented(presented, now, self._grace)
         if presented is None:
             raise InvalidTokenError(REFRESH_REFUSED)
         if verdict is Presented.RETRY_WITHIN_GRACE:
-            return self._successor(presented, now)
+            return self._successor(presented, now, ip)
         if verdict is Presented.REUSED and self.end_session(presented.user_id, presented.family_id, "reuse_detected"):
             log.warning(
                 "used refresh token presented again after the grace window: session ended",
@@ -150,6 +209,10 @@ class SessionService:
 
     def authenticate(self, access_token: str | None) -> User:
         """The account behind a Bearer token that is well signed, unexpired and of the current version."""
+        return self.caller(access_token)[0]
+
+    def caller(self, access_token: str | None) -> tuple[User, str]:
+        """The account behind a Bearer token, as ``authenticate``, and the session it belongs to (``sid``)."""
         if not access_token:
             raise InvalidTokenError()
         try:
@@ -161,7 +224,7 @@ class SessionService:
         user = self._users.by_id(claims.subject)
         if user is None or user.token_version != claims.token_version:
             raise InvalidTokenError()
-        return user
+        return user, claims.session_id
 
     def token_subject(self, access_token: str) -> str | None:
         """The account a well-signed, unexpired access token names, without a database read (rate limits)."""
@@ -170,7 +233,9 @@ class SessionService:
         except InvalidToken:
             return None
 
-    def change_password(self, access_token: str | None, current_password: str, new_password: str) -> TokenPair:
+    def change_password(
+        self, access_token: str | None, current_password: str, new_password: str, device: Device | None = None
+    ) -> TokenPair:
         """Replace the password; every earlier token is refused from then on, and the answer is the new pair."""
         user = self.authenticate(access_token)
         if not self._hasher.verify(current_password, user.password_hash):
@@ -189,7 +254,7 @@ class SessionService:
         )
         if updated is None:
             raise InvalidTokenError()
-        return self.open(updated)
+        return self.open(updated, device)
 
     def set_password(
         self, user_id: str, new_password: str, reason: str, expected_version: int | None = None
@@ -241,7 +306,7 @@ class SessionService:
         )
         return updated
 
-    def _successor(self, spent: RefreshRecord, now: datetime) -> TokenPair:
+    def _successor(self, spent: RefreshRecord, now: datetime, ip: str | None) -> TokenPair:
         session = self._sessions.session(spent.family_id)
         user = self._users.by_id(spent.user_id)
         if session is None or not session.live or user is None or user.token_version != spent.token_version:
@@ -250,7 +315,7 @@ class SessionService:
             raise InvalidTokenError(REFRESH_REFUSED)
         refresh_token = new_refresh_token()
         record = self._record(refresh_token, session, user, now, spent)
-        self._sessions.add(record)
+        self._sessions.add(record, ip)
         return self._pair(user.id, spent.token_version, refresh_token, session)
 
     def _session_end(self, session: Session) -> datetime:

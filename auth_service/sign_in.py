@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from auth_service.activity import ActivityLog
 from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, error_for
+from auth_service.domain import activity as recorded
 from auth_service.domain.accounts import TrustedDevice, normalize_email
 from auth_service.domain.challenges import SignInChallenge, challenge_hash, new_challenge
 from auth_service.domain.devices import Device
@@ -68,7 +70,9 @@ class SignIn:
         policy: SignInPolicy,
         devices: KnownDevices,
         clock: Callable[[], float] = time.time,
+        activity: ActivityLog | None = None,
     ):
+        self._activity = activity
         self._users = users
         self._devices = devices
         self._challenges = challenges
@@ -98,6 +102,8 @@ class SignIn:
         )
         if self._users.set_mfa(user.id, enabled, notice, publish_after=self._outbox.relay_after()):
             log.info("second factor switched", extra={"user_id": user.id, "mfa": "email" if enabled else "off"})
+            if self._activity is not None:
+                self._activity.record(user.id, recorded.MFA_ENABLED if enabled else recorded.MFA_DISABLED)
             self._outbox.deliver(user.id, notice)
         return enabled
 
@@ -111,7 +117,7 @@ class SignIn:
         trusted_as = device.key
         if not user.mfa_enabled or user.trusts(trusted_as, now):
             self._devices.signed_in(user, device)
-            return self._sessions.open(user)
+            return self._sessions.open(user, device)
         self._codes.throttle(Purpose.SIGN_IN, user.email)
         challenge = new_challenge()
         # Numbers the code request: only the code mailed for this attempt completes this challenge.
@@ -148,7 +154,7 @@ class SignIn:
             raise CodeExpired()
         self._users.trust_device(user.id, TrustedDevice(found.device, now + self._trust))
         self._devices.signed_in(user, device)
-        return self._sessions.open(user)
+        return self._sessions.open(user, device)
 
     def challenge_owner(self, challenge: str) -> str | None:
         """The account a challenge was issued to, if it is still stored (rate limits)."""
@@ -165,8 +171,9 @@ class SignIn:
     def _issue_asked_code(self, request: ResendRequest) -> None:
         user = self._users.by_email(request.email)
         # With the second factor on, the mailbox alone must not open the account: no code is mailed,
-        # and the request was answered 202 like every other before anything was looked up.
-        if user is None or not user.verified or user.mfa_enabled:
+        # and the request was answered 202 like every other before anything was looked up. Nor while the
+        # account waits for its erasure.
+        if user is None or not user.verified or user.mfa_enabled or user.pending_deletion:
             return
         self._codes.issue_asked(Purpose.SIGN_IN, user, request)
 
@@ -185,7 +192,7 @@ class SignIn:
         if user is None or not user.verified or user.email != email or user.mfa_enabled:
             raise CodeExpired()
         self._devices.signed_in(user, device)
-        return self._sessions.open(user)
+        return self._sessions.open(user, device)
 
     def _judge(
         self, email: str, code: str, user_id: str | None, request_id: str | None, proven_device: bool = False

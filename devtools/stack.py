@@ -131,7 +131,8 @@ def delete_queues(
         channel = connection.channel()
         for name in work_queues:
             queue = topology.WorkQueue(name, retry_delays)
-            for queue_name in [queue.name, queue.dead_letter_queue, *queue.retry_queues, queue.delay_queue]:
+            parked = [queue.dead_letter_queue, *queue.retry_queues, queue.delay_queue, queue.long_delay_queue]
+            for queue_name in [queue.name, *parked]:
                 channel.queue_delete(queue_name)
         for exchange in exchanges or []:
             channel.exchange_delete(exchange)

@@ -31,6 +31,7 @@ from typing import Any
 from common.links import link_token_reference
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
 from common.messaging.messages import (
+    AccountErased,
     AccountEvent,
     AddressSuppressed,
     CodeRequested,
@@ -62,6 +63,7 @@ from email_service.domain.codes import (
     link_token_for_request,
     not_me_digest,
     not_me_token_for_message,
+    restore_token_for_message,
 )
 from email_service.domain.notices import printable_device
 from email_service.ports import (
@@ -102,6 +104,10 @@ class CodePolicy:
     def not_me_link(self, user_id: str, token: str) -> str:
         """The "this wasn't me" link of a security notice, in the verification link's form."""
         return f"{self.public_base_url.rstrip('/')}/auth/not-me?token={link_token_reference(user_id, token)}"
+
+    def restore_link(self, user_id: str, token: str) -> str:
+        """The deletion notice's link that keeps the account, in the same form."""
+        return f"{self.public_base_url.rstrip('/')}/auth/account/restore?token={link_token_reference(user_id, token)}"
 
 
 class UncountedEvents:
@@ -147,7 +153,20 @@ class NoSuppressions:
 
 
 # The notices auth may ask for (each a pair in templates/); they carry no code.
-NOTICE_TEMPLATES = frozenset({"email_change_requested", "email_changed", "mfa_enabled", "mfa_disabled"})
+NOTICE_TEMPLATES = frozenset(
+    {
+        "email_change_requested",
+        "email_changed",
+        "mfa_enabled",
+        "mfa_disabled",
+        "account_deletion_scheduled",
+        "account_deleted",
+    }
+)
+# The notice of a confirmed deletion carries a one-time link that keeps the account, minted as the
+# "this wasn't me" link is (from the message id, under the key); auth learns only its digest.
+RESTORE_NOTICES = frozenset({"account_deletion_scheduled"})
+RESTORE_ISSUED_PREFIX = "restore-"
 # The security notices: each carries a one-time "this wasn't me" link, minted here from the message id.
 SECURITY_NOTICES = frozenset({"new_sign_in", "password_changed", "email_changed", "mfa_enabled", "mfa_disabled"})
 
@@ -204,6 +223,7 @@ class CodeHandlers:
             {
                 CodeRequested: self.on_code_requested,
                 NoticeRequested: self.on_notice_requested,
+                AccountErased: self.on_account_erased,
                 AddressSuppressed: self.on_address_suppressed,
             }
         )
@@ -346,7 +366,16 @@ class CodeHandlers:
             # Only notices: a forged or mistaken message must not render a code's template.
             return Result.dead_letter(f"notice: unknown template {notice.template!r}")
         context = {**notice.context, "locale": notice.locale}
+        if "delete_after" in notice.context:
+            context["delete_after"] = _moment(notice.context["delete_after"])
         return self._send_once(delivery.message_id, notice.template, notice.email, context, publisher, notice.user_id)
+
+    def on_account_erased(self, delivery: Delivered[AccountErased], publisher: ChannelPublisher) -> Result:
+        """Forget the erased account's address: every key of its codes, quotas and locks. Deleting what is
+        gone already is harmless, so a redelivery (or a worker killed half-way) just does it again."""
+        erased = self._store.erase_address(delivery.message.email)
+        log.info("erased account's address forgotten", extra={"user_id": delivery.message.user_id, "keys": erased})
+        return Result.ack()
 
     def on_account_event(self, delivery: Delivered[AccountEvent], publisher: ChannelPublisher) -> Result:
         event = delivery.message
@@ -370,6 +399,8 @@ class CodeHandlers:
             return Result.ack()
         if template in SECURITY_NOTICES and user_id is not None:
             context["not_me_link"] = self._issue_not_me(message_id, template, email, user_id, publisher)
+        if template in RESTORE_NOTICES and user_id is not None:
+            context["restore_link"] = self._issue_restore(message_id, template, email, user_id, publisher)
         failed = self._send(template, email, context, publisher)
         if failed is not None:
             return failed
@@ -385,6 +416,17 @@ class CodeHandlers:
         issued = NotMeIssued(user_id=user_id, digest=not_me_digest(token), email=email, notice=template)
         publisher.publish(self._account_confirmed_queue, issued.outgoing(message_id=f"not-me-{message_id}"))
         return self._policy.not_me_link(user_id, token)
+
+    def _issue_restore(
+        self, message_id: str, template: str, email: str, user_id: str, publisher: ChannelPublisher
+    ) -> str:
+        """The deletion notice's restore link; auth learns its token's digest (durably) before the mail goes."""
+        token = restore_token_for_message(self._policy.hmac_key(), message_id)
+        issued = NotMeIssued(user_id=user_id, digest=not_me_digest(token), email=email, notice=template)
+        publisher.publish(
+            self._account_confirmed_queue, issued.outgoing(message_id=f"{RESTORE_ISSUED_PREFIX}{message_id}")
+        )
+        return self._policy.restore_link(user_id, token)
 
     def on_address_suppressed(self, delivery: Delivered[AddressSuppressed], publisher: ChannelPublisher) -> Result:
         """A provider's bounce or complaint report, relayed by auth's webhook: no more mail to it."""

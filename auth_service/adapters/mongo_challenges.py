@@ -52,3 +52,10 @@ class MongoSignInChallenges:
     def spend(self, challenge_hash: str) -> bool:
         """Delete the challenge; True for the one caller that did."""
         return self._write(self._challenges.delete_one, {"_id": challenge_hash}).deleted_count == 1
+
+    def erase(self, user_id: str) -> int:
+        return self._write(self._challenges.delete_many, {"user_id": user_id}).deleted_count
+
+    def of_user(self, user_id: str) -> list[dict]:
+        """The account's live challenges, as stored (the export)."""
+        return list(self._challenges.find({"user_id": user_id}))

@@ -67,3 +67,11 @@ class MongoResendRequests:
 
     def done(self, request_id: str) -> None:
         self._write(self._requests.delete_one, {"_id": request_id})
+
+    def erase(self, email: str) -> int:
+        """Forget the asks of an address (its account is being erased)."""
+        return self._write(self._requests.delete_many, {"email": email}).deleted_count
+
+    def of_address(self, email: str) -> list[dict]:
+        """The stored asks of an address, as stored (the export)."""
+        return list(self._requests.find({"email": email}))

@@ -19,7 +19,8 @@ from pymongo.errors import DuplicateKeyError
 
 from auth_service.adapters.mongo_support import aware
 from auth_service.adapters.serialized import SerializedWrites
-from auth_service.domain.accounts import NotMeLink, PendingChange, Status, TrustedDevice, User
+from auth_service.domain.accounts import Deletion, NotMeLink, PendingChange, Status, TrustedDevice, User
+from auth_service.domain.activity import Client
 from auth_service.domain.devices import KNOWN_DEVICES_KEPT
 from auth_service.domain.errors import EmailTaken
 from auth_service.ports import OutboxEntry
@@ -440,12 +441,116 @@ class MongoUserRepository:
         )
         return result.modified_count == 1
 
+    # --- deletion (auth_service/deletion.py) ---
+
+    def begin_deletion(
+        self, user_id: str, submission_id: str, deletion: Deletion, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> User | None:
+        """Make a confirmed account pending deletion, once per confirmed code (the stored change is
+        spent in the same update), with its notice and timer; None if the change is gone."""
+        document = self._locked(
+            self._users.find_one_and_update,
+            {"_id": user_id, "status": Status.VERIFIED.value, "pending_changes.submission_id": submission_id},
+            {
+                "$pull": {"pending_changes": {"submission_id": submission_id}},
+                "$set": {
+                    "status": Status.PENDING_DELETION.value,
+                    "deletion": _deletion_document(deletion),
+                    "restore_links": [],
+                    "outbox_due_at": publish_after,
+                },
+                "$push": {"outbox": _each(outbox)},
+            },
+            return_document=pymongo.ReturnDocument.AFTER,
+        )
+        return _user(document)
+
+    def add_restore_link(self, user_id: str, deletion_id: str, digest: str, expires_at: datetime) -> bool:
+        """Keep the digest of the restore link mailed for deletion ``deletion_id`` (once, while it is pending)."""
+        result = self._locked(
+            self._users.update_one,
+            {
+                "_id": user_id,
+                "status": Status.PENDING_DELETION.value,
+                "deletion.id": deletion_id,
+                "restore_links.digest": {"$ne": digest},
+            },
+            {"$push": {"restore_links": {"digest": digest, "expires_at": expires_at}}},
+        )
+        return result.modified_count == 1
+
+    def restore_link_live(self, user_id: str, digest: str, now: datetime) -> bool:
+        document = self._users.find_one(
+            {
+                "_id": user_id,
+                "status": Status.PENDING_DELETION.value,
+                "restore_links": {"$elemMatch": {"digest": digest, "expires_at": {"$gt": now}}},
+            },
+            {"_id": 1},
+        )
+        return document is not None
+
+    def restore(self, user_id: str, digest: str | None, deletion_id: str | None, now: datetime) -> User | None:
+        """End a pending deletion, once: by a live restore link (``digest``), or by deletion id (a "this wasn't
+        me" link that undid the address the deletion was proved with). Every restore link goes with it."""
+        query: dict = {"_id": user_id, "status": Status.PENDING_DELETION.value, "erasing_at": {"$exists": False}}
+        if digest is not None:
+            query["restore_links"] = {"$elemMatch": {"digest": digest, "expires_at": {"$gt": now}}}
+        if deletion_id is not None:
+            query["deletion.id"] = deletion_id
+        document = self._locked(
+            self._users.find_one_and_update,
+            query,
+            {
+                "$set": {"status": Status.VERIFIED.value, "restored_at": now},
+                "$unset": {"deletion": "", "restore_links": ""},
+            },
+            return_document=pymongo.ReturnDocument.AFTER,
+        )
+        return _user(document)
+
+    def begin_erasure(
+        self, user_id: str, deletion_id: str, now: datetime, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> bool:
+        """Store what the erasure announces (once: a redelivered timer finds it begun); from here on the
+        deletion cannot be undone."""
+        result = self._locked(
+            self._users.update_one,
+            {
+                "_id": user_id,
+                "status": Status.PENDING_DELETION.value,
+                "deletion.id": deletion_id,
+                "erasing_at": {"$exists": False},
+            },
+            {"$set": {"erasing_at": now, "outbox_due_at": publish_after}, "$push": {"outbox": _each(outbox)}},
+        )
+        return result.modified_count == 1
+
+    def erasing(self, user_id: str, deletion_id: str) -> bool:
+        document = self._users.find_one(
+            {"_id": user_id, "deletion.id": deletion_id, "erasing_at": {"$exists": True}}, {"_id": 1}
+        )
+        return document is not None
+
+    def erase(self, user_id: str) -> bool:
+        """Delete the account's document: the last step of its erasure."""
+        return self._locked(self._users.delete_one, {"_id": user_id}).deleted_count == 1
+
+    def raw(self, user_id: str) -> dict | None:
+        """The account's document as stored (the export reads every field of it)."""
+        return self._users.find_one({"_id": user_id})
+
     def add_outbox(self, user_id: str, outbox: OutboxEntry, publish_after: datetime) -> None:
         self._locked(
             self._users.update_one,
             {"_id": user_id},
             {"$push": {"outbox": _entry_document(outbox)}, "$set": {"outbox_due_at": publish_after}},
         )
+
+    def outbox_entries(self, user_id: str) -> list[OutboxEntry]:
+        """The messages still waiting in the account's outbox, oldest first."""
+        document = self._users.find_one({"_id": user_id}, {"outbox": 1})
+        return [_entry(raw) for raw in (document or {}).get("outbox", [])]
 
     def outbox_delivered(self, user_id: str, message_id: str) -> None:
         self._locked(self._users.update_one, {"_id": user_id}, {"$pull": {"outbox": {"message_id": message_id}}})
@@ -489,6 +594,28 @@ class MongoUserRepository:
         self._users.database.command("ping")
 
 
+def _deletion_document(deletion: Deletion) -> dict:
+    return {
+        "id": deletion.id,
+        "email": deletion.email,
+        "requested_at": deletion.requested_at,
+        "delete_after": deletion.delete_after,
+        "notice_id": deletion.notice_id,
+    }
+
+
+def _deletion(raw: dict | None) -> Deletion | None:
+    if not isinstance(raw, dict):
+        return None
+    return Deletion(
+        id=raw["id"],
+        email=raw["email"],
+        requested_at=aware(raw["requested_at"]),
+        delete_after=aware(raw["delete_after"]),
+        notice_id=raw["notice_id"],
+    )
+
+
 def _mutable_fields(user: User) -> dict:
     """What a registration sets, the first one or one that takes a pending account over."""
     return {
@@ -519,6 +646,8 @@ def _entry_document(entry: OutboxEntry) -> dict:
     }
     if message.expiration_ms is not None:
         document["expiration_ms"] = message.expiration_ms
+    if entry.client is not None:
+        document["client"] = {"ip": entry.client.ip, "device": entry.client.device}
     return document
 
 
@@ -527,6 +656,7 @@ def _each(entries: list[OutboxEntry]) -> dict:
 
 
 def _entry(raw: dict) -> OutboxEntry:
+    client = raw.get("client")
     return OutboxEntry(
         queue=raw["queue"],
         message=Outgoing(
@@ -536,6 +666,7 @@ def _entry(raw: dict) -> OutboxEntry:
             request_id=raw.get("request_id"),
             expiration_ms=raw.get("expiration_ms"),
         ),
+        client=Client(client.get("ip"), client.get("device")) if isinstance(client, dict) else None,
     )
 
 
@@ -590,5 +721,6 @@ def _user(document: dict | None) -> User | None:
         trusted_devices=tuple(
             TrustedDevice(raw["device"], aware(raw["until"])) for raw in document.get("trusted_devices") or []
         ),
+        deletion=_deletion(document.get("deletion")),
         known_devices=tuple(raw["key"] for raw in document.get("known_devices") or []),
     )

@@ -26,12 +26,29 @@ LAYOUT_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 class Status(enum.StrEnum):
     PENDING_VERIFICATION = "pending_verification"
     VERIFIED = "verified"
+    # The owner confirmed a deletion: nobody signs in until the grace ends (erased) or a restore.
+    PENDING_DELETION = "pending_deletion"
 
 
 @dataclass(frozen=True)
 class TrustedDevice:
     device: str  # a device_key, never the User-Agent or address itself
     until: datetime
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """A deletion the owner confirmed with a code mailed to ``email``, erased at ``delete_after``.
+
+    ``id`` names this deletion: its timer and its restore link work for it alone, so neither an
+    earlier deletion's link nor its late timer touches a later one. ``notice_id`` is the message id
+    of the notice that carries the restore link: the worker mints the link from it."""
+
+    id: str
+    email: str
+    requested_at: datetime
+    delete_after: datetime
+    notice_id: str
 
 
 @dataclass(frozen=True)
@@ -70,10 +87,17 @@ class User:
     failed_logins: int = 0
     locked_until: datetime | None = None
     lock_id: str | None = None
+    # A confirmed deletion (see auth_service/deletion.py): when the grace ends, and which deletion it is.
+    deletion: Deletion | None = None
 
     @property
     def verified(self) -> bool:
-        return self.status is Status.VERIFIED
+        """Has the address been confirmed? An account waiting for its erasure had it confirmed too."""
+        return self.status in (Status.VERIFIED, Status.PENDING_DELETION)
+
+    @property
+    def pending_deletion(self) -> bool:
+        return self.status is Status.PENDING_DELETION
 
     def trusts(self, device: str, now: datetime) -> bool:
         """Has this device (its ``device_key``) passed the second factor recently enough to skip it?"""

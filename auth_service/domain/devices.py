@@ -24,6 +24,7 @@ from ua_parser import parse_os, parse_user_agent
 
 DEVICE_ID_MAX_LENGTH = 200
 USER_AGENT_MAX_LENGTH = 500
+DEVICE_NAME_MAX_LENGTH = 100
 # What a notice prints when neither the browser nor the system is one it can name.
 UNKNOWN_DEVICE = "unknown"
 # The names a label may print: ua-parser's families for the browsers and systems people use. Any other
@@ -68,6 +69,9 @@ class Device:
     ip: str
     user_agent: str | None = None
     device_id: str | None = None
+    # What the app calls the device (``X-Device-Name``, "Ada's iPhone"): shown to the owner in the session
+    # list only, never in a mail.
+    name: str | None = None
 
     @property
     def identity(self) -> str:
@@ -81,6 +85,17 @@ class Device:
     def description(self) -> str:
         """What a new-sign-in notice names the device by: the label of its User-Agent."""
         return device_label(self.user_agent)
+
+    @property
+    def label(self) -> str:
+        """How the session list and the activity name the device: the app's name for it, else the label
+        of its User-Agent."""
+        return device_name(self.name) or device_label(self.user_agent)
+
+
+def device_name(name: str | None) -> str:
+    """The app's name for a device, printable and bounded; empty if it gave none."""
+    return "".join(char for char in (name or "") if char.isprintable()).strip()[:DEVICE_NAME_MAX_LENGTH]
 
 
 def device_label(user_agent: str | None) -> str:

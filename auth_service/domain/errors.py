@@ -62,6 +62,19 @@ class InvalidTokenError(AuthError):
     message = "The access token is missing, malformed or expired."
 
 
+class AccountPendingDeletion(AuthError):
+    code = "account_pending_deletion"
+    message = (
+        "This account is being deleted. Use the link in the email about the deletion to keep it; "
+        "after that, it is gone."
+    )
+
+
+class NotFound(AuthError):
+    code = "not_found"
+    message = "Not found."
+
+
 class PasswordUnchanged(AuthError):
     """A 422 like a schema's: the new password is the current one."""
 

@@ -48,16 +48,28 @@ class RefreshRecord:
 
 @dataclass(frozen=True)
 class Session:
+    """A login and every refresh that descends from it. ``device`` is the readable label shown in the
+    session list, ``device_key`` the hash that identifies the device (domain/devices.py), ``ip`` the
+    address of the last login or refresh."""
+
     family_id: str
     user_id: str
     token_version: int
     created_at: datetime
     expires_at: datetime
     ended_at: datetime | None = None
+    device: str | None = None
+    device_key: str | None = None
+    ip: str | None = None
+    last_used_at: datetime | None = None
 
     @property
     def live(self) -> bool:
         return self.ended_at is None
+
+    def in_use(self, token_version: int, now: datetime) -> bool:
+        """Can this session still refresh: not ended, not expired, not refused by a password change?"""
+        return self.live and self.expires_at > now and self.token_version == token_version
 
 
 class Presented(enum.Enum):

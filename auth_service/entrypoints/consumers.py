@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from auth_service.deletion import DELETION_SCHEDULED, AccountDeletion, DeletionEnd
 from auth_service.domain.errors import EmailTaken
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, LockEnd
@@ -15,7 +16,14 @@ from auth_service.outbox import Outbox
 from auth_service.ports import BrokerUnavailable
 from common.messaging.connection import Backoff
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
-from common.messaging.messages import AddressSuppressed, CodeVerified, LockDue, NotMeIssued, SuppressionLifted
+from common.messaging.messages import (
+    AddressSuppressed,
+    CodeVerified,
+    DeletionDue,
+    LockDue,
+    NotMeIssued,
+    SuppressionLifted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +33,12 @@ def code_verified_router(
     failed_logins: FailedLogins,
     not_me: NotMeLinks,
     suppressions: MailSuppressions | None = None,
+    deletion: AccountDeletion | None = None,
 ) -> Router:
     """What auth consumes from ACCOUNT_CONFIRMED_QUEUE, by message type: verified codes, the ends of
-    failed-login locks that its delay queue hands back when they are due, the "this wasn't me"
-    links the worker mails, and the addresses the worker suppressed or an operator lifted."""
+    failed-login locks and of deletions' grace that its delay queues hand back when they are due, the
+    "this wasn't me" and restore links the worker mails, and the addresses the worker suppressed or an
+    operator lifted."""
 
     def on_code_verified(delivery: Delivered[CodeVerified], publisher: ChannelPublisher) -> Result:
         verified = delivery.message
@@ -58,10 +68,34 @@ def code_verified_router(
         return Result.ack()
 
     def on_not_me_issued(delivery: Delivered[NotMeIssued], publisher: ChannelPublisher) -> Result:
-        not_me.issued(delivery.message)
+        issued = delivery.message
+        if issued.notice == DELETION_SCHEDULED:
+            # A deletion notice's link restores the account (the message id names the notice: see
+            # AccountDeletion.restore_issued); it is never a "this wasn't me" link.
+            if deletion is not None:
+                deletion.restore_issued(issued.user_id, issued.digest, delivery.message_id)
+            return Result.ack()
+        not_me.issued(issued)
         return Result.ack()
 
-    routes: dict = {CodeVerified: on_code_verified, LockDue: on_lock_due, NotMeIssued: on_not_me_issued}
+    def on_deletion_due(delivery: Delivered[DeletionDue], publisher: ChannelPublisher) -> Result:
+        if deletion is None:
+            return Result.dead_letter("deletion.due with no deletion wired")
+        due = delivery.message
+        try:
+            ended = deletion.erase_due(due.user_id, due.deletion_id)
+        except BrokerUnavailable:
+            return Result.retry("erasure waits for the broker")
+        if ended is DeletionEnd.NOT_YET:
+            return Result.retry("deletion grace not over yet")
+        return Result.ack()
+
+    routes: dict = {
+        CodeVerified: on_code_verified,
+        LockDue: on_lock_due,
+        NotMeIssued: on_not_me_issued,
+        DeletionDue: on_deletion_due,
+    }
     if suppressions is not None:
         mail = suppressions
 

@@ -66,7 +66,7 @@ MINIMUM_PASSWORD_CHARACTERS = 16
 URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
 RETRY_SUFFIX = r"\.retry\.[0-9]+s"
 DEAD_SUFFIX = r"\.dead"
-DELAY_SUFFIX = r"\.delayed"
+DELAY_SUFFIX = r"\.delayed(?:\.long)?"
 REPLY_QUEUES = re.escape(REPLY_QUEUE_PREFIX) + "[0-9a-f]{32}"
 SESSION_ENDS_QUEUES = re.escape(SESSION_ENDS_QUEUE_PREFIX) + "[0-9a-f]{32}"
 

@@ -41,6 +41,7 @@ class Purpose(enum.StrEnum):
     RESET_PASSWORD = "reset_password"  # noqa: S105 (a purpose, not a password)
     CHANGE_EMAIL = "change_email"
     SIGN_IN = "sign_in"
+    DELETE_ACCOUNT = "delete_account"
 
 
 class Verdict(enum.StrEnum):
@@ -544,6 +545,64 @@ class LockDue(Message):
         return cls(
             user_id=_string(message.body, "user_id", ID_MAX_LENGTH),
             lock_id=_string(message.body, "lock_id", ID_MAX_LENGTH),
+        )
+
+
+@dataclass(frozen=True)
+class DeletionDue(Message):
+    """auth -> auth, through the long delay queue: the grace of deletion ``deletion_id`` is over.
+
+    Published with the account's deletion, with the grace as its TTL, as ``LockDue`` is; the
+    account is erased when it comes back, unless it was restored (or deleted anew) meanwhile."""
+
+    TYPE: ClassVar[str] = "deletion.due"
+
+    user_id: str
+    deletion_id: str
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        return cls(
+            user_id=_string(message.body, "user_id", ID_MAX_LENGTH),
+            deletion_id=_string(message.body, "deletion_id", ID_MAX_LENGTH),
+        )
+
+
+@dataclass(frozen=True)
+class AccountErased(Message):
+    """auth -> worker (ACCOUNT_CREATION_QUEUE): an account is being erased; forget every key that names
+    its address or id (pending codes, their quotas and locks). The one message that carries the address
+    of an erased account, and only to the worker."""
+
+    TYPE: ClassVar[str] = "account.erased"
+
+    user_id: str
+    email: str
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        return cls(
+            user_id=_string(message.body, "user_id", ID_MAX_LENGTH),
+            email=_string(message.body, "email", EMAIL_MAX_LENGTH),
+        )
+
+
+@dataclass(frozen=True)
+class UserDeleted(Message):
+    """The public event of an erasure: the account's id and nothing else about it (no address, no locale)."""
+
+    TYPE: ClassVar[str] = "user.deleted"
+
+    event_id: str
+    occurred_at: str
+    user_id: str
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        return cls(
+            event_id=_string(message.body, "event_id", ID_MAX_LENGTH),
+            occurred_at=_string(message.body, "occurred_at", MOMENT_MAX_LENGTH),
+            user_id=_string(message.body, "user_id", ID_MAX_LENGTH),
         )
 
 

@@ -120,6 +120,12 @@ class WorkQueue:
     def delay_queue(self) -> str:
         return f"{self.name}.delayed"
 
+    @property
+    def long_delay_queue(self) -> str:
+        """A second delay queue for timers of days (a deletion's grace). A message expires only at the
+        head of its queue: in the first, a week-long timer would hold back every lock's end behind it."""
+        return f"{self.name}.delayed.long"
+
     def retry_queue(self, attempt: int) -> str:
         """The retry queue for the given retry number (0-based), capped at the last step."""
         return self.retry_queues[min(attempt, len(self.retry_delays) - 1)]
@@ -193,7 +199,7 @@ class Topology:
             return self.events_exchange, destination, False
         for inbox in (self.worker, self.auth):
             for queue in inbox.queues:
-                if queue.delayed and queue.delay_queue == destination:
+                if queue.delayed and destination in (queue.delay_queue, queue.long_delay_queue):
                     return inbox.retries_exchange, destination, True
         return self.inbox_of(destination).exchange, destination, True
 
@@ -240,16 +246,17 @@ def declare_queue(channel, inbox: Inbox, queue: WorkQueue) -> None:
     parked = [queue.dead_letter_queue, *queue.retry_queues]
     if queue.delayed:
         # No TTL of its own: each message says when it is due, and goes back to the work queue then.
-        channel.queue_declare(
-            queue=queue.delay_queue,
-            durable=True,
-            arguments={
-                **quorum,
-                "x-dead-letter-exchange": inbox.retries_exchange,
-                "x-dead-letter-routing-key": queue.name,
-            },
-        )
-        parked.append(queue.delay_queue)
+        for delay_queue in (queue.delay_queue, queue.long_delay_queue):
+            channel.queue_declare(
+                queue=delay_queue,
+                durable=True,
+                arguments={
+                    **quorum,
+                    "x-dead-letter-exchange": inbox.retries_exchange,
+                    "x-dead-letter-routing-key": queue.name,
+                },
+            )
+            parked.append(delay_queue)
     channel.queue_bind(queue.name, inbox.exchange, routing_key=queue.name)
     for topic in queue.topics:
         channel.queue_bind(queue.name, inbox.events_exchange, routing_key=topic)

@@ -338,6 +338,14 @@ class RedisPendingCodes:
         # A day is far longer than any redelivery of one message takes.
         self._redis.set(self._notice_key(message_id), 1, ex=DAY)
 
+    def erase_address(self, email: str) -> int:
+        keys = [
+            self._slot_key(kind, Slot(purpose, email))
+            for purpose in Purpose
+            for kind in ("pending", "mailing", "sent", "consumed")
+        ]
+        return int(reply(self._redis.delete(*keys)))
+
     def _notice_key(self, message_id: str) -> str:
         return f"{self._prefix}:notice:{hashlib.sha256(message_id.encode()).hexdigest()}"
 

@@ -33,6 +33,7 @@ __all__ = [
     "link_token_for_request",
     "not_me_digest",
     "not_me_token_for_message",
+    "restore_token_for_message",
     "within_quota",
 ]
 
@@ -67,6 +68,12 @@ def link_token_for_request(key: str, message_id: str) -> str:
 def not_me_token_for_message(key: str, message_id: str) -> str:
     """The "this wasn't me" token of one security notice: stable on redelivery, useless without the key."""
     mac = hmac.new(key.encode(), f"not-me\x00{message_id}".encode(), sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def restore_token_for_message(key: str, message_id: str) -> str:
+    """The restore token of one deletion notice: a label of its own, so it is no "this wasn't me" token."""
+    mac = hmac.new(key.encode(), f"restore\x00{message_id}".encode(), sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 

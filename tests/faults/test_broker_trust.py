@@ -229,6 +229,8 @@ def test_what_each_account_may_publish_where(stack, trusted):
         ("auth", events, "other.thing"): REFUSED,  # topic permission: user.* only
         # The end of a lock: into auth's own delay queue, through its own retry route.
         ("auth", AUTH_RETRIES_EXCHANGE, f"{confirmed}.delayed"): DELIVERED,
+        # The end of a deletion's grace: into auth's long delay queue, the same way.
+        ("auth", AUTH_RETRIES_EXCHANGE, f"{confirmed}.delayed.long"): DELIVERED,
         # A consumer parks its own retries; the ladder brings them back to its own queue.
         ("auth", AUTH_RETRIES_EXCHANGE, first_retry[confirmed]): DELIVERED,
         # the worker: only confirmations and verdicts to auth, and its own retry route.
@@ -239,6 +241,7 @@ def test_what_each_account_may_publish_where(stack, trusted):
         ("worker", AUTH_RETRIES_EXCHANGE, confirmed): REFUSED,
         ("worker", events, "user.verified"): REFUSED,
         ("worker", AUTH_RETRIES_EXCHANGE, f"{confirmed}.delayed"): REFUSED,
+        ("worker", AUTH_RETRIES_EXCHANGE, f"{confirmed}.delayed.long"): REFUSED,
         ("worker", TO_AUTH_EXCHANGE, creation): UNROUTABLE,
         ("worker", REPLIES_EXCHANGE, creation): UNROUTABLE,
         ("worker", TO_AUTH_EXCHANGE, confirmed): DELIVERED,

@@ -44,6 +44,7 @@ def run(tmp_path_factory):
         "BCRYPT_ROUNDS": "4",
         "RESEND_COOLDOWN_SECONDS": "0",
         "RATELIMIT_ENABLED": "true",
+        "ACCOUNT_DELETION_GRACE_SECONDS": str(DELETION_GRACE_SECONDS),
     }
     stack = LocalStack(tmp_path_factory.mktemp("logs"), overrides)
     try:
@@ -198,15 +199,75 @@ def walk_sign_in(stack: LocalStack) -> dict[str, list[str]]:
     }
 
 
+DELETION_GRACE_SECONDS = 3
+
+
+def walk_leaving(stack: LocalStack) -> dict[str, list[str]]:
+    """Two sessions listed and one ended, the activity, an export (a wrong password, then the right one),
+    a deletion (a wrong password, a wrong code, the right one), its restore link, a deletion again and
+    its erasure; returns the secrets it used."""
+    email = f"leaving-{uuid.uuid4().hex[:10]}@example.com"
+    password = f"pw {secrets.token_urlsafe(12)}"
+    wrong_password = f"wrong {secrets.token_urlsafe(12)}"
+    assert stack.call("POST", "/auth/register", {"email": email, "password": password})[0] == 201
+    registration_code = stack.sink.wait_for(email, count=1, timeout=20)[0].code
+    assert stack.call("POST", "/auth/confirm", {"email": email, "code": registration_code})[0] == 200
+    phone = {"X-Device-Id": f"phone-{uuid.uuid4().hex[:8]}", "X-Device-Name": "Ada's phone"}
+    pairs = [stack.call("POST", "/auth/login", {"email": email, "password": password}, phone)[2]]
+    pairs.append(stack.call("POST", "/auth/login", {"email": email, "password": password})[2])
+    bearer = {"Authorization": f"Bearer {pairs[0]['access_token']}", **phone}
+    status, _, listed = stack.call("GET", "/auth/sessions", headers=bearer)
+    assert status == 200 and len(listed["sessions"]) == 2
+    [other] = [session for session in listed["sessions"] if not session["current"]]
+    assert stack.call("DELETE", f"/auth/sessions/{other['id']}", headers=bearer)[0] == 204
+    assert stack.call("GET", "/auth/account/activity", headers=bearer)[0] == 200
+    assert stack.call("POST", "/auth/account/export", {"password": wrong_password}, bearer)[0] == 401
+    assert stack.call("POST", "/auth/account/export", {"password": password}, bearer)[0] == 200
+
+    assert stack.call("POST", "/auth/account/delete", {"password": wrong_password}, bearer)[0] == 401
+    assert stack.call("POST", "/auth/account/delete", {"password": password}, bearer)[0] == 202
+    deletion_code = codes_in(stack, email, "deletion", 1)[-1]
+    assert deletion_code is not None
+    wrong_code = f"{(int(deletion_code) + 1) % 1_000_000:06d}"
+    assert stack.call("POST", "/auth/account/delete/confirm", {"code": wrong_code}, bearer)[0] == 400
+    status, _, pending = stack.call("POST", "/auth/account/delete/confirm", {"code": deletion_code}, bearer)
+    assert (status, pending["status"]) == (200, "pending_deletion")
+    [notice] = mails_in(stack, email, "will be deleted", 1)
+    restore = re.search(r"http://\S+/auth/account/restore\?token=(\S+)", notice.text)
+    assert restore is not None
+    assert http_form(f"{stack.base_url}/auth/account/restore", {"token": restore.group(1)})[0] == 200
+    status, _, again = stack.call("POST", "/auth/login", {"email": email, "password": password})
+    assert status == 200
+    bearer = {"Authorization": f"Bearer {again['access_token']}"}
+    assert stack.call("POST", "/auth/account/delete", {"password": password}, bearer)[0] == 202
+    second_code = codes_in(stack, email, "deletion", 2)[-1]
+    assert second_code is not None
+    assert stack.call("POST", "/auth/account/delete/confirm", {"code": second_code}, bearer)[0] == 200
+    # The grace runs out: the account is erased and its last email goes.
+    mails_in(stack, email, "was deleted", 1)
+    return {
+        "password": [password, wrong_password],
+        "code": [registration_code or "", deletion_code, wrong_code, second_code],
+        "link token": [restore.group(1), restore.group(1).split(".", 1)[1]],
+        "access token": [pair["access_token"] for pair in [*pairs, again]],
+        "refresh token": [pair["refresh_token"] for pair in [*pairs, again]],
+    }
+
+
 def codes_in(stack: LocalStack, email: str, subject_part: str, count: int) -> list[str | None]:
     """The codes of the first ``count`` mails whose subject has ``subject_part``; other mails (the welcome,
     the second factor's notice) may arrive in between."""
+    return [mail.code for mail in mails_in(stack, email, subject_part, count)]
+
+
+def mails_in(stack: LocalStack, email: str, subject_part: str, count: int) -> list:
+    """The first ``count`` mails to ``email`` whose subject has ``subject_part``, waiting for them."""
     mails = stack.sink.wait_for(email, timeout=20)
     while len([mail for mail in mails if subject_part in mail.subject]) < count:
         more = stack.sink.wait_for(email, count=len(mails) + 1, timeout=20)
         assert len(more) > len(mails), f"no mail '{subject_part}' to {email}: {[mail.subject for mail in more]}"
         mails = more
-    return [mail.code for mail in mails if subject_part in mail.subject][:count]
+    return [mail for mail in mails if subject_part in mail.subject][:count]
 
 
 def test_a_chunked_body_over_the_cap_is_413_on_the_real_server(run):
@@ -229,7 +290,7 @@ def test_a_chunked_body_over_the_cap_is_413_on_the_real_server(run):
 def test_no_secret_reaches_a_log_line(run):
     stack, keys = run
     used = walk_the_flow(stack)
-    for walk in (walk_the_lifecycle, walk_sign_in):
+    for walk in (walk_the_lifecycle, walk_sign_in, walk_leaving):
         for kind, values in walk(stack).items():
             used[kind] = used.get(kind, []) + values
     # Stopped before reading, so that every line is flushed; the fixture stops the mail sink.

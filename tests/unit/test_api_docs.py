@@ -76,7 +76,8 @@ def test_the_api_reference_has_a_section_for_every_operation_and_explains_every_
         f"{method.upper()} {path}"
         for path, operations in document["paths"].items()
         for method in operations
-        if not any(method.upper() in heading and path in heading.split() for heading in headings)
+        if method != "parameters"  # a path's own parameters ({session_id}), not an operation
+        and not any(method.upper() in heading and path in heading.split() for heading in headings)
     ]
     assert missing == [], "docs/api.md has no section for these"
     codes = {cls.code for cls in vars(domain_errors).values() if isinstance(cls, type) and issubclass(cls, AuthError)}

@@ -39,6 +39,9 @@ BUSINESS_REFUSALS = {
     "POST /auth/verify": ["400", "410"],
     "GET /auth/not-me": ["400", "410"],
     "POST /auth/not-me": ["400", "410"],
+    "POST /auth/account/delete/confirm": ["400", "410"],
+    "GET /auth/account/restore": ["400", "410"],
+    "POST /auth/account/restore": ["400", "410"],
 }
 ACCEPTED = ["2xx", "401", "403", "404", "409", "429"]
 # schemathesis's own list of rejections, plus 413: a generated body past MAX_BODY_BYTES is refused

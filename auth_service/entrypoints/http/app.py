@@ -11,11 +11,15 @@ from flask import Flask, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import BadRequest, HTTPException
 
+from auth_service.activity import ActivityLog, bind_client, unbind_client
 from auth_service.adapters.sns import SnsVerifier
 from auth_service.config import Settings
+from auth_service.deletion import AccountDeletion
+from auth_service.domain.activity import Client
 from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import (
     abuse,
+    account_routes,
     docs_assets,
     errors,
     jwks,
@@ -27,6 +31,7 @@ from auth_service.entrypoints.http import (
     security_headers,
 )
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
+from auth_service.export import AccountExport
 from auth_service.keyring import KeyRing
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.mail_suppressions import MailSuppressions
@@ -51,6 +56,9 @@ class AuthExtension:
     sign_in: SignIn
     not_me: NotMeLinks
     keys: KeyRing
+    activity: ActivityLog | None = None
+    deletion: AccountDeletion | None = None
+    export: AccountExport | None = None
     mail_suppressions: MailSuppressions | None = None
 
 
@@ -75,6 +83,9 @@ def create_app(
     not_me: NotMeLinks,
     keys: KeyRing,
     abuse_checks: AbuseChecks | None = None,
+    activity: ActivityLog | None = None,
+    deletion: AccountDeletion | None = None,
+    export: AccountExport | None = None,
     mail_suppressions: MailSuppressions | None = None,
     sns_verifier: SnsVerifier | None = None,
 ) -> Flask:
@@ -114,6 +125,9 @@ def create_app(
         sign_in=sign_in,
         not_me=not_me,
         keys=keys,
+        activity=activity,
+        deletion=deletion,
+        export=export,
         mail_suppressions=mail_suppressions,
     )
     password = settings.postmark_webhook_password
@@ -128,6 +142,7 @@ def create_app(
     abuse.install(app, abuse_checks or AbuseChecks.none())
     api = ContractApi(app)
     api.register_blueprint(routes.auth)
+    api.register_blueprint(account_routes.account)
     api.register_blueprint(routes.health)
     api.register_blueprint(jwks.well_known)
     if mail_suppressions is not None:
@@ -147,6 +162,18 @@ def create_app(
         offered = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = offered if REQUEST_ID_PATTERN.match(offered) else uuid.uuid4().hex
         observability.start_request(g.request_id)
+
+    @app.before_request
+    def bind_activity_client():
+        # What the account's activity records of this request: its address and device (auth_service/activity.py).
+        device = routes.request_device()
+        g.activity_client = bind_client(Client(device.ip, device.label))
+
+    @app.teardown_request
+    def unbind_activity_client(error=None):
+        token = g.pop("activity_client", None)
+        if token is not None:
+            unbind_client(token)
 
     @app.before_request
     def require_json_object():

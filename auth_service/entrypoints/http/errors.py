@@ -26,6 +26,8 @@ STATUS_OF = {
     errors.EmailNotVerified: 403,
     errors.InvalidTokenError: 401,
     errors.PasswordUnchanged: 422,
+    errors.NotFound: 404,
+    errors.AccountPendingDeletion: 403,
     errors.FieldRefused: 422,
 }
 

@@ -108,3 +108,32 @@ def for_error(error: errors.AuthError) -> Response:
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
     return response
+
+
+def restore_button(token: str, action: str) -> Response:
+    return page(
+        200,
+        "Keep your account",
+        "Your account is waiting to be deleted. Press the button to keep it: nothing will be erased, and you "
+        "sign in again in the app.",
+        token=token,
+        action=action,
+        button="Keep my account",
+    )
+
+
+def restored() -> Response:
+    return page(
+        200,
+        "Your account is kept",
+        "The deletion is cancelled and you can sign in again in the app. If you did not ask for the deletion "
+        'yourself, change your password now ("Forgot password" in the app).',
+    )
+
+
+def restore_gone() -> Response:
+    return page(
+        410,
+        "This link has expired",
+        "It was used already, belongs to an earlier deletion, or the account has been erased.",
+    )

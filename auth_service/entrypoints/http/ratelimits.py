@@ -243,6 +243,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
         deduct_when=wrong_current_password,
     )
 
+    account_pages = limiter.shared_limit(settings.ratelimit_account_pages_per_ip, scope="account-pages")
     # Every accepted action that mails the account's own address a notice spends one quota per account.
     notices = limiter.shared_limit(
         settings.ratelimit_notices_per_account,
@@ -351,6 +352,39 @@ def install(app: Flask, settings: Settings) -> Limiter:
                 key_func=link_account_key,
                 exempt_when=no_link_account,
                 scope="not-me-account",
+            ),
+        ],
+        # Reading and ending the account's own sessions and activity: a Bearer token is needed, the load is bounded.
+        "account.list_sessions": [account_pages],
+        "account.end_other_sessions": [account_pages],
+        "account.end_session": [account_pages],
+        "account.activity": [account_pages],
+        # A password checked with a Bearer token: its wrong guesses spend password change's budget.
+        # A deletion code mails the account's own address: it spends the notices' quota too.
+        "account.delete_account": [
+            limiter.limit(settings.ratelimit_account_password_per_ip),
+            password_failures,
+            notices,
+        ],
+        "account.export_account": [limiter.limit(settings.ratelimit_account_password_per_ip), password_failures],
+        # Guesses at a code, as at email/confirm: the guessing bound, with counters of their own.
+        "account.confirm_deletion": [
+            limiter.limit(settings.ratelimit_email_confirm_per_ip, scope="delete-confirm"),
+            limiter.limit(
+                settings.ratelimit_email_confirm_per_account,
+                key_func=account_key,
+                exempt_when=no_account,
+                scope="delete-confirm-account",
+            ),
+        ],
+        # The restore link has the verification link's form: the same limits, counters of its own.
+        "account.restore": [
+            limiter.limit(settings.ratelimit_verify_link_per_ip, scope="restore"),
+            limiter.limit(
+                settings.ratelimit_verify_link_per_account,
+                key_func=link_account_key,
+                exempt_when=no_link_account,
+                scope="restore-account",
             ),
         ],
         "auth.verify_link": [

@@ -27,7 +27,7 @@ ERROR = schemas.ErrorResponse
 
 
 # Endpoints that take an HTML form, not a JSON object.
-FORM_ENDPOINTS = frozenset({"auth.verify_link", "auth.not_me"})
+FORM_ENDPOINTS = frozenset({"auth.verify_link", "auth.not_me", "account.restore"})
 
 
 def _accounts() -> AccountService:
@@ -82,6 +82,16 @@ DEVICE_HEADER = {
     "schema": {"type": "string"},
     "description": "a random id the app keeps per installation (its first 200 characters count); without it, "
     "the User-Agent and the network",
+}
+
+
+# What the session list calls the device (GET /auth/sessions); without it, a label read from the User-Agent.
+DEVICE_NAME_HEADER = {
+    "in": "header",
+    "name": "X-Device-Name",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "the device's name as the user knows it (\"Ada's iPhone\"), shown in the session list",
 }
 
 
@@ -166,7 +176,7 @@ def resend_code(body):
 @auth.alt_response(422, schema=ERROR, description="validation_error")
 @auth.alt_response(429, schema=ERROR, description="rate_limited (with the second factor: a code was sent just now)")
 @auth.alt_response(503, schema=ERROR, description="service_unavailable: a store or the broker does not answer")
-@auth.doc(parameters=[DEVICE_HEADER])
+@auth.doc(parameters=[DEVICE_HEADER, DEVICE_NAME_HEADER])
 def login(body):
     """Exchange email and password for an access token and a refresh token (or a second-factor challenge)."""
     result = _sign_in().login(body["email"], body["password"], request_device(), g.request_id)
@@ -180,7 +190,7 @@ def login(body):
 @auth.response(200, schemas.TokenResponse)
 @_code_errors
 @_json_body_errors
-@auth.doc(parameters=[DEVICE_HEADER])
+@auth.doc(parameters=[DEVICE_HEADER, DEVICE_NAME_HEADER])
 def login_verify(body):
     """Finish a login that answered a challenge: the challenge and the emailed code give the token pair.
     The device is not asked again for MFA_TRUST_DAYS. An unknown, used or expired challenge is code_expired."""
@@ -223,11 +233,13 @@ def set_mfa(body):
 
 
 def request_device() -> Device:
-    """The device of this request: the client address as waitress resolved it, User-Agent, X-Device-Id."""
+    """The device of this request: the client address as waitress resolved it, User-Agent, X-Device-Id,
+    and the name the app gives it (X-Device-Name)."""
     return Device(
         ip=request.remote_addr or "unknown",
         user_agent=request.headers.get("User-Agent"),
         device_id=request.headers.get("X-Device-Id"),
+        name=request.headers.get("X-Device-Name"),
     )
 
 
@@ -238,7 +250,7 @@ def request_device() -> Device:
 @_json_body_errors
 def refresh_token(body):
     """Exchange a refresh token for a new pair. Each refresh token works once."""
-    return _token_answer(_sessions().refresh(body["refresh_token"]))
+    return _token_answer(_sessions().refresh(body["refresh_token"], request.remote_addr))
 
 
 @auth.route("/logout", methods=["POST"])
@@ -259,7 +271,7 @@ def logout(body):
 @checked(auth, breach_checked="new_password", breach_check_when=lambda: _well_signed(bearer_token()))
 def change_password(body):
     """Change the password. Every other token of the account is refused from then on; answers the new pair."""
-    pair = _sessions().change_password(bearer_token(), body["current_password"], body["new_password"])
+    pair = _sessions().change_password(bearer_token(), body["current_password"], body["new_password"], request_device())
     return _token_answer(pair)
 
 

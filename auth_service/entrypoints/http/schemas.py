@@ -279,6 +279,60 @@ class ProfileResponse(ma.Schema):
     )
 
 
+class SessionResponse(ma.Schema):
+    id = fields.String(required=True, metadata={"description": "the session's id, for DELETE /auth/sessions/{id}"})
+    device = fields.String(
+        required=True, metadata={"description": "X-Device-Name at login, else read from the User-Agent"}
+    )
+    ip = fields.String(allow_none=True, metadata={"description": "the address of the last login or refresh"})
+    created_at = fields.DateTime(required=True)
+    last_used_at = fields.DateTime(required=True, metadata={"description": "the last login or refresh"})
+    current = fields.Boolean(required=True, metadata={"description": "the session of the access token used (its sid)"})
+
+
+class SessionsResponse(ma.Schema):
+    sessions = fields.List(fields.Nested(SessionResponse), required=True)
+
+
+class PasswordRequest(StrictSchema):
+    password = _password_given()
+
+
+class DeletionResponse(ma.Schema):
+    status = fields.String(
+        required=True,
+        metadata={"description": "pending_deletion; deleted when ACCOUNT_DELETION_GRACE_SECONDS is 0; pending on 202"},
+    )
+    delete_after = fields.DateTime(allow_none=True, metadata={"description": "when the account is erased"})
+
+
+class ExportResponse(ma.Schema):
+    """The export's top-level groups; each holds the stored fields under readable names."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    about_this_file = fields.String(required=True)
+    exported_at = fields.DateTime(required=True)
+
+
+class ActivityEntryResponse(ma.Schema):
+    type = fields.String(
+        required=True,
+        metadata={
+            "description": "an account event's routing key (user.locked, ...) or user.login, "
+            "user.login_failed, user.mfa_enabled, user.mfa_disabled, user.deletion_requested, user.deletion_cancelled"
+        },
+    )
+    occurred_at = fields.DateTime(required=True)
+    ip = fields.String(allow_none=True, metadata={"description": "null for what no request did (a lock's end)"})
+    device = fields.String(allow_none=True)
+
+
+class ActivityResponse(ma.Schema):
+    events = fields.List(fields.Nested(ActivityEntryResponse), required=True)
+
+
 # The confirmation pages are HTML; the document describes them as text.
 HTML_PAGE = {"type": "string", "description": "an HTML page"}
 

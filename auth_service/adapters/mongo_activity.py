@@ -1,0 +1,70 @@
+"""Each account's security activity in MongoDB, one document per entry, kept AUDIT_RETENTION_DAYS.
+
+An event's entry is keyed by its ``event_id``, so the outbox handing the same
+event over twice (a redelivery, the relay after a request) keeps one entry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pymongo
+
+from auth_service.adapters.mongo_support import aware
+from auth_service.adapters.serialized import SerializedWrites
+from auth_service.domain.activity import Activity
+
+
+class MongoActivity:
+    def __init__(self, database, retention_days: int, serialize_writes: bool = False, ttl_index: bool = True):
+        self._activity = database["activity"]
+        self._retention = timedelta(days=retention_days)
+        self._locked = SerializedWrites(serialize_writes)
+        self._ttl_index = ttl_index
+
+    def ensure_indexes(self) -> None:
+        self._activity.create_index(
+            [("user_id", pymongo.ASCENDING), ("occurred_at", pymongo.DESCENDING)], name="activity_by_user"
+        )
+        if self._ttl_index:
+            self._activity.create_index([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0, name="activity_ttl")
+
+    def keep(self, activity: Activity) -> None:
+        """Store the entry once: a second hand-over of the same id changes nothing."""
+        document = {
+            "user_id": activity.user_id,
+            "type": activity.type,
+            "occurred_at": activity.occurred_at,
+            "ip": activity.ip,
+            "device": activity.device,
+            "expires_at": activity.occurred_at + self._retention,
+        }
+        self._locked(self._activity.update_one, {"_id": activity.id}, {"$setOnInsert": document}, upsert=True)
+
+    def recent(self, user_id: str, since: datetime, limit: int) -> list[Activity]:
+        """The account's entries within the retention (``since`` on), newest first. The expiry is checked
+        here too: MongoDB's TTL monitor deletes only once a minute, mongomock's not at all."""
+        documents = (
+            self._activity.find({"user_id": user_id, "occurred_at": {"$gt": since}})
+            .sort("occurred_at", pymongo.DESCENDING)
+            .limit(limit)
+        )
+        return [_activity(document) for document in documents]
+
+    def documents_of(self, user_id: str) -> list[dict]:
+        """Every stored entry of the account, as stored (the export)."""
+        return list(self._activity.find({"user_id": user_id}).sort("occurred_at", pymongo.DESCENDING))
+
+    def erase(self, user_id: str) -> int:
+        return self._locked(self._activity.delete_many, {"user_id": user_id}).deleted_count
+
+
+def _activity(document: dict) -> Activity:
+    return Activity(
+        id=document["_id"],
+        user_id=document["user_id"],
+        type=document["type"],
+        occurred_at=aware(document["occurred_at"]),
+        ip=document.get("ip"),
+        device=document.get("device"),
+    )
