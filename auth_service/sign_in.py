@@ -25,6 +25,7 @@ from auth_service.domain.challenges import SignInChallenge, challenge_hash, new_
 from auth_service.domain.devices import Device
 from auth_service.domain.errors import CodeExpired, InvalidCredentials, ServiceUnavailable
 from auth_service.domain.passwords import PasswordHasher
+from auth_service.domain.recovery import refuse_while_recovering
 from auth_service.domain.sessions import TokenPair
 from auth_service.logins import KnownDevices
 from auth_service.outbox import Outbox
@@ -91,6 +92,8 @@ class SignIn:
     def set_mfa(self, access_token: str | None, enabled: bool, password: str, request_id: str | None = None) -> bool:
         """Turn the emailed second factor on or off; a change mails the owner a notice. Returns the new state."""
         user = self._sessions.authenticate(access_token)
+        if not enabled:
+            refuse_while_recovering(user)
         if not self._hasher.verify(password, user.password_hash):
             raise InvalidCredentials("The password is incorrect.")
         notice = self._codes.notice(
@@ -162,7 +165,7 @@ class SignIn:
 
     def _issue_asked_code(self, request: ResendRequest) -> None:
         user = self._users.by_email(request.email)
-        if user is None or not user.verified:
+        if user is None or not user.verified or user.frozen:
             return
         self._codes.issue_asked(Purpose.SIGN_IN, user, request)
 
@@ -172,7 +175,7 @@ class SignIn:
         email = normalize_email(email)
         verdict = self._judge(email, code, None, request_id)
         user = self._users.by_id(verdict.user_id or "")
-        if user is None or not user.verified or user.email != email:
+        if user is None or not user.verified or user.email != email or user.frozen:
             raise CodeExpired()
         return self._sessions.open(user)
 

@@ -116,9 +116,23 @@ class UncountedEvents:
 
 
 # The notices auth may ask for (each a pair in templates/); they carry no code.
-NOTICE_TEMPLATES = frozenset({"email_change_requested", "email_changed", "mfa_enabled", "mfa_disabled"})
+NOTICE_TEMPLATES = frozenset(
+    {
+        "email_change_requested",
+        "email_changed",
+        "mfa_enabled",
+        "mfa_disabled",
+        # A "this wasn't me" link's undo, told to both addresses, and a freeze for support.
+        "email_restored",
+        "email_change_undone",
+        "account_frozen",
+    }
+)
 # The security notices: each carries a one-time "this wasn't me" link, minted here from the message id.
-SECURITY_NOTICES = frozenset({"new_sign_in", "password_changed", "email_changed", "mfa_enabled", "mfa_disabled"})
+SECURITY_NOTICES = frozenset(
+    # email_change_undone's link contests the undo (auth tells the kinds apart by the notice's name).
+    {"new_sign_in", "password_changed", "email_changed", "mfa_enabled", "mfa_disabled", "email_change_undone"}
+)
 
 
 def _moment(rfc3339: str) -> str:
