@@ -104,11 +104,12 @@ class NotMeLinks:
     def issued(self, issued: NotMeIssued) -> None:
         """Keep the digest of a link the worker is mailing (idempotent: redeliveries add nothing).
 
-        An address change's link, and the contest link of an undo, live only as long as the undo
-        window: past it the old mailbox has no say."""
+        The contest link of an undo lives only as long as the undo window. (An address change's link
+        can undo it only within the window too, which the account's address history decides, so that
+        its page can say why it did nothing.)"""
         now = self._now()
         lifetime = self._ttl
-        if issued.notice in (EMAIL_CHANGED_NOTICE, EMAIL_CHANGE_UNDONE):
+        if issued.notice == EMAIL_CHANGE_UNDONE:
             lifetime = min(lifetime, self._window)
         link = NotMeLink(issued.digest, issued.email, issued.notice, now + lifetime)
         self._users.add_not_me(issued.user_id, link, now)
