@@ -151,9 +151,8 @@ class NotMeLinks:
 
     def _carry_out(self, user: User, plan: Plan, version: int, now: datetime, request_id: str | None) -> Done | None:
         """Write the plan in one update; None if another press (or a new link) changed the links first."""
-        log.warning(
-            "'this wasn't me' link used", extra={"user_id": user.id, "notice": plan.link.notice, "action": plan.action}
-        )
+        press = {"user_id": user.id, "notice": plan.link.notice, "action": plan.action.value}
+        log.warning("'this wasn't me' link used", extra=press)
         mfa_on = plan.link.notice == MFA_DISABLED and plan.action is not Action.CONTEST
         if plan.action is Action.CONTEST:
             entries = self._frozen_notices(user, {user.email, plan.link.email}, request_id)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from auth_service.domain.accounts import LeftAddress, NotMeLink, User
 from auth_service.domain.errors import InvalidCredentials
@@ -97,13 +97,6 @@ def _spent(link: NotMeLink, pressed: bool) -> NotMeLink:
     if link.used or link.void:
         return link
     return replace(link, used=True) if pressed else replace(link, void=True)
-
-
-def after_change(history: tuple[LeftAddress, ...], old_email: str, now: datetime, window: timedelta):
-    """The address history once a confirmed change leaves ``old_email``: its mailbox may undo it for
-    ``window``; entries whose window is over are dropped."""
-    current = tuple(entry for entry in history if entry.undo_until > now)
-    return (*current, LeftAddress(old_email, now, now + window))[-ADDRESS_HISTORY_KEPT:]
 
 
 def refuse_while_recovering(user: User) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from auth_service.domain.accounts import LeftAddress, NotMeLink, Status, User
-from auth_service.domain.recovery import EMAIL_CHANGE_UNDONE, Action, Refusal, after_change, plan_press
+from auth_service.domain.recovery import EMAIL_CHANGE_UNDONE, Action, Refusal, plan_press
 from common.messaging.messages import Purpose
 from tests.unit.test_account_events import change_address, events, not_me_token, press
 from tests.unit.test_lifecycle import NEW_PASSWORD, bearer, change_email, code_in, mails_to, reset
@@ -94,12 +94,6 @@ def test_presses_that_can_do_nothing_say_why():
     assert plan_press(account("x@example.com"), used, "to-y", NOW) is Refusal.GONE
 
 
-def test_a_change_records_the_left_address_for_the_window_and_forgets_past_windows():
-    old = LeftAddress("old@example.com", NOW - WINDOW * 2, NOW - WINDOW)
-    history = after_change((old,), "x@example.com", NOW, WINDOW)
-    assert history == (LeftAddress("x@example.com", NOW, NOW + WINDOW),)
-
-
 # --- on fakes: the flow ---
 
 
@@ -120,6 +114,23 @@ def test_an_undo_evicts_a_pending_registration_of_the_address_and_reaches_the_ri
     assert reset(system, email, code_in(reset_mail)).status_code == 200
     assert login(system, email, NEW_PASSWORD)  # the owner's own account
     assert system.client.get("/auth/me", headers=bearer(pair["access_token"])).status_code == 401
+
+
+def test_an_undo_to_an_address_another_confirmed_account_holds_freezes_and_mails_no_code(system, unique_email):
+    email, moved = unique_email(), unique_email()
+    _, changed = change_address(system, email, moved)
+    owner_id = system.auth.users.by_email(moved).id
+    users = system.auth.users._users
+    holder = {**users.find_one({"_id": owner_id}), "_id": "holder", "email": email, "not_me": [], "outbox": []}
+    holder["address_history"] = []
+    users.insert_one(holder)  # as data from before addresses were reserved could hold it
+
+    done = press(system, not_me_token(changed))
+    assert done.status_code == 200 and "could not be undone" in done.text
+    assert system.auth.users.by_id(owner_id).frozen and system.auth.users.by_id(owner_id).email == moved
+    assert mails_to(system, email, "Reset") == [] and mails_to(system, moved, "Reset") == []
+    assert len(mails_to(system, moved, "frozen")) == 1
+    assert system.client.post("/auth/login", json={"email": moved, "password": PASSWORD}).status_code == 401
 
 
 def test_until_the_reset_no_session_may_move_the_address_or_turn_the_second_factor_off(system, unique_email):
