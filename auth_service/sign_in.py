@@ -145,7 +145,9 @@ class SignIn:
         if not self._challenges.spend(found.challenge_hash):
             raise CodeExpired()  # a parallel verify of this challenge won
         user = self._users.by_id(found.user_id)
-        if user is None:
+        if user is None or user.email != found.email or user.must_reset or user.frozen:
+            # The login moved since this challenge (its code went elsewhere), or a "this wasn't me" press
+            # came after it: a challenge a thief started before the press must not open a session.
             raise CodeExpired()
         self._users.trust_device(user.id, TrustedDevice(found.device, now + self._trust))
         self._devices.signed_in(user, device)

@@ -235,6 +235,8 @@ class MongoUserRepository:
                     "$set": {"email": change.new_email, "email_changed_at": at, "outbox_due_at": publish_after},
                     "$unset": {"pending_email": ""},
                     "$push": pushed,
+                    # A "this wasn't me" press that read the account before this change decides again.
+                    "$inc": {"not_me_version": 1},
                 },
                 return_document=pymongo.ReturnDocument.AFTER,
             )

@@ -10,7 +10,7 @@ from common.messaging.messages import Purpose
 from tests.unit.test_account_events import change_address, events, not_me_token, press
 from tests.unit.test_lifecycle import NEW_PASSWORD, bearer, change_email, code_in, mails_to, reset
 from tests.unit.test_sessions import PASSWORD, login, sign_up
-from tests.unit.test_sign_in import ask_code, set_mfa, sign_in_code, verify_code
+from tests.unit.test_sign_in import LAPTOP, ask_code, challenged, set_mfa, sign_in_code, verify_challenge, verify_code
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(days=3)
@@ -203,3 +203,15 @@ def test_a_reset_code_applies_only_to_the_account_it_was_issued_for(system, uniq
     )
     assert (answer.status_code, answer.json["error"]) == (410, "code_expired")
     assert system.client.post("/auth/login", json={"email": email, "password": PASSWORD}).status_code == 200
+
+
+def test_a_sign_in_challenge_started_before_a_press_opens_nothing(system, unique_email):
+    email = unique_email()
+    sign_up(system, email)
+    assert set_mfa(system, login(system, email)["access_token"], True).status_code == 200
+    challenge = challenged(system, email, headers=LAPTOP)  # the thief, with the password, before the press
+    code = sign_in_code(system, email)
+    [on] = mails_to(system, email, "turned on")
+    assert press(system, not_me_token(on)).status_code == 200
+    answer = verify_challenge(system, challenge, code, headers=LAPTOP)
+    assert (answer.status_code, answer.json["error"]) == (410, "code_expired")
