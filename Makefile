@@ -6,18 +6,19 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements translations test-tools lint typecheck format test unit integration test-cluster run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge bench-scale clean up down logs ps
+.PHONY: help install requirements translations test-tools lint typecheck format check test unit integration test-cluster run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge bench-abuse bench-scale bench-mail clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
 	@echo "make demo-lifecycle  one account's whole life: refresh, reset, password and email change, logout"
+	@echo "make check        the developer's loop: lint, type check and the unit tests (fakes only, no server), in about a minute"
 	@echo "make test         lint, type check, then every test (unit and integration); installs chromium and promtool if missing"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
 	@echo "make bench        the worker against a raw consumer and Celery, confirm latency, SMTP over TLS (docs/performance.md)"
 	@echo "make translations the emails' new or changed text into every language's catalog (docs/translations.md)"
 	@echo "make test-cluster a private 3-node RabbitMQ cluster, Redis with Sentinel, 2 auth replicas, 2 workers: a node of each killed mid-burst"
 	@echo "make bench-scale  worker and auth throughput with 1/2/4 workers and 1/2 auth replicas, single node and cluster (docs/scaling.md)"
-	@echo "make unit | integration | lint | typecheck | format | bench-latency | bench-login | bench-resend | bench-edge | requirements | clean"
+	@echo "make unit | integration | lint | typecheck | format | bench-latency | bench-login | bench-resend | bench-edge | bench-abuse | bench-mail | requirements | clean"
 	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services, Prometheus, Grafana)"
 	@echo "make down | logs | ps"
 
@@ -35,7 +36,8 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements/bench.txt
 	touch $@
 
 requirements: install
-	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/base.txt requirements/base.in
+	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		--upgrade-package disposable-email-domains -o requirements/base.txt requirements/base.in
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/dev.txt requirements/dev.in
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/bench.txt requirements/bench.in
 
@@ -64,6 +66,11 @@ typecheck: install
 # Debian's chromium and chromedriver (the /docs browser test) and promtool (the alert rules test).
 test-tools:
 	bash devtools/test_tools.sh
+
+# Before each commit: what needs no server and no browser. The unit tests run on fakes (tests/unit/conftest.py
+# refuses them the machine's RabbitMQ and Redis); `make test` is the whole suite.
+check: lint typecheck
+	$(PY) -m pytest tests/unit -q
 
 # The cluster suite starts its own cluster once (about half a minute) and runs last.
 test: lint typecheck test-tools
@@ -99,6 +106,7 @@ bench-latency: install
 
 bench-login: install
 	$(PY) -m bench.login_timing
+	$(PY) -m bench.token_signing
 
 bench-resend: install
 	$(PY) -m bench.resend_timing --endpoint resend
@@ -106,6 +114,13 @@ bench-resend: install
 
 bench-edge: install
 	$(PY) -m bench.http_edge
+
+bench-abuse: install
+	$(PY) -m bench.abuse_latency
+
+# Mails/s through each road out (SMTP, SES on moto, Postmark's stand-in), and the transport interface's cost (docs/mail.md).
+bench-mail: install
+	$(PY) -m bench.mail_transports $(MAIL_BENCH_ARGS)
 
 # Options, e.g. make bench-scale SCALE_ARGS="--messages 400 --skip-cluster".
 SCALE_ARGS ?=

@@ -18,30 +18,47 @@ from flask import Flask
 from prometheus_client import Counter, Gauge
 from pymongo.database import Database
 
+from auth_service.adapters import disposable_domains
+from auth_service.adapters.abuse_metrics import AbuseMetrics
+from auth_service.adapters.captcha import SiteverifyCaptcha
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
+from auth_service.adapters.keys_file import KeysFile
 from auth_service.adapters.mongo_challenges import MongoSignInChallenges
 from auth_service.adapters.mongo_resend_requests import MongoResendRequests
 from auth_service.adapters.mongo_sessions import MongoSessionRepository
+from auth_service.adapters.mongo_signing_keys import MongoSigningKeys
+from auth_service.adapters.mongo_suppressions import MongoSuppressions
 from auth_service.adapters.mongo_users import MongoUserRepository
+from auth_service.adapters.pwned_passwords import PwnedPasswordsClient
 from auth_service.adapters.rabbitmq import RabbitMessageBus
+from auth_service.adapters.sns import SnsVerifier
 from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
+from auth_service.domain.abuse import CaptchaProvider
 from auth_service.domain.confirmations import ConfirmingCodes
+from auth_service.domain.devices import device_label
 from auth_service.domain.lockout import LockoutPolicy
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.domain.tokens import TokenIssuer
+from auth_service.domain.sealed_keys import KeySealer
+from auth_service.domain.signing_keys import HS256, KeySchedule
+from auth_service.domain.tokens import LEEWAY_SECONDS, TokenIssuer
 from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
 from auth_service.entrypoints.http.app import create_app
+from auth_service.entrypoints.session_ends_listener import SessionEndsListener
 from auth_service.events import AccountEvents
+from auth_service.keyring import FileKeys, KeyRefresher, KeyRing, KeySource, RotatingKeys, SharedSecretKeys
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, KnownDevices
+from auth_service.mail_suppressions import MailSuppressions
 from auth_service.not_me import NotMeLinks
 from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service import AccountService
+from auth_service.session_ends import EndedSessions
 from auth_service.sessions import SessionPolicy, SessionService
 from auth_service.sign_in import SignIn, SignInPolicy
+from auth_service.sign_up_abuse import AbuseChecks
 from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
 from common.messaging.depths import QueueDepths
@@ -62,11 +79,13 @@ class AuthSystem:
     failed_logins: FailedLogins
     not_me: NotMeLinks
     sign_in: SignIn
+    keys: KeyRing
     users: MongoUserRepository
     bus: MessageBus
     codes: CodeClient
     code_asks: CodeAsks
     outbox: Outbox
+    mail_suppressions: MailSuppressions
     background: list = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
@@ -111,6 +130,32 @@ def cooldown_store(settings: Settings) -> Cooldowns:
     return RedisCooldowns(client, settings.ratelimit_key_prefix)
 
 
+def key_refresh_seconds(settings: Settings) -> float:
+    """How often each process reloads the signing keys: well inside the JWKS cache time, so a key
+    another replica published is served here long before it signs."""
+    return max(0.5, min(30.0, settings.jwks_max_age_seconds / 4))
+
+
+def key_source(settings: Settings, database) -> KeySource:
+    """HS256 under JWT_SECRET, the operator's keys file, or keys kept (and rotated) in MongoDB."""
+    secret = settings.jwt_secret.get_secret_value()
+    if settings.jwt_algorithm == HS256:
+        return SharedSecretKeys(secret)
+    if settings.jwt_signing_keys_file is not None:
+        return FileKeys(KeysFile(settings.jwt_signing_keys_file))
+    store = MongoSigningKeys(database, KeySealer(secret), serialize_writes=isinstance(database, mongomock.Database))
+    store.ensure_indexes()
+    refresh = key_refresh_seconds(settings)
+    schedule = KeySchedule(
+        rotation=timedelta(days=settings.jwt_key_rotation_days),
+        # A replica serves a new key at most one reload after it is stored: the lead covers that too.
+        publish_lead=timedelta(seconds=settings.jwks_max_age_seconds + refresh),
+        # A replica may sign with a retired key until its next reload; its tokens live JWT_TTL_SECONDS.
+        token_life=timedelta(seconds=settings.jwt_ttl_seconds + LEEWAY_SECONDS + refresh),
+    )
+    return RotatingKeys(store, settings.jwt_algorithm, schedule)
+
+
 def build(
     settings: Settings,
     *,
@@ -119,6 +164,7 @@ def build(
     cooldowns: Cooldowns | None = None,
     clock: Callable[[], float] = time.time,
     resend_requested: Callable[[], object] | None = None,
+    abuse_checks: AbuseChecks | None = None,
 ) -> AuthSystem:
     """``resend_requested``: what a resend or forgot wakes. By default the relay thread with the
     real broker; with a bus passed in (unit tests), the stored request is acted on at once, in
@@ -140,6 +186,9 @@ def build(
     session_store.ensure_indexes()
     challenges = MongoSignInChallenges(database, serialize_writes=mongomock_store, ttl_index=not mongomock_store)
     challenges.ensure_indexes()
+    keys = KeyRing(key_source(settings, database), clock)
+    ended_sessions = EndedSessions(settings.jwt_ttl_seconds + LEEWAY_SECONDS, clock)
+    ended_sessions.load(session_store.ended_since(_moment(ended_sessions.since())))
 
     registry = process_registry()
     Gauge(
@@ -189,16 +238,19 @@ def build(
         users=users,
         sessions=session_store,
         tokens=TokenIssuer(
-            settings.jwt_secret.get_secret_value(),
+            keys.current,
             settings.jwt_ttl_seconds,
             settings.jwt_issuer,
             settings.jwt_audience,
             clock,
         ),
         hasher=hasher,
-        policy=SessionPolicy(settings.refresh_ttl_seconds, settings.refresh_reuse_grace_seconds),
+        policy=SessionPolicy(
+            settings.refresh_ttl_seconds, settings.refresh_reuse_grace_seconds, settings.session_max_age_seconds
+        ),
         outbox=outbox,
         clock=clock,
+        ended=ended_sessions,
         events=events,
     )
     accounts = AccountService(
@@ -250,13 +302,36 @@ def build(
         KnownDevices(users, outbox, events, clock),
         clock=clock,
     )
+    # ua-parser compiles its rules on first use (about 0.1 s): here, not in the first login's answer.
+    device_label(None)
+
+    background.append(KeyRefresher(keys, key_refresh_seconds(settings)))
+    mail_suppressions = MailSuppressions(
+        MongoSuppressions(database, serialize_writes=mongomock_store),
+        users,
+        outbox,
+        events,
+        bus,
+        worker_queue=settings.account_creation_queue,
+        publish_timeout_seconds=settings.publish_timeout_seconds,
+        clock=clock,
+    )
+    trusted = settings.sns_trusted_certificate_file
+    sns_verifier = SnsVerifier(settings.ses_sns_topic_arns, trusted.read_bytes() if trusted else None)
 
     if isinstance(bus, RabbitMessageBus):
+
+        def catch_up() -> None:
+            ended_sessions.load(session_store.ended_since(_moment(ended_sessions.since())))
+
+        background.append(
+            SessionEndsListener(settings.rabbitmq_url, settings.account_events_exchange, ended_sessions, catch_up)
+        )
         background.append(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=code_verified_router(lifecycle, failed_logins, not_me),
+                handler=code_verified_router(lifecycle, failed_logins, not_me, mail_suppressions),
                 topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
@@ -277,7 +352,25 @@ def build(
         checks["rabbitmq"] = "up" if bus.connected else "down"
         return checks
 
-    app = create_app(settings, accounts, lifecycle, sessions, readiness, registry, sign_in=sign_in, not_me=not_me)
+    if abuse_checks is None:
+        abuse_checks = sign_up_abuse_checks(settings, AbuseMetrics(registry))
+    app = create_app(
+        settings,
+        accounts,
+        lifecycle,
+        sessions,
+        readiness,
+        registry,
+        sign_in=sign_in,
+        not_me=not_me,
+        abuse_checks=abuse_checks,
+        keys=keys,
+        mail_suppressions=mail_suppressions,
+        sns_verifier=sns_verifier,
+    )
+    login_failures = app.extensions.get("auth_login_failures")
+    if login_failures is not None:
+        lifecycle.forget_login_failures_with(login_failures.forget)
     return AuthSystem(
         app=app,
         accounts=accounts,
@@ -286,13 +379,58 @@ def build(
         failed_logins=failed_logins,
         not_me=not_me,
         sign_in=sign_in,
+        keys=keys,
         users=users,
         bus=bus,
         codes=codes,
         code_asks=code_asks,
         outbox=outbox,
+        mail_suppressions=mail_suppressions,
         background=background,
         registry=registry,
+    )
+
+
+def sign_up_abuse_checks(settings: Settings, metrics: AbuseMetrics) -> AbuseChecks:
+    """The checks the settings turn on, each with its HTTP client (no connection is opened until a check runs)."""
+    captcha = None
+    if settings.captcha_provider is not None and settings.captcha_secret is not None:
+        captcha = SiteverifyCaptcha(
+            CaptchaProvider(settings.captcha_provider),
+            settings.captcha_secret.get_secret_value(),
+            settings.captcha_verify_url,
+            settings.captcha_timeout_seconds,
+            on_verified=metrics.captcha_verified,
+        )
+    ranges = None
+    if settings.pwned_passwords_url:
+        ranges = PwnedPasswordsClient(
+            settings.pwned_passwords_url,
+            settings.pwned_passwords_timeout_seconds,
+            settings.pwned_passwords_cache_ranges,
+            on_lookup=metrics.range_lookup,
+        )
+    operator_lists = (
+        settings.blocked_email_domains,
+        settings.blocked_email_domains_file,
+        settings.allowed_email_domains,
+        settings.allowed_email_domains_file,
+    )
+    disposable = None
+    if settings.block_disposable_addresses or any(operator_lists):
+        disposable = disposable_domains.load(
+            blocked=settings.blocked_email_domains,
+            allowed=settings.allowed_email_domains,
+            blocked_file=settings.blocked_email_domains_file,
+            allowed_file=settings.allowed_email_domains_file,
+            maintained=None if settings.block_disposable_addresses else frozenset(),
+        )
+    return AbuseChecks(
+        metrics,
+        captcha=captcha,
+        password_ranges=ranges,
+        breach_check_fails_closed=settings.pwned_passwords_fail_closed,
+        disposable=disposable,
     )
 
 
@@ -310,6 +448,10 @@ def _marker(bus: MessageBus) -> Callable[[Callable[[], object]], object]:
             log.info("outbox entry left for the relay at shutdown")
 
     return mark_later
+
+
+def _moment(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
 
 
 def _or_nan(count: Callable[[], int]) -> float:

@@ -2,7 +2,7 @@
 
 A request for a code by address must answer alike, and after the same work,
 for every address, or its timing tells which addresses have an account
-(docs/security.md, item 10). So the request only runs the cooldown, stores
+(docs/security.md, "Resend timing"). So the request only runs the cooldown, stores
 what was asked (one insert) and wakes the relay thread; the relay looks the
 address up and hands the stored request to what its purpose registered here,
 which mails a code or does nothing. Resend and forgot share this; they differ

@@ -183,6 +183,7 @@ class CodeClient:
         request_id: str | None = None,
         confirmation: str | None = None,
         submission_id: str | None = None,
+        proven_device: bool = False,
     ) -> CodeVerdict | None:
         """Submit a code (or a link token) and wait a bounded time for the verdict.
 
@@ -190,7 +191,8 @@ class CodeClient:
         the worker still judges it. 503 when the broker is away or the reply is
         unreadable. ``submission_id`` (see ``new_submission_id``) is the
         message id, which the worker's durable ``code.verified`` names;
-        ``confirmation`` travels with the submission and comes back on it.
+        ``confirmation`` travels with the submission and comes back on it. ``proven_device``: submitted
+        from a device the account signed in from, which the account's guess budget lets through.
         """
         submission = CodeSubmitted(
             purpose=purpose,
@@ -200,6 +202,7 @@ class CodeClient:
             submitted_at=self._clock(),
             user_id=user_id,
             confirmation=confirmation,
+            proven_device=proven_device,
         ).outgoing(
             message_id=submission_id or new_submission_id(),
             correlation_id=uuid.uuid4().hex,

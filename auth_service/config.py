@@ -1,12 +1,18 @@
-"""The auth service's settings (see ../shared/CONTRACT.md and common/settings.py)."""
+"""The auth service's settings, read from the environment: each field is the variable of its name in capitals.
+
+docs/operations.md ("Settings") lists every one with its default and what it does; those both services read
+(the servers, the queue names) are in common/settings.py.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from limits import parse_many
-from pydantic import AfterValidator, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, FilePath, SecretStr, model_validator
+from pydantic_settings import NoDecode
 
 from common.settings import Flag, Port, ServiceSettings, default_redis_uri, key_error
 
@@ -24,6 +30,13 @@ def _limits(value: str) -> str:
     return value
 
 
+def _domains(value: object) -> object:
+    return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+
+
+# "a.example,b.example": a list in its own notation, not the JSON pydantic-settings expects of a tuple.
+DomainList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_domains)]
+
 # Request limits in flask-limiter's notation, per client IP or per address (docs/security.md).
 RateLimit = Annotated[str, AfterValidator(_limits)]
 
@@ -38,6 +51,12 @@ def _peer_address(value: str | None) -> str | None:
         raise ValueError("must be one IP address or *") from None
 
 
+def _names(value: object) -> object:
+    if isinstance(value, str):
+        return frozenset(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 def _jwt_secret_default(data: dict[str, Any]) -> SecretStr:
     # Unset, only development gets a fixed key; elsewhere the empty key is refused below.
     return SecretStr(DEVELOPMENT_JWT_SECRET if data.get("app_env") == "development" else "")
@@ -48,6 +67,13 @@ class Settings(ServiceSettings):
     mongo_db: str = "auth"
     jwt_secret: SecretStr = Field(default_factory=_jwt_secret_default)
     jwt_ttl_seconds: int = Field(900, ge=1)
+    # ES256, EdDSA, RS256: a private key signs, the published JWKS verifies; HS256: JWT_SECRET, nothing published.
+    jwt_algorithm: Literal["ES256", "EdDSA", "RS256", "HS256"] = "ES256"
+    jwt_signing_keys_file: Path | None = None
+    # Days, fractions allowed (a test rotates in seconds).
+    jwt_key_rotation_days: float = Field(30.0, gt=0, le=3650)
+    jwks_max_age_seconds: int = Field(600, ge=0, le=86400)
+    session_max_age_seconds: int = Field(90 * 86400, ge=60)
     jwt_issuer: str = "auth-service"
     jwt_audience: str = "mobile-app"
     refresh_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
@@ -97,6 +123,9 @@ class Settings(ServiceSettings):
     ratelimit_login_verify_per_ip: RateLimit = "30/minute;300/hour"
     ratelimit_login_verify_per_account: RateLimit = "10/minute;50/day"
     ratelimit_mfa_per_ip: RateLimit = "10/minute;100/hour"
+    # Actions that mail the account's own address a notice (an address change asked for, the second
+    # factor switched): one quota per account, so a session cannot flood the owner's mailbox.
+    ratelimit_notices_per_account: RateLimit = "5/hour;20/day"
     ratelimit_refresh_per_ip: RateLimit = "60/minute;1000/hour"
     ratelimit_refresh_per_token: RateLimit = "10/minute"  # noqa: S105 (a limit, not a secret)
     ratelimit_logout_per_ip: RateLimit = "30/minute;300/hour"
@@ -105,6 +134,24 @@ class Settings(ServiceSettings):
     ratelimit_password_change_failures_per_account: RateLimit = "5/minute;20/day"  # noqa: S105 (a limit, not a secret)
     # A limit-store call slower than this is a hung store: the request goes on without it.
     ratelimit_store_timeout_seconds: float = Field(0.25, ge=0.01)
+    # Sign-up abuse (docs/security.md): breached passwords by k-anonymity, CAPTCHA, disposable addresses.
+    pwned_passwords_url: str | None = Field(None, pattern=r"^https?://")
+    pwned_passwords_timeout_seconds: float = Field(2.0, gt=0, le=30)
+    # Past the timeout the check is skipped and counted; true refuses the password (503) instead.
+    pwned_passwords_fail_closed: Flag = False
+    # Ranges kept a day each, least recently used dropped past this count (some 16 KB each).
+    pwned_passwords_cache_ranges: int = Field(1024, ge=0, le=100_000)
+    captcha_provider: Literal["turnstile", "hcaptcha"] | None = None
+    captcha_secret: SecretStr | None = None
+    # Unset: the provider's own siteverify URL.
+    captcha_verify_url: str | None = Field(None, pattern=r"^https?://")
+    captcha_timeout_seconds: float = Field(5.0, gt=0, le=30)
+    block_disposable_addresses: Flag = False
+    # The operator's own lists, beside the maintained one; a domain covers its subdomains, allowing wins.
+    blocked_email_domains: DomainList = ()
+    blocked_email_domains_file: FilePath | None = None
+    allowed_email_domains: DomainList = ()
+    allowed_email_domains_file: FilePath | None = None
     auth_host: str = "127.0.0.1"
     auth_port: Port = 8000
     auth_threads: int = Field(32, ge=2, le=256)
@@ -121,6 +168,16 @@ class Settings(ServiceSettings):
     trusted_proxy: Annotated[str | None, AfterValidator(_peer_address)] = Field(
         default_factory=lambda data: LOOPBACK if data.get("proxy_hops") else None
     )
+
+    # Mail reports (docs/mail.md). Postmark's webhook sends these in HTTP basic auth; unset, every
+    # report is refused (401).
+    postmark_webhook_username: str | None = None
+    postmark_webhook_password: SecretStr | None = None
+    # The SNS topics SES reports to: a message of any other topic is refused, however well signed
+    # (anyone can have SNS sign messages of a topic of their own). Unset: every SNS message is refused.
+    ses_sns_topic_arns: Annotated[frozenset[str], NoDecode, BeforeValidator(_names)] = frozenset()
+    # Tests only: this PEM certificate signs SNS messages, and none is fetched from Amazon.
+    sns_trusted_certificate_file: Path | None = None
 
     @property
     def ratelimit_store_options(self) -> dict[str, float]:
@@ -139,6 +196,14 @@ class Settings(ServiceSettings):
             raise ValueError("CONFIRM_MAX_WAITING must be fewer than AUTH_THREADS")
         if self.failed_login_warning_threshold >= self.lockout_threshold:
             raise ValueError("FAILED_LOGIN_WARNING_THRESHOLD must be below LOCKOUT_THRESHOLD")
+        if self.jwt_algorithm == "HS256" and self.jwt_signing_keys_file is not None:
+            raise ValueError(
+                "JWT_SIGNING_KEYS_FILE holds private keys for ES256, EdDSA or RS256; HS256 signs with JWT_SECRET"
+            )
+        if self.captcha_provider is not None and not (self.captcha_secret and self.captcha_secret.get_secret_value()):
+            raise ValueError("CAPTCHA_PROVIDER needs CAPTCHA_SECRET, the provider's secret key")
+        if self.captcha_provider is None and (self.captcha_secret is not None or self.captcha_verify_url):
+            raise ValueError("CAPTCHA_SECRET and CAPTCHA_VERIFY_URL need CAPTCHA_PROVIDER (turnstile or hcaptcha)")
         if self.trusted_proxy is not None and self.proxy_hops == 0:
             raise ValueError("TRUSTED_PROXY needs PROXY_HOPS, the number of proxies in front of the API")
         return self

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, error_for, new_submission_id
 from auth_service.domain.accounts import LeftAddress, PendingChange, User, normalize_email
+from auth_service.domain.devices import Device
 from auth_service.domain.errors import CodeExpired, EmailTaken, InvalidCredentials
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.recovery import refuse_while_recovering
@@ -34,6 +35,8 @@ from common.messaging.messages import Purpose, UserEmailChanged, UserPasswordCha
 log = logging.getLogger(__name__)
 
 EMAIL_CHANGE_REQUESTED = "email_change_requested"
+# No account has this id (ids are 32 hex digits): what a reset for an unknown address writes to.
+NO_ACCOUNT = "no-account"
 EMAIL_CHANGED = "email_changed"
 
 
@@ -76,6 +79,8 @@ class AccountLifecycle:
         self._hasher = hasher
         self._sessions = sessions
         self._clock = clock
+        # What a reset clears besides the lock: the address's failed-login counters of the rate limits.
+        self._forget_login_failures: Callable[[str], object] = lambda email: None
         self._appliers: dict[Purpose, Callable[[str, str, str | None], bool]] = {
             Purpose.RESET_PASSWORD: self._apply_reset,
             Purpose.CHANGE_EMAIL: self._apply_email_change,
@@ -86,6 +91,10 @@ class AccountLifecycle:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
+
+    def forget_login_failures_with(self, forget: Callable[[str], object]) -> None:
+        """Set what clears an address's failed-login counters after a reset (the HTTP layer's limits)."""
+        self._forget_login_failures = forget
 
     # --- password reset ---
 
@@ -100,15 +109,31 @@ class AccountLifecycle:
             return
         self._codes.issue_asked(Purpose.RESET_PASSWORD, user, request)
 
-    def reset_password(self, email: str, code: str, new_password: str, request_id: str | None = None) -> Outcome:
-        user = self._users.by_email(normalize_email(email))
-        if user is None or user.frozen:  # a frozen account waits for support: no code works
-            self._hasher.burn_time(new_password)  # the same bcrypt work as a known address
-            raise CodeExpired()
+    def reset_password(
+        self, email: str, code: str, new_password: str, device: Device, request_id: str | None = None
+    ) -> bool:
+        """Set the password the code proves the address's owner chose; False: no verdict in time (it is
+        applied once judged). Every address is submitted to the worker, known or not, so that an unknown
+        one answers like a known one without a live code (a wrong code counting down), after the same work."""
+        email = normalize_email(email)
+        user = self._users.by_email(email)
         change = PendingChange(
             new_submission_id(), Purpose.RESET_PASSWORD, self._now(), password_hash=self._hasher.hash(new_password)
         )
-        return self._submit(user, user.email, change, code=code, request_id=request_id)
+        if user is None or user.frozen:  # a frozen account waits for support: no code of it works either
+            # The same steps as for an account: the change's two writes match no document (they take the
+            # same store lock, so a busy store delays both alike), and the worker, finding no live code,
+            # answers as for one: a wrong code, counting down.
+            self._users.add_pending_change(NO_ACCOUNT, change)
+            verdict = self._codes.judge(
+                Purpose.RESET_PASSWORD, email, code=code, request_id=request_id, submission_id=change.submission_id
+            )
+            if verdict is None:
+                return False
+            self._users.discard_pending_change(NO_ACCOUNT, change.submission_id)
+            raise error_for(verdict) if not verdict.verified else CodeExpired()
+        proven = user.knows(device.key)
+        return self._submit(user, user.email, change, code=code, request_id=request_id, proven_device=proven).applied
 
     # --- address change ---
 
@@ -184,6 +209,7 @@ class AccountLifecycle:
         code: str | None = None,
         link_token: str | None = None,
         request_id: str | None = None,
+        proven_device: bool = False,
     ) -> Outcome:
         purpose = change.purpose if change is not None else Purpose.VERIFY_EMAIL
         submission_id = change.submission_id if change is not None else new_submission_id()
@@ -197,6 +223,7 @@ class AccountLifecycle:
             user_id=user.id,
             request_id=request_id,
             submission_id=submission_id,
+            proven_device=proven_device,
         )
         if verdict is None:
             return Outcome(False, user)
@@ -254,6 +281,9 @@ class AccountLifecycle:
         if updated is None:
             return False
         log.info("password reset applied", extra={"user_id": user_id})
+        # The owner proved the mailbox and chose the password: the failures an attacker piled on the
+        # address must not refuse it (the lock ended in the update above).
+        self._forget_login_failures(updated.email)
         verified = self._events.entry(UserVerified, updated)
         if self._users.record_first_verification(user_id, self._now(), [verified], self._outbox.relay_after()):
             self._outbox.deliver(user_id, verified)

@@ -43,7 +43,7 @@ from auth_service.ports import OutboxEntry, UserRepository
 from auth_service.sessions import SessionService
 from auth_service.sign_in import MFA_DISABLED
 from common.links import parse_link_token_reference
-from common.messaging.messages import NotMeIssued, Purpose, UserEmailChanged
+from common.messaging.messages import NotMeIssued, Purpose, UserEmailChanged, UserSessionsRevoked
 
 log = logging.getLogger(__name__)
 
@@ -153,27 +153,29 @@ class NotMeLinks:
         """Write the plan in one update; None if another press (or a new link) changed the links first."""
         press = {"user_id": user.id, "notice": plan.link.notice, "action": plan.action.value}
         log.warning("'this wasn't me' link used", extra=press)
+        # Announced in the same write as the version bump that refuses every earlier token.
+        revoked = self._events.entry(UserSessionsRevoked, user, all_sessions=True, reason="not_me")
         mfa_on = plan.link.notice == MFA_DISABLED and plan.action is not Action.CONTEST
         if plan.action is Action.CONTEST:
-            entries = self._frozen_notices(user, {user.email, plan.link.email}, request_id)
+            entries = [revoked, *self._frozen_notices(user, {user.email, plan.link.email}, request_id)]
             updated = self._write(user, plan, version, now, entries, freeze=True)
             done = Done.CONTESTED
         elif plan.action is Action.RESTORE:
             # The address is the account's again: a registration that took it meanwhile gives way.
             if self._users.evict_pending(plan.link.email, user.id):
                 log.warning("a pending registration of the address taken back gave way", extra={"user_id": user.id})
-            entries = self._restore_entries(user, plan.link.email, request_id)
+            entries = [revoked, *self._restore_entries(user, plan.link.email, request_id)]
             try:
                 updated = self._write(user, plan, version, now, entries, email=plan.link.email, mfa_on=mfa_on)
             except EmailTaken:
                 log.warning("address change not undone: another account holds the address", extra={"user_id": user.id})
-                entries = self._frozen_notices(user, {user.email}, request_id)
+                entries = [revoked, *self._frozen_notices(user, {user.email}, request_id)]
                 updated = self._write(user, plan, version, now, entries, freeze=True)
                 done = Done.NOT_RESTORED
             else:
                 done = Done.RESTORED
         else:
-            entries = [self._reset_code(user, user.email, request_id)]
+            entries = [revoked, self._reset_code(user, user.email, request_id)]
             updated = self._write(user, plan, version, now, entries, mfa_on=mfa_on)
             done = Done.SECURED
         if updated is None:

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from auth_service.domain.abuse import PasswordRange, Refusal
 from auth_service.domain.accounts import LeftAddress, NotMeLink, PendingChange, TrustedDevice, User
 from auth_service.domain.challenges import SignInChallenge
 from auth_service.domain.sessions import RefreshRecord, Session
+from auth_service.domain.signing_keys import KeyRecord
 from common.messaging.envelope import Outgoing
 from common.messaging.messages import Purpose
 
@@ -169,6 +171,33 @@ class Cooldowns(Protocol):
         ...
 
 
+class CheckUnavailable(Exception):
+    """An outside check (breached passwords, CAPTCHA) did not answer in time, or answered nonsense."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason  # a metric label: "timeout", "error"
+
+
+class PasswordRanges(Protocol):
+    def breached(self, prefix: str) -> PasswordRange:
+        """The breached suffixes of a SHA-1 prefix (five hex digits); ``CheckUnavailable`` if the API is not there."""
+        ...
+
+
+class CaptchaVerifier(Protocol):
+    def verify(self, token: str, remote_ip: str | None) -> bool:
+        """The provider's verdict on a token; ``CheckUnavailable`` if it gave none."""
+        ...
+
+
+class AbuseObserver(Protocol):
+    def refused(self, reason: Refusal) -> None: ...
+    def unchecked(self, check: str, reason: str) -> None:
+        """A check was skipped (failing open): ``check`` names it, ``reason`` says why."""
+        ...
+
+
 class SessionRepository(Protocol):
     def start(self, session: Session, first: RefreshRecord) -> None: ...
     def add(self, record: RefreshRecord) -> None: ...
@@ -180,6 +209,9 @@ class SessionRepository(Protocol):
     def session(self, family_id: str) -> Session | None: ...
     def end(self, family_id: str, at: datetime, reason: str) -> bool: ...
     def end_all(self, user_id: str, below_version: int, at: datetime, reason: str) -> int: ...
+    def ended_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(session id, ended at) of every session ended at or after ``since``."""
+        ...
 
 
 class SignInChallenges(Protocol):
@@ -188,3 +220,12 @@ class SignInChallenges(Protocol):
     def spend(self, challenge_hash: str) -> bool:
         """Remove the challenge; True for the one caller that did (atomic across processes)."""
         ...
+
+
+class SigningKeyStore(Protocol):
+    def records(self) -> list[KeyRecord]: ...
+    def add(self, record: KeyRecord) -> bool:
+        """Store a key; False if another process stored one of that generation first (atomic)."""
+        ...
+
+    def remove(self, kid: str) -> bool: ...

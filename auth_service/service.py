@@ -16,6 +16,7 @@ from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, error_for
 from auth_service.domain.accounts import Status, User, next_sequence, normalize_email
 from auth_service.domain.confirmations import ConfirmingCodes
+from auth_service.domain.devices import Device
 from auth_service.domain.errors import (
     CodeExpired,
     EmailNotVerified,
@@ -227,19 +228,23 @@ class AccountService:
             return Confirmation(True, user)
         raise CodeExpired()
 
-    def verify_password(self, email: str, password: str) -> User:
+    def verify_password(self, email: str, password: str, device: Device | None = None) -> User:
         """The confirmed account whose password this is. A wrong password answers the same 401 after the
         same bcrypt work whatever follows a right one (tokens, or the emailed second factor); so does
-        every password while the account is locked. Wrong ones count toward the warning and the lock."""
+        every password while the account is locked, except from a device the account has signed in
+        from: a lock anyone can set must not keep the owner's own devices out. Wrong ones count toward
+        the warning and the lock."""
         user = self._live_user(normalize_email(email))
         if user is None:
             self._hasher.burn_time(password)
             raise InvalidCredentials()
+        proven = device is not None and user.knows(device.key)
         # Checked even during a lock, so that a locked account costs the same time as any other.
         right = self._hasher.verify(password, user.password_hash)
-        if self._failed_logins.locked(user) or user.must_reset or user.frozen:
-            # The right password too, the same answer as a wrong one: a lock, a "this wasn't me" link
-            # (the thief may know the password: it works again only after a reset), or a freeze.
+        if (self._failed_logins.locked(user) and not proven) or user.must_reset or user.frozen:
+            # The right password too, the same answer as a wrong one: a lock, a "this wasn't me" link (the
+            # thief may know the password, and their device is a proven one too: it works again only
+            # after a reset), or a freeze.
             raise InvalidCredentials()
         if not right:
             if user.verified:  # an unconfirmed address is nobody's to warn yet
@@ -250,12 +255,17 @@ class AccountService:
         # Parallel wrong guesses read the account before this bcrypt ended and may have locked it since:
         # read again (only after a right password, so a wrong one's timing does not change).
         fresh = self._users.by_id(user.id)
-        if fresh is None or self._failed_logins.locked(fresh):
+        if fresh is None or (self._failed_logins.locked(fresh) and not proven):
             raise InvalidCredentials()
         self._failed_logins.succeeded(user)
         if self._hasher.needs_rehash(user.password_hash):
             self._users.replace_password_hash(user.id, self._hasher.hash(password))
         return user
+
+    def knows_device(self, email: str, device: Device) -> bool:
+        """Has the address's account signed in from this device? (The limits let such a device through.)"""
+        user = self._live_user(normalize_email(email))
+        return user is not None and user.knows(device.key)
 
     def _live_user(self, email: str) -> User | None:
         """The account of an address; a pending one past its lifetime counts as none (the TTL

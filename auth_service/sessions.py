@@ -11,6 +11,14 @@ Two things make a token refused, and each is one MongoDB write:
 A successor token and its access token carry the version of the token they
 replace, never the account's current one, so a refresh racing a password
 change can only produce tokens that the change has already made invalid.
+
+Every access token names its session (``sid``). A session that ends alone
+(logout, reuse detected) is added to ``EndedSessions``, the in-memory set the
+Bearer check consults, and announced as ``user.sessions_revoked`` so that the
+other replicas add it too; the ends that take every session with them
+announce ``all`` in the same write as the version bump. A session ends
+``SESSION_MAX_AGE_SECONDS`` after its login however often it is refreshed:
+no refresh or access token it is given outlives that.
 """
 
 from __future__ import annotations
@@ -38,7 +46,8 @@ from auth_service.domain.tokens import InvalidToken, TokenIssuer
 from auth_service.events import AccountEvents
 from auth_service.outbox import Outbox
 from auth_service.ports import OutboxEntry, SessionRepository, UserRepository
-from common.messaging.messages import UserPasswordChanged
+from auth_service.session_ends import EndedSessions
+from common.messaging.messages import UserPasswordChanged, UserSessionsRevoked
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,7 @@ REFRESH_REFUSED = "The refresh token is not valid. Log in again."
 class SessionPolicy:
     refresh_ttl_seconds: int
     reuse_grace_seconds: int
+    max_age_seconds: int = 90 * 86400
 
 
 class SessionService:
@@ -60,10 +70,12 @@ class SessionService:
         hasher: PasswordHasher,
         policy: SessionPolicy,
         outbox: Outbox,
+        ended: EndedSessions,
         clock: Callable[[], float] = time.time,
         events: AccountEvents | None = None,
     ):
         self._users = users
+        self.ended = ended
         self._outbox = outbox
         self._events = events if events is not None else AccountEvents(clock)
         self._sessions = sessions
@@ -71,6 +83,7 @@ class SessionService:
         self._hasher = hasher
         self._refresh_ttl = timedelta(seconds=policy.refresh_ttl_seconds)
         self._grace = timedelta(seconds=policy.reuse_grace_seconds)
+        self._max_age = timedelta(seconds=policy.max_age_seconds)
         self._clock = clock
 
     def _now(self) -> datetime:
@@ -81,8 +94,8 @@ class SessionService:
         now = self._now()
         session = Session(new_family_id(), user.id, user.token_version, now, now + self._refresh_ttl)
         refresh_token = new_refresh_token()
-        self._sessions.start(session, self._record(refresh_token, session.family_id, user, now))
-        return self._pair(user.id, user.token_version, refresh_token)
+        self._sessions.start(session, self._record(refresh_token, session, user, now))
+        return self._pair(user.id, user.token_version, refresh_token, session)
 
     def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate: the presented token is spent and a new pair of the same session is answered.
@@ -103,7 +116,7 @@ class SessionService:
             raise InvalidTokenError(REFRESH_REFUSED)
         if verdict is Presented.RETRY_WITHIN_GRACE:
             return self._successor(presented, now)
-        if verdict is Presented.REUSED and self._sessions.end(presented.family_id, now, "reuse_detected"):
+        if verdict is Presented.REUSED and self.end_session(presented.user_id, presented.family_id, "reuse_detected"):
             log.warning(
                 "used refresh token presented again after the grace window: session ended",
                 extra={"user_id": presented.user_id, "session_id": presented.family_id},
@@ -114,7 +127,26 @@ class SessionService:
         """End the session the token belongs to, whether it is current, used or expired; unknown: nothing."""
         record = self._sessions.find(refresh_token_hash(refresh_token))
         if record is not None:
-            self._sessions.end(record.family_id, self._now(), "logout")
+            self.end_session(record.user_id, record.family_id, "logout")
+
+    def end_session(self, user_id: str, session_id: str, reason: str) -> bool:
+        """End one session (logout, reuse detected, and any later way of ending a single session):
+        refused here at once, announced to the other replicas and services. The event is stored
+        before the end is written, so an end is never left unannounced; an end that another request
+        wrote first is announced by that one. True if this call ended it."""
+        session = self._sessions.session(session_id)
+        if session is None or not session.live:
+            return False
+        user = self._users.by_id(user_id)
+        entry = None
+        if user is not None:
+            entry = self._events.entry(UserSessionsRevoked, user, session_ids=(session_id,), reason=reason)
+            self._outbox.add(user_id, entry)
+        ended = self._sessions.end(session_id, self._now(), reason)
+        self.ended.add([session_id])
+        if entry is not None:
+            self._outbox.deliver(user_id, entry)
+        return ended
 
     def authenticate(self, access_token: str | None) -> User:
         """The account behind a Bearer token that is well signed, unexpired and of the current version."""
@@ -124,6 +156,8 @@ class SessionService:
             claims = self._tokens.verify(access_token)
         except InvalidToken:
             raise InvalidTokenError() from None
+        if self.ended.ended(claims.session_id):
+            raise InvalidTokenError()
         user = self._users.by_id(claims.subject)
         if user is None or user.token_version != claims.token_version:
             raise InvalidTokenError()
@@ -151,6 +185,7 @@ class SessionService:
             self._hasher.hash(new_password),
             user.token_version,
             announce=[self._events.entry(UserPasswordChanged, user, reason="change")],
+            user=user,
         )
         if updated is None:
             raise InvalidTokenError()
@@ -187,14 +222,21 @@ class SessionService:
         expected_version: int | None,
         reset: PendingChange | None = None,
         announce: list[OutboxEntry] | None = None,
+        user: User | None = None,
     ) -> User | None:
         now = self._now()
+        user = user if user is not None else self._users.by_id(user_id)
+        if user is None:
+            return None
+        # Announced in the same write as the version bump that refuses every earlier token.
+        revoked = self._events.entry(UserSessionsRevoked, user, all_sessions=True, reason=reason)
+        announce = [*(announce or []), revoked]
         updated = self._users.bump_token_version(
             user_id, now, password_hash, expected_version, reset, announce, self._outbox.relay_after()
         )
         if updated is None:
             return None
-        self._outbox.deliver_all(user_id, announce or [])
+        self._outbox.deliver_all(user_id, announce)
         # The version bump alone refuses every earlier token; ending the sessions too records
         # when and why each one ended, where an operator looks for it.
         ended = self._sessions.end_all(user_id, below_version=updated.token_version, at=now, reason=reason)
@@ -209,24 +251,32 @@ class SessionService:
         user = self._users.by_id(spent.user_id)
         if session is None or not session.live or user is None or user.token_version != spent.token_version:
             raise InvalidTokenError(REFRESH_REFUSED)
+        if now >= self._session_end(session):
+            raise InvalidTokenError(REFRESH_REFUSED)
         refresh_token = new_refresh_token()
-        record = self._record(refresh_token, spent.family_id, user, now, spent)
+        record = self._record(refresh_token, session, user, now, spent)
         self._sessions.add(record)
-        return self._pair(user.id, spent.token_version, refresh_token)
+        return self._pair(user.id, spent.token_version, refresh_token, session)
+
+    def _session_end(self, session: Session) -> datetime:
+        """SESSION_MAX_AGE_SECONDS after the login, whatever its refreshes."""
+        return session.created_at + self._max_age
 
     def _record(
-        self, refresh_token: str, family_id: str, user: User, now: datetime, parent: RefreshRecord | None = None
+        self, refresh_token: str, session: Session, user: User, now: datetime, parent: RefreshRecord | None = None
     ) -> RefreshRecord:
         return RefreshRecord(
             token_hash=refresh_token_hash(refresh_token),
-            family_id=family_id,
+            family_id=session.family_id,
             user_id=user.id,
             token_version=parent.token_version if parent is not None else user.token_version,
             issued_at=now,
-            expires_at=now + self._refresh_ttl,
+            expires_at=min(now + self._refresh_ttl, self._session_end(session)),
             parent_hash=parent.token_hash if parent is not None else None,
         )
 
-    def _pair(self, user_id: str, token_version: int, refresh_token: str) -> TokenPair:
-        access_token, expires_in = self._tokens.issue(user_id, token_version)
+    def _pair(self, user_id: str, token_version: int, refresh_token: str, session: Session) -> TokenPair:
+        access_token, expires_in = self._tokens.issue(
+            user_id, token_version, session.family_id, not_after=self._session_end(session).timestamp()
+        )
         return TokenPair(access_token=access_token, refresh_token=refresh_token, expires_in=expires_in)

@@ -109,7 +109,7 @@ class SignIn:
     ) -> TokenPair | MfaChallenge:
         """A password login from ``device``. With the second factor on and the device not trusted, the
         answer is a challenge and a sign-in code goes to the address."""
-        user = self._accounts.verify_password(email, password)
+        user = self._accounts.verify_password(email, password, device)
         now = self._now()
         trusted_as = device.key
         if not user.mfa_enabled or user.trusts(trusted_as, now):
@@ -139,7 +139,9 @@ class SignIn:
         found = self._challenges.find(challenge_hash(challenge))
         if found is None or found.expires_at <= now or found.device != device.key:
             raise CodeExpired()
-        verdict = self._judge(found.email, code, found.user_id, request_id)
+        owner = self._users.by_id(found.user_id)
+        proven = owner is not None and owner.knows(device.key)
+        verdict = self._judge(found.email, code, found.user_id, request_id, proven)
         if verdict.user_id != found.user_id or verdict.sequence != found.sequence:
             raise CodeExpired()  # a code of another attempt: this attempt's code was replaced
         if not self._challenges.spend(found.challenge_hash):
@@ -167,22 +169,35 @@ class SignIn:
 
     def _issue_asked_code(self, request: ResendRequest) -> None:
         user = self._users.by_email(request.email)
-        if user is None or not user.verified or user.frozen:
+        # With the second factor on, the mailbox alone must not open the account: no code is mailed,
+        # and the request was answered 202 like every other before anything was looked up.
+        if user is None or not user.verified or user.mfa_enabled or user.frozen:
             return
         self._codes.issue_asked(Purpose.SIGN_IN, user, request)
 
-    def verify_code(self, email: str, code: str, request_id: str | None = None) -> TokenPair:
-        """Address and sign-in code -> the token pair. Every address is submitted to the worker, so
-        that an unknown one costs the same round trip and answers as an expired code."""
+    def verify_code(self, email: str, code: str, device: Device, request_id: str | None = None) -> TokenPair:
+        """Address and sign-in code -> the token pair, and the device is remembered (a new one is
+        announced, with the notice's "this wasn't me" link). Every address is submitted to the worker,
+        so that an unknown one costs the same round trip and answers like a known one.
+
+        An account with the second factor on is never opened here: the only sign-in codes it is mailed
+        are its challenges', and those work with their challenge only (``verify_challenge``)."""
         email = normalize_email(email)
-        verdict = self._judge(email, code, None, request_id)
+        holder = self._users.by_email(email)  # read for every address: the same work whether it has an account
+        proven = holder is not None and holder.knows(device.key)
+        verdict = self._judge(email, code, None, request_id, proven)
         user = self._users.by_id(verdict.user_id or "")
-        if user is None or not user.verified or user.email != email or user.frozen:
+        if user is None or not user.verified or user.email != email or user.mfa_enabled or user.frozen:
             raise CodeExpired()
+        self._devices.signed_in(user, device)
         return self._sessions.open(user)
 
-    def _judge(self, email: str, code: str, user_id: str | None, request_id: str | None) -> CodeVerdict:
-        verdict = self._codes.judge(Purpose.SIGN_IN, email, code=code, user_id=user_id, request_id=request_id)
+    def _judge(
+        self, email: str, code: str, user_id: str | None, request_id: str | None, proven_device: bool = False
+    ) -> CodeVerdict:
+        verdict = self._codes.judge(
+            Purpose.SIGN_IN, email, code=code, user_id=user_id, request_id=request_id, proven_device=proven_device
+        )
         if verdict is None:
             # The worker still judges it, and a verified code is spent: nothing can open the session later.
             raise ServiceUnavailable(NO_VERDICT)

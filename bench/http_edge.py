@@ -1,4 +1,5 @@
-"""How the auth service's HTTP edge holds up against the attacks of docs/security.md, "Hardening, round two".
+"""How the auth service's HTTP edge holds up against the attacks of docs/security.md, "Hardening against an
+attack from outside".
 
 Runs ``python -m auth_service`` as a process with its default settings (rate
 limits off unless a probe needs them) on this machine's RabbitMQ and Redis,

@@ -1,8 +1,9 @@
-"""How long a code asked for by address takes (POST /auth/resend-code, /auth/password/forgot, /auth/login/code):
-an address with a confirmed account, one with a pending account, and an unknown one.
+"""How long a code asked for by address takes (POST /auth/resend-code, /auth/password/forgot, /auth/login/code),
+or a wrong code for one (POST /auth/password/reset, /auth/login/code/verify): an address with a confirmed
+account, one with a pending account, and an unknown one.
 
-The answer is the same 202 for all (no enumeration), so the time must not
-tell them apart either. Runs both services as real processes (waitress, the
+The answer is the same for all (202 for an ask, 400 invalid_code for a wrong code: no enumeration), so the
+time must not tell them apart either. Runs both services as real processes (waitress, the
 worker, this machine's RabbitMQ and Redis, a local SMTP sink), as ``make
 demo`` does; registers one pending and one confirmed account per run, then
 asks for each kind of address in turn (in random order within each round),
@@ -14,6 +15,7 @@ Prints one JSON line with the median and 95th percentile of each kind.
     make bench-resend
     python -m bench.resend_timing --endpoint forgot --runs 300
     python -m bench.resend_timing --endpoint login-code --runs 300
+    python -m bench.resend_timing --endpoint reset --runs 300
 """
 
 from __future__ import annotations
@@ -32,7 +34,18 @@ from bench.stack import benchmark_stack
 
 COOLDOWN_SECONDS = 2
 PASSWORD = "correct horse battery staple"  # noqa: S105 (benchmark accounts)
-ENDPOINTS = {"resend": "/auth/resend-code", "forgot": "/auth/password/forgot", "login-code": "/auth/login/code"}
+ENDPOINTS = {
+    "resend": "/auth/resend-code",
+    "forgot": "/auth/password/forgot",
+    "login-code": "/auth/login/code",
+    "reset": "/auth/password/reset",
+    "login-code-verify": "/auth/login/code/verify",
+}
+# A wrong code's fields besides the address, and the answer every address gets.
+WRONG_CODE = {
+    "reset": {"code": "000000", "new_password": "a brand new passphrase 7"},
+    "login-code-verify": {"code": "000000"},
+}
 KINDS = ("confirmed", "pending", "unknown")
 
 
@@ -116,8 +129,10 @@ def main() -> int:
             random.shuffle(order)
             for kind in order:
                 time.sleep(args.gap_ms / 1000)
-                status, elapsed = client.post(path, {"email": accounts[kind][index]})
-                assert status == 202, status
+                status, elapsed = client.post(
+                    path, {"email": accounts[kind][index], **WRONG_CODE.get(args.endpoint, {})}
+                )
+                assert status == (400 if args.endpoint in WRONG_CODE else 202), status
                 if index >= args.warmup:
                     times[kind].append(elapsed)
         client.close()

@@ -118,6 +118,9 @@ def configure_logging(service: str, level: str = "INFO", stream: IO[str] | None 
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("pika").setLevel(logging.WARNING)
+    # At DEBUG urllib3 logs each request line; the breached-password check's would give its range prefix,
+    # 20 bits of the password's SHA-1, beside the request id.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
     # Warnings and crashes of any thread become JSON lines too, not free text between them.
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught

@@ -1,21 +1,27 @@
 """Private servers of one cluster test session: three RabbitMQ nodes joined into one cluster, a
 Redis primary with one replica watched by three Sentinels, and a round-robin TCP balancer.
 
-Every process listens on free loopback ports with its own node name and data directory, never the
-machine's shared RabbitMQ (5672) or Redis (6379); ``stop`` ends each process group and the caller
-removes the directories.
+Each RabbitMQ node runs in a network namespace of its own, joined to the others by a network the
+session makes (``PrivateNetwork``), so that a partition cuts that network and nothing of the
+machine's. Redis, Sentinel and the balancer listen on free loopback ports. Every process has its
+own name and data directory, never the machine's shared RabbitMQ (5672) or Redis (6379); ``stop``
+ends each process group, removes the network, and the caller removes the directories.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import itertools
+import json
 import os
+import random
 import re
 import selectors
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,9 +36,11 @@ from devtools.tcp import ThreadedTcpServer
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 RABBITMQ_CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
 EPMD = "/usr/bin/epmd"
-# The nodes live on 127.0.0.11, .12, .13.
-NODE_ADDRESS_BASE = 10
-MAX_CUT_SECONDS = 150
+IP = "/usr/sbin/ip"
+# RFC 2544's range for benchmarking networks: the cluster's network takes a /24 of it that no route of
+# this machine reaches already. Host n of the network is .(10 + n); this machine's end is .1.
+NETWORK_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
+HOST_ADDRESS_BASE = 10
 REDIS_SERVER = "/usr/bin/redis-server"
 NODE_START_SECONDS = 180.0
 MASTER_NAME = "codes"
@@ -50,10 +58,183 @@ def _process_group_signal(process: subprocess.Popen, sig: int) -> None:
         os.killpg(process.pid, sig)
 
 
+class NetworkUnavailable(RuntimeError):
+    """This machine will not make the cluster's network: not root, or no iproute2."""
+
+
+class PartitionUnavailable(RuntimeError):
+    """The network cannot cut a host off: tc refused the queueing discipline."""
+
+
+def _ip(*args: str) -> str:
+    if not Path(IP).exists():
+        raise NetworkUnavailable(f"no {IP}: the cluster's network needs iproute2")
+    done = subprocess.run([IP, *args], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise NetworkUnavailable(f"ip {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+class PrivateNetwork:
+    """A network of the session's own for ``hosts`` hosts, none of it on this machine's loopback.
+
+    Each host is a network namespace whose ``eth0`` is one end of a veth pair; the other ends are
+    ports of a bridge in a hub namespace, as are the far end of one more pair whose near end
+    (``link``) is in this machine's namespace, so that processes here (the services, the tests,
+    the benchmark) reach every host at its address. The bridge switches frames: nothing forwards
+    or filters packets, and no setting of the machine changes. ``stop`` deletes the namespaces,
+    and every link with them; a watchdog does it if this process dies first.
+    """
+
+    def __init__(self, hosts: int):
+        if os.geteuid() != 0:
+            raise NetworkUnavailable("only root makes network namespaces (ip netns add)")
+        self.tag = uuid.uuid4().hex[:6]
+        self.hosts = hosts
+        self.subnet = _free_subnet()
+        self.hub = f"cluster-{self.tag}-hub"
+        self.link = f"cl-{self.tag}"
+        self._watchdog: subprocess.Popen | None = None
+
+    def namespace(self, host: int) -> str:
+        return f"cluster-{self.tag}-{host}"
+
+    def address(self, host: int) -> str:
+        return str(self.subnet.network_address + HOST_ADDRESS_BASE + host)
+
+    def port(self, host: int) -> str:
+        """The host's port on the hub's bridge (the hub's end of its veth pair)."""
+        return f"h{host}-{self.tag}"
+
+    def inside(self, host: int, *argv: str) -> list[str]:
+        """``argv`` as a command run in the host's namespace."""
+        return [IP, "netns", "exec", self.namespace(host), *argv]
+
+    def start(self) -> PrivateNetwork:
+        try:
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-c", WATCHDOG, str(os.getpid()), *self._teardown_commands()],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            _ip("netns", "add", self.hub)
+            _ip("-n", self.hub, "link", "set", "lo", "up")
+            _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
+            _ip("-n", self.hub, "link", "set", "br0", "up")
+            _ip("link", "add", self.link, "type", "veth", "peer", "name", "up0", "netns", self.hub)
+            _ip("addr", "add", f"{self.subnet.network_address + 1}/{self.subnet.prefixlen}", "dev", self.link)
+            _ip("link", "set", self.link, "up")
+            _ip("-n", self.hub, "link", "set", "up0", "master", "br0", "up")
+            for host in range(1, self.hosts + 1):
+                namespace, port = self.namespace(host), self.port(host)
+                _ip("netns", "add", namespace)
+                _ip("-n", namespace, "link", "set", "lo", "up")
+                _ip("-n", self.hub, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", namespace)
+                _ip("-n", self.hub, "link", "set", port, "master", "br0", "up")
+                _ip("-n", namespace, "addr", "add", f"{self.address(host)}/{self.subnet.prefixlen}", "dev", "eth0")
+                _ip("-n", namespace, "link", "set", "eth0", "up")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _teardown_commands(self) -> list[str]:
+        # Deleting a namespace deletes its links and their veth peers, this machine's end too.
+        namespaces = [self.namespace(host) for host in range(1, self.hosts + 1)] + [self.hub]
+        return [f"{IP} netns del {namespace}" for namespace in namespaces] + [f"{IP} link del {self.link}"]
+
+    def stop(self) -> None:
+        for command in self._teardown_commands():
+            subprocess.run(command.split(), capture_output=True, timeout=30)
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait(10)
+            self._watchdog = None
+
+    @contextlib.contextmanager
+    def cut_off(self, host: int) -> Iterator[Cut]:
+        """Inside the block, ``host`` is cut off from every other host and from this machine: every
+        packet to it (its bridge port's egress, in the hub) and from it (its ``eth0``'s egress, in
+        its namespace) is dropped by a ``blackhole`` queueing discipline. A peer sees silence, as
+        across a broken switch, not a refusal: TCP retransmits until the block ends."""
+        sides = [(self.hub, self.port(host)), (self.namespace(host), "eth0")]
+        try:
+            for namespace, device in sides:
+                done = subprocess.run(
+                    [IP, "netns", "exec", namespace, "tc", "qdisc", "add", "dev", device, "root", "blackhole"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                )
+                if done.returncode != 0:
+                    raise PartitionUnavailable(f"tc qdisc add dev {device} root blackhole: {done.stderr.strip()}")
+            yield Cut(sides)
+        finally:
+            for namespace, device in sides:
+                subprocess.run(
+                    [IP, "netns", "exec", namespace, "tc", "qdisc", "del", "dev", device, "root"],
+                    capture_output=True,
+                    timeout=10,
+                )
+
+
+# The network's watchdog: once the process that made it is gone, whatever it left is deleted.
+WATCHDOG = """
+import os, subprocess, sys, time
+owner = int(sys.argv[1])
+while True:
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(2)
+for command in sys.argv[2:]:
+    subprocess.run(command.split(), capture_output=True)
+"""
+
+
+def _free_subnet() -> ipaddress.IPv4Network:
+    """A /24 of ``NETWORK_RANGE`` that no address or route of this machine touches."""
+    taken: list[ipaddress.IPv4Network] = []
+    for route in json.loads(_ip("-j", "-4", "route", "show", "table", "all")):
+        with contextlib.suppress(KeyError, ValueError):  # "default" and the like: no network of their own
+            taken.append(ipaddress.IPv4Network(route["dst"], strict=False))
+    for entry in json.loads(_ip("-j", "-4", "addr", "show")):
+        for address in entry.get("addr_info", []):
+            taken.append(ipaddress.IPv4Network(f"{address['local']}/{address['prefixlen']}", strict=False))
+    candidates = list(NETWORK_RANGE.subnets(new_prefix=24))
+    random.shuffle(candidates)
+    for subnet in candidates:
+        if not any(subnet.overlaps(other) for other in taken):
+            return subnet
+    raise NetworkUnavailable(f"every /24 of {NETWORK_RANGE} is taken on this machine")
+
+
+@dataclass
+class Cut:
+    sides: list[tuple[str, str]]
+
+    def dropped_packets(self) -> int:
+        """Packets to or from the cut-off host that the cut dropped so far: proof it was real."""
+        total = 0
+        for namespace, device in self.sides:
+            shown = subprocess.run(
+                [IP, "netns", "exec", namespace, "tc", "-s", "qdisc", "show", "dev", device, "root"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
+            dropped = re.search(r"dropped (\d+)", shown)
+            total += int(dropped.group(1)) if dropped else 0
+        return total
+
+
 @dataclass
 class RabbitNode:
-    """One node, on a loopback address of its own (127.0.0.<index>) for its AMQP listener and its
-    Erlang distribution, both ways, so that all its traffic can be cut (``partitioned``)."""
+    """One node, alone in host ``index`` of the cluster's network: its AMQP listener, its Erlang
+    distribution and its epmd are reached at that host's address, so that all its traffic can be cut
+    (``partitioned``)."""
 
     base: Path
     short_name: str
@@ -62,12 +243,13 @@ class RabbitNode:
     dist_port: int
     home: Path
     epmd_port: int
+    network: PrivateNetwork
     process: subprocess.Popen | None = None
+    epmd: subprocess.Popen | None = None
 
     @property
     def address(self) -> str:
-        # Never 127.0.0.1: a partition cuts every packet of the node's address, and 127.0.0.1 is everyone's.
-        return f"127.0.0.{NODE_ADDRESS_BASE + self.index}"
+        return self.network.address(self.index)
 
     @property
     def name(self) -> str:
@@ -87,13 +269,8 @@ class RabbitNode:
             "RABBITMQ_CONF_ENV_FILE": str(self.base / "rabbitmq-env.conf"),
             "RABBITMQ_NODENAME": self.name,
             "RABBITMQ_USE_LONGNAME": "true",
-            # The cluster's own epmd, listening on every node's address (the machine's listens on 127.0.0.1 only).
+            # The epmd of the node's own namespace (every host of the network has one, on this port).
             "ERL_EPMD_PORT": str(self.epmd_port),
-            # Connections it opens to other nodes leave from its own address as well.
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": (
-                f"-kernel inet_dist_use_interface {{127,0,0,{NODE_ADDRESS_BASE + self.index}}} "
-                f"-kernel inet_dist_connect_options [{{ip,{{127,0,0,{NODE_ADDRESS_BASE + self.index}}}}}]"
-            ),
             "RABBITMQ_NODE_IP_ADDRESS": self.address,
             "RABBITMQ_NODE_PORT": str(self.port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
@@ -111,9 +288,20 @@ class RabbitNode:
         (self.base / "rabbitmq.conf").write_text(RABBITMQ_CONFIG)
         (self.base / "enabled_plugins").write_text("[].\n")
         (self.base / "rabbitmq-env.conf").write_text("")
+        if self.epmd is None or self.epmd.poll() is not None:
+            self.epmd = subprocess.Popen(
+                self.network.inside(self.index, EPMD, "-port", str(self.epmd_port)),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         with open(self.base / "server.out", "ab") as out:
             self.process = subprocess.Popen(
-                [str(RABBITMQ_SERVER)], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                self.network.inside(self.index, str(RABBITMQ_SERVER)),
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         return self
 
@@ -141,7 +329,7 @@ class RabbitNode:
 
     def ctl(self, *args: str, timeout: float = 60.0) -> str:
         result = subprocess.run(
-            [str(RABBITMQ_CTL), "--longnames", "-n", self.name, *args],
+            self.network.inside(self.index, str(RABBITMQ_CTL), "--longnames", "-n", self.name, *args),
             env=self.env,
             capture_output=True,
             text=True,
@@ -173,11 +361,16 @@ class RabbitNode:
         with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
             os.kill(self.beam_pid(), signal.SIGKILL)
 
+    def stop_epmd(self) -> None:
+        if self.epmd is not None and self.epmd.poll() is None:
+            self.epmd.kill()
+            self.epmd.wait(10)
+
 
 @dataclass
 class RabbitCluster:
     nodes: list[RabbitNode]
-    epmd: subprocess.Popen | None = None
+    network: PrivateNetwork
 
     @property
     def url(self) -> str:
@@ -202,9 +395,8 @@ class RabbitCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
-        if self.epmd is not None and self.epmd.poll() is None:
-            self.epmd.kill()
-            self.epmd.wait(10)
+            node.stop_epmd()
+        self.network.stop()
 
 
 def start_rabbit_cluster(base: Path, size: int = 3) -> RabbitCluster:
@@ -213,7 +405,9 @@ def start_rabbit_cluster(base: Path, size: int = 3) -> RabbitCluster:
     cookie = home / ".erlang.cookie"
     cookie.write_text(uuid.uuid4().hex.upper())
     cookie.chmod(0o400)
-    tag = uuid.uuid4().hex[:6]
+    network = PrivateNetwork(size).start()
+    # Each node is alone in its namespace: the ports need only differ from each other (a restarted node
+    # takes a new distribution port) and from the epmd's, which every namespace runs on the same port.
     epmd_port = free_port()
     taken: list[int] = [epmd_port]
     nodes = []
@@ -223,17 +417,18 @@ def start_rabbit_cluster(base: Path, size: int = 3) -> RabbitCluster:
             port, dist_port = free_port(), free_port()
         taken += [port, dist_port]
         nodes.append(
-            RabbitNode(base / f"node{index}", f"cluster-{tag}-{index}", index, port, dist_port, home, epmd_port)
+            RabbitNode(
+                base / f"node{index}",
+                network.namespace(index),
+                index,
+                port,
+                dist_port,
+                home,
+                epmd_port,
+                network,
+            )
         )
-    # Nodes register with epmd over 127.0.0.1 and look each other up on their own addresses.
-    addresses = ",".join(["127.0.0.1", *(node.address for node in nodes)])
-    epmd = subprocess.Popen(
-        [EPMD, "-port", str(epmd_port), "-address", addresses],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    cluster = RabbitCluster(nodes, epmd)
+    cluster = RabbitCluster(nodes, network)
     try:
         for node in nodes:
             node.start()
@@ -249,73 +444,12 @@ def start_rabbit_cluster(base: Path, size: int = 3) -> RabbitCluster:
     return cluster
 
 
-CLASS = ("class", "add", "dev", "lo", "parent", "1:", "classid")
-FILTER = ("filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32")
-
-
-class PartitionUnavailable(RuntimeError):
-    """This machine cannot cut loopback traffic (no tc, or a root qdisc already on lo)."""
-
-
-@dataclass
-class Cut:
-    tc: str
-
-    def held_packets(self) -> int:
-        """Packets to or from the cut-off node that the cut held or dropped so far: proof it was real."""
-        shown = subprocess.run(
-            [self.tc, "-s", "class", "show", "dev", "lo", "classid", "1:2"], capture_output=True, text=True, timeout=10
-        ).stdout
-        backlog = re.search(r"backlog \S+ (\d+)p", shown)
-        dropped = re.search(r"dropped (\d+)", shown)
-        sent = re.search(r"Sent \d+ bytes (\d+) pkt", shown)
-        return sum(int(found.group(1)) for found in (backlog, dropped, sent) if found)
-
-
 @contextlib.contextmanager
-def partitioned(node: RabbitNode, tc: str = "tc") -> Iterator[Cut]:
-    """Inside the block, ``node`` is cut off from the other nodes and from its clients: every packet
-    from or to its own loopback address goes into an htb class of 8 bit/s, which holds it until
-    the block ends and drops it then (this kernel has no tc action modules to drop outright, nor
-    netem). Other loopback traffic passes through the default class untouched."""
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([tc, *args], capture_output=True, text=True, timeout=10)
-
-    if node.address == "127.0.0.1":
-        raise PartitionUnavailable("the node is on 127.0.0.1, which every process on this machine uses")
-    shown = run("qdisc", "show", "dev", "lo")
-    if shown.returncode != 0 or "noqueue" not in shown.stdout:
-        raise PartitionUnavailable(f"lo is not as expected for a partition: {shown.stdout}{shown.stderr}".strip())
-    steps = [
-        ("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "1"),
-        # Everything else: 10 Gbit/s with a burst of its own (a rate too high for htb computes a
-        # zero burst and throttles every packet on the machine's loopback).
-        (*CLASS, "1:1", "htb", "rate", "10gbit", "burst", "4mb", "cburst", "4mb"),
-        (*CLASS, "1:2", "htb", "rate", "8bit", "ceil", "8bit", "burst", "1", "cburst", "1"),
-        *((*FILTER, "match", "ip", side, f"{node.address}/32", "flowid", "1:2") for side in ("src", "dst")),
-    ]
-    # Heals by itself after MAX_CUT_SECONDS even if this process dies or hangs: a cut left on lo
-    # would slow the machine's loopback for everyone.
-    watchdog = subprocess.Popen(
-        ["/bin/sh", "-c", f"sleep {MAX_CUT_SECONDS}; {tc} qdisc del dev lo root"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        for step in steps:
-            done = run(*step)
-            if done.returncode != 0:
-                raise PartitionUnavailable(f"tc {' '.join(step)}: {done.stderr.strip()}")
-        passing = run("class", "show", "dev", "lo", "classid", "1:1").stdout
-        if " burst 0b" in passing:  # the rest of the machine's loopback would crawl: never leave it so
-            raise PartitionUnavailable(f"the class every other packet takes has no burst: {passing.strip()}")
-        yield Cut(tc)
-    finally:
-        _process_group_signal(watchdog, signal.SIGKILL)  # its sleep too
-        watchdog.wait()
-        run("qdisc", "del", "dev", "lo", "root")
+def partitioned(node: RabbitNode) -> Iterator[Cut]:
+    """Inside the block, ``node`` is cut off from the other nodes and from its clients (its host of
+    the cluster's network is, ``PrivateNetwork.cut_off``)."""
+    with node.network.cut_off(node.index) as cut:
+        yield cut
 
 
 @dataclass

@@ -30,6 +30,8 @@ class ReceivedMail:
     text: str
     html: str
     received_at: float
+    # The bytes as received (DATA), for tests that check headers or a DKIM signature.
+    raw: bytes = b""
 
     @property
     def code(self) -> str | None:
@@ -68,7 +70,11 @@ class _Handler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self._sink.refusing:
             self._sink.refused += 1
-            return "451 4.3.0 Mail server temporarily unavailable"
+            return self._sink.refusal
+        dead = self._sink.dead_mailboxes.get(address.lower())
+        if dead is not None:
+            self._sink.refused += 1
+            return dead
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -87,6 +93,7 @@ class _Handler:
                     text=text_part.get_content() if text_part else "",
                     html=html_part.get_content() if html_part else "",
                     received_at=time.time(),
+                    raw=envelope.content,
                 )
             )
         return "250 Message accepted"
@@ -100,7 +107,11 @@ class MailSink:
         self._arrived = threading.Condition()
         self._echo = echo
         self.refusing = False
-        self.refused = 0  # recipients answered 451 while refusing
+        # What a refused recipient is answered while refusing (a busy or closing server: 4xx).
+        self.refusal = "451 4.3.0 Mail server temporarily unavailable"
+        # Addresses answered for good, as a server answers a mailbox that does not exist (address -> reply).
+        self.dead_mailboxes: dict[str, str] = {}
+        self.refused = 0  # recipients refused, while refusing or for good
         self._running = False
         # (low, high): each mail is accepted after a random pause in that range, as a busy server would.
         self.delay_seconds: tuple[float, float] | None = None

@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # The Debian tools some tests drive: chromium and its driver (the /docs page test) and promtool
-# (the alert rules test). Installed when missing and this runs as root (CI, the project's
-# machines); elsewhere the tests that need them say why they skip.
+# (the alert rules test), and the Node verifier's npm packages. Installed when missing and this
+# runs as root (CI, the project's machines); elsewhere the tests that need them say why they skip.
 set -euo pipefail
+
+# jose, the library of the Node verifier (tests/node, pinned by its package-lock.json), where npm is;
+# without npm that test skips and says so.
+node_dir="$(dirname "$0")/../tests/node"
+if command -v npm >/dev/null 2>&1 && [ ! -d "$node_dir/node_modules/jose" ]; then
+  echo "installing the Node verifier's packages (npm ci in tests/node)"
+  npm ci --prefix "$node_dir" --no-audit --no-fund --silent || echo "npm ci in tests/node failed" >&2
+fi
 
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)

@@ -1,9 +1,10 @@
 """Entry point of the email worker (``python -m email_service``).
 
 Without arguments it runs the worker; ``python -m email_service dlq ...`` is
-the operator's command for dead-lettered messages, and ``python -m
+the operator's command for dead-lettered messages, ``python -m
 email_service migrate-queues`` brings an earlier version's queues to the
-current topology.
+current topology, ``templates check|preview`` renders every email (overrides
+included), and ``suppressions list|lift`` shows and lifts suppressed addresses.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from common.logs import configure_logging
 from common.settings import SettingsError
 from common.tracing import configure as configure_tracing
 from email_service.config import Settings
-from email_service.entrypoints import dlq, migrate, supervisor, worker
+from email_service.entrypoints import dlq, migrate, supervisor, suppressions, templates, worker
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -29,6 +30,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     commands.add_parser(
         "migrate-queues", help="once, services stopped: move queues of an earlier version to the current topology"
     )
+    templates.add_arguments(commands.add_parser("templates", help="check or preview every email in every language"))
+    suppressions.add_arguments(commands.add_parser("suppressions", help="list or lift suppressed addresses"))
     return parser.parse_args(argv)
 
 
@@ -42,6 +45,12 @@ def main(argv: list[str]) -> int:
     if args.command == "dlq":
         configure_logging("email_service", "WARNING")
         return dlq.run(args, settings.rabbitmq_url, settings.topology)
+    if args.command == "templates":
+        configure_logging("email_service", "WARNING")
+        return templates.run(args, settings)
+    if args.command == "suppressions":
+        configure_logging("email_service", "WARNING")
+        return suppressions.run(args, settings)
     if args.command == "migrate-queues":
         configure_logging("email_service", "WARNING")
         return migrate.run(settings.rabbitmq_url, settings.topology)

@@ -15,12 +15,17 @@ from common.messaging.depths import QueueDepths
 from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
 from common.redis_client import redis_from_uri
 from email_service.adapters.code_key import ConfiguredCodeKey, SharedCodeKey
-from email_service.adapters.mailer import SmtpMailer, SmtpProbe
-from email_service.adapters.metrics import PrometheusVerificationEvents
+from email_service.adapters.dkim_signer import DkimSigner
+from email_service.adapters.mailer import SmtpConnections, SmtpMailer, SmtpProbe, Templates
+from email_service.adapters.metrics import PrometheusTransportEvents, PrometheusVerificationEvents
 from email_service.adapters.pending_store import RedisPendingCodes
+from email_service.adapters.postmark import PostmarkTransport
+from email_service.adapters.ses import SesTransport
+from email_service.adapters.suppressions import RedisSuppressions
 from email_service.config import Settings
+from email_service.delivery import FailoverTransport, TransportEvents
 from email_service.handlers import CodeHandlers, CodePolicy
-from email_service.ports import Mailer, PendingStore, VerificationEvents
+from email_service.ports import Mailer, MailTransport, PendingStore, Suppressions, VerificationEvents
 
 SMTP_PROBE_TIMEOUT_SECONDS = 2.0
 SMTP_PROBE_CACHE_SECONDS = 5.0
@@ -42,8 +47,17 @@ def build_worker(settings: Settings) -> Worker:
     """The production wiring: Redis, SMTP, consumers, and the metrics and readiness they report to."""
     registry = process_registry()
     client = redis_client(settings)
-    mailer = SmtpMailer.from_settings(settings)
-    handlers = build_handlers(settings, client=client, mailer=mailer, events=PrometheusVerificationEvents(registry))
+    transport_events = PrometheusTransportEvents(registry, settings.mail_transports)
+    transport = build_transport(settings, transport_events)
+    transport_events.watch(transport.open_transports, transport.names)
+    mailer = build_mailer(settings, transport)
+    handlers = build_handlers(
+        settings,
+        client=client,
+        mailer=mailer,
+        events=PrometheusVerificationEvents(registry),
+        suppressions=RedisSuppressions(client, settings.redis_key_prefix),
+    )
     consumers = build_consumers(
         settings, handlers, observe=ConsumerMetrics(registry, consumed_queues(settings)).observe
     )
@@ -61,13 +75,64 @@ def build_worker(settings: Settings) -> Worker:
             redis_up = bool(client.ping())
         except redis.RedisError:
             redis_up = False
-        return {
+        checks = {
             "redis": "up" if redis_up else "down",
             "rabbitmq": "up" if all(consumer.connected for consumer in consumers) else "down",
-            "smtp": "up" if smtp_answers() else "down",
         }
+        # The provider roads are not probed (an API call per probe would cost money and quota); SMTP
+        # is, when it is a road at all.
+        if "smtp" in settings.mail_transports:
+            checks["smtp"] = "up" if smtp_answers() else "down"
+        return checks
 
     return Worker(consumers=consumers, registry=registry, readiness=readiness, close=mailer.close)
+
+
+def build_transport(settings: Settings, events: TransportEvents | None = None) -> FailoverTransport:
+    """The roads out of MAIL_TRANSPORTS, in order, behind their breakers. Nothing connects yet."""
+    roads: list[MailTransport] = []
+    for name in settings.mail_transports:
+        if name == "smtp":
+            roads.append(SmtpConnections.from_settings(settings, sign=dkim_signer(settings)))
+        elif name == "ses":
+            roads.append(
+                SesTransport(
+                    settings.ses_region,
+                    settings.ses_endpoint_url,
+                    timeout_seconds=settings.mail_http_timeout_seconds,
+                    pool_size=max(10, settings.worker_threads * 2 + 1),
+                )
+            )
+        elif name == "postmark":
+            assert settings.postmark_server_token is not None  # the settings refuse postmark without one
+            roads.append(
+                PostmarkTransport(
+                    settings.postmark_api_url,
+                    settings.postmark_server_token.get_secret_value(),
+                    timeout_seconds=settings.mail_http_timeout_seconds,
+                )
+            )
+    return FailoverTransport(
+        roads,
+        failures_to_open=settings.mail_transport_failures_to_open,
+        cooldown_seconds=settings.mail_transport_cooldown_seconds,
+        events=events,
+    )
+
+
+def dkim_signer(settings: Settings) -> DkimSigner | None:
+    if settings.dkim_domain and settings.dkim_selector and settings.dkim_private_key_file:
+        return DkimSigner.from_file(settings.dkim_domain, settings.dkim_selector, settings.dkim_private_key_file)
+    return None
+
+
+def build_mailer(settings: Settings, transport: FailoverTransport | None = None) -> SmtpMailer:
+    return SmtpMailer(
+        settings.mail_default_sender,
+        transport if transport is not None else build_transport(settings),
+        templates=Templates(overrides=settings.email_templates_dir),
+        default_locale=settings.default_locale,
+    )
 
 
 def build_handlers(
@@ -78,6 +143,7 @@ def build_handlers(
     clock: Callable[[], float] = time.time,
     events: VerificationEvents | None = None,
     client: redis.Redis | None = None,
+    suppressions: Suppressions | None = None,
 ) -> CodeHandlers:
     """The handlers on real adapters, except those passed in. One Redis client serves the
     store and, without CODE_HMAC_KEY, the shared code key."""
@@ -96,7 +162,10 @@ def build_handlers(
             replica_timeout_ms=settings.redis_wait_timeout_ms,
         )
     if mailer is None:
-        mailer = SmtpMailer.from_settings(settings)
+        mailer = build_mailer(settings)
+    if suppressions is None:
+        beside = store.client if isinstance(store, RedisPendingCodes) else shared_client()
+        suppressions = RedisSuppressions(beside, settings.redis_key_prefix)
     hmac_key: Callable[[], str]
     if settings.code_hmac_key is not None:
         hmac_key = ConfiguredCodeKey(settings.code_hmac_key.get_secret_value())
@@ -108,12 +177,13 @@ def build_handlers(
         max_attempts=settings.code_max_attempts,
         max_codes_per_hour=settings.max_codes_per_hour,
         max_codes_per_day=settings.max_codes_per_day,
+        guesses_per_account_per_day=settings.code_guesses_per_account_per_day,
         mail_lock_hold_seconds=SMTP_EXCHANGES_PER_MAIL * settings.smtp_timeout_seconds,
         # Long enough for one slow mail to the same address to finish.
         mail_lock_wait_seconds=settings.smtp_timeout_seconds + 1,
         public_base_url=settings.public_base_url,
     )
-    return CodeHandlers(store, mailer, policy, settings.account_confirmed_queue, clock, events)
+    return CodeHandlers(store, mailer, policy, settings.account_confirmed_queue, clock, events, suppressions)
 
 
 def redis_client(settings: Settings) -> redis.Redis:

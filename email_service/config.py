@@ -1,17 +1,42 @@
-"""The worker's settings (see ../shared/CONTRACT.md and common/settings.py)."""
+"""The worker's settings, read from the environment: each field is the variable of its name in capitals.
+
+docs/operations.md ("Settings") lists every one with its default and what it does; those both services read
+(the servers, the queue names) are in common/settings.py.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import NoDecode
 
 from common.settings import Flag, Port, ServiceSettings, key_error
+
+MAIL_TRANSPORT_NAMES = ("smtp", "ses", "postmark")
 
 
 def _without_trailing_slash(value: str) -> str:
     return value.rstrip("/")
+
+
+def _transport_names(value: object) -> object:
+    if isinstance(value, str):
+        return [name.strip().lower() for name in value.split(",") if name.strip()]
+    return value
+
+
+def _known_transports(names: list[str]) -> list[str]:
+    unknown = [name for name in names if name not in MAIL_TRANSPORT_NAMES]
+    if unknown:
+        raise ValueError(f"unknown transport(s) {', '.join(unknown)}; known: {', '.join(MAIL_TRANSPORT_NAMES)}")
+    if not names:
+        raise ValueError("at least one transport")
+    if len(set(names)) != len(names):
+        raise ValueError("a transport named twice")
+    return names
 
 
 class Settings(ServiceSettings):
@@ -26,9 +51,32 @@ class Settings(ServiceSettings):
     # A kept SMTP connection unused this long is closed and a new one opened for the next mail.
     smtp_idle_seconds: float = Field(30.0, ge=0)
     mail_default_sender: str = "no-reply@localhost"
+    # The roads out, tried in this order for each mail (email_service/delivery.py, docs/mail.md).
+    mail_transports: Annotated[
+        list[str], NoDecode, BeforeValidator(_transport_names), AfterValidator(_known_transports)
+    ] = Field(default_factory=lambda: ["smtp"])
+    mail_transport_failures_to_open: int = Field(5, ge=1)
+    mail_transport_cooldown_seconds: float = Field(30.0, gt=0)
+    # Amazon SES v2: credentials come from the AWS default chain (environment, profile, role).
+    ses_region: str = "us-east-1"
+    ses_endpoint_url: str | None = None
+    postmark_server_token: SecretStr | None = None
+    postmark_api_url: Annotated[str, Field(pattern=r"^https?://\S+$"), AfterValidator(_without_trailing_slash)] = (
+        "https://api.postmarkapp.com"
+    )
+    mail_http_timeout_seconds: float = Field(10.0, ge=0.1)
+    # With all three set, every mail sent over SMTP carries a DKIM signature.
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_private_key_file: Path | None = None
+    # Operator templates replacing built-in ones (docs/mail.md); checked by `templates check`.
+    email_templates_dir: Path | None = None
     code_max_attempts: int = Field(5, ge=1)
     max_codes_per_hour: int = Field(5, ge=1)
     max_codes_per_day: int = Field(10, ge=1)
+    # Wrong codes one account may be given in any 24 hours, over every purpose: the guessing bound per
+    # account (docs/security.md). Devices the account signed in from are not refused by it.
+    code_guesses_per_account_per_day: int = Field(50, ge=1)
     # Unset: the workers share a random key kept in Redis (email_service.adapters.code_key).
     code_hmac_key: SecretStr | None = None
     # The base of the links in emails: an absolute http(s) URL, kept without a trailing slash.
@@ -57,4 +105,9 @@ class Settings(ServiceSettings):
             raise ValueError(refused)
         if self.smtp_use_tls and self.smtp_use_ssl:
             raise ValueError("SMTP_USE_TLS (STARTTLS) and SMTP_USE_SSL (implicit TLS) exclude each other")
+        if "postmark" in self.mail_transports and self.postmark_server_token is None:
+            raise ValueError("MAIL_TRANSPORTS names postmark: set POSTMARK_SERVER_TOKEN")
+        dkim = (self.dkim_domain, self.dkim_selector, self.dkim_private_key_file)
+        if any(value is not None for value in dkim) and not all(value is not None for value in dkim):
+            raise ValueError("DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY_FILE go together")
         return self

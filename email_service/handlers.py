@@ -22,6 +22,7 @@ and each is mailed once per ``event_id``, however often it is delivered.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,7 @@ from common.links import link_token_reference
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
 from common.messaging.messages import (
     AccountEvent,
+    AddressSuppressed,
     CodeRequested,
     CodeSubmitted,
     CodeVerdict,
@@ -47,6 +49,8 @@ from common.messaging.messages import (
 )
 from common.tracing import client_span
 from email_service.domain.codes import (
+    DECOY_PURPOSES,
+    GuessRules,
     PendingCode,
     Presented,
     Slot,
@@ -59,11 +63,14 @@ from email_service.domain.codes import (
     not_me_digest,
     not_me_token_for_message,
 )
+from email_service.domain.notices import printable_device
 from email_service.ports import (
     IssueStart,
     Mailer,
     PendingStore,
     PermanentMailError,
+    RecipientRefused,
+    Suppressions,
     TransientMailError,
     VerificationEvents,
 )
@@ -78,6 +85,8 @@ class CodePolicy:
     max_attempts: int
     max_codes_per_hour: int
     max_codes_per_day: int
+    # Wrong codes an account may be given in any 24 hours, over every purpose (None: no such budget).
+    guesses_per_account_per_day: int | None = None
     # The slot's mailing lock: held at most this long (longer than any mail can take, so it
     # only frees itself after a worker died holding it), and waited for this long before the
     # request goes to the retry ladder.
@@ -113,6 +122,28 @@ class UncountedEvents:
 
     def code_mailed(self, seconds_since_request: float) -> None:
         pass
+
+    def email_suppressed(self) -> None:
+        pass
+
+    def address_suppressed(self, source: str) -> None:
+        pass
+
+
+class NoSuppressions:
+    """A list nothing is on, and that keeps nothing (handlers built without one)."""
+
+    def is_suppressed(self, email: str) -> bool:
+        return False
+
+    def suppress(self, email: str, reason: str, source: str, now: float) -> bool:
+        return True
+
+    def lift(self, email: str) -> bool:
+        return False
+
+    def entries(self) -> dict[str, dict[str, str]]:
+        return {}
 
 
 # The notices auth may ask for (each a pair in templates/); they carry no code.
@@ -155,7 +186,7 @@ EVENT_NOTICES: dict[type[AccountEvent], tuple[str, Callable[[Any], dict[str, str
     UserUnlocked: ("account_unlocked", lambda event: {"reason": event.reason}),
     UserLoginNewDevice: (
         "new_sign_in",
-        lambda event: {"when": _moment(event.occurred_at), "ip": event.ip, "device": event.device},
+        lambda event: {"when": _moment(event.occurred_at), "ip": event.ip, "device": printable_device(event.device)},
     ),
 }
 
@@ -174,14 +205,22 @@ class CodeHandlers:
         account_confirmed_queue: str,
         clock: Callable[[], float],
         events: VerificationEvents | None = None,
+        suppressions: Suppressions | None = None,
     ):
+        self._suppressions = suppressions if suppressions is not None else NoSuppressions()
         self._store = store
         self._mailer = mailer
         self._policy = policy
         self._account_confirmed_queue = account_confirmed_queue
         self._clock = clock
         self._events = events if events is not None else UncountedEvents()
-        self.code_requests = Router({CodeRequested: self.on_code_requested, NoticeRequested: self.on_notice_requested})
+        self.code_requests = Router(
+            {
+                CodeRequested: self.on_code_requested,
+                NoticeRequested: self.on_notice_requested,
+                AddressSuppressed: self.on_address_suppressed,
+            }
+        )
         self.code_submissions = Router({CodeSubmitted: self.on_code_submitted})
         self.notifications = Router(dict.fromkeys(EVENT_NOTICES, self.on_account_event))
 
@@ -245,7 +284,7 @@ class CodeHandlers:
             }
             if slot.purpose is Purpose.VERIFY_EMAIL:
                 context["link"] = policy.verification_link(request.user_id, link_token)
-            failed = self._send(template_for(slot.purpose), slot.email, context)
+            failed = self._send(template_for(slot.purpose), slot.email, context, publisher)
             sent = failed is None
         finally:
             # Also when the mail raised: the lock must not outlive this try by its hold time.
@@ -267,8 +306,15 @@ class CodeHandlers:
             presented = Presented.link(key, slot, submission.link_token)
         else:  # CodeSubmitted refuses to be built without one of them
             raise AssertionError("a submission with neither a code nor a link token")
+        rules = GuessRules(
+            decoys=slot.purpose in DECOY_PURPOSES,
+            ttl_seconds=self._policy.ttl_seconds,
+            budget=self._policy.guesses_per_account_per_day,
+            proven_device=submission.proven_device,
+            now=self._clock(),
+        )
         judgement = self._store.attempt(
-            slot, presented, delivery.message_id, self._policy.max_attempts, submitted_at=submission.submitted_at
+            slot, presented, delivery.message_id, self._policy.max_attempts, submission.submitted_at, rules=rules
         )
         verified = judgement.verdict is Verdict.VERIFIED
         if verified and judgement.user_id is None:  # judge_attempt copies it from the pending code it verified
@@ -338,7 +384,7 @@ class CodeHandlers:
             return Result.ack()
         if template in SECURITY_NOTICES and user_id is not None:
             context["not_me_link"] = self._issue_not_me(message_id, template, email, user_id, publisher)
-        failed = self._send(template, email, context)
+        failed = self._send(template, email, context, publisher)
         if failed is not None:
             return failed
         self._store.record_notice_sent(message_id)
@@ -354,11 +400,39 @@ class CodeHandlers:
         publisher.publish(self._account_confirmed_queue, issued.outgoing(message_id=f"not-me-{message_id}"))
         return self._policy.not_me_link(user_id, token)
 
-    def _send(self, template: str, email: str, context: Mapping[str, Any]) -> Result | None:
-        """Mail one email; None once it is sent, else what to do with the message (retry or dead-letter)."""
+    def on_address_suppressed(self, delivery: Delivered[AddressSuppressed], publisher: ChannelPublisher) -> Result:
+        """A provider's bounce or complaint report, relayed by auth's webhook: no more mail to it."""
+        suppressed = delivery.message
+        if self._suppressions.suppress(suppressed.email, suppressed.reason, suppressed.source, self._clock()):
+            self._events.address_suppressed(suppressed.source)
+        log.warning("address suppressed", extra={"reason": suppressed.reason, "source": suppressed.source})
+        return Result.ack()
+
+    def _send(
+        self, template: str, email: str, context: Mapping[str, Any], publisher: ChannelPublisher
+    ) -> Result | None:
+        """Mail one email; None once it is sent, else what to do with the message (ack unsent, retry,
+        dead-letter)."""
+        if self._suppressions.is_suppressed(email):
+            self._events.email_suppressed()
+            log.info("address suppressed, nothing mailed", extra={"template": template})
+            return Result.ack()
         try:
             with client_span("smtp send", **{"email.template": template}):
                 self._mailer.send(template, email, context)
+        except RecipientRefused as error:
+            # The address is dead: no retry will help, and no later mail should try it.
+            self._events.email_failed(permanent=True)
+            if self._suppressions.suppress(email, "refused", error.transport, self._clock()):
+                self._events.address_suppressed(error.transport)
+            publisher.publish(
+                self._account_confirmed_queue,
+                AddressSuppressed(email=email, reason="refused", source=error.transport).outgoing(
+                    message_id=f"suppressed-{uuid.uuid4().hex}"
+                ),
+            )
+            log.warning("address refused for good and suppressed", extra={"template": template, "error": str(error)})
+            return Result.ack()
         except TransientMailError as error:
             self._events.email_failed(permanent=False)
             return Result.retry(f"smtp: {error}")

@@ -2,7 +2,7 @@
 
 Every such request, for any address, is answered after the same single insert here,
 so the answer's timing does not depend on whether the address has a pending
-account (docs/security.md, item 10). A request is claimed with a lease, so
+account (docs/security.md, "Resend timing"). A request is claimed with a lease, so
 that several auth processes do not act on it twice, and deleted once done.
 """
 

@@ -29,6 +29,8 @@ class MongoSessionRepository:
         for collection in (self._tokens, self._sessions):
             collection.create_index([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0, name="expires_ttl")
         self._sessions.create_index([("user_id", pymongo.ASCENDING)], name="sessions_by_user")
+        # The recent ends are read at start and at each reconnection of the session-end listener.
+        self._sessions.create_index([("ended_at", pymongo.ASCENDING)], name="sessions_by_end")
 
     def start(self, session: Session, first: RefreshRecord) -> None:
         self._locked(self._sessions.insert_one, _session_document(session))
@@ -71,6 +73,10 @@ class MongoSessionRepository:
             {"$set": {"ended_at": at, "ended_reason": reason}},
         )
         return result.modified_count
+
+    def ended_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        documents = self._sessions.find({"ended_at": {"$gte": since}}, {"ended_at": 1})
+        return [(document["_id"], aware(document["ended_at"])) for document in documents]
 
 
 def _record_document(record: RefreshRecord) -> dict:

@@ -261,7 +261,8 @@ class MongoUserRepository:
         With ``reset``, the password is the one that reset stored, and the update happens only while
         the reset is still stored (it is removed in the same update): applied once, whoever calls
         first. The same update proves the address (a pending account becomes verified) and ends a
-        failed-login lock and streak. ``outbox``: what the update announces, stored with it."""
+        failed-login lock and streak. A new password (change or reset) forgets every device the
+        second factor trusted. ``outbox``: what the update announces, stored with it."""
         query: dict = {"_id": user_id}
         if expected_version is not None:
             # Documents written before token versions existed count as version 0.
@@ -277,7 +278,9 @@ class MongoUserRepository:
             changes["$set"]["failed_logins"] = 0
             password_hash = reset.password_hash
         if password_hash is not None:
-            changes["$set"] |= {"password_hash": password_hash, "password_changed_at": at}
+            # A new password also forgets every device the second factor trusted: whoever set it
+            # (the owner, or a thief who took the mailbox) passes the factor afresh everywhere.
+            changes["$set"] |= {"password_hash": password_hash, "password_changed_at": at, "trusted_devices": []}
         if outbox:
             changes["$push"] = {"outbox": _each(outbox)}
             changes["$set"]["outbox_due_at"] = publish_after
@@ -682,6 +685,7 @@ def _user(document: dict | None) -> User | None:
         trusted_devices=tuple(
             TrustedDevice(raw["device"], aware(raw["until"])) for raw in document.get("trusted_devices") or []
         ),
+        known_devices=tuple(raw["key"] for raw in document.get("known_devices") or []),
         address_history=tuple(_left(raw) for raw in document.get("address_history") or []),
         must_reset=bool(document.get("must_reset")),
         frozen_at=aware(document.get("frozen_at")),

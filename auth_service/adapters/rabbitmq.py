@@ -100,7 +100,7 @@ class RabbitMessageBus(ConnectionThread):
     def publish_soon(self, queue: str, message: Outgoing) -> Future:
         """Left for the link thread to publish at its next tick (within ``tick_seconds``), or before its
         next publish, whichever comes first: waking it now would have it contend for the GIL with the
-        request that is still answering."""
+        request that is still answering (docs/decisions/tick-publishing.md)."""
         if not self.connected:
             raise BrokerUnavailable("not connected")
         done: Future = Future()

@@ -73,6 +73,9 @@ class User:
     # The emailed second factor: asked at a password login from a device not trusted until now.
     mfa_enabled: bool = False
     trusted_devices: tuple[TrustedDevice, ...] = ()
+    # The devices (``device_key`` hashes) the account signed in from, the most recent ones: a proven
+    # device is let through the limits an attacker can spend (docs/security.md, round three, 4).
+    known_devices: tuple[str, ...] = ()
     # Failed logins in a row (see domain/lockout.py), and the lock they set, if any.
     failed_logins: int = 0
     locked_until: datetime | None = None
@@ -92,6 +95,10 @@ class User:
     def trusts(self, device: str, now: datetime) -> bool:
         """Has this device (its ``device_key``) passed the second factor recently enough to skip it?"""
         return any(trusted.device == device and trusted.until > now for trusted in self.trusted_devices)
+
+    def knows(self, device: str) -> bool:
+        """Has the account signed in from this device (its ``device_key``)?"""
+        return device in self.known_devices
 
     @property
     def frozen(self) -> bool:

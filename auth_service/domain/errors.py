@@ -70,3 +70,23 @@ class PasswordUnchanged(AuthError):
 
     def __init__(self):
         super().__init__(fields={"new_password": ["The new password must differ from the current one."]})
+
+
+class CaptchaRequired(AuthError):
+    code = "captcha_required"
+    message = "Complete the CAPTCHA and send its token as captcha_token."
+
+
+class CaptchaInvalid(AuthError):
+    code = "captcha_invalid"
+    message = "The CAPTCHA was not passed, or its token was used or has expired. Complete it again."
+
+
+class FieldRefused(AuthError):
+    """A 422 like a schema's, for a rule that needs more than the field itself (a breach list, a domain list)."""
+
+    code = "validation_error"
+    message = "The request has invalid fields."
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(fields={field: [reason]})

@@ -9,20 +9,26 @@ from collections.abc import Callable
 from auth_service.domain.errors import EmailTaken
 from auth_service.lifecycle import AccountLifecycle
 from auth_service.logins import FailedLogins, LockEnd
+from auth_service.mail_suppressions import MailSuppressions
 from auth_service.not_me import NotMeLinks
 from auth_service.outbox import Outbox
 from auth_service.ports import BrokerUnavailable
 from common.messaging.connection import Backoff
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
-from common.messaging.messages import CodeVerified, LockDue, NotMeIssued
+from common.messaging.messages import AddressSuppressed, CodeVerified, LockDue, NotMeIssued, SuppressionLifted
 
 log = logging.getLogger(__name__)
 
 
-def code_verified_router(lifecycle: AccountLifecycle, failed_logins: FailedLogins, not_me: NotMeLinks) -> Router:
+def code_verified_router(
+    lifecycle: AccountLifecycle,
+    failed_logins: FailedLogins,
+    not_me: NotMeLinks,
+    suppressions: MailSuppressions | None = None,
+) -> Router:
     """What auth consumes from ACCOUNT_CONFIRMED_QUEUE, by message type: verified codes, the ends of
-    failed-login locks that its delay queue hands back when they are due, and the "this wasn't me"
-    links the worker mails."""
+    failed-login locks that its delay queue hands back when they are due, the "this wasn't me"
+    links the worker mails, and the addresses the worker suppressed or an operator lifted."""
 
     def on_code_verified(delivery: Delivered[CodeVerified], publisher: ChannelPublisher) -> Result:
         verified = delivery.message
@@ -55,7 +61,22 @@ def code_verified_router(lifecycle: AccountLifecycle, failed_logins: FailedLogin
         not_me.issued(delivery.message)
         return Result.ack()
 
-    return Router({CodeVerified: on_code_verified, LockDue: on_lock_due, NotMeIssued: on_not_me_issued})
+    routes: dict = {CodeVerified: on_code_verified, LockDue: on_lock_due, NotMeIssued: on_not_me_issued}
+    if suppressions is not None:
+        mail = suppressions
+
+        def on_address_suppressed(delivery: Delivered[AddressSuppressed], publisher: ChannelPublisher) -> Result:
+            suppressed = delivery.message
+            mail.recorded(suppressed.email, suppressed.reason, suppressed.source)
+            return Result.ack()
+
+        def on_suppression_lifted(delivery: Delivered[SuppressionLifted], publisher: ChannelPublisher) -> Result:
+            mail.lifted(delivery.message.email)
+            return Result.ack()
+
+        routes[AddressSuppressed] = on_address_suppressed
+        routes[SuppressionLifted] = on_suppression_lifted
+    return Router(routes)
 
 
 class OutboxRelay(threading.Thread):

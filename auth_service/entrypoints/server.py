@@ -2,7 +2,7 @@
 
 waitress is the edge: it decides, before Flask sees a request, who the client
 is behind a proxy, how large a body may be, how many connections are held and
-for how long an idle one is kept. docs/security.md ("Hardening, round two")
+for how long an idle one is kept. docs/security.md ("Hardening against an attack from outside")
 explains each choice.
 """
 

@@ -44,6 +44,7 @@ from common.messaging.topology import (
     DEFAULT_EVENTS_EXCHANGE,
     REPLIES_EXCHANGE,
     REPLY_QUEUE_PREFIX,
+    SESSION_ENDS_QUEUE_PREFIX,
     SHARED_EXCHANGES,
     TO_AUTH_EXCHANGE,
     TO_WORKER_EXCHANGE,
@@ -58,7 +59,7 @@ HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 ADMINISTRATOR_TAG = "administrator"
 # The contract's account events are all "user.<event>"; auth may publish no other routing key there.
 EVENT_ROUTING_KEYS = r"^user\.[a-z_]+$"
-NOTHING = "^$"
+SESSION_ENDS_ROUTING_KEY = r"^user\.sessions_revoked$"
 EVERYTHING = ".*"
 MINIMUM_PASSWORD_CHARACTERS = 16
 # Account names and passwords become part of RABBITMQ_URL.
@@ -67,6 +68,7 @@ RETRY_SUFFIX = r"\.retry\.[0-9]+s"
 DEAD_SUFFIX = r"\.dead"
 DELAY_SUFFIX = r"\.delayed"
 REPLY_QUEUES = re.escape(REPLY_QUEUE_PREFIX) + "[0-9a-f]{32}"
+SESSION_ENDS_QUEUES = re.escape(SESSION_ENDS_QUEUE_PREFIX) + "[0-9a-f]{32}"
 
 
 @dataclass(frozen=True)
@@ -177,10 +179,13 @@ def service_permissions(topology: Topology, events_exchange: str = DEFAULT_EVENT
     worker_configure, worker_write, worker_read = _consumer_of(topology.worker)
     return {
         "admin": Permissions(EVERYTHING, EVERYTHING, EVERYTHING),
+        # Its session-end queue: declared and bound by auth (configure, write), fed from the events exchange (read).
         "auth": Permissions(
-            configure=_anchored(*auth_configure, REPLY_QUEUES),
-            write=_anchored(*_named(TO_WORKER_EXCHANGE, events_exchange), *auth_write, REPLY_QUEUES),
-            read=_anchored(*_named(REPLIES_EXCHANGE), *auth_read, REPLY_QUEUES),
+            configure=_anchored(*auth_configure, REPLY_QUEUES, SESSION_ENDS_QUEUES),
+            write=_anchored(
+                *_named(TO_WORKER_EXCHANGE, events_exchange), *auth_write, REPLY_QUEUES, SESSION_ENDS_QUEUES
+            ),
+            read=_anchored(*_named(REPLIES_EXCHANGE, events_exchange), *auth_read, REPLY_QUEUES, SESSION_ENDS_QUEUES),
         ),
         "worker": Permissions(
             configure=_anchored(*worker_configure),
@@ -233,7 +238,8 @@ def definitions(
                 "vhost": VHOST,
                 "exchange": events_exchange,
                 "write": EVENT_ROUTING_KEYS,
-                "read": NOTHING,
+                # Binding its session-end queue: that one routing key and no other.
+                "read": SESSION_ENDS_ROUTING_KEY,
             }
         ],
     }

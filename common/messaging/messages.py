@@ -30,6 +30,8 @@ MOMENT_MAX_LENGTH = 40
 DIGEST_LENGTH = 64
 IP_MAX_LENGTH = 45
 DEVICE_MAX_LENGTH = 200
+REASON_MAX_LENGTH = 64
+MAX_SESSION_IDS = 1000
 
 
 class Purpose(enum.StrEnum):
@@ -129,6 +131,9 @@ class CodeSubmitted(Message):
     # Auth's keyed hash of the code, opaque to the worker: handed back on code.verified so the
     # account remembers which code confirmed it even if the request that submitted it is gone.
     confirmation: str | None = None
+    # Submitted from a device the account has signed in from: the account's daily guess budget, which
+    # an attacker can spend, does not refuse it (its owner's way back in).
+    proven_device: bool = False
 
     def __post_init__(self) -> None:
         if (self.code is None) == (self.link_token is None):
@@ -145,6 +150,7 @@ class CodeSubmitted(Message):
             submitted_at=_optional_number(body, "submitted_at"),
             user_id=_optional_string(body, "user_id", ID_MAX_LENGTH),
             confirmation=_optional_string(body, "confirmation", CONFIRMATION_MAX_LENGTH),
+            proven_device=_optional_flag(body, "proven_device"),
         )
 
 
@@ -418,6 +424,54 @@ class UserLoginNewDevice(AccountEvent):
         return {"ip": _string(body, "ip", IP_MAX_LENGTH), "device": _string(body, "device", DEVICE_MAX_LENGTH)}
 
 
+@dataclass(frozen=True)
+class UserSessionsRevoked(AccountEvent):
+    """Sessions ended: the listed ones (``session_ids``), or every one the account had (``all``)."""
+
+    TYPE: ClassVar[str] = "user.sessions_revoked"
+
+    session_ids: tuple[str, ...] = ()
+    all_sessions: bool = False
+    reason: str = ""
+
+    def body(self) -> dict[str, Any]:
+        body = {name: value for name, value in super().body().items() if name not in ("session_ids", "all_sessions")}
+        if self.all_sessions:
+            body["all"] = True
+        else:
+            body["session_ids"] = list(self.session_ids)
+        return body
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        reason = _string(body, "reason", REASON_MAX_LENGTH)
+        if body.get("all") is True:
+            return {"all_sessions": True, "reason": reason}
+        session_ids = body.get("session_ids")
+        if (
+            not isinstance(session_ids, list)
+            or not session_ids
+            or len(session_ids) > MAX_SESSION_IDS
+            or not all(isinstance(item, str) and 0 < len(item) <= ID_MAX_LENGTH for item in session_ids)
+        ):
+            raise MalformedMessage("field 'session_ids' must be a non-empty list of ids, or 'all' true")
+        return {"session_ids": tuple(session_ids), "reason": reason}
+
+
+@dataclass(frozen=True)
+class UserEmailUndeliverable(AccountEvent):
+    """The account's address is on the suppression list: it bounced hard, complained, or was refused
+    for good; no more mail goes to it until an operator lifts it."""
+
+    TYPE: ClassVar[str] = "user.email_undeliverable"
+
+    reason: str = "bounce"  # "bounce", "complaint" or "refused"
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        return {"reason": _choice(body, "reason", SUPPRESSION_REASONS)}
+
+
 ACCOUNT_EVENTS: tuple[type[AccountEvent], ...] = (
     UserRegistered,
     UserVerified,
@@ -427,7 +481,47 @@ ACCOUNT_EVENTS: tuple[type[AccountEvent], ...] = (
     UserLocked,
     UserUnlocked,
     UserLoginNewDevice,
+    UserSessionsRevoked,
+    UserEmailUndeliverable,
 )
+
+# Why an address is on the suppression list, and who said so.
+SUPPRESSION_REASONS = ("bounce", "complaint", "refused")
+SUPPRESSION_SOURCES = ("smtp", "ses", "postmark")
+
+
+@dataclass(frozen=True)
+class AddressSuppressed(Message):
+    """The address gets no more mail. worker -> auth (ACCOUNT_CONFIRMED_QUEUE) after a transport
+    refused it for good; auth -> worker (ACCOUNT_CREATION_QUEUE) after a provider's bounce or
+    complaint report reached auth's webhook. Each side records it once and does not echo it."""
+
+    TYPE: ClassVar[str] = "mail.suppressed"
+
+    email: str
+    reason: str
+    source: str
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        return cls(
+            email=_string(message.body, "email", EMAIL_MAX_LENGTH),
+            reason=_choice(message.body, "reason", SUPPRESSION_REASONS),
+            source=_choice(message.body, "source", SUPPRESSION_SOURCES),
+        )
+
+
+@dataclass(frozen=True)
+class SuppressionLifted(Message):
+    """worker -> auth (ACCOUNT_CONFIRMED_QUEUE): an operator took the address off the suppression list."""
+
+    TYPE: ClassVar[str] = "mail.suppression_lifted"
+
+    email: str
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        return cls(email=_string(message.body, "email", EMAIL_MAX_LENGTH))
 
 
 @dataclass(frozen=True)
@@ -498,6 +592,13 @@ def _number(body: dict, name: str) -> float:
 
 def _optional_number(body: dict, name: str) -> float | None:
     return None if body.get(name) is None else _number(body, name)
+
+
+def _optional_flag(body: dict, name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise MalformedMessage(f"field {name!r} must be true or false")
+    return value
 
 
 def _optional_integer(body: dict, name: str) -> int | None:

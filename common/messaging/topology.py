@@ -68,6 +68,8 @@ SHARED_EXCHANGES = (TO_WORKER_EXCHANGE, TO_AUTH_EXCHANGE, REPLIES_EXCHANGE)
 # Reply queues are named here, not by the broker, so that permissions can name them.
 REPLY_QUEUE_PREFIX = "verification.replies."
 DEFAULT_EVENTS_EXCHANGE = "account.events"
+# Each auth process's own queue of session-end events (exclusive, gone with its connection).
+SESSION_ENDS_QUEUE_PREFIX = "auth.session_ends."
 # The contract's account events are all "user.<event>": a destination of this form is an event's
 # routing key on the events exchange, not a queue (auth's broker account may publish no other key there).
 EVENT_ROUTING_KEY = re.compile(r"user\.[a-z_]+")

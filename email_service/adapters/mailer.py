@@ -1,7 +1,12 @@
 """Rendering named emails from pre-compiled templates, and mailing them over kept SMTP connections.
 
-A mail is rendered once into its MIME bytes (no ``email.message`` object
-tree: building one held the GIL for about half a mail's CPU), and handed to
+The templates are the built-in ones of ``templates/``; ``EMAIL_TEMPLATES_DIR``
+may replace any of them per locale (``<dir>/<locale>/<name>.txt`` before
+``<dir>/<name>.txt``). An override that does not compile or render is logged
+and the built-in one used: a broken override never loses a mail.
+
+A mail is rendered once into its MIME bytes, joined by hand: an ``email.message``
+tree would cost about as much CPU as the rest of the mail (docs/decisions/hand-built-mime.md). It is handed to
 the SMTP server over a connection its consumer thread keeps open between
 mails (a new connection per mail cost a connect, a greeting, EHLO and QUIT,
 and over TLS a handshake and a login). Failures are sorted by kind: worth a
@@ -12,6 +17,8 @@ from __future__ import annotations
 
 import binascii
 import functools
+import logging
+import re
 import secrets
 import smtplib
 import ssl
@@ -28,7 +35,9 @@ import jinja2
 
 from email_service.adapters.translations import install_i18n, localized
 from email_service.config import Settings
-from email_service.ports import PermanentMailError, TransientMailError
+from email_service.ports import OutgoingMail, PermanentMailError, RecipientRefused, TransientMailError
+
+log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 # A kept connection unused this long is probed with NOOP before the next mail rides on it.
@@ -41,7 +50,7 @@ SERVICE_CLOSING = 421
 @functools.cache
 def _verifying_tls_context() -> ssl.SSLContext:
     # smtplib checks no certificate unless handed a context that does. Built
-    # once: loading the CA bundle takes tens of milliseconds.
+    # once: it loads and parses the whole CA bundle.
     return ssl.create_default_context()
 
 
@@ -56,16 +65,31 @@ class Mail:
     html: str
     message_id: str = field(default_factory=lambda: secrets.token_hex(16))
 
-    def as_bytes(self) -> bytes:
-        boundary = f"=={secrets.token_hex(12)}=="
+    @property
+    def message_id_header(self) -> str:
+        """The Message-ID, on the sender's domain (receivers and DMARC reports trust that more)."""
         domain = self.sender.rpartition("@")[2] or "localhost"
+        return f"<{self.message_id}@{domain}>"
+
+    @functools.cached_property
+    def data(self) -> bytes:
+        """The MIME bytes, built once: a mail that fails over carries the same bytes on every road."""
+        return self.as_bytes()
+
+    def as_bytes(self) -> bytes:
+        cached = self.__dict__.get("data")
+        if cached is not None:
+            return cached
+        boundary = f"=={secrets.token_hex(12)}=="
         head = (
             f"Subject: {_header(self.subject)}\r\n"
             f"From: {_header(self.sender)}\r\n"
             f"To: {_header(', '.join(self.recipients))}\r\n"
             f"Date: {formatdate(localtime=False, usegmt=True)}\r\n"
-            f"Message-ID: <{self.message_id}@{domain}>\r\n"
+            f"Message-ID: {self.message_id_header}\r\n"
             "MIME-Version: 1.0\r\n"
+            # RFC 3834: automatic replies (vacation notices) are not sent to it.
+            "Auto-Submitted: auto-generated\r\n"
             f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
             "\r\n"
         )
@@ -103,27 +127,85 @@ def _part(content_type: str, text: str) -> bytes:
     )
 
 
-class Templates:
-    """Every template pair compiled once, at first use, and kept."""
+TemplatePair = tuple[jinja2.Template, jinja2.Template]
 
-    def __init__(self, folder: Path = TEMPLATES):
-        self._environment = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(folder),
-            autoescape=jinja2.select_autoescape(["html"]),
-            # Compiled once per process; the files do not change under a running worker.
-            auto_reload=False,
-            cache_size=-1,
+
+def _environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=loader,
+        autoescape=jinja2.select_autoescape(["html"]),
+        # Compiled once per process; the files do not change under a running worker.
+        auto_reload=False,
+        cache_size=-1,
+    )
+    install_i18n(environment)
+    return environment
+
+
+class Templates:
+    """Every template pair compiled once, at first use, and kept; ``overrides`` (EMAIL_TEMPLATES_DIR)
+    replaces any file of a pair, for one locale (``<locale>/<name>.txt``) or all (``<name>.txt``)."""
+
+    def __init__(self, folder: Path = TEMPLATES, overrides: Path | None = None):
+        builtin = jinja2.FileSystemLoader(folder)
+        self._environment = _environment(builtin)
+        self._overrides = overrides
+        # An override may include a built-in part (``_not_me.txt``) or one of its own.
+        self._override_environment = (
+            _environment(jinja2.ChoiceLoader([jinja2.FileSystemLoader(overrides), builtin])) if overrides else None
         )
-        install_i18n(self._environment)
+        self._override_names: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        self._lock = threading.Lock()
 
     @property
     def environment(self) -> jinja2.Environment:
         return self._environment
 
-    def pair(self, template: str) -> tuple[jinja2.Template, jinja2.Template]:
+    @property
+    def overrides(self) -> Path | None:
+        return self._overrides
+
+    def pair(self, template: str) -> TemplatePair:
         """The text and HTML templates of the email named ``template`` (the one place that finds them)."""
         environment = self._environment
         return environment.get_template(f"{template}.txt"), environment.get_template(f"{template}.html")
+
+    def overridden(self, template: str, locale: str) -> TemplatePair | None:
+        """The pair with the override's files in place of the built-in ones, or None without an override.
+        Raises ``jinja2.TemplateError`` for an override that does not compile."""
+        if self._override_environment is None:
+            return None
+        text_name, html_name = self._override_files(template, locale)
+        if text_name is None and html_name is None:
+            return None
+        text, html = self.pair(template)
+        environment = self._override_environment
+        return (
+            environment.get_template(text_name) if text_name else text,
+            environment.get_template(html_name) if html_name else html,
+        )
+
+    def _override_files(self, template: str, locale: str) -> tuple[str | None, str | None]:
+        key = (template, locale)
+        found = self._override_names.get(key)
+        if found is None:
+            found = (self._override_file(template, locale, "txt"), self._override_file(template, locale, "html"))
+            with self._lock:
+                self._override_names[key] = found
+        return found
+
+    def _override_file(self, template: str, locale: str, suffix: str) -> str | None:
+        assert self._overrides is not None
+        for name in (f"{locale}/{template}.{suffix}", f"{template}.{suffix}"):
+            if (self._overrides / name).is_file():
+                return name
+        return None
+
+    def override_files(self) -> list[Path]:
+        """Every file of the overrides folder that replaces a template."""
+        if self._overrides is None:
+            return []
+        return sorted(path for path in self._overrides.rglob("*") if path.suffix in (".txt", ".html"))
 
 
 class Transport(Protocol):
@@ -137,6 +219,7 @@ class SmtpMailer:
     A kind of email is two files in ``templates/``: ``<name>.txt`` (which sets
     ``subject``) and ``<name>.html``. Adding one needs no code here. Both are
     written in the context's ``locale``, else ``default_locale`` (adapters/translations.py).
+    The transport is one road or the failover over several (email_service/delivery.py).
     """
 
     def __init__(
@@ -156,6 +239,7 @@ class SmtpMailer:
         return cls(
             settings.mail_default_sender,
             SmtpConnections.from_settings(settings),
+            templates=Templates(overrides=settings.email_templates_dir),
             default_locale=settings.default_locale,
         )
 
@@ -166,9 +250,23 @@ class SmtpMailer:
         self.transport.deliver(self.render(template, to, context))
 
     def render(self, template: str, to: str, context: Mapping[str, Any]) -> Mail:
-        text_template, html_template = self.templates.pair(template)
         context = localized(context, self.default_locale)
-        text = text_template.make_module(context)
+        if self.templates.overrides is not None:
+            try:
+                overridden = self.templates.overridden(template, context["locale"])
+                if overridden is not None:
+                    return self.compose(template, overridden, to, context)
+            except (jinja2.TemplateError, LookupError) as error:
+                log.error(
+                    "template override broken, built-in template used",
+                    extra={"template": template, "locale": context["locale"], "error": str(error)[:200]},
+                )
+        return self.compose(template, self.templates.pair(template), to, context)
+
+    def compose(self, template: str, pair: TemplatePair, to: str, context: Mapping[str, Any]) -> Mail:
+        """The mail of one template pair, rendered with a ``localized`` context."""
+        text_template, html_template = pair
+        text = text_template.make_module(dict(context))
         subject = getattr(text, "subject", None)
         if not subject:
             raise LookupError(f"template {template}.txt sets no subject")
@@ -216,7 +314,9 @@ class SmtpConnections:
         check_after: float = SMTP_CHECK_AFTER_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         local_hostname: str | None = None,
+        sign: Callable[[bytes], bytes] | None = None,
     ):
+        self._sign = sign
         self._host = host
         self._port = port
         self._timeout = timeout
@@ -233,8 +333,10 @@ class SmtpConnections:
         self._all: set[smtplib.SMTP] = set()
         self.opened = 0
 
+    name = "smtp"
+
     @classmethod
-    def from_settings(cls, settings: Settings) -> SmtpConnections:
+    def from_settings(cls, settings: Settings, sign: Callable[[bytes], bytes] | None = None) -> SmtpConnections:
         return cls(
             settings.smtp_host,
             settings.smtp_port,
@@ -244,11 +346,13 @@ class SmtpConnections:
             use_ssl=settings.smtp_use_ssl,
             username=settings.smtp_username,
             password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            sign=sign,
         )
 
-    def deliver(self, mail: Mail) -> None:
-        data = mail.as_bytes()
+    def deliver(self, mail: OutgoingMail) -> None:
         try:
+            # Signed here, not in the Mail: the provider roads sign with the provider's own key.
+            data = mail.data if self._sign is None else self._sign(mail.data)
             self._deliver(mail, data)
         except UnicodeError:
             self._drop()
@@ -260,8 +364,12 @@ class SmtpConnections:
             raise TransientMailError(f"{type(error).__name__}: SMTP {error.smtp_code}") from None
         except smtplib.SMTPRecipientsRefused as error:
             self._drop()
-            codes = [code for code, _ in error.recipients.values()]
-            raise _classify(min(codes), "recipient refused") from None
+            code, reply = min(error.recipients.values())
+            if _dead_mailbox(code, reply):
+                raise RecipientRefused(
+                    f"recipient refused: SMTP {code} {_enhanced(reply) or ''}".rstrip(), transport="smtp"
+                ) from None
+            raise _classify(code, "recipient refused") from None
         except smtplib.SMTPResponseException as error:
             self._drop()
             raise _classify(error.smtp_code, type(error).__name__) from None
@@ -269,7 +377,7 @@ class SmtpConnections:
             self._drop()
             raise TransientMailError(type(error).__name__) from None
 
-    def _deliver(self, mail: Mail, data: bytes) -> None:
+    def _deliver(self, mail: OutgoingMail, data: bytes) -> None:
         kept: _Kept | None = getattr(self._local, "kept", None)
         now = self._clock()
         if kept is not None:
@@ -408,6 +516,29 @@ class SmtpProbe:
             return status == 250
         except (OSError, smtplib.SMTPException):
             return False
+
+
+ENHANCED_STATUS = re.compile(rb"^([245]\.\d{1,3}\.\d{1,3})\b")
+# RFC 3463: 5.1.x is a bad address (unknown mailbox, bad domain, moved, null MX), 5.2.1 a disabled
+# mailbox. A 5.7.x (policy, our relay refusing us) or a full mailbox says nothing final about it.
+DEAD_MAILBOX = re.compile(r"^5\.1\.\d+$|^5\.2\.1$")
+# Without an enhanced status: no such user, user not local, mailbox name not allowed (RFC 5321).
+DEAD_MAILBOX_CODES = frozenset({550, 551, 553})
+
+
+def _enhanced(reply: bytes) -> str | None:
+    found = ENHANCED_STATUS.match(reply.lstrip())
+    return found.group(1).decode() if found else None
+
+
+def _dead_mailbox(code: int, reply: bytes) -> bool:
+    """Does this RCPT refusal say the address itself is dead?"""
+    if not 500 <= code < 600:
+        return False
+    enhanced = _enhanced(reply)
+    if enhanced is not None:
+        return DEAD_MAILBOX.match(enhanced) is not None
+    return code in DEAD_MAILBOX_CODES
 
 
 def _classify(smtp_code: int, what: str) -> Exception:

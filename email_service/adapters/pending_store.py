@@ -37,6 +37,8 @@ import redis
 
 from common.redis_replies import reply
 from email_service.domain.codes import (
+    VOIDED_OVER_QUOTA,
+    GuessRules,
     Judgement,
     PendingCode,
     Presented,
@@ -54,7 +56,8 @@ SEEN_PREFIX = "seen:"
 LOCK_POLL_SECONDS = 0.02
 
 # KEYS: lock, pending, sent, consumed. ARGV: holder, hold ms, message id, sequence, now, per hour, per day, ttl,
-# then the record's field/value pairs (with its code), then those of the voided record (without).
+# '1' if a request over the quota voids the live code, then the record's field/value pairs (with its code), then
+# those of the voided record (without).
 START_ISSUE = """
 local unpack = unpack or table.unpack
 local function release()
@@ -72,14 +75,19 @@ if same and current[4] == '1' then release() return 'sent' end
 if exists and tonumber(ARGV[4]) < tonumber(current[5] or '0') then release() return 'outdated' end
 local now = tonumber(ARGV[5])
 local ttl = tonumber(ARGV[8])
-local fields_count = (#ARGV - 8) / 2
+local fields_count = (#ARGV - 9) / 2
 if not redis.call('ZSCORE', KEYS[3], ARGV[3]) then
   local last_hour = redis.call('ZCOUNT', KEYS[3], now - 3600, '+inf')
   local last_day = redis.call('ZCOUNT', KEYS[3], now - 86400, '+inf')
+  -- Over the quota: nothing mailed. A registration voids the earlier codes all the same (the contract:
+  -- registering again voids them); for every other purpose the live code is left as it is, since a request
+  -- anyone can make by address (forgot, sign-in) must not void the code its owner holds.
   if last_hour >= tonumber(ARGV[6]) or last_day >= tonumber(ARGV[7]) then
-    redis.call('DEL', KEYS[2])
-    redis.call('HSET', KEYS[2], unpack(ARGV, 9 + fields_count, #ARGV))
-    redis.call('EXPIRE', KEYS[2], ttl)
+    if ARGV[9] == '1' then
+      redis.call('DEL', KEYS[2])
+      redis.call('HSET', KEYS[2], unpack(ARGV, 10 + fields_count, #ARGV))
+      redis.call('EXPIRE', KEYS[2], ttl)
+    end
     release()
     return 'over_quota'
   end
@@ -89,7 +97,7 @@ if not redis.call('ZSCORE', KEYS[3], ARGV[3]) then
 end
 if not same then
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[2], unpack(ARGV, 9, 8 + fields_count))
+  redis.call('HSET', KEYS[2], unpack(ARGV, 10, 9 + fields_count))
   redis.call('EXPIRE', KEYS[2], ttl)
 end
 return 'stored'
@@ -106,7 +114,10 @@ return 1
 
 
 # KEYS: pending. ARGV: the seen field, the proof ('code' or 'link'), the presented digest, max attempts,
-# submitted_at ('' when the submission has none), the attempt id. Returns the verdict's JSON.
+# submitted_at ('' when the submission has none), the attempt id, '1' if the purpose answers decoys, the code's
+# TTL, the account's daily guess budget ('' for none), '1' if from a proven device, now, the prefix of the
+# budget's key (the account id completes it: the account is known only once the record is read, here).
+# Returns the verdict's JSON.
 #
 # The verdict rules are ``judge_attempt``'s (email_service/domain/codes.py), their spec; this script runs
 # the same rules inside Redis, so that reading the record, judging and writing are one atomic round trip.
@@ -118,12 +129,14 @@ return 1
 # comparison, and no timing from inside Redis reaches a client across the queue.
 JUDGE_ATTEMPT = r"""
 local record = redis.call('HMGET', KEYS[1], ARGV[1], 'user_id', 'consumed_by', 'voided', 'requested_at',
-  'code_digest', 'attempts', 'link_digest', 'sequence')
+  'code_digest', 'attempts', 'link_digest', 'sequence', 'decoy_attempts')
 if record[1] then return record[1] end
 local user_id, consumed_by, voided, requested_at = record[2], record[3], record[4] == '1', record[5] or '0'
 local code_digest, attempts, link_digest, sequence = record[6] or '', tonumber(record[7] or '0'), record[8] or '',
   record[9] or '0'
+local decoy_attempts = tonumber(record[10] or '0')
 local proof, presented, max_attempts, submitted_at = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local decoys, ttl, allowed, proven, now = ARGV[7] == '1', ARGV[8], ARGV[9], ARGV[10] == '1', tonumber(ARGV[11])
 
 local json_escapes = {['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f', ['\n'] = '\\n',
   ['\r'] = '\\r', ['\t'] = '\\t'}
@@ -146,8 +159,28 @@ end
 local function verified() return written(judged('verified', 0, user_id, sequence), 'consumed_by', ARGV[6]) end
 -- Burned: even the right code is refused from now on.
 local function too_many() return written(judged('too_many_attempts', 0), 'attempts', ARGV[4], 'code_digest', '') end
+-- No live code, for a purpose asked for by address alone: answered as a live code would be, counting down.
+local function decoyed()
+  local left = max_attempts - decoy_attempts - 1
+  local verdict = left <= 0 and judged('too_many_attempts', 0) or judged('invalid_code', left)
+  written(verdict, 'decoy_attempts', string.format('%d', decoy_attempts + 1))
+  if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+  return verdict
+end
+-- The account's wrong codes of the last day, over every purpose (a sorted set of guesses by time).
+local budget = ARGV[12] .. (user_id or '')
+local function spent() return redis.call('ZCOUNT', budget, now - 86400, '+inf') end
+local function charged()
+  if allowed == '' then return end
+  redis.call('ZADD', budget, now, ARGV[6])
+  redis.call('ZREMRANGEBYSCORE', budget, '-inf', now - 86400)
+  redis.call('EXPIRE', budget, 86400)
+end
 
-if not user_id or consumed_by or voided then return expired end
+if not user_id or consumed_by or voided then
+  if decoys and proof == 'code' then return decoyed() end
+  return expired
+end
 if submitted_at ~= '' and tonumber(submitted_at) < tonumber(requested_at) then return expired end
 if code_digest == '' or attempts >= max_attempts then return too_many() end
 if proof == 'link' then
@@ -155,7 +188,12 @@ if proof == 'link' then
   if link_digest ~= '' and link_digest == presented then return verified() end
   return expired
 end
+-- The day's budget spent: refused, right or wrong, and nothing of the code spent.
+if allowed ~= '' and not proven and spent() >= tonumber(allowed) then
+  return written(judged('too_many_attempts', 0))
+end
 if code_digest == presented then return verified() end
+charged()
 local attempts_left = max_attempts - attempts - 1
 if attempts_left <= 0 then return too_many() end
 return written(judged('invalid_code', attempts_left), 'attempts', string.format('%d', attempts + 1))
@@ -189,6 +227,11 @@ class RedisPendingCodes:
         self._judge_attempt = client.register_script(JUDGE_ATTEMPT)
         self._discard_consumed = client.register_script(DISCARD_CONSUMED)
 
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis the codes live in: the suppression list lives beside them."""
+        return self._redis
+
     def _slot_key(self, kind: str, slot: Slot) -> str:
         # Addresses are hashed so keys do not spell out personal data.
         return f"{self._prefix}:{kind}:{slot.purpose}:{hashlib.sha256(slot.email.encode()).hexdigest()}"
@@ -215,7 +258,6 @@ class RedisPendingCodes:
             self._slot_key("sent", slot),
             self._slot_key("consumed", slot),
         ]
-        voided = dataclasses.replace(pending, code_digest="", link_digest="", voided=True)
         args = [
             holder,
             _milliseconds(hold_seconds),
@@ -225,8 +267,9 @@ class RedisPendingCodes:
             per_hour,
             per_day,
             ttl_seconds,
+            int(slot.purpose in VOIDED_OVER_QUOTA),
             *_flat(_fields(pending)),
-            *_flat(_fields(voided)),
+            *_flat(_fields(dataclasses.replace(pending, code_digest="", link_digest="", voided=True))),
         ]
         deadline = time.monotonic() + wait_seconds
         while True:
@@ -252,8 +295,16 @@ class RedisPendingCodes:
         self._finish_issue(keys=keys, args=[message_id, holder, int(sent)])
 
     def attempt(
-        self, slot: Slot, presented: Presented, attempt_id: str, max_attempts: int, submitted_at: float | None = None
+        self,
+        slot: Slot,
+        presented: Presented,
+        attempt_id: str,
+        max_attempts: int,
+        submitted_at: float | None = None,
+        *,
+        rules: GuessRules | None = None,
     ) -> Judgement:
+        rules = rules or GuessRules()
         args = [
             f"{SEEN_PREFIX}{attempt_id}",
             presented.proof.value,
@@ -262,8 +313,18 @@ class RedisPendingCodes:
             # repr: the shortest text that parses back to the same double, in Lua as in Python.
             "" if submitted_at is None else repr(submitted_at),
             attempt_id,
+            int(rules.decoys),
+            max(1, rules.ttl_seconds),
+            "" if rules.budget is None else rules.budget,
+            int(rules.proven_device),
+            repr(rules.now),
+            f"{self._prefix}:guesses:",
         ]
         return _judgement_from_json(reply(self._judge_attempt(keys=[self._slot_key("pending", slot)], args=args)))
+
+    def guesses_spent(self, user_id: str, now: float) -> int:
+        """The account's wrong codes in the day before ``now`` (what its guess budget has spent)."""
+        return int(reply(self._redis.zcount(f"{self._prefix}:guesses:{user_id}", now - DAY, "+inf")))
 
     def discard_consumed(self, slot: Slot, attempt_id: str) -> None:
         keys = [self._slot_key("pending", slot), self._slot_key("consumed", slot)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import enum
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
 
@@ -15,6 +15,10 @@ CODE_DIGITS = 6
 
 __all__ = [
     "CODE_DIGITS",
+    "DECOY_PURPOSES",
+    "VOIDED_OVER_QUOTA",
+    "GuessBudget",
+    "GuessRules",
     "Judgement",
     "PendingCode",
     "Presented",
@@ -109,6 +113,49 @@ class Presented:
         return cls(Proof.LINK, link_digest(key, slot, token))
 
 
+# Purposes whose code is asked for by address alone (forgot, sign-in without a password): a wrong code for
+# an address without a live code of the purpose (no account, a pending one, none asked) is answered as for a
+# live one, invalid with attempts counting down, so the second step tells no more than the first (202 for
+# every address) did. The registration's confirm keeps its 410 for an unknown address: the contract says so.
+DECOY_PURPOSES = frozenset({Purpose.RESET_PASSWORD, Purpose.SIGN_IN})
+
+
+# Purposes whose request over the quota still voids the live code: a registration of a pending address voids
+# every earlier code (the contract). Any other request over the quota leaves the live code alone: forgot and
+# sign-in codes are asked for by address alone, so anyone could otherwise void the code the owner holds.
+VOIDED_OVER_QUOTA = frozenset({Purpose.VERIFY_EMAIL})
+
+
+@dataclass(frozen=True)
+class GuessBudget:
+    """The wrong codes an account was given in the last day, over every purpose, and how many it may be.
+
+    Once ``spent`` reaches ``allowed`` every code of the account is refused (the right one too) until the
+    day's window frees some, except a submission from a device the account has signed in from
+    (``proven``): the budget bounds guessing per account, and the owner's own devices still get in."""
+
+    spent: int
+    allowed: int
+    proven: bool = False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.spent >= self.allowed and not self.proven
+
+
+@dataclass(frozen=True)
+class GuessRules:
+    """What a guess is judged under besides its code: decoys for its purpose (``DECOY_PURPOSES``, living
+    ``ttl_seconds`` like a code), the account's daily guess budget (None: none), whether it comes from a
+    proven device, and the time the budget's day ends at."""
+
+    decoys: bool = False
+    ttl_seconds: int = 0
+    budget: int | None = None
+    proven_device: bool = False
+    now: float = 0.0
+
+
 @dataclass(frozen=True)
 class Judgement:
     verdict: Verdict
@@ -116,6 +163,8 @@ class Judgement:
     user_id: str | None = None
     # The sequence number of the code that verified: auth applies it only to the registration it was issued for.
     sequence: int | None = None
+    # A wrong code for a live one: it spends the account's guess budget (not part of the remembered verdict).
+    counted: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -133,8 +182,8 @@ class PendingCode:
     link_digest: str = ""
     # The code request's place among the address's requests: only a higher one replaces this one.
     sequence: int = 0
-    # A newer request that could not be given a code (the address's quota was spent): the
-    # earlier codes are void all the same, and this one holds none.
+    # A newer registration that could not be given a code (the address's quota was spent): the
+    # earlier codes are void all the same, and this one holds none (``VOIDED_OVER_QUOTA``).
     voided: bool = False
 
     @property
@@ -148,7 +197,13 @@ class PendingCode:
 
 
 def judge_attempt(
-    pending: PendingCode | None, presented: Presented, max_attempts: int, submitted_at: float | None = None
+    pending: PendingCode | None,
+    presented: Presented,
+    max_attempts: int,
+    submitted_at: float | None = None,
+    *,
+    decoy_attempts: int | None = None,
+    budget: GuessBudget | None = None,
 ) -> Judgement:
     """The verdict on one guess, given the code as it stands (before the guess).
 
@@ -157,8 +212,14 @@ def judge_attempt(
     answered as expired and spends none of the new code's attempts. So is a
     link that does not match: its token is too long to guess, so it is the link
     of an older code, not an attack on this one.
+
+    ``decoy_attempts`` (a purpose of ``DECOY_PURPOSES``: the wrong guesses the slot got while it held
+    no live code) answers a slot without a live code as if it had one. ``budget`` is the account's
+    wrong guesses of the day: spent, it refuses the code, right or wrong, and spends nothing.
     """
     if pending is None or pending.consumed_by is not None or pending.voided:
+        if decoy_attempts is not None and presented.proof is Proof.CODE:
+            return _wrong(max_attempts - decoy_attempts - 1, counted=False)
         return Judgement(Verdict.CODE_EXPIRED)
     if submitted_at is not None and submitted_at < pending.requested_at:
         return Judgement(Verdict.CODE_EXPIRED)
@@ -168,12 +229,17 @@ def judge_attempt(
         if pending.link_digest and digests_match(pending.link_digest, presented.digest):
             return Judgement(Verdict.VERIFIED, user_id=pending.user_id, sequence=pending.sequence)
         return Judgement(Verdict.CODE_EXPIRED)
+    if budget is not None and budget.exhausted:
+        return Judgement(Verdict.TOO_MANY_ATTEMPTS)
     if digests_match(pending.code_digest, presented.digest):
         return Judgement(Verdict.VERIFIED, user_id=pending.user_id, sequence=pending.sequence)
-    attempts_left = max_attempts - pending.attempts - 1
+    return _wrong(max_attempts - pending.attempts - 1, counted=True)
+
+
+def _wrong(attempts_left: int, *, counted: bool) -> Judgement:
     if attempts_left <= 0:
-        return Judgement(Verdict.TOO_MANY_ATTEMPTS)
-    return Judgement(Verdict.INVALID_CODE, attempts_left=attempts_left)
+        return Judgement(Verdict.TOO_MANY_ATTEMPTS, counted=counted)
+    return Judgement(Verdict.INVALID_CODE, attempts_left=attempts_left, counted=counted)
 
 
 def within_quota(sent_last_hour: int, sent_last_day: int, per_hour: int, per_day: int) -> bool:

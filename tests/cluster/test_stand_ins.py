@@ -1,19 +1,20 @@
-"""The harness's pieces: one store shared by several auth processes, the balancer, the partition."""
+"""The harness's pieces: one store shared by several auth processes, the balancer, the network and its partition."""
 
 from __future__ import annotations
 
 import http.server
 import socket
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 import pymongo
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from devtools.cluster import PartitionUnavailable, RoundRobinBalancer, partitioned
+from devtools.cluster import PrivateNetwork, RoundRobinBalancer
 from devtools.mongo_wire import MongoWireServer
 from devtools.stack import free_port, http_json
 
@@ -78,21 +79,57 @@ def test_the_balancer_takes_turns_and_skips_a_backend_that_is_down():
         servers[1].server_close()
 
 
-def test_a_partition_cuts_only_the_nodes_address_and_heals():
-    cut_off = socket.create_server(("127.0.0.13", 0))
-    everyone = socket.create_server(("127.0.0.1", 0))
-    node = SimpleNamespace(address="127.0.0.13")
+# A host of the network: accepts connections on its address and closes them.
+LISTENER = """
+import socket, sys
+server = socket.create_server((sys.argv[1], int(sys.argv[2])))
+print("listening", flush=True)
+while True:
+    server.accept()[0].close()
+"""
+# From another host: exits 0 if a connection to the address is made within a second.
+CONNECT = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()"
+
+
+def machine_network() -> tuple[str, str, str]:
+    """What this machine's own namespace shows of its network: links, addresses and routes, and lo's qdisc."""
+    shown = [subprocess.run(command, capture_output=True, text=True, timeout=10).stdout for command in (
+        ["ip", "-br", "link"], ["ip", "-br", "addr"], ["tc", "qdisc", "show", "dev", "lo"]
+    )]  # fmt: skip
+    return shown[0], shown[1], shown[2]
+
+
+def test_a_partition_cuts_one_host_off_from_the_others_and_this_machine_then_heals_leaving_nothing_behind():
+    before = machine_network()
+    network = PrivateNetwork(hosts=2).start()
+    listener = None
     try:
-        with partitioned(node) as cut:
+        port = free_port()
+        listener = subprocess.Popen(
+            network.inside(1, sys.executable, "-c", LISTENER, network.address(1), str(port)),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert listener.stdout is not None and listener.stdout.readline() == "listening\n"
+        from_host_2 = network.inside(2, sys.executable, "-c", CONNECT, network.address(1), str(port))
+        socket.create_connection((network.address(1), port), timeout=1).close()
+        assert subprocess.run(from_host_2, timeout=30).returncode == 0
+        # The network is the session's: this machine shows only its end of the link into the hub.
+        assert machine_network()[2] == before[2]
+
+        with network.cut_off(1) as cut:
             with pytest.raises(OSError):
-                socket.create_connection(cut_off.getsockname(), timeout=1)
-            socket.create_connection(everyone.getsockname(), timeout=1).close()
-            assert cut.held_packets() > 0
-        socket.create_connection(cut_off.getsockname(), timeout=1).close()
-    except PartitionUnavailable as error:
-        pytest.skip(f"this machine cannot cut loopback traffic: {error}")
+                socket.create_connection((network.address(1), port), timeout=1)
+            assert subprocess.run(from_host_2, capture_output=True, timeout=30).returncode != 0
+            assert cut.dropped_packets() > 0
+        socket.create_connection((network.address(1), port), timeout=5).close()
+        assert subprocess.run(from_host_2, timeout=30).returncode == 0
     finally:
-        cut_off.close()
-        everyone.close()
-    with pytest.raises(PartitionUnavailable, match=r"127\.0\.0\.1"), partitioned(SimpleNamespace(address="127.0.0.1")):
-        pass
+        if listener is not None:
+            listener.kill()
+            listener.wait()
+        network.stop()
+    assert machine_network() == before
+    assert not any(network.tag in name for name in subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, timeout=10
+    ).stdout.split())  # fmt: skip

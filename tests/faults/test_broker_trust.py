@@ -1,4 +1,4 @@
-"""Broker trust (docs/security.md, item 14): each service on a broker account of its own.
+"""Broker trust (docs/security.md, "Broker trust"): each service on a broker account of its own.
 
 A private RabbitMQ node starts with docker/rabbitmq/rabbitmq.conf, loading the
 definitions ``python -m common.messaging.access`` renders from the settings,

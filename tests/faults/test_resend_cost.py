@@ -1,5 +1,5 @@
 """Resend and forgot answer a known address without waiting on the broker, as they answer an unknown one
-(issue 13, item 10; forgot since it shares resend's stored requests).
+(docs/security.md, "Resend timing"; forgot since it shares resend's stored requests).
 
 The time of a 202 must not tell whether an address has a pending account. The
 clearest difference was the broker: the pending path published the new code

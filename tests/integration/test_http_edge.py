@@ -2,8 +2,8 @@
 
 Proxies, body caps, connection handling and security headers are decided by
 waitress or around it, before or after Flask sees a request, so each of these
-tests talks to the real process over sockets. docs/security.md, "Hardening,
-round two", lists the finding behind each test.
+tests talks to the real process over sockets. docs/security.md, "Hardening
+against an attack from outside", names the finding behind each test.
 """
 
 from __future__ import annotations

@@ -181,6 +181,9 @@ def walk_sign_in(stack: LocalStack) -> dict[str, list[str]]:
     status, _, second = stack.call("POST", "/auth/login/verify", verify, device)
     assert status == 200
 
+    # Sign-in without a password is for accounts without the second factor.
+    second_bearer = {"Authorization": f"Bearer {second['access_token']}"}
+    assert stack.call("POST", "/auth/mfa", {"enabled": False, "password": password}, second_bearer)[0] == 200
     assert stack.call("POST", "/auth/login/code", {"email": email})[0] == 202
     passwordless_code = codes_in(stack, email, "sign-in code", 2)[-1]
     assert passwordless_code is not None

@@ -4,12 +4,12 @@ is started again, SIGTERM stops them all with exit 0, and a supervisor killed ou
 from __future__ import annotations
 
 import signal
-import time
 
 import psutil
 import pytest
 
 from devtools.stack import http_json
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,7 @@ def children_of(pid: int) -> list[psutil.Process]:
 
 
 def wait_until(condition, what: str):
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.1)
-    pytest.fail(f"not within {WAIT_SECONDS}s: {what}")
+    return eventually(condition, what, WAIT_SECONDS, every=0.1)
 
 
 def answers(port: int) -> bool:

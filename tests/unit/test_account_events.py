@@ -23,7 +23,7 @@ from auth_service.domain.devices import KNOWN_DEVICES_KEPT, Device, network_of
 from auth_service.domain.lockout import LockoutPolicy, Step, after_failure
 from common.messaging.consumer import Outcome
 from common.messaging.envelope import Outgoing
-from common.messaging.messages import ACCOUNT_EVENTS, LockDue
+from common.messaging.messages import ACCOUNT_EVENTS, LockDue, UserSessionsRevoked
 from tests.fakes import as_delivered
 from tests.unit.test_lifecycle import NEW_PASSWORD, bearer, reset, reset_code
 from tests.unit.test_sessions import PASSWORD, sign_up
@@ -96,6 +96,7 @@ def test_a_lifecycle_publishes_its_events_in_order_each_well_formed_and_free_of_
         "user.registered",
         "user.verified",
         "user.password_changed",
+        "user.sessions_revoked",
         "user.email_changed",
     ]
     for event in published:
@@ -105,9 +106,10 @@ def test_a_lifecycle_publishes_its_events_in_order_each_well_formed_and_free_of_
         assert body["user_id"] == user_id and "locale" in body
         assert not any(SECRET_WORDS.search(key) for key in body), body
         assert PASSWORD not in json.dumps(body) and code not in json.dumps(body)
-    registered, _, password_changed, email_changed = (json.loads(event.encoded_body()) for event in published)
+    registered, _, password_changed, revoked, email_changed = (json.loads(event.encoded_body()) for event in published)
     assert (registered["name"], registered["email"]) == ("Ada", email)
     assert password_changed["reason"] == "change"
+    assert (revoked["all"], revoked["reason"]) == (True, "password_changed") and "session_ids" not in revoked
     assert (email_changed["email"], email_changed["old_email"]) == (new_email, email)
     assert system.auth.users.pending_outbox_count() == 0
 
@@ -310,6 +312,14 @@ def test_the_lock_timer_is_a_well_formed_message():
 
 # --- new sign-in ---
 
+CHROME_ON_WINDOWS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
+SAFARI_ON_IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.1 Mobile/15E148 Safari/604.1"
+)
+
 
 def test_a_device_is_its_id_else_its_user_agent_and_network():
     phone = Device("203.0.113.7", "App/1.0 (Phone)")
@@ -319,9 +329,16 @@ def test_a_device_is_its_id_else_its_user_agent_and_network():
     assert Device("203.0.113.7", "A", "device-1").key == Device("198.51.100.1", "B", "device-1").key
     assert network_of("2001:db8:1:2:3::4") == network_of("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
     assert network_of("::ffff:203.0.113.7") == "203.0.113.0/24"
-    assert phone.description == "App/1.0 (Phone)"
-    assert Device("203.0.113.7", "\x1b[2Jevil\nagent").description == "[2Jevilagent"
-    assert Device("203.0.113.7").description == "an unknown device"
+    assert Device("203.0.113.7", CHROME_ON_WINDOWS).description == "Chrome 120, Windows 10"
+    assert Device("203.0.113.7", SAFARI_ON_IPHONE).description == "Mobile Safari 17, iOS 17"
+    # Nothing the client wrote beyond known browser and system names: not an app's name, not a link.
+    assert phone.description == "unknown"
+    assert Device("203.0.113.7", "evil.example.com/1.0 CFNetwork/1410.0.3 Darwin/22.6.0").description == "iOS 16"
+    assert Device("203.0.113.7", CHROME_ON_WINDOWS + " Visit http://evil.example/x").description == (
+        "Chrome 120, Windows 10"
+    )
+    assert Device("203.0.113.7", "\x1b[2Jevil\nagent").description == "unknown"
+    assert Device("203.0.113.7").description == "unknown"
     assert len(phone.key) == 64 and "Phone" not in phone.key
 
 
@@ -331,13 +348,13 @@ def test_a_login_from_a_new_device_is_announced_but_not_the_first_login(system, 
     assert log_in(system, email, **{"User-Agent": "App/1.0 (Phone)"}).status_code == 200
     assert log_in(system, email, **{"User-Agent": "App/1.0 (Phone)"}).status_code == 200
     assert events(system, "user.login_new_device") == []
-    assert log_in(system, email, **{"User-Agent": "Browser/9 (Laptop)"}).status_code == 200
+    assert log_in(system, email, **{"User-Agent": CHROME_ON_WINDOWS}).status_code == 200
     [new] = events(system, "user.login_new_device")
-    assert (new.body["ip"], new.body["device"]) == ("127.0.0.1", "Browser/9 (Laptop)")
+    assert (new.body["ip"], new.body["device"]) == ("127.0.0.1", "Chrome 120, Windows 10")
     [mail] = notices(system, email, "New sign-in")
-    assert "127.0.0.1" in mail.body and "Browser/9 (Laptop)" in mail.body and " UTC" in mail.body
+    assert "127.0.0.1" in mail.body and "Device: Chrome 120, Windows 10" in mail.body and " UTC" in mail.body
     assert "reset your password" in mail.body
-    log_in(system, email, **{"User-Agent": "Browser/9 (Laptop)"})
+    log_in(system, email, **{"User-Agent": CHROME_ON_WINDOWS})
     log_in(system, email, **{"User-Agent": "Other", "X-Device-Id": "app-install-1"})
     log_in(system, email, **{"User-Agent": "Renamed", "X-Device-Id": "app-install-1"})
     assert len(events(system, "user.login_new_device")) == 2
@@ -366,6 +383,7 @@ def test_every_event_class_round_trips_through_its_own_parser():
         "user.locked": {"until": "2026-01-01T00:00:00Z"},
         "user.unlocked": {"reason": "expired"},
         "user.login_new_device": {"ip": "203.0.113.7", "device": "App"},
+        "user.sessions_revoked": {"session_ids": ("s-1", "s-2"), "reason": "logout"},
     }
     for event_class in ACCOUNT_EVENTS:
         event = event_class(
@@ -377,6 +395,10 @@ def test_every_event_class_round_trips_through_its_own_parser():
             **samples.get(event_class.TYPE, {}),
         )
         assert event_class.parse(as_delivered(event.outgoing(message_id="e-1"))) == event
+    everything = UserSessionsRevoked(
+        "e-2", "2026-01-01T00:00:00Z", "u-1", "a@example.com", None, all_sessions=True, reason="not_me"
+    )
+    assert UserSessionsRevoked.parse(as_delivered(everything.outgoing(message_id="e-2"))) == everything
 
 
 # --- "this wasn't me" ---
@@ -440,7 +462,9 @@ def test_the_password_changed_notice_carries_a_link_that_expires(make_system, un
     token = not_me_token(notices(system, email, "password was changed")[0])
     system.clock.advance(3601)
     assert press(system, token).status_code == 410
-    assert system.client.get("/auth/me", headers=bearer(changed.json["access_token"])).status_code == 200
+    # Nothing was ended: the session goes on (its access token expired meanwhile, by the clock).
+    refreshed = system.client.post("/auth/token/refresh", json={"refresh_token": changed.json["refresh_token"]})
+    assert refreshed.status_code == 200
 
 
 def change_address(system, email, moved):
@@ -478,17 +502,19 @@ def test_the_address_changed_notice_link_undoes_the_change(system, unique_email)
 
 
 def test_with_the_second_factor_wrong_passwords_count_and_a_lock_refuses_before_any_code(locking, unique_email):
-    from tests.unit.test_sign_in import PHONE, set_mfa
+    from tests.unit.test_sign_in import LAPTOP, PHONE, set_mfa
 
     email = unique_email()
     sign_up(locking, email)
     assert set_mfa(locking, log_in(locking, email, **PHONE).json["access_token"], True).status_code == 200
     for _ in range(5):
-        assert log_in(locking, email, "a wrong password", **PHONE).status_code == 401
+        assert log_in(locking, email, "a wrong password", **LAPTOP).status_code == 401
     assert len(events(locking, "user.login_failures")) == len(events(locking, "user.locked")) == 1
     sign_in_codes_before = len(notices(locking, email, "sign-in code"))
-    assert log_in(locking, email, **PHONE).status_code == 401  # locked: no challenge, no code
+    assert log_in(locking, email, **LAPTOP).status_code == 401  # locked: no challenge, no code
     assert len(notices(locking, email, "sign-in code")) == sign_in_codes_before
+    # The device the account signed in from is not kept out by the lock: its challenge comes.
+    assert log_in(locking, email, **PHONE).status_code == 202
 
 
 def test_a_login_that_passes_the_second_factor_from_a_new_device_is_announced(system, unique_email):
@@ -501,7 +527,7 @@ def test_a_login_that_passes_the_second_factor_from_a_new_device_is_announced(sy
     assert events(system, "user.login_new_device") == []  # no session yet: only a challenge
     assert verify_challenge(system, challenge, sign_in_code(system, email), headers=LAPTOP).status_code == 200
     [new] = events(system, "user.login_new_device")
-    assert new.body["ip"] == "127.0.0.1" and new.body["device"].startswith("Werkzeug/")  # the test client's
+    assert new.body["ip"] == "127.0.0.1" and new.body["device"] == "unknown"  # the test client's Werkzeug/...
 
 
 def test_a_lock_set_while_the_right_password_is_checked_refuses_it(locking, unique_email, monkeypatch):

@@ -1,4 +1,4 @@
-"""Hardening, round two (issue 13, items 6-10 and 13): the rules on fakes.
+"""The accounts hardened against an attack from outside (docs/security.md): the rules on fakes.
 
 The same use cases and handlers as production, wired on mongomock, fakeredis
 and the in-memory broker (tests/unit/conftest.py); the real processes are
@@ -51,7 +51,7 @@ def wrong(code: str) -> str:
     return f"{(int(code) + 1) % 1_000_000:06d}"
 
 
-# --- item 6: addresses ------------------------------------------------------------------------
+# --- Address forms --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ def test_every_endpoint_refuses_a_quoted_address_with_422(system, path):
     assert response.status_code == 422 and "email" in response.json["fields"]
 
 
-# --- item 7: a pending registration is taken over ---------------------------------------------
+# --- Pre-registration takeover --------------------------------------------------------------------
 
 
 def test_a_second_registration_takes_the_pending_account_over(system, unique_email):
@@ -236,7 +236,7 @@ def test_sequence_numbers_rise_even_when_clocks_disagree():
     assert next_sequence(later_reading, datetime(2027, 1, 1, tzinfo=UTC)) > later_reading + 1
 
 
-# --- item 8: names ----------------------------------------------------------------------------
+# --- Phishing through the name --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -263,7 +263,7 @@ def test_the_name_is_not_in_the_verification_email(system, unique_email):
     assert "Quintessa" not in mail.body and "Quintessa" not in mail.html
 
 
-# --- item 9: confirm does not tell the account's state ----------------------------------------
+# --- Confirm tells the state ----------------------------------------------------------------------
 
 
 def test_a_confirmed_address_answers_410_unless_given_the_code_that_confirmed_it(system, unique_email):
@@ -313,7 +313,7 @@ def test_confirming_codes_are_compared_in_constant_time(monkeypatch):
     assert compared == [1, 1]
 
 
-# --- item 10: resend does the same work for every address -------------------------------------
+# --- Resend timing: the same work for every address -----------------------------------------------
 
 
 class RecordingRepository:
@@ -382,6 +382,7 @@ def test_a_code_asked_by_address_costs_the_request_the_same_whatever_the_address
 def test_the_relay_acts_on_a_resend_soon_after_being_woken():
     woken_at: list[float] = []
     handled = threading.Event()
+    first_round_done = threading.Event()
 
     def resends() -> int:
         if woken_at:
@@ -390,13 +391,14 @@ def test_the_relay_acts_on_a_resend_soon_after_being_woken():
 
     class NothingDue:
         def relay_due(self) -> int:
+            first_round_done.set()  # the last step of a round, after its resends
             return 0
 
     wakeup = threading.Event()
     relay = OutboxRelay(NothingDue(), interval_seconds=60, resends=resends, wakeup=wakeup, headstart_seconds=0.05)
     relay.start()
     try:
-        time.sleep(0.1)  # the first round is done, the relay waits (60 s unless woken)
+        assert first_round_done.wait(5)  # from now on the relay waits (60 s unless woken)
         woken_at.append(time.monotonic())
         wakeup.set()
         assert handled.wait(2)
@@ -406,7 +408,7 @@ def test_the_relay_acts_on_a_resend_soon_after_being_woken():
         relay.join(2)
 
 
-# --- item 13: repeated and sequential passwords -----------------------------------------------
+# --- Repeated and sequential passwords ------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -484,5 +486,6 @@ def test_a_submission_carries_the_keyed_hash_beside_the_code(system, unique_emai
         "user_id",
         "submitted_at",
         "confirmation",
+        "proven_device",
     }
     assert delivered.body["confirmation"] != delivered.body["code"]

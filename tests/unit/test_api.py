@@ -8,6 +8,8 @@ import time
 import jwt
 import pytest
 
+from auth_service.domain.signing_keys import generate_key
+
 PASSWORD = "correct horse battery"
 
 
@@ -294,10 +296,9 @@ def test_login_token_carries_the_required_claims(system, unique_email):
     email = unique_email()
     token = token_for(system, email)
     settings = system.auth_settings
-    claims = jwt.decode(
-        token, settings.jwt_secret.get_secret_value(), algorithms=["HS256"], audience=settings.jwt_audience
-    )
-    assert set(claims) == {"sub", "iat", "exp", "iss", "aud", "ver"}
+    key = system.auth.keys.current().verifying[jwt.get_unverified_header(token)["kid"]]
+    claims = jwt.decode(token, key.verifier, algorithms=["ES256"], audience=settings.jwt_audience)
+    assert set(claims) == {"sub", "sid", "iat", "exp", "iss", "aud", "jti", "ver"}
     assert claims["ver"] == 0
     assert claims["exp"] - claims["iat"] == settings.jwt_ttl_seconds
     assert claims["iss"] == settings.jwt_issuer
@@ -312,11 +313,15 @@ def _forged(system, **changes) -> str:
         "exp": now + 60,
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
+        "sid": "a-session",
+        "jti": "a-token",
         "ver": 0,
     }
     claims.update(changes.pop("claims", {}))
-    key = changes.pop("key", settings.jwt_secret.get_secret_value())
-    return jwt.encode(claims, key, algorithm=changes.pop("algorithm", "HS256"))
+    claims = {name: value for name, value in claims.items() if value is not None}
+    signing = system.auth.keys.current().signing
+    key = changes.pop("key", signing.signer)
+    return jwt.encode(claims, key, algorithm=changes.pop("algorithm", signing.alg), headers={"kid": signing.kid})
 
 
 @pytest.mark.parametrize(
@@ -338,11 +343,9 @@ def test_me_rejects_every_bad_token_with_401(system, unique_email, header):
     user_id = register(system.client, email).json["id"]
     tokens = {
         "expired": _forged(system, claims={"sub": user_id, "iat": 1, "exp": 2}),
-        "wrong_key": _forged(system, claims={"sub": user_id}, key="another-secret-that-is-also-long-enough!"),
+        "wrong_key": _forged(system, claims={"sub": user_id}, key=generate_key("ES256").signer),
         "alg_none": _forged(system, claims={"sub": user_id}, key=None, algorithm="none"),
-        "no_exp": jwt.encode(
-            {"sub": user_id, "iat": int(time.time())}, system.auth_settings.jwt_secret.get_secret_value()
-        ),
+        "no_exp": _forged(system, claims={"sub": user_id, "exp": None}),
         "wrong_audience": _forged(system, claims={"sub": user_id, "aud": "someone-else"}),
     }
     headers = {"Authorization": header.format(**tokens)} if header else {}
@@ -354,7 +357,8 @@ def test_me_returns_the_profile(system, unique_email):
     token = token_for(system, email)
     me = system.client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200
-    assert set(me.json) == {"id", "email", "name", "status", "created_at", "locale"}
+    assert set(me.json) == {"id", "email", "name", "status", "created_at", "locale", "email_deliverable"}
+    assert me.json["email_deliverable"] is True
 
 
 # --- health and docs ------------------------------------------------------------------------
@@ -378,7 +382,7 @@ def test_openapi_document_lists_every_endpoint(system):
     document = system.client.get("/openapi.json").json
     assert document["openapi"].startswith("3.")
     assert {"/auth/register", "/auth/confirm", "/auth/resend-code", "/auth/login", "/auth/me"} <= set(document["paths"])
-    assert {"/healthz", "/readyz"} <= set(document["paths"])
+    assert {"/healthz", "/readyz", "/.well-known/jwks.json"} <= set(document["paths"])
 
 
 def test_unknown_route_and_wrong_method_get_the_error_body(system):

@@ -1,5 +1,5 @@
 """Pieces of `make bench` (bench/compare.py) that run in a moment, apart from the broker:
-the messages it pre-queues, the counting SMTP sinks and the peers' job.
+the messages it pre-queues, the counting SMTP sinks, the peers' job, and the MIME benchmark.
 
 The whole benchmark, even with --quick, takes longer than a unit test should
 (Celery alone needs seconds to start and stop); its table arithmetic is in
@@ -9,6 +9,8 @@ tests/integration/test_bench_compare.py.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import smtplib
 import ssl
 import time
@@ -16,6 +18,7 @@ import time
 import fakeredis
 import pytest
 
+from bench import mime_build
 from bench import sink as smtp_sink
 from bench.peers import MailJob, PeerConfig
 from bench.workload import Leftovers, code_request
@@ -206,3 +209,20 @@ def test_the_confirm_parts_mongodb_stand_in_finds_by_index_what_a_scan_finds(mon
     tested.clear()
     assert users.count_documents({"status": "pending"}) == 50  # other queries scan as mongomock does
     assert len(tested) == 50
+
+
+@pytest.mark.parametrize("locale", ["en", "pt-BR"])
+def test_the_mime_benchmark_builds_the_same_mail_both_ways(locale):
+    mail = mime_build.rendered(locale)
+    ours, theirs = (
+        email.message_from_bytes(built, policy=email.policy.default)
+        for built in (mail.as_bytes(), mime_build.by_email_message(mail))
+    )
+    for kind in ("plain", "html"):
+        # set_content ends a part with a line break; the worker's part ends where its text does.
+        assert ours.get_body((kind,)).get_content().rstrip("\r\n") == theirs.get_body((kind,)).get_content().rstrip(
+            "\r\n"
+        )
+    assert ours["Subject"] == theirs["Subject"] == mail.subject
+    figures = mime_build.measure(mails=3, reps=1)
+    assert set(figures) == {f"{way}_{lang}_us" for way in ("hand_built", "email_message") for lang in ("en", "pt-BR")}

@@ -121,7 +121,12 @@ def test_events_go_to_the_topic_exchange_and_the_notification_queue_is_bound_to_
     assert re.fullmatch(permissions["worker"].read, "events.x") and re.fullmatch(
         permissions["worker"].read, "notices.q"
     )
-    assert not re.fullmatch(permissions["auth"].read, "events.x")
+    # Auth binds a queue of its own to the events exchange (session ends), and reads nobody else's.
+    own = f"{topology.SESSION_ENDS_QUEUE_PREFIX}{'a' * 32}"
+    assert re.fullmatch(permissions["auth"].read, "events.x") and re.fullmatch(permissions["auth"].read, own)
+    assert re.fullmatch(permissions["auth"].configure, own) and re.fullmatch(permissions["auth"].write, own)
+    assert not re.fullmatch(permissions["auth"].read, "notices.q")
+    assert not re.fullmatch(permissions["auth"].configure, topology.SESSION_ENDS_QUEUE_PREFIX + "x")
 
 
 def test_password_hashes_are_rabbitmqs_salted_sha256():

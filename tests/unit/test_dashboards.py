@@ -37,7 +37,7 @@ def run(*command: str, cwd: Path = PROMETHEUS) -> str:
 
 def test_promtool_accepts_the_rules_and_their_unit_tests_pass():
     tool = promtool()
-    assert "SUCCESS: 5 rules found" in run(tool, "check", "rules", RULES.name)
+    assert "SUCCESS: 7 rules found" in run(tool, "check", "rules", RULES.name)
     assert "SUCCESS" in run(tool, "test", "rules", "alerts_test.yml")
 
 
@@ -60,6 +60,8 @@ def test_each_rule_is_an_alert_with_a_severity_a_summary_and_a_metric_to_read():
         "NoMailWhileRegistrationsArrive",
         "HighErrorRatio",
         "SmtpFailing",
+        "MailFailingOver",
+        "MailTransportResting",
     }
     for rule in rules:
         assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
@@ -101,5 +103,8 @@ def test_the_dashboard_reads_the_provisioned_datasource_and_shows_what_operators
         "queue depth and dead letters": "queue_depth",
         "outbox backlog": "outbox_pending",
         "SMTP failures": "emails_failed_total",
+        "mail per transport": "mail_transport_sent_total",
+        "mail failing over": "mail_transport_failed_over_total",
+        "breaker open": "mail_transport_open",
     }
     assert {need: metric for need, metric in asked_for.items() if metric not in read} == {}

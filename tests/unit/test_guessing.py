@@ -39,23 +39,59 @@ def resend(system, email):
     assert system.client.post("/auth/resend-code", json={"email": email}).status_code == 202
 
 
-def test_the_defaults_keep_a_day_of_guessing_below_one_in_ten_thousand():
+def test_the_defaults_keep_a_day_of_guessing_below_one_in_ten_thousand_per_account():
     worker = WorkerSettings.from_env({"APP_ENV": "development"})
     auth = AuthSettings.from_env({"APP_ENV": "development"})
     space = 10**CODE_DIGITS
     assert (worker.max_codes_per_day, worker.code_max_attempts) == (10, 5)
 
-    # Codes whose guesses can fall in one day were sent in that day or in the code lifetime before it;
-    # that lifetime is shorter than an hour, so it adds at most the hourly cap.
+    # Per account, over every purpose: the worker judges at most CODE_GUESSES_PER_ACCOUNT_PER_DAY wrong codes
+    # of an account in any 24 hours (then refuses every code of it), so at most that many guesses plus the
+    # one that would be right are judged: 51 / 10^6.
+    assert worker.code_guesses_per_account_per_day == 50
+    assert (worker.code_guesses_per_account_per_day + 1) / space < 1e-4  # 5.1e-5
+
+    # Per purpose and address, the codes alone: those whose guesses can fall in one day were sent in that
+    # day or in the code lifetime before it, shorter than an hour, so it adds at most the hourly cap.
     assert worker.code_ttl_seconds <= HOUR
     codes = worker.max_codes_per_day + worker.max_codes_per_hour
     assert codes * worker.code_max_attempts / space < 1e-4  # 75 guesses: 7.5e-5
+    # Without the account budget, the purposes that open a confirmed account (reset and sign-in; an address
+    # change needs a session, a registration code only confirms a pending account) would add up past it.
+    assert 2 * codes * worker.code_max_attempts / space > 1e-4
 
-    # Independently, the per-address confirm limit caps guesses in any 24 hours.
+    # One client's guesses at one address: the per-(address, IP) limit, wrong codes only.
     [per_day] = [item for item in parse_many(auth.ratelimit_confirm_per_address) if item.get_expiry() == DAY]
     assert per_day.amount <= worker.max_codes_per_day * worker.code_max_attempts
-    assert per_day.amount / space < 1e-4  # 50 guesses: 5e-5
     assert auth.ratelimit_confirm_per_address == AuthSettings.model_fields["ratelimit_confirm_per_address"].default
+
+
+def test_an_accounts_guesses_over_every_purpose_share_one_daily_budget(make_system, unique_email):
+    from tests.unit.test_lifecycle import code_in, forgot, mails_to, reset
+    from tests.unit.test_sign_in import ask_code, sign_in_code, verify_code
+
+    system = make_system({"CODE_GUESSES_PER_ACCOUNT_PER_DAY": "7", "RESEND_COOLDOWN_SECONDS": "0"})
+    email = unique_email()
+    register(system, email)
+    [registration] = system.codes_for(email)
+    confirm(system, email, wrong_code(registration))  # 1: a registration code's guess counts too
+    assert confirm(system, email, registration).status_code == 200
+    spent = 1
+    while spent < 7:
+        assert forgot(system, email).status_code == 202
+        reset_code = mails_to(system, email, "Reset")[-1]
+        answer = reset(system, email, wrong_code(code_in(reset_code)))
+        assert answer.status_code in (400, 429)
+        spent += 1
+        if spent < 7:
+            assert ask_code(system, email).status_code == 202
+            assert verify_code(system, email, wrong_code(sign_in_code(system, email))).status_code in (400, 429)
+            spent += 1
+    # Spent over three purposes: every code of the account is refused now, the right one too.
+    assert ask_code(system, email).status_code == 202
+    refused = verify_code(system, email, sign_in_code(system, email))
+    assert (refused.status_code, refused.json["error"]) == (429, "too_many_attempts")
+    assert system.store.guesses_spent(system.auth.users.by_email(email).id, system.clock()) == 7
 
 
 def test_a_code_takes_exactly_max_attempts_guesses(make_system, unique_email):

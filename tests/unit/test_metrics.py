@@ -21,6 +21,7 @@ from email_service.ports import PermanentMailError, TransientMailError
 from tests.fakes import RecordingMailer, as_delivered, topology_consuming
 from tests.observability import deliver, metric_samples
 from tests.unit.conftest import BASE_ENV
+from tests.waiting import eventually
 
 PASSWORD = "correct horse battery"
 
@@ -208,9 +209,7 @@ def test_messages_the_outbox_relay_publishes_late_are_counted(system, unique_ema
     relay = OutboxRelay(system.auth.outbox, interval_seconds=0.01, on_relayed=relayed.append)
     relay.start()
     try:
-        deadline = time.monotonic() + 5
-        while not relayed and time.monotonic() < deadline:
-            time.sleep(0.01)
+        eventually(lambda: relayed, "the relay published what the request stored", timeout=5, every=0.01)
     finally:
         relay.stop()
         relay.join(5)

@@ -128,13 +128,25 @@ def test_parallel_replacements_leave_the_newest_whatever_their_order(store):
     assert guess(store, "000020", "a1").verdict is Verdict.VERIFIED
 
 
-def test_a_request_over_the_quota_voids_the_code_and_stores_none(store):
+def test_a_registration_over_the_quota_voids_the_code_and_stores_none(store):
     put(store, code="111111", message_id="m1", sequence=1)
     over = PendingCode(SLOT, "u1", code_digest(KEY, SLOT, "222222"), 0, "m2", 2.0, False, sequence=2)
     assert start(store, over, per_hour=1) is IssueStart.OVER_QUOTA
     assert store.get(SLOT).voided and store.get(SLOT).code_digest == ""
     assert guess(store, "111111", "a1").verdict is Verdict.CODE_EXPIRED
     assert guess(store, "222222", "a2").verdict is Verdict.CODE_EXPIRED
+
+
+def test_a_reset_or_sign_in_request_over_the_quota_stores_nothing_and_leaves_the_live_code(store):
+    for slot in (RESET, Slot(Purpose.SIGN_IN, EMAIL)):
+        put(store, code="111111", message_id=f"m1-{slot.purpose}", slot=slot, sequence=1)
+        over = PendingCode(
+            slot, "u1", code_digest(KEY, slot, "222222"), 0, f"m2-{slot.purpose}", 2.0, False, sequence=2
+        )
+        assert start(store, over, per_hour=1) is IssueStart.OVER_QUOTA
+        assert store.get(slot).message_id == f"m1-{slot.purpose}" and not store.get(slot).voided
+        assert guess(store, "222222", "a1", slot=slot).verdict is Verdict.INVALID_CODE
+        assert guess(store, "111111", "a2", slot=slot).verdict is Verdict.VERIFIED
 
 
 def test_the_mailing_lock_has_one_holder_and_frees_itself(store):

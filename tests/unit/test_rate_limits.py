@@ -84,14 +84,15 @@ def test_confirm_per_ip_limit(make_system, unique_email):
     assert_rate_limited(confirm(client, unique_email()))
 
 
-def test_confirm_per_address_limit_counts_guesses_from_every_ip(make_system, unique_email):
+def test_confirm_per_address_limit_counts_wrong_codes_per_address_and_ip(make_system, unique_email):
     system = make_system(limited(confirm_per_address="3/day"))
     email = unique_email()
     assert register(system.client, email).status_code == 201
-    for n in range(3):
-        assert confirm(system.client, email, "000000", ip=f"203.0.113.{n}").status_code == 400
-    refused = confirm(system.client, email, system.codes_for(email)[0], ip="203.0.113.99")
-    assert_rate_limited(refused, DAY)
+    for _ in range(3):
+        assert confirm(system.client, email, "000000", ip="203.0.113.1").status_code in (400, 429)
+    assert_rate_limited(confirm(system.client, email, "000000", ip="203.0.113.1"), DAY)
+    # Another client's guesses at the address are its own: the owner's right code goes through.
+    assert confirm(system.client, email, system.codes_for(email)[0], ip="203.0.113.99").status_code == 200
 
 
 def test_resend_per_ip_limit(make_system, unique_email):

@@ -333,10 +333,12 @@ def test_logout_answers_204_for_an_unknown_or_already_ended_token(system, accoun
     assert logout(system, account["refresh_token"]).status_code == 204
 
 
-def test_an_access_token_outlives_logout_until_it_expires(system, account):
-    """Access tokens are not looked up per session: logout ends the refresh side (docs/security.md)."""
+def test_logout_refuses_the_sessions_access_token_at_once_and_no_other(system, account):
+    """The session-end cache (tests/unit/test_session_ends.py has the rest)."""
+    other_device = login(system, account["email"])
     assert logout(system, account["refresh_token"]).status_code == 204
-    assert me(system, account["access_token"]).status_code == 200
+    assert_invalid_token(me(system, account["access_token"]))
+    assert me(system, other_device["access_token"]).status_code == 200
 
 
 # --- password change ---------------------------------------------------------------------------------

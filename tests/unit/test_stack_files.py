@@ -11,15 +11,18 @@ definitions limit to what it needs.
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import io
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
+from packaging.requirements import Requirement
 
 from auth_service import config as auth_config
 from common.messaging import access, topology
@@ -224,6 +227,7 @@ def test_definitions_permissions_compile_and_fit_the_configured_queue_names(env_
     auth_retries, worker_retries = topology.AUTH_RETRIES_EXCHANGE, topology.WORKER_RETRIES_EXCHANGE
     events = env_example["ACCOUNT_EVENTS_EXCHANGE"]
     reply_queue = f"{topology.REPLY_QUEUE_PREFIX}{'0' * 32}"
+    session_ends = f"{topology.SESSION_ENDS_QUEUE_PREFIX}{'0' * 32}"
     document = access.definitions(routes, broker.accounts, broker.account_events_exchange)
     granted = {entry["user"]: entry for entry in document["permissions"]}
 
@@ -234,6 +238,7 @@ def test_definitions_permissions_compile_and_fit_the_configured_queue_names(env_
     worker_queues = ladder(creation) | ladder(confirm) | ladder(notifications)
     worker_consumed = ladder(creation, False) | ladder(confirm, False) | ladder(notifications, False)
     every_name = {"amq.default", to_worker, to_auth, replies, auth_retries, worker_retries, events, reply_queue}
+    every_name.add(session_ends)
     every_name |= worker_queues | ladder(confirmed) | delayed | {f"{creation}.delayed"}
 
     def allowed(role: str, kind: str) -> set[str]:
@@ -242,9 +247,11 @@ def test_definitions_permissions_compile_and_fit_the_configured_queue_names(env_
 
     shared = {to_worker, to_auth, replies}
     mine = ladder(confirmed) | delayed
-    assert allowed("auth", "configure") == shared | {auth_retries, events, reply_queue} | mine
-    assert allowed("auth", "write") == {to_worker, auth_retries, events, reply_queue} | mine
-    assert allowed("auth", "read") == {to_auth, replies, auth_retries, reply_queue} | ladder(confirmed, False) | delayed
+    assert allowed("auth", "configure") == shared | {auth_retries, events, reply_queue, session_ends} | mine
+    assert allowed("auth", "write") == {to_worker, auth_retries, events, reply_queue, session_ends} | mine
+    # Reading the events exchange lets auth bind its own session-end queue to it.
+    own = {auth_retries, reply_queue, session_ends, events}
+    assert allowed("auth", "read") == {to_auth, replies} | own | ladder(confirmed, False) | delayed
     assert allowed("worker", "configure") == shared | {worker_retries, events} | worker_queues
     assert allowed("worker", "write") == {to_auth, replies, worker_retries} | worker_queues
     # Reading the events exchange lets the worker bind its notification queue to it.
@@ -252,6 +259,8 @@ def test_definitions_permissions_compile_and_fit_the_configured_queue_names(env_
     [topic] = document["topic_permissions"]
     assert topic["exchange"] == events and topic["user"] == env_example["RABBITMQ_AUTH_USER"]
     assert re.fullmatch(topic["write"], "user.verified") and not re.fullmatch(topic["write"], "account.confirmed")
+    # Auth binds its session-end queue with one routing key, and may bind no other.
+    assert re.fullmatch(topic["read"], "user.sessions_revoked") and not re.fullmatch(topic["read"], "user.verified")
 
 
 def test_every_variable_compose_interpolates_is_in_env_example(env_example):
@@ -362,3 +371,49 @@ def test_make_up_builds_waits_for_health_and_prints_the_urls():
     for target, command in {"down": "compose down", "logs": "compose logs", "ps": "compose ps"}.items():
         plan = subprocess.run(["make", "-n", "-C", str(ROOT), target], capture_output=True, text=True, check=True)
         assert command in plan.stdout
+
+
+def _distribution(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _runtime_imports() -> set[str]:
+    """The top-level modules the services' code imports (the image's packages and its healthcheck)."""
+    first_party = set(CODE_PACKAGES)
+    found: set[str] = set()
+    paths = [path for package in CODE_PACKAGES for path in (ROOT / package).rglob("*.py")]
+    for path in [*paths, ROOT / "docker" / "healthcheck.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return {name for name in found if name not in sys.stdlib_module_names and name not in first_party}
+
+
+def test_the_image_requirements_hold_what_the_services_import_and_no_tool_of_development():
+    """requirements/base.txt is what the image installs: every import of the services must be in it, and every
+    requirement base.in names must be imported by the services or needed by one that is. An SMTP server for the
+    tests (aiosmtpd), say, belongs in dev.in: the image would otherwise carry it for nothing."""
+    pinned = {_distribution(line.split("==")[0]) for line in requirement_lines()}
+    owners = importlib.metadata.packages_distributions()
+    imported = {_distribution(owner) for name in _runtime_imports() for owner in owners.get(name, [name])}
+    assert imported - pinned == set(), "imported by the services but not in requirements/base.txt"
+
+    needed, todo = set(), list(imported)
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        for text in importlib.metadata.requires(name) or []:
+            requirement = Requirement(text)
+            # Only with an extra (base.in names the extras it wants) or on another Python: not needed here.
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(_distribution(requirement.name))
+    named = {
+        _distribution(re.split(r"[\s\[<>=!~;]", line, maxsplit=1)[0])
+        for line in (ROOT / "requirements" / "base.in").read_text().splitlines()
+        if line.strip() and not line.startswith(("#", "-"))
+    }
+    assert named - needed == set(), "named in requirements/base.in, but the services neither import nor need it"

@@ -11,11 +11,15 @@ from flask import Flask, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import BadRequest, HTTPException
 
+from auth_service.adapters.sns import SnsVerifier
 from auth_service.config import Settings
 from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import (
+    abuse,
     docs_assets,
     errors,
+    jwks,
+    mail_webhooks,
     observability,
     ratelimits,
     routes,
@@ -23,11 +27,14 @@ from auth_service.entrypoints.http import (
     security_headers,
 )
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
+from auth_service.keyring import KeyRing
 from auth_service.lifecycle import AccountLifecycle
+from auth_service.mail_suppressions import MailSuppressions
 from auth_service.not_me import NotMeLinks
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
 from auth_service.sign_in import SignIn
+from auth_service.sign_up_abuse import AbuseChecks
 from common.metrics import CollectorRegistry
 from common.tracing import instrument_flask
 
@@ -43,6 +50,8 @@ class AuthExtension:
     readiness: Callable[[], dict[str, str]]
     sign_in: SignIn
     not_me: NotMeLinks
+    keys: KeyRing
+    mail_suppressions: MailSuppressions | None = None
 
 
 class ContractApi(Api):
@@ -64,6 +73,10 @@ def create_app(
     *,
     sign_in: SignIn,
     not_me: NotMeLinks,
+    keys: KeyRing,
+    abuse_checks: AbuseChecks | None = None,
+    mail_suppressions: MailSuppressions | None = None,
+    sns_verifier: SnsVerifier | None = None,
 ) -> Flask:
     # The templates folder holds our /docs page, which replaces flask-smorest's; static holds its script.
     app = Flask(
@@ -79,6 +92,7 @@ def create_app(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         # The language of an account registered before accounts had one (/auth/me).
         DEFAULT_LOCALE=settings.default_locale,
+        JWKS_MAX_AGE_SECONDS=settings.jwks_max_age_seconds,
         API_TITLE="Auth service",
         API_VERSION="1.0.0",
         OPENAPI_VERSION="3.0.3",
@@ -99,11 +113,25 @@ def create_app(
         readiness=readiness,
         sign_in=sign_in,
         not_me=not_me,
+        keys=keys,
+        mail_suppressions=mail_suppressions,
     )
+    password = settings.postmark_webhook_password
+    app.config["POSTMARK_WEBHOOK_CREDENTIALS"] = (
+        settings.postmark_webhook_username,
+        password.get_secret_value() if password else None,
+    )
+    verifier = sns_verifier if sns_verifier is not None else SnsVerifier(settings.ses_sns_topic_arns)
+    app.config["SNS_VERIFIER"] = verifier
+    app.config["SNS_CONFIRM"] = verifier.confirm_subscription
 
+    abuse.install(app, abuse_checks or AbuseChecks.none())
     api = ContractApi(app)
     api.register_blueprint(routes.auth)
     api.register_blueprint(routes.health)
+    api.register_blueprint(jwks.well_known)
+    if mail_suppressions is not None:
+        app.register_blueprint(mail_webhooks.mail_webhooks)
     docs_assets.install(app)
     # The client's address behind a proxy (PROXY_HOPS) is the server's to set: see entrypoints/server.py.
     ratelimits.install(app, settings)
@@ -123,7 +151,9 @@ def create_app(
     @app.before_request
     def require_json_object():
         has_body = request.method in ("POST", "PUT", "PATCH") and request.url_rule is not None
-        if has_body and request.endpoint in routes.FORM_ENDPOINTS:
+        if has_body and (
+            request.endpoint in routes.FORM_ENDPOINTS or request.endpoint in mail_webhooks.RAW_BODY_ENDPOINTS
+        ):
             return
         if has_body and not isinstance(request.get_json(silent=True), dict):
             raise BadRequest("The request body must be a JSON object (Content-Type: application/json).")

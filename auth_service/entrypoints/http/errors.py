@@ -26,6 +26,7 @@ STATUS_OF = {
     errors.EmailNotVerified: 403,
     errors.InvalidTokenError: 401,
     errors.PasswordUnchanged: 422,
+    errors.FieldRefused: 422,
 }
 
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import limits
 import marshmallow
 from flask import Flask, current_app, g, request
 from flask_limiter import Limiter, RateLimitExceeded
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 # The field every limited endpoint reads the address with: what it accepts, trimmed, is what gets counted.
 ADDRESS_FIELD = schemas.ResendRequest().fields["email"]
 REFRESH_TOKEN_MAX_LENGTH = 512  # as the schema: a longer one is no token of ours
+LOGIN_FAILURES_SCOPE = "login-failures"
 
 
 def client_ip() -> str:
@@ -91,6 +93,34 @@ def address_key() -> str:
 def no_address() -> bool:
     """Requests without a usable address are left to the per-IP limit (and refused by validation)."""
     return _address_in_body() is None
+
+
+def address_and_ip_key() -> str:
+    """One client's guesses at one address: an attacker's spend neither the owner's nor another IP's."""
+    return _hashed(f"{_address_in_body() or ''}|{client_ip()}")
+
+
+def _known_device() -> bool:
+    """Is this request's device one the address's account has signed in from? One indexed read."""
+    if "ratelimit_known_device" not in g:
+        address = _address_in_body()
+        accounts = current_app.extensions["auth_service"].accounts
+        g.ratelimit_known_device = address is not None and accounts.knows_device(address, routes.request_device())
+    return g.ratelimit_known_device
+
+
+def address_and_device_key() -> str:
+    return _hashed(f"{_address_in_body() or ''}|{routes.request_device().key}")
+
+
+def known_device_or_no_address() -> bool:
+    """Exempt from the per-address failure limit: no address (the IP limit), or a proven device."""
+    return no_address() or _known_device()
+
+
+def unknown_device_or_no_address() -> bool:
+    """Exempt from the per-(address, device) failure limit: every request but a proven device's."""
+    return no_address() or not _known_device()
 
 
 def _new_address_in_body() -> str | None:
@@ -170,6 +200,19 @@ def login_failed(response) -> bool:
     return response.status_code == 401
 
 
+# What a refused code answers (a wrong, used or burned one); a 422 or a 429 of the limits is no guess.
+CODE_REFUSALS = frozenset({"invalid_code", "code_expired", "too_many_attempts"})
+
+
+def code_refused(response) -> bool:
+    body = response.get_json(silent=True) if response.is_json else None
+    return response.status_code in (400, 410, 429) and isinstance(body, dict) and body.get("error") in CODE_REFUSALS
+
+
+def accepted(response) -> bool:
+    return 200 <= response.status_code < 300
+
+
 def wrong_current_password(response) -> bool:
     body = response.get_json(silent=True) if response.is_json else None
     return response.status_code == 401 and isinstance(body, dict) and body.get("error") == "invalid_credentials"
@@ -202,20 +245,49 @@ def install(app: Flask, settings: Settings) -> Limiter:
         deduct_when=wrong_current_password,
     )
 
+    # Every accepted action that mails the account's own address a notice spends one quota per account.
+    notices = limiter.shared_limit(
+        settings.ratelimit_notices_per_account,
+        scope="account-notices",
+        key_func=account_key,
+        exempt_when=no_account,
+        deduct_when=accepted,
+    )
+
     def by_ip_and_address(per_ip: str, per_address: str) -> list:
         return [limiter.limit(per_ip), limiter.limit(per_address, key_func=address_key, exempt_when=no_address)]
 
+    def guesses_by_ip_and_address(per_ip: str, per_address: str) -> list:
+        # Per (address, IP), and only refused codes count: junk from one client does not spend the owner's
+        # submissions from another, nor the owner's right code theirs. The bound per account is the
+        # worker's (its daily guess budget): docs/security.md, "The guessing bound".
+        return [
+            limiter.limit(per_ip),
+            limiter.limit(per_address, key_func=address_and_ip_key, exempt_when=no_address, deduct_when=code_refused),
+        ]
+
     per_endpoint = {
         "auth.register": by_ip_and_address(settings.ratelimit_register_per_ip, settings.ratelimit_register_per_address),
-        "auth.confirm": by_ip_and_address(settings.ratelimit_confirm_per_ip, settings.ratelimit_confirm_per_address),
+        "auth.confirm": guesses_by_ip_and_address(
+            settings.ratelimit_confirm_per_ip, settings.ratelimit_confirm_per_address
+        ),
         "auth.resend_code": by_ip_and_address(settings.ratelimit_resend_per_ip, settings.ratelimit_resend_per_address),
         "auth.login": [
             limiter.limit(settings.ratelimit_login_per_ip),
-            # Only failures count against an address, as NIST SP 800-63B 5.2.2 asks.
-            limiter.limit(
+            # Only failures count against an address, as NIST SP 800-63B 5.2.2 asks; a reset clears them.
+            limiter.shared_limit(
                 settings.ratelimit_login_failures_per_address,
+                scope=LOGIN_FAILURES_SCOPE,
                 key_func=address_key,
-                exempt_when=no_address,
+                exempt_when=known_device_or_no_address,
+                deduct_when=login_failed,
+            ),
+            # A device the account signed in from has a budget of its own, which nobody else can spend.
+            limiter.shared_limit(
+                settings.ratelimit_login_failures_per_address,
+                scope="login-failures-device",
+                key_func=address_and_device_key,
+                exempt_when=unknown_device_or_no_address,
                 deduct_when=login_failed,
             ),
         ],
@@ -240,7 +312,9 @@ def install(app: Flask, settings: Settings) -> Limiter:
             settings.ratelimit_forgot_per_ip, settings.ratelimit_forgot_per_address
         ),
         # Reset, address-change and link submissions are guesses at a code: the guessing bound.
-        "auth.reset_password": by_ip_and_address(settings.ratelimit_reset_per_ip, settings.ratelimit_reset_per_address),
+        "auth.reset_password": guesses_by_ip_and_address(
+            settings.ratelimit_reset_per_ip, settings.ratelimit_reset_per_address
+        ),
         "auth.change_email": [
             limiter.limit(settings.ratelimit_email_change_per_ip),
             # Per new address: no account may have another's mailbox bombed with codes.
@@ -248,12 +322,13 @@ def install(app: Flask, settings: Settings) -> Limiter:
                 settings.ratelimit_email_change_per_address, key_func=new_address_key, exempt_when=no_new_address
             ),
             password_failures,
+            notices,
         ],
         # Sign-in codes: asked for like a reset code, guessed at like any code.
         "auth.login_code": by_ip_and_address(
             settings.ratelimit_login_code_per_ip, settings.ratelimit_login_code_per_address
         ),
-        "auth.login_code_verify": by_ip_and_address(
+        "auth.login_code_verify": guesses_by_ip_and_address(
             settings.ratelimit_login_code_verify_per_ip, settings.ratelimit_login_code_verify_per_address
         ),
         "auth.login_verify": [
@@ -265,7 +340,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
             ),
         ],
         # Wrong passwords here spend the one budget of password and address change.
-        "auth.set_mfa": [limiter.limit(settings.ratelimit_mfa_per_ip), password_failures],
+        "auth.set_mfa": [limiter.limit(settings.ratelimit_mfa_per_ip), password_failures, notices],
         "auth.confirm_email": [
             limiter.limit(settings.ratelimit_email_confirm_per_ip),
             limiter.limit(settings.ratelimit_email_confirm_per_account, key_func=account_key, exempt_when=no_account),
@@ -293,6 +368,9 @@ def install(app: Flask, settings: Settings) -> Limiter:
             view = decorate(view)
         app.view_functions[endpoint] = view
 
+    failures = limits.parse_many(settings.ratelimit_login_failures_per_address)
+    app.extensions["auth_login_failures"] = LoginFailureCounters(limiter, failures, settings.ratelimit_key_prefix)
+
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(error: RateLimitExceeded):
         return errors.error_response(
@@ -303,6 +381,24 @@ def install(app: Flask, settings: Settings) -> Limiter:
         )
 
     return limiter
+
+
+class LoginFailureCounters:
+    """The per-address failed-login counters, as the limit above keys them; a reset forgets an address's."""
+
+    def __init__(self, limiter: Limiter, items: list, key_prefix: str):
+        self._limiter = limiter
+        self._items = items
+        self._key_prefix = key_prefix
+
+    def forget(self, email: str) -> None:
+        # As flask-limiter names a counter: its key prefix (when there is one), the key, the scope.
+        identifiers = [part for part in (self._key_prefix, _hashed(normalize_email(email))) if part]
+        try:
+            for item in self._items:
+                self._limiter.limiter.clear(item, *identifiers, LOGIN_FAILURES_SCOPE)
+        except Exception:  # the store is away: the counters run out with their window, as before
+            log.warning("could not clear the failed-login counters after a reset", exc_info=True)
 
 
 def _seconds_until_reset(limiter: Limiter, error: RateLimitExceeded) -> int:

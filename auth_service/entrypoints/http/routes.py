@@ -12,6 +12,7 @@ from auth_service.domain.errors import AuthError
 from auth_service.domain.recovery import EMAIL_CHANGE_UNDONE
 from auth_service.domain.sessions import TokenPair
 from auth_service.entrypoints.http import pages, schemas
+from auth_service.entrypoints.http.abuse import checked
 from auth_service.lifecycle import AccountLifecycle, InvalidLink
 from auth_service.not_me import LinkGone, LinkRefused, NotMeLinks
 from auth_service.service import AccountService
@@ -102,6 +103,7 @@ def _token_answer(pair: TokenPair) -> dict:
 @auth.alt_response(422, schema=ERROR, description="validation_error")
 @auth.alt_response(429, schema=ERROR, description="rate_limited")
 @auth.alt_response(503, schema=ERROR, description="service_unavailable: a store or the broker does not answer")
+@checked(auth, captcha=True, disposable_checked="email", breach_checked="password")
 def register(body):
     """Create an account and email a verification code."""
     user = _accounts().register(
@@ -143,6 +145,7 @@ def confirm(body):
 @auth.alt_response(422, schema=ERROR, description="validation_error")
 @auth.alt_response(429, schema=ERROR, description="rate_limited, with Retry-After")
 @auth.alt_response(503, schema=ERROR, description="service_unavailable")
+@checked(auth, captcha=True)
 def resend_code(body):
     """Ask for a new code. Answers alike whether or not the address has an account."""
     _accounts().resend_code(body["email"], g.request_id)
@@ -167,7 +170,7 @@ def resend_code(body):
 @auth.doc(parameters=[DEVICE_HEADER])
 def login(body):
     """Exchange email and password for an access token and a refresh token (or a second-factor challenge)."""
-    result = _sign_in().login(body["email"], body["password"], _device(), g.request_id)
+    result = _sign_in().login(body["email"], body["password"], request_device(), g.request_id)
     if isinstance(result, MfaChallenge):
         return jsonify({"mfa_required": True, "challenge": result.challenge}), 202
     return _token_answer(result)
@@ -182,13 +185,14 @@ def login(body):
 def login_verify(body):
     """Finish a login that answered a challenge: the challenge and the emailed code give the token pair.
     The device is not asked again for MFA_TRUST_DAYS. An unknown, used or expired challenge is code_expired."""
-    return _token_answer(_sign_in().verify_challenge(body["challenge"], body["code"], _device(), g.request_id))
+    return _token_answer(_sign_in().verify_challenge(body["challenge"], body["code"], request_device(), g.request_id))
 
 
 @auth.route("/login/code", methods=["POST"])
 @auth.arguments(schemas.LoginCodeRequest())
 @auth.response(202, schemas.AcceptedResponse)
 @_json_body_errors
+@checked(auth, captcha=True)
 def login_code(body):
     """Ask for a sign-in code, to sign in without the password. Answers alike for every address."""
     _sign_in().ask_code(body["email"], g.request_id)
@@ -200,9 +204,11 @@ def login_code(body):
 @auth.response(200, schemas.TokenResponse)
 @_code_errors
 @_json_body_errors
+@auth.doc(parameters=[DEVICE_HEADER])
 def login_code_verify(body):
-    """Sign in with the emailed sign-in code instead of the password."""
-    return _token_answer(_sign_in().verify_code(body["email"], body["code"], g.request_id))
+    """Sign in with the emailed sign-in code instead of the password (not for an account with the second
+    factor on: it is mailed no such code). A device the account has not used gets a new-sign-in notice."""
+    return _token_answer(_sign_in().verify_code(body["email"], body["code"], request_device(), g.request_id))
 
 
 @auth.route("/mfa", methods=["POST"])
@@ -217,7 +223,7 @@ def set_mfa(body):
     return {"mfa": "email" if enabled else "off"}
 
 
-def _device() -> Device:
+def request_device() -> Device:
     """The device of this request: the client address as waitress resolved it, User-Agent, X-Device-Id."""
     return Device(
         ip=request.remote_addr or "unknown",
@@ -251,6 +257,7 @@ def logout(body):
 @auth.alt_response(401, schema=ERROR, description="invalid_credentials (wrong current password) or invalid_token")
 @_json_body_errors
 @auth.doc(security=[{"bearerAuth": []}])
+@checked(auth, breach_checked="new_password", breach_check_when=lambda: _well_signed(bearer_token()))
 def change_password(body):
     """Change the password. Every other token of the account is refused from then on; answers the new pair."""
     pair = _sessions().change_password(bearer_token(), body["current_password"], body["new_password"])
@@ -275,13 +282,20 @@ def _profile(user: User) -> dict:
         "status": user.status.value,
         "created_at": user.created_at,
         "locale": user.locale or current_app.config["DEFAULT_LOCALE"],
+        "email_deliverable": _deliverable(user.email),
     }
+
+
+def _deliverable(email: str) -> bool:
+    suppressions = current_app.extensions["auth_service"].mail_suppressions
+    return suppressions is None or suppressions.deliverable(email)
 
 
 @auth.route("/password/forgot", methods=["POST"])
 @auth.arguments(schemas.ForgotPasswordRequest())
 @auth.response(202, schemas.AcceptedResponse)
 @_json_body_errors
+@checked(auth, captcha=True)
 def forgot_password(body):
     """Ask for a password reset code. Answers alike whether or not the address has an account."""
     _lifecycle().forgot_password(body["email"], g.request_id)
@@ -294,12 +308,16 @@ def forgot_password(body):
 @auth.alt_response(
     202, schema=schemas.StatusResponse, description="No verdict in time; the new password applies once it is judged"
 )
+@auth.doc(parameters=[DEVICE_HEADER])
 @_code_errors
 @_json_body_errors
+@checked(auth, breach_checked="new_password")
 def reset_password(body):
     """Set a new password with the emailed reset code; every earlier session and token ends."""
-    outcome = _lifecycle().reset_password(body["email"], body["code"], body["new_password"], g.request_id)
-    if outcome.applied:
+    applied = _lifecycle().reset_password(
+        body["email"], body["code"], body["new_password"], request_device(), g.request_id
+    )
+    if applied:
         return {"status": "password_reset"}, 200
     return {"status": "pending"}, 202
 
@@ -311,6 +329,7 @@ def reset_password(body):
 @auth.alt_response(409, schema=ERROR, description="email_taken")
 @_json_body_errors
 @auth.doc(security=[{"bearerAuth": []}])
+@checked(auth, disposable_checked="new_email")
 def change_email(body):
     """Ask to change the account's address: a code goes to the new one, a notice to the current one."""
     _lifecycle().request_email_change(bearer_token(), body["new_email"], body["password"], g.request_id)
@@ -425,6 +444,10 @@ class NotMe(MethodView):
 
 
 auth.add_url_rule("/not-me", endpoint="not_me", view_func=NotMe)
+
+
+def _well_signed(token: str | None) -> bool:
+    return token is not None and _sessions().token_subject(token) is not None
 
 
 def bearer_token() -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from auth_service.domain.abuse import CAPTCHA_TOKEN_MAX_LENGTH
 from auth_service.domain.accounts import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, name_problem, password_problem
 from auth_service.domain.addresses import AddressRefused, canonical_address
 from auth_service.domain.challenges import CHALLENGE_MAX_LENGTH
@@ -92,6 +93,18 @@ def new_password():
     )
 
 
+def _captcha_token():
+    return Text(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=CAPTCHA_TOKEN_MAX_LENGTH),
+        metadata={
+            "description": "with CAPTCHA_PROVIDER set, required: the token the Turnstile or hCaptcha widget gave the "
+            "app (docs/api.md); each token works once",
+        },
+    )
+
+
 def _password_given():
     # A password being proved, not chosen: only its size is bounded; one no account can have is
     # simply wrong (401), as at login.
@@ -118,6 +131,7 @@ class RegisterRequest(StrictSchema):
             "example": "pt-BR",
         },
     )
+    captcha_token = _captcha_token()
 
 
 class ConfirmRequest(StrictSchema):
@@ -127,6 +141,7 @@ class ConfirmRequest(StrictSchema):
 
 class ForgotPasswordRequest(StrictSchema):
     email = _email()
+    captcha_token = _captcha_token()
 
 
 class ResetPasswordRequest(StrictSchema):
@@ -155,6 +170,7 @@ class VerifyLinkArgs(ma.Schema):
 
 class ResendRequest(StrictSchema):
     email = _email()
+    captcha_token = _captcha_token()
 
 
 class LoginRequest(StrictSchema):
@@ -200,6 +216,7 @@ class LoginVerifyRequest(StrictSchema):
 
 class LoginCodeRequest(StrictSchema):
     email = _email()
+    captcha_token = _captcha_token()
 
 
 class LoginCodeVerifyRequest(StrictSchema):
@@ -256,6 +273,10 @@ class ProfileResponse(ma.Schema):
     status = fields.String(required=True)
     created_at = fields.DateTime(required=True)
     locale = fields.String(required=True, metadata={"description": "the language of the account's emails"})
+    email_deliverable = fields.Boolean(
+        required=True,
+        metadata={"description": "false while the address is on the suppression list (it bounced or complained)"},
+    )
 
 
 # The confirmation pages are HTML; the document describes them as text.

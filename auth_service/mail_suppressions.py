@@ -1,0 +1,91 @@
+"""Addresses that get no more mail, as auth knows them.
+
+An address lands here three ways: a provider's bounce or complaint report
+reaches auth's webhook (``reported``: auth records it and tells the worker,
+which owns the list that stops mail); the worker was refused for good by a
+mail server (``recorded``, from its message); and it leaves when an operator
+lifts it (``lifted``, from the worker's message after ``python -m
+email_service suppressions lift``). The first time an address is recorded,
+its account (if any) gets ``user.email_undeliverable`` through its outbox.
+
+Nothing here changes what registering or resending answers: the app learns
+it only from ``email_deliverable`` in ``/auth/me``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from auth_service.adapters.mongo_suppressions import MongoSuppressions
+from auth_service.events import AccountEvents
+from auth_service.outbox import Outbox
+from auth_service.ports import MessageBus, UserRepository
+from common.messaging.messages import AddressSuppressed, UserEmailUndeliverable
+
+log = logging.getLogger(__name__)
+
+
+def canonical(email: str) -> str:
+    return email.strip().lower()
+
+
+class MailSuppressions:
+    def __init__(
+        self,
+        store: MongoSuppressions,
+        users: UserRepository,
+        outbox: Outbox,
+        events: AccountEvents,
+        bus: MessageBus,
+        worker_queue: str,
+        publish_timeout_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._store = store
+        self._users = users
+        self._outbox = outbox
+        self._events = events
+        self._bus = bus
+        self._worker_queue = worker_queue
+        self._publish_timeout = publish_timeout_seconds
+        self._clock = clock
+
+    def deliverable(self, email: str) -> bool:
+        return not self._store.contains(canonical(email))
+
+    def reported(self, email: str, reason: str, source: str) -> None:
+        """A provider's report: the worker is told first (durably: a broker that refuses raises, and the
+        provider retries its webhook), then auth records it."""
+        address = canonical(email)
+        message = AddressSuppressed(email=address, reason=reason, source=source)
+        self._bus.publish(
+            self._worker_queue, message.outgoing(message_id=f"suppress-{uuid.uuid4().hex}"), self._publish_timeout
+        )
+        self.recorded(address, reason, source)
+
+    def recorded(self, email: str, reason: str, source: str) -> bool:
+        """Record the address (idempotent); True, and the account's event published, the first time."""
+        address = canonical(email)
+        if self._store.contains(address):
+            return False
+        # The event is stored before the address: a crash between the two repeats the event (at
+        # least once, as every event), never loses it.
+        user = self._users.by_email(address)
+        if user is not None:
+            entry = self._events.entry(UserEmailUndeliverable, user, reason=reason)
+            self._outbox.add(user.id, entry)
+            self._outbox.deliver(user.id, entry)
+        if not self._store.add(address, reason, source, datetime.fromtimestamp(self._clock(), UTC)):
+            return False
+        log.warning("address suppressed", extra={"reason": reason, "source": source})
+        return True
+
+    def lifted(self, email: str) -> bool:
+        removed = self._store.remove(canonical(email))
+        if removed:
+            log.info("address suppression lifted")
+        return removed
