@@ -306,8 +306,18 @@ def build(
         accounts.mark_verified,
         clock=clock,
         events=events,
+        undo_window_seconds=settings.email_undo_window_seconds,
     )
-    not_me = NotMeLinks(users, sessions, codes, outbox, events, settings.not_me_ttl_seconds, clock)
+    not_me = NotMeLinks(
+        users,
+        sessions,
+        codes,
+        outbox,
+        events,
+        settings.not_me_ttl_seconds,
+        clock,
+        undo_window_seconds=settings.email_undo_window_seconds,
+    )
     sign_in = SignIn(
         users,
         challenges,

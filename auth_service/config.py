@@ -87,6 +87,8 @@ class Settings(ServiceSettings):
     lockout_seconds: int = Field(900, ge=1)
     # Life of the "this wasn't me" link of a security notice (7 days).
     not_me_ttl_seconds: int = Field(7 * 86400, ge=60)
+    # How long the old mailbox may undo a confirmed address change (and the left address stays reserved).
+    email_undo_window_seconds: int = Field(3 * 86400, ge=1)
     # A pending account not confirmed within this time is deleted.
     unverified_ttl_seconds: int = Field(7 * 86400, ge=1)
     # A device that passed the emailed second factor is not asked again for this long.

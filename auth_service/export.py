@@ -96,6 +96,18 @@ ACCOUNT: Mapping[str, Rule] = {
         SIGN_IN,
     ),
     "pending_email": Field("new_email_address", CHANGES),
+    "address_history": Nested(
+        "addresses_left",
+        {
+            "email": Field("email_address"),
+            "left_at": Field("left_at"),
+            "undo_until": Field("old_address_may_undo_until"),
+        },
+        CHANGES,
+    ),
+    "must_reset": Field("password_reset_required", SIGN_IN),
+    "frozen_at": Field("frozen_for_support_at", STATUS),
+    "not_me_version": Field("links_generation", LINKS),
     "pending_changes": Nested(
         "changes",
         {
@@ -115,6 +127,8 @@ ACCOUNT: Mapping[str, Rule] = {
             "notice": Field("in_the_notice"),
             "expires_at": Field("valid_until"),
             "used_at": Field("used_at"),
+            "used": Field("used"),
+            "void": Field("voided"),
         },
         LINKS,
     ),

@@ -15,14 +15,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, error_for, new_submission_id
-from auth_service.domain.accounts import PendingChange, User, normalize_email
+from auth_service.domain.accounts import LeftAddress, PendingChange, User, normalize_email
 from auth_service.domain.devices import Device
 from auth_service.domain.errors import CodeExpired, EmailTaken, InvalidCredentials
 from auth_service.domain.passwords import PasswordHasher
+from auth_service.domain.recovery import refuse_while_recovering
 from auth_service.events import AccountEvents
 from auth_service.logins import FailedLogins
 from auth_service.outbox import Outbox
@@ -64,8 +65,10 @@ class AccountLifecycle:
         mark_verified: Callable[[User, int, str | None], bool],
         clock: Callable[[], float] = time.time,
         events: AccountEvents | None = None,
+        undo_window_seconds: int = 3 * 86400,
     ):
         self._users = users
+        self._undo_window = timedelta(seconds=undo_window_seconds)
         self._failed_logins = failed_logins
         self._mark_verified = mark_verified
         self._events = events if events is not None else AccountEvents(clock)
@@ -114,7 +117,7 @@ class AccountLifecycle:
     def _issue_reset_code(self, request: ResendRequest) -> None:
         user = self._users.by_email(request.email)
         # An account waiting for its erasure is kept by its restore link only.
-        if user is None or user.expired(self._now()) or user.pending_deletion:
+        if user is None or user.expired(self._now()) or user.pending_deletion or user.frozen:
             return
         self._codes.issue_asked(Purpose.RESET_PASSWORD, user, request)
 
@@ -129,7 +132,7 @@ class AccountLifecycle:
         change = PendingChange(
             new_submission_id(), Purpose.RESET_PASSWORD, self._now(), password_hash=self._hasher.hash(new_password)
         )
-        if user is None:
+        if user is None or user.frozen:  # a frozen account waits for support: no code of it works either
             # The same steps as for an account: the change's two writes match no document (they take the
             # same store lock, so a busy store delays both alike), and the worker, finding no live code,
             # answers as for one: a wrong code, counting down.
@@ -151,12 +154,15 @@ class AccountLifecycle:
     ) -> None:
         """Mail a code to the new address and a notice to the current one; nothing changes before the code."""
         user = self._sessions.authenticate(access_token)
+        refuse_while_recovering(user)
         if not self._hasher.verify(password, user.password_hash):
             raise InvalidCredentials("The password is incorrect.")
         new_email = normalize_email(new_email)
         holder = self._users.by_email(new_email)
         if holder is not None and holder.id != user.id and holder.verified:
             raise EmailTaken()
+        if self._users.reserved_by(new_email, self._now()) not in (None, user.id):
+            raise EmailTaken()  # another account left it within its undo window and may take it back
         self._codes.throttle(Purpose.CHANGE_EMAIL, new_email)
         entries = [
             self._codes.request(Purpose.CHANGE_EMAIL, user.id, new_email, user.name, request_id, locale=user.locale),
@@ -170,6 +176,7 @@ class AccountLifecycle:
 
     def confirm_email_change(self, access_token: str | None, code: str, request_id: str | None = None) -> Outcome:
         user = self._sessions.authenticate(access_token)
+        refuse_while_recovering(user)
         if user.pending_email is None:
             raise CodeExpired()
         change = PendingChange(new_submission_id(), Purpose.CHANGE_EMAIL, self._now(), new_email=user.pending_email)
@@ -232,10 +239,11 @@ class AccountLifecycle:
         )
         if verdict is None:
             return Outcome(False, user)
-        if not verdict.verified:
+        if not verdict.verified or verdict.user_id != user.id:
             if change is not None:
                 self._users.discard_pending_change(user.id, submission_id)
-            raise error_for(verdict)
+            # A code applies only to the account it was issued for, never to whoever holds the address now.
+            raise error_for(verdict) if not verdict.verified else CodeExpired()
         self.apply_verified(purpose, user.id, submission_id, email, sequence=verdict.sequence)
         return Outcome(True, self._users.by_id(user.id) or user)
 
@@ -300,14 +308,20 @@ class AccountLifecycle:
         before = self._users.by_id(user_id)
         if before is None:
             return False
+        now = self._now()
+        if self._users.reserved_by(change.new_email, now) not in (None, user_id):
+            self._users.discard_pending_change(user_id, submission_id)
+            raise EmailTaken()
         announce = [
             self._codes.notice(
                 EMAIL_CHANGED, before.email, {"new_email": change.new_email}, locale=before.locale, user_id=user_id
             ),
             self._events.entry(UserEmailChanged, before, email=change.new_email, old_email=before.email),
         ]
+        # The old mailbox may undo the change for the undo window, and nobody else may take the address meanwhile.
+        left = LeftAddress(before.email, now, now + self._undo_window)
         updated = self._users.apply_email_change(
-            user_id, change, self._now(), announce, publish_after=self._outbox.relay_after()
+            user_id, change, now, announce, publish_after=self._outbox.relay_after(), left=left
         )
         if updated is None:
             return False

@@ -100,7 +100,7 @@ class AccountService:
         preferred_locales: Sequence[str] = (),
     ) -> User:
         """Store a registration and queue its code. An address whose account is still pending
-        is taken over: same account, the new password, name and language, a new code that voids
+        is taken over: a new account id, the new password, name and language, a new code that voids
         the earlier ones. The language is the first of ``preferred_locales`` (the request's
         ``locale``, then its Accept-Language) that a shipped language serves, else DEFAULT_LOCALE."""
         email = normalize_email(email)
@@ -111,6 +111,8 @@ class AccountService:
             current = self._users.by_email(email)
             if current is not None and current.verified:
                 raise EmailTaken()
+            if self._users.reserved_by(email, now) is not None:
+                raise EmailTaken()  # an account left it within its undo window and may take it back
             if current is not None and current.expired(now):
                 self._users.remove_expired(current.id, now)
                 continue
@@ -133,7 +135,9 @@ class AccountService:
                 except EmailTaken:  # registered in parallel, maybe still pending: look again
                     continue
                 break
-            user = dataclasses.replace(current, **registration)
+            # A new id: the account id is in every link the account will be mailed, and whoever registered
+            # the address first (and got the old id in their 201) must not hold it.
+            user = dataclasses.replace(current, id=uuid.uuid4().hex, **registration)
             entries = self._registration_messages(user, request_id)
             if self._users.replace_pending(current, user, entries, publish_after=self._outbox.relay_after()):
                 log.info("pending registration replaced by a new one", extra={"user_id": user.id})
@@ -188,6 +192,9 @@ class AccountService:
         )
         if verdict is None:
             return Confirmation(False, user)
+        if verdict.verified and verdict.user_id != user.id:
+            # Issued for another account of this address (one a takeover replaced): not this one's code.
+            return self._already_confirmed(self._users.by_id(user.id), code)
         if verdict.verified:
             if self.mark_verified(user, verdict.sequence or 0, tag):
                 # What that update set, without reading the account again.
@@ -235,8 +242,11 @@ class AccountService:
         proven = device is not None and user.knows(device.key)
         # Checked even during a lock, so that a locked account costs the same time as any other.
         right = self._hasher.verify(password, user.password_hash)
-        if self._failed_logins.locked(user) and not proven:
-            raise InvalidCredentials()  # the right password too: the same answer as a wrong one
+        if (self._failed_logins.locked(user) and not proven) or user.must_reset or user.frozen:
+            # The right password too, the same answer as a wrong one: a lock, a "this wasn't me" link (the
+            # thief may know the password, and their device is a proven one too: it works again only
+            # after a reset), or a freeze.
+            raise InvalidCredentials()
         if not right:
             if user.verified:  # an unconfirmed address is nobody's to warn yet
                 self._failed_logins.failed(user)

@@ -274,6 +274,11 @@ class SessionService:
         """Refuse every access and refresh token of the account, keeping its password."""
         return self._revoke(user_id, reason, None, None)
 
+    def end_sessions_below(self, user_id: str, token_version: int, reason: str) -> int:
+        """End every session opened under an earlier token version (an update that raised the version
+        already refuses their tokens; this records when and why each ended)."""
+        return self._sessions.end_all(user_id, below_version=token_version, at=self._now(), reason=reason)
+
     def _revoke(
         self,
         user_id: str,

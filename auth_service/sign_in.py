@@ -27,6 +27,7 @@ from auth_service.domain.challenges import SignInChallenge, challenge_hash, new_
 from auth_service.domain.devices import Device
 from auth_service.domain.errors import CodeExpired, InvalidCredentials, ServiceUnavailable
 from auth_service.domain.passwords import PasswordHasher
+from auth_service.domain.recovery import refuse_while_recovering
 from auth_service.domain.sessions import TokenPair
 from auth_service.logins import KnownDevices
 from auth_service.outbox import Outbox
@@ -95,6 +96,8 @@ class SignIn:
     def set_mfa(self, access_token: str | None, enabled: bool, password: str, request_id: str | None = None) -> bool:
         """Turn the emailed second factor on or off; a change mails the owner a notice. Returns the new state."""
         user = self._sessions.authenticate(access_token)
+        if not enabled:
+            refuse_while_recovering(user)
         if not self._hasher.verify(password, user.password_hash):
             raise InvalidCredentials("The password is incorrect.")
         notice = self._codes.notice(
@@ -150,7 +153,9 @@ class SignIn:
         if not self._challenges.spend(found.challenge_hash):
             raise CodeExpired()  # a parallel verify of this challenge won
         user = self._users.by_id(found.user_id)
-        if user is None:
+        if user is None or user.email != found.email or user.must_reset or user.frozen:
+            # The login moved since this challenge (its code went elsewhere), or a "this wasn't me" press
+            # came after it: a challenge a thief started before the press must not open a session.
             raise CodeExpired()
         self._users.trust_device(user.id, TrustedDevice(found.device, now + self._trust))
         self._devices.signed_in(user, device)
@@ -173,7 +178,7 @@ class SignIn:
         # With the second factor on, the mailbox alone must not open the account: no code is mailed,
         # and the request was answered 202 like every other before anything was looked up. Nor while the
         # account waits for its erasure.
-        if user is None or not user.verified or user.mfa_enabled or user.pending_deletion:
+        if user is None or not user.verified or user.mfa_enabled or user.pending_deletion or user.frozen:
             return
         self._codes.issue_asked(Purpose.SIGN_IN, user, request)
 
@@ -189,7 +194,7 @@ class SignIn:
         proven = holder is not None and holder.knows(device.key)
         verdict = self._judge(email, code, None, request_id, proven)
         user = self._users.by_id(verdict.user_id or "")
-        if user is None or not user.verified or user.email != email or user.mfa_enabled:
+        if user is None or not user.verified or user.email != email or user.mfa_enabled or user.frozen:
             raise CodeExpired()
         self._devices.signed_in(user, device)
         return self._sessions.open(user, device)

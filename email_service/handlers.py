@@ -161,6 +161,10 @@ NOTICE_TEMPLATES = frozenset(
         "mfa_disabled",
         "account_deletion_scheduled",
         "account_deleted",
+        # A "this wasn't me" link's undo, told to both addresses, and a freeze for support.
+        "email_restored",
+        "email_change_undone",
+        "account_frozen",
     }
 )
 # The notice of a confirmed deletion carries a one-time link that keeps the account, minted as the
@@ -168,7 +172,10 @@ NOTICE_TEMPLATES = frozenset(
 RESTORE_NOTICES = frozenset({"account_deletion_scheduled"})
 RESTORE_ISSUED_PREFIX = "restore-"
 # The security notices: each carries a one-time "this wasn't me" link, minted here from the message id.
-SECURITY_NOTICES = frozenset({"new_sign_in", "password_changed", "email_changed", "mfa_enabled", "mfa_disabled"})
+SECURITY_NOTICES = frozenset(
+    # email_change_undone's link contests the undo (auth tells the kinds apart by the notice's name).
+    {"new_sign_in", "password_changed", "email_changed", "mfa_enabled", "mfa_disabled", "email_change_undone"}
+)
 
 
 def _moment(rfc3339: str) -> str:

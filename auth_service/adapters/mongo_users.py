@@ -19,10 +19,11 @@ from pymongo.errors import DuplicateKeyError
 
 from auth_service.adapters.mongo_support import aware
 from auth_service.adapters.serialized import SerializedWrites
-from auth_service.domain.accounts import Deletion, NotMeLink, PendingChange, Status, TrustedDevice, User
+from auth_service.domain.accounts import Deletion, LeftAddress, NotMeLink, PendingChange, Status, TrustedDevice, User
 from auth_service.domain.activity import Client
 from auth_service.domain.devices import KNOWN_DEVICES_KEPT
 from auth_service.domain.errors import EmailTaken
+from auth_service.domain.recovery import ADDRESS_HISTORY_KEPT
 from auth_service.ports import OutboxEntry
 from common.messaging.envelope import Outgoing
 from common.messaging.messages import Purpose
@@ -52,6 +53,8 @@ class MongoUserRepository:
     def ensure_indexes(self) -> None:
         self._users.create_index([("email", pymongo.ASCENDING)], unique=True, name="email_unique")
         self._users.create_index([("outbox_due_at", pymongo.ASCENDING)], sparse=True, name="outbox_due")
+        # Who reserves a left address (register and address change ask): a multikey index, sparse by nature.
+        self._users.create_index([("address_history.email", pymongo.ASCENDING)], name="left_addresses")
         if self._ttl_index:
             # Documents without expires_at (verified accounts) are never expired.
             self._users.create_index([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0, name="pending_expiry")
@@ -81,6 +84,8 @@ class MongoUserRepository:
             raise EmailTaken() from None
 
     def replace_pending(self, current: User, updated: User, outbox: list[OutboxEntry], publish_after: datetime) -> bool:
+        if updated.id != current.id:
+            return self._take_over(current, updated, outbox, publish_after)
         result = self._locked(
             self._users.update_one,
             {"_id": current.id, "status": PENDING, "code_seq": _stored_sequence(current.code_seq)},
@@ -90,6 +95,32 @@ class MongoUserRepository:
             },
         )
         return result.modified_count == 1
+
+    def _take_over(self, current: User, updated: User, outbox: list[OutboxEntry], publish_after: datetime) -> bool:
+        """The pending account gives way to a new one with an id of its own (MongoDB ids cannot change):
+        one delete, conditional on nobody having changed it, then the insert. What its outbox still
+        held is published from the new document."""
+        gone = self._locked(
+            self._users.find_one_and_delete,
+            {"_id": current.id, "status": PENDING, "code_seq": _stored_sequence(current.code_seq)},
+        )
+        if gone is None:
+            return False
+        left_over = [raw for raw in gone.get("outbox", [])]
+        document = {
+            "_id": updated.id,
+            "email": updated.email,
+            **_mutable_fields(updated),
+            "verified_at": None,
+            "token_version": 0,
+            "outbox": [*left_over, *(_entry_document(entry) for entry in outbox)],
+            "outbox_due_at": publish_after,
+        }
+        try:
+            self._locked(self._users.insert_one, document)
+        except DuplicateKeyError:  # registered in parallel between the two: the caller reads again
+            return False
+        return True
 
     def remove_expired(self, user_id: str, now: datetime) -> bool:
         result = self._locked(self._users.delete_one, {"_id": user_id, "status": PENDING, "expires_at": {"$lte": now}})
@@ -175,7 +206,13 @@ class MongoUserRepository:
         )
 
     def apply_email_change(
-        self, user_id: str, change: PendingChange, at: datetime, outbox: list[OutboxEntry], publish_after: datetime
+        self,
+        user_id: str,
+        change: PendingChange,
+        at: datetime,
+        outbox: list[OutboxEntry],
+        publish_after: datetime,
+        left: LeftAddress | None = None,
     ) -> User | None:
         """Make the change's address the login, once: None if this submission's change is gone (applied already).
 
@@ -187,6 +224,9 @@ class MongoUserRepository:
             self._users.delete_many,
             {"email": change.new_email, "status": Status.PENDING_VERIFICATION.value, "_id": {"$ne": user_id}},
         )
+        pushed: dict = {"outbox": _each(outbox)}
+        if left is not None:
+            pushed["address_history"] = {"$each": [_left_document(left)], "$slice": -ADDRESS_HISTORY_KEPT}
         try:
             document = self._locked(
                 self._users.find_one_and_update,
@@ -195,7 +235,9 @@ class MongoUserRepository:
                     "$pull": {"pending_changes": {"submission_id": change.submission_id}},
                     "$set": {"email": change.new_email, "email_changed_at": at, "outbox_due_at": publish_after},
                     "$unset": {"pending_email": ""},
-                    "$push": {"outbox": _each(outbox)},
+                    "$push": pushed,
+                    # A "this wasn't me" press that read the account before this change decides again.
+                    "$inc": {"not_me_version": 1},
                 },
                 return_document=pymongo.ReturnDocument.AFTER,
             )
@@ -232,7 +274,8 @@ class MongoUserRepository:
             changes["$pull"] = {"pending_changes": {"submission_id": reset.submission_id}}
             changes["$set"]["status"] = Status.VERIFIED.value
             # A confirmed account is not deleted by the pending accounts' TTL index.
-            changes["$unset"] = {"expires_at": "", "locked_until": "", "lock_id": ""}
+            # ... and the password is usable again after a "this wasn't me" link.
+            changes["$unset"] = {"expires_at": "", "locked_until": "", "lock_id": "", "must_reset": ""}
             changes["$set"]["failed_logins"] = 0
             password_hash = reset.password_hash
         if password_hash is not None:
@@ -329,70 +372,108 @@ class MongoUserRepository:
 
     def add_not_me(self, user_id: str, link: NotMeLink, now: datetime) -> None:
         """Keep a notice's link (once: a redelivered message finds it there); expired links are dropped, and
-        of the links mailed to ``link.email`` the most recent ones are kept."""
-        document = {"digest": link.digest, "email": link.email, "notice": link.notice, "expires_at": link.expires_at}
-        self._locked(self._users.update_one, {"_id": user_id}, {"$pull": {"not_me": {"expires_at": {"$lte": now}}}})
+        of the links mailed to ``link.email`` the most recent ones are kept. Each write moves the links'
+        version, so that a press deciding on the links as it read them never overwrites one added since."""
+        document = _not_me_document(link)
+        bump = {"$inc": {"not_me_version": 1}}
+        self._locked(
+            self._users.update_one,
+            {"_id": user_id, "not_me.expires_at": {"$lte": now}},
+            {"$pull": {"not_me": {"expires_at": {"$lte": now}}}, **bump},
+        )
         self._locked(
             self._users.update_one,
             {"_id": user_id, "not_me.digest": {"$ne": link.digest}},
-            {"$push": {"not_me": document}},
+            {"$push": {"not_me": document}, **bump},
         )
         stored = self._users.find_one({"_id": user_id}, {"not_me": 1})
         same_mailbox = [raw["digest"] for raw in (stored or {}).get("not_me", []) if raw["email"] == link.email]
         # Pulled by digest, the oldest beyond the cap as read: a parallel call never pulls a newer one.
         if len(same_mailbox) > NOT_ME_LINKS_KEPT:
             oldest = same_mailbox[:-NOT_ME_LINKS_KEPT]
-            self._locked(self._users.update_one, {"_id": user_id}, {"$pull": {"not_me": {"digest": {"$in": oldest}}}})
+            self._locked(
+                self._users.update_one, {"_id": user_id}, {"$pull": {"not_me": {"digest": {"$in": oldest}}}, **bump}
+            )
 
     def not_me(self, user_id: str, digest: str, now: datetime) -> NotMeLink | None:
         """The unused, unexpired link of that digest."""
         document = self._users.find_one({"_id": user_id}, {"not_me": 1})
         for raw in (document or {}).get("not_me", []):
             link = _not_me(raw)
-            if link.digest == digest and not raw.get("used_at") and link.expires_at > now:
+            if link.digest == digest and not link.used and not link.void and link.expires_at > now:
                 return link
         return None
 
-    def use_not_me(self, user_id: str, digest: str, now: datetime) -> NotMeLink | None:
-        """Spend the link, once: None if it is unknown, used or expired."""
-        document = self._locked(
-            self._users.find_one_and_update,
-            {
-                "_id": user_id,
-                "not_me": {"$elemMatch": {"digest": digest, "used_at": None, "expires_at": {"$gt": now}}},
-            },
-            {"$set": {"not_me.$.used_at": now}},
-            projection={"not_me": 1},
-        )
-        if document is None:
+    def not_me_links(self, user_id: str) -> tuple[User, tuple[NotMeLink, ...], int] | None:
+        """The account, its stored links and the version a ``secure`` of them must find unchanged."""
+        document = self._users.find_one({"_id": user_id})
+        user = _user(document)
+        if document is None or user is None:
             return None
-        return next((_not_me(raw) for raw in document["not_me"] if raw["digest"] == digest), None)
+        links = tuple(_not_me(raw) for raw in document.get("not_me", []))
+        return user, links, document.get("not_me_version") or 0
 
-    def unuse_not_me(self, user_id: str, digest: str) -> None:
-        """Make a spent link usable again (what it was to do failed half-way)."""
-        self._locked(
-            self._users.update_one,
-            {"_id": user_id, "not_me": {"$elemMatch": {"digest": digest, "used_at": {"$ne": None}}}},
-            {"$set": {"not_me.$.used_at": None}},
+    def reserved_by(self, email: str, now: datetime) -> str | None:
+        """The account that left ``email`` by a change it may still undo, if any: nobody else may take it."""
+        document = self._users.find_one(
+            {"address_history": {"$elemMatch": {"email": email, "undo_until": {"$gt": now}}}}, {"_id": 1}
         )
+        return None if document is None else document["_id"]
 
-    def restore_email(
-        self, user_id: str, email: str, at: datetime, outbox: list[OutboxEntry], publish_after: datetime
+    def evict_pending(self, email: str, user_id: str) -> int:
+        """Remove an unconfirmed account of another holding ``email`` (an undo takes the address back)."""
+        result = self._locked(self._users.delete_many, {"email": email, "status": PENDING, "_id": {"$ne": user_id}})
+        return result.deleted_count
+
+    def secure(
+        self,
+        user_id: str,
+        version: int,
+        links: tuple[NotMeLink, ...],
+        history: tuple[LeftAddress, ...],
+        at: datetime,
+        outbox: list[OutboxEntry],
+        publish_after: datetime,
+        *,
+        email: str | None = None,
+        freeze: bool = False,
+        mfa_on: bool = False,
     ) -> User | None:
-        """Make ``email`` the login again (an address change undone); None if another account holds it."""
+        """A pressed link's whole effect, in one update, only if no other press changed the links since
+        (``version``): the links spent or voided, every token refused, trusted devices forgotten,
+        pending changes dropped, the password unusable until a reset (or the account frozen), the
+        address restored if ``email``, and what it announces. None if another press came first;
+        ``EmailTaken`` if a confirmed account holds ``email``."""
+        changes: dict = {
+            "$set": {
+                "not_me": [_not_me_document(link) for link in links],
+                "address_history": [_left_document(left) for left in history],
+                "trusted_devices": [],
+                "pending_changes": [],
+                "tokens_revoked_at": at,
+                "outbox_due_at": publish_after,
+            },
+            "$inc": {"token_version": 1, "not_me_version": 1},
+            "$unset": {"pending_email": ""},
+            "$push": {"outbox": _each(outbox)},
+        }
+        if freeze:
+            changes["$set"]["frozen_at"] = at
+        else:
+            changes["$set"]["must_reset"] = True
+        if email is not None:
+            changes["$set"] |= {"email": email, "email_changed_at": at}
+        if mfa_on:
+            changes["$set"]["mfa_enabled"] = True
         try:
             document = self._locked(
                 self._users.find_one_and_update,
-                {"_id": user_id},
-                {
-                    "$set": {"email": email, "email_changed_at": at, "outbox_due_at": publish_after},
-                    "$unset": {"pending_email": ""},
-                    "$push": {"outbox": _each(outbox)},
-                },
+                {"_id": user_id, "not_me_version": version if version else {"$in": [0, None]}},
+                changes,
                 return_document=pymongo.ReturnDocument.AFTER,
             )
         except DuplicateKeyError:
-            return None
+            raise EmailTaken() from None
         return _user(document)
 
     def set_mfa(self, user_id: str, enabled: bool, notice: OutboxEntry, publish_after: datetime) -> bool:
@@ -430,16 +511,6 @@ class MongoUserRepository:
     def forget_devices(self, user_id: str) -> None:
         """Forget every trusted device: each one passes the second factor afresh."""
         self._locked(self._users.update_one, {"_id": user_id}, {"$set": {"trusted_devices": []}})
-
-    def restore_mfa(self, user_id: str, email: str) -> bool:
-        """Turn the second factor back on, only while ``email`` is still the account's address (its codes
-        go there); False if it was on already or the address has changed."""
-        result = self._locked(
-            self._users.update_one,
-            {"_id": user_id, "email": email, "mfa_enabled": {"$ne": True}},
-            {"$set": {"mfa_enabled": True, "trusted_devices": []}},
-        )
-        return result.modified_count == 1
 
     # --- deletion (auth_service/deletion.py) ---
 
@@ -694,7 +765,31 @@ def _change(raw: dict) -> PendingChange:
 
 
 def _not_me(raw: dict) -> NotMeLink:
-    return NotMeLink(raw["digest"], raw["email"], raw["notice"], aware(raw["expires_at"]))
+    return NotMeLink(
+        raw["digest"],
+        raw["email"],
+        raw["notice"],
+        aware(raw["expires_at"]),
+        used=bool(raw.get("used_at")) or bool(raw.get("used")),
+        void=bool(raw.get("void")),
+    )
+
+
+def _not_me_document(link: NotMeLink) -> dict:
+    document: dict = {"digest": link.digest, "email": link.email, "notice": link.notice, "expires_at": link.expires_at}
+    if link.used:
+        document["used"] = True
+    if link.void:
+        document["void"] = True
+    return document
+
+
+def _left_document(left: LeftAddress) -> dict:
+    return {"email": left.email, "left_at": left.left_at, "undo_until": left.undo_until}
+
+
+def _left(raw: dict) -> LeftAddress:
+    return LeftAddress(raw["email"], aware(raw["left_at"]), aware(raw["undo_until"]))
 
 
 def _user(document: dict | None) -> User | None:
@@ -723,4 +818,7 @@ def _user(document: dict | None) -> User | None:
         ),
         deletion=_deletion(document.get("deletion")),
         known_devices=tuple(raw["key"] for raw in document.get("known_devices") or []),
+        address_history=tuple(_left(raw) for raw in document.get("address_history") or []),
+        must_reset=bool(document.get("must_reset")),
+        frozen_at=aware(document.get("frozen_at")),
     )

@@ -52,6 +52,16 @@ class Deletion:
 
 
 @dataclass(frozen=True)
+class LeftAddress:
+    """An address the account moved away from by a confirmed change, undoable from its mailbox until
+    ``undo_until`` (and reserved for the account until then: nobody else may register or take it)."""
+
+    email: str
+    left_at: datetime
+    undo_until: datetime
+
+
+@dataclass(frozen=True)
 class User:
     id: str
     email: str
@@ -89,6 +99,13 @@ class User:
     lock_id: str | None = None
     # A confirmed deletion (see auth_service/deletion.py): when the grace ends, and which deletion it is.
     deletion: Deletion | None = None
+    # Addresses left by confirmed changes, oldest first, while their old mailbox may still undo them.
+    address_history: tuple[LeftAddress, ...] = ()
+    # Set by a "this wasn't me" link: no password opens the account, nor may its address or second
+    # factor be changed, until a reset (the thief may know the password).
+    must_reset: bool = False
+    # Two mailboxes claimed the account (an undo contested): nothing opens it until support decides.
+    frozen_at: datetime | None = None
 
     @property
     def verified(self) -> bool:
@@ -106,6 +123,18 @@ class User:
     def knows(self, device: str) -> bool:
         """Has the account signed in from this device (its ``device_key``)?"""
         return device in self.known_devices
+
+    @property
+    def frozen(self) -> bool:
+        return self.frozen_at is not None
+
+    def undoable_from(self, email: str, now: datetime) -> LeftAddress | None:
+        """The earliest change away from ``email`` its mailbox may still undo, if any."""
+        return next((left for left in self.address_history if left.email == email and left.undo_until > now), None)
+
+    def reserves(self, email: str, now: datetime) -> bool:
+        """Is ``email`` an address this account left and may still take back?"""
+        return self.undoable_from(email, now) is not None
 
     def expired(self, now: datetime) -> bool:
         return not self.verified and self.expires_at is not None and self.expires_at <= now
@@ -134,8 +163,11 @@ class NotMeLink:
 
     digest: str
     email: str  # the address the notice went to: the reset code goes there
-    notice: str  # which notice: an address change's link also undoes the change
+    notice: str  # which notice: an undo's notice to the address it left contests the undo
     expires_at: datetime
+    used: bool = False
+    # Voided by another link of the account pressed first: one undo per incident.
+    void: bool = False
 
 
 def normalize_email(email: str) -> str:

@@ -84,7 +84,11 @@ def test_the_second_factor_end_to_end(start_module_stack):
     status, _, done = http_form(f"{stack.base_url}{form.group(1)}", {"token": form.group(2)})
     assert status == 200 and "signed out" in done
     assert stack.call("GET", "/auth/me", headers=bearer(tokens))[0] == 401
-    assert mail(stack, email, "Reset").code is not None
+    reset_code = mail(stack, email, "Reset").code
+    assert reset_code is not None
+    assert password_login(stack, email, PHONE)[0] == 401  # the password works again only after a reset
+    reset = {"email": email, "code": reset_code, "new_password": PASSWORD}
+    assert stack.call("POST", "/auth/password/reset", reset)[0] == 200
     status, _, body = password_login(stack, email, PHONE)
     assert status in (202, 429) and "access_token" not in body, body
 

@@ -491,7 +491,11 @@ def test_the_address_changed_notice_link_undoes_the_change(system, unique_email)
     reset_codes = [mail for mail in system.outbox if email in mail.recipients and "Reset" in mail.subject]
     assert len(reset_codes) == 1
     assert system.client.get("/auth/me", headers=bearer(pair["access_token"])).status_code == 401
-    assert log_in(system, email).status_code == 200  # the old address is the login again
+    # The old address is the login again, and the password (which the thief may know) works only after a reset.
+    assert log_in(system, email).status_code == 401
+    code = re.search(r"\b\d{6}\b", reset_codes[0].body).group(0)
+    assert reset(system, email, code).status_code == 200
+    assert log_in(system, email, NEW_PASSWORD).status_code == 200
 
 
 # --- with the second factor (sign-in by emailed code) ---
@@ -550,15 +554,15 @@ def test_a_not_me_link_whose_work_failed_half_way_works_on_the_retry(system, uni
     email, moved = unique_email(), unique_email()
     _, changed = change_address(system, email, moved)
     users = system.auth.users
-    real_restore = users.restore_email
+    real_secure = users.secure
     blips = [pymongo.errors.AutoReconnect("a MongoDB blip")]
 
-    def restore_failing_once(*args, **kwargs):
+    def secure_failing_once(*args, **kwargs):
         if blips:
             raise blips.pop()
-        return real_restore(*args, **kwargs)
+        return real_secure(*args, **kwargs)
 
-    monkeypatch.setattr(users, "restore_email", restore_failing_once)
+    monkeypatch.setattr(users, "secure", secure_failing_once)
     assert press(system, not_me_token(changed)).status_code == 503
     assert press(system, not_me_token(changed)).status_code == 200  # the owner's retry does it all
     assert users.by_email(email) is not None and users.by_email(moved) is None

@@ -126,7 +126,9 @@ def test_a_second_registration_takes_the_pending_account_over(system, unique_ema
     first = register(system, email, "the first registrant's password", name="First")
     second = register(system, email, "the owner's own password")
     assert (first.status_code, second.status_code) == (201, 201)
-    assert second.json["id"] == first.json["id"]
+    # A new account id: whoever registered first holds the old one, which every link of the account would name.
+    assert second.json["id"] != first.json["id"]
+    assert system.auth.users.by_id(first.json["id"]) is None
     account = stored(system, email)
     assert account.name is None and account.registered_seq == account.code_seq
     old, new = system.codes_for(email)

@@ -155,7 +155,7 @@ def test_the_second_factor_turned_off_notice_link_turns_it_back_on(system, mfa_a
     assert len(mails_to(system, email, "turned on")) == 1  # the restore mails no notice of its own
 
 
-def test_the_turned_off_notice_link_leaves_the_factor_off_once_the_address_has_changed(system, account, unique_email):
+def test_the_turned_off_notice_link_takes_the_address_back_and_turns_the_factor_on(system, account, unique_email):
     email, moved = account["email"], unique_email()
     assert set_mfa(system, account["access_token"], True).status_code == 200
     assert set_mfa(system, account["access_token"], False).status_code == 200
@@ -163,11 +163,30 @@ def test_the_turned_off_notice_link_leaves_the_factor_off_once_the_address_has_c
     assert change_email(system, account["access_token"], moved).status_code == 202
     [change_code] = [code_in(mail) for mail in mails_to(system, moved)]
     assert confirm_email(system, account["access_token"], change_code).status_code == 200
+    # Within the undo window the notice's address is taken back, so its codes go to the notice's reader.
     assert press(system, not_me_token(off)).status_code == 200
-    # Its codes would go to an address the notice's reader may not hold: off it stays.
-    assert database(system)["users"].find_one({"email": moved})["mfa_enabled"] is False
+    assert database(system)["users"].find_one({"email": email})["mfa_enabled"] is True
     assert me(system, account["access_token"]).status_code == 401
-    assert len(reset_mails(system, email)) == 1  # to the address that got the notice
+    assert len(reset_mails(system, email)) == 1  # to the address that got the notice, the login again
+
+
+def test_the_turned_off_notice_link_past_the_undo_window_does_nothing(make_system, unique_email):
+    system = make_system({"EMAIL_UNDO_WINDOW_SECONDS": "3600"})
+    email, moved = unique_email(), unique_email()
+    sign_up(system, email)
+    token = login(system, email)["access_token"]
+    assert set_mfa(system, token, True).status_code == 200
+    assert set_mfa(system, token, False).status_code == 200
+    [off] = mails_to(system, email, "turned off")
+    assert change_email(system, token, moved).status_code == 202
+    [change_code] = [code_in(mail) for mail in mails_to(system, moved)]
+    assert confirm_email(system, token, change_code).status_code == 200
+    system.clock.advance(3601)
+    # The address is no longer the account's and the old mailbox's time is over: nothing changes.
+    assert press(system, not_me_token(off)).status_code == 410
+    stored = database(system)["users"].find_one({"email": moved})
+    assert stored["mfa_enabled"] is False and not stored.get("must_reset")
+    assert reset_mails(system, email) == []
 
 
 def test_every_not_me_link_forgets_the_devices_the_second_factor_trusts(system, mfa_account):
@@ -178,6 +197,7 @@ def test_every_not_me_link_forgets_the_devices_the_second_factor_trusts(system, 
     assert_pair(intruder)
     new_sign_in = mails_to(system, email, "New sign-in")[-1]  # the laptop's
     assert press(system, not_me_token(new_sign_in)).status_code == 200
+    assert reset(system, email, code_in(reset_mails(system, email)[-1]), new_password=PASSWORD).status_code == 200
     next_code_allowed(system)
     challenged(system, email, headers=LAPTOP)
 

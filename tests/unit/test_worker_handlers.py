@@ -527,9 +527,10 @@ def test_a_notice_cannot_name_a_code_email_or_a_path(worker, template):
 
 @pytest.mark.parametrize("template", sorted(NOTICE_TEMPLATES))
 def test_every_notice_has_both_parts_and_no_six_digit_number(template):
-    message = render(template, {"new_email": "new-123456@example.com"})
+    named = "new-123456@example.com"
+    message = render(template, {"new_email": named, "restored_email": named, "left_email": named})
     assert message.subject and message.body.strip() and "<p>" in message.html
-    if template.startswith("email_change"):  # an address change's notices name the new address
+    if template.startswith("email_"):  # an address change's notices (and an undo's) name the other address
         assert "new-123456@example.com" in message.body and "new-123456@example.com" in message.html
     assert re.search(r"\b\d{6}\b", message.body.replace("new-123456@example.com", "")) is None
 

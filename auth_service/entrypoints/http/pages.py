@@ -10,6 +10,8 @@ from __future__ import annotations
 from flask import Response, render_template
 
 from auth_service.domain import errors
+from auth_service.domain.recovery import Refusal
+from auth_service.not_me import Done
 
 TEMPLATE = "verify_page.html"
 
@@ -71,30 +73,82 @@ def not_me_button(token: str, action: str) -> Response:
     return page(
         200,
         "This wasn't me",
-        "Press the button to sign every device out of your account and get a code by email to choose a new "
-        "password. If the notice was about an address change, the change is undone too.",
+        "Press the button to sign every device out of your account, stop its password from working and get "
+        "a code by email to choose a new one. If the notice was about an address change, the address it was "
+        "sent to becomes the account's address again.",
         token=token,
         action=action,
         button="Secure my account",
     )
 
 
-def not_me_done() -> Response:
+def contest_button(token: str, action: str) -> Response:
     return page(
         200,
-        "Your account is secured",
-        "Every device was signed out. A code to choose a new password is on its way to the address that got "
-        'the notice: use it with "Forgot password" in the app.',
+        "I made that change",
+        "Press the button if you changed the account's address yourself and the old address took it back "
+        "without you. The account will be frozen, for both addresses, until support has checked who it "
+        "belongs to.",
+        token=token,
+        action=action,
+        button="Freeze the account",
     )
+
+
+_DONE = {
+    Done.SECURED: (
+        "Your account is secured",
+        "Every device was signed out and the password no longer works. A code to choose a new password is on "
+        'its way to the account\'s address: use it with "Forgot password" in the app.',
+    ),
+    Done.RESTORED: (
+        "Your address is back",
+        "The change of address was undone: this address is the account's again. Every device was signed out "
+        "and the password no longer works. A code to choose a new password is on its way to this address: "
+        'use it with "Forgot password" in the app.',
+    ),
+    Done.CONTESTED: (
+        "The account is frozen",
+        "Nobody can sign in to the account, or change it, until support has checked who it belongs to. "
+        "Contact support from this address.",
+    ),
+    Done.NOT_RESTORED: (
+        "The change could not be undone",
+        "Another account uses that address now, so it could not be given back. Every device was signed out and "
+        "the account is frozen until support has checked who it belongs to: contact support from this "
+        "address. No code was sent.",
+    ),
+}
+
+
+def not_me_done(done: Done) -> Response:
+    return page(200, *_DONE[done])
 
 
 def not_me_gone() -> Response:
     return page(
         410,
         "This link has expired",
-        'It was used already or is too old. To secure your account, reset your password with "Forgot password" '
-        "in the app.",
+        "It was used already, another link of the account was used first, or it is too old. Nothing was "
+        'changed by this one. To secure your account, reset your password with "Forgot password" in the app.',
     )
+
+
+_REFUSED = {
+    Refusal.NO_LONGER_HELD: (
+        "The change could not be undone",
+        "This address is no longer the account's, and the time to undo the change is over. Nothing was "
+        "changed. Contact support if the account is yours.",
+    ),
+    Refusal.FROZEN: (
+        "The account is frozen",
+        "Support is checking who the account belongs to; nothing was changed. Contact support from this address.",
+    ),
+}
+
+
+def not_me_refused(refusal: Refusal) -> Response:
+    return page(410, *_REFUSED.get(refusal, _REFUSED[Refusal.NO_LONGER_HELD]))
 
 
 def not_valid() -> Response:

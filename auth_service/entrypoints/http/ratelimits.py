@@ -138,13 +138,15 @@ def no_new_address() -> bool:
 
 
 def _link_account() -> str | None:
-    """The account a verification link names (query or form ``token``); its guesses count against it."""
+    """The account a verification or "this wasn't me" link names (query or form ``token``)."""
     reference = parse_link_token_reference(request.values.get("token"))
     return reference[0] if reference is not None else None
 
 
 def link_account_key() -> str:
-    return _hashed(_link_account() or "")
+    """Per (account, IP), never per account alone: the account id is no secret (the 201 of a registration,
+    ``/auth/me`` with a stolen session), and junk tokens carrying it must not switch its owner's links off."""
+    return _hashed(f"{_link_account() or ''} {client_ip()}")
 
 
 def no_link_account() -> bool:

@@ -9,11 +9,12 @@ from flask_smorest import Blueprint
 from auth_service.domain.accounts import User
 from auth_service.domain.devices import Device
 from auth_service.domain.errors import AuthError
+from auth_service.domain.recovery import EMAIL_CHANGE_UNDONE
 from auth_service.domain.sessions import TokenPair
 from auth_service.entrypoints.http import pages, schemas
 from auth_service.entrypoints.http.abuse import checked
 from auth_service.lifecycle import AccountLifecycle, InvalidLink
-from auth_service.not_me import LinkGone, NotMeLinks
+from auth_service.not_me import LinkGone, LinkRefused, NotMeLinks
 from auth_service.service import AccountService
 from auth_service.sessions import SessionService
 from auth_service.sign_in import MfaChallenge, SignIn
@@ -415,29 +416,43 @@ class NotMe(MethodView):
         """A security notice's "this wasn't me" link: a page whose one button acts. Opening it does nothing."""
         token = args["token"]
         try:
-            _not_me().check(token)
+            link = _not_me().check(token)
         except InvalidLink:
             return pages.not_valid()
+        except LinkRefused as refused:
+            return pages.not_me_refused(refused.refusal)
         except LinkGone:
             return pages.not_me_gone()
+        if link.notice == EMAIL_CHANGE_UNDONE:
+            return pages.contest_button(token, action=url_for("auth.not_me"))
         return pages.not_me_button(token, action=url_for("auth.not_me"))
 
     @auth.arguments(schemas.VerifyLinkArgs(), location="form")
     @auth.response(200, schemas.HTML_PAGE, content_type="text/html", description="Signed out everywhere")
     @auth.alt_response(400, schema=schemas.HTML_PAGE, content_type="text/html", description="The link is not valid")
-    @auth.alt_response(410, schema=schemas.HTML_PAGE, content_type="text/html", description="Used or expired")
+    @auth.alt_response(
+        410,
+        schema=schemas.HTML_PAGE,
+        content_type="text/html",
+        description="Used, voided or expired; or it can do nothing (the address is no longer the account's, "
+        "or the account is frozen)",
+    )
     @auth.alt_response(429, schema=ERROR, description="rate_limited")
     @auth.alt_response(503, schema=ERROR, description="service_unavailable")
     def post(self, args):
-        """The page's button (form field ``token``): end every session and token of the account, undo an
-        address change, and mail a password-reset code to the address that got the notice. Works once."""
+        """The page's button (form field ``token``): end every session and token of the account, make the
+        password unusable until a reset, take back the address the notice went to if the account left it
+        within the undo window, and mail a password-reset code to the account's login. Works once, and
+        voids the account's other links. An undo's contest link freezes the account for support."""
         try:
-            _not_me().act(args["token"], g.request_id)
+            done = _not_me().act(args["token"], g.request_id)
         except InvalidLink:
             return pages.not_valid()
+        except LinkRefused as refused:
+            return pages.not_me_refused(refused.refusal)
         except LinkGone:
             return pages.not_me_gone()
-        return pages.not_me_done()
+        return pages.not_me_done(done)
 
 
 auth.add_url_rule("/not-me", endpoint="not_me", view_func=NotMe)
