@@ -91,7 +91,8 @@ class User:
     mfa_enabled: bool = False
     trusted_devices: tuple[TrustedDevice, ...] = ()
     # The devices (``device_key`` hashes) the account signed in from, the most recent ones: a proven
-    # device is let through the limits an attacker can spend (docs/security.md, round three, 4).
+    # device is let through the limits an attacker can spend (docs/security.md, "The owner's recovery
+    # does not share the attacker's counters").
     known_devices: tuple[str, ...] = ()
     # Failed logins in a row (see domain/lockout.py), and the lock they set, if any.
     failed_logins: int = 0

@@ -3,7 +3,7 @@
 The account cannot tell its owner from a thief: whoever holds the password and
 a session may move the address, and whoever holds an old mailbox may press its
 link. These rules make each press finish the incident instead of starting a
-tug of war (docs/security.md, "Hardening, round three"):
+tug of war (docs/security.md, 'Hardening the "this wasn't me" undo'):
 
 - A link mailed to the account's current address secures the account in place.
 - A link mailed to an address the account left by a confirmed change, within

@@ -216,7 +216,7 @@ def test_an_expired_code_is_refused_for_every_purpose_and_its_link_expires_with_
     reset = {"email": email, "code": reset_code, "new_password": "a brand new passphrase 7"}
     status, _, body = stack.call("POST", "/auth/password/reset", reset)
     # A reset code is asked for by address alone: no live code answers as a wrong one, so the step tells
-    # nothing about the address (docs/security.md, round three, 9).
+    # nothing about the address (docs/security.md, "The second step answers alike").
     assert (status, body["error"], body["attempts_left"]) == (400, "invalid_code", 4)
     token = parse_qs(urlparse(LINK.search(verification.text).group(0)).query)["token"][0]
     status, _, page = http_form(f"{stack.base_url}/auth/verify", {"token": token})

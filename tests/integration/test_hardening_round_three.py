@@ -1,10 +1,11 @@
-"""Hardening, round three, on the real processes: the limits an attacker shared with the owner, silent
-sign-ins, attacker-written text in notices, telling accounts apart by the second step, the guessing bound
-per account, the second factor against a mailbox alone, trust that outlived a password, notice floods.
+"""Hardening against a targeted lockout, silent sign-ins and guessing, on the real processes: the limits an
+attacker shared with the owner, silent sign-ins, attacker-written text in notices, telling accounts apart by
+the second step, the guessing bound per account, the second factor against a mailbox alone, trust that
+outlived a password, notice floods.
 
 Real auth (waitress) and worker processes, this machine's RabbitMQ and Redis, the mail sink. Each test
-plays the attack the finding describes (docs/security.md, "Hardening, round three", under the same
-number) and checks what the owner is left with.
+plays the attack the finding describes (docs/security.md, "Hardening against a targeted lockout, silent
+sign-ins and guessing", under the finding's title) and checks what the owner is left with.
 """
 
 from __future__ import annotations

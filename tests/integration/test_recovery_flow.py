@@ -3,7 +3,7 @@ machine's RabbitMQ and Redis, the mail sink.
 
 Each story has a thief who holds the owner's password (phished) and sessions of their own, and
 mailboxes of their own in the sink, beside the owner's; every code and link is read from the mail its
-holder received. docs/security.md, "Hardening, round three", has the rules these stories check.
+holder received. docs/security.md, 'Hardening the "this wasn't me" undo', has the rules these stories check.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Hardening, round three, on fakes: the rules behind each finding (docs/security.md, "Hardening, round
-three"); the attacks themselves run on the real processes in tests/integration/test_hardening_round_three.py.
+"""Hardening against a targeted lockout, silent sign-ins and guessing, on fakes: the rules behind each
+finding (docs/security.md, under the same title); the attacks themselves run on the real processes in
+tests/integration/test_hardening_round_three.py.
 """
 
 from __future__ import annotations
