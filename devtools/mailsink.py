@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
@@ -46,12 +47,24 @@ def free_port() -> int:
 
 
 def free_ports(count: int) -> int:
-    """A port p with p .. p + count - 1 all free now: the worker's processes serve their metrics on them."""
+    """A port p with p .. p + count - 1 all free now: the worker's processes serve their metrics on them.
+
+    Drawn below the kernel's ephemeral range: a port the kernel hands out (bind to 0) has neighbours
+    the kernel hands out too, to the next outgoing connection, which took them between this check and
+    a later worker process's bind when the machine was busy."""
+    low = _ephemeral_low()
     for _ in range(100):
-        first = free_port()
-        if first + count <= 65536 and all(_free(first + offset) for offset in range(1, count)):
+        first = random.randrange(max(1024, low - 12000), low - count)
+        if all(_free(first + offset) for offset in range(count)):
             return first
     raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _free(port: int) -> bool:
