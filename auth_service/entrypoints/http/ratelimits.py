@@ -428,11 +428,19 @@ class LoginFailureCounters:
     def forget(self, email: str) -> None:
         # As flask-limiter names a counter: its key prefix (when there is one), the key, the scope.
         identifiers = [part for part in (self._key_prefix, _hashed(normalize_email(email))) if part]
-        try:
-            for item in self._items:
-                self._limiter.limiter.clear(item, *identifiers, LOGIN_FAILURES_SCOPE)
-        except Exception:  # the store is away: the counters run out with their window, as before
-            log.warning("could not clear the failed-login counters after a reset", exc_info=True)
+        # Both stores: failures counted in the in-memory fallback while Redis was slow or away are
+        # read again once the process falls back the next time, and the other way round.
+        stores = {
+            id(store): store for store in (self._limiter.limiter, getattr(self._limiter, "_fallback_limiter", None))
+        }
+        for store in stores.values():
+            if store is None:
+                continue
+            try:
+                for item in self._items:
+                    store.clear(item, *identifiers, LOGIN_FAILURES_SCOPE)
+            except Exception:  # the store is away: the counters run out with their window, as before
+                log.warning("could not clear the failed-login counters after a reset", exc_info=True)
 
 
 def _seconds_until_reset(limiter: Limiter, error: RateLimitExceeded) -> int:
