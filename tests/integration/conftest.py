@@ -60,8 +60,10 @@ class Stacks:
         for stack, _ in self._started:
             stack.stop()
         client = redis.Redis.from_url(REDIS_URL)
-        for _, names in self._started:
-            delete_run(RABBITMQ_URL, names)
+        for stack, names in self._started:
+            # A stack with a retry ladder of its own has retry queues of its own to delete.
+            delays = stack.env.get("RETRY_DELAYS_SECONDS")
+            delete_run(RABBITMQ_URL, names, tuple(int(delay) for delay in delays.split(",")) if delays else None)
             for pattern in (f"{names['REDIS_KEY_PREFIX']}:*", f"*{names['RATELIMIT_KEY_PREFIX']}*"):
                 for key in client.scan_iter(match=pattern):
                     client.delete(key)
