@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import urllib3
 
-from auth_service.adapters.pwned_passwords import failure_reason
+from auth_service.adapters.pwned_passwords import bounded_answer
 from auth_service.domain.abuse import CaptchaProvider, captcha_verdict
 from auth_service.ports import CheckUnavailable
 from common import tracing
@@ -56,24 +56,15 @@ class SiteverifyCaptcha:
         fields = {"secret": self._secret, "response": token}
         if remote_ip:
             fields["remoteip"] = remote_ip
-        try:
-            response = self._http.request(
-                "POST",
-                self._url,
-                body=urlencode(fields),
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-                timeout=self._timeout,
-                preload_content=False,
-                redirect=False,
-            )
-            try:
-                body = response.read(MAX_ANSWER_BYTES + 1)
-            finally:
-                response.release_conn()
-        except urllib3.exceptions.HTTPError as error:
-            raise CheckUnavailable(failure_reason(error)) from None
-        if response.status != 200 or len(body) > MAX_ANSWER_BYTES:
-            raise CheckUnavailable("error")
+        body = bounded_answer(
+            self._http,
+            "POST",
+            self._url,
+            MAX_ANSWER_BYTES,
+            timeout=self._timeout,
+            body=urlencode(fields),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         try:
             return json.loads(body)
         except ValueError:

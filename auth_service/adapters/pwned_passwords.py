@@ -62,23 +62,14 @@ class PwnedPasswordsClient:
         return found
 
     def _fetch(self, prefix: str) -> str:
-        try:
-            response = self._http.request(
-                "GET",
-                f"{self._base_url}/range/{prefix}",
-                headers={"Add-Padding": "true", "User-Agent": USER_AGENT},
-                timeout=self._timeout,
-                preload_content=False,
-                redirect=False,
-            )
-            try:
-                body = response.read(MAX_ANSWER_BYTES + 1)
-            finally:
-                response.release_conn()
-        except urllib3.exceptions.HTTPError as error:
-            raise CheckUnavailable(failure_reason(error)) from None
-        if response.status != 200 or len(body) > MAX_ANSWER_BYTES:
-            raise CheckUnavailable("error")
+        body = bounded_answer(
+            self._http,
+            "GET",
+            f"{self._base_url}/range/{prefix}",
+            MAX_ANSWER_BYTES,
+            timeout=self._timeout,
+            headers={"Add-Padding": "true", "User-Agent": USER_AGENT},
+        )
         return body.decode("ascii", errors="replace")
 
 
@@ -115,6 +106,33 @@ class RangeCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def bounded_answer(
+    http: urllib3.PoolManager,
+    method: str,
+    url: str,
+    max_bytes: int,
+    *,
+    timeout: urllib3.Timeout,
+    headers: dict[str, str],
+    body: str | None = None,
+) -> bytes:
+    """The body of a 200 answer of at most ``max_bytes``, no redirect followed; anything else, or a call
+    that fails, is ``CheckUnavailable`` with the metric label of why."""
+    try:
+        response = http.request(
+            method, url, body=body, headers=headers, timeout=timeout, preload_content=False, redirect=False
+        )
+        try:
+            answer = response.read(max_bytes + 1)
+        finally:
+            response.release_conn()
+    except urllib3.exceptions.HTTPError as error:
+        raise CheckUnavailable(failure_reason(error)) from None
+    if response.status != 200 or len(answer) > max_bytes:
+        raise CheckUnavailable("error")
+    return answer
 
 
 def failure_reason(error: urllib3.exceptions.HTTPError) -> str:
