@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import os
 import random
@@ -35,6 +34,7 @@ import statistics
 import time
 import uuid
 
+from bench.resend_timing import Client
 from bench.stack import benchmark_stack
 from devtools.abuse_fakes import CaptchaFake, PwnedPasswordsFake
 from devtools.mailsink import free_port
@@ -47,24 +47,6 @@ READY_SECONDS = 60
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-class Client:
-    """One HTTP/1.1 connection to the real server, reused for every request."""
-
-    def __init__(self, port: int):
-        self._connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
-    def post(self, path: str, body: dict) -> tuple[int, float]:
-        payload = json.dumps(body)
-        start = time.perf_counter()
-        self._connection.request("POST", path, payload, {"Content-Type": "application/json"})
-        response = self._connection.getresponse()
-        response.read()
-        return response.status, (time.perf_counter() - start) * 1000
-
-    def close(self) -> None:
-        self._connection.close()
 
 
 def configurations(ranges: PwnedPasswordsFake, captcha: CaptchaFake) -> dict[str, dict[str, str]]:
