@@ -7,7 +7,7 @@ import sys
 from auth_service.adapters.keys_file import KeysFileError
 from auth_service.config import Settings
 from auth_service.domain.sealed_keys import UnsealError
-from auth_service.entrypoints import keys_cli, server
+from auth_service.entrypoints import dispatcher, keys_cli, server
 from common.logs import configure_logging
 from common.settings import SettingsError
 from common.tracing import configure as configure_tracing
@@ -23,6 +23,8 @@ def main() -> int:
         return 2
     configure_logging("auth_service", settings.log_level)
     configure_tracing("auth_service", settings.otel_exporter_otlp_endpoint)
+    if sys.argv[1:2] == ["webhooks"]:
+        return dispatcher.run(settings)
     try:
         return server.run(settings)
     except (KeysFileError, UnsealError) as error:  # no key to sign with: nothing may start

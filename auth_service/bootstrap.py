@@ -32,9 +32,13 @@ from auth_service.adapters.mongo_sessions import MongoSessionRepository
 from auth_service.adapters.mongo_signing_keys import MongoSigningKeys
 from auth_service.adapters.mongo_suppressions import MongoSuppressions
 from auth_service.adapters.mongo_users import MongoUserRepository
+from auth_service.adapters.mongo_webhooks import MongoWebhooks
 from auth_service.adapters.pwned_passwords import PwnedPasswordsClient
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.adapters.sns import SnsVerifier
+from auth_service.adapters.webhook_http import AddressChecker, WebhookClient
+from auth_service.adapters.webhook_metrics import FailingEndpoints, WebhookMetrics
+from auth_service.adapters.webhook_timers import BrokerWebhookTimers
 from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
@@ -44,12 +48,13 @@ from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.devices import device_label
 from auth_service.domain.lockout import LockoutPolicy
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.domain.sealed_keys import KeySealer
+from auth_service.domain.sealed_keys import WEBHOOK_SECRETS_INFO, KeySealer
 from auth_service.domain.signing_keys import HS256, KeySchedule
 from auth_service.domain.tokens import LEEWAY_SECONDS, TokenIssuer
 from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
 from auth_service.entrypoints.http.app import create_app
 from auth_service.entrypoints.session_ends_listener import SessionEndsListener
+from auth_service.entrypoints.webhooks import Lanes, Sweep, dispatcher_handler
 from auth_service.events import AccountEvents
 from auth_service.export import AccountExport
 from auth_service.keyring import FileKeys, KeyRefresher, KeyRing, KeySource, RotatingKeys, SharedSecretKeys
@@ -64,6 +69,8 @@ from auth_service.session_ends import EndedSessions
 from auth_service.sessions import SessionPolicy, SessionService
 from auth_service.sign_in import SignIn, SignInPolicy
 from auth_service.sign_up_abuse import AbuseChecks
+from auth_service.webhook_dispatch import DispatchPolicy, WebhookDispatch
+from auth_service.webhook_endpoints import WebhookEndpoints
 from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
 from common.messaging.depths import QueueDepths
@@ -94,22 +101,36 @@ class AuthSystem:
     deletion: AccountDeletion
     export: AccountExport
     mail_suppressions: MailSuppressions
+    webhooks: WebhookEndpoints
     background: list = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def start_background(self) -> None:
-        for thread in self.background:
-            thread.start()
+        start_all(self.background)
 
     def stop_background(self, timeout: float) -> None:
-        for thread in reversed(self.background):
-            thread.stop()
-        deadline = time.monotonic() + timeout
-        for thread in reversed(self.background):
-            thread.join(max(0.0, deadline - time.monotonic()))
+        stop_all(self.background, timeout)
 
     def failed(self) -> list[str]:
-        return [thread.name for thread in self.background if getattr(thread, "failure", None) is not None]
+        return failed_of(self.background)
+
+
+def start_all(threads: list) -> None:
+    for thread in threads:
+        thread.start()
+
+
+def stop_all(threads: list, timeout: float) -> None:
+    """Ask each to stop, last started first, then give them ``timeout`` in all to finish."""
+    for thread in reversed(threads):
+        thread.stop()
+    deadline = time.monotonic() + timeout
+    for thread in reversed(threads):
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def failed_of(threads: list) -> list[str]:
+    return [thread.name for thread in threads if getattr(thread, "failure", None) is not None]
 
 
 def mongo_database(settings: Settings) -> Database[dict[str, Any]]:
@@ -370,6 +391,15 @@ def build(
         publish_timeout_seconds=settings.publish_timeout_seconds,
         clock=clock,
     )
+    webhook_store = webhook_store_of(settings, database, mongomock_store)
+    webhook_timers = BrokerWebhookTimers(
+        bus, settings.topology.work_queue(settings.webhooks_queue), settings.publish_timeout_seconds
+    )
+    webhooks = WebhookEndpoints(
+        webhook_store, webhook_timers, AddressChecker(settings.webhook_allow_private_urls), clock
+    )
+    registry.register(FailingEndpoints(webhook_store.failing_since, clock))
+    webhook_metrics = WebhookMetrics(registry)
     trusted = settings.sns_trusted_certificate_file
     sns_verifier = SnsVerifier(settings.ses_sns_topic_arns, trusted.read_bytes() if trusted else None)
 
@@ -392,6 +422,10 @@ def build(
                 unavailable=(pymongo.errors.ConnectionFailure,),
             )
         )
+        if settings.webhook_dispatcher:
+            background.extend(
+                webhook_dispatcher(settings, webhook_store, webhook_timers, webhook_metrics, registry, clock)
+            )
         relayed = Counter("outbox_relayed", "Queue messages published late by the outbox relay", registry=registry)
         registry.register(QueueDepths(settings.rabbitmq_url, settings.topology.auth.queues, "auth_service metrics"))
         background.append(OutboxRelay(outbox, on_relayed=relayed.inc, resends=code_asks.process, wakeup=relay_wakeup))
@@ -446,9 +480,76 @@ def build(
         deletion=deletion,
         export=export,
         mail_suppressions=mail_suppressions,
+        webhooks=webhooks,
         background=background,
         registry=registry,
     )
+
+
+def webhook_store_of(settings: Settings, database, mongomock_store: bool) -> MongoWebhooks:
+    sealer = KeySealer(settings.jwt_secret.get_secret_value(), WEBHOOK_SECRETS_INFO)
+    store = MongoWebhooks(database, sealer, serialize_writes=mongomock_store, ttl_index=not mongomock_store)
+    store.ensure_indexes()
+    return store
+
+
+def webhook_dispatcher(
+    settings: Settings,
+    store: MongoWebhooks,
+    timers: BrokerWebhookTimers,
+    metrics: WebhookMetrics,
+    registry: CollectorRegistry,
+    clock: Callable[[], float] = time.time,
+) -> list:
+    """The dispatcher's threads: the consumer of its queue, the endpoints' lanes, the sweep."""
+    dispatch = WebhookDispatch(
+        store,
+        WebhookClient(settings.webhook_allow_private_urls, connections_per_host=settings.webhook_endpoint_concurrency),
+        timers,
+        DispatchPolicy(
+            timeout_seconds=settings.webhook_timeout_seconds,
+            retry_schedule=settings.webhook_retry_schedule,
+            disable_after=timedelta(days=settings.webhook_disable_after_days),
+        ),
+        metrics,
+        clock,
+    )
+    lanes = Lanes(dispatch.attempt, settings.webhook_endpoint_concurrency)
+    consumer = Consumer(
+        url=settings.rabbitmq_url,
+        queue=settings.webhooks_queue,
+        handler=dispatcher_handler(dispatch, lanes),
+        topology=settings.topology,
+        prefetch=32,
+        name="webhooks",
+        observe=ConsumerMetrics(registry, [settings.webhooks_queue]).observe,
+        bind_request_id=bind_request_id,
+        unavailable=(pymongo.errors.ConnectionFailure,),
+    )
+    # Stopped in reverse: the consumer first (no new work), then the sweep, then the lanes finish what they hold.
+    return [lanes, Sweep(dispatch, lanes), consumer]
+
+
+@dataclass
+class WebhookDispatcherSystem:
+    """``python -m auth_service webhooks``: the dispatcher alone, on auth's MongoDB and broker."""
+
+    registry: CollectorRegistry
+    background: list
+
+
+def build_webhook_dispatcher(settings: Settings, database=None) -> WebhookDispatcherSystem:
+    if database is None:
+        database = mongo_database(settings)
+    store = webhook_store_of(settings, database, isinstance(database, mongomock.Database))
+    registry = process_registry()
+    bus = RabbitMessageBus(settings.rabbitmq_url, settings.topology, max_waiting_replies=1)
+    timers = BrokerWebhookTimers(
+        bus, settings.topology.work_queue(settings.webhooks_queue), settings.publish_timeout_seconds
+    )
+    registry.register(FailingEndpoints(store.failing_since))
+    threads = webhook_dispatcher(settings, store, timers, WebhookMetrics(registry), registry)
+    return WebhookDispatcherSystem(registry, [bus, *threads])
 
 
 def sign_up_abuse_checks(settings: Settings, metrics: AbuseMetrics) -> AbuseChecks:

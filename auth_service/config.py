@@ -176,6 +176,20 @@ class Settings(ServiceSettings):
         default_factory=lambda data: LOOPBACK if data.get("proxy_hops") else None
     )
 
+    # Webhooks (docs/webhooks.md): the dispatcher runs beside the API unless false (then `python -m
+    # auth_service webhooks` runs it apart).
+    webhook_dispatcher: Flag = True
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    # Days, fractions allowed (a test disables an endpoint in seconds).
+    webhook_disable_after_days: float = Field(5.0, gt=0, le=365)
+    # Endpoints on loopback, private or link-local addresses: development and tests only.
+    webhook_allow_private_urls: Flag = False
+    # Attempts in flight to one endpoint at once, each on a lane thread of that endpoint's own.
+    webhook_endpoint_concurrency: int = Field(4, ge=1, le=64)
+    # Where `python -m auth_service webhooks` serves /metrics (0: nowhere); beside the API, auth's /metrics has them.
+    webhooks_metrics_host: str = "127.0.0.1"
+    webhooks_metrics_port: Port = 9102
+
     # Mail reports (docs/mail.md). Postmark's webhook sends these in HTTP basic auth; unset, every
     # report is refused (401).
     postmark_webhook_username: str | None = None

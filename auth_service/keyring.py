@@ -31,6 +31,7 @@ from auth_service.domain.signing_keys import (
     shared_secret_key,
 )
 from auth_service.ports import SigningKeyStore
+from common.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -129,22 +130,8 @@ class KeyRing:
         return self._set
 
 
-class KeyRefresher(threading.Thread):
+class KeyRefresher(Periodic):
     """Reloads the key ring every ``interval`` seconds until stopped."""
 
     def __init__(self, ring: KeyRing, interval: float):
-        super().__init__(name="signing-keys", daemon=True)
-        self._ring = ring
-        self._interval = interval
-        self._stopping = threading.Event()
-        self.failure: BaseException | None = None
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    def run(self) -> None:
-        while not self._stopping.wait(self._interval):
-            try:
-                self._ring.refresh()
-            except Exception as error:
-                log.warning("signing keys not reloaded; the keys in hand stay", extra={"error": repr(error)})
+        super().__init__("signing-keys", interval, ring.refresh, "signing keys not reloaded; the keys in hand stay")

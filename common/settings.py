@@ -18,7 +18,13 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from common.locales import SHIPPED_LOCALES
 from common.messaging.connection import node_urls
-from common.messaging.topology import DEFAULT_EVENTS_EXCHANGE, RETRY_DELAYS_SECONDS, Replication, Topology
+from common.messaging.topology import (
+    DEFAULT_EVENTS_EXCHANGE,
+    RETRY_DELAYS_SECONDS,
+    WEBHOOK_RETRY_SCHEDULE,
+    Replication,
+    Topology,
+)
 from common.redis_client import sentinel_uri
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -124,6 +130,10 @@ class ServiceSettings(BaseSettings):
     # The worker's own queue of the account events it mails a notice about.
     account_notifications_queue: QueueName = "ACCOUNT_NOTIFICATIONS_QUEUE"
     account_events_exchange: QueueName = DEFAULT_EVENTS_EXCHANGE
+    # Auth's webhook dispatcher queue, bound to every account event (its permissions come from the topology).
+    webhooks_queue: QueueName = "WEBHOOKS_QUEUE"
+    # Seconds before each retry of a failed webhook delivery; after the last, it is marked failed.
+    webhook_retry_schedule: Delays = WEBHOOK_RETRY_SCHEDULE
     retry_delays_seconds: Delays = RETRY_DELAYS_SECONDS
     # The language of emails for an account that chose none (auth stores it, the worker falls back to it).
     default_locale: ShippedLocale = "en"
@@ -176,6 +186,8 @@ class ServiceSettings(BaseSettings):
             self.replication,
             self.account_notifications_queue,
             self.account_events_exchange,
+            self.webhooks_queue,
+            self.webhook_retry_schedule,
         )
 
     @property

@@ -221,3 +221,16 @@ def processing(source: str, headers: Mapping[str, Any] | None, message_id: str |
 def client_span(name: str, **attributes: str) -> contextlib.AbstractContextManager[Span]:
     """A span for a call to another server (the SMTP server, say), current while the call runs."""
     return _tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+
+
+def inject_current(carrier: MutableMapping[str, str]) -> None:
+    """The current span's context into ``carrier``, to continue the trace later, elsewhere (a webhook's
+    attempts, made after the event's processing span has ended)."""
+    propagate.inject(carrier)
+
+
+def continuing(name: str, carrier: Mapping[str, str], **attributes: str) -> contextlib.AbstractContextManager[Span]:
+    """A client span under the context kept in ``carrier`` (by ``inject_current``), current while it runs."""
+    return _tracer.start_as_current_span(
+        name, context=propagate.extract(dict(carrier)), kind=SpanKind.CLIENT, attributes=attributes
+    )

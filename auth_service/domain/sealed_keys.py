@@ -1,4 +1,4 @@
-"""The private half of a stored signing key, sealed with AES-256-GCM. Pure Python, no I/O.
+"""The private half of a stored signing key (and a webhook's secret), sealed with AES-256-GCM. Pure Python, no I/O.
 
 The sealing key is derived from JWT_SECRET with HKDF-SHA256 under a label of
 its own, so it is never the secret itself and no other use of the secret can
@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 HKDF_INFO = b"auth-service signing keys v1"
+# Webhook secrets are sealed the same way, under a key of their own.
+WEBHOOK_SECRETS_INFO = b"auth-service webhook secrets v1"
 HKDF_SALT = b"auth-service signing key sealing"
 NONCE_BYTES = 12
 FORMAT = "v1"
@@ -30,8 +32,8 @@ class UnsealError(Exception):
 
 
 class KeySealer:
-    def __init__(self, secret: str):
-        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=HKDF_SALT, info=HKDF_INFO).derive(secret.encode())
+    def __init__(self, secret: str, info: bytes = HKDF_INFO):
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=HKDF_SALT, info=info).derive(secret.encode())
         self._aead = AESGCM(derived)
 
     def seal(self, kid: str, private_jwk: Mapping[str, Any]) -> str:

@@ -59,7 +59,8 @@ HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 ADMINISTRATOR_TAG = "administrator"
 # The contract's account events are all "user.<event>"; auth may publish no other routing key there.
 EVENT_ROUTING_KEYS = r"^user\.[a-z_]+$"
-SESSION_ENDS_ROUTING_KEY = r"^user\.sessions_revoked$"
+# Binding its session-end queue (that one event) and its webhooks queue (every event).
+EVENTS_AUTH_BINDS = r"^(?:user\.sessions_revoked|user\.#)$"
 EVERYTHING = ".*"
 MINIMUM_PASSWORD_CHARACTERS = 16
 # Account names and passwords become part of RABBITMQ_URL.
@@ -176,6 +177,15 @@ def _consumer_of(inbox: Inbox) -> tuple[list[str], list[str], list[str]]:
 def service_permissions(topology: Topology, events_exchange: str = DEFAULT_EVENTS_EXCHANGE) -> dict[str, Permissions]:
     """Each role's permissions on the vhost."""
     auth_configure, auth_write, auth_read = _consumer_of(topology.auth)
+    webhooks = topology.webhook_inbox
+    if webhooks is not None:
+        # The dispatcher's queue, its retry queues (WEBHOOK_RETRY_SCHEDULE's) and its dead letters.
+        webhook_configure, webhook_write, webhook_read = _consumer_of(webhooks)
+        auth_configure, auth_write, auth_read = (
+            [*auth_configure, *webhook_configure],
+            [*auth_write, *webhook_write],
+            [*auth_read, *webhook_read],
+        )
     worker_configure, worker_write, worker_read = _consumer_of(topology.worker)
     return {
         "admin": Permissions(EVERYTHING, EVERYTHING, EVERYTHING),
@@ -238,8 +248,7 @@ def definitions(
                 "vhost": VHOST,
                 "exchange": events_exchange,
                 "write": EVENT_ROUTING_KEYS,
-                # Binding its session-end queue: that one routing key and no other.
-                "read": SESSION_ENDS_ROUTING_KEY,
+                "read": EVENTS_AUTH_BINDS,
             }
         ],
     }

@@ -606,6 +606,33 @@ class UserDeleted(Message):
         )
 
 
+@dataclass(frozen=True)
+class WebhookAttemptDue(Message):
+    """auth -> auth, on the webhooks queue (through one of its retry queues when it is a scheduled
+    retry): delivery ``delivery_id`` to endpoint ``endpoint_id`` is due for an attempt.
+
+    ``failed_attempts`` names the attempt it follows: the delivery is made due only if it still has
+    that many, so a timer that comes late or twice changes nothing. None: made due already (a retry
+    by hand); the message only wakes a dispatcher."""
+
+    TYPE: ClassVar[str] = "webhook.attempt_due"
+
+    delivery_id: str
+    endpoint_id: str
+    failed_attempts: int | None = None
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        failed = _optional_integer(message.body, "failed_attempts")
+        if failed is not None and failed < 0:
+            raise MalformedMessage("field 'failed_attempts' must not be negative")
+        return cls(
+            delivery_id=_string(message.body, "delivery_id", ID_MAX_LENGTH),
+            endpoint_id=_string(message.body, "endpoint_id", ID_MAX_LENGTH),
+            failed_attempts=failed,
+        )
+
+
 def _choice(body: dict, name: str, choices: tuple[str, ...]) -> str:
     value = body.get(name)
     if value not in choices:

@@ -58,6 +58,10 @@ from dataclasses import dataclass
 
 DELIVERY_LIMIT = 10
 RETRY_DELAYS_SECONDS = (2, 10, 30, 120)
+# WEBHOOK_RETRY_SCHEDULE's default: seconds before each retry of a failed webhook delivery.
+WEBHOOK_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000)
+# Every account event, whatever its name: the webhook dispatcher needs no change for a new one.
+ALL_ACCOUNT_EVENTS = "user.#"
 
 TO_WORKER_EXCHANGE = "verification.to_worker"
 TO_AUTH_EXCHANGE = "verification.to_auth"
@@ -161,6 +165,24 @@ class Topology:
     # The worker's queue of account events it mails about (None: a topology without notices).
     account_notifications: str | None = None
     events_exchange: str = DEFAULT_EVENTS_EXCHANGE
+    # Auth's webhook dispatcher queue (None: a topology without webhooks), bound to every account event.
+    # Its retry queues are the webhook schedule's, not the ladder's: a delivery's retry is published
+    # into the queue of its step and comes back to the dispatcher when that step's time is up.
+    webhooks: str | None = None
+    webhook_schedule: tuple[int, ...] = WEBHOOK_RETRY_SCHEDULE
+
+    @property
+    def webhook_inbox(self) -> Inbox | None:
+        """The dispatcher's queue; auth alone publishes to it (its retries and retries by hand), through
+        its own retries exchange."""
+        if self.webhooks is None:
+            return None
+        queue = WorkQueue(self.webhooks, self.webhook_schedule, self.replication, topics=(ALL_ACCOUNT_EVENTS,))
+        return Inbox(AUTH_RETRIES_EXCHANGE, AUTH_RETRIES_EXCHANGE, (queue,), self.events_exchange)
+
+    def _inboxes(self) -> list[Inbox]:
+        webhooks = self.webhook_inbox
+        return [self.worker, self.auth] if webhooks is None else [self.worker, self.auth, webhooks]
 
     @property
     def worker(self) -> Inbox:
@@ -182,11 +204,14 @@ class Topology:
         return names if self.account_notifications is None else [*names, self.account_notifications]
 
     def work_queue(self, name: str) -> WorkQueue:
+        webhooks = self.webhook_inbox
+        if webhooks is not None and name == self.webhooks:
+            return webhooks.queues[0]
         return WorkQueue(name, self.retry_delays, self.replication)
 
     def inbox_of(self, queue: str) -> Inbox:
         """The inbox that holds ``queue``: its exchange is where a message for it is published."""
-        for inbox in (self.worker, self.auth):
+        for inbox in self._inboxes():
             if any(work_queue.name == queue for work_queue in inbox.queues):
                 return inbox
         raise KeyError(f"{queue!r} is not a work queue of this topology")
@@ -201,6 +226,9 @@ class Topology:
             for queue in inbox.queues:
                 if queue.delayed and destination in (queue.delay_queue, queue.long_delay_queue):
                     return inbox.retries_exchange, destination, True
+        webhooks = self.webhook_inbox
+        if webhooks is not None and destination in webhooks.queues[0].retry_queues:
+            return webhooks.retries_exchange, destination, True
         return self.inbox_of(destination).exchange, destination, True
 
 

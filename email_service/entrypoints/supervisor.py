@@ -27,8 +27,8 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
+from common.stopping import stop_on_signals
 from email_service.config import Settings
-from email_service.entrypoints.worker import stop_on_signals
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 
+from common.stopping import stop_on_signals
 from email_service import bootstrap
 from email_service.config import Settings
 from email_service.entrypoints.status import StatusServer
@@ -13,19 +12,6 @@ from email_service.entrypoints.status import StatusServer
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 9.0
-
-
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT (installed in the main thread)."""
-    stop = threading.Event()
-
-    def request_stop(signum, frame):
-        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    return stop
 
 
 def run(settings: Settings) -> int:
