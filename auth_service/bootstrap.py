@@ -72,7 +72,7 @@ from auth_service.sign_up_abuse import AbuseChecks
 from auth_service.webhook_dispatch import DispatchPolicy, WebhookDispatch
 from auth_service.webhook_endpoints import WebhookEndpoints
 from common.logs import bind_request_id
-from common.messaging.consumer import Consumer
+from common.messaging.consumer import Consumer, Outcome
 from common.messaging.depths import QueueDepths
 from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
 from common.redis_client import redis_from_uri
@@ -404,6 +404,10 @@ def build(
     sns_verifier = SnsVerifier(settings.ses_sns_topic_arns, trusted.read_bytes() if trusted else None)
 
     if isinstance(bus, RabbitMessageBus):
+        consumed = ConsumerMetrics(
+            registry,
+            [settings.account_confirmed_queue, *([settings.webhooks_queue] if settings.webhook_dispatcher else [])],
+        )
 
         def catch_up() -> None:
             ended_sessions.load(session_store.ended_since(_moment(ended_sessions.since())))
@@ -417,14 +421,14 @@ def build(
                 queue=settings.account_confirmed_queue,
                 handler=code_verified_router(lifecycle, failed_logins, not_me, mail_suppressions, deletion),
                 topology=settings.topology,
-                observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
+                observe=consumed.observe,
                 bind_request_id=bind_request_id,
                 unavailable=(pymongo.errors.ConnectionFailure,),
             )
         )
         if settings.webhook_dispatcher:
             background.extend(
-                webhook_dispatcher(settings, webhook_store, webhook_timers, webhook_metrics, registry, clock)
+                webhook_dispatcher(settings, webhook_store, webhook_timers, webhook_metrics, consumed.observe, clock)
             )
         relayed = Counter("outbox_relayed", "Queue messages published late by the outbox relay", registry=registry)
         registry.register(QueueDepths(settings.rabbitmq_url, settings.topology.auth.queues, "auth_service metrics"))
@@ -498,7 +502,7 @@ def webhook_dispatcher(
     store: MongoWebhooks,
     timers: BrokerWebhookTimers,
     metrics: WebhookMetrics,
-    registry: CollectorRegistry,
+    observe: Callable[[str, Outcome], None],
     clock: Callable[[], float] = time.time,
 ) -> list:
     """The dispatcher's threads: the consumer of its queue, the endpoints' lanes, the sweep."""
@@ -522,7 +526,7 @@ def webhook_dispatcher(
         topology=settings.topology,
         prefetch=32,
         name="webhooks",
-        observe=ConsumerMetrics(registry, [settings.webhooks_queue]).observe,
+        observe=observe,
         bind_request_id=bind_request_id,
         unavailable=(pymongo.errors.ConnectionFailure,),
     )
@@ -548,7 +552,8 @@ def build_webhook_dispatcher(settings: Settings, database=None) -> WebhookDispat
         bus, settings.topology.work_queue(settings.webhooks_queue), settings.publish_timeout_seconds
     )
     registry.register(FailingEndpoints(store.failing_since))
-    threads = webhook_dispatcher(settings, store, timers, WebhookMetrics(registry), registry)
+    consumed = ConsumerMetrics(registry, [settings.webhooks_queue])
+    threads = webhook_dispatcher(settings, store, timers, WebhookMetrics(registry), consumed.observe)
     return WebhookDispatcherSystem(registry, [bus, *threads])
 
 

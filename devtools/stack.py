@@ -48,6 +48,7 @@ def names_for(tag: str) -> dict[str, str]:
         "CONFIRM_EMAIL_CODE_QUEUE": f"{tag}.confirm_email_code",
         "ACCOUNT_CONFIRMED_QUEUE": f"{tag}.account_confirmed",
         "ACCOUNT_NOTIFICATIONS_QUEUE": f"{tag}.account_notifications",
+        "WEBHOOKS_QUEUE": f"{tag}.webhooks",
         # An events exchange per run: a run's worker mails about its own users' events only.
         "ACCOUNT_EVENTS_EXCHANGE": f"{tag}.account.events",
         "REDIS_KEY_PREFIX": f"{tag}:email",
@@ -123,16 +124,19 @@ def delete_queues(
     work_queues: list[str],
     retry_delays: tuple[int, ...] = topology.RETRY_DELAYS_SECONDS,
     exchanges: list[str] | None = None,
+    webhook_schedule: tuple[int, ...] = topology.WEBHOOK_RETRY_SCHEDULE,
 ) -> None:
-    """Remove a run's private queues (each work queue with its retry, dead-letter and delay queues),
-    and its private exchanges if named. Deleting one that does not exist is no error."""
+    """Remove a run's private queues (each work queue with its retry, dead-letter and delay queues, and
+    the retry queues of the webhook schedule, which the webhooks queue has), and its private exchanges
+    if named. Deleting one that does not exist is no error."""
     connection = pika.BlockingConnection(parameters(rabbitmq_url, "devtools"))
     try:
         channel = connection.channel()
         for name in work_queues:
             queue = topology.WorkQueue(name, retry_delays)
+            webhook_retries = topology.WorkQueue(name, webhook_schedule).retry_queues
             parked = [queue.dead_letter_queue, *queue.retry_queues, queue.delay_queue, queue.long_delay_queue]
-            for queue_name in [queue.name, *parked]:
+            for queue_name in dict.fromkeys([queue.name, *parked, *webhook_retries]):
                 channel.queue_delete(queue_name)
         for exchange in exchanges or []:
             channel.exchange_delete(exchange)
@@ -140,13 +144,19 @@ def delete_queues(
         connection.close()
 
 
-def delete_run(rabbitmq_url: str, names: dict[str, str], retry_delays: tuple[int, ...] | None = None) -> None:
+def delete_run(
+    rabbitmq_url: str,
+    names: dict[str, str],
+    retry_delays: tuple[int, ...] | None = None,
+    webhook_schedule: tuple[int, ...] | None = None,
+) -> None:
     """Remove what a run named by ``unique_names`` declared on the broker: its queues and its events exchange."""
     delete_queues(
         rabbitmq_url,
         [value for key, value in names.items() if key.endswith("_QUEUE")],
         retry_delays or topology.RETRY_DELAYS_SECONDS,
         exchanges=[names["ACCOUNT_EVENTS_EXCHANGE"]] if "ACCOUNT_EVENTS_EXCHANGE" in names else [],
+        webhook_schedule=webhook_schedule or topology.WEBHOOK_RETRY_SCHEDULE,
     )
 
 

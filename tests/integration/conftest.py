@@ -27,6 +27,9 @@ BASE_OVERRIDES = {
     "ALLOW_WEAK_BCRYPT": "true",
     "JWT_SECRET": "integration-test-jwt-secret-0123456789abcdef",
     "CODE_HMAC_KEY": "integration-test-code-key-0123456789abcdef",
+    # The webhook dispatcher's queue and its retry queues are eight quorum queues more per stack: only the
+    # stacks that deliver webhooks (tests/integration/test_webhooks.py) run it.
+    "WEBHOOK_DISPATCHER": "false",
 }
 
 
@@ -63,7 +66,13 @@ class Stacks:
         for stack, names in self._started:
             # A stack with a retry ladder of its own has retry queues of its own to delete.
             delays = stack.env.get("RETRY_DELAYS_SECONDS")
-            delete_run(RABBITMQ_URL, names, tuple(int(delay) for delay in delays.split(",")) if delays else None)
+            schedule = stack.env.get("WEBHOOK_RETRY_SCHEDULE")
+            delete_run(
+                RABBITMQ_URL,
+                names,
+                tuple(int(delay) for delay in delays.split(",")) if delays else None,
+                tuple(int(delay) for delay in schedule.split(",")) if schedule else None,
+            )
             for pattern in (f"{names['REDIS_KEY_PREFIX']}:*", f"*{names['RATELIMIT_KEY_PREFIX']}*"):
                 for key in client.scan_iter(match=pattern):
                     client.delete(key)
