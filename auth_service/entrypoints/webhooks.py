@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from auth_service.webhook_dispatch import WebhookDispatch
+from auth_service.service_layer.flows.webhook_dispatch import WebhookDispatch
 from common.messaging.consumer import ChannelPublisher, Result
 from common.messaging.envelope import Incoming, MalformedMessage
 from common.messaging.messages import ID_MAX_LENGTH, WebhookAttemptDue

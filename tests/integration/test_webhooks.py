@@ -34,7 +34,7 @@ from auth_service.config import Settings
 from auth_service.domain.errors import FieldRefused
 from auth_service.domain.sealed_keys import WEBHOOK_SECRETS_INFO, KeySealer
 from auth_service.domain.webhooks import AttemptOutcome, Delivery, DeliveryStatus, Endpoint, Secret, new_secret
-from auth_service.webhook_endpoints import WebhookEndpoints
+from auth_service.service_layer.flows.webhook_endpoints import WebhookEndpoints
 from devtools.mailsink import free_port
 from devtools.mongo_wire import MongoWireServer
 from devtools.stack import LocalStack, Service
