@@ -22,6 +22,7 @@ from auth_service.activity import ActivityLog
 from auth_service.adapters import disposable_domains
 from auth_service.adapters.abuse_metrics import AbuseMetrics
 from auth_service.adapters.account_keys import NoAccountKeys, RedisAccountKeys
+from auth_service.adapters.admin_keys_file import AdminKeysFile, NoAdminKeys
 from auth_service.adapters.captcha import SiteverifyCaptcha
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
 from auth_service.adapters.keys_file import KeysFile
@@ -35,11 +36,13 @@ from auth_service.adapters.mongo_users import MongoUserRepository
 from auth_service.adapters.pwned_passwords import PwnedPasswordsClient
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.adapters.sns import SnsVerifier
+from auth_service.admin_access import AdminAccess, AdminKeys
 from auth_service.code_asks import CodeAsks
 from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
 from auth_service.deletion import AccountDeletion, DeletionPolicy, DeletionStores
 from auth_service.domain.abuse import CaptchaProvider
+from auth_service.domain.admin_keys import AdminKey
 from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.devices import device_label
 from auth_service.domain.lockout import LockoutPolicy
@@ -48,6 +51,7 @@ from auth_service.domain.sealed_keys import KeySealer
 from auth_service.domain.signing_keys import HS256, KeySchedule
 from auth_service.domain.tokens import LEEWAY_SECONDS, TokenIssuer
 from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
+from auth_service.entrypoints.http.admin.app import create_admin_app
 from auth_service.entrypoints.http.app import create_app
 from auth_service.entrypoints.session_ends_listener import SessionEndsListener
 from auth_service.events import AccountEvents
@@ -78,6 +82,7 @@ IN_PROCESS_MONGO = "mongomock://"
 @dataclass
 class AuthSystem:
     app: Flask
+    admin_app: Flask
     accounts: AccountService
     lifecycle: AccountLifecycle
     sessions: SessionService
@@ -425,11 +430,18 @@ def build(
         mail_suppressions=mail_suppressions,
         sns_verifier=sns_verifier,
     )
+    admin_app = create_admin_app(
+        settings,
+        AdminAccess(admin_keys(settings), on_used=_admin_key_use_gauge(registry, clock)),
+        activity,
+        registry,
+    )
     login_failures = app.extensions.get("auth_login_failures")
     if login_failures is not None:
         lifecycle.forget_login_failures_with(login_failures.forget)
     return AuthSystem(
         app=app,
+        admin_app=admin_app,
         accounts=accounts,
         lifecycle=lifecycle,
         sessions=sessions,
@@ -449,6 +461,26 @@ def build(
         background=background,
         registry=registry,
     )
+
+
+def admin_keys(settings: Settings) -> AdminKeys:
+    """ADMIN_KEYS_FILE, read again whenever it changes; unset, no key exists (every admin request is 401)."""
+    return AdminKeysFile(settings.admin_keys_file) if settings.admin_keys_file is not None else NoAdminKeys()
+
+
+def _admin_key_use_gauge(registry: CollectorRegistry, clock: Callable[[], float]) -> Callable[[AdminKey], None]:
+    """When each admin key was last used (``admin-keys list`` reads it): one series per key name."""
+    last_used = Gauge(
+        "admin_key_last_used_timestamp_seconds",
+        "When each admin key last made a request (Unix time)",
+        ["key"],
+        registry=registry,
+    )
+
+    def used(key: AdminKey) -> None:
+        last_used.labels(key=key.name).set(clock())
+
+    return used
 
 
 def sign_up_abuse_checks(settings: Settings, metrics: AbuseMetrics) -> AbuseChecks:
