@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 import pytest
 
 from auth_service.adapters.admin_keys_file import AdminKeysFile, AdminKeysFileError
-from auth_service.admin_access import AdminAccess
 from auth_service.domain import admin_keys
 from auth_service.domain.admin_keys import AUDIT_READ, INTROSPECT, USERS_READ, new_key, parse_line, parse_presented
 from auth_service.domain.errors import Forbidden, InvalidTokenError
 from auth_service.domain.paging import BadCursor, decode_cursor, encode_cursor
 from auth_service.entrypoints.admin_keys_cli import parse_last_use
+from auth_service.service_layer.admin_access import AdminAccess
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 

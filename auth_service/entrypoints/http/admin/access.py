@@ -23,13 +23,13 @@ from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
 from flask_smorest import Blueprint
 
-from auth_service.activity import ActivityLog, bind_client, unbind_client
-from auth_service.admin_access import AdminAccess
 from auth_service.config import Settings
 from auth_service.domain.activity import Client
 from auth_service.domain.admin_keys import AdminKey
 from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import schemas
+from auth_service.service_layer.activity import ActivityLog, bind_client, unbind_client
+from auth_service.service_layer.admin_access import AdminAccess
 
 ADMIN_KEY_SCHEME = "adminKey"
 SECURITY: list[dict[str, list[str]]] = [{ADMIN_KEY_SCHEME: []}]

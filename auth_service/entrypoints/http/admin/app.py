@@ -13,14 +13,14 @@ from typing import Any
 from flask import Flask, request
 from werkzeug.exceptions import BadRequest
 
-from auth_service.activity import ActivityLog
-from auth_service.admin_access import AdminAccess
 from auth_service.config import Settings
 from auth_service.entrypoints.http import errors, observability, ratelimits, security_headers
 from auth_service.entrypoints.http.admin import access, audit
 from auth_service.entrypoints.http.admin.access import ADMIN_KEY_SCHEME, AdminBlueprint
 from auth_service.entrypoints.http.app import ContractApi, install_request_ids
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
+from auth_service.service_layer.activity import ActivityLog
+from auth_service.service_layer.admin_access import AdminAccess
 from common.metrics import CollectorRegistry
 from common.tracing import instrument_flask
 

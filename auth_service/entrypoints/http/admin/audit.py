@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from auth_service.activity import ActivityLog
 from auth_service.domain.activity import AuditPosition, AuditQuery
 from auth_service.domain.admin_keys import AUDIT_READ
 from auth_service.domain.errors import FieldRefused
@@ -12,6 +11,7 @@ from auth_service.domain.paging import BadCursor, decode_cursor, encode_cursor
 from auth_service.entrypoints.http.admin import schemas
 from auth_service.entrypoints.http.admin.access import AdminBlueprint, admin_services
 from auth_service.entrypoints.http.schemas import ErrorResponse
+from auth_service.service_layer.activity import ActivityLog
 
 NOT_A_CURSOR = "Not a cursor this API handed out."
 
