@@ -21,6 +21,7 @@ from pymongo.database import Database
 from auth_service.adapters import disposable_domains
 from auth_service.adapters.abuse_metrics import AbuseMetrics
 from auth_service.adapters.account_keys import NoAccountKeys, RedisAccountKeys
+from auth_service.adapters.admin_keys_file import AdminKeysFile, NoAdminKeys
 from auth_service.adapters.captcha import SiteverifyCaptcha
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
 from auth_service.adapters.keys_file import KeysFile
@@ -40,6 +41,7 @@ from auth_service.adapters.webhook_metrics import FailingEndpoints, WebhookMetri
 from auth_service.adapters.webhook_timers import BrokerWebhookTimers
 from auth_service.config import Settings
 from auth_service.domain.abuse import CaptchaProvider
+from auth_service.domain.admin_keys import AdminKey
 from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.devices import device_label
 from auth_service.domain.lockout import LockoutPolicy
@@ -48,11 +50,13 @@ from auth_service.domain.sealed_keys import WEBHOOK_SECRETS_INFO, KeySealer
 from auth_service.domain.signing_keys import HS256, KeySchedule
 from auth_service.domain.tokens import LEEWAY_SECONDS, TokenIssuer
 from auth_service.entrypoints.consumers import code_verified_router
+from auth_service.entrypoints.http.admin.app import create_admin_app
 from auth_service.entrypoints.http.app import create_app
 from auth_service.entrypoints.session_ends_listener import SessionEndsListener
 from auth_service.entrypoints.webhooks import Lanes, Sweep, dispatcher_handler
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service_layer.activity import ActivityLog
+from auth_service.service_layer.admin_access import AdminAccess, AdminKeys
 from auth_service.service_layer.code_asks import CodeAsks
 from auth_service.service_layer.code_verified import VerifiedCodes
 from auth_service.service_layer.codes import CodeClient, CodeQueues, CodeTimings
@@ -95,6 +99,7 @@ IN_PROCESS_MONGO = "mongomock://"
 @dataclass
 class AuthSystem:
     app: Flask
+    admin_app: Flask
     registration: AccountRegistration
     password_reset: PasswordReset
     email_change: EmailChange
@@ -481,11 +486,18 @@ def build(
         mail_suppressions=mail_suppressions,
         sns_verifier=sns_verifier,
     )
+    admin_app = create_admin_app(
+        settings,
+        AdminAccess(admin_keys(settings), on_used=_admin_key_use_gauge(registry, clock)),
+        activity,
+        registry,
+    )
     login_failures = app.extensions.get("auth_login_failures")
     if login_failures is not None:
         password_reset.forget_login_failures_with(login_failures.forget)
     return AuthSystem(
         app=app,
+        admin_app=admin_app,
         registration=registration,
         password_reset=password_reset,
         email_change=email_change,
@@ -576,6 +588,26 @@ def build_webhook_dispatcher(settings: Settings, database=None) -> WebhookDispat
     consumed = ConsumerMetrics(registry, [settings.webhooks_queue])
     threads = webhook_dispatcher(settings, store, timers, WebhookMetrics(registry), consumed.observe)
     return WebhookDispatcherSystem(registry, [bus, *threads])
+
+
+def admin_keys(settings: Settings) -> AdminKeys:
+    """ADMIN_KEYS_FILE, read again whenever it changes; unset, no key exists (every admin request is 401)."""
+    return AdminKeysFile(settings.admin_keys_file) if settings.admin_keys_file is not None else NoAdminKeys()
+
+
+def _admin_key_use_gauge(registry: CollectorRegistry, clock: Callable[[], float]) -> Callable[[AdminKey], None]:
+    """When each admin key was last used (``admin-keys list`` reads it): one series per key name."""
+    last_used = Gauge(
+        "admin_key_last_used_timestamp_seconds",
+        "When each admin key last made a request (Unix time)",
+        ["key"],
+        registry=registry,
+    )
+
+    def used(key: AdminKey) -> None:
+        last_used.labels(key=key.name).set(clock())
+
+    return used
 
 
 def sign_up_abuse_checks(settings: Settings, metrics: AbuseMetrics) -> AbuseChecks:

@@ -718,7 +718,10 @@ def _entry_document(entry: OutboxEntry) -> dict:
     if message.expiration_ms is not None:
         document["expiration_ms"] = message.expiration_ms
     if entry.client is not None:
-        document["client"] = {"ip": entry.client.ip, "device": entry.client.device}
+        client = {"ip": entry.client.ip, "device": entry.client.device}
+        if entry.client.actor is not None:
+            client["actor"] = entry.client.actor
+        document["client"] = client
     return document
 
 
@@ -737,8 +740,12 @@ def _entry(raw: dict) -> OutboxEntry:
             request_id=raw.get("request_id"),
             expiration_ms=raw.get("expiration_ms"),
         ),
-        client=Client(client.get("ip"), client.get("device")) if isinstance(client, dict) else None,
+        client=_client(client) if isinstance(client, dict) else None,
     )
+
+
+def _client(raw: dict) -> Client:
+    return Client(raw.get("ip"), raw.get("device"), raw.get("actor"))
 
 
 def _change_document(change: PendingChange) -> dict:
