@@ -491,6 +491,7 @@ def build(
         AdminAccess(admin_keys(settings), on_used=_admin_key_use_gauge(registry, clock)),
         activity,
         registry,
+        webhooks=webhooks,
     )
     login_failures = app.extensions.get("auth_login_failures")
     if login_failures is not None:

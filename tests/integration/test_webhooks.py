@@ -31,7 +31,6 @@ from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.adapters.webhook_http import AddressChecker, WebhookClient
 from auth_service.adapters.webhook_timers import BrokerWebhookTimers
 from auth_service.config import Settings
-from auth_service.domain.errors import FieldRefused
 from auth_service.domain.sealed_keys import WEBHOOK_SECRETS_INFO, KeySealer
 from auth_service.domain.webhooks import AttemptOutcome, Delivery, DeliveryStatus, Endpoint, Secret, new_secret
 from auth_service.service_layer.flows.webhook_endpoints import WebhookEndpoints
@@ -40,6 +39,7 @@ from devtools.mongo_wire import MongoWireServer
 from devtools.stack import LocalStack, Service
 from tests.integration.conftest import BASE_OVERRIDES, RABBITMQ_URL
 from tests.integration.test_account_events_flow import SHORT_LOCKS, OtherService
+from tests.integration.test_admin_api import create_key
 from tests.integration.test_lifecycle_flow import NEW_PASSWORD, PASSWORD, bearer, login, mail, new_email, sign_up
 from tests.waiting import eventually
 from tests.webhook_receiver import Receiver, always
@@ -51,20 +51,42 @@ DELIVERY_WAIT = 60.0
 
 @dataclass
 class Hooks:
-    """A stack, its shared database, and the operator's hands on its webhooks."""
+    """A stack, its shared database, and an operator's admin key for its webhooks."""
 
     stack: LocalStack
     mongo: MongoWireServer
     endpoints: WebhookEndpoints
     store: MongoWebhooks
     bus: RabbitMessageBus
+    key: str
+
+    def admin(self, method: str, path: str, body: dict | None = None):
+        return self.stack.admin_call(method, path, self.key, body)
 
     def add(self, receiver: Receiver, events: list[str] | None = None) -> Endpoint:
-        endpoint, secret = self.endpoints.create(receiver.url, events or ["user.*"])
-        receiver.secrets = [secret]
+        status, _, created = self.admin(
+            "POST", "/admin/webhooks", {"url": receiver.url, "events": events or ["user.*"]}
+        )
+        assert status == 201, created
+        receiver.secrets = [created["secret"]]
+        endpoint = self.store.endpoint(created["id"])
+        assert endpoint is not None
         return endpoint
 
+    def rotate(self, endpoint: Endpoint) -> str:
+        status, _, body = self.admin("POST", f"/admin/webhooks/{endpoint.id}/rotate-secret")
+        assert status == 200, body
+        return body["secret"]
+
+    def retry(self, endpoint: Endpoint, delivery_id: str) -> None:
+        status, _, body = self.admin("POST", f"/admin/webhooks/{endpoint.id}/deliveries/{delivery_id}/retry")
+        assert status == 202, body
+
+    def remove(self, endpoint: Endpoint) -> None:
+        assert self.admin("DELETE", f"/admin/webhooks/{endpoint.id}")[0] == 204
+
     def deliveries(self, endpoint: Endpoint, status: str | None = None) -> list[Delivery]:
+        """The delivery log as stored (with each body), read from the shared database."""
         return self.endpoints.deliveries(endpoint.id, status)
 
     def delivery_of(self, endpoint: Endpoint, event_id: str) -> Delivery | None:
@@ -82,6 +104,7 @@ def hooks_on(start_stack, tmp_path: Path, **overrides: str) -> Iterator[Hooks]:
             "WEBHOOK_ALLOW_PRIVATE_URLS": "true",
             "WEBHOOK_RETRY_SCHEDULE": SCHEDULE,
             "WEBHOOK_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+            "ADMIN_KEYS_FILE": str(tmp_path / "admin-keys"),
         }
         stack = start_stack(**{**settings_of_test, **overrides})
         settings = Settings.from_env({**BASE_OVERRIDES, **stack.env, "MONGO_URI": mongo.uri})
@@ -93,7 +116,8 @@ def hooks_on(start_stack, tmp_path: Path, **overrides: str) -> Iterator[Hooks]:
         assert bus.ready.wait(15), "the test's broker link did not come up"
         timers = BrokerWebhookTimers(bus, settings.topology.work_queue(settings.webhooks_queue), 5.0)
         endpoints = WebhookEndpoints(store, timers, AddressChecker(settings.webhook_allow_private_urls))
-        yield Hooks(stack, mongo, endpoints, store, bus)
+        key = create_key(stack, "webhooks-operator", "webhooks:write")
+        yield Hooks(stack, mongo, endpoints, store, bus, key)
     finally:
         if bus is not None:
             bus.stop()
@@ -179,7 +203,7 @@ def test_every_event_of_one_users_life_reaches_the_receiver_signed_and_verified(
         assert len({r.connection for r in received}) < len(received)
         recorded = {d.event_id: d for d in hooks.deliveries(endpoint)}
         assert all(recorded[body["event_id"]].status is DeliveryStatus.DELIVERED for body in published)
-        hooks.endpoints.delete(endpoint.id)
+        hooks.remove(endpoint)
 
 
 def test_a_receiver_that_knows_only_the_new_secret_verifies_after_a_rotation(hooks):
@@ -187,7 +211,7 @@ def test_a_receiver_that_knows_only_the_new_secret_verifies_after_a_rotation(hoo
         endpoint = hooks.add(receiver)
         old = receiver.secrets[0]
         first = registered_event_id(hooks, endpoint, new_email())
-        new = hooks.endpoints.rotate_secret(endpoint.id)
+        new = hooks.rotate(endpoint)
         assert new.startswith("whsec_") and new != old
         receiver.secrets = [new]  # the receiver switched at once; the old secret still signs beside the new
         second = registered_event_id(hooks, endpoint, new_email())
@@ -198,7 +222,7 @@ def test_a_receiver_that_knows_only_the_new_secret_verifies_after_a_rotation(hoo
         receiver.secrets = [old]  # a receiver still on the old secret verifies too
         assert receiver.verifies(by_id[second].body, _headers(by_id[second]))
         assert len(by_id[first].signature.split(" ")) == 1
-        hooks.endpoints.delete(endpoint.id)
+        hooks.remove(endpoint)
 
 
 def _headers(received) -> dict[str, str]:
@@ -228,7 +252,7 @@ def test_two_500s_then_a_200_is_delivered_once_after_three_attempts(hooks):
         received = receiver.snapshot()
         assert [r.webhook_id for r in received] == [event_id] * 3  # one id: the receiver dedupes by it
         assert all(r.verified for r in received)
-        hooks.endpoints.delete(endpoint.id)
+        hooks.remove(endpoint)
 
 
 def test_a_receiver_that_never_answers_fails_after_the_schedule_then_a_retry_by_hand_delivers(hooks):
@@ -250,7 +274,7 @@ def test_a_receiver_that_never_answers_fails_after_the_schedule_then_a_retry_by_
         assert [d.id for d in hooks.deliveries(endpoint, "failed")] == [delivery.id]
 
         answering.set()
-        hooks.endpoints.retry(endpoint.id, delivery.id)
+        hooks.retry(endpoint, delivery.id)
 
         def delivered() -> Delivery | None:
             found = hooks.delivery_of(endpoint, event_id)
@@ -259,7 +283,7 @@ def test_a_receiver_that_never_answers_fails_after_the_schedule_then_a_retry_by_
         delivery = eventually(delivered, timeout=DELIVERY_WAIT, what="the retry by hand did not deliver")
         assert [a.outcome for a in delivery.attempts][-1] is AttemptOutcome.SUCCESS
         assert len(delivery.attempts) == 4
-        hooks.endpoints.delete(endpoint.id)
+        hooks.remove(endpoint)
 
 
 def test_a_slow_endpoint_does_not_hold_back_a_fast_ones_deliveries(hooks):
@@ -289,8 +313,8 @@ def test_a_slow_endpoint_does_not_hold_back_a_fast_ones_deliveries(hooks):
             assert all(r.verified for r in fast.snapshot())
         finally:
             released.set()
-            hooks.endpoints.delete(slow_endpoint.id)
-            hooks.endpoints.delete(fast_endpoint.id)
+            hooks.remove(slow_endpoint)
+            hooks.remove(fast_endpoint)
 
 
 @pytest.fixture(scope="module")
@@ -311,10 +335,10 @@ def test_private_addresses_are_refused_at_creation_with_the_guard_on(guarded):
             "ftp://example.com/hooks",
             "file:///etc/passwd",
         ):
-            with pytest.raises(FieldRefused) as refused:
-                guarded.endpoints.create(url, ["user.*"])
-            assert "url" in refused.value.details["fields"], url
-        assert guarded.endpoints.endpoints() == []
+            status, _, body = guarded.admin("POST", "/admin/webhooks", {"url": url, "events": ["user.*"]})
+            assert (status, body["error"]) == (422, "validation_error"), (url, body)
+            assert "url" in body["fields"], (url, body)
+        assert guarded.admin("GET", "/admin/webhooks")[2] == {"webhooks": []}
         assert receiver.snapshot() == []
 
 
@@ -357,7 +381,7 @@ def test_a_url_that_turns_private_after_creation_is_refused_at_delivery_and_not_
             assert receiver.snapshot() == []  # no connection reached loopback
         finally:
             for endpoint in stored:
-                guarded.endpoints.delete(endpoint.id)
+                guarded.remove(endpoint)
 
 
 def test_a_redirect_to_loopback_is_not_followed_with_the_guard_on():
@@ -461,5 +485,52 @@ def test_a_dispatcher_killed_mid_delivery_loses_no_event(split, note):
             f"all {events} delivered "
             f"({len(ids)} POSTs, {len(ids) - len(set(ids))} repeats deduped by webhook-id) in {elapsed:.1f} s"
         )
-        hooks.endpoints.delete(endpoint.id)
+        hooks.remove(endpoint)
     assert dispatcher.exit_code() is None, dispatcher.log_text()[-3000:]
+
+
+def test_the_admin_api_manages_endpoints_and_shows_their_deliveries(hooks):
+    stack = hooks.stack
+    reader = create_key(stack, "webhooks-auditor", "audit:read")
+    with Receiver(answer=lambda number: (500 if number == 1 else 200, 0.0, {})) as receiver:
+        assert (
+            stack.admin_call("POST", "/admin/webhooks", reader, {"url": receiver.url, "events": ["user.*"]})[0] == 403
+        )
+        status, _, created = hooks.admin(
+            "POST", "/admin/webhooks", {"url": receiver.url, "events": ["user.registered"], "description": "CRM"}
+        )
+        assert status == 201, created
+        assert created["secret"].startswith("whsec_") and created["events"] == ["user.registered"]
+        receiver.secrets = [created["secret"]]
+        path = f"/admin/webhooks/{created['id']}"
+        listed = hooks.admin("GET", "/admin/webhooks")[2]["webhooks"]
+        mine = next(item for item in listed if item["id"] == created["id"])
+        assert mine["url"] == receiver.url and mine["enabled"] and "secret" not in mine
+        assert created["secret"] not in json.dumps(listed)
+
+        email = new_email()
+        assert stack.call("POST", "/auth/register", {"email": email, "password": PASSWORD})[0] == 201
+
+        def delivered() -> list:
+            return hooks.admin("GET", f"{path}/deliveries?status=delivered")[2]["deliveries"]
+
+        [delivery] = eventually(delivered, "the delivery, listed as delivered", DELIVERY_WAIT)
+        assert delivery["event_type"] == "user.registered"
+        assert [a["outcome"] for a in delivery["attempts"]] == ["http_error", "success"]
+        assert [a["status_code"] for a in delivery["attempts"]] == [500, 200]
+        assert hooks.admin("GET", f"{path}/deliveries?status=failed")[2] == {"deliveries": []}
+        assert hooks.admin("GET", f"{path}/deliveries?status=lost")[0] == 422
+        # Only user.registered was asked for: the verification that follows is not sent.
+        assert {r.webhook_id for r in receiver.snapshot()} == {delivery["event_id"]}
+
+        assert hooks.admin("POST", f"{path}/deliveries/{delivery['id']}/retry")[0] == 202
+        eventually(lambda: len(receiver.snapshot()) == 3, "the delivery sent again by hand", DELIVERY_WAIT)
+        assert receiver.snapshot()[-1].webhook_id == delivery["event_id"] and receiver.snapshot()[-1].verified
+
+        assert hooks.admin("POST", f"{path}/deliveries/{'0' * 32}/retry")[0] == 404
+        assert hooks.admin("DELETE", path)[0] == 204
+        assert hooks.admin("DELETE", path)[0] == 404
+        assert hooks.admin("POST", f"{path}/rotate-secret")[0] == 404
+        assert hooks.admin("GET", f"{path}/deliveries")[0] == 404
+        status, _, body = hooks.admin("POST", "/admin/webhooks", {"url": receiver.url, "events": ["not a pattern"]})
+        assert status == 422 and "events" in body["fields"]

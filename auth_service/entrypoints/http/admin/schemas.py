@@ -61,3 +61,74 @@ class AuditEntry(ma.Schema):
 class AuditResponse(ma.Schema):
     entries = fields.List(fields.Nested(AuditEntry), required=True)
     next_cursor = fields.String(allow_none=True, required=True, metadata={"description": "null on the last page"})
+
+
+class WebhookCreate(StrictSchema):
+    url = Text(required=True, validate=validate.Length(1, 2000), metadata={"description": "http or https"})
+    events = fields.List(
+        Text(validate=validate.Length(1, 100)),
+        required=True,
+        validate=validate.Length(1, 32),
+        metadata={"description": "event names or patterns: user.verified, user.*, user.# (AMQP topic notation)"},
+    )
+    description = Text(load_default=None, validate=validate.Length(0, 500))
+
+
+class Webhook(ma.Schema):
+    id = fields.String(required=True)
+    url = fields.String(required=True)
+    events = fields.List(fields.String(), required=True)
+    description = fields.String(allow_none=True)
+    enabled = fields.Boolean(required=True)
+    created_at = fields.DateTime(required=True)
+    disabled_at = fields.DateTime(allow_none=True)
+    failing_since = fields.DateTime(
+        allow_none=True, metadata={"description": "since when every attempt failed (none after a success)"}
+    )
+
+
+class WebhookCreated(Webhook):
+    secret = fields.String(required=True, metadata={"description": "whsec_...: shown this once"})
+
+
+class WebhookList(ma.Schema):
+    webhooks = fields.List(fields.Nested(Webhook), required=True)
+
+
+class WebhookSecret(ma.Schema):
+    secret = fields.String(required=True, metadata={"description": "the new whsec_... secret: shown this once"})
+
+
+class DeliveryArgs(StrictSchema):
+    status = Text(
+        load_default=None,
+        validate=validate.OneOf(["pending", "retrying", "delivered", "failed", "refused"]),
+    )
+
+
+class DeliveryAttempt(ma.Schema):
+    at = fields.DateTime(required=True)
+    outcome = fields.String(
+        required=True, metadata={"description": "success, http_error, redirect, timeout, connection_error, refused"}
+    )
+    status_code = fields.Integer(allow_none=True)
+    duration_ms = fields.Integer(required=True)
+    error = fields.String(allow_none=True)
+
+
+class Delivery(ma.Schema):
+    id = fields.String(required=True)
+    event_id = fields.String(required=True, metadata={"description": "also the webhook-id header"})
+    event_type = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "pending, retrying, delivered, failed, refused"})
+    created_at = fields.DateTime(required=True)
+    next_attempt_at = fields.DateTime(allow_none=True)
+    attempts = fields.List(fields.Nested(DeliveryAttempt), required=True)
+
+
+class DeliveryList(ma.Schema):
+    deliveries = fields.List(fields.Nested(Delivery), required=True)
+
+
+class Accepted(ma.Schema):
+    status = fields.String(required=True)
