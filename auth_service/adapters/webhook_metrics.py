@@ -79,3 +79,10 @@ class FailingEndpoints(Collector):
         for endpoint_id, since in failing.items():
             family.add_metric([endpoint_id], max(0.0, now - since.timestamp()))
         yield family
+        # One series always there (0 when every endpoint succeeds): what the alert watches.
+        longest = GaugeMetricFamily(
+            "webhook_endpoint_longest_failing_seconds",
+            "Seconds the longest-failing enabled webhook endpoint has gone without a success (0: none failing)",
+        )
+        longest.add_metric([], max((now - since.timestamp() for since in failing.values()), default=0.0))
+        yield longest

@@ -62,6 +62,7 @@ def test_each_rule_is_an_alert_with_a_severity_a_summary_and_a_metric_to_read():
         "SmtpFailing",
         "MailFailingOver",
         "MailTransportResting",
+        "WebhookEndpointFailing",
     }
     for rule in rules:
         assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
@@ -106,5 +107,8 @@ def test_the_dashboard_reads_the_provisioned_datasource_and_shows_what_operators
         "mail per transport": "mail_transport_sent_total",
         "mail failing over": "mail_transport_failed_over_total",
         "breaker open": "mail_transport_open",
+        "webhook deliveries by outcome": "webhook_deliveries_total",
+        "webhook attempt latency": "webhook_attempt_seconds_bucket",
+        "a failing webhook endpoint": "webhook_endpoint_longest_failing_seconds",
     }
     assert {need: metric for need, metric in asked_for.items() if metric not in read} == {}
