@@ -37,12 +37,12 @@ from auth_service.service_layer.flows.webhook_endpoints import WebhookEndpoints
 from devtools.mailsink import free_port
 from devtools.mongo_wire import MongoWireServer
 from devtools.stack import LocalStack, Service
+from devtools.webhook_receiver import Receiver, always
 from tests.integration.conftest import BASE_OVERRIDES, RABBITMQ_URL
 from tests.integration.test_account_events_flow import SHORT_LOCKS, OtherService
 from tests.integration.test_admin_api import create_key
 from tests.integration.test_lifecycle_flow import NEW_PASSWORD, PASSWORD, bearer, login, mail, new_email, sign_up
 from tests.waiting import eventually
-from tests.webhook_receiver import Receiver, always
 
 TIMEOUT_SECONDS = 2
 SCHEDULE = "1,2"  # seconds: a delivery gets three attempts, then it is failed
