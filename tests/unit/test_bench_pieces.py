@@ -166,6 +166,7 @@ def test_leftovers_that_cannot_be_removed_are_named(caplog):
         "bench-compare-0123456789.confirm_email_code",
         "bench-compare-0123456789.account_confirmed",
         "bench-compare-0123456789.account_notifications",
+        "bench-compare-0123456789.webhooks",
     ]
     assert merged.redis_prefixes == ["bench-compare-0123456789:email", "bench-compare-0123456789:ratelimit"]
 
