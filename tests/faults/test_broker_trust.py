@@ -224,7 +224,8 @@ def test_what_each_account_may_publish_where(stack, trusted):
         ("auth", TO_WORKER_EXCHANGE, confirmed): UNROUTABLE,  # its own exchange leads only to the worker's queues
         ("auth", TO_WORKER_EXCHANGE, creation): DELIVERED,
         ("auth", TO_WORKER_EXCHANGE, confirm): DELIVERED,
-        ("auth", events, "user.registered"): UNROUTABLE,  # allowed; the worker does not mail about it
+        # Allowed; the worker does not mail about it, the webhook dispatcher's queue takes every event.
+        ("auth", events, "user.registered"): DELIVERED,
         ("auth", events, "user.verified"): DELIVERED,  # the worker's notification queue is bound to it
         ("auth", events, "other.thing"): REFUSED,  # topic permission: user.* only
         # The end of a lock: into auth's own delay queue, through its own retry route.
@@ -233,6 +234,9 @@ def test_what_each_account_may_publish_where(stack, trusted):
         ("auth", AUTH_RETRIES_EXCHANGE, f"{confirmed}.delayed.long"): DELIVERED,
         # A consumer parks its own retries; the ladder brings them back to its own queue.
         ("auth", AUTH_RETRIES_EXCHANGE, first_retry[confirmed]): DELIVERED,
+        # A webhook retry: into the dispatcher's retry queue of that delay, which brings it back to its queue.
+        ("auth", AUTH_RETRIES_EXCHANGE, f"{trusted.names['WEBHOOKS_QUEUE']}.retry.5s"): DELIVERED,
+        ("worker", AUTH_RETRIES_EXCHANGE, trusted.names["WEBHOOKS_QUEUE"]): REFUSED,
         # the worker: only confirmations and verdicts to auth, and its own retry route.
         ("worker", "", creation): REFUSED,
         ("worker", "", confirmed): REFUSED,
