@@ -174,3 +174,30 @@ def test_the_events_of_support_name_the_key_in_the_activity(admin):
     assert [(entry["type"], entry["actor"], entry["user_id"]) for entry in entries] == [
         ("user.disabled", "support", user_id)
     ]
+
+
+def test_requests_are_limited_per_key_and_without_a_key_per_ip(make_system, tmp_path):
+    first, second = (new_key(name, SCOPES, datetime.now(UTC)) for name in ("first", "second"))
+    AdminKeysFile(tmp_path / "keys").write([first.record, second.record])
+    system = make_system(
+        {
+            "ADMIN_KEYS_FILE": str(tmp_path / "keys"),
+            "RATELIMIT_ENABLED": "true",
+            "RATELIMIT_ADMIN_PER_KEY": "3/minute",
+            "RATELIMIT_ADMIN_PER_IP": "2/minute",
+        }
+    )
+    client = system.auth.admin_app.test_client()
+
+    def audit(key: str | None) -> int:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return client.get("/admin/audit", headers=headers).status_code
+
+    # One budget per key, shared by every endpoint.
+    assert [audit(first.key) for _ in range(2)] == [200, 200]
+    assert client.get("/admin/users", headers={"Authorization": f"Bearer {first.key}"}).status_code == 200
+    refused = client.get("/admin/audit", headers={"Authorization": f"Bearer {first.key}"})
+    assert (refused.status_code, refused.json["error"]) == (429, "rate_limited") and refused.headers["Retry-After"]
+    assert audit(second.key) == 200
+    assert [audit(None) for _ in range(3)] == [401, 401, 429]
+    assert audit(second.key) == 200
