@@ -61,6 +61,7 @@ from auth_service.service_layer.code_asks import CodeAsks
 from auth_service.service_layer.code_verified import VerifiedCodes
 from auth_service.service_layer.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.service_layer.events import AccountEvents
+from auth_service.service_layer.flows.account_admin import AccountAdmin, SupportTools
 from auth_service.service_layer.flows.deletion import AccountDeletion, DeletionPolicy, DeletionStores
 from auth_service.service_layer.flows.email_change import EmailChange
 from auth_service.service_layer.flows.export import AccountExport
@@ -100,6 +101,7 @@ IN_PROCESS_MONGO = "mongomock://"
 class AuthSystem:
     app: Flask
     admin_app: Flask
+    account_admin: AccountAdmin
     registration: AccountRegistration
     password_reset: PasswordReset
     email_change: EmailChange
@@ -423,6 +425,23 @@ def build(
     webhook_metrics = WebhookMetrics(registry)
     trusted = settings.sns_trusted_certificate_file
     sns_verifier = SnsVerifier(settings.ses_sns_topic_arns, trusted.read_bytes() if trusted else None)
+    auth_queue = settings.topology.auth.queues[0]
+    account_admin = AccountAdmin(
+        users,
+        SupportTools(
+            sessions=sessions,
+            verification=registration,
+            reset=password_reset,
+            erasure=deletion,
+            mail=mail_suppressions,
+        ),
+        activity,
+        outbox,
+        events,
+        timer_queues=(auth_queue.delay_queue, auth_queue.long_delay_queue),
+        short_timer_seconds=settings.lockout_seconds,
+        clock=clock,
+    )
 
     if isinstance(bus, RabbitMessageBus):
         consumed = ConsumerMetrics(
@@ -440,7 +459,9 @@ def build(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=code_verified_router(verified_codes, failed_logins, not_me, mail_suppressions, deletion),
+                handler=code_verified_router(
+                    verified_codes, failed_logins, not_me, mail_suppressions, deletion, account_admin
+                ),
                 topology=settings.topology,
                 observe=consumed.observe,
                 bind_request_id=bind_request_id,
@@ -491,14 +512,18 @@ def build(
         AdminAccess(admin_keys(settings), on_used=_admin_key_use_gauge(registry, clock)),
         activity,
         registry,
+        accounts=account_admin,
+        sessions=sessions,
         webhooks=webhooks,
     )
     login_failures = app.extensions.get("auth_login_failures")
     if login_failures is not None:
         password_reset.forget_login_failures_with(login_failures.forget)
+        account_admin.forget_login_failures_with(login_failures.forget)
     return AuthSystem(
         app=app,
         admin_app=admin_app,
+        account_admin=account_admin,
         registration=registration,
         password_reset=password_reset,
         email_change=email_change,

@@ -19,7 +19,18 @@ from pymongo.errors import DuplicateKeyError
 
 from auth_service.adapters.mongo_support import aware
 from auth_service.adapters.serialized import SerializedWrites
-from auth_service.domain.accounts import Deletion, LeftAddress, NotMeLink, PendingChange, Status, TrustedDevice, User
+from auth_service.domain.accounts import (
+    DISABLED,
+    Deletion,
+    Disablement,
+    LeftAddress,
+    NotMeLink,
+    PendingChange,
+    Status,
+    TrustedDevice,
+    User,
+    UserSearch,
+)
 from auth_service.domain.activity import Client
 from auth_service.domain.devices import KNOWN_DEVICES_KEPT
 from auth_service.domain.errors import EmailTaken
@@ -55,6 +66,12 @@ class MongoUserRepository:
         self._users.create_index([("outbox_due_at", pymongo.ASCENDING)], sparse=True, name="outbox_due")
         # Who reserves a left address (register and address change ask): a multikey index, sparse by nature.
         self._users.create_index([("address_history.email", pymongo.ASCENDING)], name="left_addresses")
+        # The admin search: by status, and the disabled accounts (sparse: only they have the field), each in
+        # address order, so that a prefix and a page are one index range (email_unique serves no status).
+        self._users.create_index([("status", pymongo.ASCENDING), ("email", pymongo.ASCENDING)], name="status_email")
+        self._users.create_index(
+            [("disabled", pymongo.ASCENDING), ("email", pymongo.ASCENDING)], sparse=True, name="disabled_email"
+        )
         if self._ttl_index:
             # Documents without expires_at (verified accounts) are never expired.
             self._users.create_index([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0, name="pending_expiry")
@@ -338,6 +355,92 @@ class MongoUserRepository:
             },
         )
         return result.modified_count == 1
+
+    # --- support (the admin API) ---
+
+    def search(self, query: UserSearch) -> list[User]:
+        """A page of accounts in address order, after ``query.after``: an anchored range on an index, no skip."""
+        bounds: dict = {}
+        if query.exact is not None:
+            bounds["$eq"] = query.exact
+        if query.prefix_range is not None:
+            bounds["$gte"], bounds["$lt"] = query.prefix_range
+        if query.after is not None:
+            bounds["$gt"] = query.after
+        condition: dict = {"email": bounds} if bounds else {}
+        if query.status == DISABLED:
+            condition["disabled"] = True
+        elif query.status is not None:
+            condition |= {"status": query.status, "disabled": {"$exists": False}}
+        documents = self._users.find(condition).sort("email", pymongo.ASCENDING).limit(query.limit)
+        return [user for user in map(_user, documents) if user is not None]
+
+    def disable(
+        self, user_id: str, disablement: Disablement, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> User | None:
+        """Disable the account (a disable already there is replaced: a new reason, a new end); the account as
+        updated, or None if there is none."""
+        document = self._locked(
+            self._users.find_one_and_update,
+            {"_id": user_id},
+            {
+                "$set": {
+                    "disabled": True,
+                    "disablement": _disablement_document(disablement),
+                    "outbox_due_at": publish_after,
+                },
+                "$push": {"outbox": _each(outbox)},
+            },
+            return_document=pymongo.ReturnDocument.AFTER,
+        )
+        return _user(document)
+
+    def enable(self, user_id: str, disable_id: str | None, outbox: list[OutboxEntry], publish_after: datetime) -> bool:
+        """End the account's disable (only disable ``disable_id``, if given); True if this call ended it."""
+        query: dict = {"_id": user_id, "disabled": True}
+        if disable_id is not None:
+            query["disablement.id"] = disable_id
+        result = self._locked(
+            self._users.update_one,
+            query,
+            {
+                "$unset": {"disabled": "", "disablement": ""},
+                "$set": {"outbox_due_at": publish_after},
+                "$push": {"outbox": _each(outbox)},
+            },
+        )
+        return result.modified_count == 1
+
+    def unlock(self, user_id: str, outbox: list[OutboxEntry], publish_after: datetime) -> bool:
+        """End the account's lock and failed-login streak now; True if there was a lock to end."""
+        result = self._locked(
+            self._users.update_one,
+            {"_id": user_id, "lock_id": {"$exists": True}},
+            {
+                "$unset": {"locked_until": "", "lock_id": ""},
+                "$set": {"failed_logins": 0, "outbox_due_at": publish_after},
+                "$push": {"outbox": _each(outbox)},
+            },
+        )
+        if result.modified_count == 1:
+            return True
+        self.clear_login_failures(user_id)
+        return False
+
+    def mark_for_erasure(self, user_id: str, deletion: Deletion) -> bool:
+        """Make the account one whose grace is over now (support deletes it at once); False if there is none."""
+        result = self._locked(
+            self._users.update_one,
+            {"_id": user_id},
+            {
+                "$set": {
+                    "status": Status.PENDING_DELETION.value,
+                    "deletion": _deletion_document(deletion),
+                    "restore_links": [],
+                }
+            },
+        )
+        return result.matched_count == 1
 
     def remember_device(
         self, user_id: str, key: str, now: datetime, outbox: list[OutboxEntry], publish_after: datetime
@@ -687,6 +790,24 @@ def _deletion(raw: dict | None) -> Deletion | None:
     )
 
 
+def _disablement_document(disablement: Disablement) -> dict:
+    return {
+        "id": disablement.id,
+        "reason": disablement.reason,
+        "at": disablement.at,
+        "by": disablement.by,
+        "until": disablement.until,
+    }
+
+
+def _disablement(raw: dict | None) -> Disablement | None:
+    if not raw:
+        return None
+    return Disablement(
+        id=raw["id"], reason=raw["reason"], at=aware(raw["at"]), by=raw.get("by"), until=aware(raw.get("until"))
+    )
+
+
 def _mutable_fields(user: User) -> dict:
     """What a registration sets, the first one or one that takes a pending account over."""
     return {
@@ -828,4 +949,5 @@ def _user(document: dict | None) -> User | None:
         address_history=tuple(_left(raw) for raw in document.get("address_history") or []),
         must_reset=bool(document.get("must_reset")),
         frozen_at=aware(document.get("frozen_at")),
+        disablement=_disablement(document.get("disablement")),
     )

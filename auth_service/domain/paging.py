@@ -38,3 +38,11 @@ def decode_cursor(cursor: str, size: int) -> tuple[str, ...]:
     if not isinstance(parts, list) or len(parts) != size or not all(isinstance(part, str) for part in parts):
         raise BadCursor("The cursor is not one this API handed out.")
     return tuple(parts)
+
+
+def prefix_range(prefix: str) -> tuple[str, str] | None:
+    """[low, high) holding exactly the strings that start with ``prefix`` (None: every string): an anchored
+    range an index answers, as MongoDB turns ``/^prefix/`` into one."""
+    if not prefix:
+        return None
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)

@@ -15,7 +15,7 @@ from werkzeug.exceptions import BadRequest
 
 from auth_service.config import Settings
 from auth_service.entrypoints.http import errors, observability, ratelimits, security_headers
-from auth_service.entrypoints.http.admin import access, audit, webhooks
+from auth_service.entrypoints.http.admin import access, audit, introspect, suppressions, users, webhooks
 from auth_service.entrypoints.http.admin.access import ADMIN_KEY_SCHEME, AdminBlueprint
 from auth_service.entrypoints.http.app import ContractApi, install_request_ids
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
@@ -26,7 +26,13 @@ from common.tracing import instrument_flask
 
 PREFIX = "/admin"
 # The areas of the admin API, each an AdminBlueprint of its own module.
-AREAS: list[AdminBlueprint] = [audit.audit, webhooks.webhooks]
+AREAS: list[AdminBlueprint] = [
+    users.users,
+    introspect.introspection,
+    audit.audit,
+    suppressions.suppressions,
+    webhooks.webhooks,
+]
 
 
 def create_admin_app(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import marshmallow as ma
+
 from auth_service.domain.activity import AuditPosition, AuditQuery
 from auth_service.domain.admin_keys import AUDIT_READ
 from auth_service.domain.errors import FieldRefused
@@ -24,7 +26,7 @@ def _activity() -> ActivityLog:
 
 @audit.route("/audit", methods=["GET"])
 @audit.requires(AUDIT_READ)
-@audit.arguments(schemas.AuditArgs(), location="query")
+@audit.arguments(schemas.AuditArgs(), location="query", unknown=ma.RAISE)
 @audit.response(200, schemas.AuditResponse)
 @audit.alt_response(422, schema=ErrorResponse, description="validation_error (a cursor included)")
 def read_audit(args):
