@@ -19,7 +19,15 @@ from pymongo import ReturnDocument
 from auth_service.adapters.mongo_support import aware
 from auth_service.adapters.serialized import SerializedWrites
 from auth_service.domain.sealed_keys import KeySealer
-from auth_service.domain.webhooks import Attempt, AttemptOutcome, Delivery, DeliveryStatus, Endpoint, Secret
+from auth_service.domain.webhooks import (
+    Attempt,
+    AttemptOutcome,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    Secret,
+    Subscription,
+)
 
 ENDPOINTS = "webhook_endpoints"
 DELIVERIES = "webhook_deliveries"
@@ -57,8 +65,10 @@ class MongoWebhooks:
     def endpoints(self) -> list[Endpoint]:
         return [self._endpoint(document) for document in self._endpoints.find({}).sort("created_at", 1)]
 
-    def enabled_endpoints(self) -> list[Endpoint]:
-        return [self._endpoint(document) for document in self._endpoints.find({"enabled": True})]
+    def subscriptions(self) -> list[Subscription]:
+        """The enabled endpoints' patterns, read for every event: without their secrets, which stay sealed."""
+        documents = self._endpoints.find({"enabled": True}, {"events": 1})
+        return [Subscription(document["_id"], tuple(document["events"])) for document in documents]
 
     def endpoint(self, endpoint_id: str) -> Endpoint | None:
         document = self._endpoints.find_one({"_id": endpoint_id})

@@ -78,9 +78,6 @@ class Endpoint:
     def signing_secrets(self, now: datetime) -> list[str]:
         return [secret.value for secret in self.secrets if secret.expires_at is None or secret.expires_at > now]
 
-    def receives(self, event_type: str) -> bool:
-        return self.enabled and any(topic_matches(pattern, event_type) for pattern in self.events)
-
     def rotated(self, new_secret: str, now: datetime) -> Endpoint:
         """The current secret keeps signing for ``ROTATION_OVERLAP``; secrets already rotated out keep their end."""
         kept = [
@@ -89,6 +86,14 @@ class Endpoint:
             if secret.expires_at is None or secret.expires_at > now
         ]
         return replace(self, secrets=(Secret(new_secret), *kept))
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What an enabled endpoint wants: its id and its patterns."""
+
+    endpoint_id: str
+    events: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -214,5 +219,10 @@ def given_up(failing_since: datetime | None, now: datetime, disable_after: timed
     return failing_since is not None and now - failing_since >= disable_after
 
 
-def endpoint_by_pattern(endpoints: Iterable[Endpoint], event_type: str) -> list[Endpoint]:
-    return [endpoint for endpoint in endpoints if endpoint.receives(event_type)]
+def subscribers(subscriptions: Iterable[Subscription], event_type: str) -> list[str]:
+    """The ids of the endpoints whose patterns match the event."""
+    return [
+        subscription.endpoint_id
+        for subscription in subscriptions
+        if any(topic_matches(pattern, event_type) for pattern in subscription.events)
+    ]

@@ -66,10 +66,10 @@ class WebhookDispatch:
         carrier: dict[str, str] = {}
         tracing.inject_current(carrier)
         due = []
-        for endpoint in rules.endpoint_by_pattern(self._store.enabled_endpoints(), event_type):
+        for endpoint_id in rules.subscribers(self._store.subscriptions(), event_type):
             delivery = Delivery(
-                id=rules.delivery_id(event_id, endpoint.id),
-                endpoint_id=endpoint.id,
+                id=rules.delivery_id(event_id, endpoint_id),
+                endpoint_id=endpoint_id,
                 event_id=event_id,
                 event_type=event_type,
                 body=body,
@@ -77,7 +77,7 @@ class WebhookDispatch:
                 trace_headers=carrier,
             )
             self._store.add_delivery(delivery)
-            due.append((delivery.id, endpoint.id))
+            due.append((delivery.id, endpoint_id))
         return due
 
     def timer_due(self, delivery_id: str, failed_attempts: int | None) -> bool:
