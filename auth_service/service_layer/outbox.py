@@ -84,11 +84,9 @@ class Outbox:
 
         published.add_done_callback(confirmed)
 
-    def deliver_all(self, user_id: str, entries: list[OutboxEntry]) -> None:
-        """Publish entries stored in one write, in order; the first the broker refuses leaves the rest to the relay."""
-        for entry in entries:
-            if not self.deliver(user_id, entry):
-                return
+    def stored(self, user_id: str) -> list[OutboxEntry]:
+        """What waits in the account's outbox."""
+        return self._users.outbox_entries(user_id)
 
     def relay_due(self, lease_seconds: float = 30.0) -> int:
         """Publish messages whose request did not manage to; returns how many went out.

@@ -39,7 +39,7 @@ from auth_service.service_layer.capabilities import SessionEnder
 from auth_service.service_layer.codes import CodeClient
 from auth_service.service_layer.events import AccountEvents
 from auth_service.service_layer.links import InvalidLink, LinkGone, link_owner
-from auth_service.service_layer.outbox import Outbox
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.messages import NotMeIssued, Purpose, UserEmailChanged, UserSessionsRevoked
 from common.notices import Notice
 
@@ -72,7 +72,7 @@ class NotMeLinks:
         users: UserRepository,
         sessions: SessionEnder,
         codes: CodeClient,
-        outbox: Outbox,
+        uow: UnitOfWork,
         events: AccountEvents,
         ttl_seconds: int,
         clock: Callable[[], float] = time.time,
@@ -84,7 +84,7 @@ class NotMeLinks:
         self._users = users
         self._sessions = sessions
         self._codes = codes
-        self._outbox = outbox
+        self._uow = uow
         self._events = events
         self._ttl = timedelta(seconds=ttl_seconds)
         self._window = timedelta(seconds=undo_window_seconds)
@@ -173,7 +173,6 @@ class NotMeLinks:
         if updated is None:
             return None
         self._sessions.end_sessions_below(user.id, updated.token_version, "not_me")
-        self._outbox.deliver_all(user.id, entries)
         if done is Done.RESTORED:
             self.address_undone(user.id, user.email)
         if mfa_on:
@@ -192,14 +191,16 @@ class NotMeLinks:
         freeze: bool = False,
         mfa_on: bool = False,
     ) -> User | None:
-        return self._users.secure(
+        return self._uow.commit_if(
+            user.id,
+            entries,
+            self._users.secure,
             user.id,
             version,
             plan.links,
             plan.history,
             now,
             entries,
-            self._outbox.relay_after(),
             email=email,
             freeze=freeze,
             mfa_on=mfa_on,

@@ -21,7 +21,7 @@ from auth_service.service_layer.code_asks import CodeAsks
 from auth_service.service_layer.code_verified import Verified, VerifiedCodes
 from auth_service.service_layer.codes import CodeClient, error_for, new_submission_id
 from auth_service.service_layer.events import AccountEvents
-from auth_service.service_layer.outbox import Outbox
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.messages import Purpose, UserPasswordChanged, UserVerified
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class PasswordReset:
         codes: CodeClient,
         code_asks: CodeAsks,
         verified_codes: VerifiedCodes,
-        outbox: Outbox,
+        uow: UnitOfWork,
         hasher: PasswordHasher,
         sessions: ResetApplier,
         locks: LockRelease,
@@ -50,7 +50,7 @@ class PasswordReset:
         code_asks.on(Purpose.RESET_PASSWORD, self._issue_reset_code)
         self._verified_codes = verified_codes
         verified_codes.on(Purpose.RESET_PASSWORD, self._apply)
-        self._outbox = outbox
+        self._uow = uow
         self._hasher = hasher
         self._sessions = sessions
         self._locks = locks
@@ -127,6 +127,7 @@ class PasswordReset:
         # address must not refuse it (the lock ended in the update above).
         self._forget_login_failures(updated.email)
         verified_event = self._events.entry(UserVerified, updated)
-        if self._users.record_first_verification(user_id, self._now(), [verified_event], self._outbox.relay_after()):
-            self._outbox.deliver(user_id, verified_event)
+        self._uow.commit_if(
+            user_id, [verified_event], self._users.record_first_verification, user_id, self._now(), [verified_event]
+        )
         return True

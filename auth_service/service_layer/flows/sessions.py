@@ -54,8 +54,8 @@ from auth_service.domain.tokens import InvalidToken, TokenIssuer
 from auth_service.ports import OutboxEntry, SessionRepository, UserRepository
 from auth_service.service_layer.activity import ActivityLog
 from auth_service.service_layer.events import AccountEvents
-from auth_service.service_layer.outbox import Outbox
 from auth_service.service_layer.session_ends import EndedSessions
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.messages import UserPasswordChanged, UserSessionsRevoked
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class SessionService:
         tokens: TokenIssuer,
         hasher: PasswordHasher,
         policy: SessionPolicy,
-        outbox: Outbox,
+        uow: UnitOfWork,
         ended: EndedSessions,
         clock: Callable[[], float] = time.time,
         events: AccountEvents | None = None,
@@ -87,7 +87,7 @@ class SessionService:
         self._activity = activity
         self._users = users
         self.ended = ended
-        self._outbox = outbox
+        self._uow = uow
         self._events = events if events is not None else AccountEvents(clock)
         self._sessions = sessions
         self._tokens = tokens
@@ -197,14 +197,14 @@ class SessionService:
         if session is None or not session.live:
             return False
         user = self._users.by_id(user_id)
-        entry = None
+        announce = []
         if user is not None:
-            entry = self._events.entry(UserSessionsRevoked, user, session_ids=(session_id,), reason=reason)
-            self._outbox.add(user_id, entry)
+            announce.append(self._events.entry(UserSessionsRevoked, user, session_ids=(session_id,), reason=reason))
+        return self._uow.announce(user_id, announce, then=lambda: self._end(session_id, reason))
+
+    def _end(self, session_id: str, reason: str) -> bool:
         ended = self._sessions.end(session_id, self._now(), reason)
         self.ended.add([session_id])
-        if entry is not None:
-            self._outbox.deliver(user_id, entry)
         return ended
 
     def authenticate(self, access_token: str | None) -> User:
@@ -296,12 +296,19 @@ class SessionService:
         # Announced in the same write as the version bump that refuses every earlier token.
         revoked = self._events.entry(UserSessionsRevoked, user, all_sessions=True, reason=reason)
         announce = [*(announce or []), revoked]
-        updated = self._users.bump_token_version(
-            user_id, now, password_hash, expected_version, reset, announce, self._outbox.relay_after()
+        updated = self._uow.commit_if(
+            user_id,
+            announce,
+            self._users.bump_token_version,
+            user_id,
+            now,
+            password_hash,
+            expected_version,
+            reset,
+            announce,
         )
         if updated is None:
             return None
-        self._outbox.deliver_all(user_id, announce)
         # The version bump alone refuses every earlier token; ending the sessions too records
         # when and why each one ended, where an operator looks for it.
         ended = self._sessions.end_all(user_id, below_version=updated.token_version, at=now, reason=reason)
