@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 
-from auth_service.ports import BrokerUnavailable, MessageBus, OutboxEntry, UserRepository
+from auth_service.ports import BrokerUnavailable, MessageBus, OutboxEntry, OutboxStore
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ OUTBOX_GRACE = timedelta(seconds=10)
 class Outbox:
     def __init__(
         self,
-        users: UserRepository,
+        users: OutboxStore,
         bus: MessageBus,
         publish_timeout_seconds: float,
         clock: Callable[[], float] = time.time,

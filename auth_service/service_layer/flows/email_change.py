@@ -11,12 +11,13 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from auth_service.domain.accounts import LeftAddress, PendingChange, normalize_email
 from auth_service.domain.errors import CodeExpired, EmailTaken, InvalidCredentials
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.recovery import refuse_while_recovering
-from auth_service.ports import UserRepository
+from auth_service.ports import Accounts, PendingChanges
 from auth_service.service_layer.capabilities import Authenticator
 from auth_service.service_layer.code_verified import Outcome, Verified, VerifiedCodes
 from auth_service.service_layer.codes import CodeClient, new_submission_id
@@ -28,10 +29,14 @@ from common.notices import Notice
 log = logging.getLogger(__name__)
 
 
+class EmailChangeStore(Accounts, PendingChanges, Protocol):
+    """The account-document ports this uses."""
+
+
 class EmailChange:
     def __init__(
         self,
-        users: UserRepository,
+        users: EmailChangeStore,
         codes: CodeClient,
         verified_codes: VerifiedCodes,
         uow: UnitOfWork,

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from auth_service.domain.accounts import User, normalize_email
 from auth_service.domain.activity import LOGIN_FAILED
@@ -29,7 +30,7 @@ from auth_service.domain.devices import Device
 from auth_service.domain.errors import AccountPendingDeletion, EmailNotVerified, InvalidCredentials
 from auth_service.domain.lockout import LockoutPolicy, Step, after_failure, is_locked
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.ports import OutboxEntry, UserRepository
+from auth_service.ports import Accounts, Credentials, Devices, OutboxEntry
 from auth_service.service_layer.activity import ActivityLog
 from auth_service.service_layer.events import AccountEvents, rfc3339
 from auth_service.service_layer.unit_of_work import UnitOfWork
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 MAX_COUNT_ROUNDS = 20
 
 
+class LoginStore(Accounts, Credentials, Devices, Protocol):
+    """The account-document ports this uses."""
+
+
 class LockEnd(enum.Enum):
     ENDED = "ended"  # this call ended it, and stored the "unlocked" event
     NOT_YET = "not_yet"  # the timer came early (clocks differ): try again later
@@ -51,7 +56,7 @@ class LockEnd(enum.Enum):
 class FailedLogins:
     def __init__(
         self,
-        users: UserRepository,
+        users: LoginStore,
         uow: UnitOfWork,
         events: AccountEvents,
         policy: LockoutPolicy,
@@ -142,7 +147,7 @@ class FailedLogins:
 class KnownDevices:
     """The devices an account has signed in from (the most recent ones); a new one is announced."""
 
-    def __init__(self, users: UserRepository, uow: UnitOfWork, events: AccountEvents, clock=time.time):
+    def __init__(self, users: LoginStore, uow: UnitOfWork, events: AccountEvents, clock=time.time):
         self._users = users
         self._uow = uow
         self._events = events
@@ -158,7 +163,7 @@ class KnownDevices:
 class PasswordLogins:
     def __init__(
         self,
-        users: UserRepository,
+        users: LoginStore,
         hasher: PasswordHasher,
         failed_logins: FailedLogins,
         clock: Callable[[], float] = time.time,

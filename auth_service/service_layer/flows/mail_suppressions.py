@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from auth_service.ports import MessageBus, SuppressionStore, UserRepository
+from auth_service.ports import Accounts, MessageBus, SuppressionStore
 from auth_service.service_layer.events import AccountEvents
 from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.messages import AddressSuppressed, UserEmailUndeliverable
@@ -36,7 +36,7 @@ class MailSuppressions:
     def __init__(
         self,
         store: SuppressionStore,
-        users: UserRepository,
+        users: Accounts,
         uow: UnitOfWork,
         events: AccountEvents,
         bus: MessageBus,

@@ -10,12 +10,13 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from auth_service.domain.accounts import PendingChange, normalize_email
 from auth_service.domain.devices import Device
 from auth_service.domain.errors import CodeExpired
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.ports import ResendRequest, UserRepository
+from auth_service.ports import Accounts, PendingChanges, ResendRequest
 from auth_service.service_layer.capabilities import LockRelease, ResetApplier
 from auth_service.service_layer.code_asks import CodeAsks
 from auth_service.service_layer.code_verified import Verified, VerifiedCodes
@@ -30,10 +31,14 @@ log = logging.getLogger(__name__)
 NO_ACCOUNT = "no-account"
 
 
+class ResetStore(Accounts, PendingChanges, Protocol):
+    """The account-document ports this uses."""
+
+
 class PasswordReset:
     def __init__(
         self,
-        users: UserRepository,
+        users: ResetStore,
         codes: CodeClient,
         code_asks: CodeAsks,
         verified_codes: VerifiedCodes,

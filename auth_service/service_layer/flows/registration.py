@@ -24,7 +24,7 @@ from auth_service.domain.errors import (
     ServiceUnavailable,
 )
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.ports import OutboxEntry, ResendRequest, UserRepository
+from auth_service.ports import Accounts, OutboxEntry, ResendRequest
 from auth_service.service_layer.code_asks import CodeAsks
 from auth_service.service_layer.code_verified import Outcome, Verified, VerifiedCodes
 from auth_service.service_layer.codes import CodeClient, error_for
@@ -65,7 +65,7 @@ class Confirmation:
 class AccountRegistration:
     def __init__(
         self,
-        users: UserRepository,
+        users: Accounts,
         codes: CodeClient,
         uow: UnitOfWork,
         hasher: PasswordHasher,

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from auth_service.domain import activity as recorded
 from auth_service.domain.accounts import TrustedDevice, normalize_email
@@ -26,7 +27,7 @@ from auth_service.domain.errors import CodeExpired, InvalidCredentials, ServiceU
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.recovery import refuse_while_recovering
 from auth_service.domain.sessions import TokenPair
-from auth_service.ports import ResendRequest, SignInChallenges, UserRepository
+from auth_service.ports import Accounts, Devices, ResendRequest, SignInChallenges
 from auth_service.service_layer.activity import ActivityLog
 from auth_service.service_layer.capabilities import DeviceSightings, PasswordCheck, SessionOpener
 from auth_service.service_layer.code_asks import CodeAsks
@@ -38,6 +39,10 @@ from common.notices import Notice
 log = logging.getLogger(__name__)
 
 NO_VERDICT = "The code could not be checked in time. Ask for a new code and try again."
+
+
+class SignInStore(Accounts, Devices, Protocol):
+    """The account-document ports this uses."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class SignInPolicy:
 class SignIn:
     def __init__(
         self,
-        users: UserRepository,
+        users: SignInStore,
         challenges: SignInChallenges,
         passwords: PasswordCheck,
         codes: CodeClient,
