@@ -201,3 +201,16 @@ def test_requests_are_limited_per_key_and_without_a_key_per_ip(make_system, tmp_
     assert audit(second.key) == 200
     assert [audit(None) for _ in range(3)] == [401, 401, 429]
     assert audit(second.key) == 200
+
+
+@pytest.mark.parametrize("keys_file", [None, ""])
+def test_without_keys_every_admin_request_is_refused(make_system, tmp_path, keys_file):
+    key = new_key("anyone", SCOPES, datetime.now(UTC))
+    env = {}
+    if keys_file is not None:
+        (tmp_path / "keys").write_text(keys_file)
+        env["ADMIN_KEYS_FILE"] = str(tmp_path / "keys")
+    client = make_system(env).auth.admin_app.test_client()
+    answer = client.get("/admin/audit", headers={"Authorization": f"Bearer {key.key}"})
+    assert (answer.status_code, answer.json["error"]) == (401, "invalid_token")
+    assert answer.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
