@@ -34,7 +34,6 @@ __all__ = [
     "not_me_digest",
     "not_me_token_for_message",
     "restore_token_for_message",
-    "within_quota",
 ]
 
 
@@ -187,7 +186,8 @@ class PendingCode:
     mail_sent: bool
     consumed_by: str | None = None
     link_digest: str = ""
-    # The code request's place among the address's requests: only a higher one replaces this one.
+    # The code request's place among the address's requests: an older one never replaces this one (the rule
+    # lives in adapters/lua/start_issue.lua alone, checked by tests/unit/test_issue_script.py).
     sequence: int = 0
     # A newer registration that could not be given a code (the address's quota was spent): the
     # earlier codes are void all the same, and this one holds none (``VOIDED_OVER_QUOTA``).
@@ -196,11 +196,6 @@ class PendingCode:
     @property
     def burned(self) -> bool:
         return self.code_digest == "" and not self.voided
-
-    def superseded_by(self, sequence: int) -> bool:
-        """May a request numbered ``sequence`` replace this one? Not an older one. Equal numbers (two
-        requests without one, placed by the same microsecond) are as new as each other: the later wins."""
-        return sequence >= self.sequence
 
 
 def judge_attempt(
@@ -247,10 +242,6 @@ def _wrong(attempts_left: int, *, counted: bool) -> Judgement:
     if attempts_left <= 0:
         return Judgement(Verdict.TOO_MANY_ATTEMPTS, counted=counted)
     return Judgement(Verdict.INVALID_CODE, attempts_left=attempts_left, counted=counted)
-
-
-def within_quota(sent_last_hour: int, sent_last_day: int, per_hour: int, per_day: int) -> bool:
-    return sent_last_hour < per_hour and sent_last_day < per_day
 
 
 def describe_moment(epoch_seconds: float) -> str:
