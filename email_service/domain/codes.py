@@ -31,7 +31,6 @@ __all__ = [
     "judge_attempt",
     "link_digest",
     "link_token_for_request",
-    "not_me_digest",
     "not_me_token_for_message",
     "restore_token_for_message",
 ]
@@ -74,11 +73,6 @@ def restore_token_for_message(key: str, message_id: str) -> str:
     """The restore token of one deletion notice: a label of its own, so it is no "this wasn't me" token."""
     mac = hmac.new(key.encode(), f"restore\x00{message_id}".encode(), sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
-
-
-def not_me_digest(token: str) -> str:
-    """What auth stores of a "this wasn't me" token (it never sees the key the token is derived under)."""
-    return sha256(token.encode()).hexdigest()
 
 
 def code_digest(key: str, slot: Slot, code: str) -> str:
