@@ -5,7 +5,7 @@ are), the endpoint's id their associated data. A delivery is one event for one e
 both (``delivery_id``), so an event handed over twice keeps one delivery; its attempts are pushed
 onto it. An attempt is made by whoever claims the delivery: the claim is one atomic update with a
 lease, so two dispatchers never send one attempt twice, and a dispatcher that died mid-attempt
-leaves a lease that runs out for another to take over.
+leaves a lease that runs out for another to take over. The indexes are in mongo_schema.py.
 """
 
 from __future__ import annotations
@@ -31,31 +31,14 @@ from auth_service.domain.webhooks import (
 
 ENDPOINTS = "webhook_endpoints"
 DELIVERIES = "webhook_deliveries"
-# Deliveries are a log for operators, not a record of the account: kept this long.
-DELIVERY_RETENTION = timedelta(days=30)
 
 
 class MongoWebhooks:
-    def __init__(self, database, sealer: KeySealer, serialize_writes: bool = False, ttl_index: bool = True):
+    def __init__(self, database, sealer: KeySealer, serialize_writes: bool = False):
         self._endpoints = database[ENDPOINTS]
         self._deliveries = database[DELIVERIES]
         self._sealer = sealer
         self._locked = SerializedWrites(serialize_writes)
-        self._ttl_index = ttl_index
-
-    def ensure_indexes(self) -> None:
-        self._deliveries.create_index(
-            [("endpoint_id", pymongo.ASCENDING), ("created_at", pymongo.DESCENDING)], name="deliveries_by_endpoint"
-        )
-        self._deliveries.create_index(
-            [("status", pymongo.ASCENDING), ("next_attempt_at", pymongo.ASCENDING)], name="deliveries_due"
-        )
-        if self._ttl_index:
-            self._deliveries.create_index(
-                [("created_at", pymongo.ASCENDING)],
-                expireAfterSeconds=int(DELIVERY_RETENTION.total_seconds()),
-                name="deliveries_ttl",
-            )
 
     # Endpoints
 

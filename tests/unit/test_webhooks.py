@@ -237,8 +237,7 @@ class World:
 @pytest.fixture
 def world() -> World:
     database: Any = mongomock.MongoClient()["auth"]
-    store = MongoWebhooks(database, KeySealer(SECRET, WEBHOOK_SECRETS_INFO), serialize_writes=True, ttl_index=False)
-    store.ensure_indexes()
+    store = MongoWebhooks(database, KeySealer(SECRET, WEBHOOK_SECRETS_INFO), serialize_writes=True)
     poster, timers, observer, clock = Poster(), Timers(), Observer(), Clock()
     dispatch = WebhookDispatch(
         store, poster, timers, DispatchPolicy(10.0, (5, 300), timedelta(days=1)), observer, clock
