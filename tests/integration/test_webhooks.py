@@ -92,6 +92,17 @@ class Hooks:
     def delivery_of(self, endpoint: Endpoint, event_id: str) -> Delivery | None:
         return next((d for d in self.deliveries(endpoint) if d.event_id == event_id), None)
 
+    def wait_until(self, endpoint: Endpoint, event_id: str, status: DeliveryStatus) -> Delivery:
+        """The event's delivery to the endpoint once it has reached ``status``."""
+
+        def reached() -> Delivery | None:
+            found = self.delivery_of(endpoint, event_id)
+            return found if found is not None and found.status is status else None
+
+        delivery = eventually(reached, f"the delivery {status.value}", DELIVERY_WAIT)
+        assert delivery is not None
+        return delivery
+
 
 @contextlib.contextmanager
 def hooks_on(start_stack, tmp_path: Path, **overrides: str) -> Iterator[Hooks]:
@@ -237,12 +248,7 @@ def test_two_500s_then_a_200_is_delivered_once_after_three_attempts(hooks):
     with Receiver(answer=lambda number: (500 if number <= 2 else 200, 0.0, {})) as receiver:
         endpoint = hooks.add(receiver)
         event_id = registered_event_id(hooks, endpoint, new_email())
-
-        def delivered() -> Delivery | None:
-            found = hooks.delivery_of(endpoint, event_id)
-            return found if found is not None and found.status is DeliveryStatus.DELIVERED else None
-
-        delivery = eventually(delivered, timeout=DELIVERY_WAIT, what="not delivered after its retries")
+        delivery = hooks.wait_until(endpoint, event_id, DeliveryStatus.DELIVERED)
         assert [a.outcome for a in delivery.attempts] == [
             AttemptOutcome.HTTP_ERROR,
             AttemptOutcome.HTTP_ERROR,
@@ -264,23 +270,13 @@ def test_a_receiver_that_never_answers_fails_after_the_schedule_then_a_retry_by_
     with Receiver(answer=answer) as receiver:
         endpoint = hooks.add(receiver)
         event_id = registered_event_id(hooks, endpoint, new_email())
-
-        def failed() -> Delivery | None:
-            found = hooks.delivery_of(endpoint, event_id)
-            return found if found is not None and found.status is DeliveryStatus.FAILED else None
-
-        delivery = eventually(failed, timeout=DELIVERY_WAIT, what="never failed")
+        delivery = hooks.wait_until(endpoint, event_id, DeliveryStatus.FAILED)
         assert [a.outcome for a in delivery.attempts] == [AttemptOutcome.TIMEOUT] * 3
         assert [d.id for d in hooks.deliveries(endpoint, "failed")] == [delivery.id]
 
         answering.set()
         hooks.retry(endpoint, delivery.id)
-
-        def delivered() -> Delivery | None:
-            found = hooks.delivery_of(endpoint, event_id)
-            return found if found is not None and found.status is DeliveryStatus.DELIVERED else None
-
-        delivery = eventually(delivered, timeout=DELIVERY_WAIT, what="the retry by hand did not deliver")
+        delivery = hooks.wait_until(endpoint, event_id, DeliveryStatus.DELIVERED)
         assert [a.outcome for a in delivery.attempts][-1] is AttemptOutcome.SUCCESS
         assert len(delivery.attempts) == 4
         hooks.remove(endpoint)
