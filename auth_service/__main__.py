@@ -7,7 +7,7 @@ import sys
 from auth_service.adapters.keys_file import KeysFileError
 from auth_service.config import Settings
 from auth_service.domain.sealed_keys import UnsealError
-from auth_service.entrypoints import keys_cli, migrate, server
+from auth_service.entrypoints import admin_keys_cli, keys_cli, migrate, server
 from common.logs import configure_logging
 from common.settings import SettingsError
 from common.tracing import configure as configure_tracing
@@ -16,6 +16,8 @@ from common.tracing import configure as configure_tracing
 def main() -> int:
     if sys.argv[1:2] == ["keys"]:
         return keys_cli.main(sys.argv[2:])
+    if sys.argv[1:2] == ["admin-keys"]:
+        return admin_keys_cli.main(sys.argv[2:])
     try:
         settings = Settings.from_env()
     except SettingsError as error:

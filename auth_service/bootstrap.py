@@ -22,6 +22,7 @@ from pymongo.database import Database
 from auth_service.adapters import disposable_domains, mongo_schema
 from auth_service.adapters.abuse_metrics import AbuseMetrics
 from auth_service.adapters.account_keys import NoAccountKeys, RedisAccountKeys
+from auth_service.adapters.admin_keys_file import AdminKeysFile, NoAdminKeys
 from auth_service.adapters.captcha import SiteverifyCaptcha
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
 from auth_service.adapters.keys_file import KeysFile
@@ -37,6 +38,7 @@ from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.adapters.sns import SnsVerifier
 from auth_service.config import Settings
 from auth_service.domain.abuse import CaptchaProvider
+from auth_service.domain.admin_keys import AdminKey
 from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.devices import device_label
 from auth_service.domain.lockout import LockoutPolicy
@@ -45,14 +47,17 @@ from auth_service.domain.sealed_keys import KeySealer
 from auth_service.domain.signing_keys import HS256, KeySchedule
 from auth_service.domain.tokens import LEEWAY_SECONDS, TokenIssuer
 from auth_service.entrypoints.consumers import code_verified_router
+from auth_service.entrypoints.http.admin.app import create_admin_app
 from auth_service.entrypoints.http.app import create_app
 from auth_service.entrypoints.session_ends_listener import SessionEndsListener
 from auth_service.ports import Cooldowns, MessageBus
 from auth_service.service_layer.activity import ActivityLog
+from auth_service.service_layer.admin_access import AdminAccess, AdminKeys
 from auth_service.service_layer.code_asks import CodeAsks
 from auth_service.service_layer.code_verified import VerifiedCodes
 from auth_service.service_layer.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.service_layer.events import AccountEvents
+from auth_service.service_layer.flows.account_admin import AccountAdmin, SupportTools
 from auth_service.service_layer.flows.deletion import AccountDeletion, DeletionPolicy, DeletionStores
 from auth_service.service_layer.flows.email_change import EmailChange
 from auth_service.service_layer.flows.export import AccountExport
@@ -101,6 +106,8 @@ class Mode(enum.Enum):
 @dataclass
 class AuthSystem:
     app: Flask
+    admin_app: Flask
+    account_admin: AccountAdmin
     registration: AccountRegistration
     password_reset: PasswordReset
     email_change: EmailChange
@@ -400,6 +407,23 @@ def build(
     )
     trusted = settings.sns_trusted_certificate_file
     sns_verifier = SnsVerifier(settings.ses_sns_topic_arns, trusted.read_bytes() if trusted else None)
+    auth_queue = settings.topology.auth.queues[0]
+    account_admin = AccountAdmin(
+        users,
+        SupportTools(
+            sessions=sessions,
+            verification=registration,
+            reset=password_reset,
+            erasure=deletion,
+            mail=mail_suppressions,
+        ),
+        activity,
+        uow,
+        events,
+        timer_queues=(auth_queue.delay_queue, auth_queue.long_delay_queue),
+        short_timer_seconds=settings.lockout_seconds,
+        clock=clock,
+    )
 
     if mode is Mode.BROKER:
 
@@ -413,7 +437,9 @@ def build(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=code_verified_router(verified_codes, failed_logins, not_me, mail_suppressions, deletion),
+                handler=code_verified_router(
+                    verified_codes, failed_logins, not_me, mail_suppressions, deletion, account_admin
+                ),
                 topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
@@ -455,11 +481,22 @@ def build(
         mail_suppressions=mail_suppressions,
         sns_verifier=sns_verifier,
     )
+    admin_app = create_admin_app(
+        settings,
+        AdminAccess(admin_keys(settings), on_used=_admin_key_use_gauge(registry, clock)),
+        activity,
+        registry,
+        accounts=account_admin,
+        sessions=sessions,
+    )
     login_failures = app.extensions.get("auth_login_failures")
     if login_failures is not None:
         password_reset.forget_login_failures_with(login_failures.forget)
+        account_admin.forget_login_failures_with(login_failures.forget)
     return AuthSystem(
         app=app,
+        admin_app=admin_app,
+        account_admin=account_admin,
         registration=registration,
         password_reset=password_reset,
         email_change=email_change,
@@ -482,6 +519,26 @@ def build(
         background=background,
         registry=registry,
     )
+
+
+def admin_keys(settings: Settings) -> AdminKeys:
+    """ADMIN_KEYS_FILE, read again whenever it changes; unset, no key exists (every admin request is 401)."""
+    return AdminKeysFile(settings.admin_keys_file) if settings.admin_keys_file is not None else NoAdminKeys()
+
+
+def _admin_key_use_gauge(registry: CollectorRegistry, clock: Callable[[], float]) -> Callable[[AdminKey], None]:
+    """When each admin key was last used (``admin-keys list`` reads it): one series per key name."""
+    last_used = Gauge(
+        "admin_key_last_used_timestamp_seconds",
+        "When each admin key last made a request (Unix time)",
+        ["key"],
+        registry=registry,
+    )
+
+    def used(key: AdminKey) -> None:
+        last_used.labels(key=key.name).set(clock())
+
+    return used
 
 
 def sign_up_abuse_checks(settings: Settings, metrics: AbuseMetrics) -> AbuseChecks:

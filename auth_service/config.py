@@ -167,6 +167,15 @@ class Settings(ServiceSettings):
     auth_connection_limit: int = Field(1000, ge=10, le=100_000)
     auth_channel_timeout_seconds: int = Field(30, ge=1)
     auth_cleanup_interval_seconds: int = Field(10, ge=1)
+    # The admin API: a listener of its own, never on AUTH_PORT (docs/admin.md).
+    admin_host: str = "127.0.0.1"
+    admin_port: Port = 8001
+    admin_threads: int = Field(4, ge=1, le=64)
+    # One line per key (name, scopes, hash); unset or empty: every admin request is 401.
+    admin_keys_file: Path | None = None
+    ratelimit_admin_per_key: RateLimit = "600/minute;20000/hour"
+    # Requests without a good key, per IP: a flood of 401s costs little, but is bounded all the same.
+    ratelimit_admin_per_ip: RateLimit = "60/minute"
     confirm_wait_seconds: float = Field(5.0, ge=0.1)
     publish_timeout_seconds: float = Field(3.0, ge=0.1)
     max_body_bytes: int = Field(16 * 1024, ge=1024)
@@ -211,6 +220,8 @@ class Settings(ServiceSettings):
             raise ValueError("CAPTCHA_PROVIDER needs CAPTCHA_SECRET, the provider's secret key")
         if self.captcha_provider is None and (self.captcha_secret is not None or self.captcha_verify_url):
             raise ValueError("CAPTCHA_SECRET and CAPTCHA_VERIFY_URL need CAPTCHA_PROVIDER (turnstile or hcaptcha)")
+        if self.admin_port and self.admin_port == self.auth_port:
+            raise ValueError("ADMIN_PORT must differ from AUTH_PORT: the admin API is never served on the public port")
         if self.trusted_proxy is not None and self.proxy_hops == 0:
             raise ValueError("TRUSTED_PROXY needs PROXY_HOPS, the number of proxies in front of the API")
         return self

@@ -8,7 +8,15 @@ from datetime import datetime
 from typing import Protocol
 
 from auth_service.domain.abuse import PasswordRange, Refusal
-from auth_service.domain.accounts import LeftAddress, NotMeLink, PendingChange, TrustedDevice, User
+from auth_service.domain.accounts import (
+    Disablement,
+    LeftAddress,
+    NotMeLink,
+    PendingChange,
+    TrustedDevice,
+    User,
+    UserSearch,
+)
 from auth_service.domain.activity import Client
 from auth_service.domain.challenges import SignInChallenge
 from auth_service.domain.recovery import Press
@@ -187,6 +195,22 @@ class RecoveryLinks(Protocol):
     def freeze(self, user_id: str, press: Press, outbox: list[OutboxEntry], publish_after: datetime) -> User | None:
         """Secured and frozen for support (a contested undo, or an address that could not be restored)."""
         ...
+
+
+class SupportAccounts(Protocol):
+    """What support does to accounts through the admin API."""
+
+    def search(self, query: UserSearch) -> list[User]:
+        """A page of accounts in address order (an index range, never a skip)."""
+        ...
+
+    def disable(
+        self, user_id: str, disablement: Disablement, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> User | None: ...
+    def enable(
+        self, user_id: str, disable_id: str | None, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> bool: ...
+    def unlock(self, user_id: str, outbox: list[OutboxEntry], publish_after: datetime) -> bool: ...
 
 
 class OutboxStore(Protocol):

@@ -160,6 +160,8 @@ def service_env(backend: Backend, names: dict[str, str], sink: smtp_sink.Countin
         "MAX_CODES_PER_HOUR": "50",
         "WORKER_METRICS_PORT": "0",
         "AUTH_HOST": "127.0.0.1",
+        # Each replica's admin listener on a port the system picks: replicas never contend for ADMIN_PORT.
+        "ADMIN_PORT": "0",
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -242,12 +242,16 @@ class LocalStack:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.sink = MailSink(port=smtp_port, echo=echo_mail)
         self.auth_port = auth_port or free_port()
+        self.admin_port = free_port()
         self.env = {
             **os.environ,
             "APP_ENV": "development",
             "MONGO_URI": "mongomock://",
             "AUTH_HOST": "127.0.0.1",
             "AUTH_PORT": str(self.auth_port),
+            # Another auth process of the stack (a replica a test starts) gets an admin port the system picks;
+            # the stack's own auth process listens on ``admin_port``.
+            "ADMIN_PORT": "0",
             "WORKER_METRICS_HOST": "127.0.0.1",
             # One port for each of the worker's processes (WORKER_PROCESSES, one per CPU by default).
             "WORKER_METRICS_PORT": str(free_ports(os.cpu_count() or 1)),
@@ -257,12 +261,22 @@ class LocalStack:
             "PYTHONUNBUFFERED": "1",
             **(overrides or {}),
         }
-        self.auth = Service("auth_service", self.env, log_dir / "auth.log", auth_overrides)
+        own_ports = {"ADMIN_PORT": str(self.admin_port), **(auth_overrides or {})}
+        self.auth = Service("auth_service", self.env, log_dir / "auth.log", own_ports)
         self.worker = Service("email_service", self.env, log_dir / "worker.log", worker_overrides)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.auth_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def admin_call(self, method: str, path: str, key: str | None, body: dict | None = None):
+        """A request to the admin API with ``key`` as its Bearer admin key (None: no key)."""
+        headers = {"Authorization": f"Bearer {key}"} if key is not None else None
+        return http_json(method, f"{self.admin_url}{path}", body, headers)
 
     @property
     def worker_status_url(self) -> str:

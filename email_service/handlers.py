@@ -41,6 +41,7 @@ from common.messaging.messages import (
     NoticeRequested,
     NotMeIssued,
     Purpose,
+    SuppressionLifted,
     UserLocked,
     UserLoginFailures,
     UserLoginNewDevice,
@@ -238,6 +239,7 @@ class CodeHandlers:
                 NoticeRequested: self.on_notice_requested,
                 AccountErased: self.on_account_erased,
                 AddressSuppressed: self.on_address_suppressed,
+                SuppressionLifted: self.on_suppression_lifted,
             }
         )
         self.code_submissions = Router({CodeSubmitted: self.on_code_submitted})
@@ -447,6 +449,13 @@ class CodeHandlers:
         if self._suppressions.suppress(suppressed.email, suppressed.reason, suppressed.source, self._clock()):
             self._events.address_suppressed(suppressed.source)
         log.warning("address suppressed", extra={"reason": suppressed.reason, "source": suppressed.source})
+        return Result.ack()
+
+    def on_suppression_lifted(self, delivery: Delivered[SuppressionLifted], publisher: ChannelPublisher) -> Result:
+        """Support lifted the address (the admin API, through auth): mail goes to it again. Not echoed: auth
+        dropped its own copy already."""
+        if self._suppressions.lift(delivery.message.email):
+            log.info("address suppression lifted by support")
         return Result.ack()
 
     def _send(

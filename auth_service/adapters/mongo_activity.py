@@ -12,7 +12,7 @@ import pymongo
 
 from auth_service.adapters.mongo_support import aware
 from auth_service.adapters.serialized import SerializedWrites
-from auth_service.domain.activity import Activity
+from auth_service.domain.activity import Activity, AuditQuery
 
 
 class MongoActivity:
@@ -31,6 +31,10 @@ class MongoActivity:
             "device": activity.device,
             "expires_at": activity.occurred_at + self._retention,
         }
+        for field in ("actor", "subject", "status"):
+            value = getattr(activity, field)
+            if value is not None:
+                document[field] = value
         self._locked(self._activity.update_one, {"_id": activity.id}, {"$setOnInsert": document}, upsert=True)
 
     def recent(self, user_id: str, since: datetime, limit: int) -> list[Activity]:
@@ -47,6 +51,23 @@ class MongoActivity:
         """Every stored entry of the account, as stored (the export)."""
         return list(self._activity.find({"user_id": user_id}).sort("occurred_at", pymongo.DESCENDING))
 
+    def page(self, query: AuditQuery) -> list[Activity]:
+        """One page of the audit trail, newest first, after ``query.after``: an index range, never a skip."""
+        conditions: list[dict] = [{"occurred_at": {"$gt": query.since}}]
+        if query.user_id is not None:
+            conditions.append({"$or": [{"user_id": query.user_id}, {"subject": query.user_id}]})
+        if query.type is not None:
+            conditions.append({"type": query.type})
+        if query.after is not None:
+            at, last = query.after.occurred_at, query.after.id
+            conditions.append({"$or": [{"occurred_at": {"$lt": at}}, {"occurred_at": at, "_id": {"$lt": last}}]})
+        documents = (
+            self._activity.find({"$and": conditions})
+            .sort([("occurred_at", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)])
+            .limit(query.limit)
+        )
+        return [_activity(document) for document in documents]
+
     def erase(self, user_id: str) -> int:
         return self._locked(self._activity.delete_many, {"user_id": user_id}).deleted_count
 
@@ -54,9 +75,12 @@ class MongoActivity:
 def _activity(document: dict) -> Activity:
     return Activity(
         id=document["_id"],
-        user_id=document["user_id"],
+        user_id=document.get("user_id"),
         type=document["type"],
         occurred_at=aware(document["occurred_at"]),
         ip=document.get("ip"),
         device=document.get("device"),
+        actor=document.get("actor"),
+        subject=document.get("subject"),
+        status=document.get("status"),
     )

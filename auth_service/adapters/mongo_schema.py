@@ -40,6 +40,10 @@ INDEXES = (
     Index("users", [("outbox_due_at", ASC)], "outbox_due", {"sparse": True}),
     # Who reserves a left address (register and address change ask): a multikey index, sparse by nature.
     Index("users", [("address_history.email", ASC)], "left_addresses"),
+    # The admin search: by status, and the disabled accounts (sparse: only they have the field), each in address
+    # order, so that a prefix and a page are one index range (email_unique serves a search without a status).
+    Index("users", [("status", ASC), ("email", ASC)], "status_email"),
+    Index("users", [("disabled", ASC), ("email", ASC)], "disabled_email", {"sparse": True}),
     # Documents without expires_at (verified accounts) are never expired.
     Index("users", [("expires_at", ASC)], "pending_expiry", {"expireAfterSeconds": 0}, in_process=False),
     Index("resend_requests", [("due_at", ASC)], "due"),
@@ -60,6 +64,11 @@ INDEXES = (
     # The service checks a challenge's expiry itself; the index only clears what nobody verified.
     Index("sign_in_challenges", [("expires_at", ASC)], "expiry", {"expireAfterSeconds": 0}, in_process=False),
     Index("activity", [("user_id", ASC), ("occurred_at", DESC)], "activity_by_user"),
+    # The admin audit's pages (newest first, a keyset on time and id): all, per type, and about one account (its
+    # own activity has activity_by_user).
+    Index("activity", [("occurred_at", DESC), ("_id", DESC)], "audit_newest"),
+    Index("activity", [("type", ASC), ("occurred_at", DESC), ("_id", DESC)], "audit_by_type"),
+    Index("activity", [("subject", ASC), ("occurred_at", DESC), ("_id", DESC)], "audit_by_subject"),
     Index("activity", [("expires_at", ASC)], "activity_ttl", {"expireAfterSeconds": 0}, in_process=False),
     Index("signing_keys", [("generation", ASC)], "one_key_per_generation", {"unique": True}),
 )

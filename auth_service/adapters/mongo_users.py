@@ -19,6 +19,7 @@ from auth_service.adapters.users.devices import MongoDevices
 from auth_service.adapters.users.outbox import MongoOutbox
 from auth_service.adapters.users.pending_changes import MongoPendingChanges
 from auth_service.adapters.users.recovery_links import MongoRecoveryLinks
+from auth_service.adapters.users.support import MongoSupport
 
 
 class MongoUserRepository(
@@ -29,6 +30,7 @@ class MongoUserRepository(
     MongoRecoveryLinks,
     MongoDeletions,
     MongoOutbox,
+    MongoSupport,
 ):
     """Every port of the account documents over the one collection: what the wiring hands each flow. (Its
     indexes, and the migrations of documents earlier versions stored, are in mongo_schema.py.)"""

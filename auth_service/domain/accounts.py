@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from auth_service.domain.common_passwords import is_common
+from auth_service.domain.paging import prefix_range
 from auth_service.domain.password_patterns import is_repeated_or_sequential
 from common.messaging.messages import Purpose
 
@@ -28,6 +29,28 @@ class Status(enum.StrEnum):
     VERIFIED = "verified"
     # The owner confirmed a deletion: nobody signs in until the grace ends (erased) or a restore.
     PENDING_DELETION = "pending_deletion"
+
+
+# What the admin API shows of a disabled account in place of its status (which stays as it was, so that
+# enabling it, or a disable running out, gives the account back as it was).
+DISABLED = "disabled"
+ADMIN_STATUSES = (Status.PENDING_VERIFICATION.value, Status.VERIFIED.value, DISABLED, Status.PENDING_DELETION.value)
+
+
+@dataclass(frozen=True)
+class Disablement:
+    """Support disabled the account: nobody signs in until it is enabled, or ``until`` passes (if set).
+
+    ``id`` names this disable: its timer ends it alone, never a later one."""
+
+    id: str
+    reason: str
+    at: datetime
+    by: str | None  # the admin key's name
+    until: datetime | None = None
+
+    def holds(self, now: datetime) -> bool:
+        return self.until is None or self.until > now
 
 
 @dataclass(frozen=True)
@@ -107,6 +130,8 @@ class User:
     must_reset: bool = False
     # Two mailboxes claimed the account (an undo contested): nothing opens it until support decides.
     frozen_at: datetime | None = None
+    # Support disabled the account (the admin API): see ``disabled``.
+    disablement: Disablement | None = None
 
     @property
     def verified(self) -> bool:
@@ -124,6 +149,14 @@ class User:
     def knows(self, device: str) -> bool:
         """Has the account signed in from this device (its ``device_key``)?"""
         return device in self.known_devices
+
+    def disabled(self, now: datetime) -> bool:
+        """Disabled by support, and not yet past the disable's end (its timer may come a little later)."""
+        return self.disablement is not None and self.disablement.holds(now)
+
+    def shown_status(self, now: datetime) -> str:
+        """The status the admin API shows: ``disabled`` over the stored one while a disable holds."""
+        return DISABLED if self.disabled(now) else self.status.value
 
     @property
     def frozen(self) -> bool:
@@ -214,3 +247,28 @@ def name_problem(name: str) -> str | None:
     if "://" in name:
         return "Name may not contain links."
     return None
+
+
+# In the admin search, an address ending in this is a prefix: ``ada*`` finds ada@..., adam@...
+PREFIX_MARK = "*"
+
+
+@dataclass(frozen=True)
+class UserSearch:
+    """A page of the admin search, in address order: one address (``exact``) or every address of a prefix
+    (``prefix_range``, [low, high)), of one status shown (``ADMIN_STATUSES``), after the address ``after``."""
+
+    limit: int
+    exact: str | None = None
+    prefix_range: tuple[str, str] | None = None
+    status: str | None = None
+    after: str | None = None
+
+
+def user_search(email: str | None, status: str | None, limit: int, after: str | None = None) -> UserSearch:
+    if email is None:
+        return UserSearch(limit, status=status, after=after)
+    wanted = normalize_email(email)
+    if wanted.endswith(PREFIX_MARK):
+        return UserSearch(limit, prefix_range=prefix_range(wanted.rstrip(PREFIX_MARK)), status=status, after=after)
+    return UserSearch(limit, exact=wanted, status=status, after=after)

@@ -75,6 +75,23 @@ class NotFound(AuthError):
     message = "Not found."
 
 
+class AccountDisabled(AuthError):
+    code = "account_disabled"
+    message = "This account has been disabled. Contact support."
+
+
+class Forbidden(AuthError):
+    """An admin key without the scope the request needs."""
+
+    code = "forbidden"
+    message = "This admin key does not have the scope this request needs."
+
+
+class Conflict(AuthError):
+    code = "conflict"
+    message = "The account is not in a state that allows this."
+
+
 class PasswordUnchanged(AuthError):
     """A 422 like a schema's: the new password is the current one."""
 

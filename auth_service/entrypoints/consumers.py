@@ -7,6 +7,7 @@ import logging
 from auth_service.domain.errors import EmailTaken
 from auth_service.ports import BrokerUnavailable
 from auth_service.service_layer.code_verified import VerifiedCodes
+from auth_service.service_layer.flows.account_admin import AccountAdmin, DisableEnd
 from auth_service.service_layer.flows.deletion import DELETION_SCHEDULED, AccountDeletion, DeletionEnd
 from auth_service.service_layer.flows.login_security import FailedLogins, LockEnd
 from auth_service.service_layer.flows.mail_suppressions import MailSuppressions
@@ -16,6 +17,7 @@ from common.messaging.messages import (
     AddressSuppressed,
     CodeVerified,
     DeletionDue,
+    DisableDue,
     LockDue,
     NotMeIssued,
     SuppressionLifted,
@@ -30,11 +32,12 @@ def code_verified_router(
     not_me: NotMeLinks,
     suppressions: MailSuppressions | None = None,
     deletion: AccountDeletion | None = None,
+    account_admin: AccountAdmin | None = None,
 ) -> Router:
     """What auth consumes from ACCOUNT_CONFIRMED_QUEUE, by message type: verified codes, the ends of
     failed-login locks and of deletions' grace that its delay queues hand back when they are due, the
     "this wasn't me" and restore links the worker mails, and the addresses the worker suppressed or an
-    operator lifted."""
+    operator lifted, and the ends of disables support set an end to."""
 
     def on_code_verified(delivery: Delivered[CodeVerified], publisher: ChannelPublisher) -> Result:
         verified = delivery.message
@@ -106,4 +109,14 @@ def code_verified_router(
 
         routes[AddressSuppressed] = on_address_suppressed
         routes[SuppressionLifted] = on_suppression_lifted
+    if account_admin is not None:
+        support = account_admin
+
+        def on_disable_due(delivery: Delivered[DisableDue], publisher: ChannelPublisher) -> Result:
+            due = delivery.message
+            if support.end_expired_disable(due.user_id, due.disable_id) is DisableEnd.NOT_YET:
+                return Result.retry("disable not over yet")
+            return Result.ack()
+
+        routes[DisableDue] = on_disable_due
     return Router(routes)

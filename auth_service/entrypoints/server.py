@@ -34,11 +34,20 @@ SPARE_DESCRIPTORS = 64
 
 def server_options(settings: Settings) -> dict:
     """waitress's adjustments, from the settings."""
-    options = {
-        "host": settings.auth_host,
-        "port": settings.auth_port,
-        "threads": settings.auth_threads,
-        "ident": "auth_service",
+    return _listener(settings, settings.auth_host, settings.auth_port, settings.auth_threads, "auth_service")
+
+
+def admin_server_options(settings: Settings) -> dict:
+    """The admin listener's: its own address and threads, the public listener's edge (docs/admin.md)."""
+    return _listener(settings, settings.admin_host, settings.admin_port, settings.admin_threads, "auth_service admin")
+
+
+def _listener(settings: Settings, host: str, port: int, threads: int, ident: str) -> dict:
+    return {"host": host, "port": port, "threads": threads, "ident": ident, **_edge_options(settings)}
+
+
+def _edge_options(settings: Settings) -> dict:
+    options: dict[str, object] = {
         "connection_limit": settings.auth_connection_limit,
         "channel_timeout": settings.auth_channel_timeout_seconds,
         "cleanup_interval": settings.auth_cleanup_interval_seconds,
@@ -89,12 +98,15 @@ def contract_channel(max_body_bytes: int) -> type[HTTPChannel]:
     return ContractChannel
 
 
-def make_server(app, settings: Settings):
-    sockets: dict = {}
-    server = create_server(app, map=sockets, **server_options(settings))
+def make_server(app, settings: Settings, options: dict | None = None, sockets: dict | None = None):
+    """A waitress server of ``app`` (the public API's options unless given). Servers made with one
+    ``sockets`` map are served by one loop: the first one's ``run`` serves them all."""
+    sockets = sockets if sockets is not None else {}
+    before = set(sockets)
+    server = create_server(app, map=sockets, **(options or server_options(settings)))
     channel = contract_channel(settings.max_body_bytes)
-    for listener in sockets.values():
-        if isinstance(listener, BaseWSGIServer):
+    for descriptor, listener in sockets.items():
+        if descriptor not in before and isinstance(listener, BaseWSGIServer):
             listener.channel_class = channel
     return server
 
@@ -131,8 +143,13 @@ def run(settings: Settings) -> int:
         log.warning("MONGO_URI=mongomock://: users live in this process only and vanish when it stops")
     system.start_background()
     allow_descriptors(settings.auth_connection_limit)
-    server = make_server(system.app, settings)
+    # One loop, one map of sockets, two listeners: the admin API never answers on AUTH_PORT, nor the
+    # public API on ADMIN_PORT. The connection limit counts both: it guards the process's descriptors.
+    sockets: dict = {}
+    server = make_server(system.app, settings, sockets=sockets)
+    admin_server = make_server(system.admin_app, settings, admin_server_options(settings), sockets)
     log.info("auth service listening", extra={"urls": listening_urls(server)})
+    log.info("admin API listening", extra={"urls": listening_urls(admin_server)})
 
     exit_code = 0
 
@@ -161,6 +178,7 @@ def run(settings: Settings) -> int:
         pass
     finally:
         server.close()
+        admin_server.close()
         system.stop_background(SHUTDOWN_GRACE_SECONDS)
         log.info("auth service stopped")
     return exit_code

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from auth_service.domain.activity import NOT_RECORDED, RECENT_ACTIVITY_SHOWN, Activity, Client
+from auth_service.domain.activity import ADMIN_PREFIX, NOT_RECORDED, RECENT_ACTIVITY_SHOWN, Activity, AuditQuery, Client
 from auth_service.ports import OutboxEntry
 from common.messaging.topology import EVENT_ROUTING_KEY
 
@@ -49,6 +49,7 @@ class ActivityStore(Protocol):
     def recent(self, user_id: str, since: datetime, limit: int) -> list[Activity]: ...
     def erase(self, user_id: str) -> int: ...
     def documents_of(self, user_id: str) -> list[dict]: ...
+    def page(self, query: AuditQuery) -> list[Activity]: ...
 
 
 class PendingEvents(Protocol):
@@ -82,8 +83,33 @@ class ActivityLog:
                 occurred_at=self._now(),
                 ip=client.ip if client else None,
                 device=client.device if client else None,
+                actor=client.actor if client else None,
             )
         )
+
+    def record_admin(self, action: str, subject: str | None, status: int) -> None:
+        """Record an admin API request (the current client names its key): what, about which account, answered how."""
+        client = current_client()
+        self._store.keep(
+            Activity(
+                id=uuid.uuid4().hex,
+                user_id=None,
+                type=ADMIN_PREFIX + action,
+                occurred_at=self._now(),
+                ip=client.ip if client else None,
+                actor=client.actor if client else None,
+                subject=subject,
+                status=status,
+            )
+        )
+
+    def retention_start(self) -> datetime:
+        """Entries at or before this moment are past AUDIT_RETENTION_DAYS (MongoDB's TTL monitor lags a minute)."""
+        return self._now() - self._retention
+
+    def audit(self, query: AuditQuery) -> list[Activity]:
+        """One page of the audit trail, newest first: accounts' activity and admin requests (``AuditQuery``)."""
+        return self._store.page(query)
 
     def keep_delivered(self, user_id: str, entry: OutboxEntry) -> None:
         """An outbox entry the broker confirmed: if it is an account event, it joins the activity."""
@@ -125,4 +151,5 @@ def as_activity(user_id: str, entry: OutboxEntry) -> Activity | None:
         occurred_at=occurred_at.astimezone(UTC),
         ip=client.ip if client else None,
         device=client.device if client else None,
+        actor=client.actor if client else None,
     )

@@ -32,6 +32,7 @@ IP_MAX_LENGTH = 45
 DEVICE_MAX_LENGTH = 200
 REASON_MAX_LENGTH = 64
 MAX_SESSION_IDS = 1000
+DISABLE_REASON_MAX_LENGTH = 500
 
 
 class Purpose(enum.StrEnum):
@@ -406,11 +407,11 @@ class UserLocked(AccountEvent):
 class UserUnlocked(AccountEvent):
     TYPE: ClassVar[str] = "user.unlocked"
 
-    reason: str = "expired"  # "expired" or "reset"
+    reason: str = "expired"  # "expired", "reset" or "admin"
 
     @classmethod
     def parse_extra(cls, body: dict) -> dict[str, Any]:
-        return {"reason": _choice(body, "reason", ("expired", "reset"))}
+        return {"reason": _choice(body, "reason", ("expired", "reset", "admin"))}
 
 
 @dataclass(frozen=True)
@@ -473,6 +474,34 @@ class UserEmailUndeliverable(AccountEvent):
         return {"reason": _choice(body, "reason", SUPPRESSION_REASONS)}
 
 
+@dataclass(frozen=True)
+class UserDisabled(AccountEvent):
+    """Support disabled the account: every session ended, no sign-in until it is enabled or ``until`` passes."""
+
+    TYPE: ClassVar[str] = "user.disabled"
+
+    reason: str = ""
+    until: str | None = None  # RFC 3339, UTC; None: until enabled
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        return {
+            "reason": _string(body, "reason", DISABLE_REASON_MAX_LENGTH),
+            "until": _optional_string(body, "until", MOMENT_MAX_LENGTH),
+        }
+
+
+@dataclass(frozen=True)
+class UserEnabled(AccountEvent):
+    TYPE: ClassVar[str] = "user.enabled"
+
+    reason: str = "admin"  # "admin" (support enabled it) or "expired" (the disable's ``until`` passed)
+
+    @classmethod
+    def parse_extra(cls, body: dict) -> dict[str, Any]:
+        return {"reason": _choice(body, "reason", ("admin", "expired"))}
+
+
 ACCOUNT_EVENTS: tuple[type[AccountEvent], ...] = (
     UserRegistered,
     UserVerified,
@@ -484,6 +513,8 @@ ACCOUNT_EVENTS: tuple[type[AccountEvent], ...] = (
     UserLoginNewDevice,
     UserSessionsRevoked,
     UserEmailUndeliverable,
+    UserDisabled,
+    UserEnabled,
 )
 
 # Why an address is on the suppression list, and who said so.
@@ -514,7 +545,9 @@ class AddressSuppressed(Message):
 
 @dataclass(frozen=True)
 class SuppressionLifted(Message):
-    """worker -> auth (ACCOUNT_CONFIRMED_QUEUE): an operator took the address off the suppression list."""
+    """The address gets mail again. worker -> auth (ACCOUNT_CONFIRMED_QUEUE) after an operator's
+    ``suppressions lift``; auth -> worker (ACCOUNT_CREATION_QUEUE) after support's
+    ``DELETE /admin/suppressions/{email}``. Each side records it and does not echo it."""
 
     TYPE: ClassVar[str] = "mail.suppression_lifted"
 
@@ -545,6 +578,26 @@ class LockDue(Message):
         return cls(
             user_id=_string(message.body, "user_id", ID_MAX_LENGTH),
             lock_id=_string(message.body, "lock_id", ID_MAX_LENGTH),
+        )
+
+
+@dataclass(frozen=True)
+class DisableDue(Message):
+    """auth -> auth, through a delay queue: disable ``disable_id`` of the account reaches its ``until``.
+
+    Published with the disable, its TTL the time left, as ``LockDue`` is; the account is enabled when it
+    comes back, unless support enabled it, or disabled it anew, meanwhile."""
+
+    TYPE: ClassVar[str] = "disable.due"
+
+    user_id: str
+    disable_id: str
+
+    @classmethod
+    def parse(cls, message: Incoming) -> Self:
+        return cls(
+            user_id=_string(message.body, "user_id", ID_MAX_LENGTH),
+            disable_id=_string(message.body, "disable_id", ID_MAX_LENGTH),
         )
 
 

@@ -111,6 +111,8 @@ class ClusterStack:
             "MAX_CODES_PER_HOUR": "50",
             "MAX_CODES_PER_DAY": "50",
             "AUTH_HOST": "127.0.0.1",
+            # Each replica's admin listener on a port the system picks: replicas never contend for ADMIN_PORT.
+            "ADMIN_PORT": "0",
             "WORKER_METRICS_HOST": "127.0.0.1",
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(self.sink.port),

@@ -171,7 +171,12 @@ def build_system(env: dict | None = None, resend_requested=None, abuse_checks=No
     broker.bind(
         auth_settings.account_confirmed_queue,
         code_verified_router(
-            auth.verified_codes, auth.failed_logins, auth.not_me, auth.mail_suppressions, auth.deletion
+            auth.verified_codes,
+            auth.failed_logins,
+            auth.not_me,
+            auth.mail_suppressions,
+            auth.deletion,
+            auth.account_admin,
         ),
     )
     return System(

@@ -384,6 +384,8 @@ def test_every_event_class_round_trips_through_its_own_parser():
         "user.unlocked": {"reason": "expired"},
         "user.login_new_device": {"ip": "203.0.113.7", "device": "App"},
         "user.sessions_revoked": {"session_ids": ("s-1", "s-2"), "reason": "logout"},
+        "user.disabled": {"reason": "abuse reported", "until": "2026-01-02T00:00:00Z"},
+        "user.enabled": {"reason": "expired"},
     }
     for event_class in ACCOUNT_EVENTS:
         event = event_class(

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from auth_service.adapters.mongo_support import aware
-from auth_service.domain.accounts import Deletion, LeftAddress, NotMeLink, PendingChange, Status, TrustedDevice, User
+from auth_service.domain.accounts import (
+    Deletion,
+    Disablement,
+    LeftAddress,
+    NotMeLink,
+    PendingChange,
+    Status,
+    TrustedDevice,
+    User,
+)
 from auth_service.domain.activity import Client
 from auth_service.ports import OutboxEntry
 from common.messaging.envelope import Outgoing
@@ -31,6 +40,24 @@ def deletion_of(raw: dict | None) -> Deletion | None:
         requested_at=aware(raw["requested_at"]),
         delete_after=aware(raw["delete_after"]),
         notice_id=raw["notice_id"],
+    )
+
+
+def disablement_document(disablement: Disablement) -> dict:
+    return {
+        "id": disablement.id,
+        "reason": disablement.reason,
+        "at": disablement.at,
+        "by": disablement.by,
+        "until": disablement.until,
+    }
+
+
+def disablement_of(raw: dict | None) -> Disablement | None:
+    if not raw:
+        return None
+    return Disablement(
+        id=raw["id"], reason=raw["reason"], at=aware(raw["at"]), by=raw.get("by"), until=aware(raw.get("until"))
     )
 
 
@@ -65,7 +92,10 @@ def entry_document(entry: OutboxEntry) -> dict:
     if message.expiration_ms is not None:
         document["expiration_ms"] = message.expiration_ms
     if entry.client is not None:
-        document["client"] = {"ip": entry.client.ip, "device": entry.client.device}
+        client = {"ip": entry.client.ip, "device": entry.client.device}
+        if entry.client.actor is not None:
+            client["actor"] = entry.client.actor
+        document["client"] = client
     return document
 
 
@@ -84,7 +114,9 @@ def entry_of(raw: dict) -> OutboxEntry:
             request_id=raw.get("request_id"),
             expiration_ms=raw.get("expiration_ms"),
         ),
-        client=Client(client.get("ip"), client.get("device")) if isinstance(client, dict) else None,
+        client=Client(client.get("ip"), client.get("device"), client.get("actor"))
+        if isinstance(client, dict)
+        else None,
     )
 
 
@@ -168,4 +200,5 @@ def user_of(document: dict | None) -> User | None:
         address_history=tuple(left_of(raw) for raw in document.get("address_history") or []),
         must_reset=bool(document.get("must_reset")),
         frozen_at=aware(document.get("frozen_at")),
+        disablement=disablement_of(document.get("disablement")),
     )

@@ -14,7 +14,6 @@ from werkzeug.exceptions import BadRequest, HTTPException
 from auth_service.adapters.sns import SnsVerifier
 from auth_service.config import Settings
 from auth_service.domain.activity import Client
-from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import (
     abuse,
     account_routes,
@@ -73,6 +72,23 @@ class ContractApi(Api):
 
     def handle_http_exception(self, error: HTTPException):
         return errors.handle_http_exception(error)
+
+
+def install_request_ids(app: Flask) -> None:
+    """Each request gets an id (the client's ``X-Request-ID`` if well formed), on its log lines and its answer."""
+
+    @app.before_request
+    def assign_request_id():
+        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = offered if REQUEST_ID_PATTERN.match(offered) else uuid.uuid4().hex
+        observability.start_request(g.request_id)
+
+    @app.after_request
+    def echo_request_id(response):
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
 
 
 def create_app(
@@ -160,16 +176,8 @@ def create_app(
     ratelimits.install(app, settings)
     security_headers.install(app)
 
-    app.register_error_handler(AuthError, errors.handle_auth_error)
-    for dependency_error in errors.UNAVAILABLE_ERRORS:
-        app.register_error_handler(dependency_error, errors.handle_dependency_down)
-    app.register_error_handler(Exception, errors.handle_unexpected)
-
-    @app.before_request
-    def assign_request_id():
-        offered = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = offered if REQUEST_ID_PATTERN.match(offered) else uuid.uuid4().hex
-        observability.start_request(g.request_id)
+    errors.install(app)
+    install_request_ids(app)
 
     @app.before_request
     def bind_activity_client():
@@ -199,13 +207,6 @@ def create_app(
         if request.path.startswith(routes.auth.url_prefix + "/"):
             response.headers["Cache-Control"] = "no-store"
             response.headers["Pragma"] = "no-cache"
-        return response
-
-    @app.after_request
-    def echo_request_id(response):
-        request_id = g.get("request_id")
-        if request_id:
-            response.headers[REQUEST_ID_HEADER] = request_id
         return response
 
     observability.install(app, registry if registry is not None else CollectorRegistry())

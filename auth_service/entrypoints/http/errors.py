@@ -7,7 +7,7 @@ import re
 
 import pymongo.errors
 import redis.exceptions
-from flask import jsonify
+from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from auth_service.domain import errors
@@ -29,6 +29,9 @@ STATUS_OF = {
     errors.NotFound: 404,
     errors.AccountPendingDeletion: 403,
     errors.FieldRefused: 422,
+    errors.AccountDisabled: 403,
+    errors.Forbidden: 403,
+    errors.Conflict: 409,
 }
 
 
@@ -85,6 +88,14 @@ def handle_dependency_down(error: Exception):
     """A store the request needs did not answer: a retryable 503, not a 500."""
     log.warning("dependency unavailable", extra={"error": type(error).__name__})
     return handle_auth_error(errors.ServiceUnavailable())
+
+
+def install(app: Flask) -> None:
+    """The contract's error body for every error an app's views raise."""
+    app.register_error_handler(errors.AuthError, handle_auth_error)
+    for dependency_error in UNAVAILABLE_ERRORS:
+        app.register_error_handler(dependency_error, handle_dependency_down)
+    app.register_error_handler(Exception, handle_unexpected)
 
 
 def handle_unexpected(error: Exception):

@@ -27,15 +27,16 @@ QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class HttpMetrics:
-    def __init__(self, registry: CollectorRegistry):
+    def __init__(self, registry: CollectorRegistry, prefix: str = ""):
+        # ``prefix``: a second app of the process (the admin API) counts in series of its own.
         self.requests = Counter(
-            "http_requests",
+            f"{prefix}http_requests",
             "HTTP requests answered, by route and status",
             ["method", "route", "status"],
             registry=registry,
         )
         self.latency = Histogram(
-            "http_request_duration_seconds",
+            f"{prefix}http_request_duration_seconds",
             "Time to answer an HTTP request, by route",
             ["method", "route"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
@@ -58,8 +59,8 @@ def route_label() -> str:
     return request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
 
 
-def install(app: Flask, registry: CollectorRegistry) -> HttpMetrics:
-    metrics = HttpMetrics(registry)
+def install(app: Flask, registry: CollectorRegistry, prefix: str = "", serve_metrics: bool = True) -> HttpMetrics:
+    metrics = HttpMetrics(registry, prefix)
 
     @app.after_request
     def record_request(response):
@@ -92,5 +93,6 @@ def install(app: Flask, registry: CollectorRegistry) -> HttpMetrics:
     def metrics_view():
         return Response(exposition(registry), mimetype=None, content_type=CONTENT_TYPE_LATEST)
 
-    app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
+    if serve_metrics:
+        app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
     return metrics

@@ -405,6 +405,13 @@ def install(app: Flask, settings: Settings) -> Limiter:
     failures = limits.parse_many(settings.ratelimit_login_failures_per_address)
     app.extensions["auth_login_failures"] = LoginFailureCounters(limiter, failures, settings.ratelimit_key_prefix)
 
+    answer_rate_limited(app, limiter)
+    return limiter
+
+
+def answer_rate_limited(app: Flask, limiter: Limiter) -> None:
+    """A refused request answers ``429 rate_limited`` with Retry-After, the contract's body."""
+
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(error: RateLimitExceeded):
         return errors.error_response(
@@ -413,8 +420,6 @@ def install(app: Flask, settings: Settings) -> Limiter:
             "Too many requests. Try again later.",
             {"Retry-After": str(_seconds_until_reset(limiter, error))},
         )
-
-    return limiter
 
 
 class LoginFailureCounters:

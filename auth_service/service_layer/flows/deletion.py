@@ -79,6 +79,7 @@ class DeletionUsers(Protocol):
         self, user_id: str, deletion_id: str, now: datetime, outbox: list[OutboxEntry], publish_after: datetime
     ) -> bool: ...
     def erasing(self, user_id: str, deletion_id: str) -> bool: ...
+    def mark_for_erasure(self, user_id: str, deletion: Deletion) -> bool: ...
     def outbox_entries(self, user_id: str) -> list[OutboxEntry]: ...
     def erase(self, user_id: str) -> bool: ...
 
@@ -256,6 +257,21 @@ class AccountDeletion:
         return True
 
     # --- erasure ---
+
+    def erase_now(self, user_id: str) -> bool:
+        """Support deletes the account at once: a deletion whose grace is already over, then the same erasure
+        as at a grace's end (its sessions ended first). False if there is no such account;
+        ``BrokerUnavailable`` if the erasure's messages wait for the broker (its next try finishes it)."""
+        user = self._users.by_id(user_id)
+        if user is None:
+            return False
+        now = self._now()
+        deletion = Deletion(uuid.uuid4().hex, user.email, now, now, notice_id="")
+        if not self._users.mark_for_erasure(user_id, deletion):
+            return False
+        log.warning("account deleted by support", extra={"user_id": user_id})
+        self._sessions.revoke_all_sessions(user_id, "account_deletion")
+        return self.erase_due(user_id, deletion.id) is DeletionEnd.ERASED
 
     def erase_due(self, user_id: str, deletion_id: str) -> DeletionEnd:
         """Erase the account of deletion ``deletion_id`` once its grace is over. ``BrokerUnavailable``: its

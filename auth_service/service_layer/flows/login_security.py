@@ -27,7 +27,7 @@ from typing import Protocol
 from auth_service.domain.accounts import User, normalize_email
 from auth_service.domain.activity import LOGIN_FAILED
 from auth_service.domain.devices import Device
-from auth_service.domain.errors import AccountPendingDeletion, EmailNotVerified, InvalidCredentials
+from auth_service.domain.errors import AccountDisabled, AccountPendingDeletion, EmailNotVerified, InvalidCredentials
 from auth_service.domain.lockout import LockoutPolicy, Step, after_failure, is_locked
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.ports import Accounts, Credentials, Devices, OutboxEntry
@@ -199,6 +199,8 @@ class PasswordLogins:
             raise EmailNotVerified()
         if user.pending_deletion:
             raise AccountPendingDeletion()  # the right password only: a wrong one learns nothing of it
+        if user.disabled(datetime.fromtimestamp(self._clock(), UTC)):
+            raise AccountDisabled()  # the same: only the right password learns of the disable
         # Parallel wrong guesses read the account before this bcrypt ended and may have locked it since:
         # read again (only after a right password, so a wrong one's timing does not change).
         fresh = self._users.by_id(user.id)

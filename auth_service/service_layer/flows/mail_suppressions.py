@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from auth_service.ports import Accounts, MessageBus, SuppressionStore
 from auth_service.service_layer.events import AccountEvents
 from auth_service.service_layer.unit_of_work import UnitOfWork
-from common.messaging.messages import AddressSuppressed, UserEmailUndeliverable
+from common.messaging.messages import AddressSuppressed, SuppressionLifted, UserEmailUndeliverable
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,17 @@ class MailSuppressions:
             return False
         log.warning("address suppressed", extra={"reason": reason, "source": source})
         return True
+
+    def lift(self, email: str) -> bool:
+        """Support lifts the address (the admin API): the worker, whose list stops mail, is told first and
+        durably (a broker that refuses raises: 503, and support asks again); then auth's copy goes. True if
+        auth's copy had it."""
+        address = canonical(email)
+        message = SuppressionLifted(email=address)
+        self._bus.publish(
+            self._worker_queue, message.outgoing(message_id=f"lift-{uuid.uuid4().hex}"), self._publish_timeout
+        )
+        return self.lifted(address)
 
     def lifted(self, email: str) -> bool:
         removed = self._store.remove(canonical(email))

@@ -34,6 +34,7 @@ from auth_service.domain.accounts import PendingChange, User
 from auth_service.domain.activity import LOGIN
 from auth_service.domain.devices import Device
 from auth_service.domain.errors import (
+    AccountDisabled,
     AccountPendingDeletion,
     InvalidCredentials,
     InvalidTokenError,
@@ -51,7 +52,7 @@ from auth_service.domain.sessions import (
     new_refresh_token,
     refresh_token_hash,
 )
-from auth_service.domain.tokens import InvalidToken, TokenIssuer
+from auth_service.domain.tokens import AccessClaims, InvalidToken, TokenIssuer
 from auth_service.ports import Accounts, Credentials, OutboxEntry, SessionRepository
 from auth_service.service_layer.activity import ActivityLog
 from auth_service.service_layer.events import AccountEvents
@@ -111,6 +112,8 @@ class SessionService:
         if user.pending_deletion:
             raise AccountPendingDeletion()
         now = self._now()
+        if user.disabled(now):
+            raise AccountDisabled()
         session = Session(
             new_family_id(),
             user.id,
@@ -226,10 +229,35 @@ class SessionService:
             raise InvalidTokenError() from None
         if self.ended.ended(claims.session_id):
             raise InvalidTokenError()
-        user = self._users.by_id(claims.subject)
-        if user is None or user.token_version != claims.token_version:
+        found = self._live_claims(claims)
+        if found is None:
             raise InvalidTokenError()
-        return user, claims.session_id
+        return found, claims.session_id
+
+    def introspect(self, access_token: str) -> tuple[AccessClaims, User] | None:
+        """The claims and account of an access token that is live now: well signed, unexpired, of a session
+        not ended, of the account's current token version, of an account that exists and is not disabled."""
+        try:
+            claims = self._tokens.verify(access_token)
+        except InvalidToken:
+            return None
+        if self.ended.ended(claims.session_id):
+            return None
+        user = self._live_claims(claims)
+        return (claims, user) if user is not None else None
+
+    def _live_claims(self, claims: AccessClaims) -> User | None:
+        user = self._users.by_id(claims.subject)
+        if user is None or user.token_version != claims.token_version or user.disabled(self._now()):
+            return None
+        return user
+
+    def sessions_of(self, user_id: str) -> list[Session]:
+        """The account's sessions that can still refresh, newest first (support's view)."""
+        user = self._users.by_id(user_id)
+        if user is None:
+            raise NotFound("No such account.")
+        return self._sessions.live_of(user.id, user.token_version, self._now())
 
     def token_subject(self, access_token: str) -> str | None:
         """The account a well-signed, unexpired access token names, without a database read (rate limits)."""
