@@ -293,14 +293,15 @@ def test_the_mongodb_stand_in_expires_at_most_once_a_second(indexed_mongo, monke
 
     import mongomock
 
+    clock = [0.0]
+    monkeypatch.setattr(indexed_mongo.time, "monotonic", lambda: clock[0])
     sessions = mongomock.MongoClient()["auth"]["sessions"]
     sessions.create_index([("expires_at", 1)], expireAfterSeconds=0, name="expiry")
     now = datetime.now(UTC)
     sessions.insert_one({"_id": "old", "expires_at": now - timedelta(seconds=1)})
     sessions.insert_one({"_id": "young", "expires_at": now + timedelta(hours=1)})
-    clock = [1000.0]
-    monkeypatch.setattr(indexed_mongo.time, "monotonic", lambda: clock[0])
-    assert sessions.find_one({"_id": "old"}) is None  # the first read expires
+    clock[0] += 1.1
+    assert sessions.find_one({"_id": "old"}) is None  # a second on: the read expires
     sessions.insert_one({"_id": "older", "expires_at": now - timedelta(seconds=1)})
     clock[0] += 0.5
     assert sessions.find_one({"_id": "older"}) is not None  # within the second: not expired yet
