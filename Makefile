@@ -11,7 +11,7 @@ COMPOSE ?= docker compose
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
 	@echo "make demo-lifecycle  one account's whole life: refresh, reset, password and email change, logout"
-	@echo "make check        the developer's loop: lint, type check and the unit tests (fakes only, no server), in about a minute"
+	@echo "make check        the developer's loop: lint, import contracts, type check and the unit tests (fakes only, no server), in about a minute"
 	@echo "make test         lint, type check, then every test (unit and integration); installs chromium and promtool if missing"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
 	@echo "make bench        the worker against a raw consumer and Celery, confirm latency, SMTP over TLS, sign-up against django-allauth and better-auth (docs/performance.md)"
@@ -51,9 +51,11 @@ translations: install
 	$(VENV)/bin/pybabel update --input-file $(CATALOGS)/messages.pot --output-dir $(CATALOGS) --domain messages \
 		--ignore-obsolete --no-wrap
 
+# ruff, then the import contracts of pyproject.toml [tool.importlinter]: the layers, and flows that never import each other.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff check --fix .

@@ -18,7 +18,6 @@ from flask import Flask
 from prometheus_client import Counter, Gauge
 from pymongo.database import Database
 
-from auth_service.activity import ActivityLog
 from auth_service.adapters import disposable_domains
 from auth_service.adapters.abuse_metrics import AbuseMetrics
 from auth_service.adapters.account_keys import NoAccountKeys, RedisAccountKeys
@@ -35,10 +34,7 @@ from auth_service.adapters.mongo_users import MongoUserRepository
 from auth_service.adapters.pwned_passwords import PwnedPasswordsClient
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.adapters.sns import SnsVerifier
-from auth_service.code_asks import CodeAsks
-from auth_service.codes import CodeClient, CodeQueues, CodeTimings
 from auth_service.config import Settings
-from auth_service.deletion import AccountDeletion, DeletionPolicy, DeletionStores
 from auth_service.domain.abuse import CaptchaProvider
 from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.devices import device_label
@@ -47,23 +43,37 @@ from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.sealed_keys import KeySealer
 from auth_service.domain.signing_keys import HS256, KeySchedule
 from auth_service.domain.tokens import LEEWAY_SECONDS, TokenIssuer
-from auth_service.entrypoints.consumers import OutboxRelay, code_verified_router
+from auth_service.entrypoints.consumers import code_verified_router
 from auth_service.entrypoints.http.app import create_app
 from auth_service.entrypoints.session_ends_listener import SessionEndsListener
-from auth_service.events import AccountEvents
-from auth_service.export import AccountExport
-from auth_service.keyring import FileKeys, KeyRefresher, KeyRing, KeySource, RotatingKeys, SharedSecretKeys
-from auth_service.lifecycle import AccountLifecycle
-from auth_service.logins import FailedLogins, KnownDevices
-from auth_service.mail_suppressions import MailSuppressions
-from auth_service.not_me import NotMeLinks
-from auth_service.outbox import Outbox
 from auth_service.ports import Cooldowns, MessageBus
-from auth_service.service import AccountService
-from auth_service.session_ends import EndedSessions
-from auth_service.sessions import SessionPolicy, SessionService
-from auth_service.sign_in import SignIn, SignInPolicy
-from auth_service.sign_up_abuse import AbuseChecks
+from auth_service.service_layer.activity import ActivityLog
+from auth_service.service_layer.code_asks import CodeAsks
+from auth_service.service_layer.code_verified import VerifiedCodes
+from auth_service.service_layer.codes import CodeClient, CodeQueues, CodeTimings
+from auth_service.service_layer.events import AccountEvents
+from auth_service.service_layer.flows.deletion import AccountDeletion, DeletionPolicy, DeletionStores
+from auth_service.service_layer.flows.email_change import EmailChange
+from auth_service.service_layer.flows.export import AccountExport
+from auth_service.service_layer.flows.login_security import FailedLogins, KnownDevices, PasswordLogins
+from auth_service.service_layer.flows.mail_suppressions import MailSuppressions
+from auth_service.service_layer.flows.not_me import NotMeLinks
+from auth_service.service_layer.flows.password_reset import PasswordReset
+from auth_service.service_layer.flows.registration import AccountRegistration
+from auth_service.service_layer.flows.sessions import SessionPolicy, SessionService
+from auth_service.service_layer.flows.sign_in import SignIn, SignInPolicy
+from auth_service.service_layer.keyring import (
+    FileKeys,
+    KeyRefresher,
+    KeyRing,
+    KeySource,
+    RotatingKeys,
+    SharedSecretKeys,
+)
+from auth_service.service_layer.outbox import Outbox
+from auth_service.service_layer.outbox_relay import OutboxRelay
+from auth_service.service_layer.session_ends import EndedSessions
+from auth_service.service_layer.sign_up_abuse import AbuseChecks
 from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
 from common.messaging.depths import QueueDepths
@@ -78,10 +88,13 @@ IN_PROCESS_MONGO = "mongomock://"
 @dataclass
 class AuthSystem:
     app: Flask
-    accounts: AccountService
-    lifecycle: AccountLifecycle
+    registration: AccountRegistration
+    password_reset: PasswordReset
+    email_change: EmailChange
+    verified_codes: VerifiedCodes
     sessions: SessionService
     failed_logins: FailedLogins
+    passwords: PasswordLogins
     not_me: NotMeLinks
     sign_in: SignIn
     keys: KeyRing
@@ -282,30 +295,33 @@ def build(
         events=events,
         activity=activity,
     )
-    accounts = AccountService(
+    passwords = PasswordLogins(users, hasher, failed_logins, clock)
+    verified_codes = VerifiedCodes(users, codes)
+    registration = AccountRegistration(
         users=users,
         codes=codes,
         outbox=outbox,
         hasher=hasher,
         code_asks=code_asks,
+        verified_codes=verified_codes,
         confirming_codes=ConfirmingCodes.from_secret(settings.jwt_secret.get_secret_value()),
-        failed_logins=failed_logins,
         unverified_ttl_seconds=settings.unverified_ttl_seconds,
         clock=clock,
         events=events,
         default_locale=settings.default_locale,
     )
-    lifecycle = AccountLifecycle(
+    password_reset = PasswordReset(
+        users, codes, code_asks, verified_codes, outbox, hasher, sessions, failed_logins, events, clock
+    )
+    email_change = EmailChange(
         users,
         codes,
+        verified_codes,
         outbox,
         hasher,
         sessions,
-        code_asks,
-        failed_logins,
-        accounts.mark_verified,
-        clock=clock,
-        events=events,
+        events,
+        clock,
         undo_window_seconds=settings.email_undo_window_seconds,
     )
     not_me = NotMeLinks(
@@ -321,7 +337,7 @@ def build(
     sign_in = SignIn(
         users,
         challenges,
-        accounts,
+        passwords,
         codes,
         code_asks,
         outbox,
@@ -345,7 +361,7 @@ def build(
             keys=account_keys(settings),
         ),
         sessions,
-        lifecycle,
+        verified_codes,
         codes,
         hasher,
         outbox,
@@ -385,7 +401,7 @@ def build(
             Consumer(
                 url=settings.rabbitmq_url,
                 queue=settings.account_confirmed_queue,
-                handler=code_verified_router(lifecycle, failed_logins, not_me, mail_suppressions, deletion),
+                handler=code_verified_router(verified_codes, failed_logins, not_me, mail_suppressions, deletion),
                 topology=settings.topology,
                 observe=ConsumerMetrics(registry, [settings.account_confirmed_queue]).observe,
                 bind_request_id=bind_request_id,
@@ -410,8 +426,10 @@ def build(
         abuse_checks = sign_up_abuse_checks(settings, AbuseMetrics(registry))
     app = create_app(
         settings,
-        accounts,
-        lifecycle,
+        registration,
+        password_reset,
+        email_change,
+        passwords,
         sessions,
         readiness,
         registry,
@@ -427,13 +445,16 @@ def build(
     )
     login_failures = app.extensions.get("auth_login_failures")
     if login_failures is not None:
-        lifecycle.forget_login_failures_with(login_failures.forget)
+        password_reset.forget_login_failures_with(login_failures.forget)
     return AuthSystem(
         app=app,
-        accounts=accounts,
-        lifecycle=lifecycle,
+        registration=registration,
+        password_reset=password_reset,
+        email_change=email_change,
+        verified_codes=verified_codes,
         sessions=sessions,
         failed_logins=failed_logins,
+        passwords=passwords,
         not_me=not_me,
         sign_in=sign_in,
         keys=keys,

@@ -1,7 +1,7 @@
 """How long a 401 from POST /auth/login takes: unknown address versus wrong password.
 
 The two must not be told apart by timing (account enumeration). Both go
-through the real Flask app and AccountService at the given bcrypt cost, in
+through the real Flask app and the login flow at the given bcrypt cost, in
 process, on the in-memory store; the requests alternate so that machine noise
 falls on both alike. Prints one JSON line with medians, 90th percentiles and
 their ratio.
@@ -69,8 +69,8 @@ def main() -> int:
         settings, database=mongomock.MongoClient()["bench"], bus=DiscardingBus(), cooldowns=InMemoryCooldowns()
     )
     email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-    user = system.accounts.register(email, PASSWORD, None)
-    system.lifecycle.apply_verified(Purpose.VERIFY_EMAIL, user.id, None, None, sequence=user.code_seq)
+    user = system.registration.register(email, PASSWORD, None)
+    system.verified_codes.apply_verified(Purpose.VERIFY_EMAIL, user.id, None, None, sequence=user.code_seq)
     client = system.app.test_client()
 
     def timed(body: dict) -> float:

@@ -49,8 +49,8 @@ def system_for(algorithm: str, bcrypt_rounds: int):
         settings, database=mongomock.MongoClient()["bench"], bus=DiscardingBus(), cooldowns=InMemoryCooldowns()
     )
     email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-    user = system.accounts.register(email, PASSWORD, None)
-    system.lifecycle.apply_verified(Purpose.VERIFY_EMAIL, user.id, None, None, sequence=user.code_seq)
+    user = system.registration.register(email, PASSWORD, None)
+    system.verified_codes.apply_verified(Purpose.VERIFY_EMAIL, user.id, None, None, sequence=user.code_seq)
     return system, email
 
 

@@ -512,7 +512,7 @@ class MongoUserRepository:
         """Forget every trusted device: each one passes the second factor afresh."""
         self._locked(self._users.update_one, {"_id": user_id}, {"$set": {"trusted_devices": []}})
 
-    # --- deletion (auth_service/deletion.py) ---
+    # --- deletion (auth_service/service_layer/flows/deletion.py) ---
 
     def begin_deletion(
         self, user_id: str, submission_id: str, deletion: Deletion, outbox: list[OutboxEntry], publish_after: datetime

@@ -98,7 +98,7 @@ class User:
     failed_logins: int = 0
     locked_until: datetime | None = None
     lock_id: str | None = None
-    # A confirmed deletion (see auth_service/deletion.py): when the grace ends, and which deletion it is.
+    # A confirmed deletion (service_layer/flows/deletion.py): when the grace ends, and which deletion it is.
     deletion: Deletion | None = None
     # Addresses left by confirmed changes, oldest first, while their old mailbox may still undo them.
     address_history: tuple[LeftAddress, ...] = ()

@@ -21,7 +21,7 @@ from auth_service.adapters.keys_file import KeysFile, KeysFileError
 from auth_service.config import Settings
 from auth_service.domain.sealed_keys import UnsealError
 from auth_service.domain.signing_keys import ASYMMETRIC_ALGORITHMS, HS256, KeyRecord, generate_key
-from auth_service.keyring import RotatingKeys
+from auth_service.service_layer.keyring import RotatingKeys
 from common.settings import SettingsError
 
 

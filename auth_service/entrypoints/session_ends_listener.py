@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pika
 
-from auth_service.session_ends import EndedSessions
+from auth_service.service_layer.session_ends import EndedSessions
 from common.messaging.connection import ConnectionThread
 from common.messaging.envelope import Incoming, MalformedMessage
 from common.messaging.messages import UserSessionsRevoked
@@ -48,7 +48,7 @@ class SessionEndsListener(ConnectionThread):
         except MalformedMessage as error:
             log.warning("session-end event not understood, dropped", extra={"error": str(error)})
         else:
-            # "all" needs no entry: the account's token version rose with it (auth_service/session_ends.py).
+            # "all" needs no entry: the account's token version rose with it (service_layer/session_ends.py).
             if not event.all_sessions:
                 self._ended.add(event.session_ids)
         channel.basic_ack(method.delivery_tag)

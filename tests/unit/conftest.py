@@ -169,7 +169,9 @@ def build_system(env: dict | None = None, resend_requested=None, abuse_checks=No
         broker.bind(routing_key, handlers.notifications)
     broker.bind(
         auth_settings.account_confirmed_queue,
-        code_verified_router(auth.lifecycle, auth.failed_logins, auth.not_me, auth.mail_suppressions, auth.deletion),
+        code_verified_router(
+            auth.verified_codes, auth.failed_logins, auth.not_me, auth.mail_suppressions, auth.deletion
+        ),
     )
     return System(
         auth_settings,

@@ -252,7 +252,7 @@ def test_a_lock_costs_the_same_bcrypt_check_as_a_wrong_password(locking, unique_
     for _ in range(5):
         log_in(locking, email, "a wrong password")
     checks = []
-    hasher = locking.auth.accounts._hasher
+    hasher = locking.auth.passwords._hasher
     real_verify = hasher.verify
     monkeypatch.setattr(hasher, "verify", lambda *args: checks.append(1) or real_verify(*args))
     assert log_in(locking, email).status_code == 401
@@ -533,7 +533,7 @@ def test_a_login_that_passes_the_second_factor_from_a_new_device_is_announced(sy
 def test_a_lock_set_while_the_right_password_is_checked_refuses_it(locking, unique_email, monkeypatch):
     email = unique_email()
     sign_up(locking, email)
-    hasher = locking.auth.accounts._hasher
+    hasher = locking.auth.passwords._hasher
     real_verify = hasher.verify
 
     def verify_while_a_parallel_burst_locks(*args):

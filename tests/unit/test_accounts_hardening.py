@@ -23,7 +23,7 @@ from auth_service.domain.accounts import name_problem, next_sequence, password_p
 from auth_service.domain.addresses import AddressRefused, canonical_address
 from auth_service.domain.confirmations import ConfirmingCodes
 from auth_service.domain.password_patterns import is_repeated_or_sequential
-from auth_service.entrypoints.consumers import OutboxRelay
+from auth_service.service_layer.outbox_relay import OutboxRelay
 from common.messaging.messages import CodeRequested, Purpose
 from tests.fakes import InMemoryBroker, as_delivered
 from tests.unit.conftest import BASE_ENV
@@ -162,7 +162,9 @@ def test_a_code_issued_before_a_takeover_cannot_confirm_it(system, unique_email)
 
 def apply_verified(system, account):
     """What auth's consumer does with a code.verified for a registration's code of this sequence."""
-    return system.auth.lifecycle.apply_verified(Purpose.VERIFY_EMAIL, account.id, None, None, sequence=account.code_seq)
+    return system.auth.verified_codes.apply_verified(
+        Purpose.VERIFY_EMAIL, account.id, None, None, sequence=account.code_seq
+    )
 
 
 def test_a_late_confirmation_message_for_an_earlier_registration_is_not_applied(system, unique_email):
@@ -357,8 +359,8 @@ def test_a_code_asked_by_address_costs_the_request_the_same_whatever_the_address
     auth = system.auth
     calls: list[str] = []
     # Every store the request could reach: the accounts (through either use case) and the stored requests.
-    auth.accounts._users = RecordingRepository(auth.accounts._users, calls)
-    auth.lifecycle._users = RecordingRepository(auth.lifecycle._users, calls)
+    auth.registration._users = RecordingRepository(auth.registration._users, calls)
+    auth.password_reset._users = RecordingRepository(auth.password_reset._users, calls)
     auth.sign_in._users = RecordingRepository(auth.sign_in._users, calls)
     auth.code_asks._requests = RecordingRepository(auth.code_asks._requests, calls)
     queue = system.auth_settings.account_creation_queue

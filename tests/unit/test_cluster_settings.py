@@ -10,7 +10,7 @@ import pytest
 from redis.sentinel import SentinelConnectionPool
 
 from auth_service.config import Settings as AuthSettings
-from auth_service.outbox import OUTBOX_GRACE, Outbox
+from auth_service.service_layer.outbox import OUTBOX_GRACE, Outbox
 from common.messaging import topology
 from common.messaging.connection import parameters
 from common.redis_client import redis_from_uri

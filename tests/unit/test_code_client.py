@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from auth_service.codes import error_for
 from auth_service.domain.errors import (
     AuthError,
     CodeExpired,
@@ -13,6 +12,7 @@ from auth_service.domain.errors import (
     ServiceUnavailable,
     TooManyAttempts,
 )
+from auth_service.service_layer.codes import error_for
 from common.messaging.messages import CodeVerdict, Purpose, Verdict
 
 PASSWORD = "correct horse battery"

@@ -165,8 +165,8 @@ def test_login_rehashes_when_the_configured_cost_rose(unique_email):
     database = mongomock.MongoClient()["auth"]
     weaker, stronger = auth_with_cost(4, database), auth_with_cost(5, database)
     email = unique_email()
-    user = weaker.accounts.register(email, PASSWORD, None)
-    weaker.lifecycle.apply_verified(Purpose.VERIFY_EMAIL, user.id, None, None, sequence=user.code_seq)
+    user = weaker.registration.register(email, PASSWORD, None)
+    weaker.verified_codes.apply_verified(Purpose.VERIFY_EMAIL, user.id, None, None, sequence=user.code_seq)
     assert weaker.users.by_id(user.id).password_hash.startswith("$2b$04$")
 
     def login(password):

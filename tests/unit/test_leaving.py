@@ -14,7 +14,7 @@ from datetime import datetime
 import pytest
 
 from auth_service.adapters.account_keys import account_key_hashes
-from auth_service.export import SPECS, Nested, Secret
+from auth_service.service_layer.flows.export import SPECS, Nested, Secret
 from common.messaging.messages import DeletionDue
 from tests.fakes import as_delivered
 from tests.unit.test_account_events import not_me_token, press

@@ -214,7 +214,7 @@ def test_a_reset_is_applied_once_when_the_durable_message_comes_first(system, ac
     assert system.auth.users.by_email(email).token_version == version + 1
     # The same message delivered again changes nothing.
     assert (
-        system.auth.lifecycle.apply_verified(
+        system.auth.verified_codes.apply_verified(
             Purpose.RESET_PASSWORD, verified.body["user_id"], verified.body["submission_id"], email
         )
         is False

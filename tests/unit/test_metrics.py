@@ -8,7 +8,7 @@ import fakeredis
 import pytest
 from prometheus_client import CollectorRegistry
 
-from auth_service.entrypoints.consumers import OutboxRelay
+from auth_service.service_layer.outbox_relay import OutboxRelay
 from common.messaging.consumer import Consumer, Result
 from common.messaging.envelope import Outgoing
 from common.messaging.messages import CodeRequested, CodeSubmitted, Purpose

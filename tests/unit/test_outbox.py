@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from auth_service.outbox import OUTBOX_GRACE
 from auth_service.ports import BrokerUnavailable
+from auth_service.service_layer.outbox import OUTBOX_GRACE
 
 
 def test_broker_down_at_registration_still_answers_201_and_keeps_the_message(system, unique_email):

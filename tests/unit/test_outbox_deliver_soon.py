@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import mongomock
 
 from auth_service.adapters.mongo_users import MongoUserRepository
-from auth_service.outbox import Outbox
 from auth_service.ports import BrokerUnavailable, OutboxEntry
+from auth_service.service_layer.outbox import Outbox
 from common.messaging.envelope import Outgoing
 
 NOW = 1_800_000_000.0

@@ -13,7 +13,7 @@ import pytest
 
 from auth_service.domain.sessions import refresh_token_hash
 from auth_service.entrypoints.session_ends_listener import SessionEndsListener
-from auth_service.session_ends import EndedSessions
+from auth_service.service_layer.session_ends import EndedSessions
 from common.messaging.messages import UserSessionsRevoked
 from tests.fakes import as_delivered
 from tests.unit.conftest import build_system

@@ -27,7 +27,7 @@ from auth_service.domain.abuse import (
 )
 from auth_service.domain.errors import CaptchaInvalid, CaptchaRequired, FieldRefused, ServiceUnavailable
 from auth_service.ports import CheckUnavailable
-from auth_service.sign_up_abuse import AbuseChecks
+from auth_service.service_layer.sign_up_abuse import AbuseChecks
 from tests.unit.conftest import BASE_ENV, build_system
 
 BREACHED = "correct horse battery"

@@ -24,7 +24,7 @@ from auth_service.domain.signing_keys import (
     key_from_jwk,
 )
 from auth_service.domain.tokens import InvalidToken, TokenIssuer
-from auth_service.keyring import FileKeys, KeyRing, RotatingKeys
+from auth_service.service_layer.keyring import FileKeys, KeyRing, RotatingKeys
 from tests.unit.conftest import build_system
 
 SECRET = "unit-test-secret-that-is-long-enough-0123456789"

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from flask import current_app, request
 
 from auth_service.entrypoints.http import schemas
-from auth_service.sign_up_abuse import AbuseChecks
+from auth_service.service_layer.sign_up_abuse import AbuseChecks
 
 EXTENSION = "abuse_checks"
 CAPTCHA_FIELD = "captcha_token"

@@ -8,14 +8,13 @@ from flask import Response, current_app, g, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from auth_service.activity import ActivityLog
-from auth_service.deletion import AccountDeletion
 from auth_service.entrypoints.http import pages, schemas
 from auth_service.entrypoints.http.routes import bearer_token
-from auth_service.export import AccountExport
-from auth_service.lifecycle import InvalidLink
-from auth_service.not_me import LinkGone
-from auth_service.sessions import SessionService
+from auth_service.service_layer.activity import ActivityLog
+from auth_service.service_layer.flows.deletion import AccountDeletion
+from auth_service.service_layer.flows.export import AccountExport
+from auth_service.service_layer.flows.sessions import SessionService
+from auth_service.service_layer.links import InvalidLink, LinkGone
 
 account = Blueprint(
     "account", __name__, url_prefix="/auth", description="Sessions, security activity, deletion and export"

@@ -11,10 +11,8 @@ from flask import Flask, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import BadRequest, HTTPException
 
-from auth_service.activity import ActivityLog, bind_client, unbind_client
 from auth_service.adapters.sns import SnsVerifier
 from auth_service.config import Settings
-from auth_service.deletion import AccountDeletion
 from auth_service.domain.activity import Client
 from auth_service.domain.errors import AuthError
 from auth_service.entrypoints.http import (
@@ -31,15 +29,19 @@ from auth_service.entrypoints.http import (
     security_headers,
 )
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
-from auth_service.export import AccountExport
-from auth_service.keyring import KeyRing
-from auth_service.lifecycle import AccountLifecycle
-from auth_service.mail_suppressions import MailSuppressions
-from auth_service.not_me import NotMeLinks
-from auth_service.service import AccountService
-from auth_service.sessions import SessionService
-from auth_service.sign_in import SignIn
-from auth_service.sign_up_abuse import AbuseChecks
+from auth_service.service_layer.activity import ActivityLog, bind_client, unbind_client
+from auth_service.service_layer.flows.deletion import AccountDeletion
+from auth_service.service_layer.flows.email_change import EmailChange
+from auth_service.service_layer.flows.export import AccountExport
+from auth_service.service_layer.flows.login_security import PasswordLogins
+from auth_service.service_layer.flows.mail_suppressions import MailSuppressions
+from auth_service.service_layer.flows.not_me import NotMeLinks
+from auth_service.service_layer.flows.password_reset import PasswordReset
+from auth_service.service_layer.flows.registration import AccountRegistration
+from auth_service.service_layer.flows.sessions import SessionService
+from auth_service.service_layer.flows.sign_in import SignIn
+from auth_service.service_layer.keyring import KeyRing
+from auth_service.service_layer.sign_up_abuse import AbuseChecks
 from common.metrics import CollectorRegistry
 from common.tracing import instrument_flask
 
@@ -49,8 +51,10 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 @dataclass
 class AuthExtension:
-    accounts: AccountService
-    lifecycle: AccountLifecycle
+    registration: AccountRegistration
+    password_reset: PasswordReset
+    email_change: EmailChange
+    passwords: PasswordLogins
     sessions: SessionService
     readiness: Callable[[], dict[str, str]]
     sign_in: SignIn
@@ -73,8 +77,10 @@ class ContractApi(Api):
 
 def create_app(
     settings: Settings,
-    accounts: AccountService,
-    lifecycle: AccountLifecycle,
+    registration: AccountRegistration,
+    password_reset: PasswordReset,
+    email_change: EmailChange,
+    passwords: PasswordLogins,
     sessions: SessionService,
     readiness: Callable[[], dict[str, str]],
     registry: CollectorRegistry | None = None,
@@ -118,8 +124,10 @@ def create_app(
         },
     )
     app.extensions["auth_service"] = AuthExtension(
-        accounts=accounts,
-        lifecycle=lifecycle,
+        registration=registration,
+        password_reset=password_reset,
+        email_change=email_change,
+        passwords=passwords,
         sessions=sessions,
         readiness=readiness,
         sign_in=sign_in,
@@ -165,7 +173,7 @@ def create_app(
 
     @app.before_request
     def bind_activity_client():
-        # What the account's activity records of this request: its address and device (auth_service/activity.py).
+        # What the account's activity records of this request: its address and device (service_layer/activity.py).
         device = routes.request_device()
         g.activity_client = bind_client(Client(device.ip, device.label))
 

@@ -2,7 +2,7 @@
 
 Served by auth, on AUTH_PORT beside its API (docs/mail.md says why): a
 report that checks out puts its addresses on the suppression list
-(auth_service/mail_suppressions.py). A report that does not check out is
+(auth_service/service_layer/flows/mail_suppressions.py). A report that does not check out is
 refused and changes nothing; one that is not about a dead address (a soft
 bounce, a delivery) is answered 200 and ignored, so the provider does not
 send it again.
@@ -20,7 +20,7 @@ from werkzeug.exceptions import BadRequest
 from auth_service.adapters.sns import SnsRefused, SnsVerifier
 from auth_service.domain.mail_reports import UnreadableReport, postmark_report, ses_report
 from auth_service.entrypoints.http.errors import error_response
-from auth_service.mail_suppressions import MailSuppressions
+from auth_service.service_layer.flows.mail_suppressions import MailSuppressions
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from flask import Response, render_template
 
 from auth_service.domain import errors
 from auth_service.domain.recovery import Refusal
-from auth_service.not_me import Done
+from auth_service.service_layer.flows.not_me import Done
 
 TEMPLATE = "verify_page.html"
 

@@ -104,8 +104,8 @@ def _known_device() -> bool:
     """Is this request's device one the address's account has signed in from? One indexed read."""
     if "ratelimit_known_device" not in g:
         address = _address_in_body()
-        accounts = current_app.extensions["auth_service"].accounts
-        g.ratelimit_known_device = address is not None and accounts.knows_device(address, routes.request_device())
+        passwords = current_app.extensions["auth_service"].passwords
+        g.ratelimit_known_device = address is not None and passwords.knows_device(address, routes.request_device())
     return g.ratelimit_known_device
 
 

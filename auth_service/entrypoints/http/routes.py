@@ -13,11 +13,13 @@ from auth_service.domain.recovery import EMAIL_CHANGE_UNDONE
 from auth_service.domain.sessions import TokenPair
 from auth_service.entrypoints.http import pages, schemas
 from auth_service.entrypoints.http.abuse import checked
-from auth_service.lifecycle import AccountLifecycle, InvalidLink
-from auth_service.not_me import LinkGone, LinkRefused, NotMeLinks
-from auth_service.service import AccountService
-from auth_service.sessions import SessionService
-from auth_service.sign_in import MfaChallenge, SignIn
+from auth_service.service_layer.flows.email_change import EmailChange
+from auth_service.service_layer.flows.not_me import LinkRefused, NotMeLinks
+from auth_service.service_layer.flows.password_reset import PasswordReset
+from auth_service.service_layer.flows.registration import AccountRegistration
+from auth_service.service_layer.flows.sessions import SessionService
+from auth_service.service_layer.flows.sign_in import MfaChallenge, SignIn
+from auth_service.service_layer.links import InvalidLink, LinkGone
 
 # Request schemas are given as instances, built once: given a class, webargs builds a new schema for
 # every request (marshmallow 4 schemas keep no per-load state, so threads can share one).
@@ -31,12 +33,16 @@ ERROR = schemas.ErrorResponse
 FORM_ENDPOINTS = frozenset({"auth.verify_link", "auth.not_me", "account.restore"})
 
 
-def _accounts() -> AccountService:
-    return current_app.extensions["auth_service"].accounts
+def _registration() -> AccountRegistration:
+    return current_app.extensions["auth_service"].registration
 
 
-def _lifecycle() -> AccountLifecycle:
-    return current_app.extensions["auth_service"].lifecycle
+def _password_reset() -> PasswordReset:
+    return current_app.extensions["auth_service"].password_reset
+
+
+def _email_change() -> EmailChange:
+    return current_app.extensions["auth_service"].email_change
 
 
 def _not_me() -> NotMeLinks:
@@ -116,7 +122,7 @@ def _token_answer(pair: TokenPair) -> dict:
 @checked(auth, captcha=True, disposable_checked="email", breach_checked="password")
 def register(body):
     """Create an account and email a verification code."""
-    user = _accounts().register(
+    user = _registration().register(
         body["email"], body["password"], body.get("name"), g.request_id, preferred_locales=_preferred_locales(body)
     )
     return {"id": user.id, "email": user.email, "status": user.status.value}
@@ -141,7 +147,7 @@ def _preferred_locales(body: dict) -> list[str]:
 @auth.alt_response(503, schema=ERROR, description="service_unavailable")
 def confirm(body):
     """Submit the emailed code."""
-    result = _accounts().confirm(body["email"], body["code"], g.request_id)
+    result = _registration().confirm(body["email"], body["code"], g.request_id)
     user = result.user
     if result.verified:
         return {"email": user.email, "status": "verified"}, 200
@@ -158,7 +164,7 @@ def confirm(body):
 @checked(auth, captcha=True)
 def resend_code(body):
     """Ask for a new code. Answers alike whether or not the address has an account."""
-    _accounts().resend_code(body["email"], g.request_id)
+    _registration().resend_code(body["email"], g.request_id)
     return {"status": "accepted", "message": "If the address has a pending account, a new code is on its way."}
 
 
@@ -310,7 +316,7 @@ def _deliverable(email: str) -> bool:
 @checked(auth, captcha=True)
 def forgot_password(body):
     """Ask for a password reset code. Answers alike whether or not the address has an account."""
-    _lifecycle().forgot_password(body["email"], g.request_id)
+    _password_reset().forgot_password(body["email"], g.request_id)
     return {"status": "accepted", "message": "If the address has an account, a reset code is on its way."}
 
 
@@ -326,7 +332,7 @@ def forgot_password(body):
 @checked(auth, breach_checked="new_password")
 def reset_password(body):
     """Set a new password with the emailed reset code; every earlier session and token ends."""
-    applied = _lifecycle().reset_password(
+    applied = _password_reset().reset_password(
         body["email"], body["code"], body["new_password"], request_device(), g.request_id
     )
     if applied:
@@ -344,7 +350,7 @@ def reset_password(body):
 @checked(auth, disposable_checked="new_email")
 def change_email(body):
     """Ask to change the account's address: a code goes to the new one, a notice to the current one."""
-    _lifecycle().request_email_change(bearer_token(), body["new_email"], body["password"], g.request_id)
+    _email_change().request_email_change(bearer_token(), body["new_email"], body["password"], g.request_id)
     return {"status": "accepted", "message": "A code is on its way to the new address."}
 
 
@@ -361,7 +367,7 @@ def change_email(body):
 @auth.doc(security=[{"bearerAuth": []}])
 def confirm_email(body):
     """Confirm the new address with its code; it is the login from then on."""
-    outcome = _lifecycle().confirm_email_change(bearer_token(), body["code"], g.request_id)
+    outcome = _email_change().confirm_email_change(bearer_token(), body["code"], g.request_id)
     return _profile(outcome.user), 200 if outcome.applied else 202
 
 
@@ -375,7 +381,7 @@ class VerifyLink(MethodView):
         """The verification email's link: a page whose one button confirms. Opening it confirms nothing."""
         token = args["token"]
         try:
-            _lifecycle().check_link(token)
+            _registration().check_link(token)
         except InvalidLink:
             return pages.not_valid()
         return pages.confirm_button(token, action=url_for("auth.verify_link"))
@@ -394,7 +400,7 @@ class VerifyLink(MethodView):
     def post(self, args):
         """The page's button: confirm the address with the link's token (form field ``token``)."""
         try:
-            outcome = _lifecycle().confirm_by_link(args["token"], g.request_id)
+            outcome = _registration().confirm_by_link(args["token"], g.request_id)
         except InvalidLink:
             return pages.not_valid()
         except AuthError as error:

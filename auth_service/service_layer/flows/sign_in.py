@@ -18,9 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from auth_service.activity import ActivityLog
-from auth_service.code_asks import CodeAsks
-from auth_service.codes import CodeClient, error_for
 from auth_service.domain import activity as recorded
 from auth_service.domain.accounts import TrustedDevice, normalize_email
 from auth_service.domain.challenges import SignInChallenge, challenge_hash, new_challenge
@@ -29,17 +26,17 @@ from auth_service.domain.errors import CodeExpired, InvalidCredentials, ServiceU
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.recovery import refuse_while_recovering
 from auth_service.domain.sessions import TokenPair
-from auth_service.logins import KnownDevices
-from auth_service.outbox import Outbox
 from auth_service.ports import ResendRequest, SignInChallenges, UserRepository
-from auth_service.service import AccountService
-from auth_service.sessions import SessionService
+from auth_service.service_layer.activity import ActivityLog
+from auth_service.service_layer.capabilities import DeviceSightings, PasswordCheck, SessionOpener
+from auth_service.service_layer.code_asks import CodeAsks
+from auth_service.service_layer.codes import CodeClient, error_for
+from auth_service.service_layer.outbox import Outbox
 from common.messaging.messages import CodeVerdict, Purpose
+from common.notices import Notice
 
 log = logging.getLogger(__name__)
 
-MFA_ENABLED = "mfa_enabled"
-MFA_DISABLED = "mfa_disabled"
 NO_VERDICT = "The code could not be checked in time. Ask for a new code and try again."
 
 
@@ -62,14 +59,14 @@ class SignIn:
         self,
         users: UserRepository,
         challenges: SignInChallenges,
-        accounts: AccountService,
+        passwords: PasswordCheck,
         codes: CodeClient,
         code_asks: CodeAsks,
         outbox: Outbox,
         hasher: PasswordHasher,
-        sessions: SessionService,
+        sessions: SessionOpener,
         policy: SignInPolicy,
-        devices: KnownDevices,
+        devices: DeviceSightings,
         clock: Callable[[], float] = time.time,
         activity: ActivityLog | None = None,
     ):
@@ -77,7 +74,7 @@ class SignIn:
         self._users = users
         self._devices = devices
         self._challenges = challenges
-        self._accounts = accounts
+        self._passwords = passwords
         self._codes = codes
         code_asks.on(Purpose.SIGN_IN, self._issue_asked_code)
         self._code_asks = code_asks
@@ -101,7 +98,12 @@ class SignIn:
         if not self._hasher.verify(password, user.password_hash):
             raise InvalidCredentials("The password is incorrect.")
         notice = self._codes.notice(
-            MFA_ENABLED if enabled else MFA_DISABLED, user.email, {}, request_id, locale=user.locale, user_id=user.id
+            Notice.MFA_ENABLED if enabled else Notice.MFA_DISABLED,
+            user.email,
+            {},
+            request_id,
+            locale=user.locale,
+            user_id=user.id,
         )
         if self._users.set_mfa(user.id, enabled, notice, publish_after=self._outbox.relay_after()):
             log.info("second factor switched", extra={"user_id": user.id, "mfa": "email" if enabled else "off"})
@@ -115,7 +117,7 @@ class SignIn:
     ) -> TokenPair | MfaChallenge:
         """A password login from ``device``. With the second factor on and the device not trusted, the
         answer is a challenge and a sign-in code goes to the address."""
-        user = self._accounts.verify_password(email, password, device)
+        user = self._passwords.verify_password(email, password, device)
         now = self._now()
         trusted_as = device.key
         if not user.mfa_enabled or user.trusts(trusted_as, now):

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from auth_service.activity import ActivityLog
 from auth_service.domain.errors import InvalidCredentials
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.sessions import SessionService
+from auth_service.service_layer.activity import ActivityLog
+from auth_service.service_layer.capabilities import Authenticator
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class AccountExport:
         challenges: ExportByUser,
         asks: ExportByAddress,
         activity: ActivityLog,
-        sessions: SessionService,
+        sessions: Authenticator,
         hasher: PasswordHasher,
         clock: Callable[[], float] = time.time,
     ):

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from auth_service.codes import CodeClient
 from auth_service.domain.accounts import normalize_email
 from auth_service.ports import ResendRequest, ResendRequests
+from auth_service.service_layer.codes import CodeClient
 from common.messaging.messages import Purpose
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,9 @@
-"""The auth service's use cases. The HTTP layer and the consumers call these; they talk
-to MongoDB, the broker and the cooldown store only through the ports."""
+"""Registration: register, resend the code, confirm by code or by the mailed link.
+
+A pending account's address is taken over by a newer registration; a code verifies the account only if it
+was issued for its current registration. The verifying write is the ``verify_email`` applier of the
+``code.verified`` table (machinery: code_verified.py), which auth's consumer runs too.
+"""
 
 from __future__ import annotations
 
@@ -12,24 +16,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypedDict
 
-from auth_service.code_asks import CodeAsks
-from auth_service.codes import CodeClient, error_for
 from auth_service.domain.accounts import Status, User, next_sequence, normalize_email
 from auth_service.domain.confirmations import ConfirmingCodes
-from auth_service.domain.devices import Device
 from auth_service.domain.errors import (
-    AccountPendingDeletion,
     CodeExpired,
-    EmailNotVerified,
     EmailTaken,
-    InvalidCredentials,
     ServiceUnavailable,
 )
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.events import AccountEvents
-from auth_service.logins import FailedLogins
-from auth_service.outbox import Outbox
 from auth_service.ports import OutboxEntry, ResendRequest, UserRepository
+from auth_service.service_layer.code_asks import CodeAsks
+from auth_service.service_layer.code_verified import Outcome, Verified, VerifiedCodes
+from auth_service.service_layer.codes import CodeClient, error_for
+from auth_service.service_layer.events import AccountEvents
+from auth_service.service_layer.links import InvalidLink
+from auth_service.service_layer.outbox import Outbox
+from common.links import parse_link_token_reference
 from common.locales import SOURCE_LOCALE, choose_locale
 from common.messaging.messages import Purpose, UserRegistered, UserVerified, Verdict
 
@@ -60,7 +62,7 @@ class Confirmation:
     user: User
 
 
-class AccountService:
+class AccountRegistration:
     def __init__(
         self,
         users: UserRepository,
@@ -68,8 +70,8 @@ class AccountService:
         outbox: Outbox,
         hasher: PasswordHasher,
         code_asks: CodeAsks,
+        verified_codes: VerifiedCodes,
         confirming_codes: ConfirmingCodes,
-        failed_logins: FailedLogins,
         unverified_ttl_seconds: int,
         clock: Callable[[], float] = time.time,
         default_locale: str = SOURCE_LOCALE,
@@ -82,8 +84,9 @@ class AccountService:
         self._hasher = hasher
         self._code_asks = code_asks
         code_asks.on(Purpose.VERIFY_EMAIL, self._issue_resent_code)
+        self._verified_codes = verified_codes
+        verified_codes.on(Purpose.VERIFY_EMAIL, self._apply)
         self._confirming_codes = confirming_codes
-        self._failed_logins = failed_logins
         self._unverified_ttl = timedelta(seconds=unverified_ttl_seconds)
         self._clock = clock
         self._default_locale = default_locale
@@ -223,52 +226,39 @@ class AccountService:
         self._outbox.deliver_soon(user.id, event)
         return True
 
+    def _apply(self, verified: Verified) -> bool:
+        user = self._users.by_id(verified.user_id)
+        return user is not None and self.mark_verified(user, verified.sequence or 0, verified.confirmation)
+
+    # --- confirmation by link ---
+
+    def check_link(self, token: str | None) -> None:
+        """Is this a link of ours to show the confirm button for? Reads, never submits: scanners fetch links."""
+        if self._link_owner(token) is None:
+            raise InvalidLink()
+
+    def confirm_by_link(self, token: str | None, request_id: str | None = None) -> Outcome:
+        owner = self._link_owner(token)
+        if owner is None:
+            raise InvalidLink()
+        user, link_token = owner
+        if user.verified:
+            raise CodeExpired()  # the link (or the code) was used: a link works once
+        return self._verified_codes.submit(user, user.email, None, link_token=link_token, request_id=request_id)
+
+    def _link_owner(self, token: str | None) -> tuple[User, str] | None:
+        reference = parse_link_token_reference(token)
+        if reference is None:
+            return None
+        user_id, link_token = reference
+        user = self._users.by_id(user_id)
+        return None if user is None else (user, link_token)
+
     def _already_confirmed(self, user: User | None, code: str) -> Confirmation:
         codes = self._confirming_codes
         if user is not None and user.verified and codes.matches(user.confirmed_code_tag, user.id, code):
             return Confirmation(True, user)
         raise CodeExpired()
-
-    def verify_password(self, email: str, password: str, device: Device | None = None) -> User:
-        """The confirmed account whose password this is. A wrong password answers the same 401 after the
-        same bcrypt work whatever follows a right one (tokens, or the emailed second factor); so does
-        every password while the account is locked, except from a device the account has signed in
-        from: a lock anyone can set must not keep the owner's own devices out. Wrong ones count toward
-        the warning and the lock."""
-        user = self._live_user(normalize_email(email))
-        if user is None:
-            self._hasher.burn_time(password)
-            raise InvalidCredentials()
-        proven = device is not None and user.knows(device.key)
-        # Checked even during a lock, so that a locked account costs the same time as any other.
-        right = self._hasher.verify(password, user.password_hash)
-        if (self._failed_logins.locked(user) and not proven) or user.must_reset or user.frozen:
-            # The right password too, the same answer as a wrong one: a lock, a "this wasn't me" link (the
-            # thief may know the password, and their device is a proven one too: it works again only
-            # after a reset), or a freeze.
-            raise InvalidCredentials()
-        if not right:
-            if user.verified:  # an unconfirmed address is nobody's to warn yet
-                self._failed_logins.failed(user)
-            raise InvalidCredentials()
-        if not user.verified:
-            raise EmailNotVerified()
-        if user.pending_deletion:
-            raise AccountPendingDeletion()  # the right password only: a wrong one learns nothing of it
-        # Parallel wrong guesses read the account before this bcrypt ended and may have locked it since:
-        # read again (only after a right password, so a wrong one's timing does not change).
-        fresh = self._users.by_id(user.id)
-        if fresh is None or (self._failed_logins.locked(fresh) and not proven):
-            raise InvalidCredentials()
-        self._failed_logins.succeeded(user)
-        if self._hasher.needs_rehash(user.password_hash):
-            self._users.replace_password_hash(user.id, self._hasher.hash(password))
-        return user
-
-    def knows_device(self, email: str, device: Device) -> bool:
-        """Has the address's account signed in from this device? (The limits let such a device through.)"""
-        user = self._live_user(normalize_email(email))
-        return user is not None and user.knows(device.key)
 
     def _live_user(self, email: str) -> User | None:
         """The account of an address; a pending one past its lifetime counts as none (the TTL

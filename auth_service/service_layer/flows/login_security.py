@@ -1,4 +1,7 @@
-"""What a login sets off besides its answer: failed logins in a row and the lock they set, and known devices.
+"""Login security: the password check, failed logins in a row and the lock they set, and known devices.
+
+``PasswordLogins.verify_password`` is the one password check of a login (by password alone, or before an
+emailed second factor).
 
 ``FailedLogins`` is the one place that counts: login calls ``failed``/``succeeded``
 after its password check, and so does any other password check that counts as a
@@ -20,14 +23,16 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from auth_service.activity import ActivityLog
-from auth_service.domain.accounts import User
+from auth_service.domain.accounts import User, normalize_email
 from auth_service.domain.activity import LOGIN_FAILED
 from auth_service.domain.devices import Device
+from auth_service.domain.errors import AccountPendingDeletion, EmailNotVerified, InvalidCredentials
 from auth_service.domain.lockout import LockoutPolicy, Step, after_failure, is_locked
-from auth_service.events import AccountEvents, rfc3339
-from auth_service.outbox import Outbox
+from auth_service.domain.passwords import PasswordHasher
 from auth_service.ports import OutboxEntry, UserRepository
+from auth_service.service_layer.activity import ActivityLog
+from auth_service.service_layer.events import AccountEvents, rfc3339
+from auth_service.service_layer.outbox import Outbox
 from common.messaging.messages import LockDue, UserLocked, UserLoginFailures, UserLoginNewDevice, UserUnlocked
 
 log = logging.getLogger(__name__)
@@ -145,3 +150,64 @@ class KnownDevices:
             self._outbox.deliver(user.id, event)
             return True
         return False
+
+
+class PasswordLogins:
+    def __init__(
+        self,
+        users: UserRepository,
+        hasher: PasswordHasher,
+        failed_logins: FailedLogins,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._users = users
+        self._hasher = hasher
+        self._failed_logins = failed_logins
+        self._clock = clock
+
+    def verify_password(self, email: str, password: str, device: Device | None = None) -> User:
+        """The confirmed account whose password this is. A wrong password answers the same 401 after the
+        same bcrypt work whatever follows a right one (tokens, or the emailed second factor); so does
+        every password while the account is locked, except from a device the account has signed in
+        from: a lock anyone can set must not keep the owner's own devices out. Wrong ones count toward
+        the warning and the lock."""
+        user = self._live_user(normalize_email(email))
+        if user is None:
+            self._hasher.burn_time(password)
+            raise InvalidCredentials()
+        proven = device is not None and user.knows(device.key)
+        # Checked even during a lock, so that a locked account costs the same time as any other.
+        right = self._hasher.verify(password, user.password_hash)
+        if (self._failed_logins.locked(user) and not proven) or user.must_reset or user.frozen:
+            # The right password too, the same answer as a wrong one: a lock, a "this wasn't me" link (the
+            # thief may know the password, and their device is a proven one too: it works again only
+            # after a reset), or a freeze.
+            raise InvalidCredentials()
+        if not right:
+            if user.verified:  # an unconfirmed address is nobody's to warn yet
+                self._failed_logins.failed(user)
+            raise InvalidCredentials()
+        if not user.verified:
+            raise EmailNotVerified()
+        if user.pending_deletion:
+            raise AccountPendingDeletion()  # the right password only: a wrong one learns nothing of it
+        # Parallel wrong guesses read the account before this bcrypt ended and may have locked it since:
+        # read again (only after a right password, so a wrong one's timing does not change).
+        fresh = self._users.by_id(user.id)
+        if fresh is None or (self._failed_logins.locked(fresh) and not proven):
+            raise InvalidCredentials()
+        self._failed_logins.succeeded(user)
+        if self._hasher.needs_rehash(user.password_hash):
+            self._users.replace_password_hash(user.id, self._hasher.hash(password))
+        return user
+
+    def knows_device(self, email: str, device: Device) -> bool:
+        """Has the address's account signed in from this device? (The limits let such a device through.)"""
+        user = self._live_user(normalize_email(email))
+        return user is not None and user.knows(device.key)
+
+    def _live_user(self, email: str) -> User | None:
+        """The account of an address; a pending one past its lifetime counts as none (the TTL
+        monitor deletes it within a minute, mongomock never does)."""
+        user = self._users.by_email(email)
+        return None if user is None or user.expired(datetime.fromtimestamp(self._clock(), UTC)) else user

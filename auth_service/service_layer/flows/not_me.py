@@ -26,38 +26,27 @@ the factor's codes go to the owner's mailbox anyway.
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from auth_service.codes import CodeClient
 from auth_service.domain.accounts import NotMeLink, User
 from auth_service.domain.errors import EmailTaken, ServiceUnavailable
 from auth_service.domain.recovery import EMAIL_CHANGE_UNDONE, Action, Plan, Refusal, plan_press
-from auth_service.events import AccountEvents
-from auth_service.lifecycle import EMAIL_CHANGED, InvalidLink
-from auth_service.outbox import Outbox
 from auth_service.ports import OutboxEntry, UserRepository
-from auth_service.sessions import SessionService
-from auth_service.sign_in import MFA_DISABLED
-from common.links import parse_link_token_reference
+from auth_service.service_layer.capabilities import SessionEnder
+from auth_service.service_layer.codes import CodeClient
+from auth_service.service_layer.events import AccountEvents
+from auth_service.service_layer.links import InvalidLink, LinkGone, link_owner
+from auth_service.service_layer.outbox import Outbox
 from common.messaging.messages import NotMeIssued, Purpose, UserEmailChanged, UserSessionsRevoked
+from common.notices import Notice
 
 log = logging.getLogger(__name__)
 
-EMAIL_CHANGED_NOTICE = EMAIL_CHANGED
-# To the address an undo restored: what happened, and that a reset code follows.
-EMAIL_RESTORED = "email_restored"
-# To both addresses of a contested account, or to the login of one whose address could not be restored.
-ACCOUNT_FROZEN = "account_frozen"
 # Presses that find the links changed under them read again; past this many, the owner is asked to retry.
 MAX_PRESS_ROUNDS = 10
-
-
-class LinkGone(Exception):
-    """A well-formed link that is used, voided, expired or unknown (410 page)."""
 
 
 class LinkRefused(LinkGone):
@@ -81,7 +70,7 @@ class NotMeLinks:
     def __init__(
         self,
         users: UserRepository,
-        sessions: SessionService,
+        sessions: SessionEnder,
         codes: CodeClient,
         outbox: Outbox,
         events: AccountEvents,
@@ -89,7 +78,7 @@ class NotMeLinks:
         clock: Callable[[], float] = time.time,
         undo_window_seconds: int = 3 * 86400,
     ):
-        # Told when a press took the address back from ``address`` (auth_service/deletion.py ends a
+        # Told when a press took the address back from ``address`` (auth_service/service_layer/flows/deletion.py ends a
         # deletion that address confirmed).
         self.address_undone: Callable[[str, str], object] = lambda user_id, address: None
         self._users = users
@@ -119,7 +108,7 @@ class NotMeLinks:
 
     def check(self, token: str | None) -> NotMeLink:
         """The live link to show the button for. Reads only: scanners fetch links."""
-        owner = _owner(token)
+        owner = link_owner(token)
         if owner is None:
             raise InvalidLink()
         found = self._users.not_me_links(owner[0])
@@ -134,7 +123,7 @@ class NotMeLinks:
     def act(self, token: str | None, request_id: str | None = None) -> Done:
         """Press the link: see the module's docstring. Raises ``LinkGone`` (or ``LinkRefused``) when it
         can do nothing."""
-        owner = _owner(token)
+        owner = link_owner(token)
         if owner is None:
             raise InvalidLink()
         user_id, digest = owner
@@ -158,7 +147,7 @@ class NotMeLinks:
         log.warning("'this wasn't me' link used", extra=press)
         # Announced in the same write as the version bump that refuses every earlier token.
         revoked = self._events.entry(UserSessionsRevoked, user, all_sessions=True, reason="not_me")
-        mfa_on = plan.link.notice == MFA_DISABLED and plan.action is not Action.CONTEST
+        mfa_on = plan.link.notice == Notice.MFA_DISABLED and plan.action is not Action.CONTEST
         if plan.action is Action.CONTEST:
             entries = [revoked, *self._frozen_notices(user, {user.email, plan.link.email}, request_id)]
             updated = self._write(user, plan, version, now, entries, freeze=True)
@@ -220,7 +209,9 @@ class NotMeLinks:
         """An undo's messages: the event, a notice to each address, and the reset code to the restored login."""
         return [
             self._events.entry(UserEmailChanged, user, email=restored, old_email=user.email),
-            self._codes.notice(EMAIL_RESTORED, restored, {"left_email": user.email}, request_id, locale=user.locale),
+            self._codes.notice(
+                Notice.EMAIL_RESTORED, restored, {"left_email": user.email}, request_id, locale=user.locale
+            ),
             # A security notice: the worker mints its link, which contests the undo.
             self._codes.notice(
                 EMAIL_CHANGE_UNDONE,
@@ -235,19 +226,10 @@ class NotMeLinks:
 
     def _frozen_notices(self, user: User, addresses: set[str], request_id: str | None) -> list[OutboxEntry]:
         return [
-            self._codes.notice(ACCOUNT_FROZEN, address, {}, request_id, locale=user.locale)
+            self._codes.notice(Notice.ACCOUNT_FROZEN, address, {}, request_id, locale=user.locale)
             for address in sorted(addresses)
         ]
 
     def _reset_code(self, user: User, email: str, request_id: str | None) -> OutboxEntry:
         """The reset code of a press, to the account's own login after the press (never another's)."""
         return self._codes.request(Purpose.RESET_PASSWORD, user.id, email, request_id=request_id, locale=user.locale)
-
-
-def _owner(token: str | None) -> tuple[str, str] | None:
-    """(account id, digest of the token) of a link's token, or None for anything that is no token of ours."""
-    reference = parse_link_token_reference(token)
-    if reference is None:
-        return None
-    user_id, secret = reference
-    return user_id, hashlib.sha256(secret.encode()).hexdigest()

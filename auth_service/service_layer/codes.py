@@ -26,8 +26,8 @@ from auth_service.domain.errors import (
     ServiceUnavailable,
     TooManyAttempts,
 )
-from auth_service.outbox import Outbox
 from auth_service.ports import BrokerUnavailable, Cooldowns, MessageBus, OutboxEntry, ResendRequest
+from auth_service.service_layer.outbox import Outbox
 from common.messaging.envelope import MalformedMessage
 from common.messaging.messages import CodeRequested, CodeSubmitted, CodeVerdict, NoticeRequested, Purpose, Verdict
 

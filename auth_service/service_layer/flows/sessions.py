@@ -29,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from auth_service.activity import ActivityLog
 from auth_service.domain.accounts import PendingChange, User
 from auth_service.domain.activity import LOGIN
 from auth_service.domain.devices import Device
@@ -52,10 +51,11 @@ from auth_service.domain.sessions import (
     refresh_token_hash,
 )
 from auth_service.domain.tokens import InvalidToken, TokenIssuer
-from auth_service.events import AccountEvents
-from auth_service.outbox import Outbox
 from auth_service.ports import OutboxEntry, SessionRepository, UserRepository
-from auth_service.session_ends import EndedSessions
+from auth_service.service_layer.activity import ActivityLog
+from auth_service.service_layer.events import AccountEvents
+from auth_service.service_layer.outbox import Outbox
+from auth_service.service_layer.session_ends import EndedSessions
 from common.messaging.messages import UserPasswordChanged, UserSessionsRevoked
 
 log = logging.getLogger(__name__)

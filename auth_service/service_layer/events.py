@@ -14,9 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from auth_service.activity import current_client
 from auth_service.domain.accounts import User
 from auth_service.ports import OutboxEntry
+from auth_service.service_layer.activity import current_client
 from common.messaging.messages import AccountEvent
 
 

@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 import time
 import uuid
@@ -31,26 +30,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from auth_service.activity import ActivityLog
-from auth_service.codes import CodeClient, new_submission_id
 from auth_service.domain.accounts import Deletion, PendingChange, User
 from auth_service.domain.activity import DELETION_CANCELLED, DELETION_REQUESTED
 from auth_service.domain.errors import InvalidCredentials
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.events import rfc3339
-from auth_service.lifecycle import AccountLifecycle, InvalidLink
-from auth_service.not_me import LinkGone
-from auth_service.outbox import Outbox
 from auth_service.ports import BrokerUnavailable, OutboxEntry
-from auth_service.sessions import SessionService
-from common.links import parse_link_token_reference
+from auth_service.service_layer.activity import ActivityLog
+from auth_service.service_layer.capabilities import SessionEnder
+from auth_service.service_layer.code_verified import Verified, VerifiedCodes
+from auth_service.service_layer.codes import CodeClient, new_submission_id
+from auth_service.service_layer.events import rfc3339
+from auth_service.service_layer.links import InvalidLink, LinkGone, link_owner
+from auth_service.service_layer.outbox import Outbox
 from common.messaging.messages import AccountErased, DeletionDue, Purpose, UserDeleted
+from common.notices import Notice
 
 log = logging.getLogger(__name__)
 
-# The notice that carries the restore link, and the last mail of an erased account (email_service/templates).
-DELETION_SCHEDULED = "account_deletion_scheduled"
-ACCOUNT_DELETED = "account_deleted"
+# The notice that carries the restore link (the last mail of an erased account is Notice.ACCOUNT_DELETED).
+DELETION_SCHEDULED = Notice.ACCOUNT_DELETION_SCHEDULED
 # The worker names the message that tells auth a restore link's digest after the notice's message id.
 RESTORE_ISSUED_PREFIX = "restore-"
 
@@ -121,8 +119,8 @@ class AccountDeletion:
         self,
         users: DeletionUsers,
         stores: DeletionStores,
-        sessions: SessionService,
-        lifecycle: AccountLifecycle,
+        sessions: SessionEnder,
+        verified_codes: VerifiedCodes,
         codes: CodeClient,
         hasher: PasswordHasher,
         outbox: Outbox,
@@ -132,8 +130,8 @@ class AccountDeletion:
         self._users = users
         self._stores = stores
         self._sessions = sessions
-        self._lifecycle = lifecycle
-        lifecycle.on_verified(Purpose.DELETE_ACCOUNT, self.apply_verified)
+        self._verified_codes = verified_codes
+        verified_codes.on(Purpose.DELETE_ACCOUNT, self.apply_verified)
         self._codes = codes
         self._hasher = hasher
         self._outbox = outbox
@@ -162,7 +160,7 @@ class AccountDeletion:
         """The code: the account waits for its erasure (or, with no grace, is erased now)."""
         user = self._sessions.authenticate(access_token)
         change = PendingChange(new_submission_id(), Purpose.DELETE_ACCOUNT, self._now())
-        outcome = self._lifecycle.submit_code(user, user.email, change, code, request_id)
+        outcome = self._verified_codes.submit(user, user.email, change, code=code, request_id=request_id)
         if not outcome.applied:
             return Confirmed(False)
         after = self._users.by_id(user.id)
@@ -170,8 +168,9 @@ class AccountDeletion:
             return Confirmed(True, self._now(), erased=True)
         return Confirmed(True, after.deletion.delete_after if after.deletion else None)
 
-    def apply_verified(self, user_id: str, submission_id: str, email: str | None) -> bool:
+    def apply_verified(self, verified: Verified) -> bool:
         """Apply a verified ``delete_account`` code, once (the stored change is spent in the same write)."""
+        user_id, submission_id, email = verified.user_id, verified.submission_id, verified.email
         user = self._users.by_id(user_id)
         if user is None or not user.verified or user.pending_deletion:
             return False
@@ -226,7 +225,7 @@ class AccountDeletion:
 
     def check_restore(self, token: str | None) -> None:
         """Is this a live restore link, to show the button for? Reads only: mail scanners fetch links."""
-        owner = _owner(token)
+        owner = link_owner(token)
         if owner is None:
             raise InvalidLink()
         if not self._users.restore_link_live(owner[0], owner[1], self._now()):
@@ -235,7 +234,7 @@ class AccountDeletion:
     def restore(self, token: str | None) -> None:
         """The restore page's button: the deletion ends and the account is as before it, its sessions
         ended. Works once, for the deletion whose notice carried it, until the grace ends."""
-        owner = _owner(token)
+        owner = link_owner(token)
         if owner is None:
             raise InvalidLink()
         user_id, digest = owner
@@ -277,7 +276,7 @@ class AccountDeletion:
                 )
                 for address in addresses
             ),
-            self._codes.notice(ACCOUNT_DELETED, user.email, {}, locale=user.locale),
+            self._codes.notice(Notice.ACCOUNT_DELETED, user.email, {}, locale=user.locale),
             _deleted_event(user_id, now),
         ]
         if self._users.begin_erasure(user_id, deletion_id, now, entries, self._outbox.relay_after()):
@@ -304,12 +303,3 @@ def _deleted_event(user_id: str, now: datetime) -> OutboxEntry:
     event_id = uuid.uuid4().hex
     message = UserDeleted(event_id=event_id, occurred_at=rfc3339(now), user_id=user_id)
     return OutboxEntry(UserDeleted.TYPE, message.outgoing(message_id=event_id))
-
-
-def _owner(token: str | None) -> tuple[str, str] | None:
-    """(account id, digest of the token) of a restore link's token, or None for anything that is no token of ours."""
-    reference = parse_link_token_reference(token)
-    if reference is None:
-        return None
-    user_id, secret = reference
-    return user_id, hashlib.sha256(secret.encode()).hexdigest()

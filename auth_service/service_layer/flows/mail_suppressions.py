@@ -20,10 +20,9 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from auth_service.adapters.mongo_suppressions import MongoSuppressions
-from auth_service.events import AccountEvents
-from auth_service.outbox import Outbox
-from auth_service.ports import MessageBus, UserRepository
+from auth_service.ports import MessageBus, SuppressionStore, UserRepository
+from auth_service.service_layer.events import AccountEvents
+from auth_service.service_layer.outbox import Outbox
 from common.messaging.messages import AddressSuppressed, UserEmailUndeliverable
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,7 @@ def canonical(email: str) -> str:
 class MailSuppressions:
     def __init__(
         self,
-        store: MongoSuppressions,
+        store: SuppressionStore,
         users: UserRepository,
         outbox: Outbox,
         events: AccountEvents,

@@ -1,0 +1,1 @@
+"""One module per flow. The import contracts in pyproject.toml keep them independent of each other."""
