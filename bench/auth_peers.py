@@ -41,6 +41,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -393,9 +394,8 @@ class BetterAuth(SignupSystem):
                 "DATABASE_PATH": str(folder / "auth.sqlite"),
                 "BETTER_AUTH_SECRET": f"benchmark-only-{uuid.uuid4().hex}",
             }
-            if "BENCH_NODE_OPTIONS" in os.environ:  # e.g. --cpu-prof, to profile it under the benchmark's load
-                env["NODE_OPTIONS"] = os.environ["BENCH_NODE_OPTIONS"]
-            return ["node", "server.mjs"], BETTER_AUTH_DIR, env
+            # BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=DIR": to profile it under the benchmark's load.
+            return ["node", *shlex.split(os.environ.get("BENCH_NODE_ARGS", "")), "server.mjs"], BETTER_AUTH_DIR, env
 
         return _start_peer("better-auth (node)", command, smtp_port, cheap_hash, log_dir / "better-auth.log")
 
@@ -543,6 +543,16 @@ def measure_burst(
     )
 
 
+def resident_sizes(started: Started) -> dict[str, int]:
+    sizes = {}
+    for label, process in started.processes().items():
+        try:
+            sizes[label] = process.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return sizes
+
+
 def run_system(
     system: SignupSystem, sink: CodeSink, options: SignupOptions, cheap_hash: bool, log_dir: Path
 ) -> SignupRun:
@@ -550,6 +560,7 @@ def run_system(
     tag = uuid.uuid4().hex[:8]
     started = system.start(sink.port, cheap_hash, log_dir)
     try:
+        rss_start = resident_sizes(started)
         latency = measure_latency(
             system,
             started,
@@ -566,12 +577,7 @@ def run_system(
             options.burst_seconds if cheap_hash else options.default_burst_seconds,
             tag,
         )
-        rss = {}
-        for label, process in started.processes().items():
-            try:
-                rss[label] = process.memory_info().rss
-            except psutil.NoSuchProcess:
-                continue
+        rss = resident_sizes(started)
     finally:
         started.stop()
     return SignupRun(
@@ -588,6 +594,7 @@ def run_system(
         mailed=burst.mailed,
         unexpected=latency.unexpected + burst.unexpected,
         rss_bytes=rss,
+        rss_start_bytes=rss_start,
     )
 
 

@@ -34,6 +34,9 @@ class SignupRun:
     mailed: int = 0  # mails the sink counted for the burst, once it had drained
     unexpected: int = 0  # requests answered with another status than the flow calls for
     rss_bytes: dict[str, int] = field(default_factory=dict)  # resident size of each process after the run
+    # ... and once it answered, before any request: what the burst's accounts (held in memory by the
+    # project's MongoDB stand-in, in SQLite's page cache by the peers) and the warm-up added is the difference.
+    rss_start_bytes: dict[str, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -121,8 +124,8 @@ def _cpu(runs: Sequence[SignupRun]) -> str:
     return f"{own:.2f}" + (f" (+{infra:.2f} RabbitMQ and Redis)" if infra else "")
 
 
-def _rss(runs: Sequence[SignupRun]) -> str:
-    last = runs[-1].rss_bytes if runs else {}
+def _rss(runs: Sequence[SignupRun], which: str = "rss_bytes") -> str:
+    last = getattr(runs[-1], which) if runs else {}
     if not last:
         return "n/a"
     total = sum(last.values()) / MIB
@@ -153,6 +156,7 @@ def signup_table(runs: Sequence[SignupRun], systems: Sequence[str], hash: str) -
         ["confirm, wrong code p50 / p99 ms", *[_pair(grouped[s], "confirm_wrong") for s in present]],
         ["sustained registrations/s", *[_rate(grouped[s]) for s in present]],
         ["CPU ms per registration, server processes", *[_cpu(grouped[s]) for s in present]],
+        ["RSS MiB once started", *[_rss(grouped[s], "rss_start_bytes") for s in present]],
         ["RSS MiB after the run", *[_rss(grouped[s]) for s in present]],
         ["mailed, statuses", *[_mailed(grouped[s]) for s in present]],
     ]
