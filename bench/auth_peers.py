@@ -480,6 +480,7 @@ class _Burst:
     window_seconds: float
     slices: list[float]
     cpu_seconds: float
+    cpu_by_process: dict[str, float]
     infra_cpu_seconds: float
     mailed: int
     unexpected: int
@@ -492,7 +493,8 @@ def measure_burst(
     unexpected = [0]
     lock = threading.Lock()
     go = threading.Barrier(clients + 1)
-    servers = list(started.processes().values())
+    by_label = started.processes()
+    servers = list(by_label.values())
     infra = infra_processes() if started.infra else []
     window: dict[str, float] = {}
 
@@ -521,6 +523,7 @@ def measure_burst(
         thread.start()
     mails_before = sink.count
     cpu_before, infra_before = cpu_seconds(servers), cpu_seconds(infra)
+    each_before = {label: cpu_seconds([process]) for label, process in by_label.items()}
     window["start"] = time.monotonic()
     window["end"] = window["start"] + seconds
     go.wait()
@@ -532,11 +535,13 @@ def measure_burst(
     while sink.count - mails_before < len(completions) and time.monotonic() < deadline:
         time.sleep(0.01)
     cpu, infra_cpu = cpu_seconds(servers) - cpu_before, cpu_seconds(infra) - infra_before
+    each = {label: cpu_seconds([process]) - each_before[label] for label, process in by_label.items()}
     return _Burst(
         registrations=len(completions),
         window_seconds=ended - window["start"],
         slices=slice_rates(completions, window["start"], ended, SLICE_SECONDS),
         cpu_seconds=cpu,
+        cpu_by_process=each,
         infra_cpu_seconds=infra_cpu,
         mailed=sink.count - mails_before,
         unexpected=unexpected[0],
@@ -590,6 +595,7 @@ def run_system(
         window_seconds=burst.window_seconds,
         slice_rates=tuple(burst.slices),
         cpu_seconds=burst.cpu_seconds,
+        cpu_by_process=burst.cpu_by_process,
         infra_cpu_seconds=burst.infra_cpu_seconds,
         mailed=burst.mailed,
         unexpected=latency.unexpected + burst.unexpected,

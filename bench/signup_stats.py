@@ -30,6 +30,7 @@ class SignupRun:
     window_seconds: float = 0.0
     slice_rates: tuple[float, ...] = ()  # registrations/s in consecutive slices of the window
     cpu_seconds: float = 0.0  # the system's own server processes, inside the window
+    cpu_by_process: dict[str, float] = field(default_factory=dict)  # the same, process by process
     infra_cpu_seconds: float = 0.0  # RabbitMQ and Redis in the same window (the project's only)
     mailed: int = 0  # mails the sink counted for the burst, once it had drained
     unexpected: int = 0  # requests answered with another status than the flow calls for
@@ -117,11 +118,21 @@ def _rate(runs: Sequence[SignupRun]) -> str:
 
 
 def _cpu(runs: Sequence[SignupRun]) -> str:
-    own = _median([run.cpu_ms for run in runs if run.registrations])
+    counted = [run for run in runs if run.registrations]
+    own = _median([run.cpu_ms for run in counted])
     if own is None:
         return "n/a"
-    infra = _median([run.infra_cpu_ms for run in runs if run.registrations])
-    return f"{own:.2f}" + (f" (+{infra:.2f} RabbitMQ and Redis)" if infra else "")
+    infra = _median([run.infra_cpu_ms for run in counted])
+    labels = list(counted[0].cpu_by_process) if len(counted[0].cpu_by_process) > 1 else []
+    each = [
+        f"{label} {_median([1000 * run.cpu_by_process.get(label, 0.0) / run.registrations for run in counted]):.2f}"
+        for label in labels
+    ]
+    return (
+        f"{own:.2f}"
+        + (f" ({', '.join(each)})" if each else "")
+        + (f" (+{infra:.2f} RabbitMQ and Redis)" if infra else "")
+    )
 
 
 def _rss(runs: Sequence[SignupRun], which: str = "rss_bytes") -> str:

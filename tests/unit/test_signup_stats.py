@@ -79,11 +79,14 @@ def test_figures_are_medians_over_the_repetitions():
 
 
 def test_the_table_has_a_column_per_system_that_ran_and_leaves_confirms_out_of_the_default_hash_part():
-    runs = [_run("project", 1000, 5.0, infra_cpu_seconds=1.0), _run("peer", 2000, 6.0, unexpected=1)]
+    runs = [
+        _run("project", 1000, 5.0, infra_cpu_seconds=1.0, cpu_by_process={"auth": 3.0, "worker": 2.0}),
+        _run("peer", 2000, 6.0, unexpected=1, cpu_by_process={"server": 6.0}),
+    ]
     table = signup_table(runs, ["project", "skipped", "peer"], "cheap")
     assert table.splitlines()[0] == "| measure (median of 1) | project | peer |"
     assert "| sustained registrations/s | 100 (100-100; slices of the median run: 100) | 200" in table
-    assert "5.00 (+1.00 RabbitMQ and Redis) | 3.00 |" in table
+    assert "5.00 (auth 3.00, worker 2.00) (+1.00 RabbitMQ and Redis) | 3.00 |" in table
     assert "1000 of 1000 mailed; 0 unexpected statuses | 2000 of 2000 mailed; 1 unexpected statuses |" in table
     default = signup_table(
         [*runs, SignupRun(system="peer", hash="default", register_to_mail=(0.2,))], ["peer"], "default"
