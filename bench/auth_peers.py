@@ -53,6 +53,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -70,6 +71,7 @@ WARM_UP_USERS = 5
 SLICE_SECONDS = 5.0
 MAIL_WAIT_SECONDS = 30.0
 DIGITS = "0123456789"
+DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "redis": 6379, "rediss": 6379}
 ALLAUTH_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # allauth's user codes (allauth.core.internal.cryptokit)
 
 
@@ -127,7 +129,7 @@ class Started:
     port: int
     processes: Callable[[], dict[str, psutil.Process]]
     stop: Callable[[], None]
-    infra: bool = False  # its CPU share of RabbitMQ and Redis is measured too
+    infra_urls: tuple[str, ...] = ()  # the RabbitMQ and Redis whose CPU counts too
 
 
 class SignupSystem:
@@ -303,7 +305,8 @@ class Project(SignupSystem):
             finally:
                 mine.remove()
 
-        return Started(stack.auth_port, processes, stop, infra=True)
+        infra = (self._settings["RABBITMQ_URL"], self._settings["REDIS_URL"])
+        return Started(stack.auth_port, processes, stop, infra_urls=infra)
 
     def register(self, client: Client, address: str) -> tuple[int, str | None]:
         return client.post("/auth/register", {"email": address, "password": PASSWORD})[0], None
@@ -407,13 +410,26 @@ class BetterAuth(SignupSystem):
         return client.post(self.confirm_path, {"email": address, "otp": code})[0]
 
 
-def infra_processes() -> list[psutil.Process]:
-    """This machine's RabbitMQ (the Erlang VM) and Redis servers."""
-    found = []
-    for process in psutil.process_iter(["name"]):
-        if process.info["name"] in ("beam.smp", "redis-server"):
-            found.append(process)
-    return found
+def infra_processes(urls: Sequence[str]) -> list[psutil.Process]:
+    """The processes listening on the ports of ``urls`` (the RabbitMQ and Redis the project uses), not
+    every broker on the machine: test suites start private clusters of their own."""
+    ports = {urlsplit(url).port or DEFAULT_PORTS[urlsplit(url).scheme] for url in urls}
+    pids = {
+        connection.pid
+        for connection in psutil.net_connections(kind="tcp")
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port in ports and connection.pid
+    }
+    return [psutil.Process(pid) for pid in sorted(pids)]
+
+
+def cpu_change(processes: Sequence[psutil.Process], before: dict[int, float]) -> float:
+    """CPU seconds the processes used since ``before`` (from ``cpu_by_pid``), over those still running."""
+    after = cpu_by_pid(processes)
+    return sum(after[pid] - before[pid] for pid in after.keys() & before.keys())
+
+
+def cpu_by_pid(processes: Sequence[psutil.Process]) -> dict[int, float]:
+    return {process.pid: cpu_seconds([process]) for process in processes if process.is_running()}
 
 
 @dataclass
@@ -495,7 +511,7 @@ def measure_burst(
     go = threading.Barrier(clients + 1)
     by_label = started.processes()
     servers = list(by_label.values())
-    infra = infra_processes() if started.infra else []
+    infra = infra_processes(started.infra_urls)
     window: dict[str, float] = {}
 
     def client_loop(number: int) -> None:
@@ -522,7 +538,7 @@ def measure_burst(
     for thread in threads:
         thread.start()
     mails_before = sink.count
-    cpu_before, infra_before = cpu_seconds(servers), cpu_seconds(infra)
+    cpu_before, infra_before = cpu_seconds(servers), cpu_by_pid(infra)
     each_before = {label: cpu_seconds([process]) for label, process in by_label.items()}
     window["start"] = time.monotonic()
     window["end"] = window["start"] + seconds
@@ -534,7 +550,7 @@ def measure_burst(
     deadline = time.monotonic() + MAIL_WAIT_SECONDS
     while sink.count - mails_before < len(completions) and time.monotonic() < deadline:
         time.sleep(0.01)
-    cpu, infra_cpu = cpu_seconds(servers) - cpu_before, cpu_seconds(infra) - infra_before
+    cpu, infra_cpu = cpu_seconds(servers) - cpu_before, cpu_change(infra, infra_before)
     each = {label: cpu_seconds([process]) - each_before[label] for label, process in by_label.items()}
     return _Burst(
         registrations=len(completions),
