@@ -70,6 +70,7 @@ BETTER_AUTH_DIR = ROOT / "bench" / "peers" / "better_auth"
 WARM_UP_USERS = 5
 SLICE_SECONDS = 5.0
 MAIL_WAIT_SECONDS = 30.0
+IDLE_SAMPLE_SECONDS = 3.0
 DIGITS = "0123456789"
 DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "redis": 6379, "rediss": 6379}
 ALLAUTH_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # allauth's user codes (allauth.core.internal.cryptokit)
@@ -422,6 +423,12 @@ def infra_processes(urls: Sequence[str]) -> list[psutil.Process]:
     return [psutil.Process(pid) for pid in sorted(pids)]
 
 
+def idle_cpu_per_second(processes: Sequence[psutil.Process], seconds: float = IDLE_SAMPLE_SECONDS) -> float:
+    before = cpu_by_pid(processes)
+    time.sleep(seconds)
+    return cpu_change(processes, before) / seconds
+
+
 def cpu_change(processes: Sequence[psutil.Process], before: dict[int, float]) -> float:
     """CPU seconds the processes used since ``before`` (from ``cpu_by_pid``), over those still running."""
     after = cpu_by_pid(processes)
@@ -534,6 +541,9 @@ def measure_burst(
                 completions.extend(mine)
                 unexpected[0] += failed
 
+    # What RabbitMQ and Redis spend with no registration going on (others' queues, the project's idle
+    # polling), taken off their share below, so that share is what the registrations cost them.
+    idle = idle_cpu_per_second(infra) if infra else 0.0
     threads = [threading.Thread(target=client_loop, args=(number,), daemon=True) for number in range(clients)]
     for thread in threads:
         thread.start()
@@ -551,6 +561,7 @@ def measure_burst(
     while sink.count - mails_before < len(completions) and time.monotonic() < deadline:
         time.sleep(0.01)
     cpu, infra_cpu = cpu_seconds(servers) - cpu_before, cpu_change(infra, infra_before)
+    infra_cpu = max(0.0, infra_cpu - idle * (time.monotonic() - window["start"]))
     each = {label: cpu_seconds([process]) - each_before[label] for label, process in by_label.items()}
     return _Burst(
         registrations=len(completions),
