@@ -71,6 +71,7 @@ WARM_UP_USERS = 5
 SLICE_SECONDS = 5.0
 MAIL_WAIT_SECONDS = 30.0
 IDLE_SAMPLE_SECONDS = 3.0
+START_ATTEMPTS = 3
 DIGITS = "0123456789"
 DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "redis": 6379, "rediss": 6379}
 ALLAUTH_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # allauth's user codes (allauth.core.internal.cryptokit)
@@ -585,12 +586,27 @@ def resident_sizes(started: Started) -> dict[str, int]:
     return sizes
 
 
+def start_with_retries(system: SignupSystem, smtp_port: int, cheap_hash: bool, log_dir: Path) -> Started:
+    """A started system; on a shared machine a free port can be taken between choosing and binding it,
+    so a system that does not come up is started again on new ports (each try cleans up after itself)."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        folder = log_dir / f"try{attempt}" if attempt > 1 else log_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            return system.start(smtp_port, cheap_hash, folder)
+        except RuntimeError as error:
+            if attempt == START_ATTEMPTS:
+                raise
+            print(f"{system.name} did not come up, trying new ports: {str(error).splitlines()[0]}", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
 def run_system(
     system: SignupSystem, sink: CodeSink, options: SignupOptions, cheap_hash: bool, log_dir: Path
 ) -> SignupRun:
     log_dir.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
-    started = system.start(sink.port, cheap_hash, log_dir)
+    started = start_with_retries(system, sink.port, cheap_hash, log_dir)
     try:
         rss_start = resident_sizes(started)
         latency = measure_latency(
