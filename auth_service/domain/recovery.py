@@ -29,9 +29,10 @@ from datetime import datetime
 
 from auth_service.domain.accounts import LeftAddress, NotMeLink, User
 from auth_service.domain.errors import InvalidCredentials
+from common.notices import Notice
 
 # The notice an undo sends to the address it leaves; its link contests the undo.
-EMAIL_CHANGE_UNDONE = "email_change_undone"
+EMAIL_CHANGE_UNDONE = Notice.EMAIL_CHANGE_UNDONE
 # Address-history entries kept per account (the oldest dropped first); far more than a window holds.
 ADDRESS_HISTORY_KEPT = 20
 
@@ -57,6 +58,19 @@ class Plan:
     history: tuple[LeftAddress, ...]
     # RESTORE: the login the undo leaves (told, with a contest link).
     left: str | None = None
+
+
+@dataclass(frozen=True)
+class Press:
+    """What every press writes, whatever else it does: the links and address history after it, conditional
+    on the links' ``version`` it read (a press that finds them changed writes nothing), at ``at``; and the
+    second factor back on if the link was a notice of turning it off (the thief's doing)."""
+
+    version: int
+    links: tuple[NotMeLink, ...]
+    history: tuple[LeftAddress, ...]
+    at: datetime
+    mfa_on: bool
 
 
 def plan_press(user: User, links: tuple[NotMeLink, ...], digest: str, now: datetime) -> Plan | Refusal:
