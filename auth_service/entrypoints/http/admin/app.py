@@ -15,7 +15,7 @@ from werkzeug.exceptions import BadRequest
 
 from auth_service.config import Settings
 from auth_service.entrypoints.http import errors, observability, ratelimits, security_headers
-from auth_service.entrypoints.http.admin import access, audit, introspect, suppressions, users
+from auth_service.entrypoints.http.admin import access, audit, console, introspect, suppressions, users
 from auth_service.entrypoints.http.admin.access import ADMIN_KEY_SCHEME, AdminBlueprint
 from auth_service.entrypoints.http.app import ContractApi, install_request_ids
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
@@ -66,6 +66,8 @@ def create_admin_app(
     api = ContractApi(app)
     for area in AREAS:
         api.register_blueprint(area)
+    # The support console's pages: plain HTML over the same services, outside the OpenAPI document.
+    console.install(app, settings)
     security_headers.install(app)
     errors.install(app)
 

@@ -1,0 +1,342 @@
+"""The support console at /admin/ on the real auth process: with a plain HTTP client, then in headless Chromium.
+
+The HTTP client keeps the console's cookie itself (a standard cookie jar
+never sends a ``Secure`` cookie over plain HTTP); Chromium accepts it from
+this machine's loopback address, which browsers count as a secure origin.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+from auth_service.domain.admin_keys import USERS_READ
+from auth_service.entrypoints.http.admin.console import COOKIE
+from auth_service.entrypoints.http.security_headers import CONSOLE_POLICY
+from tests.integration.test_admin_api import ALL_SCOPES, create_key
+from tests.integration.test_contract_flow import new_email, register
+from tests.integration.test_docs_page import browser  # noqa: F401 (the Chromium fixture, shared)
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
+
+
+@dataclass
+class Page:
+    status: int
+    headers: http.client.HTTPMessage
+    text: str
+
+    @property
+    def csrf(self) -> str:
+        found = CSRF.search(self.text)
+        assert found is not None, self.text
+        return found.group(1)
+
+    def set_cookie(self) -> str | None:
+        cookies = self.headers.get_all("Set-Cookie") or []
+        return next((value for value in cookies if value.startswith(COOKIE + "=")), None)
+
+
+@dataclass
+class Console:
+    """A browser reduced to what the console needs: its one cookie, no redirect followed."""
+
+    base_url: str
+    cookie: str | None = None
+    pages: list[Page] = field(default_factory=list)
+
+    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> Page:
+        parts = urlsplit(self.base_url)
+        connection = http.client.HTTPConnection(parts.netloc, timeout=30)
+        headers = {}
+        body = None
+        if self.cookie is not None:
+            headers["Cookie"] = f"{COOKIE}={self.cookie}"
+        if form is not None:
+            body = urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            page = Page(response.status, response.headers, response.read().decode())
+        finally:
+            connection.close()
+        set_cookie = page.set_cookie()
+        if set_cookie is not None:
+            value = set_cookie.split(";", 1)[0].split("=", 1)[1]
+            cleared = not value or "max-age=0" in set_cookie.lower()
+            self.cookie = None if cleared else value
+        return page
+
+    def get(self, path: str) -> Page:
+        return self.request("GET", path)
+
+    def post(self, path: str, form: dict[str, str]) -> Page:
+        return self.request("POST", path, form)
+
+    def sign_in(self, key: str) -> Page:
+        form = self.get("/admin/")
+        assert form.status == 200 and 'id="sign-in-form"' in form.text
+        return self.post("/admin/sign-in", {"csrf_token": form.csrf, "key": key})
+
+
+@pytest.fixture(scope="module")
+def admin_stack(start_module_stack, tmp_path_factory):
+    keys_file = tmp_path_factory.mktemp("console") / "admin-keys"
+    return start_module_stack(ADMIN_KEYS_FILE=str(keys_file))
+
+
+@pytest.fixture(scope="module")
+def support_key(admin_stack) -> str:
+    return create_key(admin_stack, "support-desk", ALL_SCOPES)
+
+
+def user_id_of(stack, key: str, email: str) -> str:
+    status, _, page = stack.admin_call("GET", f"/admin/users?email={email}", key)
+    assert status == 200, page
+    (user,) = page["users"]
+    return user["id"]
+
+
+def account(stack, key: str, user_id: str) -> dict:
+    status, _, body = stack.admin_call("GET", f"/admin/users/{user_id}", key)
+    assert status == 200, body
+    return body
+
+
+def test_without_a_cookie_every_page_is_the_sign_in_form(admin_stack):
+    console = Console(admin_stack.admin_url)
+    for path in ("/admin/", "/admin/?email=a*", "/admin/console/users/0123456789abcdef0123456789abcdef"):
+        console.cookie = None
+        page = console.get(path)
+        assert page.status == 200, (path, page.status)
+        assert 'id="sign-in-form"' in page.text and 'id="search-form"' not in page.text
+        assert page.headers["Content-Security-Policy"] == CONSOLE_POLICY
+        assert page.headers["Cache-Control"] == "no-store"
+        assert page.headers["X-Frame-Options"] == "DENY"
+    # A page the console links is refused to anyone not signed in, with the sign-in form.
+    console.cookie = None
+    page = console.post("/admin/console/users/0123456789abcdef0123456789abcdef/enable", {"csrf_token": "x"})
+    assert page.status == 401 and 'id="sign-in-form"' in page.text
+    # The stylesheet and the icon are the pages' only assets, from this origin.
+    assert console.get("/admin/console/static/console.css").status == 200
+    # Nothing of the console answers on the public port.
+    public = Console(admin_stack.base_url)
+    for path in ("/admin/", "/admin/console/static/console.css"):
+        assert public.get(path).status == 404, path
+    assert public.post("/admin/sign-in", {"key": "x"}).status in (404, 405)
+
+
+def test_signing_in_keeps_the_key_sealed_in_a_session_cookie_and_signing_out_clears_it(admin_stack, support_key):
+    console = Console(admin_stack.admin_url)
+    signed = console.sign_in(support_key)
+    assert signed.status == 303 and signed.headers["Location"].endswith("/admin/")
+    set_cookie = signed.set_cookie()
+    assert set_cookie is not None
+    attributes = {part.strip().split("=")[0].lower() for part in set_cookie.split(";")[1:]}
+    assert {"secure", "httponly", "path"} <= attributes
+    assert "samesite=strict" in set_cookie.lower()
+    # For the tab's life: no Max-Age, no Expires.
+    assert not {"max-age", "expires"} & attributes
+    assert support_key not in set_cookie and support_key.split("_")[2] not in set_cookie
+
+    home = console.get("/admin/")
+    assert home.status == 200 and 'id="search-form"' in home.text and "support-desk" in home.text
+
+    out = console.post("/admin/sign-out", {"csrf_token": home.csrf})
+    assert out.status == 303 and console.cookie is None
+    cleared = out.set_cookie()
+    assert cleared is not None and ("max-age=0" in cleared.lower() or "expires=thu, 01 jan 1970" in cleared.lower())
+    assert 'id="sign-in-form"' in console.get("/admin/").text
+
+
+def test_a_wrong_or_revoked_key_is_refused(admin_stack):
+    from tests.integration.test_admin_api import admin_keys
+
+    console = Console(admin_stack.admin_url)
+    good = create_key(admin_stack, "soon-revoked", USERS_READ)
+    for wrong in ("", "not a key", good[:-1] + ("A" if good[-1] != "A" else "B")):
+        page = console.sign_in(wrong)
+        assert page.status == 401, wrong
+        assert "This key was refused" in page.text and 'id="search-form"' not in page.text
+        assert 'id="search-form"' not in console.get("/admin/").text
+
+    assert console.sign_in(good).status == 303
+    assert 'id="search-form"' in console.get("/admin/").text
+    assert admin_keys(admin_stack, "revoke", "soon-revoked").returncode == 0
+    # The sealed cookie still opens, but its key no longer does: the session is over at the next request.
+    page = console.get("/admin/")
+    assert 'id="sign-in-form"' in page.text and "sign in again" in page.text
+    assert console.cookie is None or 'id="search-form"' not in console.get("/admin/").text
+
+
+def test_a_post_without_the_sessions_csrf_token_is_refused_and_does_nothing(admin_stack, support_key):
+    email = new_email()
+    assert register(admin_stack, email)[0] == 201
+    user_id = user_id_of(admin_stack, support_key, email)
+
+    # The sign-in form's token too.
+    console = Console(admin_stack.admin_url)
+    console.get("/admin/")
+    for token in (None, "", "forged-token"):
+        form = {"key": support_key} | ({"csrf_token": token} if token is not None else {})
+        page = console.post("/admin/sign-in", form)
+        assert page.status == 403 and "nothing was done" in page.text, token
+
+    assert console.sign_in(support_key).status == 303
+    page = console.get(f"/admin/console/users/{user_id}/disable")
+    assert page.status == 200
+    other = Console(admin_stack.admin_url)
+    other.sign_in(support_key)
+    someone_elses = other.get("/admin/").csrf
+    assert someone_elses != page.csrf
+    for token in (None, "", "forged-token", someone_elses):
+        form = {"reason": "csrf test"} | ({"csrf_token": token} if token is not None else {})
+        refused = console.post(f"/admin/console/users/{user_id}/disable", form)
+        assert refused.status == 403 and "nothing was done" in refused.text, token
+        assert account(admin_stack, support_key, user_id)["disabled"] is None
+    refused = console.post("/admin/sign-out", {})
+    assert refused.status == 403 and 'id="search-form"' in console.get("/admin/").text
+
+
+def test_a_key_without_users_write_is_offered_no_action_and_refused_on_post(admin_stack, support_key):
+    email = new_email()
+    assert register(admin_stack, email)[0] == 201
+    user_id = user_id_of(admin_stack, support_key, email)
+    reader = create_key(admin_stack, "read-only-desk", USERS_READ)
+
+    console = Console(admin_stack.admin_url)
+    assert console.sign_in(reader).status == 303
+    results = console.get(f"/admin/?email={email}")
+    assert results.status == 200 and f"/admin/console/users/{user_id}" in results.text
+    page = console.get(f"/admin/console/users/{user_id}")
+    assert page.status == 200 and email in page.text
+    assert 'id="no-actions"' in page.text
+    assert "action-" not in page.text and "/end" not in page.text
+
+    for action in ("disable", "enable", "unlock", "password-reset", "resend-verification", "delete"):
+        refused = console.post(f"/admin/console/users/{user_id}/{action}", {"csrf_token": page.csrf, "reason": "x"})
+        assert refused.status == 403 and "users:write" in refused.text, action
+    for path in (f"/admin/console/users/{user_id}/end-sessions", f"/admin/console/users/{user_id}/sessions/s1/end"):
+        refused = console.post(path, {"csrf_token": page.csrf})
+        assert refused.status == 403 and "sessions:write" in refused.text, path
+        assert console.get(path).status == 403
+    # Nothing changed: the account is as it was, and still there.
+    after = account(admin_stack, support_key, user_id)
+    assert after["disabled"] is None and after["status"] == "pending_verification"
+
+
+def test_a_console_action_is_in_the_audit_trail_with_the_keys_name(admin_stack, support_key):
+    email = new_email()
+    assert register(admin_stack, email)[0] == 201
+    user_id = user_id_of(admin_stack, support_key, email)
+    console = Console(admin_stack.admin_url)
+    console.sign_in(support_key)
+    confirm = console.get(f"/admin/console/users/{user_id}/disable")
+    done = console.post(
+        f"/admin/console/users/{user_id}/disable", {"csrf_token": confirm.csrf, "reason": "chargeback", "until": ""}
+    )
+    assert done.status == 303, done.text
+    disabled = account(admin_stack, support_key, user_id)["disabled"]
+    assert disabled is not None and disabled["reason"] == "chargeback" and disabled["by"] == "support-desk"
+
+    status, _, trail = admin_stack.admin_call("GET", f"/admin/audit?user_id={user_id}&limit=50", support_key)
+    assert status == 200
+    recorded = {(entry["type"], entry["actor"], entry["status"]) for entry in trail["entries"]}
+    assert ("admin.admin_console.disable_user", "support-desk", 303) in recorded
+    assert any(entry["type"] == "user.disabled" for entry in trail["entries"])
+
+    # An end in the past is refused as the API refuses it, and the form says why.
+    page = console.get(f"/admin/console/users/{user_id}/enable")
+    assert page.status == 405
+    enabled = console.post(f"/admin/console/users/{user_id}/enable", {"csrf_token": confirm.csrf})
+    assert enabled.status == 303
+    confirm = console.get(f"/admin/console/users/{user_id}/disable")
+    refused = console.post(
+        f"/admin/console/users/{user_id}/disable",
+        {"csrf_token": confirm.csrf, "reason": "late", "until": "2001-01-01T00:00:00"},
+    )
+    assert refused.status == 409, refused.text
+    refused = console.post(f"/admin/console/users/{user_id}/disable", {"csrf_token": confirm.csrf, "reason": ""})
+    assert refused.status == 422 and "reason" in refused.text
+    assert account(admin_stack, support_key, user_id)["disabled"] is None
+
+
+def test_in_chromium_support_signs_in_finds_an_account_disables_it_and_enables_it(
+    admin_stack,
+    support_key,
+    browser,  # noqa: F811 (the fixture imported above)
+    tmp_path,
+    note,
+):
+    from selenium.webdriver.common.by import By
+
+    stack = admin_stack
+    prefix = f"console-{new_email().split('@')[0]}"
+    emails = [f"{prefix}-{index}@example.com" for index in range(3)]
+    for email in emails:
+        assert register(stack, email)[0] == 201
+    target = emails[1]
+    shots: list[str] = []
+
+    def shot(name: str) -> None:
+        path = tmp_path / f"console-{len(shots) + 1:02d}-{name}.png"
+        browser.save_screenshot(str(path))
+        shots.append(str(path))
+
+    def text(css: str) -> str:
+        return browser.find_element(By.CSS_SELECTOR, css).text
+
+    browser.get(stack.admin_url + "/admin/")
+    shot("sign-in")
+    browser.find_element(By.ID, "key").send_keys(support_key)
+    browser.find_element(By.ID, "sign-in").click()
+    assert "support-desk" in text("#signed-in-as")
+    cookie = browser.get_cookie(COOKIE)
+    assert cookie is not None and cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert "expiry" not in cookie  # a session cookie: gone with the browser session
+    assert support_key not in cookie["value"]
+
+    browser.find_element(By.ID, "email").send_keys(f"{prefix}*")
+    browser.find_element(By.ID, "search").click()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")
+    assert [row.find_element(By.TAG_NAME, "a").text for row in rows] == emails
+    shot("search")
+
+    browser.find_element(By.LINK_TEXT, target).click()
+    assert text("#account-email") == target
+    assert text("#account-status") == "pending_verification"
+    browser.find_element(By.ID, "action-disable").click()
+    assert "Every session of it ends now" in text("#question")
+    browser.find_element(By.ID, "reason").send_keys("Chargeback under review")
+    shot("disable-confirm")
+    browser.find_element(By.ID, "confirm").click()
+
+    assert text("#account-status") == "disabled"
+    assert "The account is disabled" in text("#notice")
+    assert "Chargeback under review" in text("#disabled-reason") and "support-desk" in text("#disabled")
+    assert "admin.admin_console.disable_user" in text("#activity")
+    shot("disabled")
+    detail = account(stack, support_key, user_id_of(stack, support_key, target))
+    assert detail["status"] == "disabled" and detail["disabled"]["by"] == "support-desk"
+
+    browser.find_element(By.ID, "action-enable").click()
+    assert text("#account-status") == "pending_verification"
+    assert "The account is enabled" in text("#notice")
+    assert browser.find_elements(By.ID, "disabled") == []
+    shot("enabled")
+    assert account(stack, support_key, detail["id"])["disabled"] is None
+
+    browser.find_element(By.ID, "sign-out").click()
+    assert browser.find_element(By.ID, "sign-in-form") is not None
+    assert browser.get_cookie(COOKIE) is None or browser.get_cookie(COOKIE)["value"] != cookie["value"]
+
+    # Every page ran under its policy: nothing refused, nothing failed to load.
+    problems = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert problems == []
+    for path in shots:
+        note(f"console screenshot: {path}")
