@@ -123,7 +123,8 @@ def test_without_a_cookie_every_page_is_the_sign_in_form(admin_stack):
     page = console.post("/admin/console/users/0123456789abcdef0123456789abcdef/enable", {"csrf_token": "x"})
     assert page.status == 401 and 'id="sign-in-form"' in page.text
     # The stylesheet and the icon are the pages' only assets, from this origin.
-    assert console.get("/admin/console/static/console.css").status == 200
+    stylesheet = console.get("/admin/console/static/console.css")
+    assert stylesheet.status == 200 and "max-age=" in stylesheet.headers["Cache-Control"]
     # Nothing of the console answers on the public port.
     public = Console(admin_stack.base_url)
     for path in ("/admin/", "/admin/console/static/console.css"):
@@ -264,6 +265,26 @@ def test_a_console_action_is_in_the_audit_trail_with_the_keys_name(admin_stack, 
     refused = console.post(f"/admin/console/users/{user_id}/disable", {"csrf_token": confirm.csrf, "reason": ""})
     assert refused.status == 422 and "reason" in refused.text
     assert account(admin_stack, support_key, user_id)["disabled"] is None
+
+
+def test_a_console_page_counts_against_its_keys_limit_not_the_addresss(start_stack, tmp_path):
+    keys_file = tmp_path / "admin-keys"
+    stack = start_stack(
+        worker=False,
+        ADMIN_KEYS_FILE=str(keys_file),
+        RATELIMIT_ENABLED="true",
+        RATELIMIT_ADMIN_PER_IP="4/minute",
+        RATELIMIT_ADMIN_PER_KEY="100/minute",
+    )
+    key = create_key(stack, "busy-desk", USERS_READ)
+    console = Console(stack.admin_url)
+    assert console.sign_in(key).status == 303  # the form and the sign-in: two of the address's four
+    for _ in range(10):
+        assert console.get("/admin/?email=nobody*").status == 200
+    # Without a key, the address's own limit holds.
+    stranger = Console(stack.admin_url)
+    statuses = [stranger.get("/admin/").status for _ in range(4)]
+    assert statuses[:2] == [200, 200] and statuses[-1] == 429, statuses
 
 
 def test_in_chromium_support_signs_in_finds_an_account_disables_it_and_enables_it(

@@ -62,12 +62,13 @@ def create_admin_app(
     # What the views call, by name (access.admin_services): each area reads the services it needs.
     app.extensions["auth_admin"] = {"access": access_check, "activity": activity, **services}
     install_request_ids(app)
+    # The support console's pages: plain HTML over the same services, outside the OpenAPI document. Installed
+    # first: a page knows its key before the limiter counts the request, so it counts against the key's limit.
+    console.install(app, settings)
     limiter = access.install(app, access_check, activity, settings)
     api = ContractApi(app)
     for area in AREAS:
         api.register_blueprint(area)
-    # The support console's pages: plain HTML over the same services, outside the OpenAPI document.
-    console.install(app, settings)
     security_headers.install(app)
     errors.install(app)
 
@@ -82,6 +83,8 @@ def create_admin_app(
 
     @app.after_request
     def never_cache(response):
+        if request.endpoint == console.STATIC_ENDPOINT:
+            return response  # the console's stylesheet and icon, the same for everyone
         # Accounts, sessions and introspection verdicts must not stay in any cache.
         response.headers["Cache-Control"] = "no-store"
         response.headers["Pragma"] = "no-cache"

@@ -61,6 +61,8 @@ CSRF_FIELD = "csrf_token"
 PAGE_SIZE = 25
 RECENT_ACTIVITY = 10
 SEALER = "console_sessions"
+STATIC_ENDPOINT = f"{BLUEPRINT}.static"
+STATIC_MAX_AGE_SECONDS = 3600
 
 console = Blueprint(
     BLUEPRINT,
@@ -94,7 +96,9 @@ NOTICES = {
 
 
 def install(app: Flask, settings: Settings) -> None:
+    """Before access.install: a page's key is known before the limiter counts its request (per key, then)."""
     app.extensions["auth_admin"][SEALER] = SessionSealer(settings.jwt_secret.get_secret_value())
+    app.before_request(open_session)
     app.register_blueprint(console)
 
 
@@ -121,13 +125,12 @@ def _now() -> datetime:
 # --- the session of each request ---
 
 
-@console.before_request
-def open_session():
+def open_session() -> None:
+    if request.blueprint != BLUEPRINT or request.endpoint == STATIC_ENDPOINT:
+        return
     g.console_session = None
     g.console_key = None
     g.console_ended = False
-    if request.endpoint == f"{BLUEPRINT}.static":
-        return
     session = _sealer().open(request.cookies.get(COOKIE), _now())
     if session is not None and session.key is not None:
         try:
@@ -157,6 +160,14 @@ def _session() -> ConsoleSession | None:
 def _allows(scope: str) -> bool:
     key = _key()
     return key is not None and key.allows(scope)
+
+
+@console.after_request
+def cache_the_stylesheet(response: Response) -> Response:
+    if request.endpoint == STATIC_ENDPOINT:
+        response.cache_control.public = True
+        response.cache_control.max_age = STATIC_MAX_AGE_SECONDS
+    return response
 
 
 @console.after_request
