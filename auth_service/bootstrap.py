@@ -79,6 +79,7 @@ from auth_service.service_layer.outbox import Outbox
 from auth_service.service_layer.outbox_relay import OutboxRelay
 from auth_service.service_layer.session_ends import EndedSessions
 from auth_service.service_layer.sign_up_abuse import AbuseChecks
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.logs import bind_request_id
 from common.messaging.consumer import Consumer
 from common.messaging.depths import QueueDepths
@@ -255,9 +256,10 @@ def build(
         mark_later=_marker(bus),
         on_delivered=activity.keep_delivered,
     )
+    uow = UnitOfWork(outbox)
     codes = CodeClient(
         bus,
-        outbox,
+        uow,
         cooldowns if cooldowns is not None else cooldown_store(settings),
         CodeQueues(requests=settings.account_creation_queue, submissions=settings.confirm_email_code_queue),
         CodeTimings(
@@ -275,7 +277,7 @@ def build(
     events = AccountEvents(clock)
     failed_logins = FailedLogins(
         users,
-        outbox,
+        uow,
         events,
         LockoutPolicy(settings.failed_login_warning_threshold, settings.lockout_threshold, settings.lockout_seconds),
         timer_queue=settings.topology.auth.queues[0].delay_queue,
@@ -296,7 +298,7 @@ def build(
         policy=SessionPolicy(
             settings.refresh_ttl_seconds, settings.refresh_reuse_grace_seconds, settings.session_max_age_seconds
         ),
-        outbox=outbox,
+        uow=uow,
         clock=clock,
         ended=ended_sessions,
         events=events,
@@ -307,7 +309,7 @@ def build(
     registration = AccountRegistration(
         users=users,
         codes=codes,
-        outbox=outbox,
+        uow=uow,
         hasher=hasher,
         code_asks=code_asks,
         verified_codes=verified_codes,
@@ -318,13 +320,13 @@ def build(
         default_locale=settings.default_locale,
     )
     password_reset = PasswordReset(
-        users, codes, code_asks, verified_codes, outbox, hasher, sessions, failed_logins, events, clock
+        users, codes, code_asks, verified_codes, uow, hasher, sessions, failed_logins, events, clock
     )
     email_change = EmailChange(
         users,
         codes,
         verified_codes,
-        outbox,
+        uow,
         hasher,
         sessions,
         events,
@@ -335,7 +337,7 @@ def build(
         users,
         sessions,
         codes,
-        outbox,
+        uow,
         events,
         settings.not_me_ttl_seconds,
         clock,
@@ -347,11 +349,11 @@ def build(
         passwords,
         codes,
         code_asks,
-        outbox,
+        uow,
         hasher,
         sessions,
         SignInPolicy(trust_days=settings.mfa_trust_days, challenge_ttl_seconds=settings.code_ttl_seconds),
-        KnownDevices(users, outbox, events, clock),
+        KnownDevices(users, uow, events, clock),
         clock=clock,
         activity=activity,
     )
@@ -371,7 +373,7 @@ def build(
         verified_codes,
         codes,
         hasher,
-        outbox,
+        uow,
         DeletionPolicy(
             grace_seconds=settings.account_deletion_grace_seconds,
             timer_queue=settings.topology.auth.queues[0].long_delay_queue,
@@ -386,7 +388,7 @@ def build(
     mail_suppressions = MailSuppressions(
         MongoSuppressions(database, serialize_writes=mongomock_store),
         users,
-        outbox,
+        uow,
         events,
         bus,
         worker_queue=settings.account_creation_queue,
@@ -406,7 +408,7 @@ def build(
             mail=mail_suppressions,
         ),
         activity,
-        outbox,
+        uow,
         events,
         timer_queues=(auth_queue.delay_queue, auth_queue.long_delay_queue),
         short_timer_seconds=settings.lockout_seconds,

@@ -8,9 +8,18 @@ from datetime import datetime
 from typing import Protocol
 
 from auth_service.domain.abuse import PasswordRange, Refusal
-from auth_service.domain.accounts import LeftAddress, NotMeLink, PendingChange, TrustedDevice, User
+from auth_service.domain.accounts import (
+    Disablement,
+    LeftAddress,
+    NotMeLink,
+    PendingChange,
+    TrustedDevice,
+    User,
+    UserSearch,
+)
 from auth_service.domain.activity import Client
 from auth_service.domain.challenges import SignInChallenge
+from auth_service.domain.recovery import Press
 from auth_service.domain.sessions import RefreshRecord, Session
 from auth_service.domain.signing_keys import KeyRecord
 from common.messaging.envelope import Outgoing
@@ -43,7 +52,13 @@ class ResendRequest:
     purpose: Purpose = Purpose.VERIFY_EMAIL
 
 
-class UserRepository(Protocol):
+# The account document (MongoDB's "users" collection) seen by concern: each flow names the ports it uses,
+# one named write per use case, and the wiring hands it the one adapter that serves them all.
+
+
+class Accounts(Protocol):
+    """Who an account is: its address, its registration, its confirmation."""
+
     def add(self, user: User, outbox: list[OutboxEntry], publish_after: datetime) -> None:
         """Insert a new account; ``EmailTaken`` if the address has one already."""
         ...
@@ -75,7 +90,65 @@ class UserRepository(Protocol):
         self, user_id: str, at: datetime, outbox: list[OutboxEntry], publish_after: datetime
     ) -> bool: ...
 
-    def replace_password_hash(self, user_id: str, password_hash: str) -> None: ...
+    def reserved_by(self, email: str, now: datetime) -> str | None: ...
+    def evict_pending(self, email: str, user_id: str) -> int: ...
+    def set_mfa(self, user_id: str, enabled: bool, notice: OutboxEntry, publish_after: datetime) -> bool: ...
+    def ping(self) -> None: ...
+
+
+class Credentials(Protocol):
+    """The password, the tokens it let out (the token version), and the failed logins that guard it."""
+
+    def replace_password_hash(self, user_id: str, password_hash: str) -> None:
+        """The same password, hashed at today's cost (a rehash): no token is refused."""
+        ...
+
+    def change_password(
+        self,
+        user_id: str,
+        at: datetime,
+        password_hash: str,
+        expected_version: int | None,
+        outbox: list[OutboxEntry],
+        publish_after: datetime,
+    ) -> User | None:
+        """The new hash, every earlier token refused and every trusted device forgotten, in one update with
+        ``outbox``; only at ``expected_version`` if given. None if no account (at that version) matched."""
+        ...
+
+    def apply_reset(
+        self, user_id: str, at: datetime, reset: PendingChange, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> User | None:
+        """The hash a reset stored, only while it is stored (spent in the same update: once, whoever comes
+        first): every earlier token refused, trusted devices forgotten, the address proved, the lock and
+        streak ended, the password usable again. None if the reset is no longer stored."""
+        ...
+
+    def revoke_tokens(
+        self, user_id: str, at: datetime, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> User | None:
+        """Every earlier token refused, the password kept. None if there is no such account."""
+        ...
+
+    def count_login_failure(
+        self,
+        user_id: str,
+        before: int,
+        after: int,
+        now: datetime,
+        lock: tuple[datetime, str] | None,
+        outbox: list[OutboxEntry],
+        publish_after: datetime,
+    ) -> bool: ...
+    def clear_login_failures(self, user_id: str) -> None: ...
+    def end_lock(
+        self, user_id: str, lock_id: str, now: datetime, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> bool: ...
+
+
+class PendingChanges(Protocol):
+    """What a code will apply once verified (a reset's hash, a new address), stored under its submission."""
+
     def add_pending_change(self, user_id: str, change: PendingChange) -> None: ...
     def pending_change(self, user_id: str, submission_id: str) -> PendingChange | None: ...
     def discard_pending_change(self, user_id: str, submission_id: str) -> None: ...
@@ -91,61 +164,63 @@ class UserRepository(Protocol):
         publish_after: datetime,
         left: LeftAddress | None = None,
     ) -> User | None: ...
-    def bump_token_version(
-        self,
-        user_id: str,
-        at: datetime,
-        password_hash: str | None = None,
-        expected_version: int | None = None,
-        reset: PendingChange | None = None,
-        outbox: list[OutboxEntry] | None = None,
-        publish_after: datetime | None = None,
-    ) -> User | None: ...
-    def count_login_failure(
-        self,
-        user_id: str,
-        before: int,
-        after: int,
-        now: datetime,
-        lock: tuple[datetime, str] | None,
-        outbox: list[OutboxEntry],
-        publish_after: datetime,
-    ) -> bool: ...
-    def clear_login_failures(self, user_id: str) -> None: ...
-    def end_lock(
-        self, user_id: str, lock_id: str, now: datetime, outbox: list[OutboxEntry], publish_after: datetime
-    ) -> bool: ...
+
+
+class Devices(Protocol):
+    """The devices an account signed in from, and those the second factor trusts."""
+
     def remember_device(
         self, user_id: str, key: str, now: datetime, outbox: list[OutboxEntry], publish_after: datetime
     ) -> bool: ...
+    def trust_device(self, user_id: str, trusted: TrustedDevice) -> None: ...
+    def forget_devices(self, user_id: str) -> None: ...
+
+
+class RecoveryLinks(Protocol):
+    """The "this wasn't me" links an account's notices carried, and what a press writes."""
+
     def add_not_me(self, user_id: str, link: NotMeLink, now: datetime) -> None: ...
     def not_me(self, user_id: str, digest: str, now: datetime) -> NotMeLink | None: ...
     def not_me_links(self, user_id: str) -> tuple[User, tuple[NotMeLink, ...], int] | None: ...
-    def reserved_by(self, email: str, now: datetime) -> str | None: ...
-    def evict_pending(self, email: str, user_id: str) -> int: ...
-    def secure(
-        self,
-        user_id: str,
-        version: int,
-        links: tuple[NotMeLink, ...],
-        history: tuple[LeftAddress, ...],
-        at: datetime,
-        outbox: list[OutboxEntry],
-        publish_after: datetime,
-        *,
-        email: str | None = None,
-        freeze: bool = False,
-        mfa_on: bool = False,
+    def secure(self, user_id: str, press: Press, outbox: list[OutboxEntry], publish_after: datetime) -> User | None:
+        """The account secured in place: the password unusable until a reset. None if another press came first."""
+        ...
+
+    def restore_address(
+        self, user_id: str, press: Press, email: str, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> User | None:
+        """Secured, and ``email`` the login again; ``EmailTaken`` if a confirmed account holds it."""
+        ...
+
+    def freeze(self, user_id: str, press: Press, outbox: list[OutboxEntry], publish_after: datetime) -> User | None:
+        """Secured and frozen for support (a contested undo, or an address that could not be restored)."""
+        ...
+
+
+class SupportAccounts(Protocol):
+    """What support does to accounts through the admin API."""
+
+    def search(self, query: UserSearch) -> list[User]:
+        """A page of accounts in address order (an index range, never a skip)."""
+        ...
+
+    def disable(
+        self, user_id: str, disablement: Disablement, outbox: list[OutboxEntry], publish_after: datetime
     ) -> User | None: ...
-    def set_mfa(self, user_id: str, enabled: bool, notice: OutboxEntry, publish_after: datetime) -> bool: ...
-    def trust_device(self, user_id: str, trusted: TrustedDevice) -> None: ...
-    def forget_devices(self, user_id: str) -> None: ...
+    def enable(
+        self, user_id: str, disable_id: str | None, outbox: list[OutboxEntry], publish_after: datetime
+    ) -> bool: ...
+    def unlock(self, user_id: str, outbox: list[OutboxEntry], publish_after: datetime) -> bool: ...
+
+
+class OutboxStore(Protocol):
+    """The messages each account document holds until the broker confirmed them."""
+
     def add_outbox(self, user_id: str, outbox: OutboxEntry, publish_after: datetime) -> None: ...
     def outbox_entries(self, user_id: str) -> list[OutboxEntry]: ...
     def outbox_delivered(self, user_id: str, message_id: str) -> None: ...
     def claim_due_outbox(self, now: datetime, lease_until: datetime) -> tuple[str, list[OutboxEntry]] | None: ...
     def postpone_outbox(self, user_id: str, until: datetime) -> None: ...
-    def ping(self) -> None: ...
 
 
 class ResendRequests(Protocol):

@@ -59,6 +59,19 @@ class Plan:
     left: str | None = None
 
 
+@dataclass(frozen=True)
+class Press:
+    """What every press writes, whatever else it does: the links and address history after it, conditional
+    on the links' ``version`` it read (a press that finds them changed writes nothing), at ``at``; and the
+    second factor back on if the link was a notice of turning it off (the thief's doing)."""
+
+    version: int
+    links: tuple[NotMeLink, ...]
+    history: tuple[LeftAddress, ...]
+    at: datetime
+    mfa_on: bool
+
+
 def plan_press(user: User, links: tuple[NotMeLink, ...], digest: str, now: datetime) -> Plan | Refusal:
     """What pressing the link of ``digest`` does to ``user``, or why it does nothing."""
     link = next((link for link in links if link.digest == digest), None)

@@ -12,14 +12,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from auth_service.domain.accounts import PendingChange, User
 from auth_service.domain.errors import CodeExpired
-from auth_service.ports import UserRepository
+from auth_service.ports import Accounts, PendingChanges
 from auth_service.service_layer.codes import CodeClient, error_for, new_submission_id
 from common.messaging.messages import Purpose
 
 log = logging.getLogger(__name__)
+
+
+class CodeVerifiedStore(Accounts, PendingChanges, Protocol):
+    """The account-document ports this uses."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ class VerifiedCodes:
     """The handler table, purpose -> applier. Each applier is idempotent by submission id and answers
     True if this call changed the account."""
 
-    def __init__(self, users: UserRepository, codes: CodeClient):
+    def __init__(self, users: CodeVerifiedStore, codes: CodeClient):
         self._users = users
         self._codes = codes
         # A sign-in code opens a session for the request that submitted it (flows/sign_in.py): there is

@@ -27,7 +27,7 @@ from auth_service.domain.errors import (
     TooManyAttempts,
 )
 from auth_service.ports import BrokerUnavailable, Cooldowns, MessageBus, OutboxEntry, ResendRequest
-from auth_service.service_layer.outbox import Outbox
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.envelope import MalformedMessage
 from common.messaging.messages import CodeRequested, CodeSubmitted, CodeVerdict, NoticeRequested, Purpose, Verdict
 
@@ -62,14 +62,14 @@ class CodeClient:
     def __init__(
         self,
         bus: MessageBus,
-        outbox: Outbox,
+        uow: UnitOfWork,
         cooldowns: Cooldowns,
         queues: CodeQueues,
         timings: CodeTimings,
         clock: Callable[[], float] = time.time,
     ):
         self._bus = bus
-        self._outbox = outbox
+        self._uow = uow
         self._cooldowns = cooldowns
         self._queues = queues
         self._timings = timings
@@ -133,8 +133,7 @@ class CodeClient:
     def issue(self, user_id: str, entry: OutboxEntry) -> None:
         """Store a request (``request``, ``notice``) in the user's outbox and publish it; the relay
         publishes it if the broker is away."""
-        self._outbox.add(user_id, entry)
-        self._outbox.deliver(user_id, entry)
+        self._uow.announce(user_id, [entry], then=lambda: None)
 
     def issue_asked(self, purpose: Purpose, user: User, asked: ResendRequest) -> None:
         """Mail the account the code its address asked for (``CodeAsks``), in its language. The stored

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 
-from auth_service.ports import BrokerUnavailable, MessageBus, OutboxEntry, UserRepository
+from auth_service.ports import BrokerUnavailable, MessageBus, OutboxEntry, OutboxStore
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ OUTBOX_GRACE = timedelta(seconds=10)
 class Outbox:
     def __init__(
         self,
-        users: UserRepository,
+        users: OutboxStore,
         bus: MessageBus,
         publish_timeout_seconds: float,
         clock: Callable[[], float] = time.time,
@@ -84,11 +84,9 @@ class Outbox:
 
         published.add_done_callback(confirmed)
 
-    def deliver_all(self, user_id: str, entries: list[OutboxEntry]) -> None:
-        """Publish entries stored in one write, in order; the first the broker refuses leaves the rest to the relay."""
-        for entry in entries:
-            if not self.deliver(user_id, entry):
-                return
+    def stored(self, user_id: str) -> list[OutboxEntry]:
+        """What waits in the account's outbox."""
+        return self._users.outbox_entries(user_id)
 
     def relay_due(self, lease_seconds: float = 30.0) -> int:
         """Publish messages whose request did not manage to; returns how many went out.

@@ -1,9 +1,10 @@
 """The admin search over 20,000 accounts, page by page, on the real auth process.
 
-The accounts are written straight into the store the service reads (a MongoDB wire server both
-share), as a deployment's database holds them; the service then pages through them by address
-prefix and by status. Every account must come exactly once. Each page's time is printed (run with
-``-s`` to see it): speed is reported here, not asserted.
+The accounts are written straight into the store the service reads (a MongoDB wire server over
+mongomock, which both share), as a deployment's database holds them; the service then pages through
+them by address prefix and by status. Every account must come exactly once. Each page's time is
+printed (run with ``-s`` to see it): speed is reported here, not asserted. The stand-in has no query
+planner: that a page is one index range is the query's shape (tests/unit/test_admin_users.py).
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ PAGE = 200
 def populated(start_module_stack, tmp_path_factory):
     mongo = MongoWireServer(free_port()).start()
     try:
-        stack = start_module_stack(MONGO_URI=mongo.uri, ADMIN_KEYS_FILE=str(tmp_path_factory.mktemp("a") / "keys"))
-        client: pymongo.MongoClient = pymongo.MongoClient(mongo.uri)
-        users = client[stack.env.get("MONGO_DB", "auth")]["users"]
         now = datetime.now(UTC)
         documents = [
             {
@@ -44,9 +42,15 @@ def populated(start_module_stack, tmp_path_factory):
             }
             for index in range(ACCOUNTS)
         ]
+        # Stored before the service starts, as a deployment's database holds them: the service then
+        # makes its indexes over them (the in-process stand-in checks a unique index on every insert).
+        client: pymongo.MongoClient = pymongo.MongoClient(mongo.uri)
         for start in range(0, ACCOUNTS, 2000):
-            users.insert_many(documents[start : start + 2000])
+            client["auth"]["users"].insert_many(documents[start : start + 2000])
         client.close()
+        stack = start_module_stack(
+            MONGO_URI=mongo.uri, MONGO_DB="auth", ADMIN_KEYS_FILE=str(tmp_path_factory.mktemp("a") / "keys")
+        )
         yield stack, documents
     finally:
         mongo.stop()

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pymongo.errors
 import pytest
 
-from auth_service.adapters.mongo_users import NOT_ME_LINKS_KEPT
+from auth_service.adapters.users.recovery_links import NOT_ME_LINKS_KEPT
 from auth_service.domain.accounts import NotMeLink
 from auth_service.domain.devices import KNOWN_DEVICES_KEPT, Device, network_of
 from auth_service.domain.lockout import LockoutPolicy, Step, after_failure
@@ -556,15 +556,16 @@ def test_a_not_me_link_whose_work_failed_half_way_works_on_the_retry(system, uni
     email, moved = unique_email(), unique_email()
     _, changed = change_address(system, email, moved)
     users = system.auth.users
-    real_secure = users.secure
+    # The press restores the address the change left: that write fails once.
+    real_restore = users.restore_address
     blips = [pymongo.errors.AutoReconnect("a MongoDB blip")]
 
-    def secure_failing_once(*args, **kwargs):
+    def restore_failing_once(*args, **kwargs):
         if blips:
             raise blips.pop()
-        return real_secure(*args, **kwargs)
+        return real_restore(*args, **kwargs)
 
-    monkeypatch.setattr(users, "secure", secure_failing_once)
+    monkeypatch.setattr(users, "restore_address", restore_failing_once)
     assert press(system, not_me_token(changed)).status_code == 503
     assert press(system, not_me_token(changed)).status_code == 200  # the owner's retry does it all
     assert users.by_email(email) is not None and users.by_email(moved) is None

@@ -21,28 +21,20 @@ from typing import Protocol
 
 from auth_service.domain.accounts import Disablement, User, UserSearch
 from auth_service.domain.activity import Activity
-from auth_service.domain.errors import Conflict, NotFound
+from auth_service.domain.errors import Conflict, NotFound, ServiceUnavailable
 from auth_service.domain.sessions import Session
-from auth_service.ports import OutboxEntry
+from auth_service.ports import BrokerUnavailable, OutboxEntry, SupportAccounts
 from auth_service.service_layer.activity import ActivityLog, current_client
 from auth_service.service_layer.capabilities import SessionEnder
 from auth_service.service_layer.events import AccountEvents, rfc3339
-from auth_service.service_layer.outbox import Outbox
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.messages import DisableDue, UserDisabled, UserEnabled, UserUnlocked
 
 log = logging.getLogger(__name__)
 
 
-class AdminUsers(Protocol):
+class AdminUsers(SupportAccounts, Protocol):
     def by_id(self, user_id: str) -> User | None: ...
-    def search(self, query: UserSearch) -> list[User]: ...
-    def disable(
-        self, user_id: str, disablement: Disablement, outbox: list[OutboxEntry], publish_after: datetime
-    ) -> User | None: ...
-    def enable(
-        self, user_id: str, disable_id: str | None, outbox: list[OutboxEntry], publish_after: datetime
-    ) -> bool: ...
-    def unlock(self, user_id: str, outbox: list[OutboxEntry], publish_after: datetime) -> bool: ...
 
 
 class SupportSessions(SessionEnder, Protocol):
@@ -101,7 +93,7 @@ class AccountAdmin:
         users: AdminUsers,
         tools: SupportTools,
         activity: ActivityLog,
-        outbox: Outbox,
+        uow: UnitOfWork,
         events: AccountEvents,
         timer_queues: tuple[str, str],
         short_timer_seconds: int,
@@ -110,7 +102,7 @@ class AccountAdmin:
         self._users = users
         self._tools = tools
         self._activity = activity
-        self._outbox = outbox
+        self._uow = uow
         self._events = events
         self._timer_queues = timer_queues
         self._short_timer_seconds = short_timer_seconds
@@ -161,21 +153,19 @@ class AccountAdmin:
         entries = [self._events.entry(UserDisabled, user, reason=reason, until=rfc3339(until) if until else None)]
         if until is not None:
             entries.append(self._timer(user_id, disablement.id, until - now))
-        updated = self._users.disable(user_id, disablement, entries, self._outbox.relay_after())
+        updated = self._uow.commit_if(user_id, entries, self._users.disable, user_id, disablement, entries)
         if updated is None:
             raise NotFound("No such account.")
         log.warning("account disabled by support", extra={"user_id": user_id, "until": until and rfc3339(until)})
         # Its own write: the version bump refuses every token of the account at once, and is announced.
         self._tools.sessions.revoke_all_sessions(user_id, "disabled")
-        self._outbox.deliver_all(user_id, entries)
         return updated
 
     def enable(self, user_id: str) -> User:
         user = self._user(user_id)
         event = self._events.entry(UserEnabled, user, reason="admin")
-        if self._users.enable(user_id, None, [event], self._outbox.relay_after()):
+        if self._uow.commit_if(user_id, [event], self._users.enable, user_id, None, [event]):
             log.warning("account enabled by support", extra={"user_id": user_id})
-            self._outbox.deliver(user_id, event)
         return self._user(user_id)
 
     def end_expired_disable(self, user_id: str, disable_id: str) -> DisableEnd:
@@ -186,10 +176,9 @@ class AccountAdmin:
         if user.disabled(self._now()):
             return DisableEnd.NOT_YET
         event = self._events.entry(UserEnabled, user, reason="expired")
-        if not self._users.enable(user_id, disable_id, [event], self._outbox.relay_after()):
+        if not self._uow.commit_if(user_id, [event], self._users.enable, user_id, disable_id, [event]):
             return DisableEnd.GONE
         log.info("account disable ended", extra={"user_id": user_id})
-        self._outbox.deliver(user_id, event)
         return DisableEnd.ENDED
 
     def _timer(self, user_id: str, disable_id: str, left) -> OutboxEntry:
@@ -209,9 +198,8 @@ class AccountAdmin:
     def unlock(self, user_id: str) -> User:
         user = self._user(user_id)
         event = self._events.entry(UserUnlocked, user, reason="admin")
-        if self._users.unlock(user_id, [event], self._outbox.relay_after()):
+        if self._uow.commit_if(user_id, [event], self._users.unlock, user_id, [event]):
             log.info("account unlocked by support", extra={"user_id": user_id})
-            self._outbox.deliver(user_id, event)
         self._forget_login_failures(user.email)
         return self._user(user_id)
 
@@ -229,7 +217,12 @@ class AccountAdmin:
 
     def delete(self, user_id: str) -> None:
         self._user(user_id)
-        if not self._tools.erasure.erase_now(user_id):
+        try:
+            erased = self._tools.erasure.erase_now(user_id)
+        except BrokerUnavailable:
+            # The erasure goes on from where it stopped when support asks again.
+            raise ServiceUnavailable("The erasure waits for the broker. Ask again shortly.") from None
+        if not erased:
             raise NotFound("No such account.")
 
     def end_sessions(self, user_id: str) -> None:

@@ -41,7 +41,7 @@ from auth_service.service_layer.code_verified import Verified, VerifiedCodes
 from auth_service.service_layer.codes import CodeClient, new_submission_id
 from auth_service.service_layer.events import rfc3339
 from auth_service.service_layer.links import InvalidLink, LinkGone, link_owner
-from auth_service.service_layer.outbox import Outbox
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.messages import AccountErased, DeletionDue, Purpose, UserDeleted
 from common.notices import Notice
 
@@ -124,7 +124,7 @@ class AccountDeletion:
         verified_codes: VerifiedCodes,
         codes: CodeClient,
         hasher: PasswordHasher,
-        outbox: Outbox,
+        uow: UnitOfWork,
         policy: DeletionPolicy,
         clock: Callable[[], float] = time.time,
     ):
@@ -135,7 +135,7 @@ class AccountDeletion:
         verified_codes.on(Purpose.DELETE_ACCOUNT, self.apply_verified)
         self._codes = codes
         self._hasher = hasher
-        self._outbox = outbox
+        self._uow = uow
         self._policy = policy
         self._grace = timedelta(seconds=policy.grace_seconds)
         self._clock = clock
@@ -196,7 +196,9 @@ class AccountDeletion:
             notice_id = notice.message.message_id
             entries.append(notice)
         deletion = Deletion(deletion_id, user.email, now, now + self._grace, notice_id)
-        updated = self._users.begin_deletion(user_id, submission_id, deletion, entries, self._outbox.relay_after())
+        updated = self._uow.commit_if(
+            user_id, entries, self._users.begin_deletion, user_id, submission_id, deletion, entries
+        )
         if updated is None:
             return False
         log.warning(
@@ -204,7 +206,6 @@ class AccountDeletion:
         )
         self._sessions.revoke_all_sessions(user_id, "account_deletion")
         self._stores.activity.record(user_id, DELETION_REQUESTED)
-        self._outbox.deliver_all(user_id, entries)
         if not self._grace:
             try:
                 self.erase_due(user_id, deletion_id)
@@ -295,14 +296,12 @@ class AccountDeletion:
             self._codes.notice(Notice.ACCOUNT_DELETED, user.email, {}, locale=user.locale),
             _deleted_event(user_id, now),
         ]
-        if self._users.begin_erasure(user_id, deletion_id, now, entries, self._outbox.relay_after()):
+        if self._uow.store(self._users.begin_erasure, user_id, deletion_id, now, entries):
             log.warning("account erasure begun", extra={"user_id": user_id})
         elif not self._users.erasing(user_id, deletion_id):
             return DeletionEnd.GONE  # restored between the read above and this write: the restore won
         # Everything still waiting in the outbox leaves before the document that holds it goes.
-        for entry in self._users.outbox_entries(user_id):
-            if not self._outbox.deliver(user_id, entry):
-                raise BrokerUnavailable("the erasure's messages wait for the broker")
+        self._uow.deliver_stored(user_id)
         stores = self._stores
         stores.sessions.erase(user_id)
         stores.challenges.erase(user_id)

@@ -11,30 +11,35 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from auth_service.domain.accounts import LeftAddress, PendingChange, normalize_email
 from auth_service.domain.errors import CodeExpired, EmailTaken, InvalidCredentials
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.recovery import refuse_while_recovering
-from auth_service.ports import UserRepository
+from auth_service.ports import Accounts, PendingChanges
 from auth_service.service_layer.capabilities import Authenticator
 from auth_service.service_layer.code_verified import Outcome, Verified, VerifiedCodes
 from auth_service.service_layer.codes import CodeClient, new_submission_id
 from auth_service.service_layer.events import AccountEvents
-from auth_service.service_layer.outbox import Outbox
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.messages import Purpose, UserEmailChanged
 from common.notices import Notice
 
 log = logging.getLogger(__name__)
 
 
+class EmailChangeStore(Accounts, PendingChanges, Protocol):
+    """The account-document ports this uses."""
+
+
 class EmailChange:
     def __init__(
         self,
-        users: UserRepository,
+        users: EmailChangeStore,
         codes: CodeClient,
         verified_codes: VerifiedCodes,
-        outbox: Outbox,
+        uow: UnitOfWork,
         hasher: PasswordHasher,
         sessions: Authenticator,
         events: AccountEvents,
@@ -45,7 +50,7 @@ class EmailChange:
         self._codes = codes
         self._verified_codes = verified_codes
         verified_codes.on(Purpose.CHANGE_EMAIL, self._apply)
-        self._outbox = outbox
+        self._uow = uow
         self._hasher = hasher
         self._sessions = sessions
         self._events = events
@@ -76,9 +81,7 @@ class EmailChange:
                 Notice.EMAIL_CHANGE_REQUESTED, user.email, {"new_email": new_email}, request_id, locale=user.locale
             ),
         ]
-        self._users.request_email_change(user.id, new_email, entries, publish_after=self._outbox.relay_after())
-        for entry in entries:
-            self._outbox.deliver(user.id, entry)
+        self._uow.commit(user.id, entries, self._users.request_email_change, user.id, new_email, entries)
 
     def confirm_email_change(self, access_token: str | None, code: str, request_id: str | None = None) -> Outcome:
         user = self._sessions.authenticate(access_token)
@@ -116,11 +119,10 @@ class EmailChange:
         ]
         # The old mailbox may undo the change for the undo window, and nobody else may take the address meanwhile.
         left = LeftAddress(before.email, now, now + self._undo_window)
-        updated = self._users.apply_email_change(
-            user_id, change, now, announce, publish_after=self._outbox.relay_after(), left=left
+        updated = self._uow.commit_if(
+            user_id, announce, self._users.apply_email_change, user_id, change, now, announce, left=left
         )
         if updated is None:
             return False
         log.info("email address changed", extra={"user_id": user_id})
-        self._outbox.deliver_all(user_id, announce)
         return True

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from auth_service.domain.accounts import User, normalize_email
 from auth_service.domain.activity import LOGIN_FAILED
@@ -29,10 +30,10 @@ from auth_service.domain.devices import Device
 from auth_service.domain.errors import AccountDisabled, AccountPendingDeletion, EmailNotVerified, InvalidCredentials
 from auth_service.domain.lockout import LockoutPolicy, Step, after_failure, is_locked
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.ports import OutboxEntry, UserRepository
+from auth_service.ports import Accounts, Credentials, Devices, OutboxEntry
 from auth_service.service_layer.activity import ActivityLog
 from auth_service.service_layer.events import AccountEvents, rfc3339
-from auth_service.service_layer.outbox import Outbox
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.messages import LockDue, UserLocked, UserLoginFailures, UserLoginNewDevice, UserUnlocked
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 # Parallel failures lose a compare-and-set to each other; past this many rounds the failure is
 # not counted (it is still refused): counting must never turn a wrong password into an error.
 MAX_COUNT_ROUNDS = 20
+
+
+class LoginStore(Accounts, Credentials, Devices, Protocol):
+    """The account-document ports this uses."""
 
 
 class LockEnd(enum.Enum):
@@ -51,8 +56,8 @@ class LockEnd(enum.Enum):
 class FailedLogins:
     def __init__(
         self,
-        users: UserRepository,
-        outbox: Outbox,
+        users: LoginStore,
+        uow: UnitOfWork,
         events: AccountEvents,
         policy: LockoutPolicy,
         timer_queue: str,
@@ -61,7 +66,7 @@ class FailedLogins:
     ):
         self._activity = activity
         self._users = users
-        self._outbox = outbox
+        self._uow = uow
         self._events = events
         self._policy = policy
         self._timer_queue = timer_queue
@@ -93,12 +98,19 @@ class FailedLogins:
                     self._events.entry(UserLocked, current, until=rfc3339(lock[0])),
                     self._timer(current.id, lock[1]),
                 ]
-            if self._users.count_login_failure(
-                current.id, failure.before, failure.after, now, lock, entries, self._outbox.relay_after()
+            if self._uow.commit_if(
+                current.id,
+                entries,
+                self._users.count_login_failure,
+                current.id,
+                failure.before,
+                failure.after,
+                now,
+                lock,
+                entries,
             ):
                 if lock is not None:
                     log.warning("account locked after failed logins", extra={"user_id": current.id})
-                self._outbox.deliver_all(current.id, entries)
                 return
             current = self._users.by_id(user.id)
         log.warning("failed login not counted: the count kept changing", extra={"user_id": user.id})
@@ -116,10 +128,9 @@ class FailedLogins:
         if self.locked(user):
             return LockEnd.NOT_YET
         event = self._events.entry(UserUnlocked, user, reason="expired")
-        if not self._users.end_lock(user_id, lock_id, self._now(), [event], self._outbox.relay_after()):
+        if not self._uow.commit_if(user_id, [event], self._users.end_lock, user_id, lock_id, self._now(), [event]):
             return LockEnd.GONE
         log.info("account lock ended", extra={"user_id": user_id})
-        self._outbox.deliver(user_id, event)
         return LockEnd.ENDED
 
     def unlocked_by_reset(self, user: User) -> list[OutboxEntry]:
@@ -136,9 +147,9 @@ class FailedLogins:
 class KnownDevices:
     """The devices an account has signed in from (the most recent ones); a new one is announced."""
 
-    def __init__(self, users: UserRepository, outbox: Outbox, events: AccountEvents, clock=time.time):
+    def __init__(self, users: LoginStore, uow: UnitOfWork, events: AccountEvents, clock=time.time):
         self._users = users
-        self._outbox = outbox
+        self._uow = uow
         self._events = events
         self._clock = clock
 
@@ -146,16 +157,13 @@ class KnownDevices:
         """Remember the device; True if it was new to the account (and not its first login)."""
         now = datetime.fromtimestamp(self._clock(), UTC)
         event = self._events.entry(UserLoginNewDevice, user, ip=device.ip, device=device.description)
-        if self._users.remember_device(user.id, device.key, now, [event], self._outbox.relay_after()):
-            self._outbox.deliver(user.id, event)
-            return True
-        return False
+        return self._uow.commit_if(user.id, [event], self._users.remember_device, user.id, device.key, now, [event])
 
 
 class PasswordLogins:
     def __init__(
         self,
-        users: UserRepository,
+        users: LoginStore,
         hasher: PasswordHasher,
         failed_logins: FailedLogins,
         clock: Callable[[], float] = time.time,

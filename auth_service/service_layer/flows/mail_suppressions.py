@@ -20,9 +20,9 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from auth_service.ports import MessageBus, SuppressionStore, UserRepository
+from auth_service.ports import Accounts, MessageBus, SuppressionStore
 from auth_service.service_layer.events import AccountEvents
-from auth_service.service_layer.outbox import Outbox
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.messages import AddressSuppressed, SuppressionLifted, UserEmailUndeliverable
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,8 @@ class MailSuppressions:
     def __init__(
         self,
         store: SuppressionStore,
-        users: UserRepository,
-        outbox: Outbox,
+        users: Accounts,
+        uow: UnitOfWork,
         events: AccountEvents,
         bus: MessageBus,
         worker_queue: str,
@@ -46,7 +46,7 @@ class MailSuppressions:
     ):
         self._store = store
         self._users = users
-        self._outbox = outbox
+        self._uow = uow
         self._events = events
         self._bus = bus
         self._worker_queue = worker_queue
@@ -74,11 +74,13 @@ class MailSuppressions:
         # The event is stored before the address: a crash between the two repeats the event (at
         # least once, as every event), never loses it.
         user = self._users.by_email(address)
-        if user is not None:
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        if user is None:
+            added = self._store.add(address, reason, source, now)
+        else:
             entry = self._events.entry(UserEmailUndeliverable, user, reason=reason)
-            self._outbox.add(user.id, entry)
-            self._outbox.deliver(user.id, entry)
-        if not self._store.add(address, reason, source, datetime.fromtimestamp(self._clock(), UTC)):
+            added = self._uow.announce(user.id, [entry], then=lambda: self._store.add(address, reason, source, now))
+        if not added:
             return False
         log.warning("address suppressed", extra={"reason": reason, "source": source})
         return True

@@ -30,16 +30,17 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from auth_service.domain.accounts import NotMeLink, User
 from auth_service.domain.errors import EmailTaken, ServiceUnavailable
-from auth_service.domain.recovery import EMAIL_CHANGE_UNDONE, Action, Plan, Refusal, plan_press
-from auth_service.ports import OutboxEntry, UserRepository
+from auth_service.domain.recovery import EMAIL_CHANGE_UNDONE, Action, Plan, Press, Refusal, plan_press
+from auth_service.ports import Accounts, OutboxEntry, RecoveryLinks
 from auth_service.service_layer.capabilities import SessionEnder
 from auth_service.service_layer.codes import CodeClient
 from auth_service.service_layer.events import AccountEvents
 from auth_service.service_layer.links import InvalidLink, LinkGone, link_owner
-from auth_service.service_layer.outbox import Outbox
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.messages import NotMeIssued, Purpose, UserEmailChanged, UserSessionsRevoked
 from common.notices import Notice
 
@@ -47,6 +48,10 @@ log = logging.getLogger(__name__)
 
 # Presses that find the links changed under them read again; past this many, the owner is asked to retry.
 MAX_PRESS_ROUNDS = 10
+
+
+class NotMeStore(Accounts, RecoveryLinks, Protocol):
+    """The account-document ports this uses."""
 
 
 class LinkRefused(LinkGone):
@@ -69,10 +74,10 @@ class Done(enum.Enum):
 class NotMeLinks:
     def __init__(
         self,
-        users: UserRepository,
+        users: NotMeStore,
         sessions: SessionEnder,
         codes: CodeClient,
-        outbox: Outbox,
+        uow: UnitOfWork,
         events: AccountEvents,
         ttl_seconds: int,
         clock: Callable[[], float] = time.time,
@@ -84,7 +89,7 @@ class NotMeLinks:
         self._users = users
         self._sessions = sessions
         self._codes = codes
-        self._outbox = outbox
+        self._uow = uow
         self._events = events
         self._ttl = timedelta(seconds=ttl_seconds)
         self._window = timedelta(seconds=undo_window_seconds)
@@ -143,14 +148,18 @@ class NotMeLinks:
 
     def _carry_out(self, user: User, plan: Plan, version: int, now: datetime, request_id: str | None) -> Done | None:
         """Write the plan in one update; None if another press (or a new link) changed the links first."""
-        press = {"user_id": user.id, "notice": plan.link.notice, "action": plan.action.value}
-        log.warning("'this wasn't me' link used", extra=press)
+        log.warning(
+            "'this wasn't me' link used",
+            extra={"user_id": user.id, "notice": plan.link.notice, "action": plan.action.value},
+        )
         # Announced in the same write as the version bump that refuses every earlier token.
         revoked = self._events.entry(UserSessionsRevoked, user, all_sessions=True, reason="not_me")
         mfa_on = plan.link.notice == Notice.MFA_DISABLED and plan.action is not Action.CONTEST
+        press = Press(version, plan.links, plan.history, now, mfa_on)
+        users = self._users
         if plan.action is Action.CONTEST:
             entries = [revoked, *self._frozen_notices(user, {user.email, plan.link.email}, request_id)]
-            updated = self._write(user, plan, version, now, entries, freeze=True)
+            updated = self._uow.commit_if(user.id, entries, users.freeze, user.id, press, entries)
             done = Done.CONTESTED
         elif plan.action is Action.RESTORE:
             # The address is the account's again: a registration that took it meanwhile gives way.
@@ -158,52 +167,29 @@ class NotMeLinks:
                 log.warning("a pending registration of the address taken back gave way", extra={"user_id": user.id})
             entries = [revoked, *self._restore_entries(user, plan.link.email, request_id)]
             try:
-                updated = self._write(user, plan, version, now, entries, email=plan.link.email, mfa_on=mfa_on)
+                updated = self._uow.commit_if(
+                    user.id, entries, users.restore_address, user.id, press, plan.link.email, entries
+                )
             except EmailTaken:
                 log.warning("address change not undone: another account holds the address", extra={"user_id": user.id})
                 entries = [revoked, *self._frozen_notices(user, {user.email}, request_id)]
-                updated = self._write(user, plan, version, now, entries, freeze=True)
+                press = Press(version, plan.links, plan.history, now, mfa_on=False)
+                updated = self._uow.commit_if(user.id, entries, users.freeze, user.id, press, entries)
                 done = Done.NOT_RESTORED
             else:
                 done = Done.RESTORED
         else:
             entries = [revoked, self._reset_code(user, user.email, request_id)]
-            updated = self._write(user, plan, version, now, entries, mfa_on=mfa_on)
+            updated = self._uow.commit_if(user.id, entries, users.secure, user.id, press, entries)
             done = Done.SECURED
         if updated is None:
             return None
         self._sessions.end_sessions_below(user.id, updated.token_version, "not_me")
-        self._outbox.deliver_all(user.id, entries)
         if done is Done.RESTORED:
             self.address_undone(user.id, user.email)
         if mfa_on:
             log.warning("second factor turned back on by a 'this wasn't me' link", extra={"user_id": user.id})
         return done
-
-    def _write(
-        self,
-        user: User,
-        plan: Plan,
-        version: int,
-        now: datetime,
-        entries: list[OutboxEntry],
-        *,
-        email: str | None = None,
-        freeze: bool = False,
-        mfa_on: bool = False,
-    ) -> User | None:
-        return self._users.secure(
-            user.id,
-            version,
-            plan.links,
-            plan.history,
-            now,
-            entries,
-            self._outbox.relay_after(),
-            email=email,
-            freeze=freeze,
-            mfa_on=mfa_on,
-        )
 
     def _restore_entries(self, user: User, restored: str, request_id: str | None) -> list[OutboxEntry]:
         """An undo's messages: the event, a notice to each address, and the reset code to the restored login."""

@@ -10,18 +10,19 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from auth_service.domain.accounts import PendingChange, normalize_email
 from auth_service.domain.devices import Device
 from auth_service.domain.errors import CodeExpired
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.ports import ResendRequest, UserRepository
+from auth_service.ports import Accounts, PendingChanges, ResendRequest
 from auth_service.service_layer.capabilities import LockRelease, ResetApplier
 from auth_service.service_layer.code_asks import CodeAsks
 from auth_service.service_layer.code_verified import Verified, VerifiedCodes
 from auth_service.service_layer.codes import CodeClient, error_for, new_submission_id
 from auth_service.service_layer.events import AccountEvents
-from auth_service.service_layer.outbox import Outbox
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.messages import Purpose, UserPasswordChanged, UserVerified
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,18 @@ log = logging.getLogger(__name__)
 NO_ACCOUNT = "no-account"
 
 
+class ResetStore(Accounts, PendingChanges, Protocol):
+    """The account-document ports this uses."""
+
+
 class PasswordReset:
     def __init__(
         self,
-        users: UserRepository,
+        users: ResetStore,
         codes: CodeClient,
         code_asks: CodeAsks,
         verified_codes: VerifiedCodes,
-        outbox: Outbox,
+        uow: UnitOfWork,
         hasher: PasswordHasher,
         sessions: ResetApplier,
         locks: LockRelease,
@@ -50,7 +55,7 @@ class PasswordReset:
         code_asks.on(Purpose.RESET_PASSWORD, self._issue_reset_code)
         self._verified_codes = verified_codes
         verified_codes.on(Purpose.RESET_PASSWORD, self._apply)
-        self._outbox = outbox
+        self._uow = uow
         self._hasher = hasher
         self._sessions = sessions
         self._locks = locks
@@ -127,6 +132,7 @@ class PasswordReset:
         # address must not refuse it (the lock ended in the update above).
         self._forget_login_failures(updated.email)
         verified_event = self._events.entry(UserVerified, updated)
-        if self._users.record_first_verification(user_id, self._now(), [verified_event], self._outbox.relay_after()):
-            self._outbox.deliver(user_id, verified_event)
+        self._uow.commit_if(
+            user_id, [verified_event], self._users.record_first_verification, user_id, self._now(), [verified_event]
+        )
         return True

@@ -24,13 +24,13 @@ from auth_service.domain.errors import (
     ServiceUnavailable,
 )
 from auth_service.domain.passwords import PasswordHasher
-from auth_service.ports import OutboxEntry, ResendRequest, UserRepository
+from auth_service.ports import Accounts, OutboxEntry, ResendRequest
 from auth_service.service_layer.code_asks import CodeAsks
 from auth_service.service_layer.code_verified import Outcome, Verified, VerifiedCodes
 from auth_service.service_layer.codes import CodeClient, error_for
 from auth_service.service_layer.events import AccountEvents
 from auth_service.service_layer.links import InvalidLink
-from auth_service.service_layer.outbox import Outbox
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.links import parse_link_token_reference
 from common.locales import SOURCE_LOCALE, choose_locale
 from common.messaging.messages import Purpose, UserRegistered, UserVerified, Verdict
@@ -65,9 +65,9 @@ class Confirmation:
 class AccountRegistration:
     def __init__(
         self,
-        users: UserRepository,
+        users: Accounts,
         codes: CodeClient,
-        outbox: Outbox,
+        uow: UnitOfWork,
         hasher: PasswordHasher,
         code_asks: CodeAsks,
         verified_codes: VerifiedCodes,
@@ -80,7 +80,7 @@ class AccountRegistration:
         self._users = users
         self._events = events if events is not None else AccountEvents(clock)
         self._codes = codes
-        self._outbox = outbox
+        self._uow = uow
         self._hasher = hasher
         self._code_asks = code_asks
         code_asks.on(Purpose.VERIFY_EMAIL, self._issue_resent_code)
@@ -134,7 +134,7 @@ class AccountRegistration:
                 user = User(id=uuid.uuid4().hex, email=email, **registration)
                 entries = self._registration_messages(user, request_id)
                 try:
-                    self._users.add(user, entries, publish_after=self._outbox.relay_after())
+                    self._uow.commit(user.id, entries, self._users.add, user, entries)
                 except EmailTaken:  # registered in parallel, maybe still pending: look again
                     continue
                 break
@@ -142,13 +142,12 @@ class AccountRegistration:
             # the address first (and got the old id in their 201) must not hold it.
             user = dataclasses.replace(current, id=uuid.uuid4().hex, **registration)
             entries = self._registration_messages(user, request_id)
-            if self._users.replace_pending(current, user, entries, publish_after=self._outbox.relay_after()):
+            if self._uow.commit_if(user.id, entries, self._users.replace_pending, current, user, entries):
                 log.info("pending registration replaced by a new one", extra={"user_id": user.id})
                 break
         else:
             raise ServiceUnavailable("This address is being registered right now. Try again shortly.")
         self._codes.start_cooldown(Purpose.VERIFY_EMAIL, email)
-        self._outbox.deliver_all(user.id, entries)
         return user
 
     def _registration_messages(self, user: User, request_id: str | None) -> list[OutboxEntry]:
@@ -171,8 +170,7 @@ class AccountRegistration:
             # The request's id, drawn from secrets, names the code request: acting on it twice
             # (a relay that died before recording it done) mails the same code, never a second one.
             entry = self._code_request(user, request.request_id, message_id=request.id)
-            if self._users.replace_pending(current, user, [entry], publish_after=self._outbox.relay_after()):
-                self._outbox.deliver(user.id, entry)
+            if self._uow.commit_if(user.id, [entry], self._users.replace_pending, current, user, [entry]):
                 return
         log.warning("resend not acted on: the account kept changing", extra={"user_id": current and current.id})
 
@@ -218,13 +216,9 @@ class AccountRegistration:
             # below would match nothing, so neither it nor its event is made.
             return False
         event = self._events.entry(UserVerified, user)
-        if not self._users.mark_verified(
-            user.id, self._now(), sequence, confirmation, [event], publish_after=self._outbox.relay_after()
-        ):
-            return False
-        # Not waited for: the answer to the code's owner does not depend on other services hearing of it.
-        self._outbox.deliver_soon(user.id, event)
-        return True
+        return self._uow.commit_if(
+            user.id, [event], self._users.mark_verified, user.id, self._now(), sequence, confirmation, [event]
+        )
 
     def _apply(self, verified: Verified) -> bool:
         user = self._users.by_id(verified.user_id)

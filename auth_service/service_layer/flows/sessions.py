@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from auth_service.domain.accounts import PendingChange, User
 from auth_service.domain.activity import LOGIN
@@ -52,16 +53,20 @@ from auth_service.domain.sessions import (
     refresh_token_hash,
 )
 from auth_service.domain.tokens import AccessClaims, InvalidToken, TokenIssuer
-from auth_service.ports import OutboxEntry, SessionRepository, UserRepository
+from auth_service.ports import Accounts, Credentials, OutboxEntry, SessionRepository
 from auth_service.service_layer.activity import ActivityLog
 from auth_service.service_layer.events import AccountEvents
-from auth_service.service_layer.outbox import Outbox
 from auth_service.service_layer.session_ends import EndedSessions
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.messages import UserPasswordChanged, UserSessionsRevoked
 
 log = logging.getLogger(__name__)
 
 REFRESH_REFUSED = "The refresh token is not valid. Log in again."
+
+
+class SessionsStore(Accounts, Credentials, Protocol):
+    """The account-document ports this uses."""
 
 
 @dataclass(frozen=True)
@@ -74,12 +79,12 @@ class SessionPolicy:
 class SessionService:
     def __init__(
         self,
-        users: UserRepository,
+        users: SessionsStore,
         sessions: SessionRepository,
         tokens: TokenIssuer,
         hasher: PasswordHasher,
         policy: SessionPolicy,
-        outbox: Outbox,
+        uow: UnitOfWork,
         ended: EndedSessions,
         clock: Callable[[], float] = time.time,
         events: AccountEvents | None = None,
@@ -88,7 +93,7 @@ class SessionService:
         self._activity = activity
         self._users = users
         self.ended = ended
-        self._outbox = outbox
+        self._uow = uow
         self._events = events if events is not None else AccountEvents(clock)
         self._sessions = sessions
         self._tokens = tokens
@@ -200,14 +205,14 @@ class SessionService:
         if session is None or not session.live:
             return False
         user = self._users.by_id(user_id)
-        entry = None
+        announce = []
         if user is not None:
-            entry = self._events.entry(UserSessionsRevoked, user, session_ids=(session_id,), reason=reason)
-            self._outbox.add(user_id, entry)
+            announce.append(self._events.entry(UserSessionsRevoked, user, session_ids=(session_id,), reason=reason))
+        return self._uow.announce(user_id, announce, then=lambda: self._end(session_id, reason))
+
+    def _end(self, session_id: str, reason: str) -> bool:
         ended = self._sessions.end(session_id, self._now(), reason)
         self.ended.add([session_id])
-        if entry is not None:
-            self._outbox.deliver(user_id, entry)
         return ended
 
     def authenticate(self, access_token: str | None) -> User:
@@ -275,6 +280,7 @@ class SessionService:
         updated = self._revoke(
             user.id,
             "password_changed",
+            self._users.change_password,
             self._hasher.hash(new_password),
             user.token_version,
             announce=[self._events.entry(UserPasswordChanged, user, reason="change")],
@@ -290,17 +296,19 @@ class SessionService:
         """Write a new password and refuse every token issued before, in one update (change and reset).
 
         Returns the updated user, or None if there is no such user (at ``expected_version``)."""
-        return self._revoke(user_id, reason, self._hasher.hash(new_password), expected_version)
+        return self._revoke(
+            user_id, reason, self._users.change_password, self._hasher.hash(new_password), expected_version
+        )
 
     def apply_reset(self, user_id: str, reset: PendingChange, announce: list[OutboxEntry]) -> User | None:
         """Write the password a reset stored and refuse every token issued before, in one update with
         ``announce`` (its events), once: None if the reset is no longer stored (applied already, by
         the request or the consumer)."""
-        return self._revoke(user_id, "password_reset", None, None, reset, announce)
+        return self._revoke(user_id, "password_reset", self._users.apply_reset, reset, announce=announce)
 
     def revoke_all_sessions(self, user_id: str, reason: str) -> User | None:
         """Refuse every access and refresh token of the account, keeping its password."""
-        return self._revoke(user_id, reason, None, None)
+        return self._revoke(user_id, reason, self._users.revoke_tokens)
 
     def end_sessions_below(self, user_id: str, token_version: int, reason: str) -> int:
         """End every session opened under an earlier token version (an update that raised the version
@@ -311,12 +319,13 @@ class SessionService:
         self,
         user_id: str,
         reason: str,
-        password_hash: str | None,
-        expected_version: int | None,
-        reset: PendingChange | None = None,
+        write: Callable[..., User | None],
+        *args: object,
         announce: list[OutboxEntry] | None = None,
         user: User | None = None,
     ) -> User | None:
+        """``write(user_id, now, *args, outbox, publish_after=...)``, one of the writes that refuse every
+        earlier token, announced with ``user.sessions_revoked``; then the account's sessions ended."""
         now = self._now()
         user = user if user is not None else self._users.by_id(user_id)
         if user is None:
@@ -324,12 +333,9 @@ class SessionService:
         # Announced in the same write as the version bump that refuses every earlier token.
         revoked = self._events.entry(UserSessionsRevoked, user, all_sessions=True, reason=reason)
         announce = [*(announce or []), revoked]
-        updated = self._users.bump_token_version(
-            user_id, now, password_hash, expected_version, reset, announce, self._outbox.relay_after()
-        )
+        updated = self._uow.commit_if(user_id, announce, write, user_id, now, *args, announce)
         if updated is None:
             return None
-        self._outbox.deliver_all(user_id, announce)
         # The version bump alone refuses every earlier token; ending the sessions too records
         # when and why each one ended, where an operator looks for it.
         ended = self._sessions.end_all(user_id, below_version=updated.token_version, at=now, reason=reason)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from auth_service.domain import activity as recorded
 from auth_service.domain.accounts import TrustedDevice, normalize_email
@@ -26,18 +27,22 @@ from auth_service.domain.errors import CodeExpired, InvalidCredentials, ServiceU
 from auth_service.domain.passwords import PasswordHasher
 from auth_service.domain.recovery import refuse_while_recovering
 from auth_service.domain.sessions import TokenPair
-from auth_service.ports import ResendRequest, SignInChallenges, UserRepository
+from auth_service.ports import Accounts, Devices, ResendRequest, SignInChallenges
 from auth_service.service_layer.activity import ActivityLog
 from auth_service.service_layer.capabilities import DeviceSightings, PasswordCheck, SessionOpener
 from auth_service.service_layer.code_asks import CodeAsks
 from auth_service.service_layer.codes import CodeClient, error_for
-from auth_service.service_layer.outbox import Outbox
+from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.messages import CodeVerdict, Purpose
 from common.notices import Notice
 
 log = logging.getLogger(__name__)
 
 NO_VERDICT = "The code could not be checked in time. Ask for a new code and try again."
+
+
+class SignInStore(Accounts, Devices, Protocol):
+    """The account-document ports this uses."""
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,12 @@ class SignInPolicy:
 class SignIn:
     def __init__(
         self,
-        users: UserRepository,
+        users: SignInStore,
         challenges: SignInChallenges,
         passwords: PasswordCheck,
         codes: CodeClient,
         code_asks: CodeAsks,
-        outbox: Outbox,
+        uow: UnitOfWork,
         hasher: PasswordHasher,
         sessions: SessionOpener,
         policy: SignInPolicy,
@@ -78,7 +83,7 @@ class SignIn:
         self._codes = codes
         code_asks.on(Purpose.SIGN_IN, self._issue_asked_code)
         self._code_asks = code_asks
-        self._outbox = outbox
+        self._uow = uow
         self._hasher = hasher
         self._sessions = sessions
         self._trust = timedelta(days=policy.trust_days)
@@ -105,11 +110,10 @@ class SignIn:
             locale=user.locale,
             user_id=user.id,
         )
-        if self._users.set_mfa(user.id, enabled, notice, publish_after=self._outbox.relay_after()):
+        if self._uow.commit_if(user.id, [notice], self._users.set_mfa, user.id, enabled, notice):
             log.info("second factor switched", extra={"user_id": user.id, "mfa": "email" if enabled else "off"})
             if self._activity is not None:
                 self._activity.record(user.id, recorded.MFA_ENABLED if enabled else recorded.MFA_DISABLED)
-            self._outbox.deliver(user.id, notice)
         return enabled
 
     def login(

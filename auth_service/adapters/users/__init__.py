@@ -1,0 +1,1 @@
+"""The account documents (MongoDB's "users" collection), one module per concern of ports.py."""

@@ -1,0 +1,66 @@
+"""Each account document's outbox, and the relay's claims on it (ports.OutboxStore)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pymongo
+
+from auth_service.adapters.users.collection import UsersCollection
+from auth_service.adapters.users.documents import (
+    entry_document,
+    entry_of,
+)
+from auth_service.ports import OutboxEntry
+
+
+class MongoOutbox(UsersCollection):
+    def add_outbox(self, user_id: str, outbox: OutboxEntry, publish_after: datetime) -> None:
+        self._locked(
+            self._users.update_one,
+            {"_id": user_id},
+            {"$push": {"outbox": entry_document(outbox)}, "$set": {"outbox_due_at": publish_after}},
+        )
+
+    def outbox_entries(self, user_id: str) -> list[OutboxEntry]:
+        """The messages still waiting in the account's outbox, oldest first."""
+        document = self._users.find_one({"_id": user_id}, {"outbox": 1})
+        return [entry_of(raw) for raw in (document or {}).get("outbox", [])]
+
+    def outbox_delivered(self, user_id: str, message_id: str) -> None:
+        self._locked(self._users.update_one, {"_id": user_id}, {"$pull": {"outbox": {"message_id": message_id}}})
+        self._locked(
+            self._users.update_one,
+            {"_id": user_id, "outbox": {"$size": 0}, "outbox_due_at": {"$exists": True}},
+            {"$unset": {"outbox_due_at": ""}},
+        )
+
+    def claim_due_outbox(self, now: datetime, lease_until: datetime) -> tuple[str, list[OutboxEntry]] | None:
+        """Lease one user's due messages, so that another relay leaves them alone meanwhile."""
+        while True:
+            document = self._locked(
+                self._users.find_one_and_update,
+                {"outbox_due_at": {"$lte": now}},
+                {"$set": {"outbox_due_at": lease_until}},
+                return_document=pymongo.ReturnDocument.AFTER,
+            )
+            if document is None:
+                return None
+            entries = [entry_of(raw) for raw in document.get("outbox", [])]
+            if entries:
+                return document["_id"], entries
+            self._locked(
+                self._users.update_one,
+                {"_id": document["_id"], "outbox": {"$size": 0}},
+                {"$unset": {"outbox_due_at": ""}},
+            )
+
+    def postpone_outbox(self, user_id: str, until: datetime) -> None:
+        self._locked(self._users.update_one, {"_id": user_id}, {"$set": {"outbox_due_at": until}})
+
+    def pending_outbox_count(self) -> int:
+        return self._users.count_documents({"outbox_due_at": {"$exists": True}})
+
+    def overdue_outbox_count(self, now: datetime) -> int:
+        """Users whose message is past its request's grace period: the relay's to publish, and not yet published."""
+        return self._users.count_documents({"outbox_due_at": {"$lte": now}})
