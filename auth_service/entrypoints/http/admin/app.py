@@ -67,6 +67,7 @@ def create_admin_app(
     # The support console's pages: plain HTML over the same services, outside the OpenAPI document. Installed
     # first: a page knows its key before the limiter counts the request, so it counts against the key's limit.
     console.install(app, settings)
+    FORM_ENDPOINTS.update(console.form_endpoints(app))
     limiter = access.install(app, access_check, activity, settings)
     api = ContractApi(app)
     for area in AREAS:

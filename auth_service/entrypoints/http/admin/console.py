@@ -102,6 +102,15 @@ def install(app: Flask, settings: Settings) -> None:
     app.register_blueprint(console)
 
 
+def form_endpoints(app: Flask) -> set[str]:
+    """The console's endpoints that take an HTML form (every POST of its pages)."""
+    return {
+        rule.endpoint
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith(f"{BLUEPRINT}.") and "POST" in (rule.methods or ())
+    }
+
+
 def _sealer() -> SessionSealer:
     return admin_services(SEALER)
 
@@ -287,11 +296,11 @@ def home() -> Response:
     notice = NOTICES.get(request.args.get("done", ""))
     if not _allows(USERS_READ):
         return _render("search.html", notice=notice, searched=False, statuses=ADMIN_STATUSES)
-    form = {name: request.args.get(name, "").strip() for name in ("email", "status", "cursor")}
+    # ``limit`` is in no form, but a link may carry it (the API's bounds apply).
+    form = {name: request.args.get(name, "").strip() for name in ("email", "status", "limit", "cursor")}
     try:
-        args = schemas.UserSearchArgs().load(
-            {name: value for name, value in form.items() if value} | {"limit": PAGE_SIZE}
-        )
+        given = {name: value for name, value in form.items() if value}
+        args = schemas.UserSearchArgs().load({"limit": PAGE_SIZE} | given)
         after = None
         if args["cursor"] is not None:
             (after,) = decode_cursor(args["cursor"], 1)
