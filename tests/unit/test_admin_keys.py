@@ -12,6 +12,7 @@ from auth_service.domain import admin_keys
 from auth_service.domain.admin_keys import AUDIT_READ, INTROSPECT, USERS_READ, new_key, parse_line, parse_presented
 from auth_service.domain.errors import Forbidden, InvalidTokenError
 from auth_service.domain.paging import BadCursor, decode_cursor, encode_cursor
+from auth_service.entrypoints import admin_keys_cli
 from auth_service.entrypoints.admin_keys_cli import parse_last_use
 from auth_service.service_layer.admin_access import AdminAccess
 
@@ -130,3 +131,35 @@ def test_the_last_use_of_each_key_is_read_from_the_metrics():
         'http_requests_total{method="GET"} 3.0\n'
     )
     assert parse_last_use(exposition) == {"support-ada": 1.7650224e09, "billing": 1765022500.5}
+
+
+@pytest.fixture
+def cli_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("APP_ENV", "development")
+    monkeypatch.setenv("ADMIN_KEYS_FILE", str(tmp_path / "admin-keys"))
+    return tmp_path / "admin-keys"
+
+
+def test_the_commands_make_list_and_revoke_keys_and_refuse_what_is_no_key(cli_env, capsys):
+    assert admin_keys_cli.main(["create", "--name", "ada", "--scopes", "users:read,audit:read"]) == 0
+    key = capsys.readouterr().out.strip()
+    [record] = AdminKeysFile(cli_env).read()
+    assert (record.name, record.scopes) == ("ada", frozenset({USERS_READ, AUDIT_READ}))
+    assert record.matches(parse_presented(key)[1]) and key not in cli_env.read_text()
+    assert admin_keys_cli.main(["create", "--name", "ada", "--scopes", "introspect"]) == 1  # a name is one key's
+    assert admin_keys_cli.main(["create", "--name", "bob", "--scopes", "users:everything"]) == 2
+    assert admin_keys_cli.main(["create", "--name", "b b", "--scopes", "introspect"]) == 2
+    capsys.readouterr()
+    assert admin_keys_cli.main(["list", "--metrics-url", "http://127.0.0.1:9/metrics"]) == 0
+    listed = capsys.readouterr()
+    assert listed.out.splitlines()[1].split("\t")[:2] == ["ada", "users:read,audit:read"]
+    assert listed.out.splitlines()[1].split("\t")[3] == "-" and "did not answer" in listed.err
+    assert admin_keys_cli.main(["revoke", "nobody"]) == 1
+    assert admin_keys_cli.main(["revoke", "ada"]) == 0
+    assert AdminKeysFile(cli_env).read() == []
+
+
+def test_the_commands_need_the_keys_file_setting(monkeypatch):
+    monkeypatch.setenv("APP_ENV", "development")
+    monkeypatch.delenv("ADMIN_KEYS_FILE", raising=False)
+    assert admin_keys_cli.main(["list"]) == 2

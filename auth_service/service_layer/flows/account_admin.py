@@ -16,12 +16,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from auth_service.domain.accounts import Disablement, User, UserSearch
 from auth_service.domain.activity import Activity
-from auth_service.domain.errors import Conflict, NotFound, ServiceUnavailable
+from auth_service.domain.errors import Conflict, FieldRefused, NotFound, ServiceUnavailable
 from auth_service.domain.sessions import Session
 from auth_service.ports import BrokerUnavailable, OutboxEntry, SupportAccounts
 from auth_service.service_layer.activity import ActivityLog, current_client
@@ -31,6 +31,8 @@ from auth_service.service_layer.unit_of_work import UnitOfWork
 from common.messaging.messages import DisableDue, UserDisabled, UserEnabled, UserUnlocked
 
 log = logging.getLogger(__name__)
+
+MAX_DISABLE_END = timedelta(days=365)
 
 
 class AdminUsers(SupportAccounts, Protocol):
@@ -148,6 +150,9 @@ class AccountAdmin:
         now = self._now()
         if until is not None and until <= now:
             raise Conflict("The disable's end must be in the future.")
+        if until is not None and until - now > MAX_DISABLE_END:
+            # As a deletion's grace: the broker holds a timer that long; longer, leave the end out.
+            raise FieldRefused("until", "At most 365 days ahead; leave it out to disable until enabled.")
         client = current_client()
         disablement = Disablement(uuid.uuid4().hex, reason, now, client.actor if client else None, until)
         entries = [self._events.entry(UserDisabled, user, reason=reason, until=rfc3339(until) if until else None)]

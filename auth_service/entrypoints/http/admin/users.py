@@ -120,6 +120,7 @@ def get_user(user_id):
 @users.response(200, schemas.UserDetail)
 @users.alt_response(404, schema=ErrorResponse, description=NOT_FOUND)
 @users.alt_response(409, schema=ErrorResponse, description="conflict: until is not in the future")
+@users.alt_response(422, schema=ErrorResponse, description="validation_error: no reason, or until over 365 days ahead")
 def disable_user(body, user_id):
     """Disable: every session ends now; a right password answers 403 account_disabled; ``until`` ends it."""
     until = body["until"].astimezone(UTC) if body["until"] is not None else None
