@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
 import pytest
@@ -22,6 +23,7 @@ from tests.integration.test_contract_flow import emailed_codes, new_email, regis
 from tests.integration.test_docs_page import browser  # noqa: F401 (the Chromium fixture, shared)
 from tests.waiting import eventually
 
+PAGE_TIMEOUT_SECONDS = 20
 CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 
 
@@ -276,6 +278,14 @@ def test_a_console_action_is_in_the_audit_trail_with_the_keys_name(admin_stack, 
     assert refused.status == 422 and "reason" in refused.text
     assert account(admin_stack, support_key, user_id)["disabled"] is None
 
+    # The form's end is a UTC time without a zone, to the minute as a browser's date-time field sends it.
+    until = (datetime.now(UTC) + timedelta(days=1)).replace(second=0, microsecond=0)
+    form = {"csrf_token": confirm.csrf, "reason": "a day off", "until": until.strftime("%Y-%m-%dT%H:%M")}
+    assert console.post(f"/admin/console/users/{user_id}/disable", form).status == 303
+    disabled = account(admin_stack, support_key, user_id)["disabled"]
+    assert datetime.fromisoformat(disabled["until"]) == until
+    assert "until " + until.strftime("%Y-%m-%d %H:%M:%S UTC") in console.get(f"/admin/console/users/{user_id}").text
+
 
 ROW_LINK = re.compile(r'<a href="/admin/console/users/([0-9a-f]+)">([^<]+)</a>')
 NEXT_PAGE = re.compile(r'<a href="([^"]+)" id="next-page">')
@@ -405,6 +415,8 @@ def test_in_chromium_support_signs_in_finds_an_account_disables_it_and_enables_i
     note,
 ):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
     stack = admin_stack
     prefix = f"console-{new_email().split('@')[0]}"
@@ -422,10 +434,18 @@ def test_in_chromium_support_signs_in_finds_an_account_disables_it_and_enables_i
     def text(css: str) -> str:
         return browser.find_element(By.CSS_SELECTOR, css).text
 
+    def follow(by: str, value: str) -> None:
+        """Click what leads to another page, and wait until that page has replaced this one."""
+        page = browser.find_element(By.TAG_NAME, "html")
+        browser.find_element(by, value).click()
+        waiting = WebDriverWait(browser, PAGE_TIMEOUT_SECONDS)
+        waiting.until(expected_conditions.staleness_of(page))
+        waiting.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
+
     browser.get(stack.admin_url + "/admin/")
     shot("sign-in")
     browser.find_element(By.ID, "key").send_keys(support_key)
-    browser.find_element(By.ID, "sign-in").click()
+    follow(By.ID, "sign-in")
     assert "support-desk" in text("#signed-in-as")
     cookie = browser.get_cookie(COOKIE)
     assert cookie is not None and cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
@@ -433,19 +453,19 @@ def test_in_chromium_support_signs_in_finds_an_account_disables_it_and_enables_i
     assert support_key not in cookie["value"]
 
     browser.find_element(By.ID, "email").send_keys(f"{prefix}*")
-    browser.find_element(By.ID, "search").click()
+    follow(By.ID, "search")
     rows = browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")
     assert [row.find_element(By.TAG_NAME, "a").text for row in rows] == emails
     shot("search")
 
-    browser.find_element(By.LINK_TEXT, target).click()
+    follow(By.LINK_TEXT, target)
     assert text("#account-email") == target
     assert text("#account-status") == "pending_verification"
-    browser.find_element(By.ID, "action-disable").click()
+    follow(By.ID, "action-disable")
     assert "Every session of it ends now" in text("#question")
     browser.find_element(By.ID, "reason").send_keys("Chargeback under review")
     shot("disable-confirm")
-    browser.find_element(By.ID, "confirm").click()
+    follow(By.ID, "confirm")
 
     assert text("#account-status") == "disabled"
     assert "The account is disabled" in text("#notice")
@@ -455,14 +475,14 @@ def test_in_chromium_support_signs_in_finds_an_account_disables_it_and_enables_i
     detail = account(stack, support_key, user_id_of(stack, support_key, target))
     assert detail["status"] == "disabled" and detail["disabled"]["by"] == "support-desk"
 
-    browser.find_element(By.ID, "action-enable").click()
+    follow(By.ID, "action-enable")
     assert text("#account-status") == "pending_verification"
     assert "The account is enabled" in text("#notice")
     assert browser.find_elements(By.ID, "disabled") == []
     shot("enabled")
     assert account(stack, support_key, detail["id"])["disabled"] is None
 
-    browser.find_element(By.ID, "sign-out").click()
+    follow(By.ID, "sign-out")
     assert browser.find_element(By.ID, "sign-in-form") is not None
     assert browser.get_cookie(COOKIE) is None or browser.get_cookie(COOKIE)["value"] != cookie["value"]
 
