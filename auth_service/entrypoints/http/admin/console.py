@@ -50,7 +50,7 @@ from auth_service.domain.paging import BadCursor, decode_cursor, encode_cursor
 from auth_service.entrypoints.http import errors, security_headers
 from auth_service.entrypoints.http.admin import schemas, users
 from auth_service.entrypoints.http.admin.access import admin_services
-from auth_service.service_layer.activity import ActivityLog, bind_client
+from auth_service.service_layer.activity import ActivityLog, bind_client, unbind_client
 from auth_service.service_layer.admin_access import AdminAccess
 from auth_service.service_layer.flows.account_admin import AccountAdmin
 
@@ -155,6 +155,10 @@ def _act_as(key: AdminKey) -> None:
     """What access.py does for a Bearer key: the request is recorded, and the service layer acts, as this key."""
     g.console_key = key
     g.admin_key = key
+    # A sign-in over a live session binds again: the first binding must not outlive the request on this thread.
+    earlier = g.pop("activity_client", None)
+    if earlier is not None:
+        unbind_client(earlier)
     g.activity_client = bind_client(Client(request.remote_addr or "unknown", None, actor=key.name))
 
 
