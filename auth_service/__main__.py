@@ -7,7 +7,7 @@ import sys
 from auth_service.adapters.keys_file import KeysFileError
 from auth_service.config import Settings
 from auth_service.domain.sealed_keys import UnsealError
-from auth_service.entrypoints import admin_keys_cli, keys_cli, server
+from auth_service.entrypoints import admin_keys_cli, keys_cli, migrate, server
 from common.logs import configure_logging
 from common.settings import SettingsError
 from common.tracing import configure as configure_tracing
@@ -24,6 +24,8 @@ def main() -> int:
         print(f"auth_service: {error}", file=sys.stderr)
         return 2
     configure_logging("auth_service", settings.log_level)
+    if sys.argv[1:2] == ["migrate"]:
+        return migrate.run(settings)
     configure_tracing("auth_service", settings.otel_exporter_otlp_endpoint)
     try:
         return server.run(settings)

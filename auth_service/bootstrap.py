@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -18,7 +19,7 @@ from flask import Flask
 from prometheus_client import Counter, Gauge
 from pymongo.database import Database
 
-from auth_service.adapters import disposable_domains
+from auth_service.adapters import disposable_domains, mongo_schema
 from auth_service.adapters.abuse_metrics import AbuseMetrics
 from auth_service.adapters.account_keys import NoAccountKeys, RedisAccountKeys
 from auth_service.adapters.admin_keys_file import AdminKeysFile, NoAdminKeys
@@ -89,6 +90,17 @@ from common.redis_client import redis_from_uri
 log = logging.getLogger(__name__)
 
 IN_PROCESS_MONGO = "mongomock://"
+
+
+class Mode(enum.Enum):
+    """How the system runs, said by whoever builds it."""
+
+    # With RabbitMQ: the link thread, the outbox relay, auth's consumer and the session-end listener run in
+    # the background; a stored ask wakes the relay, a confirm is marked off the link thread.
+    BROKER = "broker"
+    # On a bus handed in (unit tests, benchmarks): nothing runs in the background, so a stored ask is acted on
+    # in the request, and a confirmed publish is marked at once.
+    IN_PROCESS = "in_process"
 
 
 @dataclass
@@ -172,15 +184,14 @@ def key_refresh_seconds(settings: Settings) -> float:
     return max(0.5, min(30.0, settings.jwks_max_age_seconds / 4))
 
 
-def key_source(settings: Settings, database) -> KeySource:
+def key_source(settings: Settings, database, in_process_store: bool) -> KeySource:
     """HS256 under JWT_SECRET, the operator's keys file, or keys kept (and rotated) in MongoDB."""
     secret = settings.jwt_secret.get_secret_value()
     if settings.jwt_algorithm == HS256:
         return SharedSecretKeys(secret)
     if settings.jwt_signing_keys_file is not None:
         return FileKeys(KeysFile(settings.jwt_signing_keys_file))
-    store = MongoSigningKeys(database, KeySealer(secret), serialize_writes=isinstance(database, mongomock.Database))
-    store.ensure_indexes()
+    store = MongoSigningKeys(database, KeySealer(secret), serialize_writes=in_process_store)
     refresh = key_refresh_seconds(settings)
     schedule = KeySchedule(
         rotation=timedelta(days=settings.jwt_key_rotation_days),
@@ -195,6 +206,7 @@ def key_source(settings: Settings, database) -> KeySource:
 def build(
     settings: Settings,
     *,
+    mode: Mode = Mode.BROKER,
     database=None,
     bus: MessageBus | None = None,
     cooldowns: Cooldowns | None = None,
@@ -202,32 +214,30 @@ def build(
     resend_requested: Callable[[], object] | None = None,
     abuse_checks: AbuseChecks | None = None,
 ) -> AuthSystem:
-    """``resend_requested``: what a resend or forgot wakes. By default the relay thread with the
-    real broker; with a bus passed in (unit tests), the stored request is acted on at once, in
-    the request, since no relay thread runs there."""
-    in_process = settings.mongo_uri.startswith(IN_PROCESS_MONGO)
+    """``mode``: with the broker (``bus`` None: built here) or in one process on ``bus``. ``database``: the
+    in-process store's database, when the caller keeps it (``MONGO_URI=mongomock://``). ``resend_requested``:
+    what a resend or forgot wakes (by default the relay thread, or, in process, the ask acted on at once)."""
+    if (mode is Mode.IN_PROCESS) != (bus is not None):
+        raise ValueError("a bus is handed in exactly when the system runs in process")
+    # The in-process store lives in this process: its writes take one lock (mongomock's own are not safe
+    # between threads), and it gets its indexes here, as nobody else can migrate it.
+    in_process_store = settings.mongo_uri.startswith(IN_PROCESS_MONGO)
     if database is None:
         database = mongo_database(settings)
-    mongomock_store = in_process or isinstance(database, mongomock.Database)
-    # mongomock emulates TTL indexes by deleting on reads, racing between request threads; the
-    # service checks expiry itself, so the in-process store goes without the users' TTL index.
-    users = MongoUserRepository(database, serialize_writes=mongomock_store, ttl_index=not mongomock_store)
-    users.ensure_indexes()
-    lifetime = timedelta(seconds=settings.unverified_ttl_seconds)
-    if users.expire_unmarked_pending(datetime.fromtimestamp(clock(), UTC) + lifetime):
-        log.info("pending accounts stored before accounts expired now expire too", extra={"after": str(lifetime)})
-    resend_requests = MongoResendRequests(database, serialize_writes=mongomock_store, ttl_index=not mongomock_store)
-    resend_requests.ensure_indexes()
-    session_store = MongoSessionRepository(database, serialize_writes=mongomock_store)
-    session_store.ensure_indexes()
-    challenges = MongoSignInChallenges(database, serialize_writes=mongomock_store, ttl_index=not mongomock_store)
-    challenges.ensure_indexes()
-    activity_store = MongoActivity(
-        database, settings.audit_retention_days, serialize_writes=mongomock_store, ttl_index=not mongomock_store
-    )
-    activity_store.ensure_indexes()
+    if in_process_store:
+        mongo_schema.migrate(
+            database,
+            unverified_ttl_seconds=settings.unverified_ttl_seconds,
+            now=datetime.fromtimestamp(clock(), UTC),
+            in_process=True,
+        )
+    users = MongoUserRepository(database, serialize_writes=in_process_store)
+    resend_requests = MongoResendRequests(database, serialize_writes=in_process_store)
+    session_store = MongoSessionRepository(database, serialize_writes=in_process_store)
+    challenges = MongoSignInChallenges(database, serialize_writes=in_process_store)
+    activity_store = MongoActivity(database, settings.audit_retention_days, serialize_writes=in_process_store)
     activity = ActivityLog(activity_store, users, settings.audit_retention_days, clock)
-    keys = KeyRing(key_source(settings, database), clock)
+    keys = KeyRing(key_source(settings, database, in_process_store), clock)
     ended_sessions = EndedSessions(settings.jwt_ttl_seconds + LEEWAY_SECONDS, clock)
     ended_sessions.load(session_store.ended_since(_moment(ended_sessions.since())))
 
@@ -253,7 +263,7 @@ def build(
         bus,
         settings.publish_timeout_seconds,
         clock,
-        mark_later=_marker(bus),
+        mark_later=_marker(mode),
         on_delivered=activity.keep_delivered,
     )
     uow = UnitOfWork(outbox)
@@ -271,7 +281,7 @@ def build(
     if resend_requested is None:
         # With the real broker the relay thread acts on stored requests; with a fake one, nothing
         # runs in the background, so the request acts on them itself.
-        resend_requested = relay_wakeup.set if isinstance(bus, RabbitMessageBus) else code_asks.process
+        resend_requested = relay_wakeup.set if mode is Mode.BROKER else code_asks.process
     code_asks.wake_with(resend_requested)
     hasher = PasswordHasher(settings.bcrypt_rounds)
     events = AccountEvents(clock)
@@ -386,7 +396,7 @@ def build(
 
     background.append(KeyRefresher(keys, key_refresh_seconds(settings)))
     mail_suppressions = MailSuppressions(
-        MongoSuppressions(database, serialize_writes=mongomock_store),
+        MongoSuppressions(database, serialize_writes=in_process_store),
         users,
         uow,
         events,
@@ -415,7 +425,7 @@ def build(
         clock=clock,
     )
 
-    if isinstance(bus, RabbitMessageBus):
+    if mode is Mode.BROKER:
 
         def catch_up() -> None:
             ended_sessions.load(session_store.ended_since(_moment(ended_sessions.since())))
@@ -574,10 +584,10 @@ def sign_up_abuse_checks(settings: Settings, metrics: AbuseMetrics) -> AbuseChec
     )
 
 
-def _marker(bus: MessageBus) -> Callable[[Callable[[], object]], object]:
+def _marker(mode: Mode) -> Callable[[Callable[[], object]], object]:
     """Where ``Outbox.deliver_soon`` marks an entry delivered: with the real broker, on a thread of its
-    own (the confirm comes on the link thread, which must not wait on MongoDB); with a fake, at once."""
-    if not isinstance(bus, RabbitMessageBus):
+    own (the confirm comes on the link thread, which must not wait on MongoDB); in process, at once."""
+    if mode is Mode.IN_PROCESS:
         return lambda mark: mark()
     marks = ThreadPoolExecutor(1, thread_name_prefix="outbox-marks")
 

@@ -66,7 +66,11 @@ def main() -> int:
         }
     )
     system = bootstrap.build(
-        settings, database=mongomock.MongoClient()["bench"], bus=DiscardingBus(), cooldowns=InMemoryCooldowns()
+        settings,
+        mode=bootstrap.Mode.IN_PROCESS,
+        database=mongomock.MongoClient()["bench"],
+        bus=DiscardingBus(),
+        cooldowns=InMemoryCooldowns(),
     )
     email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
     user = system.registration.register(email, PASSWORD, None)

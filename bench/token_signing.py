@@ -46,7 +46,11 @@ def system_for(algorithm: str, bcrypt_rounds: int):
         }
     )
     system = bootstrap.build(
-        settings, database=mongomock.MongoClient()["bench"], bus=DiscardingBus(), cooldowns=InMemoryCooldowns()
+        settings,
+        mode=bootstrap.Mode.IN_PROCESS,
+        database=mongomock.MongoClient()["bench"],
+        bus=DiscardingBus(),
+        cooldowns=InMemoryCooldowns(),
     )
     email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
     user = system.registration.register(email, PASSWORD, None)

@@ -10,6 +10,7 @@ secret the worker checks against the digest it stored.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 SEPARATOR = "."
@@ -21,6 +22,16 @@ REFERENCE_MAX_LENGTH = 64 + 1 + 128
 
 def link_token_reference(account_id: str, link_token: str) -> str:
     return f"{account_id}{SEPARATOR}{link_token}"
+
+
+# The worker names the message that tells auth a restore link's digest after the deletion notice's message id.
+RESTORE_ISSUED_PREFIX = "restore-"
+
+
+def link_token_digest(token: str) -> str:
+    """What auth keeps of a one-time link's token the worker minted ("this wasn't me", restore): its SHA-256.
+    Auth never holds the key the token is derived under, so the digest is all it can check a press against."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def parse_link_token_reference(reference: str | None) -> tuple[str, str] | None:

@@ -179,6 +179,19 @@ class Service:
         return self.process
 
     def start(self) -> Service:
+        env = {**self.env, **self.overrides}
+        if self.module == "auth_service" and not self.args and not env.get("MONGO_URI", "").startswith("mongomock:"):
+            # As compose does: the database's indexes and migrations once, before the service.
+            with open(self.log_path, "ab") as log:
+                subprocess.run(
+                    [sys.executable, "-m", "auth_service", "migrate"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    check=True,
+                    timeout=60,
+                )
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", self.module, *self.args],

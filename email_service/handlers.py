@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from common.links import link_token_reference
+from common.links import RESTORE_ISSUED_PREFIX, link_token_digest, link_token_reference
 from common.messaging.consumer import ChannelPublisher, Delivered, Result, Router
 from common.messaging.messages import (
     AccountErased,
@@ -49,6 +49,7 @@ from common.messaging.messages import (
     UserUnlocked,
     UserVerified,
 )
+from common.notices import Notice
 from common.tracing import client_span
 from email_service.domain.codes import (
     DECOY_PURPOSES,
@@ -62,7 +63,6 @@ from email_service.domain.codes import (
     describe_moment,
     link_digest,
     link_token_for_request,
-    not_me_digest,
     not_me_token_for_message,
     restore_token_for_message,
 )
@@ -156,26 +156,32 @@ class NoSuppressions:
 # The notices auth may ask for (each a pair in templates/); they carry no code.
 NOTICE_TEMPLATES = frozenset(
     {
-        "email_change_requested",
-        "email_changed",
-        "mfa_enabled",
-        "mfa_disabled",
-        "account_deletion_scheduled",
-        "account_deleted",
+        Notice.EMAIL_CHANGE_REQUESTED,
+        Notice.EMAIL_CHANGED,
+        Notice.MFA_ENABLED,
+        Notice.MFA_DISABLED,
+        Notice.ACCOUNT_DELETION_SCHEDULED,
+        Notice.ACCOUNT_DELETED,
         # A "this wasn't me" link's undo, told to both addresses, and a freeze for support.
-        "email_restored",
-        "email_change_undone",
-        "account_frozen",
+        Notice.EMAIL_RESTORED,
+        Notice.EMAIL_CHANGE_UNDONE,
+        Notice.ACCOUNT_FROZEN,
     }
 )
 # The notice of a confirmed deletion carries a one-time link that keeps the account, minted as the
 # "this wasn't me" link is (from the message id, under the key); auth learns only its digest.
-RESTORE_NOTICES = frozenset({"account_deletion_scheduled"})
-RESTORE_ISSUED_PREFIX = "restore-"
+RESTORE_NOTICES = frozenset({Notice.ACCOUNT_DELETION_SCHEDULED})
 # The security notices: each carries a one-time "this wasn't me" link, minted here from the message id.
 SECURITY_NOTICES = frozenset(
     # email_change_undone's link contests the undo (auth tells the kinds apart by the notice's name).
-    {"new_sign_in", "password_changed", "email_changed", "mfa_enabled", "mfa_disabled", "email_change_undone"}
+    {
+        Notice.NEW_SIGN_IN,
+        Notice.PASSWORD_CHANGED,
+        Notice.EMAIL_CHANGED,
+        Notice.MFA_ENABLED,
+        Notice.MFA_DISABLED,
+        Notice.EMAIL_CHANGE_UNDONE,
+    }
 )
 
 
@@ -188,17 +194,17 @@ def _moment(rfc3339: str) -> str:
 
 
 # The notice each mailed event sends (a pair in templates/), and what its template prints.
-EVENT_NOTICES: dict[type[AccountEvent], tuple[str, Callable[[Any], dict[str, str]]]] = {
-    UserVerified: ("welcome", lambda event: {}),
+EVENT_NOTICES: dict[type[AccountEvent], tuple[Notice, Callable[[Any], dict[str, str]]]] = {
+    UserVerified: (Notice.WELCOME, lambda event: {}),
     UserPasswordChanged: (
-        "password_changed",
+        Notice.PASSWORD_CHANGED,
         lambda event: {"reason": event.reason, "when": _moment(event.occurred_at)},
     ),
-    UserLoginFailures: ("login_failures", lambda event: {"failures": str(event.failures)}),
-    UserLocked: ("account_locked", lambda event: {"until": _moment(event.until)}),
-    UserUnlocked: ("account_unlocked", lambda event: {"reason": event.reason}),
+    UserLoginFailures: (Notice.LOGIN_FAILURES, lambda event: {"failures": str(event.failures)}),
+    UserLocked: (Notice.ACCOUNT_LOCKED, lambda event: {"until": _moment(event.until)}),
+    UserUnlocked: (Notice.ACCOUNT_UNLOCKED, lambda event: {"reason": event.reason}),
     UserLoginNewDevice: (
-        "new_sign_in",
+        Notice.NEW_SIGN_IN,
         lambda event: {"when": _moment(event.occurred_at), "ip": event.ip, "device": printable_device(event.device)},
     ),
 }
@@ -422,7 +428,7 @@ class CodeHandlers:
     ) -> str:
         """The notice's "this wasn't me" link; auth learns its token's digest (durably) before the mail goes."""
         token = not_me_token_for_message(self._policy.hmac_key(), message_id)
-        issued = NotMeIssued(user_id=user_id, digest=not_me_digest(token), email=email, notice=template)
+        issued = NotMeIssued(user_id=user_id, digest=link_token_digest(token), email=email, notice=template)
         publisher.publish(self._account_confirmed_queue, issued.outgoing(message_id=f"not-me-{message_id}"))
         return self._policy.not_me_link(user_id, token)
 
@@ -431,7 +437,7 @@ class CodeHandlers:
     ) -> str:
         """The deletion notice's restore link; auth learns its token's digest (durably) before the mail goes."""
         token = restore_token_for_message(self._policy.hmac_key(), message_id)
-        issued = NotMeIssued(user_id=user_id, digest=not_me_digest(token), email=email, notice=template)
+        issued = NotMeIssued(user_id=user_id, digest=link_token_digest(token), email=email, notice=template)
         publisher.publish(
             self._account_confirmed_queue, issued.outgoing(message_id=f"{RESTORE_ISSUED_PREFIX}{message_id}")
         )

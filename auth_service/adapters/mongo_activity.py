@@ -16,24 +16,10 @@ from auth_service.domain.activity import Activity, AuditQuery
 
 
 class MongoActivity:
-    def __init__(self, database, retention_days: int, serialize_writes: bool = False, ttl_index: bool = True):
+    def __init__(self, database, retention_days: int, serialize_writes: bool = False):
         self._activity = database["activity"]
         self._retention = timedelta(days=retention_days)
         self._locked = SerializedWrites(serialize_writes)
-        self._ttl_index = ttl_index
-
-    def ensure_indexes(self) -> None:
-        self._activity.create_index(
-            [("user_id", pymongo.ASCENDING), ("occurred_at", pymongo.DESCENDING)], name="activity_by_user"
-        )
-        # The admin audit's pages (newest first, a keyset on time and id): all, per type, and about one account
-        # (its own activity has activity_by_user).
-        newest = [("occurred_at", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)]
-        self._activity.create_index(newest, name="audit_newest")
-        self._activity.create_index([("type", pymongo.ASCENDING), *newest], name="audit_by_type")
-        self._activity.create_index([("subject", pymongo.ASCENDING), *newest], name="audit_by_subject")
-        if self._ttl_index:
-            self._activity.create_index([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0, name="activity_ttl")
 
     def keep(self, activity: Activity) -> None:
         """Store the entry once: a second hand-over of the same id changes nothing."""

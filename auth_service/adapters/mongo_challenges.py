@@ -5,23 +5,15 @@ Spending one is a single delete: of parallel verifies of one challenge, exactly 
 
 from __future__ import annotations
 
-import pymongo
-
 from auth_service.adapters.mongo_support import aware
 from auth_service.adapters.serialized import SerializedWrites
 from auth_service.domain.challenges import SignInChallenge
 
 
 class MongoSignInChallenges:
-    def __init__(self, database, serialize_writes: bool = False, ttl_index: bool = True):
+    def __init__(self, database, serialize_writes: bool = False):
         self._challenges = database["sign_in_challenges"]
         self._write = SerializedWrites(serialize_writes)
-        self._ttl_index = ttl_index
-
-    def ensure_indexes(self) -> None:
-        if self._ttl_index:
-            # The service checks expiry itself; the index only clears what nobody verified.
-            self._challenges.create_index([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0, name="expiry")
 
     def add(self, challenge: SignInChallenge) -> None:
         self._write(

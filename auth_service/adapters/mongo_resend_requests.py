@@ -22,17 +22,9 @@ FORGOTTEN_AFTER_SECONDS = 86400
 
 
 class MongoResendRequests:
-    def __init__(self, database, serialize_writes: bool = False, ttl_index: bool = True):
+    def __init__(self, database, serialize_writes: bool = False):
         self._requests = database["resend_requests"]
         self._write = SerializedWrites(serialize_writes)
-        self._ttl_index = ttl_index
-
-    def ensure_indexes(self) -> None:
-        self._requests.create_index([("due_at", pymongo.ASCENDING)], name="due")
-        if self._ttl_index:
-            self._requests.create_index(
-                [("requested_at", pymongo.ASCENDING)], expireAfterSeconds=FORGOTTEN_AFTER_SECONDS, name="forgotten"
-            )
 
     def add(self, request: ResendRequest) -> None:
         self._write(

@@ -23,15 +23,6 @@ class MongoSessionRepository:
         self._sessions = database["sessions"]
         self._locked = SerializedWrites(serialize_writes)
 
-    def ensure_indexes(self) -> None:
-        # expireAfterSeconds=0: MongoDB deletes each document once its own expires_at has passed
-        # (its TTL monitor runs every 60 s; the code never relies on the deletion, it checks expiry).
-        for collection in (self._tokens, self._sessions):
-            collection.create_index([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0, name="expires_ttl")
-        self._sessions.create_index([("user_id", pymongo.ASCENDING)], name="sessions_by_user")
-        # The recent ends are read at start and at each reconnection of the session-end listener.
-        self._sessions.create_index([("ended_at", pymongo.ASCENDING)], name="sessions_by_end")
-
     def start(self, session: Session, first: RefreshRecord) -> None:
         self._locked(self._sessions.insert_one, _session_document(session))
         self._locked(self._tokens.insert_one, _record_document(first))

@@ -27,9 +27,6 @@ class MongoSigningKeys:
         # Opening a key costs an AES-GCM decryption and a key parse: done once per kid and process.
         self._opened: dict[str, SigningKey] = {}
 
-    def ensure_indexes(self) -> None:
-        self._keys.create_index([("generation", pymongo.ASCENDING)], unique=True, name="one_key_per_generation")
-
     def records(self) -> list[KeyRecord]:
         """Every stored key, oldest first; ``UnsealError`` if one does not open with this JWT_SECRET."""
         records = []

@@ -47,7 +47,7 @@ CLIENT_NAME = "auth_service requests"
 KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
 
 
-class LinkGone(Exception):
+class RequestLinkLost(Exception):
     """The link's connection was closed while it was idle: nothing was published on it."""
 
 
@@ -116,18 +116,18 @@ class RequestLink:
 
         ``None`` when no reply came but the broker confirmed the request: it is
         queued and will be answered later. ``BrokerUnavailable`` when it was
-        refused or not confirmed in time (it may be lost); ``LinkGone`` before
+        refused or not confirmed in time (it may be lost); ``RequestLinkLost`` before
         publishing on a closed connection. Either error leaves the link unfit
         for another request.
         """
         if not self._connection.is_open:
-            raise LinkGone("closed")
+            raise RequestLinkLost("closed")
         if self._clock() - self.last_used > FRESH_SECONDS:
             try:
                 # A close by the broker while the link sat idle (late replies to earlier requests too).
                 self._connection.process_data_events(time_limit=0)
             except CONNECTION_ERRORS as error:
-                raise LinkGone(type(error).__name__) from None
+                raise RequestLinkLost(type(error).__name__) from None
         self._awaited, self._reply = message.correlation_id, None
         tag = self._confirms.next_publish()
         try:
@@ -187,7 +187,7 @@ class RequestLinks:
             link = self._take()
             try:
                 reply = link.request(destination, message, deadline)
-            except LinkGone:
+            except RequestLinkLost:
                 self._closer.close(link)
                 if attempt == 2:
                     raise BrokerUnavailable("request links keep closing") from None

@@ -29,9 +29,10 @@ from datetime import datetime
 
 from auth_service.domain.accounts import LeftAddress, NotMeLink, User
 from auth_service.domain.errors import InvalidCredentials
+from common.notices import Notice
 
 # The notice an undo sends to the address it leaves; its link contests the undo.
-EMAIL_CHANGE_UNDONE = "email_change_undone"
+EMAIL_CHANGE_UNDONE = Notice.EMAIL_CHANGE_UNDONE
 # Address-history entries kept per account (the oldest dropped first); far more than a window holds.
 ADDRESS_HISTORY_KEPT = 20
 

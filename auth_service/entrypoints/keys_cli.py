@@ -95,7 +95,7 @@ def _in_database(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    source = bootstrap.key_source(settings, bootstrap.mongo_database(settings))
+    source = bootstrap.key_source(settings, bootstrap.mongo_database(settings), in_process_store=False)
     assert isinstance(source, RotatingKeys)
     now = datetime.now(UTC)
     if args.command == "generate":

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-
-from common.links import parse_link_token_reference
+from common.links import link_token_digest, parse_link_token_reference
 
 
 class InvalidLink(Exception):
@@ -22,4 +20,4 @@ def link_owner(token: str | None) -> tuple[str, str] | None:
     if reference is None:
         return None
     user_id, secret = reference
-    return user_id, hashlib.sha256(secret.encode()).hexdigest()
+    return user_id, link_token_digest(secret)

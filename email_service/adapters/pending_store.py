@@ -3,7 +3,7 @@
 The purpose is part of every key (the code, its quota), so a password-reset
 code never replaces a pending registration's, nor spends its quota.
 
-Each guess is judged in one round trip: the ``JUDGE_ATTEMPT`` Lua script reads
+Each guess is judged in one round trip: the ``judge_attempt.lua`` script reads
 the record, reaches the verdict, writes it and returns it, atomically, so
 parallel guesses can never spend more attempts than allowed. The verdict rules
 are ``judge_attempt``'s (the domain's spec, in Python); the script is this
@@ -21,6 +21,12 @@ once and they arrive in the order they were stored.
 Issuing a code is two Lua scripts, one round trip each: ``start_issue``
 (lock, dedupe, quota, store) before the mail and ``finish_issue`` (mark sent,
 unlock) after it. A script runs atomically, so it needs no WATCH/MULTI retry.
+The quota and "the newer request wins" live in ``start_issue.lua`` only, and
+``tests/unit/test_issue_script.py`` checks them as properties (hypothesis).
+
+The scripts are files beside this one (``lua/``), read when the store is
+built; each takes its arguments as one JSON object of named values and
+answers with a Redis reply (a word, or an array), never hand-written JSON.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import overload
 
 import redis
@@ -55,160 +62,12 @@ DAY = 86400
 SEEN_PREFIX = "seen:"
 LOCK_POLL_SECONDS = 0.02
 
-# KEYS: lock, pending, sent, consumed. ARGV: holder, hold ms, message id, sequence, now, per hour, per day, ttl,
-# '1' if a request over the quota voids the live code, then the record's field/value pairs (with its code), then
-# those of the voided record (without).
-START_ISSUE = """
-local unpack = unpack or table.unpack
-local function release()
-  if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 'locked'
-end
-local current = redis.call('HMGET', KEYS[2], 'user_id', 'message_id', 'voided', 'mail_sent', 'sequence')
-local exists = current[1] ~= false
-local same = exists and current[2] == ARGV[3] and current[3] ~= '1'
--- Its code was mailed and spent since (the worker lost the message before its ack): never again.
-if not exists and redis.call('GET', KEYS[4]) == ARGV[3] then release() return 'sent' end
-if same and current[4] == '1' then release() return 'sent' end
-if exists and tonumber(ARGV[4]) < tonumber(current[5] or '0') then release() return 'outdated' end
-local now = tonumber(ARGV[5])
-local ttl = tonumber(ARGV[8])
-local fields_count = (#ARGV - 9) / 2
-if not redis.call('ZSCORE', KEYS[3], ARGV[3]) then
-  local last_hour = redis.call('ZCOUNT', KEYS[3], now - 3600, '+inf')
-  local last_day = redis.call('ZCOUNT', KEYS[3], now - 86400, '+inf')
-  -- Over the quota: nothing mailed. A registration voids the earlier codes all the same (the contract:
-  -- registering again voids them); for every other purpose the live code is left as it is, since a request
-  -- anyone can make by address (forgot, sign-in) must not void the code its owner holds.
-  if last_hour >= tonumber(ARGV[6]) or last_day >= tonumber(ARGV[7]) then
-    if ARGV[9] == '1' then
-      redis.call('DEL', KEYS[2])
-      redis.call('HSET', KEYS[2], unpack(ARGV, 10 + fields_count, #ARGV))
-      redis.call('EXPIRE', KEYS[2], ttl)
-    end
-    release()
-    return 'over_quota'
-  end
-  redis.call('ZADD', KEYS[3], now, ARGV[3])
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 86400)
-  redis.call('EXPIRE', KEYS[3], 86400)
-end
-if not same then
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[2], unpack(ARGV, 10, 9 + fields_count))
-  redis.call('EXPIRE', KEYS[2], ttl)
-end
-return 'stored'
-"""
-
-# KEYS: pending, lock. ARGV: message id, holder, 1 if the mail was sent.
-FINISH_ISSUE = """
-if ARGV[3] == '1' and redis.call('HGET', KEYS[1], 'message_id') == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'mail_sent', '1')
-end
-if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
-return 1
-"""
+# The scripts, read once when the store is built (email_service/adapters/lua/*.lua).
+SCRIPTS = Path(__file__).parent / "lua"
 
 
-# KEYS: pending. ARGV: the seen field, the proof ('code' or 'link'), the presented digest, max attempts,
-# submitted_at ('' when the submission has none), the attempt id, '1' if the purpose answers decoys, the code's
-# TTL, the account's daily guess budget ('' for none), '1' if from a proven device, now, the prefix of the
-# budget's key (the account id completes it: the account is known only once the record is read, here).
-# Returns the verdict's JSON.
-#
-# The verdict rules are ``judge_attempt``'s (email_service/domain/codes.py), their spec; this script runs
-# the same rules inside Redis, so that reading the record, judging and writing are one atomic round trip.
-# Change both together: tests/unit/test_judge_script.py runs every branch of both and compares them.
-# The record is read as ``_parse`` reads it (a missing field is its default). A verdict that spends or
-# burns the code is written with the verdict under the seen field, at once; an expired code writes
-# nothing. Times compare as numbers: tonumber on Python's repr(float) gives back the same double.
-# Digests compare with ==, not in constant time: compare_digest keeps a client from timing the
-# comparison, and no timing from inside Redis reaches a client across the queue.
-JUDGE_ATTEMPT = r"""
-local record = redis.call('HMGET', KEYS[1], ARGV[1], 'user_id', 'consumed_by', 'voided', 'requested_at',
-  'code_digest', 'attempts', 'link_digest', 'sequence', 'decoy_attempts')
-if record[1] then return record[1] end
-local user_id, consumed_by, voided, requested_at = record[2], record[3], record[4] == '1', record[5] or '0'
-local code_digest, attempts, link_digest, sequence = record[6] or '', tonumber(record[7] or '0'), record[8] or '',
-  record[9] or '0'
-local decoy_attempts = tonumber(record[10] or '0')
-local proof, presented, max_attempts, submitted_at = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local decoys, ttl, allowed, proven, now = ARGV[7] == '1', ARGV[8], ARGV[9], ARGV[10] == '1', tonumber(ARGV[11])
-
-local json_escapes = {['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f', ['\n'] = '\\n',
-  ['\r'] = '\\r', ['\t'] = '\\t'}
-local function json_string(text)
-  local escaped = text:gsub('[%c"\\]', function(c) return json_escapes[c] or string.format('\\u%04x', c:byte()) end)
-  return '"' .. escaped .. '"'
-end
--- As _judgement_to_json writes it (json.dumps), byte for byte for an ASCII user id. The sequence is
--- stored as _fields writes it, str(int): already a JSON number.
-local function judged(verdict, attempts_left, user, seq)
-  return '{"verdict": "' .. verdict .. '", "attempts_left": ' .. string.format('%d', attempts_left) ..
-    ', "user_id": ' .. (user and json_string(user) or 'null') .. ', "sequence": ' .. (seq or 'null') .. '}'
-end
-local expired = judged('code_expired', 0)
--- The guess's verdict under its seen field (a redelivery returns it), with what it spends, in one write.
-local function written(verdict, ...)
-  redis.call('HSET', KEYS[1], ARGV[1], verdict, ...)
-  return verdict
-end
-local function verified() return written(judged('verified', 0, user_id, sequence), 'consumed_by', ARGV[6]) end
--- Burned: even the right code is refused from now on.
-local function too_many() return written(judged('too_many_attempts', 0), 'attempts', ARGV[4], 'code_digest', '') end
--- No live code, for a purpose asked for by address alone: answered as a live code would be, counting down.
-local function decoyed()
-  local left = max_attempts - decoy_attempts - 1
-  local verdict = left <= 0 and judged('too_many_attempts', 0) or judged('invalid_code', left)
-  written(verdict, 'decoy_attempts', string.format('%d', decoy_attempts + 1))
-  if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ttl) end
-  return verdict
-end
--- The account's wrong codes of the last day, over every purpose (a sorted set of guesses by time).
-local budget = ARGV[12] .. (user_id or '')
-local function spent() return redis.call('ZCOUNT', budget, now - 86400, '+inf') end
-local function charged()
-  if allowed == '' then return end
-  redis.call('ZADD', budget, now, ARGV[6])
-  redis.call('ZREMRANGEBYSCORE', budget, '-inf', now - 86400)
-  redis.call('EXPIRE', budget, 86400)
-end
-
-if not user_id or consumed_by or voided then
-  if decoys and proof == 'code' then return decoyed() end
-  return expired
-end
-if submitted_at ~= '' and tonumber(submitted_at) < tonumber(requested_at) then return expired end
-if code_digest == '' or attempts >= max_attempts then return too_many() end
-if proof == 'link' then
-  -- A link that does not match is an older code's (its token is too long to guess): nothing spent.
-  if link_digest ~= '' and link_digest == presented then return verified() end
-  return expired
-end
--- The day's budget spent: refused, right or wrong, and nothing of the code spent.
-if allowed ~= '' and not proven and spent() >= tonumber(allowed) then
-  return written(judged('too_many_attempts', 0))
-end
-if code_digest == presented then return verified() end
-charged()
-local attempts_left = max_attempts - attempts - 1
-if attempts_left <= 0 then return too_many() end
-return written(judged('invalid_code', attempts_left), 'attempts', string.format('%d', attempts + 1))
-"""
-
-# KEYS: pending, consumed. ARGV: the submission that spent the code, how long to remember its request.
-# The spent code's request is remembered so that its redelivery does not store and mail that code again.
-DISCARD_CONSUMED = """
-if redis.call('HGET', KEYS[1], 'consumed_by') == ARGV[1] then
-  local request = redis.call('HGET', KEYS[1], 'message_id')
-  if request then redis.call('SET', KEYS[2], request, 'EX', ARGV[2]) end
-  redis.call('DEL', KEYS[1])
-end
-return 1
-"""
+def script_text(name: str) -> str:
+    return (SCRIPTS / f"{name}.lua").read_text()
 
 
 class RedisPendingCodes:
@@ -222,10 +81,10 @@ class RedisPendingCodes:
         self._prefix = key_prefix
         self._replicas = replicas
         self._replica_timeout_ms = replica_timeout_ms
-        self._start_issue = client.register_script(START_ISSUE)
-        self._finish_issue = client.register_script(FINISH_ISSUE)
-        self._judge_attempt = client.register_script(JUDGE_ATTEMPT)
-        self._discard_consumed = client.register_script(DISCARD_CONSUMED)
+        self._start_issue = client.register_script(script_text("start_issue"))
+        self._finish_issue = client.register_script(script_text("finish_issue"))
+        self._judge_attempt = client.register_script(script_text("judge_attempt"))
+        self._discard_consumed = client.register_script(script_text("discard_consumed"))
 
     @property
     def client(self) -> redis.Redis:
@@ -258,19 +117,20 @@ class RedisPendingCodes:
             self._slot_key("sent", slot),
             self._slot_key("consumed", slot),
         ]
-        args = [
-            holder,
-            _milliseconds(hold_seconds),
-            pending.message_id,
-            pending.sequence,
-            repr(now),
-            per_hour,
-            per_day,
-            ttl_seconds,
-            int(slot.purpose in VOIDED_OVER_QUOTA),
-            *_flat(_fields(pending)),
-            *_flat(_fields(dataclasses.replace(pending, code_digest="", link_digest="", voided=True))),
-        ]
+        args = _named(
+            holder=holder,
+            hold_ms=_milliseconds(hold_seconds),
+            message_id=pending.message_id,
+            # Text: Lua numbers are doubles, and a sequence (microseconds) must compare exactly.
+            sequence=str(pending.sequence),
+            now=repr(now),
+            per_hour=per_hour,
+            per_day=per_day,
+            ttl=ttl_seconds,
+            voids_over_quota=slot.purpose in VOIDED_OVER_QUOTA,
+            record=_fields(pending),
+            voided_record=_fields(dataclasses.replace(pending, code_digest="", link_digest="", voided=True)),
+        )
         deadline = time.monotonic() + wait_seconds
         while True:
             started = IssueStart(_text(reply(self._start_issue(keys=keys, args=args))))
@@ -305,22 +165,22 @@ class RedisPendingCodes:
         rules: GuessRules | None = None,
     ) -> Judgement:
         rules = rules or GuessRules()
-        args = [
-            f"{SEEN_PREFIX}{attempt_id}",
-            presented.proof.value,
-            presented.digest,
-            max_attempts,
+        args = _named(
+            seen=f"{SEEN_PREFIX}{attempt_id}",
+            proof=presented.proof.value,
+            presented=presented.digest,
+            max_attempts=max_attempts,
             # repr: the shortest text that parses back to the same double, in Lua as in Python.
-            "" if submitted_at is None else repr(submitted_at),
-            attempt_id,
-            int(rules.decoys),
-            max(1, rules.ttl_seconds),
-            "" if rules.budget is None else rules.budget,
-            int(rules.proven_device),
-            repr(rules.now),
-            f"{self._prefix}:guesses:",
-        ]
-        return _judgement_from_json(reply(self._judge_attempt(keys=[self._slot_key("pending", slot)], args=args)))
+            submitted_at="" if submitted_at is None else repr(submitted_at),
+            attempt_id=attempt_id,
+            decoys=rules.decoys,
+            ttl=max(1, rules.ttl_seconds),
+            budget="" if rules.budget is None else rules.budget,
+            proven=rules.proven_device,
+            now=repr(rules.now),
+            budget_prefix=f"{self._prefix}:guesses:",
+        )
+        return _judgement(reply(self._judge_attempt(keys=[self._slot_key("pending", slot)], args=args)))
 
     def guesses_spent(self, user_id: str, now: float) -> int:
         """The account's wrong codes in the day before ``now`` (what its guess budget has spent)."""
@@ -350,8 +210,9 @@ class RedisPendingCodes:
         return f"{self._prefix}:notice:{hashlib.sha256(message_id.encode()).hexdigest()}"
 
 
-def _fields(pending: PendingCode) -> dict[str, str | int]:
-    return {
+def _fields(pending: PendingCode) -> dict[str, str]:
+    """The record's fields as stored, each as text (as redis-py would send it)."""
+    fields: dict[str, object] = {
         "purpose": pending.slot.purpose.value,
         "email": pending.slot.email,
         "user_id": pending.user_id,
@@ -364,10 +225,12 @@ def _fields(pending: PendingCode) -> dict[str, str | int]:
         "sequence": pending.sequence,
         "voided": int(pending.voided),
     }
+    return {name: str(value) for name, value in fields.items()}
 
 
-def _flat(fields: Mapping[str, str | int]) -> list[str | int]:
-    return [item for pair in fields.items() for item in pair]
+def _named(**arguments: object) -> list[str]:
+    """A script's arguments by name: one JSON object, its ARGV[1]."""
+    return [json.dumps(arguments)]
 
 
 def _milliseconds(seconds: float) -> int:
@@ -401,18 +264,20 @@ def _parse(raw: Mapping[bytes, bytes]) -> PendingCode | None:
     )
 
 
-def _judgement_to_json(judgement: Judgement) -> str:
-    """The verdict's JSON as a seen field holds it; ``JUDGE_ATTEMPT`` writes the same text."""
-    return json.dumps(
-        {
-            "verdict": judgement.verdict.value,
-            "attempts_left": judgement.attempts_left,
-            "user_id": judgement.user_id,
-            "sequence": judgement.sequence,
-        }
+def _judgement(raw: list) -> Judgement:
+    """The verdict as judge_attempt.lua returns it: verdict, attempts left, user id or nil, sequence or nil."""
+    verdict, attempts_left, user_id, sequence = raw
+    return Judgement(
+        Verdict(_text(verdict)),
+        int(attempts_left),
+        _text(user_id),
+        None if sequence is None else int(_text(sequence)),
     )
 
 
-def _judgement_from_json(raw: bytes) -> Judgement:
-    data = json.loads(raw)
-    return Judgement(Verdict(data["verdict"]), data["attempts_left"], data["user_id"], data.get("sequence"))
+def seen_text(judgement: Judgement) -> str:
+    """What judge_attempt.lua stores under a guess's seen field: cjson's text of the verdict's array."""
+    sequence = False if judgement.sequence is None else str(judgement.sequence)
+    user_id = False if judgement.user_id is None else judgement.user_id
+    fields = [judgement.verdict.value, judgement.attempts_left, user_id, sequence]
+    return json.dumps(fields, separators=(",", ":"))

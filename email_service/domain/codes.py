@@ -31,10 +31,8 @@ __all__ = [
     "judge_attempt",
     "link_digest",
     "link_token_for_request",
-    "not_me_digest",
     "not_me_token_for_message",
     "restore_token_for_message",
-    "within_quota",
 ]
 
 
@@ -75,11 +73,6 @@ def restore_token_for_message(key: str, message_id: str) -> str:
     """The restore token of one deletion notice: a label of its own, so it is no "this wasn't me" token."""
     mac = hmac.new(key.encode(), f"restore\x00{message_id}".encode(), sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
-
-
-def not_me_digest(token: str) -> str:
-    """What auth stores of a "this wasn't me" token (it never sees the key the token is derived under)."""
-    return sha256(token.encode()).hexdigest()
 
 
 def code_digest(key: str, slot: Slot, code: str) -> str:
@@ -187,7 +180,8 @@ class PendingCode:
     mail_sent: bool
     consumed_by: str | None = None
     link_digest: str = ""
-    # The code request's place among the address's requests: only a higher one replaces this one.
+    # The code request's place among the address's requests: an older one never replaces this one (the rule
+    # lives in adapters/lua/start_issue.lua alone, checked by tests/unit/test_issue_script.py).
     sequence: int = 0
     # A newer registration that could not be given a code (the address's quota was spent): the
     # earlier codes are void all the same, and this one holds none (``VOIDED_OVER_QUOTA``).
@@ -196,11 +190,6 @@ class PendingCode:
     @property
     def burned(self) -> bool:
         return self.code_digest == "" and not self.voided
-
-    def superseded_by(self, sequence: int) -> bool:
-        """May a request numbered ``sequence`` replace this one? Not an older one. Equal numbers (two
-        requests without one, placed by the same microsecond) are as new as each other: the later wins."""
-        return sequence >= self.sequence
 
 
 def judge_attempt(
@@ -247,10 +236,6 @@ def _wrong(attempts_left: int, *, counted: bool) -> Judgement:
     if attempts_left <= 0:
         return Judgement(Verdict.TOO_MANY_ATTEMPTS, counted=counted)
     return Judgement(Verdict.INVALID_CODE, attempts_left=attempts_left, counted=counted)
-
-
-def within_quota(sent_last_hour: int, sent_last_day: int, per_hour: int, per_day: int) -> bool:
-    return sent_last_hour < per_hour and sent_last_day < per_day
 
 
 def describe_moment(epoch_seconds: float) -> str:

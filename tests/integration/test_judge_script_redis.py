@@ -1,4 +1,4 @@
-"""The ``JUDGE_ATTEMPT`` Lua script on this machine's Redis, with the tests that run it on fakeredis.
+"""The ``judge_attempt.lua`` script on this machine's Redis, with the tests that run it on fakeredis.
 
 fakeredis runs the script in Lua 5.1 as Redis does, but not in Redis: the same tests here show that
 the real server reads the record, compares the times and writes the verdict as the spec says. Their

@@ -155,6 +155,7 @@ def build_system(env: dict | None = None, resend_requested=None, abuse_checks=No
     )
     auth = auth_bootstrap.build(
         auth_settings,
+        mode=auth_bootstrap.Mode.IN_PROCESS,
         database=database if database is not None else mongomock.MongoClient()[auth_settings.mongo_db],
         bus=broker,
         cooldowns=InMemoryCooldowns(clock=cooldown_clock),

@@ -16,7 +16,7 @@ import mongomock
 import pytest
 
 from auth_service import bootstrap as auth_bootstrap
-from auth_service.adapters.mongo_users import MongoUserRepository
+from auth_service.adapters import mongo_schema
 from auth_service.config import Settings as AuthSettings
 from auth_service.domain import confirmations
 from auth_service.domain.accounts import name_problem, next_sequence, password_problem
@@ -209,7 +209,7 @@ def test_pending_accounts_carry_their_expiry_and_confirmed_ones_do_not(system, u
 
 def test_mongodb_deletes_pending_accounts_through_a_ttl_index():
     database = mongomock.MongoClient()["auth"]
-    MongoUserRepository(database, ttl_index=True).ensure_indexes()
+    mongo_schema.migrate(database, unverified_ttl_seconds=60, now=datetime.now(UTC), in_process=False)
     index = database["users"].index_information()["pending_expiry"]
     assert index["key"] == [("expires_at", 1)] and index["expireAfterSeconds"] == 0
 
@@ -227,7 +227,9 @@ def test_pending_accounts_stored_before_they_expired_are_given_a_lifetime_at_sta
             "created_at": datetime.now(UTC),
         }
     )
-    auth = auth_bootstrap.build(AuthSettings.from_env(BASE_ENV), database=database, bus=InMemoryBroker())
+    auth = auth_bootstrap.build(
+        AuthSettings.from_env(BASE_ENV), mode=auth_bootstrap.Mode.IN_PROCESS, database=database, bus=InMemoryBroker()
+    )
     assert auth.users.by_email(email).expires_at is not None
 
 

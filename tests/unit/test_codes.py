@@ -17,7 +17,6 @@ from email_service.domain.codes import (
     judge_attempt,
     link_digest,
     link_token_for_request,
-    within_quota,
 )
 
 KEY = "k" * 32
@@ -107,12 +106,6 @@ def test_the_link_confirms_like_the_code_and_a_stale_link_spends_nothing():
     other_purpose = Presented.link(KEY, Slot(Purpose.RESET_PASSWORD, SLOT.email), token)
     assert judge_attempt(with_link, other_purpose, 5).verdict is Verdict.CODE_EXPIRED
     assert judge_attempt(with_link, Presented.code(KEY, SLOT, token), 5).verdict is Verdict.INVALID_CODE
-
-
-def test_quota_boundaries():
-    assert within_quota(4, 9, per_hour=5, per_day=10)
-    assert not within_quota(5, 5, per_hour=5, per_day=10)
-    assert not within_quota(0, 10, per_hour=5, per_day=10)
 
 
 def test_without_a_configured_key_workers_share_a_random_one_kept_in_redis():

@@ -158,7 +158,13 @@ def test_login_never_fails_on_a_password_bcrypt_would_refuse(system, unique_emai
 
 def auth_with_cost(rounds: int, database):
     settings = AuthSettings.from_env({**BASE_ENV, "BCRYPT_ROUNDS": str(rounds)})
-    return auth_bootstrap.build(settings, database=database, bus=InMemoryBroker(), cooldowns=InMemoryCooldowns())
+    return auth_bootstrap.build(
+        settings,
+        mode=auth_bootstrap.Mode.IN_PROCESS,
+        database=database,
+        bus=InMemoryBroker(),
+        cooldowns=InMemoryCooldowns(),
+    )
 
 
 def test_login_rehashes_when_the_configured_cost_rose(unique_email):

@@ -1,4 +1,4 @@
-"""The ``JUDGE_ATTEMPT`` Lua script gives ``judge_attempt``'s verdicts and writes what they spend.
+"""The ``judge_attempt.lua`` script gives ``judge_attempt``'s verdicts and writes what they spend.
 
 ``judge_attempt`` is the spec of the verdict rules; the script is the pending store's atomic copy of
 them. Every kind of record is judged both ways, here on fakeredis (which runs the script in Lua 5.1, as
@@ -17,9 +17,8 @@ from email_service.adapters.pending_store import (
     SEEN_PREFIX,
     RedisPendingCodes,
     _fields,
-    _judgement_from_json,
-    _judgement_to_json,
     _parse,
+    seen_text,
 )
 from email_service.domain.codes import (
     GuessBudget,
@@ -62,7 +61,7 @@ SUBMITTED_AT = {
     "submitted after the request": math.nextafter(REQUESTED_AT, math.inf),
 }
 # A verdict this guess already got (it is redelivered), unlike what the record would give it now.
-EARLIER_VERDICT = _judgement_to_json(Judgement(Verdict.INVALID_CODE, attempts_left=7))
+EARLIER_VERDICT = seen_text(Judgement(Verdict.INVALID_CODE, attempts_left=7))
 
 
 @pytest.fixture
@@ -110,12 +109,12 @@ def fields_of(pending):
 def by_the_spec(fields, presented, submitted_at):
     """The verdict ``judge_attempt`` gives, and the record as the guess leaves it."""
     if fields is not None and SEEN_FIELD in fields:
-        return _judgement_from_json(fields[SEEN_FIELD].encode()), fields
+        return from_seen(fields[SEEN_FIELD]), fields
     pending = _parse({name.encode(): value.encode() for name, value in (fields or {}).items()})
     judgement = judge_attempt(pending, presented, MAX_ATTEMPTS, submitted_at)
     if pending is None or judgement.verdict is Verdict.CODE_EXPIRED:
         return judgement, fields
-    after = {**fields, SEEN_FIELD: _judgement_to_json(judgement)}
+    after = {**fields, SEEN_FIELD: seen_text(judgement)}
     if judgement.verdict is Verdict.VERIFIED:
         after["consumed_by"] = ATTEMPT_ID
     elif judgement.verdict is Verdict.INVALID_CODE:
@@ -123,6 +122,16 @@ def by_the_spec(fields, presented, submitted_at):
     else:  # too many: the code is burned
         after.update(attempts=str(MAX_ATTEMPTS), code_digest="")
     return judgement, after
+
+
+def from_seen(text):
+    verdict, attempts_left, user_id, sequence = json.loads(text)
+    return Judgement(
+        Verdict(verdict),
+        attempts_left,
+        None if user_id is False else user_id,
+        None if sequence is False else int(sequence),
+    )
 
 
 def stored(store, fields):
@@ -210,7 +219,7 @@ def test_the_script_returns_and_remembers_any_user_id(store, user_id):
     stored(store, fields_of(pending))
     judgement = store.attempt(SLOT, PRESENTED["right code"], ATTEMPT_ID, MAX_ATTEMPTS)
     assert judgement == Judgement(Verdict.VERIFIED, user_id=user_id, sequence=42)
-    assert json.loads(record(store)[SEEN_FIELD]) == json.loads(_judgement_to_json(judgement))
+    assert json.loads(record(store)[SEEN_FIELD]) == json.loads(seen_text(judgement))
 
 
 def test_a_slot_without_a_live_code_answers_decoys_counting_down_as_judge_attempt_does(store):
@@ -288,3 +297,25 @@ def test_the_accounts_guess_budget_spans_its_slots_and_refuses_every_code_once_s
 def record_of(store, slot):
     raw = store._redis.hgetall(store._slot_key("pending", slot))
     return {name.decode(): value.decode() for name, value in raw.items()}
+
+
+@pytest.mark.parametrize(
+    ("earlier", "judgement"),
+    [
+        ({"verdict": "invalid_code", "attempts_left": 2, "user_id": None}, Judgement(Verdict.INVALID_CODE, 2)),
+        (
+            {"verdict": "verified", "attempts_left": 0, "user_id": "u1", "sequence": 1732790000123456},
+            Judgement(Verdict.VERIFIED, 0, "u1", 1732790000123456),
+        ),
+    ],
+)
+def test_a_verdict_stored_as_a_json_object_by_an_earlier_worker_is_returned_to_its_redelivery(
+    store, earlier, judgement
+):
+    """Workers before the scripts answered with arrays wrote a guess's verdict as a JSON object: a guess
+    redelivered across the upgrade gets that verdict back, and spends nothing."""
+    pending = PendingCode(SLOT, "u1", CODE_DIGEST, 0, "m1", REQUESTED_AT, True, sequence=1)
+    stored(store, {**fields_of(pending), SEEN_FIELD: json.dumps(earlier)})
+    before = record(store)
+    assert store.attempt(SLOT, PRESENTED["right code"], ATTEMPT_ID, MAX_ATTEMPTS) == judgement
+    assert record(store) == before

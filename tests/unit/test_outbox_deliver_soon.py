@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from typing import Any
 
 import mongomock
 
+from auth_service.adapters import mongo_schema
 from auth_service.adapters.mongo_users import MongoUserRepository
 from auth_service.ports import BrokerUnavailable, OutboxEntry
 from auth_service.service_layer.outbox import Outbox
@@ -40,8 +42,9 @@ class HeldBus:
 
 
 def outbox_with_entry(bus: HeldBus, marks: list) -> tuple[Outbox, MongoUserRepository, OutboxEntry]:
-    users = MongoUserRepository(mongomock.MongoClient()["test"])
-    users.ensure_indexes()
+    database: Any = mongomock.MongoClient()["test"]
+    mongo_schema.migrate(database, unverified_ttl_seconds=60, now=datetime.now(UTC), in_process=True)
+    users = MongoUserRepository(database)
     users._users.insert_one({"_id": "user-1", "email": "ada@example.com", "outbox": []})
     outbox = Outbox(users, bus, publish_timeout_seconds=1, clock=lambda: NOW, mark_later=marks.append)
     entry = OutboxEntry(queue="user.verified", message=Outgoing(type="user.verified", body={}, message_id="event-1"))

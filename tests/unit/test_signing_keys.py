@@ -11,6 +11,7 @@ import jwt
 import mongomock
 import pytest
 
+from auth_service.adapters import mongo_schema
 from auth_service.adapters.keys_file import KeysFile, KeysFileError
 from auth_service.adapters.mongo_signing_keys import MongoSigningKeys
 from auth_service.domain.sealed_keys import KeySealer, UnsealError
@@ -47,11 +48,9 @@ class Clock:
 
 
 def store(database=None, secret: str = SECRET) -> MongoSigningKeys:
-    keys = MongoSigningKeys(
-        database if database is not None else mongomock.MongoClient()["auth"], KeySealer(secret), serialize_writes=True
-    )
-    keys.ensure_indexes()
-    return keys
+    database = database if database is not None else mongomock.MongoClient()["auth"]
+    mongo_schema.migrate(database, unverified_ttl_seconds=60, now=datetime.now(UTC), in_process=True)
+    return MongoSigningKeys(database, KeySealer(secret), serialize_writes=True)
 
 
 def ring(keys: MongoSigningKeys, clock: Clock, alg: str = ES256) -> KeyRing:

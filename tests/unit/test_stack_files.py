@@ -36,7 +36,7 @@ INFRASTRUCTURE = {"mongodb", "rabbitmq", "redis", "mailpit"}
 # Metrics, alerts and dashboards over the services (docker/prometheus, docker/grafana).
 MONITORING = {"prometheus", "grafana"}
 # Run once and exit: the broker's definitions at every start, the dead-letter command on demand.
-ONE_SHOT = {"rabbitmq-definitions", "dlq"}
+ONE_SHOT = {"rabbitmq-definitions", "dlq", "auth-migrate"}
 BROKER_ROLES = {"auth": "auth", "email-worker": "worker", "dlq": "admin"}
 BROKER_PASSWORDS = {"RABBITMQ_ADMIN_PASSWORD", "RABBITMQ_AUTH_PASSWORD", "RABBITMQ_WORKER_PASSWORD"}
 BROKER_URL = re.compile(
@@ -272,7 +272,9 @@ def test_every_variable_compose_interpolates_is_in_env_example(env_example):
 def test_app_services_start_only_when_what_they_need_is_healthy(compose):
     needs = {"auth": {"mongodb", "rabbitmq", "redis"}, "email-worker": {"rabbitmq", "redis", "mailpit"}}
     for service, dependencies in needs.items():
-        depends_on = compose["services"][service]["depends_on"]
+        depends_on = dict(compose["services"][service]["depends_on"])
+        # auth also waits for its database's migrations to have run (and ended).
+        depends_on.pop("auth-migrate", None)
         assert set(depends_on) == dependencies
         assert all(entry["condition"] == "service_healthy" for entry in depends_on.values())
 
@@ -417,3 +419,9 @@ def test_the_image_requirements_hold_what_the_services_import_and_no_tool_of_dev
         if line.strip() and not line.startswith(("#", "-"))
     }
     assert named - needed == set(), "named in requirements/base.in, but the services neither import nor need it"
+
+
+def test_compose_migrates_the_database_once_before_auth_starts(compose):
+    services = compose["services"]
+    assert services["auth-migrate"]["command"] == ["python", "-m", "auth_service", "migrate"]
+    assert services["auth"]["depends_on"]["auth-migrate"] == {"condition": "service_completed_successfully"}

@@ -42,6 +42,7 @@ from auth_service.service_layer.codes import CodeClient, new_submission_id
 from auth_service.service_layer.events import rfc3339
 from auth_service.service_layer.links import InvalidLink, LinkGone, link_owner
 from auth_service.service_layer.unit_of_work import UnitOfWork
+from common.links import RESTORE_ISSUED_PREFIX
 from common.messaging.messages import AccountErased, DeletionDue, Purpose, UserDeleted
 from common.notices import Notice
 
@@ -49,8 +50,6 @@ log = logging.getLogger(__name__)
 
 # The notice that carries the restore link (the last mail of an erased account is Notice.ACCOUNT_DELETED).
 DELETION_SCHEDULED = Notice.ACCOUNT_DELETION_SCHEDULED
-# The worker names the message that tells auth a restore link's digest after the notice's message id.
-RESTORE_ISSUED_PREFIX = "restore-"
 
 
 class DeletionEnd(enum.Enum):
