@@ -285,7 +285,7 @@ def _page(scope: str) -> Callable[[Callable[..., Response]], Callable[..., Respo
 
 def _account(user_id: str) -> dict[str, Any]:
     """The account as the API's ``GET /admin/users/{id}`` shows it."""
-    return users._detail(_accounts().account(user_id))
+    return users.account_detail(_accounts().account(user_id))
 
 
 def _account_url(user_id: str) -> str:
@@ -322,7 +322,7 @@ def home() -> Response:
         form=form,
         notice=notice,
         searched=True,
-        accounts=[users._summary(user, now) for user in found],
+        accounts=[users.account_summary(user, now) for user in found],
         next_page=next_page,
         first_page=form["cursor"] != "",
         statuses=ADMIN_STATUSES,
