@@ -14,7 +14,7 @@ help:
 	@echo "make check        the developer's loop: lint, import contracts, type check and the unit tests (fakes only, no server), in about a minute"
 	@echo "make test         lint, type check, then every test (unit and integration); installs chromium and promtool if missing"
 	@echo "make run          auth service, email worker and a mail sink that prints each mail"
-	@echo "make bench        the worker against a raw consumer and Celery, confirm latency, SMTP over TLS (docs/performance.md)"
+	@echo "make bench        the worker against a raw consumer and Celery, confirm latency, SMTP over TLS, sign-up against django-allauth and better-auth (docs/performance.md)"
 	@echo "make translations the emails' new or changed text into every language's catalog (docs/translations.md)"
 	@echo "make test-cluster a private 3-node RabbitMQ cluster, Redis with Sentinel, 2 auth replicas, 2 workers: a node of each killed mid-burst"
 	@echo "make bench-scale  worker and auth throughput with 1/2/4 workers and 1/2 auth replicas, single node and cluster (docs/scaling.md)"
@@ -100,7 +100,14 @@ demo-lifecycle: install
 # Options of the comparison, e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--messages 500 --reps 1".
 BENCH_ARGS ?=
 
-bench: $(VENV)/.bench-installed
+# better-auth, the sign-up part's Node peer, from its lockfile; without Node or npm the benchmark says it skips it.
+PEER_NODE := bench/peers/better_auth
+$(PEER_NODE)/node_modules/.package-lock.json: $(PEER_NODE)/package-lock.json
+	@if command -v npm >/dev/null; then cd $(PEER_NODE) && npm ci --no-audit --no-fund \
+		|| echo "npm ci failed in $(PEER_NODE): the sign-up part will skip better-auth and say why"; \
+	else echo "npm is missing: the sign-up part will skip better-auth (Debian: apt-get install nodejs npm)"; fi
+
+bench: $(VENV)/.bench-installed $(PEER_NODE)/node_modules/.package-lock.json
 	$(PY) -m bench.compare $(BENCH_ARGS)
 
 bench-latency: install

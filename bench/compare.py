@@ -11,7 +11,11 @@ its own on this machine's RabbitMQ and Redis:
 2. confirm: /auth/confirm p50/p99 on the real auth service and worker,
    against /healthz and a raw direct reply-to RPC over a quorum queue;
 3. TLS: the same drain into a STARTTLS sink with a login and a simulated
-   delay per SMTP round trip, with and without SMTP connection reuse.
+   delay per SMTP round trip, with and without SMTP connection reuse;
+4. sign-up: the project against django-allauth and better-auth, each as
+   deployed, on one SMTP sink: register -> code email and confirm latency,
+   sustained registrations/s, CPU per registration and memory
+   (bench/auth_peers.py).
 
 Every queue it declares (retry and dead-letter queues included) and every
 Redis key it writes is removed at the end, also when it fails or is
@@ -40,10 +44,12 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from bench import auth_peers
 from bench import sink as smtp_sink
 from bench.confirm_latency import MONGO_STAND_IN, ConfirmOutcome, measure_confirm
 from bench.peers import PeerConfig
 from bench.processes import cpu_seconds, peak_rss_bytes, process_tree
+from bench.signup_stats import SignupRun, by_system, medians, signup_table
 from bench.stats import (
     DrainRun,
     confirm_ratio,
@@ -68,7 +74,7 @@ from common.messaging import topology
 from devtools.mailsink import free_ports
 from devtools.stack import Service, preflight, unique_names
 
-PARTS = ("throughput", "confirm", "tls")
+PARTS = ("throughput", "confirm", "tls", "signup")
 CELERY_FLAGS = ("--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING")
 
 
@@ -318,6 +324,7 @@ class Options:
     tls_delay_ms: float
     parts: tuple[str, ...]
     json_path: Path | None
+    signup: auth_peers.SignupOptions = field(default_factory=auth_peers.SignupOptions)
 
 
 def parse_options(argv: list[str]) -> Options:
@@ -328,6 +335,8 @@ def parse_options(argv: list[str]) -> Options:
     parser.add_argument("--wrong-codes", type=int, default=2, help="wrong codes each user submits first (2)")
     parser.add_argument("--tls-messages", type=int, default=300, help="messages per drain into the TLS sink (300)")
     parser.add_argument("--tls-delay-ms", type=float, default=5.0, help="simulated delay per SMTP round trip (5)")
+    parser.add_argument("--burst-seconds", type=float, default=20.0, help="sign-up: each system's burst (20)")
+    parser.add_argument("--signup-users", type=int, default=50, help="sign-up: users timed one at a time (50)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 100 messages, 1 repetition, few users")
     parser.add_argument("--json", type=Path, help="also write every run's figures to this file")
@@ -337,10 +346,16 @@ def parse_options(argv: list[str]) -> Options:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     if args.wrong_codes < 0:
         parser.error("--wrong-codes must be at least 0")
+    signup = auth_peers.SignupOptions(
+        reps=args.reps, users=args.signup_users, wrong_codes=args.wrong_codes, burst_seconds=args.burst_seconds
+    )
     if args.quick:
         args.messages, args.reps, args.confirm_users, args.tls_messages = 100, 1, 5, 20
-    if min(args.messages, args.reps, args.confirm_users, args.tls_messages) < 1:
+        signup = auth_peers.SignupOptions.quick()
+    if min(args.messages, args.reps, args.confirm_users, args.tls_messages, args.signup_users) < 1:
         parser.error("counts must be at least 1")
+    if args.burst_seconds <= 0:
+        parser.error("--burst-seconds must be above 0")
     return Options(
         messages=args.messages,
         reps=args.reps,
@@ -350,6 +365,7 @@ def parse_options(argv: list[str]) -> Options:
         tls_delay_ms=args.tls_delay_ms,
         parts=parts,
         json_path=args.json,
+        signup=signup,
     )
 
 
@@ -409,8 +425,81 @@ def tls_report(runs: list[DrainRun], options: Options) -> str:
     )
 
 
+def signup_report(
+    runs: list[SignupRun], systems: list[auth_peers.SignupSystem], options: Options, confirm_ratio_p50: float | None
+) -> str:
+    names = [system.name for system in systems]
+    described = "; ".join(
+        f"{system.name}: {getattr(system, 'version', 'the auth service and worker on the indexed stand-in')}"
+        for system in systems
+    )
+    signup = options.signup
+    lines = [
+        f"### Sign-up side by side: {signup.users} users one at a time ({signup.wrong_codes} wrong + 1 right code "
+        f"each), then {signup.clients} clients registering for {signup.burst_seconds:g} s; "
+        f"{signup.reps} repetition(s), the systems' order rotated",
+        "",
+        described,
+        "",
+        "#### The same cheap password hash for all (bcrypt, cost 4)",
+        "",
+        signup_table(runs, names, "cheap"),
+        "",
+        f"#### Each system's default password hash ({signup.default_users} users one at a time, "
+        f"a {signup.default_burst_seconds:g} s burst)",
+        "",
+        signup_table(runs, names, "default"),
+    ]
+    figures = {name: medians(group) for name, group in by_system(runs, names, "cheap").items() if group}
+    if auth_peers.Project.name in figures and len(figures) > 1:
+        lines += ["", goal_lines(figures, confirm_ratio_p50)]
+    return "\n".join(lines)
+
+
+def goal_lines(figures: dict[str, dict[str, float | None]], confirm_ratio_p50: float | None) -> str:
+    """Each goal of the comparison with the figure it is read from (medians of the cheap-hash part)."""
+    ours = figures[auth_peers.Project.name]
+    peers = {name: values for name, values in figures.items() if name != auth_peers.Project.name}
+
+    def best(key: str) -> float | None:
+        values = [value for figures in peers.values() if (value := figures[key]) is not None]
+        return min(values) if values else None
+
+    def held(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("yes" if ok else "**no**")
+
+    def at_most(key: str) -> str:
+        mine, theirs = ours[key], best(key)
+        ok = None if mine is None or theirs is None else mine <= theirs
+        return f"{_ms(mine)} vs {_ms(theirs)} ms: {held(ok)}"
+
+    rows = [
+        f"- confirm right p50 / p99 at or below the fastest peer's: {at_most('right_p50')}; {at_most('right_p99')}",
+        f"- confirm wrong p50 / p99 at or below the fastest peer's: {at_most('wrong_p50')}; {at_most('wrong_p99')}",
+        f"- register -> code email p50 / p99 ahead of both peers: {at_most('register_p50')}; {at_most('register_p99')}",
+        f"- confirm p50 / (healthz p50 + raw RPC p50) at most 1.5 (confirm part): {format_ratio(confirm_ratio_p50)}: "
+        f"{held(None if confirm_ratio_p50 is None else confirm_ratio_p50 <= 1.5)}",
+    ]
+    better_auth = figures.get(auth_peers.BetterAuth.name)
+    if better_auth and better_auth["rate"] and ours["rate"] and ours["cpu_ms"] and better_auth["cpu_ms"]:
+        total = ours["cpu_ms"] + (ours["infra_cpu_ms"] or 0)
+        rows += [
+            f"- sustained registrations/s at or above better-auth's: {ours['rate']:.0f} vs {better_auth['rate']:.0f}: "
+            f"{held(ours['rate'] >= better_auth['rate'])}",
+            f"- CPU per registration (with RabbitMQ and Redis) at most 1.2 x better-auth's: {total:.2f} vs "
+            f"{better_auth['cpu_ms']:.2f} ms, {total / better_auth['cpu_ms']:.2f} x: "
+            f"{held(total <= 1.2 * better_auth['cpu_ms'])}",
+        ]
+    return "Goals (medians):\n" + "\n".join(rows)
+
+
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.1f}"
+
+
 def run(options: Options, bench: Bench) -> tuple[list[str], dict]:
     reports, results = [], {}
+    confirm_ratio_p50 = None
     if "throughput" in options.parts:
         sink = smtp_sink.CountingSink()
         runs = run_drains(bench, THROUGHPUT_SYSTEMS, sink, options.messages, options.reps, "throughput")
@@ -429,6 +518,7 @@ def run(options: Options, bench: Bench) -> tuple[list[str], dict]:
             outcomes.append(outcome)
             progress(f"confirm {rep}/{options.reps}: {len(outcome.run.confirm)} confirms")
         reports.append(confirm_report(outcomes, options))
+        confirm_ratio_p50 = confirm_ratio([outcome.run for outcome in outcomes], 0.5)
         results["confirm"] = [dataclasses.asdict(outcome) for outcome in outcomes]
     if "tls" in options.parts:
         tls = smtp_sink.self_signed_certificate(bench.log_dir)
@@ -436,6 +526,14 @@ def run(options: Options, bench: Bench) -> tuple[list[str], dict]:
         runs = run_drains(bench, TLS_SYSTEMS, sink, options.tls_messages, options.reps, "tls")
         reports.append(tls_report(runs, options))
         results["tls"] = [dataclasses.asdict(run) for run in runs]
+    if "signup" in options.parts:
+        systems = auth_peers.available(
+            [auth_peers.Project(bench.settings, bench.leftovers), auth_peers.Allauth(), auth_peers.BetterAuth()],
+            progress,
+        )
+        signup_runs = auth_peers.measure(systems, options.signup, bench.log_dir, progress)
+        reports.append(signup_report(signup_runs, systems, options, confirm_ratio_p50))
+        results["signup"] = [dataclasses.asdict(run) for run in signup_runs]
     return reports, results
 
 
@@ -488,7 +586,10 @@ def main(argv: list[str] | None = None) -> int:
         for run in results.get(part, [])
     )
     confirms_as_expected = all(outcome["run"]["unexpected"] == 0 for outcome in results.get("confirm", []))
-    return 0 if drains_complete and confirms_as_expected else 1
+    signups_as_expected = all(
+        run["unexpected"] == 0 and run["mailed"] >= run["registrations"] for run in results.get("signup", [])
+    )
+    return 0 if drains_complete and confirms_as_expected and signups_as_expected else 1
 
 
 if __name__ == "__main__":

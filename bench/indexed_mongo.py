@@ -8,80 +8,157 @@ it is, a confirm's cost in the benchmark grows with the number of users
 registered (each of the account's lookups scans them all), which says
 something about mongomock, not about the service.
 
-So this process patches mongomock's document iteration before running the
-auth service exactly as ``python -m auth_service`` does: a filter that names
-``_id``, or a field with a single-field unique index, by a plain value is
-answered from that one document. For a unique field a dictionary remembers
-which ``_id`` held each value; an entry is trusted only if that document still
-holds the value (else the collection is scanned as before and the entry
-refreshed), and the rest of the filter is still tested against the document
-(a unique value can match no other document). Every other query scans, as
-mongomock does. The product's in-process store (``MONGO_URI=mongomock://``)
-is unchanged; the bench's output and docs/performance.md say the confirm part
-runs on this stand-in.
+So this process patches mongomock before running the auth service exactly as
+``python -m auth_service`` does:
+
+- a filter that names ``_id``, or the field of a single-field index by a
+  plain value (``{"email": ...}``, ``{"address_history.email": ...}``, also
+  inside an ``$elemMatch`` on the array, as MongoDB's planner uses a multikey
+  index for it) or by a
+  range or ``$exists: true`` (``{"outbox_due_at": {"$lte": now}}``), is
+  answered from the documents that index offers. Each index is complete, as
+  MongoDB's are: every write of a document (insert, upsert, replace, and the
+  check of unique fields mongomock runs after every update that changed a
+  document) files the document under each value it holds for each indexed
+  field (through arrays, as a multikey index does), so a value no document
+  holds (a new registration's address) is answered without a scan. An offered
+  document is believed only if it still matches the condition it was filed
+  for (an update can move a document off a value in place; a deletion or TTL
+  expiry removes it), and the whole filter is still tested against it. Two
+  documents holding one unique value are both found, so mongomock's own
+  duplicate check still fails the second write. Every other query scans, as
+  mongomock does;
+- TTL expiry runs at most once a second per collection, not on every read
+  (mongomock tests every document of a collection with a TTL index on each
+  read of it). MongoDB's own TTL monitor runs once a minute, so a document
+  outliving its expiry by a second is what a real deployment sees too.
+
+The product's in-process store (``MONGO_URI=mongomock://``) is unchanged; the
+bench's output and docs/performance.md say which parts run on this stand-in.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 from mongomock import filtering
 from mongomock.collection import Collection
+from mongomock.store import CollectionStore
 
 from auth_service.__main__ import main
 
 _scan = Collection._iter_documents
-POSITIONS = "_bench_unique_positions"
-_positions_lock = threading.Lock()
+_ensure_uniques = Collection._ensure_uniques
+_store_document = CollectionStore.__setitem__
+_remove_expired = CollectionStore._remove_expired_documents
+_create_index = CollectionStore.create_index
+INDEX = "_bench_index"
+EXPIRED_AT = "_bench_expired_at"
+EXPIRY_INTERVAL_SECONDS = 1.0
+RANGES = frozenset({"$lt", "$lte", "$gt", "$gte"})
+_lock = threading.Lock()
+
+
+@dataclass
+class _FieldIndex:
+    """One single-field index: the ids filed under each value, and every id filed with any value."""
+
+    by_value: dict[object, set] = field(default_factory=dict)
+    present: set = field(default_factory=set)
 
 
 def _plain(value: object) -> bool:
     return isinstance(value, str | int | float | bytes)
 
 
-def _unique_fields(collection: Collection) -> list[str]:
-    return [
-        index["key"][0][0]
-        for index in collection._store.indexes.values()
-        if index.get("unique") and len(index["key"]) == 1
-    ]
+def _indexed_fields(store: CollectionStore) -> list[str]:
+    return [index["key"][0][0] for index in store.indexes.values() if len(index["key"]) == 1]
+
+
+def _index(store: CollectionStore, name: str) -> _FieldIndex:
+    # Kept on the collection's store, so it lives and goes with the collection.
+    return store.__dict__.setdefault(INDEX, {}).setdefault(name, _FieldIndex())
+
+
+def _values(node: object, path: list[str]) -> list[object]:
+    """The values at a dotted path, through arrays as MongoDB's multikey indexes go (None and documents
+    left out)."""
+    if isinstance(node, list):
+        return [value for item in node for value in _values(item, path)]
+    if not path:
+        return [] if node is None or isinstance(node, Mapping) else [node]
+    if isinstance(node, Mapping) and path[0] in node:
+        return _values(node[path[0]], path[1:])
+    return []
+
+
+def _file(store: CollectionStore, document: Mapping) -> None:
+    """File the document under each value of each indexed field it holds."""
+    for name in _indexed_fields(store):
+        values = _values(document, name.split("."))
+        if not values:
+            continue
+        with _lock:
+            index = _index(store, name)
+            index.present.add(document["_id"])
+            for value in values:
+                if _plain(value):
+                    index.by_value.setdefault(value, set()).add(document["_id"])
+
+
+def _candidates(store: CollectionStore, filter: Mapping) -> tuple[str, object, set] | None:
+    """The ids an index offers for the filter, with the condition they were filed for; None: scan."""
+    for name in _indexed_fields(store):
+        condition = filter.get(name)
+        array, _, inner = name.rpartition(".")
+        matching = filter.get(array) if array else None
+        if isinstance(matching, Mapping) and isinstance(matching.get("$elemMatch"), Mapping):
+            # {"address_history": {"$elemMatch": {"email": ...}}} goes by the index on address_history.email.
+            condition = matching["$elemMatch"].get(inner)
+        if _plain(condition):
+            index = _index(store, name)
+            return name, condition, index.by_value.get(condition, set())
+        if (
+            isinstance(condition, Mapping)
+            and condition
+            and (set(condition) <= RANGES or (set(condition) == {"$exists"} and condition["$exists"] is True))
+        ):
+            # A document without the field matches no range and no $exists: true.
+            return name, condition, _index(store, name).present
+    return None
 
 
 def _lookup(collection: Collection, filter: Mapping) -> list[dict] | None:
-    """The matching documents read from an index, or None when the filter needs a scan."""
+    """The documents an index offers for the filter (still to be tested against it), or None: scan."""
     store = collection._store
     identifier = filter.get("_id")
     if identifier is not None and _plain(identifier):
         document = store._documents.get(identifier)
         return [] if document is None else [document]
-    for field in _unique_fields(collection):
-        value = filter.get(field)
-        if value is None or not _plain(value):
-            continue
-        with _positions_lock:
-            # Kept on the collection's store, so it lives and goes with the collection.
-            positions = store.__dict__.setdefault(POSITIONS, {})
-            position = positions.setdefault(field, {})
-            identifier = position.get(value)
-        document = store._documents.get(identifier) if identifier is not None else None
-        if document is None or document.get(field) != value:
-            # Unknown or stale: scan for the value as mongomock does, and remember where it is.
-            found = list(_scan(collection, {field: value}))
-            if not found:
-                return []
-            document = found[0]
-            with _positions_lock:
-                position[value] = document["_id"]
-        return [document]
-    return None
+    with _lock:
+        offered = _candidates(store, filter)
+        if offered is None:
+            return None
+        name, condition, filed = offered
+        found = []
+        for identifier in list(filed):
+            document = store._documents.get(identifier)
+            if document is not None and filtering.filter_applies({name: condition}, document):
+                found.append(document)
+            elif document is None or not _values(document, name.split(".")):
+                filed.discard(identifier)  # deleted, expired, or moved off the field in place
+            elif _plain(condition):
+                filed.discard(identifier)  # moved off the value in place
+        return found
 
 
 def _iter_documents(self: Collection, filter: Mapping) -> Iterator[dict]:
     if not isinstance(filter, Mapping):
         return _scan(self, filter)
-    # TTL emulation runs on the store's reads, as on a scan.
     self._store._remove_expired_documents()
     documents = _lookup(self, filter)
     if documents is None:
@@ -89,12 +166,44 @@ def _iter_documents(self: Collection, filter: Mapping) -> Iterator[dict]:
     return (document for document in documents if filtering.filter_applies(filter, document))
 
 
+def _create_index_and_file(self: CollectionStore, index_name: str, index: dict) -> None:
+    _create_index(self, index_name, index)
+    for document in list(self._documents.values()):  # what was stored before the index
+        _file(self, document)
+
+
+def _store_and_file(self: CollectionStore, key: object, document: dict) -> None:
+    _store_document(self, key, document)
+    _file(self, document)
+
+
+def _file_then_check_uniques(self: Collection, document: dict) -> None:
+    # mongomock runs this after every write that changed a document in place, before it is seen as done.
+    _file(self._store, document)
+    _ensure_uniques(self, document)
+
+
+def _remove_expired_at_most_every_second(self: CollectionStore) -> None:
+    if not self._ttl_indexes:
+        return
+    now = time.monotonic()
+    with _lock:
+        if now - self.__dict__.get(EXPIRED_AT, float("-inf")) < EXPIRY_INTERVAL_SECONDS:
+            return
+        self.__dict__[EXPIRED_AT] = now
+    _remove_expired(self)
+
+
 def install() -> None:
-    """Patch mongomock in this process; only the benchmark's auth process calls it."""
+    """Patch mongomock in this process; only the benchmark's auth process (and its unit test) calls it."""
     Collection._iter_documents = _iter_documents  # type: ignore[method-assign]
+    Collection._ensure_uniques = _file_then_check_uniques  # type: ignore[method-assign]
+    CollectionStore.__setitem__ = _store_and_file  # type: ignore[method-assign]
+    CollectionStore.create_index = _create_index_and_file  # type: ignore[method-assign]
+    CollectionStore._remove_expired_documents = _remove_expired_at_most_every_second  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":
     install()
-    print("auth_service on mongomock with index lookups for _id and unique fields (bench.indexed_mongo)")
+    print("auth_service on mongomock with complete single-field indexes, expiry once a second (bench.indexed_mongo)")
     sys.exit(main())

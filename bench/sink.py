@@ -19,6 +19,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -128,7 +129,38 @@ def _serve(port: int, tls: TlsFiles | None, delay: float, count, state, parent: 
     controller.stop()
 
 
-class CountingSink:
+class SinkProcess:
+    """A sink served by a child process that sets a shared ``state`` to READY once it listens, and stops
+    when it is set to STOPPING (or its parent is gone)."""
+
+    _process: multiprocessing.process.BaseProcess
+    _state: Any
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def start(self, timeout: float = 30.0) -> Self:
+        self._process.start()
+        deadline = time.monotonic() + timeout
+        while self._state.value != READY:
+            if not self._process.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the SMTP sink did not start (exit code {self._process.exitcode})")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self._process.pid is None:
+            return
+        self._state.value = STOPPING
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+
+
+class CountingSink(SinkProcess):
     def __init__(self, tls: TlsFiles | None = None, delay_seconds: float = 0.0):
         context = multiprocessing.get_context("spawn")
         self.port = free_port()
@@ -158,26 +190,3 @@ class CountingSink:
                 "SSL_CERT_FILE": str(self.tls.certificate),
             }
         return settings
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
-    def start(self, timeout: float = 30.0) -> CountingSink:
-        self._process.start()
-        deadline = time.monotonic() + timeout
-        while self._state.value != READY:
-            if not self._process.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the SMTP sink did not start (exit code {self._process.exitcode})")
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        if self._process.pid is None:
-            return
-        self._state.value = STOPPING
-        self._process.join(10)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()

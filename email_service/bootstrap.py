@@ -6,6 +6,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -15,7 +16,6 @@ from common.messaging.depths import QueueDepths
 from common.metrics import CollectorRegistry, ConsumerMetrics, process_registry
 from common.redis_client import redis_from_uri
 from email_service.adapters.code_key import ConfiguredCodeKey, SharedCodeKey
-from email_service.adapters.dkim_signer import DkimSigner
 from email_service.adapters.mailer import SmtpConnections, SmtpMailer, SmtpProbe, Templates
 from email_service.adapters.metrics import PrometheusTransportEvents, PrometheusVerificationEvents
 from email_service.adapters.pending_store import RedisPendingCodes
@@ -26,6 +26,9 @@ from email_service.config import Settings
 from email_service.delivery import FailoverTransport, TransportEvents
 from email_service.handlers import CodeHandlers, CodePolicy
 from email_service.ports import Mailer, MailTransport, PendingStore, Suppressions, VerificationEvents
+
+if TYPE_CHECKING:
+    from email_service.adapters.dkim_signer import DkimSigner
 
 SMTP_PROBE_TIMEOUT_SECONDS = 2.0
 SMTP_PROBE_CACHE_SECONDS = 5.0
@@ -122,6 +125,10 @@ def build_transport(settings: Settings, events: TransportEvents | None = None) -
 
 def dkim_signer(settings: Settings) -> DkimSigner | None:
     if settings.dkim_domain and settings.dkim_selector and settings.dkim_private_key_file:
+        # Imported only when signing: dkimpy brings dnspython, PyNaCl and cryptography, about 10 MiB
+        # in every worker process that has no DKIM key.
+        from email_service.adapters.dkim_signer import DkimSigner
+
         return DkimSigner.from_file(settings.dkim_domain, settings.dkim_selector, settings.dkim_private_key_file)
     return None
 

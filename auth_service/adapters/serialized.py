@@ -1,4 +1,4 @@
-"""One lock around MongoDB writes, for mongomock only."""
+"""One lock around MongoDB operations, for mongomock only."""
 
 from __future__ import annotations
 

@@ -61,6 +61,9 @@ def localized(context: Mapping[str, Any], default_locale: str) -> dict[str, Any]
     }
 
 
+# Babel formats a unit in 60-200 microseconds, in every code mail; a code's lifetime is one of a few
+# settings, so the answers are kept (docs/decisions/cached-durations.md).
+@functools.lru_cache(maxsize=256)
 def describe_duration(seconds: int, locale: str) -> str:
     """How long a code lives, as the email says it: whole minutes, else seconds ("10 minutos")."""
     if seconds % 60 == 0:

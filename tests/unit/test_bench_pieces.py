@@ -179,37 +179,136 @@ def test_leftovers_that_cannot_be_removed_are_named(caplog):
     assert "bench-compare-0123456789:email" in errors[2]
 
 
-def test_the_confirm_parts_mongodb_stand_in_finds_by_index_what_a_scan_finds(monkeypatch):
-    import mongomock
+@pytest.fixture
+def indexed_mongo(monkeypatch):
     from mongomock.collection import Collection
+    from mongomock.store import CollectionStore
 
     from bench import indexed_mongo
 
-    monkeypatch.setattr(Collection, "_iter_documents", indexed_mongo._iter_documents)
+    for owner, name in [
+        (Collection, "_iter_documents"),
+        (Collection, "_ensure_uniques"),
+        (CollectionStore, "__setitem__"),
+        (CollectionStore, "create_index"),
+        (CollectionStore, "_remove_expired_documents"),
+    ]:
+        monkeypatch.setattr(owner, name, getattr(owner, name))  # put back after the test
+    indexed_mongo.install()
+    return indexed_mongo
+
+
+def _counting_scans(monkeypatch) -> list[int]:
+    import mongomock
+
+    tested: list[int] = []
+    applies = mongomock.collection.filter_applies
+
+    def counted(*args):
+        tested.append(1)
+        return applies(*args)
+
+    monkeypatch.setattr(mongomock.collection, "filter_applies", counted)
+    return tested
+
+
+def test_the_mongodb_stand_in_finds_by_index_what_a_scan_finds(indexed_mongo, monkeypatch):
+    import mongomock
+
     users = mongomock.MongoClient()["auth"]["users"]
+    users.insert_one({"_id": "before", "email": "before@example.com", "status": "pending"})
     users.create_index([("email", 1)], unique=True, name="email_unique")
     for index in range(50):
         users.insert_one({"_id": f"u{index}", "email": f"e{index}@example.com", "status": "pending"})
-    tested = []
-    applies = mongomock.collection.filter_applies
-    monkeypatch.setattr(mongomock.collection, "filter_applies", lambda *args: tested.append(1) or applies(*args))
+    tested = _counting_scans(monkeypatch)
     assert users.find_one({"email": "e9@example.com"})["_id"] == "u9"
     assert users.find_one({"_id": "u30"})["email"] == "e30@example.com"
-    assert tested == []  # from the index: no document tested by the scan
+    assert users.find_one({"email": "before@example.com"})["_id"] == "before"  # stored before the index
+    assert users.find_one({"email": "nobody@example.com"}) is None  # a value never seen: no scan either
+    users.insert_one({"_id": "u50", "email": "e50@example.com", "status": "pending"})
+    assert tested == []  # from the index: no document tested by a scan, the insert's unique check included
 
     assert users.find_one({"email": "e5@example.com"})["_id"] == "u5"
     assert users.find_one({"email": "e5@example.com", "status": "verified"}) is None  # the whole filter applies
     users.update_one({"_id": "u5"}, {"$set": {"email": "moved@example.com"}})
-    assert users.find_one({"email": "e5@example.com"}) is None  # a stale entry is not believed
-    assert users.find_one({"email": "moved@example.com"})["_id"] == "u5"
+    assert users.find_one({"email": "e5@example.com"}) is None  # moved off in place: the entry is not believed
+    assert users.find_one({"email": "moved@example.com"})["_id"] == "u5"  # and the new value is filed
+    users.replace_one({"_id": "u6"}, {"email": "replaced@example.com", "status": "pending"})
+    assert users.find_one({"email": "replaced@example.com"})["_id"] == "u6"
     users.insert_one({"_id": "new", "email": "e5@example.com", "status": "pending"})
     assert users.find_one({"email": "e5@example.com"})["_id"] == "new"
     assert users.update_one({"_id": "u7", "status": "pending"}, {"$set": {"status": "verified"}}).modified_count == 1
     users.delete_one({"_id": "u7"})
     assert users.find_one({"email": "e7@example.com"}) is None
     tested.clear()
-    assert users.count_documents({"status": "pending"}) == 50  # other queries scan as mongomock does
-    assert len(tested) == 50
+    assert users.count_documents({"status": "pending"}) == 52  # other queries scan as mongomock does
+    assert len(tested) == 52
+
+
+def test_the_mongodb_stand_in_answers_other_single_field_indexes_by_value_and_by_range(indexed_mongo, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    import mongomock
+
+    users = mongomock.MongoClient()["auth"]["users"]
+    users.create_index([("outbox_due_at", 1)], sparse=True, name="outbox_due")
+    users.create_index([("address_history.email", 1)], name="left_addresses")
+    now = datetime.now(UTC).replace(microsecond=0)
+    for index in range(40):
+        users.insert_one({"_id": f"u{index}", "address_history": [{"email": f"old{index}@example.com"}]})
+    users.update_one({"_id": "u3"}, {"$set": {"outbox_due_at": now - timedelta(seconds=5)}})
+    users.update_one({"_id": "u4"}, {"$set": {"outbox_due_at": now + timedelta(hours=1)}})
+    tested = _counting_scans(monkeypatch)
+    assert [user["_id"] for user in users.find({"address_history.email": "old7@example.com"})] == ["u7"]
+    assert [user["_id"] for user in users.find({"outbox_due_at": {"$lte": now}})] == ["u3"]
+    assert sorted(user["_id"] for user in users.find({"outbox_due_at": {"$exists": True}})) == ["u3", "u4"]
+    reserving = {"address_history": {"$elemMatch": {"email": "old9@example.com", "undo_until": {"$exists": False}}}}
+    assert [user["_id"] for user in users.find(reserving)] == ["u9"]
+    assert len(tested) <= 6  # only the documents the indexes offered, not the 40
+    users.update_one({"_id": "u3"}, {"$unset": {"outbox_due_at": ""}})
+    assert list(users.find({"outbox_due_at": {"$lte": now}})) == []
+    users.update_one({"_id": "u7"}, {"$push": {"address_history": {"email": "older7@example.com"}}})
+    assert [user["_id"] for user in users.find({"address_history.email": "older7@example.com"})] == ["u7"]
+    assert [user["_id"] for user in users.find({"address_history.email": "old7@example.com"})] == ["u7"]
+
+
+def test_the_mongodb_stand_in_still_refuses_a_duplicate_of_a_unique_value(indexed_mongo):
+    import mongomock
+    import pymongo.errors
+
+    users = mongomock.MongoClient()["auth"]["users"]
+    users.create_index([("email", 1)], unique=True, name="email_unique")
+    users.insert_one({"_id": "a", "email": "a@example.com"})
+    users.insert_one({"_id": "b", "email": "b@example.com"})
+    with pytest.raises(pymongo.errors.DuplicateKeyError):
+        users.insert_one({"_id": "c", "email": "a@example.com"})
+    with pytest.raises(pymongo.errors.DuplicateKeyError):
+        users.update_one({"_id": "b"}, {"$set": {"email": "a@example.com"}})
+    assert users.find_one({"email": "a@example.com"})["_id"] == "a"
+    assert users.find_one({"email": "b@example.com"})["_id"] == "b"  # the update was rolled back
+    assert users.find_one({"_id": "c"}) is None
+
+
+def test_the_mongodb_stand_in_expires_at_most_once_a_second(indexed_mongo, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    import mongomock
+
+    clock = [0.0]
+    monkeypatch.setattr(indexed_mongo.time, "monotonic", lambda: clock[0])
+    sessions = mongomock.MongoClient()["auth"]["sessions"]
+    sessions.create_index([("expires_at", 1)], expireAfterSeconds=0, name="expiry")
+    now = datetime.now(UTC)
+    sessions.insert_one({"_id": "old", "expires_at": now - timedelta(seconds=1)})
+    sessions.insert_one({"_id": "young", "expires_at": now + timedelta(hours=1)})
+    clock[0] += 1.1
+    assert sessions.find_one({"_id": "old"}) is None  # a second on: the read expires
+    sessions.insert_one({"_id": "older", "expires_at": now - timedelta(seconds=1)})
+    clock[0] += 0.5
+    assert sessions.find_one({"_id": "older"}) is not None  # within the second: not expired yet
+    clock[0] += 0.6
+    assert sessions.find_one({"_id": "older"}) is None
+    assert sessions.find_one({"_id": "young"}) is not None
 
 
 @pytest.mark.parametrize("locale", ["en", "pt-BR"])

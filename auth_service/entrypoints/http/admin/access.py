@@ -82,11 +82,12 @@ def _limit_key() -> str:
 def install(app: Flask, access: AdminAccess, activity: ActivityLog | None, settings: Settings) -> Limiter:
     @app.before_request
     def identify():
-        g.admin_key = None
-        g.admin_refusal = None
         scope = required_scope(app)
         if scope is None:
+            # Not an API view: a console page identified its key from its session already (console.py).
             return
+        g.admin_key = None
+        g.admin_refusal = None
         try:
             g.admin_key = access.authenticate(presented_key())
             access.authorize(g.admin_key, scope)

@@ -15,7 +15,7 @@ from werkzeug.exceptions import BadRequest
 
 from auth_service.config import Settings
 from auth_service.entrypoints.http import errors, observability, ratelimits, security_headers
-from auth_service.entrypoints.http.admin import access, audit, introspect, suppressions, users, webhooks
+from auth_service.entrypoints.http.admin import access, audit, console, introspect, suppressions, users, webhooks
 from auth_service.entrypoints.http.admin.access import ADMIN_KEY_SCHEME, AdminBlueprint
 from auth_service.entrypoints.http.app import ContractApi, install_request_ids
 from auth_service.entrypoints.http.json_provider import BoundedJSONProvider
@@ -65,6 +65,10 @@ def create_admin_app(
     # What the views call, by name (access.admin_services): each area reads the services it needs.
     app.extensions["auth_admin"] = {"access": access_check, "activity": activity, **services}
     install_request_ids(app)
+    # The support console's pages: plain HTML over the same services, outside the OpenAPI document. Installed
+    # first: a page knows its key before the limiter counts the request, so it counts against the key's limit.
+    console.install(app, settings)
+    FORM_ENDPOINTS.update(console.form_endpoints(app))
     limiter = access.install(app, access_check, activity, settings)
     api = ContractApi(app)
     for area in AREAS:
@@ -85,6 +89,8 @@ def create_admin_app(
 
     @app.after_request
     def never_cache(response):
+        if request.endpoint == console.STATIC_ENDPOINT:
+            return response  # the console's stylesheet and icon, the same for everyone
         # Accounts, sessions and introspection verdicts must not stay in any cache.
         response.headers["Cache-Control"] = "no-store"
         response.headers["Pragma"] = "no-cache"

@@ -26,7 +26,7 @@ def _admin() -> AccountAdmin:
     return admin_services("accounts")
 
 
-def _summary(user: User, now) -> dict:
+def account_summary(user: User, now) -> dict:
     return {
         "id": user.id,
         "email": user.email,
@@ -46,13 +46,13 @@ def _session(session: Session) -> dict:
     }
 
 
-def _detail(view: AccountView) -> dict:
+def account_detail(view: AccountView) -> dict:
     user, now = view.user, view.now
     locked = user.locked_until is not None and user.locked_until > now
     disablement = user.disablement if user.disabled(now) else None
     last = view.last_activity
     return {
-        **_summary(user, now),
+        **account_summary(user, now),
         "locale": user.locale,
         "email_deliverable": view.email_deliverable,
         "sessions": [_session(session) for session in view.sessions],
@@ -100,7 +100,7 @@ def search_users(args):
     found, now = _admin().search(user_search(args["email"], args["status"], args["limit"], after))
     last = found[-1] if len(found) == args["limit"] else None
     return {
-        "users": [_summary(user, now) for user in found],
+        "users": [account_summary(user, now) for user in found],
         "next_cursor": encode_cursor(last.email) if last is not None else None,
     }
 
@@ -111,7 +111,7 @@ def search_users(args):
 @users.alt_response(404, schema=ErrorResponse, description=NOT_FOUND)
 def get_user(user_id):
     """The account with its sessions, lock, second factor, disable, deliverability and last activity."""
-    return _detail(_admin().account(user_id))
+    return account_detail(_admin().account(user_id))
 
 
 @users.route("/<string:user_id>/disable", methods=["POST"])
@@ -126,7 +126,7 @@ def disable_user(body, user_id):
     until = body["until"].astimezone(UTC) if body["until"] is not None else None
     admin = _admin()
     admin.disable(user_id, body["reason"], until)
-    return _detail(admin.account(user_id))
+    return account_detail(admin.account(user_id))
 
 
 @users.route("/<string:user_id>/enable", methods=["POST"])
@@ -137,7 +137,7 @@ def enable_user(user_id):
     """End a disable (an account that is not disabled is answered as it is)."""
     admin = _admin()
     admin.enable(user_id)
-    return _detail(admin.account(user_id))
+    return account_detail(admin.account(user_id))
 
 
 @users.route("/<string:user_id>/unlock", methods=["POST"])
@@ -148,7 +148,7 @@ def unlock_user(user_id):
     """End a failed-login lock and streak now (user.unlocked, reason admin)."""
     admin = _admin()
     admin.unlock(user_id)
-    return _detail(admin.account(user_id))
+    return account_detail(admin.account(user_id))
 
 
 @users.route("/<string:user_id>/password-reset", methods=["POST"])
