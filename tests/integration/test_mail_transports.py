@@ -155,7 +155,9 @@ def test_smtp_refusing_moves_mail_to_the_next_road_the_breaker_opens_then_closes
         **ONE_PROCESS,
         MAIL_TRANSPORTS="smtp,postmark",
         MAIL_TRANSPORT_FAILURES_TO_OPEN="3",
-        MAIL_TRANSPORT_COOLDOWN_SECONDS="3",
+        # Long enough that the six mails below all meet the open breaker on a loaded machine: a cooldown
+        # ending among them would let a trial through, and SMTP, still refusing, would open it again.
+        MAIL_TRANSPORT_COOLDOWN_SECONDS="10",
         DKIM_DOMAIN="mail.example.com",
         DKIM_SELECTOR="s1",
         DKIM_PRIVATE_KEY_FILE=str(key_file),
@@ -187,7 +189,7 @@ def test_smtp_refusing_moves_mail_to_the_next_road_the_breaker_opens_then_closes
     mark("breaker open after 3 refusals; the other mails skipped SMTP")
     stack.sink.refusing = False
     mark("SMTP accepts again")
-    wait_until(lambda: transport_metric(stack, "mail_transport_open", "smtp") == 0, "the cooldown to pass", 10)
+    wait_until(lambda: transport_metric(stack, "mail_transport_open", "smtp") == 0, "the cooldown to pass", 20)
     mark("cooldown over")
     after = [unique_email("after") for _ in range(3)]
     # The first mail past the cooldown is SMTP's trial; mails asked while it is under way still skip SMTP.
