@@ -6,7 +6,7 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements translations test-tools lint typecheck format check test unit integration test-cluster run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge bench-abuse bench-scale bench-mail clean up down logs ps
+.PHONY: help install requirements translations test-tools bench-peers lint typecheck format check test unit integration test-cluster run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge bench-abuse bench-scale bench-mail clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
@@ -30,7 +30,8 @@ $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 	$(PY) -m pip install --quiet -r requirements/base.txt -r requirements/dev.txt
 	touch $@
 
-# The benchmark's own dependencies (Celery, its peer): only `make bench` needs them.
+# The benchmark's own dependencies (Celery, Django and django-allauth, its peers): `make bench`, and `make test`,
+# whose tests run each peer in small (tests/integration/test_bench_*.py).
 $(VENV)/.bench-installed: $(VENV)/.installed requirements/bench.txt
 	$(PY) -m pip install --quiet -r requirements/bench.txt
 	touch $@
@@ -75,7 +76,7 @@ check: lint typecheck
 	$(PY) -m pytest tests/unit -q
 
 # The cluster suite starts its own cluster once (about half a minute) and runs last.
-test: lint typecheck test-tools
+test: lint typecheck test-tools bench-peers
 	$(PY) -m pytest --ignore=tests/cluster
 	$(MAKE) test-cluster
 
@@ -85,7 +86,7 @@ test-cluster: install
 unit: install
 	$(PY) -m pytest tests/unit
 
-integration: install test-tools
+integration: install test-tools bench-peers
 	$(PY) -m pytest tests/integration
 
 run: install
@@ -107,7 +108,9 @@ $(PEER_NODE)/node_modules/.package-lock.json: $(PEER_NODE)/package-lock.json
 		|| echo "npm ci failed in $(PEER_NODE): the sign-up part will skip better-auth and say why"; \
 	else echo "npm is missing: the sign-up part will skip better-auth (Debian: apt-get install nodejs npm)"; fi
 
-bench: $(VENV)/.bench-installed $(PEER_NODE)/node_modules/.package-lock.json
+bench-peers: $(VENV)/.bench-installed $(PEER_NODE)/node_modules/.package-lock.json
+
+bench: bench-peers
 	$(PY) -m bench.compare $(BENCH_ARGS)
 
 bench-latency: install
