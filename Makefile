@@ -73,7 +73,7 @@ test-tools:
 # Before each commit: what needs no server and no browser. The unit tests run on fakes (tests/unit/conftest.py
 # refuses them the machine's RabbitMQ and Redis); `make test` is the whole suite.
 check: lint typecheck
-	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/unit -q -n auto
 
 # The cluster suite starts its own cluster once (about half a minute) and runs last.
 test: lint typecheck test-tools bench-peers
