@@ -4,10 +4,10 @@
 # runs as root (CI, the project's machines); elsewhere the tests that need them say why they skip.
 set -euo pipefail
 
-# jose, the library of the Node verifier (tests/node, pinned by its package-lock.json), where npm is;
-# without npm that test skips and says so.
+# jose and standardwebhooks, the libraries of the Node verifiers (tests/node, pinned by its
+# package-lock.json), where npm is; without npm those tests skip and say so.
 node_dir="$(dirname "$0")/../tests/node"
-if command -v npm >/dev/null 2>&1 && [ ! -d "$node_dir/node_modules/jose" ]; then
+if command -v npm >/dev/null 2>&1 && { [ ! -d "$node_dir/node_modules/jose" ] || [ ! -d "$node_dir/node_modules/standardwebhooks" ]; }; then
   echo "installing the Node verifier's packages (npm ci in tests/node)"
   npm ci --prefix "$node_dir" --no-audit --no-fund --silent || echo "npm ci in tests/node failed" >&2
 fi

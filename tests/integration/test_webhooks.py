@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -44,6 +46,7 @@ from tests.integration.test_admin_api import create_key
 from tests.integration.test_lifecycle_flow import NEW_PASSWORD, PASSWORD, bearer, login, mail, new_email, sign_up
 from tests.waiting import eventually
 
+NODE_RECEIVER = Path(__file__).resolve().parents[1] / "node"
 TIMEOUT_SECONDS = 2
 SCHEDULE = "1,2"  # seconds: a delivery gets three attempts, then it is failed
 DELIVERY_WAIT = 60.0
@@ -234,6 +237,55 @@ def test_a_receiver_that_knows_only_the_new_secret_verifies_after_a_rotation(hoo
         assert receiver.verifies(by_id[second].body, _headers(by_id[second]))
         assert len(by_id[first].signature.split(" ")) == 1
         hooks.remove(endpoint)
+
+
+def test_a_node_receiver_verifies_deliveries_as_the_docs_show(hooks):
+    """docs/webhooks.md's Node receiver: the standardwebhooks npm package, the secret, the raw body."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are not installed on this machine: the Node receiver cannot run")
+    if not (NODE_RECEIVER / "node_modules" / "standardwebhooks").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=NODE_RECEIVER, check=True, timeout=300)
+    with Receiver() as receiver:
+        endpoint = hooks.add(receiver)
+        old = receiver.secrets[0]
+        email = new_email()
+        first = registered_event_id(hooks, endpoint, email)
+        new = hooks.rotate(endpoint)
+        second = registered_event_id(hooks, endpoint, new_email())
+        eventually(lambda: second in {r.webhook_id for r in receiver.snapshot()}, "the rotated delivery", DELIVERY_WAIT)
+        by_id = {r.webhook_id: r for r in receiver.snapshot()}
+        hooks.remove(endpoint)
+    before, during = by_id[first], by_id[second]
+    tampered = during.body.replace(b'"user.registered"', b'"user.verified"')
+    assert tampered != during.body
+    answers = _node_verdicts(
+        [
+            (old, before.body, _headers(before)),
+            (new, during.body, _headers(during)),  # a receiver that switched to the new secret at once
+            (old, during.body, _headers(during)),  # one still on the old secret, during the rotation
+            (new, tampered, _headers(during)),
+            (new, before.body, _headers(before)),  # signed before the rotation: the new secret never signed it
+        ]
+    )
+    assert [answer["ok"] for answer in answers] == [True, True, True, False, False], answers
+    assert answers[0]["event"]["email"] == email and answers[0]["event"]["event_id"] == first
+    assert answers[1]["event"]["event_id"] == second
+
+
+def _node_verdicts(deliveries: list[tuple[str, bytes, dict[str, str]]]) -> list[dict]:
+    lines = "".join(
+        json.dumps({"secret": secret, "headers": headers, "body": body.decode()}) + "\n"
+        for secret, body, headers in deliveries
+    )
+    verifier = subprocess.run(
+        ["node", str(NODE_RECEIVER / "verify_webhook.mjs")],
+        input=lines,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [json.loads(line) for line in verifier.stdout.splitlines()]
 
 
 def _headers(received) -> dict[str, str]:
