@@ -51,10 +51,10 @@ class MongoSessionRepository:
         return _record(document)
 
     def find(self, token_hash: str) -> RefreshRecord | None:
-        return _record(self._locked(self._tokens.find_one, {"_id": token_hash}))
+        return _record(self._tokens.find_one({"_id": token_hash}))
 
     def session(self, family_id: str) -> Session | None:
-        return _session(self._locked(self._sessions.find_one, {"_id": family_id}))
+        return _session(self._sessions.find_one({"_id": family_id}))
 
     def end(self, family_id: str, at: datetime, reason: str) -> bool:
         result = self._locked(
@@ -66,10 +66,9 @@ class MongoSessionRepository:
 
     def live_of(self, user_id: str, token_version: int, now: datetime) -> list[Session]:
         """The account's sessions that can still refresh, most recently started first."""
-        documents = self._read(
-            {"user_id": user_id, "ended_at": None, "expires_at": {"$gt": now}, "token_version": token_version},
-            sort=[("created_at", pymongo.DESCENDING)],
-        )
+        documents = self._sessions.find(
+            {"user_id": user_id, "ended_at": None, "expires_at": {"$gt": now}, "token_version": token_version}
+        ).sort("created_at", pymongo.DESCENDING)
         return [session for session in map(_session, documents) if session is not None]
 
     def end_others(self, user_id: str, keep: str | None, at: datetime, reason: str) -> list[str]:
@@ -77,7 +76,7 @@ class MongoSessionRepository:
         query: dict = {"user_id": user_id, "ended_at": None}
         if keep is not None:
             query["_id"] = {"$ne": keep}
-        ended = [document["_id"] for document in self._read(query, {"_id": 1})]
+        ended = [document["_id"] for document in self._sessions.find(query, {"_id": 1})]
         return [family_id for family_id in ended if self.end(family_id, at, reason)]
 
     def end_all(self, user_id: str, below_version: int, at: datetime, reason: str) -> int:
@@ -96,17 +95,11 @@ class MongoSessionRepository:
 
     def of_user(self, user_id: str) -> tuple[list[dict], list[dict]]:
         """The account's sessions and refresh-token records, as stored (the export)."""
-        tokens = self._locked(lambda: list(self._tokens.find({"user_id": user_id})))
-        return self._read({"user_id": user_id}), tokens
+        return list(self._sessions.find({"user_id": user_id})), list(self._tokens.find({"user_id": user_id}))
 
     def ended_since(self, since: datetime) -> list[tuple[str, datetime]]:
-        documents = self._read({"ended_at": {"$gte": since}}, {"ended_at": 1})
+        documents = self._sessions.find({"ended_at": {"$gte": since}}, {"ended_at": 1})
         return [(document["_id"], aware(document["ended_at"])) for document in documents]
-
-    def _read(self, query: dict, projection: dict | None = None, sort: list | None = None) -> list[dict]:
-        # Reads take the writes' lock too: mongomock updates a document in place, and a read copying
-        # it meanwhile fails with "dictionary changed size during iteration".
-        return self._locked(lambda: list(self._sessions.find(query, projection, sort=sort)))
 
 
 def _record_document(record: RefreshRecord) -> dict:
