@@ -11,10 +11,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from limits import parse_many
-from pydantic import AfterValidator, BeforeValidator, Field, FilePath, SecretStr, model_validator
-from pydantic_settings import NoDecode
 
-from common.settings import Flag, Port, ServiceSettings, default_redis_uri, key_error
+from common.settings import (
+    Check,
+    FilePath,
+    Flag,
+    Parse,
+    Port,
+    SecretStr,
+    ServiceSettings,
+    cross_check,
+    default_redis_uri,
+    key_error,
+    setting,
+)
 
 DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-do-not-use-in-production"  # noqa: S105 (refused outside APP_ENV=development)
 # waitress compares the peer address with one string; "*" trusts any peer (only where nothing else can reach the port).
@@ -34,11 +44,11 @@ def _domains(value: object) -> object:
     return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
 
-# "a.example,b.example": a list in its own notation, not the JSON pydantic-settings expects of a tuple.
-DomainList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_domains)]
+# "a.example,b.example": a list in its own notation.
+DomainList = Annotated[tuple[str, ...], Parse(_domains)]
 
 # Request limits in flask-limiter's notation, per client IP or per address (docs/security.md).
-RateLimit = Annotated[str, AfterValidator(_limits)]
+RateLimit = Annotated[str, Check(_limits)]
 
 
 def _peer_address(value: str | None) -> str | None:
@@ -63,42 +73,42 @@ def _jwt_secret_default(data: dict[str, Any]) -> SecretStr:
 
 
 class Settings(ServiceSettings):
-    mongo_uri: str = Field("mongodb://localhost:27017", repr=False)
+    mongo_uri: str = setting("mongodb://localhost:27017", repr=False)
     mongo_db: str = "auth"
-    jwt_secret: SecretStr = Field(default_factory=_jwt_secret_default)
-    jwt_ttl_seconds: int = Field(900, ge=1)
+    jwt_secret: SecretStr = setting(default_from=_jwt_secret_default)
+    jwt_ttl_seconds: int = setting(900, ge=1)
     # ES256, EdDSA, RS256: a private key signs, the published JWKS verifies; HS256: JWT_SECRET, nothing published.
     jwt_algorithm: Literal["ES256", "EdDSA", "RS256", "HS256"] = "ES256"
     jwt_signing_keys_file: Path | None = None
     # Days, fractions allowed (a test rotates in seconds).
-    jwt_key_rotation_days: float = Field(30.0, gt=0, le=3650)
-    jwks_max_age_seconds: int = Field(600, ge=0, le=86400)
-    session_max_age_seconds: int = Field(90 * 86400, ge=60)
+    jwt_key_rotation_days: float = setting(30.0, gt=0, le=3650)
+    jwks_max_age_seconds: int = setting(600, ge=0, le=86400)
+    session_max_age_seconds: int = setting(90 * 86400, ge=60)
     jwt_issuer: str = "auth-service"
     jwt_audience: str = "mobile-app"
-    refresh_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
+    refresh_ttl_seconds: int = setting(30 * 24 * 3600, ge=60)
     # Bounded: a long grace would let a stolen token be used alongside its owner unnoticed.
-    refresh_reuse_grace_seconds: int = Field(10, ge=0, le=300)
-    bcrypt_rounds: int = Field(12, ge=4, le=31)
+    refresh_reuse_grace_seconds: int = setting(10, ge=0, le=300)
+    bcrypt_rounds: int = setting(12, ge=4, le=31)
     allow_weak_bcrypt: Flag = False
-    resend_cooldown_seconds: int = Field(60, ge=0)
-    failed_login_warning_threshold: int = Field(3, ge=1)
-    lockout_threshold: int = Field(10, ge=1)
-    lockout_seconds: int = Field(900, ge=1)
+    resend_cooldown_seconds: int = setting(60, ge=0)
+    failed_login_warning_threshold: int = setting(3, ge=1)
+    lockout_threshold: int = setting(10, ge=1)
+    lockout_seconds: int = setting(900, ge=1)
     # Life of the "this wasn't me" link of a security notice (7 days).
-    not_me_ttl_seconds: int = Field(7 * 86400, ge=60)
+    not_me_ttl_seconds: int = setting(7 * 86400, ge=60)
     # How long the old mailbox may undo a confirmed address change (and the left address stays reserved).
-    email_undo_window_seconds: int = Field(3 * 86400, ge=1)
+    email_undo_window_seconds: int = setting(3 * 86400, ge=1)
     # A pending account not confirmed within this time is deleted.
-    unverified_ttl_seconds: int = Field(7 * 86400, ge=1)
+    unverified_ttl_seconds: int = setting(7 * 86400, ge=1)
     # A device that passed the emailed second factor is not asked again for this long.
-    mfa_trust_days: int = Field(30, ge=0, le=3650)
+    mfa_trust_days: int = setting(30, ge=0, le=3650)
     # Between a confirmed deletion and the erasure, during which the notice's link restores the account (0: at once).
-    account_deletion_grace_seconds: int = Field(7 * 86400, ge=0, le=365 * 86400)
+    account_deletion_grace_seconds: int = setting(7 * 86400, ge=0, le=365 * 86400)
     # How long each account's security activity is kept (GET /auth/account/activity, the admin audit).
-    audit_retention_days: int = Field(90, ge=1, le=3650)
+    audit_retention_days: int = setting(90, ge=1, le=3650)
     ratelimit_enabled: Flag = True
-    ratelimit_storage_uri: str = Field(default_factory=default_redis_uri, repr=False)
+    ratelimit_storage_uri: str = setting(default_from=default_redis_uri, repr=False)
     ratelimit_key_prefix: str = "auth-ratelimit"
     ratelimit_register_per_ip: RateLimit = "10/minute;100/hour"
     ratelimit_register_per_address: RateLimit = "5/hour"
@@ -140,19 +150,19 @@ class Settings(ServiceSettings):
     ratelimit_password_change_per_ip: RateLimit = "10/minute;100/hour"  # noqa: S105 (a limit, not a secret)
     ratelimit_password_change_failures_per_account: RateLimit = "5/minute;20/day"  # noqa: S105 (a limit, not a secret)
     # A limit-store call slower than this is a hung store: the request goes on without it.
-    ratelimit_store_timeout_seconds: float = Field(0.25, ge=0.01)
+    ratelimit_store_timeout_seconds: float = setting(0.25, ge=0.01)
     # Sign-up abuse (docs/security.md): breached passwords by k-anonymity, CAPTCHA, disposable addresses.
-    pwned_passwords_url: str | None = Field(None, pattern=r"^https?://")
-    pwned_passwords_timeout_seconds: float = Field(2.0, gt=0, le=30)
+    pwned_passwords_url: str | None = setting(None, pattern=r"^https?://")
+    pwned_passwords_timeout_seconds: float = setting(2.0, gt=0, le=30)
     # Past the timeout the check is skipped and counted; true refuses the password (503) instead.
     pwned_passwords_fail_closed: Flag = False
     # Ranges kept a day each, least recently used dropped past this count (some 16 KB each).
-    pwned_passwords_cache_ranges: int = Field(1024, ge=0, le=100_000)
+    pwned_passwords_cache_ranges: int = setting(1024, ge=0, le=100_000)
     captcha_provider: Literal["turnstile", "hcaptcha"] | None = None
     captcha_secret: SecretStr | None = None
     # Unset: the provider's own siteverify URL.
-    captcha_verify_url: str | None = Field(None, pattern=r"^https?://")
-    captcha_timeout_seconds: float = Field(5.0, gt=0, le=30)
+    captcha_verify_url: str | None = setting(None, pattern=r"^https?://")
+    captcha_timeout_seconds: float = setting(5.0, gt=0, le=30)
     block_disposable_addresses: Flag = False
     # The operator's own lists, beside the maintained one; a domain covers its subdomains, allowing wins.
     blocked_email_domains: DomainList = ()
@@ -161,40 +171,40 @@ class Settings(ServiceSettings):
     allowed_email_domains_file: FilePath | None = None
     auth_host: str = "127.0.0.1"
     auth_port: Port = 8000
-    auth_threads: int = Field(32, ge=2, le=256)
+    auth_threads: int = setting(32, ge=2, le=256)
     # Fewer than the request threads, so that waiting confirms always leave some to everything else.
-    confirm_max_waiting: int = Field(default_factory=lambda data: data["auth_threads"] // 2, ge=1)
-    auth_connection_limit: int = Field(1000, ge=10, le=100_000)
-    auth_channel_timeout_seconds: int = Field(30, ge=1)
-    auth_cleanup_interval_seconds: int = Field(10, ge=1)
+    confirm_max_waiting: int = setting(default_from=lambda data: data["auth_threads"] // 2, ge=1)
+    auth_connection_limit: int = setting(1000, ge=10, le=100_000)
+    auth_channel_timeout_seconds: int = setting(30, ge=1)
+    auth_cleanup_interval_seconds: int = setting(10, ge=1)
     # The admin API: a listener of its own, never on AUTH_PORT (docs/admin.md).
     admin_host: str = "127.0.0.1"
     admin_port: Port = 8001
-    admin_threads: int = Field(4, ge=1, le=64)
+    admin_threads: int = setting(4, ge=1, le=64)
     # One line per key (name, scopes, hash); unset or empty: every admin request is 401.
     admin_keys_file: Path | None = None
     ratelimit_admin_per_key: RateLimit = "600/minute;20000/hour"
     # Requests without a good key, per IP: a flood of 401s costs little, but is bounded all the same.
     ratelimit_admin_per_ip: RateLimit = "60/minute"
-    confirm_wait_seconds: float = Field(5.0, ge=0.1)
-    publish_timeout_seconds: float = Field(3.0, ge=0.1)
-    max_body_bytes: int = Field(16 * 1024, ge=1024)
-    proxy_hops: int = Field(0, ge=0, le=5)
+    confirm_wait_seconds: float = setting(5.0, ge=0.1)
+    publish_timeout_seconds: float = setting(3.0, ge=0.1)
+    max_body_bytes: int = setting(16 * 1024, ge=1024)
+    proxy_hops: int = setting(0, ge=0, le=5)
     # The one peer whose X-Forwarded-* headers are believed: loopback unless named, nobody without PROXY_HOPS.
-    trusted_proxy: Annotated[str | None, AfterValidator(_peer_address)] = Field(
-        default_factory=lambda data: LOOPBACK if data.get("proxy_hops") else None
+    trusted_proxy: Annotated[str | None, Check(_peer_address)] = setting(
+        default_from=lambda data: LOOPBACK if data.get("proxy_hops") else None
     )
 
     # Webhooks (docs/webhooks.md): the dispatcher runs beside the API unless false (then `python -m
     # auth_service webhooks` runs it apart).
     webhook_dispatcher: Flag = True
-    webhook_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    webhook_timeout_seconds: float = setting(10.0, gt=0, le=300)
     # Days, fractions allowed (a test disables an endpoint in seconds).
-    webhook_disable_after_days: float = Field(5.0, gt=0, le=365)
+    webhook_disable_after_days: float = setting(5.0, gt=0, le=365)
     # Endpoints on loopback, private or link-local addresses: development and tests only.
     webhook_allow_private_urls: Flag = False
     # Attempts in flight to one endpoint at once, each on a lane thread of that endpoint's own.
-    webhook_endpoint_concurrency: int = Field(4, ge=1, le=64)
+    webhook_endpoint_concurrency: int = setting(4, ge=1, le=64)
     # Where `python -m auth_service webhooks` serves /metrics (0: nowhere); beside the API, auth's /metrics has them.
     webhooks_metrics_host: str = "127.0.0.1"
     webhooks_metrics_port: Port = 9102
@@ -205,7 +215,7 @@ class Settings(ServiceSettings):
     postmark_webhook_password: SecretStr | None = None
     # The SNS topics SES reports to: a message of any other topic is refused, however well signed
     # (anyone can have SNS sign messages of a topic of their own). Unset: every SNS message is refused.
-    ses_sns_topic_arns: Annotated[frozenset[str], NoDecode, BeforeValidator(_names)] = frozenset()
+    ses_sns_topic_arns: Annotated[frozenset[str], Parse(_names)] = frozenset()
     # Tests only: this PEM certificate signs SNS messages, and none is fetched from Amazon.
     sns_trusted_certificate_file: Path | None = None
 
@@ -215,8 +225,8 @@ class Settings(ServiceSettings):
         timeout = self.ratelimit_store_timeout_seconds
         return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
 
-    @model_validator(mode="after")
-    def _refuse_conflicts(self) -> Settings:
+    @cross_check
+    def _refuse_conflicts(self) -> None:
         refused = key_error("JWT_SECRET", self.jwt_secret, self.development, required=True)
         if refused:
             raise ValueError(refused)
@@ -238,4 +248,3 @@ class Settings(ServiceSettings):
             raise ValueError("ADMIN_PORT must differ from AUTH_PORT: the admin API is never served on the public port")
         if self.trusted_proxy is not None and self.proxy_hops == 0:
             raise ValueError("TRUSTED_PROXY needs PROXY_HOPS, the number of proxies in front of the API")
-        return self

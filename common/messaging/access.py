@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, SecretStr, model_validator
-
 from common.messaging.topology import (
     DEFAULT_EVENTS_EXCHANGE,
     REPLIES_EXCHANGE,
@@ -52,7 +50,7 @@ from common.messaging.topology import (
     Topology,
     WorkQueue,
 )
-from common.settings import ServiceSettings, SettingsError
+from common.settings import Check, SecretStr, ServiceSettings, SettingsError, cross_check, setting
 
 VHOST = "/"
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
@@ -104,9 +102,9 @@ def _broker_password(value: SecretStr) -> SecretStr:
     return value
 
 
-BrokerUser = Annotated[str, Field(pattern=f"^{URL_SAFE.pattern}$")]
+BrokerUser = Annotated[str, setting(pattern=f"^{URL_SAFE.pattern}$")]
 # Required: no default account may reach a broker.
-BrokerPassword = Annotated[SecretStr, AfterValidator(_broker_password)]
+BrokerPassword = Annotated[SecretStr, Check(_broker_password)]
 
 
 class BrokerSettings(ServiceSettings):
@@ -120,12 +118,11 @@ class BrokerSettings(ServiceSettings):
     rabbitmq_worker_user: BrokerUser = "email-worker"
     rabbitmq_worker_password: BrokerPassword
 
-    @model_validator(mode="after")
-    def _three_accounts(self) -> BrokerSettings:
+    @cross_check
+    def _three_accounts(self) -> None:
         users = [self.rabbitmq_admin_user, self.rabbitmq_auth_user, self.rabbitmq_worker_user]
         if len(set(users)) != len(users):
             raise ValueError("RABBITMQ_ADMIN_USER, RABBITMQ_AUTH_USER and RABBITMQ_WORKER_USER must differ")
-        return self
 
     @property
     def accounts(self) -> BrokerAccounts:

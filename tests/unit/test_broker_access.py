@@ -175,5 +175,5 @@ def test_the_renderer_refuses_to_start_without_the_passwords(tmp_path, monkeypat
     for name in ACCOUNTS_ENV:
         monkeypatch.delenv(name, raising=False)
     assert access.main([str(tmp_path / "definitions.json")]) == 2
-    assert "RABBITMQ_ADMIN_PASSWORD: Field required" in capsys.readouterr().err
+    assert "RABBITMQ_ADMIN_PASSWORD: is required" in capsys.readouterr().err
     assert not (tmp_path / "definitions.json").exists()

@@ -63,7 +63,7 @@ def test_the_defaults_keep_a_day_of_guessing_below_one_in_ten_thousand_per_accou
     # One client's guesses at one address: the per-(address, IP) limit, wrong codes only.
     [per_day] = [item for item in parse_many(auth.ratelimit_confirm_per_address) if item.get_expiry() == DAY]
     assert per_day.amount <= worker.max_codes_per_day * worker.code_max_attempts
-    assert auth.ratelimit_confirm_per_address == AuthSettings.model_fields["ratelimit_confirm_per_address"].default
+    assert auth.ratelimit_confirm_per_address == AuthSettings.fields["ratelimit_confirm_per_address"].default
 
 
 def test_an_accounts_guesses_over_every_purpose_share_one_daily_budget(make_system, unique_email):

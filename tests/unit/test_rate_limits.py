@@ -14,7 +14,7 @@ from common.settings import SettingsError
 
 PASSWORD = "correct horse battery"
 GENEROUS = "1000/hour"
-RATE_LIMITS = [name for name in Settings.model_fields if name.startswith("ratelimit_") and "_per_" in name]
+RATE_LIMITS = [name for name in Settings.fields if name.startswith("ratelimit_") and "_per_" in name]
 
 
 def limited(**limits: str) -> dict[str, str]:

@@ -261,7 +261,7 @@ def test_both_services_read_the_shared_settings_alike():
         "LOG_LEVEL": "warning",
     }
     auth, worker = AuthSettings.from_env(env), WorkerSettings.from_env(env)
-    for name in ServiceSettings.model_fields:
+    for name in ServiceSettings.fields:
         assert getattr(auth, name) == getattr(worker, name), name
     assert auth.work_queues == worker.work_queues == ["a", "b", "c", "d"]
 
