@@ -7,15 +7,18 @@ import email.parser
 import email.policy
 import email.utils
 import logging
+import smtplib
 
 import dkim
+import hypothesis
+import hypothesis.strategies
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from common.locales import SHIPPED_LOCALES
 from email_service.adapters.dkim_signer import DkimSigner, dns_record
-from email_service.adapters.mailer import SmtpMailer, Templates
+from email_service.adapters.mailer import PLAIN_ADDRESS, SmtpMailer, Templates, envelope_address
 from email_service.entrypoints.templates import SAMPLE_CONTEXT, check, email_names, preview
 from tests.fakes import MailOutbox
 
@@ -174,3 +177,18 @@ def test_the_templates_commands_run_as_the_operator_runs_them(overrides, tmp_pat
     out = tmp_path_factory.mktemp("cli-preview")
     done = subprocess.run([*command, "preview", "--out", str(out)], env=env, capture_output=True, timeout=60)
     assert done.returncode == 0 and (out / "verify_email.pt-BR.eml").exists()
+
+
+# --- the envelope: MAIL FROM and RCPT TO carry what smtplib would have sent
+
+
+@hypothesis.settings(max_examples=2000)
+@hypothesis.given(
+    hypothesis.strategies.from_regex(PLAIN_ADDRESS, fullmatch=True)
+    | hypothesis.strategies.text()
+    | hypothesis.strategies.sampled_from(
+        ["Name <a@b.example>", '"quoted"@b.example', "a..b@c", "é@x.fr", "<>", " a@b ", "a@b (comment)", "a@[10.0.0.1]"]
+    )
+)
+def test_the_envelope_address_is_smtplibs_own_for_every_address(address):
+    assert envelope_address(address) == smtplib.quoteaddr(address)
