@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import mongomock
 import pymongo
 import pymongo.errors
 from flask import Flask
@@ -168,6 +167,9 @@ def failed_of(threads: list) -> list[str]:
 
 def mongo_database(settings: Settings) -> Database[dict[str, Any]]:
     if settings.mongo_uri.startswith(IN_PROCESS_MONGO):
+        # Imported here: a service on a real MongoDB never loads the in-process store (about 2 MiB).
+        import mongomock
+
         return mongomock.MongoClient()[settings.mongo_db]
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         settings.mongo_uri,

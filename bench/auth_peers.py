@@ -59,6 +59,7 @@ import psutil
 
 from bench.code_sink import CodeSink
 from bench.confirm_latency import AUTH_MODULE
+from bench.indexed_mongo import REPORT_ENV as STAND_IN_REPORT_ENV
 from bench.processes import cpu_seconds, process_tree
 from bench.signup_stats import SignupRun, code_in, rotated, slice_rates, wrong_code
 from bench.workload import RUN_PREFIX, Leftovers
@@ -71,6 +72,7 @@ WARM_UP_USERS = 5
 SLICE_SECONDS = 5.0
 MAIL_WAIT_SECONDS = 30.0
 IDLE_SAMPLE_SECONDS = 3.0
+STAND_IN_REPORT = "stand-in.json"
 START_ATTEMPTS = 3
 DIGITS = "0123456789"
 DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "redis": 6379, "rediss": 6379}
@@ -132,6 +134,8 @@ class Started:
     processes: Callable[[], dict[str, psutil.Process]]
     stop: Callable[[], None]
     infra_urls: tuple[str, ...] = ()  # the RabbitMQ and Redis whose CPU counts too
+    # The project's: what its in-process MongoDB stand-in holds ({"documents", "bytes"}), or None.
+    stand_in: Callable[[], dict[str, int] | None] | None = None
 
 
 class SignupSystem:
@@ -281,6 +285,7 @@ class Project(SignupSystem):
             "RATELIMIT_ENABLED": "false",
             "RATELIMIT_STORAGE_URI": self._settings["REDIS_URL"],
             "WORKER_METRICS_PORT": str(free_ports(os.cpu_count() or 1)),
+            STAND_IN_REPORT_ENV: str(log_dir / STAND_IN_REPORT),
         }
         if cheap_hash:
             overrides["BCRYPT_ROUNDS"] = "4"
@@ -307,8 +312,11 @@ class Project(SignupSystem):
             finally:
                 mine.remove()
 
+        def stand_in() -> dict[str, int] | None:
+            return stand_in_size(stack.auth.started.pid, log_dir / STAND_IN_REPORT)
+
         infra = (self._settings["RABBITMQ_URL"], self._settings["REDIS_URL"])
-        return Started(stack.auth_port, processes, stop, infra_urls=infra)
+        return Started(stack.auth_port, processes, stop, infra_urls=infra, stand_in=stand_in)
 
     def register(self, client: Client, address: str) -> tuple[int, str | None]:
         return client.post("/auth/register", {"email": address, "password": PASSWORD})[0], None
@@ -576,6 +584,18 @@ def measure_burst(
     )
 
 
+def stand_in_size(pid: int, report: Path, timeout: float = 30.0) -> dict[str, int] | None:
+    """Ask the benchmark's auth process what its MongoDB stand-in holds (bench/indexed_mongo.py)."""
+    report.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if report.exists():
+            return json.loads(report.read_text())
+        time.sleep(0.05)
+    return None
+
+
 def resident_sizes(started: Started) -> dict[str, int]:
     sizes = {}
     for label, process in started.processes().items():
@@ -626,6 +646,7 @@ def run_system(
             tag,
         )
         rss = resident_sizes(started)
+        stand_in = started.stand_in() if started.stand_in else None
     finally:
         started.stop()
     return SignupRun(
@@ -644,6 +665,7 @@ def run_system(
         unexpected=latency.unexpected + burst.unexpected,
         rss_bytes=rss,
         rss_start_bytes=rss_start,
+        stand_in=stand_in or {},
     )
 
 

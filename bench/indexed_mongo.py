@@ -39,6 +39,10 @@ bench's output and docs/performance.md say which parts run on this stand-in.
 
 from __future__ import annotations
 
+import gc
+import json
+import os
+import signal
 import sys
 import threading
 import time
@@ -56,6 +60,8 @@ _ensure_uniques = Collection._ensure_uniques
 _store_document = CollectionStore.__setitem__
 _remove_expired = CollectionStore._remove_expired_documents
 _create_index = CollectionStore.create_index
+# SIGUSR1 writes what the stand-in holds (documents, and their bytes with its indexes) to this file.
+REPORT_ENV = "BENCH_STAND_IN_REPORT"
 INDEX = "_bench_index"
 EXPIRED_AT = "_bench_expired_at"
 EXPIRY_INTERVAL_SECONDS = 1.0
@@ -203,7 +209,54 @@ def install() -> None:
     CollectionStore._remove_expired_documents = _remove_expired_at_most_every_second  # type: ignore[method-assign]
 
 
+def _deep_size(roots: list[object], seen: set[int]) -> int:
+    """Bytes of the objects reachable from ``roots`` through dicts, lists, tuples and sets, each once."""
+    total, pending = 0, list(roots)
+    while pending:
+        item = pending.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        total += sys.getsizeof(item)
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            pending.extend(item)
+        elif isinstance(item, _FieldIndex):
+            pending.extend((item.by_value, item.present))
+    return total
+
+
+def stand_in_size() -> dict[str, int]:
+    """What every in-process collection holds: its documents and this module's indexes of them.
+
+    The share of the auth process's memory that a real MongoDB would hold in its own process instead;
+    interned strings shared with the rest of the process are counted once, here."""
+    stores = [item for item in gc.get_objects() if isinstance(item, CollectionStore)]
+    seen: set[int] = set()
+    size = sum(_deep_size([store._documents, store.__dict__.get(INDEX, {})], seen) for store in stores)
+    return {"documents": sum(len(store._documents) for store in stores), "bytes": size}
+
+
+def _report_size(signum: int, frame: object) -> None:
+    for _ in range(10):
+        try:
+            figures = stand_in_size()
+            break
+        except RuntimeError:  # a background write (the outbox relay, expiry) changed a collection mid-walk
+            continue
+    else:
+        return
+    path = os.environ[REPORT_ENV]
+    with open(path + ".part", "w") as file:
+        json.dump(figures, file)
+    os.replace(path + ".part", path)
+
+
 if __name__ == "__main__":
     install()
+    if os.environ.get(REPORT_ENV):
+        signal.signal(signal.SIGUSR1, _report_size)
     print("auth_service on mongomock with complete single-field indexes, expiry once a second (bench.indexed_mongo)")
     sys.exit(main())

@@ -38,6 +38,9 @@ class SignupRun:
     # ... and once it answered, before any request: what the burst's accounts (held in memory by the
     # project's MongoDB stand-in, in SQLite's page cache by the peers) and the warm-up added is the difference.
     rss_start_bytes: dict[str, int] = field(default_factory=dict)
+    # The project's: documents its in-process MongoDB stand-in holds after the run, and their bytes with
+    # its indexes (a share of auth's resident size that a real MongoDB holds in its own process).
+    stand_in: dict[str, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -143,6 +146,9 @@ def _rss(runs: Sequence[SignupRun], which: str = "rss_bytes") -> str:
     if len(last) == 1:
         return f"{total:.0f}"
     parts = ", ".join(f"{label} {size / MIB:.0f}" for label, size in last.items())
+    held = runs[-1].stand_in if which == "rss_bytes" else {}
+    if held:
+        parts += f"; of auth's, {held['bytes'] / MIB:.1f} MiB are the stand-in's {held['documents']} documents"
     return f"{total:.0f} over {len(last)} processes ({parts})"
 
 

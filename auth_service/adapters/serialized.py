@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import mongomock.collection
-
 # Re-entrant: a write that looks a document up first takes it again for the look-up.
 _IN_PROCESS_LOCK = threading.RLock()
 _reads_guarded = False
@@ -48,6 +46,9 @@ def guard_in_process_reads() -> None:
     with _IN_PROCESS_LOCK:
         if _reads_guarded:
             return
+        # Imported here: a service on a real MongoDB never loads the in-process store (about 2 MiB).
+        import mongomock.collection
+
         compute = mongomock.collection.Cursor._compute_results
 
         def compute_under_lock(self, *args, **kwargs):

@@ -67,6 +67,11 @@ def test_a_system_registers_mails_confirms_and_leaves_nothing_behind(settings, t
     assert _peer_folders() <= folders_before  # each peer's folder (its SQLite database) is gone
     if name == "project":
         assert set(cheap.rss_bytes) >= {"auth", "worker supervisor", "worker 1"}
+        for run in runs:  # the stand-in holds at least an account for each registration, in bytes auth holds
+            assert run.stand_in["documents"] >= run.registrations
+            assert 0 < run.stand_in["bytes"] < run.rss_bytes["auth"]
+    else:
+        assert cheap.stand_in == {} and default.stand_in == {}
         for run_leftovers in leftovers:
             assert [queue for queue in every_queue_of(run_leftovers.work_queues) if queue_exists(queue)] == []
             assert [exchange for exchange in run_leftovers.exchanges if exchange_exists(exchange)] == []
