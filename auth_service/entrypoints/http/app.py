@@ -170,7 +170,7 @@ def create_app(
     api.register_blueprint(routes.health)
     api.register_blueprint(jwks.well_known)
     if mail_suppressions is not None:
-        app.register_blueprint(mail_webhooks.mail_webhooks)
+        api.register_blueprint(mail_webhooks.mail_webhooks)
     docs_assets.install(app)
     # The client's address behind a proxy (PROXY_HOPS) is the server's to set: see entrypoints/server.py.
     ratelimits.install(app, settings)

@@ -14,17 +14,25 @@ import hmac
 import json
 import logging
 
-from flask import Blueprint, current_app, request
+from flask import current_app, request
+from flask_smorest import Blueprint
 from werkzeug.exceptions import BadRequest
 
 from auth_service.adapters.sns import SnsRefused, SnsVerifier
 from auth_service.domain.mail_reports import UnreadableReport, postmark_report, ses_report
+from auth_service.entrypoints.http import schemas
 from auth_service.entrypoints.http.errors import error_response
 from auth_service.service_layer.flows.mail_suppressions import MailSuppressions
 
 log = logging.getLogger(__name__)
 
-mail_webhooks = Blueprint("mail_webhooks", __name__, url_prefix="/webhooks/mail")
+mail_webhooks = Blueprint(
+    "mail_webhooks",
+    __name__,
+    url_prefix="/webhooks/mail",
+    description="The mail providers' bounce and complaint reports (docs/mail.md)",
+)
+ERROR = schemas.ErrorResponse
 
 # SNS posts its JSON as text/plain: these endpoints read their body themselves.
 RAW_BODY_ENDPOINTS = frozenset({"mail_webhooks.ses"})
@@ -40,6 +48,16 @@ def _record(reports: list[tuple[str, str]], source: str) -> None:
 
 
 @mail_webhooks.route("/postmark", methods=["POST"])
+@mail_webhooks.doc(
+    requestBody={
+        "required": True,
+        "description": "Postmark's Bounce or SpamComplaint webhook body",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+)
+@mail_webhooks.response(200, schemas.MailReportResponse)
+@mail_webhooks.alt_response(400, schema=ERROR, description="bad_request: not a Postmark report")
+@mail_webhooks.alt_response(401, schema=ERROR, description="invalid_credentials: POSTMARK_WEBHOOK_* in basic auth")
 def postmark():
     """Postmark's Bounce and SpamComplaint webhook, behind HTTP basic auth."""
     username, password = current_app.config["POSTMARK_WEBHOOK_CREDENTIALS"]
@@ -68,6 +86,18 @@ def postmark():
 
 
 @mail_webhooks.route("/ses", methods=["POST"])
+@mail_webhooks.doc(
+    requestBody={
+        "required": True,
+        "description": "An SNS message (SNS posts its JSON as text/plain): a subscription confirmation or a "
+        "notification of an SES bounce or complaint",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+)
+@mail_webhooks.response(200, schemas.MailReportResponse)
+@mail_webhooks.alt_response(400, schema=ERROR, description="bad_request: not an SNS message, or not an SES report")
+@mail_webhooks.alt_response(403, schema=ERROR, description="forbidden: not signed by SNS for an allowed topic")
+@mail_webhooks.alt_response(503, schema=ERROR, description="service_unavailable: the subscription not confirmed")
 def ses():
     """SES's bounce and complaint notifications through SNS, with the SNS signature checked."""
     verifier: SnsVerifier = current_app.config["SNS_VERIFIER"]

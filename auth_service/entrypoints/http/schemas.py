@@ -252,6 +252,14 @@ class StatusResponse(ma.Schema):
     status = fields.String(required=True)
 
 
+class MailReportResponse(ma.Schema):
+    status = fields.String(
+        required=True,
+        metadata={"description": "ok (a report read), subscribed (an SNS subscription confirmed) or ignored"},
+    )
+    suppressed = fields.Integer(metadata={"description": "addresses this report put on the suppression list"})
+
+
 class AcceptedResponse(ma.Schema):
     status = fields.String(required=True)
     message = fields.String(required=True)
