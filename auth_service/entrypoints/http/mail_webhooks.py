@@ -89,9 +89,9 @@ def postmark():
 @mail_webhooks.doc(
     requestBody={
         "required": True,
-        "description": "An SNS message (SNS posts its JSON as text/plain): a subscription confirmation or a "
-        "notification of an SES bounce or complaint",
-        "content": {"text/plain": {"schema": {"type": "string"}}},
+        "description": "An SNS message, a subscription confirmation or a notification of an SES bounce or "
+        "complaint: JSON, read whatever its content type (SNS sends it as text/plain)",
+        "content": {"application/json": {"schema": {"type": "object"}}},
     }
 )
 @mail_webhooks.response(200, schemas.MailReportResponse)
