@@ -46,6 +46,7 @@ from common.redis_client import sentinel_uri
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 MINIMUM_KEY_BYTES = 32
+FLAG_REFUSAL = "must be true or false (or 1/0, yes/no, on/off)"
 DOTENV_FILE = ".env"
 
 
@@ -103,20 +104,10 @@ class Spec:
         return self.default is _MISSING and self.default_from is None
 
 
-def setting(
-    default: Any = _MISSING,
-    *,
-    default_from: Callable[[dict[str, Any]], Any] | None = None,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    min_length: int | None = None,
-    max_length: int | None = None,
-    pattern: str | None = None,
-    repr: bool = True,
-) -> Any:
-    """A field's default and bounds, as a class attribute or inside ``Annotated[...]``."""
-    return Spec(default, default_from, ge, gt, le, min_length, max_length, pattern, repr)
+def setting(default: Any = _MISSING, *, repr: bool = True, **bounds: Any) -> Any:
+    """A field's default and bounds (``Spec``'s fields: default_from, ge, gt, le, min_length, max_length,
+    pattern), as a class attribute or inside ``Annotated[...]``; ``repr=False`` hides the value."""
+    return Spec(default, shown=repr, **bounds)
 
 
 @dataclass(frozen=True)
@@ -154,27 +145,23 @@ class Field:
         return _mentions(self.annotation, SecretStr)
 
 
-class _Refused(ValueError):
-    pass
-
-
 def _mentions(annotation: Any, kind: type) -> bool:
     return annotation is kind or any(_mentions(argument, kind) for argument in get_args(annotation))
 
 
 def _bounded(value: Any, spec: Spec) -> None:
     if spec.ge is not None and value < spec.ge:
-        raise _Refused(f"must be at least {_number(spec.ge)}")
+        raise ValueError(f"must be at least {_number(spec.ge)}")
     if spec.gt is not None and value <= spec.gt:
-        raise _Refused(f"must be more than {_number(spec.gt)}")
+        raise ValueError(f"must be more than {_number(spec.gt)}")
     if spec.le is not None and value > spec.le:
-        raise _Refused(f"must be at most {_number(spec.le)}")
+        raise ValueError(f"must be at most {_number(spec.le)}")
     if spec.min_length is not None and len(value) < spec.min_length:
-        raise _Refused(f"must be at least {spec.min_length} characters")
+        raise ValueError(f"must be at least {spec.min_length} characters")
     if spec.max_length is not None and len(value) > spec.max_length:
-        raise _Refused(f"must be at most {spec.max_length} characters")
+        raise ValueError(f"must be at most {spec.max_length} characters")
     if spec.pattern is not None and not re.search(spec.pattern, value):
-        raise _Refused(f"must match {spec.pattern}")
+        raise ValueError(f"must match {spec.pattern}")
 
 
 def _number(bound: float) -> str:
@@ -201,43 +188,43 @@ def _typed(annotation: Any, value: Any) -> Any:
         if value is None:
             if type(None) in get_args(annotation):
                 return None
-            raise _Refused("is required")
+            raise ValueError("is required")
         [kind] = [argument for argument in get_args(annotation) if argument is not type(None)]
         return _typed(kind, value)
     if origin is Literal:
         choices = get_args(annotation)
         if value not in choices:
-            raise _Refused("must be one of " + ", ".join(choice or repr(choice) for choice in choices))
+            raise ValueError("must be one of " + ", ".join(choice or repr(choice) for choice in choices))
         return value
     if origin in (tuple, list, frozenset):
         if isinstance(value, str) or not isinstance(value, tuple | list | frozenset | set):
-            raise _Refused("must be a comma-separated list")
+            raise ValueError("must be a comma-separated list")
         kind = get_args(annotation)[0]
         return origin(_typed(kind, item) for item in value)
     if value is None:
-        raise _Refused("is required")
+        raise ValueError("is required")
     if annotation is bool:
         if not isinstance(value, bool):
-            raise _Refused("must be true or false (or 1/0, yes/no, on/off)")
+            raise ValueError(FLAG_REFUSAL)
         return value
     if annotation is int:
         if isinstance(value, bool):
-            raise _Refused("must be a whole number")
+            raise ValueError("must be a whole number")
         try:
             return int(value.strip()) if isinstance(value, str) else int(value)
         except ValueError:
-            raise _Refused("must be a whole number") from None
+            raise ValueError("must be a whole number") from None
     if annotation is float:
         try:
             number = float(value)
         except ValueError:
-            raise _Refused("must be a number") from None
+            raise ValueError("must be a number") from None
         if not math.isfinite(number):
-            raise _Refused("must be a finite number")
+            raise ValueError("must be a finite number")
         return number
     if annotation is str:
         if not isinstance(value, str):
-            raise _Refused("must be text")
+            raise ValueError("must be text")
         return value
     if annotation is SecretStr:
         return value if isinstance(value, SecretStr) else SecretStr(str(value))
@@ -363,7 +350,7 @@ def _flag(value: object) -> object:
             return True
         if word in FALSE_WORDS:
             return False
-        raise ValueError("must be true or false (or 1/0, yes/no, on/off)")
+        raise ValueError(FLAG_REFUSAL)
     return value
 
 
