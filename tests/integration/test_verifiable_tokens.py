@@ -17,7 +17,6 @@ import itertools
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -37,9 +36,9 @@ from devtools.mongo_wire import MongoWireServer
 from devtools.stack import LocalStack, Service, http_form, http_json
 from tests.integration.conftest import BASE_OVERRIDES, RABBITMQ_URL
 from tests.integration.test_contract_flow import PASSWORD, confirm, emailed_codes, new_email, register
+from tests.node_programs import node_programs
 
 ROOT = Path(__file__).resolve().parents[2]
-NODE_VERIFIER = ROOT / "tests" / "node"
 ROTATION_SECONDS = 10
 JWKS_MAX_AGE_SECONDS = 2
 TOKEN_SECONDS = 5
@@ -174,15 +173,12 @@ def test_a_service_with_only_the_jwks_url_verifies_every_token_through_rotations
 
 
 def test_a_node_service_with_jose_verifies_every_token_through_rotations(replicas):
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are not installed on this machine: the Node verifier cannot run")
-    if not (NODE_VERIFIER / "node_modules" / "jose").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=NODE_VERIFIER, check=True, timeout=300)
+    node = node_programs("jose", "the Node verifier")
     _, pair = signed_in(replicas)
     verifier = subprocess.Popen(
         [
             "node",
-            str(NODE_VERIFIER / "verify.mjs"),
+            str(node / "verify.mjs"),
             f"{replicas.urls[0]}/.well-known/jwks.json",
             ISSUER,
             AUDIENCE,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import socket
 import subprocess
 import threading
@@ -44,9 +43,9 @@ from tests.integration.conftest import BASE_OVERRIDES, RABBITMQ_URL
 from tests.integration.test_account_events_flow import SHORT_LOCKS, OtherService
 from tests.integration.test_admin_api import create_key
 from tests.integration.test_lifecycle_flow import NEW_PASSWORD, PASSWORD, bearer, login, mail, new_email, sign_up
+from tests.node_programs import NODE_PROGRAMS, node_programs
 from tests.waiting import eventually
 
-NODE_RECEIVER = Path(__file__).resolve().parents[1] / "node"
 TIMEOUT_SECONDS = 2
 SCHEDULE = "1,2"  # seconds: a delivery gets three attempts, then it is failed
 DELIVERY_WAIT = 60.0
@@ -241,10 +240,7 @@ def test_a_receiver_that_knows_only_the_new_secret_verifies_after_a_rotation(hoo
 
 def test_a_node_receiver_verifies_deliveries_as_the_docs_show(hooks):
     """docs/webhooks.md's Node receiver: the standardwebhooks npm package, the secret, the raw body."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are not installed on this machine: the Node receiver cannot run")
-    if not (NODE_RECEIVER / "node_modules" / "standardwebhooks").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=NODE_RECEIVER, check=True, timeout=300)
+    node_programs("standardwebhooks", "the Node receiver")
     with Receiver() as receiver:
         endpoint = hooks.add(receiver)
         old = receiver.secrets[0]
@@ -278,7 +274,7 @@ def _node_verdicts(deliveries: list[tuple[str, bytes, dict[str, str]]]) -> list[
         for secret, body, headers in deliveries
     )
     verifier = subprocess.run(
-        ["node", str(NODE_RECEIVER / "verify_webhook.mjs")],
+        ["node", str(NODE_PROGRAMS / "verify_webhook.mjs")],
         input=lines,
         capture_output=True,
         text=True,
