@@ -21,6 +21,7 @@ from auth_service.entrypoints.http.security_headers import CONSOLE_POLICY
 from tests.integration.test_admin_api import ALL_SCOPES, create_key, login, me, signed_in
 from tests.integration.test_contract_flow import emailed_codes, new_email, register
 from tests.integration.test_docs_page import browser  # noqa: F401 (the Chromium fixture, shared)
+from tests.unit.test_console_sessions import secret_of
 from tests.waiting import eventually
 
 PAGE_TIMEOUT_SECONDS = 20
@@ -147,7 +148,7 @@ def test_signing_in_keeps_the_key_sealed_in_a_session_cookie_and_signing_out_cle
     assert "samesite=strict" in set_cookie.lower()
     # For the tab's life: no Max-Age, no Expires.
     assert not {"max-age", "expires"} & attributes
-    assert support_key not in set_cookie and support_key.split("_")[2] not in set_cookie
+    assert support_key not in set_cookie and secret_of(support_key) not in set_cookie
 
     home = console.get("/admin/")
     assert home.status == 200 and 'id="search-form"' in home.text and "support-desk" in home.text
@@ -414,8 +415,8 @@ def test_in_chromium_support_signs_in_finds_an_account_disables_it_and_enables_i
     tmp_path,
     note,
 ):
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     stack = admin_stack
@@ -435,12 +436,24 @@ def test_in_chromium_support_signs_in_finds_an_account_disables_it_and_enables_i
         return browser.find_element(By.CSS_SELECTOR, css).text
 
     def follow(by: str, value: str) -> None:
-        """Click what leads to another page, and wait until that page has replaced this one."""
-        page = browser.find_element(By.TAG_NAME, "html")
+        """Click what leads to another page, and wait until that page has replaced this one.
+
+        The old page is recognised by a mark on its window object, not by an element reference:
+        a reference to a node of a document being torn down can fail with errors other than
+        "stale" while the navigation is under way.
+        """
+        browser.execute_script("window.consoleTestOldPage = true")
         browser.find_element(by, value).click()
-        waiting = WebDriverWait(browser, PAGE_TIMEOUT_SECONDS)
-        waiting.until(expected_conditions.staleness_of(page))
-        waiting.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
+
+        def new_page_loaded(driver) -> bool:
+            try:
+                return driver.execute_script(
+                    "return window.consoleTestOldPage !== true && document.readyState === 'complete'"
+                )
+            except WebDriverException:  # the old document's context went away mid-call
+                return False
+
+        WebDriverWait(browser, PAGE_TIMEOUT_SECONDS).until(new_page_loaded)
 
     browser.get(stack.admin_url + "/admin/")
     shot("sign-in")
