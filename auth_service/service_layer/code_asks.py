@@ -53,10 +53,10 @@ class CodeAsks:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
-    def ask(self, purpose: Purpose, email: str, request_id: str | None = None) -> None:
+    def ask(self, purpose: Purpose, email: str, request_id: str | None = None, *, by_support: bool = False) -> None:
         """Throttle, store the request, wake the relay: the same work whatever the address."""
         email = normalize_email(email)
-        self._codes.throttle(purpose, email)
+        self._codes.throttle(purpose, email, by_support=by_support)
         self._requests.add(
             ResendRequest(
                 id=secrets.token_hex(16), email=email, requested_at=self._now(), request_id=request_id, purpose=purpose

@@ -155,14 +155,19 @@ class CodeClient:
         except Exception:  # the code goes out regardless; only an early request for another is not refused
             log.warning("could not start the code cooldown", exc_info=True)
 
-    def throttle(self, purpose: Purpose, email: str) -> None:
+    def throttle(self, purpose: Purpose, email: str, *, by_support: bool = False) -> None:
         """Admit one more code for the address, or refuse: 503 while the broker is away, 429 in the cooldown.
 
         The broker is checked before the cooldown starts, so asking again once it
-        is back is not punished.
+        is back is not punished. Support's ask (``by_support``) is not held by the
+        cooldown, which keeps anonymous askers from flooding a mailbox; an admin key
+        is named in the audit log instead. It starts the cooldown all the same.
         """
         if not self._bus.connected:
             raise ServiceUnavailable()
+        if by_support:
+            self.start_cooldown(purpose, email)
+            return
         try:
             remaining = self._cooldowns.start(_cooldown_key(purpose, email), self._timings.cooldown_seconds)
         except Exception:

@@ -91,8 +91,8 @@ class Console:
 @pytest.fixture(scope="module")
 def admin_stack(start_module_stack, tmp_path_factory):
     keys_file = tmp_path_factory.mktemp("console") / "admin-keys"
-    # No resend cooldown: support's resend follows the registration's code at once (within it: 429).
-    return start_module_stack(ADMIN_KEYS_FILE=str(keys_file), RESEND_COOLDOWN_SECONDS="0")
+    # The default resend cooldown (60 s): support's resend follows the registration's code at once.
+    return start_module_stack(ADMIN_KEYS_FILE=str(keys_file))
 
 
 @pytest.fixture(scope="module")

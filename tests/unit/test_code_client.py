@@ -86,6 +86,18 @@ def test_the_broker_away_is_a_503_before_any_cooldown_starts(system, unique_emai
     system.auth.codes.throttle(Purpose.RESET_PASSWORD, email)
 
 
+def test_support_is_not_held_by_the_cooldown_but_starts_it_and_waits_for_the_broker(system, unique_email):
+    email = unique_email()
+    register(system, email)  # starts the registration's cooldown
+    system.auth.codes.throttle(Purpose.VERIFY_EMAIL, email, by_support=True)
+    system.auth.codes.throttle(Purpose.RESET_PASSWORD, email, by_support=True)
+    with pytest.raises(RateLimited):  # support's ask started the reset's cooldown for the owner
+        system.auth.codes.throttle(Purpose.RESET_PASSWORD, email)
+    system.broker.up = False
+    with pytest.raises(ServiceUnavailable):
+        system.auth.codes.throttle(Purpose.VERIFY_EMAIL, email, by_support=True)
+
+
 def test_no_verdict_in_time_is_none_and_an_unreadable_one_is_a_503(system, unique_email):
     email = unique_email()
     system.broker.hold.add(system.worker_settings.confirm_email_code_queue)

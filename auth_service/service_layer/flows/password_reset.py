@@ -71,10 +71,11 @@ class PasswordReset:
         """Set what clears an address's failed-login counters after a reset (the HTTP layer's limits)."""
         self._forget_login_failures = forget
 
-    def forgot_password(self, email: str, request_id: str | None = None) -> None:
+    def forgot_password(self, email: str, request_id: str | None = None, *, by_support: bool = False) -> None:
         """Mail a reset code to the account of the address, if there is one. Answers alike, and after the
-        same work, for every address: the relay looks the address up (see ``CodeAsks``)."""
-        self._code_asks.ask(Purpose.RESET_PASSWORD, email, request_id)
+        same work, for every address: the relay looks the address up (see ``CodeAsks``).
+        ``by_support``: a reset support forced, not held by the address's cooldown."""
+        self._code_asks.ask(Purpose.RESET_PASSWORD, email, request_id, by_support=by_support)
 
     def _issue_reset_code(self, request: ResendRequest) -> None:
         user = self._users.by_email(request.email)

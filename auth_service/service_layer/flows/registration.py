@@ -154,10 +154,11 @@ class AccountRegistration:
         """What a stored registration sends: its code request, then the ``user.registered`` event."""
         return [self._code_request(user, request_id), self._events.entry(UserRegistered, user, name=user.name)]
 
-    def resend_code(self, email: str, request_id: str | None = None) -> None:
+    def resend_code(self, email: str, request_id: str | None = None, *, by_support: bool = False) -> None:
         """Ask for a fresh code. Answers alike, and after the same work, for every address: the relay
-        looks the address up and queues a code if it has a pending account (see ``CodeAsks``)."""
-        self._code_asks.ask(Purpose.VERIFY_EMAIL, email, request_id)
+        looks the address up and queues a code if it has a pending account (see ``CodeAsks``).
+        ``by_support``: asked by support, not held by the address's cooldown."""
+        self._code_asks.ask(Purpose.VERIFY_EMAIL, email, request_id, by_support=by_support)
 
     def _issue_resent_code(self, request: ResendRequest) -> None:
         current: User | None = None

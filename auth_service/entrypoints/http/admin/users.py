@@ -167,7 +167,7 @@ def force_password_reset(user_id):
 @users.alt_response(404, schema=ErrorResponse, description=NOT_FOUND)
 @users.alt_response(409, schema=ErrorResponse, description="conflict: the address is confirmed already")
 def resend_verification(user_id):
-    """Mail a new verification code to a pending account (within the address's cooldown and caps)."""
+    """Mail a new verification code to a pending account, whatever the address's resend cooldown."""
     _admin().resend_verification(user_id, g.get("request_id"))
     return None, 202
 
