@@ -36,6 +36,7 @@ from auth_service.adapters.mongo_webhooks import MongoWebhooks
 from auth_service.adapters.pwned_passwords import PwnedPasswordsClient
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.adapters.sns import SnsVerifier
+from auth_service.adapters.webhook_feed import BrokerEventFeed, InProcessEventFeed
 from auth_service.adapters.webhook_http import AddressChecker, WebhookClient
 from auth_service.adapters.webhook_metrics import FailingEndpoints, WebhookMetrics
 from auth_service.adapters.webhook_timers import BrokerWebhookTimers
@@ -54,7 +55,7 @@ from auth_service.entrypoints.http.admin.app import create_admin_app
 from auth_service.entrypoints.http.app import create_app
 from auth_service.entrypoints.session_ends_listener import SessionEndsListener
 from auth_service.entrypoints.webhooks import Lanes, Sweep, dispatcher_handler
-from auth_service.ports import Cooldowns, MessageBus
+from auth_service.ports import Cooldowns, EventFeed, MessageBus
 from auth_service.service_layer.activity import ActivityLog
 from auth_service.service_layer.admin_access import AdminAccess, AdminKeys
 from auth_service.service_layer.code_asks import CodeAsks
@@ -275,11 +276,16 @@ def build(
     ).set_function(lambda: _or_nan(lambda: users.overdue_outbox_count(datetime.fromtimestamp(clock(), UTC))))
 
     background: list = []
+    feed: EventFeed
     if bus is None:
-        bus = RabbitMessageBus(
+        rabbit = RabbitMessageBus(
             settings.rabbitmq_url, settings.topology, max_waiting_replies=settings.confirm_max_waiting
         )
+        feed = BrokerEventFeed(rabbit, settings.topology, settings.publish_timeout_seconds)
+        bus = rabbit
         background.append(bus)
+    else:
+        feed = InProcessEventFeed()
     relay_wakeup = threading.Event()
     outbox = Outbox(
         users,
@@ -433,7 +439,7 @@ def build(
         bus, settings.topology.work_queue(settings.webhooks_queue), settings.publish_timeout_seconds
     )
     webhooks = WebhookEndpoints(
-        webhook_store, webhook_timers, AddressChecker(settings.webhook_allow_private_urls), clock
+        webhook_store, webhook_timers, feed, AddressChecker(settings.webhook_allow_private_urls), clock
     )
     registry.register(FailingEndpoints(webhook_store.failing_since, clock))
     webhook_metrics = WebhookMetrics(registry)
@@ -484,7 +490,9 @@ def build(
         )
         if settings.webhook_dispatcher:
             background.extend(
-                webhook_dispatcher(settings, webhook_store, webhook_timers, webhook_metrics, consumed.observe, clock)
+                webhook_dispatcher(
+                    settings, webhook_store, webhook_timers, feed, webhook_metrics, consumed.observe, clock
+                )
             )
         relayed = Counter("outbox_relayed", "Queue messages published late by the outbox relay", registry=registry)
         registry.register(QueueDepths(settings.rabbitmq_url, settings.topology.auth.queues, "auth_service metrics"))
@@ -572,6 +580,7 @@ def webhook_dispatcher(
     settings: Settings,
     store: MongoWebhooks,
     timers: BrokerWebhookTimers,
+    feed: EventFeed,
     metrics: WebhookMetrics,
     observe: Callable[[str, Outcome], None],
     clock: Callable[[], float] = time.time,
@@ -602,7 +611,7 @@ def webhook_dispatcher(
         unavailable=(pymongo.errors.ConnectionFailure,),
     )
     # Stopped in reverse: the consumer first (no new work), then the sweep, then the lanes finish what they hold.
-    return [lanes, Sweep(dispatch, lanes), consumer]
+    return [lanes, Sweep(dispatch, lanes, feed), consumer]
 
 
 @dataclass
@@ -624,7 +633,8 @@ def build_webhook_dispatcher(settings: Settings, database=None) -> WebhookDispat
     )
     registry.register(FailingEndpoints(store.failing_since))
     consumed = ConsumerMetrics(registry, [settings.webhooks_queue])
-    threads = webhook_dispatcher(settings, store, timers, WebhookMetrics(registry), consumed.observe)
+    feed = BrokerEventFeed(bus, settings.topology, settings.publish_timeout_seconds)
+    threads = webhook_dispatcher(settings, store, timers, feed, WebhookMetrics(registry), consumed.observe)
     return WebhookDispatcherSystem(registry, [bus, *threads])
 
 

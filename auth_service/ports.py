@@ -365,6 +365,14 @@ class WebhookTimers(Protocol):
     def due(self, delivery_id: str, endpoint_id: str, failed_attempts: int | None, delay_seconds: int) -> None: ...
 
 
+class EventFeed(Protocol):
+    """The dispatchers' subscription to account events. Until an endpoint exists nobody reads them, so
+    they are not routed to the webhooks queue at all; ``open`` starts that, for good (idempotent).
+    ``BrokerUnavailable`` if the broker does not answer."""
+
+    def open(self) -> None: ...
+
+
 class WebhookObserver(Protocol):
     def attempted(self, outcome: AttemptOutcome, delivery_status: DeliveryStatus, seconds: float) -> None: ...
     def endpoint_disabled(self) -> None: ...

@@ -29,11 +29,12 @@ class Periodic(threading.Thread):
 
     def run(self) -> None:
         if self._at_start:
-            self._round()
+            self.run_once()
         while not self._stopping.wait(self._interval):
-            self._round()
+            self.run_once()
 
-    def _round(self) -> None:
+    def run_once(self) -> None:
+        """One round, as the thread runs it: a failure is logged, never raised."""
         try:
             self._work()
         except Exception as error:

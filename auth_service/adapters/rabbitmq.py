@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from queue import Empty, SimpleQueue
+from typing import Any
 
 import pika
 
@@ -107,6 +108,11 @@ class RabbitMessageBus(ConnectionThread):
         with publishing(queue, message) as traced:
             self._later.put((lambda channel: publish(channel, self._routes, queue, traced), done))
         return done
+
+    def on_link(self, work: Callable[[Any], object], timeout: float) -> None:
+        """Run ``work(channel)`` on the link's channel (a declaration, a binding) and wait for it;
+        ``BrokerUnavailable`` if the link is down or it did not finish within ``timeout``."""
+        self._run_on_link(work, timeout)
 
     def on_tick(self) -> None:
         self._publish_later()

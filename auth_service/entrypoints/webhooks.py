@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from auth_service.ports import BrokerUnavailable, EventFeed
 from auth_service.service_layer.flows.webhook_dispatch import WebhookDispatch
 from common.messaging.consumer import ChannelPublisher, Result
 from common.messaging.envelope import Incoming, MalformedMessage
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 LANE_IDLE_SECONDS = 30.0
 SWEEP_SECONDS = 5.0
+FEED_CHECK_SECONDS = 60.0
 
 
 @dataclass
@@ -154,10 +158,31 @@ def dispatcher_handler(dispatch: WebhookDispatch, lanes: Lanes) -> Callable[[Inc
 
 
 class Sweep(Periodic):
-    """Hands the deliveries nobody is working on to the lanes: at start, then every ``interval`` seconds."""
+    """Hands the deliveries nobody is working on to the lanes: at start, then every ``interval`` seconds.
 
-    def __init__(self, dispatch: WebhookDispatch, lanes: Lanes, interval: float = SWEEP_SECONDS):
+    While an endpoint is enabled it also keeps the webhooks queue subscribed to account events, at start
+    and every ``feed_interval`` seconds (adapters/webhook_feed.py): an endpoint's creation subscribes it
+    first, and this restores the binding to a queue that was deleted and declared again, or to one
+    declared by a version that subscribed it at declaration and lost since."""
+
+    def __init__(
+        self,
+        dispatch: WebhookDispatch,
+        lanes: Lanes,
+        feed: EventFeed,
+        interval: float = SWEEP_SECONDS,
+        feed_interval: float = FEED_CHECK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        feed_checked = [-math.inf]
+
         def sweep() -> None:
+            if clock() - feed_checked[0] >= feed_interval and dispatch.has_subscribers():
+                try:
+                    feed.open()
+                    feed_checked[0] = clock()
+                except BrokerUnavailable:  # the next sweep tries again; the deliveries below need no broker
+                    log.warning("webhooks queue not subscribed to account events: the broker did not answer")
             for delivery_id, endpoint_id in dispatch.stranded():
                 lanes.submit(endpoint_id, delivery_id)
 

@@ -112,6 +112,9 @@ class WorkQueue:
     replication: Replication = Replication()
     # Routing keys on the events exchange whose events this queue receives.
     topics: tuple[str, ...] = ()
+    # Bound to its topics only once something wants them (``subscribe``), not when declared: the webhooks
+    # queue, which has no reader of its events until an endpoint exists.
+    topics_on_demand: bool = False
     # A delay queue: its messages carry their own TTL (AMQP ``expiration``) and are dead-lettered
     # into this queue when it runs out, which schedules work with the broker (a lock's end).
     delayed: bool = False
@@ -177,7 +180,9 @@ class Topology:
         its own retries exchange."""
         if self.webhooks is None:
             return None
-        queue = WorkQueue(self.webhooks, self.webhook_schedule, self.replication, topics=(ALL_ACCOUNT_EVENTS,))
+        queue = WorkQueue(
+            self.webhooks, self.webhook_schedule, self.replication, topics=(ALL_ACCOUNT_EVENTS,), topics_on_demand=True
+        )
         return Inbox(AUTH_RETRIES_EXCHANGE, AUTH_RETRIES_EXCHANGE, (queue,), self.events_exchange)
 
     def _inboxes(self) -> list[Inbox]:
@@ -286,10 +291,23 @@ def declare_queue(channel, inbox: Inbox, queue: WorkQueue) -> None:
             )
             parked.append(delay_queue)
     channel.queue_bind(queue.name, inbox.exchange, routing_key=queue.name)
-    for topic in queue.topics:
-        channel.queue_bind(queue.name, inbox.events_exchange, routing_key=topic)
+    if not queue.topics_on_demand:
+        bind_topics(channel, inbox, queue)
     for name in (queue.name, *parked):
         channel.queue_bind(name, inbox.retries_exchange, routing_key=name)
+
+
+def bind_topics(channel, inbox: Inbox, queue: WorkQueue) -> None:
+    for topic in queue.topics:
+        channel.queue_bind(queue.name, inbox.events_exchange, routing_key=topic)
+
+
+def subscribe(channel, inbox: Inbox) -> None:
+    """Declare ``inbox`` and bind each of its queues to its topics (idempotent): what a queue with topics
+    on demand receives from now on. The binding is never taken away (see docs/decisions/webhook-feed.md)."""
+    declare(channel, inbox)
+    for queue in inbox.queues:
+        bind_topics(channel, inbox, queue)
 
 
 def declare_reply_queue(channel) -> str:

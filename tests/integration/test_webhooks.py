@@ -29,6 +29,7 @@ import pytest
 
 from auth_service.adapters.mongo_webhooks import MongoWebhooks
 from auth_service.adapters.rabbitmq import RabbitMessageBus
+from auth_service.adapters.webhook_feed import BrokerEventFeed
 from auth_service.adapters.webhook_http import AddressChecker, WebhookClient
 from auth_service.adapters.webhook_timers import BrokerWebhookTimers
 from auth_service.config import Settings
@@ -61,6 +62,7 @@ class Hooks:
     store: MongoWebhooks
     bus: RabbitMessageBus
     key: str
+    feed: BrokerEventFeed
 
     def admin(self, method: str, path: str, body: dict | None = None):
         return self.stack.admin_call(method, path, self.key, body)
@@ -128,9 +130,10 @@ def hooks_on(start_stack, tmp_path: Path, **overrides: str) -> Iterator[Hooks]:
         bus.start()
         assert bus.ready.wait(15), "the test's broker link did not come up"
         timers = BrokerWebhookTimers(bus, settings.topology.work_queue(settings.webhooks_queue), 5.0)
-        endpoints = WebhookEndpoints(store, timers, AddressChecker(settings.webhook_allow_private_urls))
+        feed = BrokerEventFeed(bus, settings.topology, 5.0)
+        endpoints = WebhookEndpoints(store, timers, feed, AddressChecker(settings.webhook_allow_private_urls))
         key = create_key(stack, "webhooks-operator", "webhooks:write")
-        yield Hooks(stack, mongo, endpoints, store, bus, key)
+        yield Hooks(stack, mongo, endpoints, store, bus, key, feed)
     finally:
         if bus is not None:
             bus.stop()
@@ -417,6 +420,8 @@ def test_a_url_that_turns_private_after_creation_is_refused_at_delivery_and_not_
             )
             guarded.store.add_endpoint(endpoint)
             stored.append(endpoint)
+        # Stored behind the flow's back, so subscribed as its creation would (the sweep does it within a minute).
+        guarded.feed.open()
         try:
             email = new_email()
             assert guarded.stack.call("POST", "/auth/register", {"email": email, "password": PASSWORD})[0] == 201
@@ -456,6 +461,39 @@ def test_a_redirect_to_loopback_is_not_followed_with_the_guard_on():
             direct = WebhookClient(allow_private=False).post(target.url, b"{}", {}, TIMEOUT_SECONDS)
             assert direct.outcome is AttemptOutcome.REFUSED
             assert target.snapshot() == []
+
+
+def routed(exchange: str, routing_key: str) -> bool:
+    """Does a mandatory publish to ``exchange`` with ``routing_key`` reach any queue?"""
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        try:
+            # Not an event of ours: if it were routed, the dispatcher would dead-letter it (no event_id).
+            channel.basic_publish(exchange, routing_key, b"{}", pika.BasicProperties(type="probe"), mandatory=True)
+        except pika.exceptions.UnroutableError:
+            return False
+        return True
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def test_account_events_reach_the_webhooks_queue_only_once_an_endpoint_exists(start_stack, tmp_path):
+    """Until an endpoint is added nobody reads account events: RabbitMQ routes none to the webhooks queue
+    and the dispatcher handles none. The first endpoint's creation subscribes the queue before its 201, so
+    the very next event is delivered."""
+    with hooks_on(start_stack, tmp_path) as fresh, Receiver() as receiver:
+        events = fresh.stack.env["ACCOUNT_EVENTS_EXCHANGE"]
+        assert fresh.stack.call("POST", "/auth/register", {"email": new_email(), "password": PASSWORD})[0] == 201
+        assert not routed(events, "user.registered")
+        endpoint = fresh.add(receiver)
+        assert routed(events, "user.registered")
+        received(receiver, registered_event_id(fresh, endpoint, new_email()))
+        fresh.remove(endpoint)
+        # Never unsubscribed: an endpoint added while the last one is being removed must not miss events.
+        assert routed(events, "user.registered")
 
 
 def queue_exists(name: str) -> bool:

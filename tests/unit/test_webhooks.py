@@ -20,6 +20,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from auth_service.adapters.mongo_webhooks import MongoWebhooks
 from auth_service.adapters.webhook_http import WebhookClient
 from auth_service.domain import webhooks as rules
+from auth_service.domain.errors import ServiceUnavailable
 from auth_service.domain.sealed_keys import WEBHOOK_SECRETS_INFO, KeySealer, UnsealError
 from auth_service.domain.webhook_urls import RefusedAddress, check_addresses, parse_url, refusal
 from auth_service.domain.webhooks import (
@@ -30,8 +31,10 @@ from auth_service.domain.webhooks import (
     InvalidEndpoint,
     Secret,
 )
-from auth_service.entrypoints.webhooks import Lanes
+from auth_service.entrypoints.webhooks import Lanes, Sweep
+from auth_service.ports import BrokerUnavailable
 from auth_service.service_layer.flows.webhook_dispatch import DispatchPolicy, WebhookDispatch
+from auth_service.service_layer.flows.webhook_endpoints import WebhookEndpoints
 from tests.waiting import eventually
 
 SECRET = "unit-test-secret-that-is-long-enough-0123456789"
@@ -396,3 +399,55 @@ def test_the_attempt_joins_the_events_trace(world, spans):
     assert attempt.context.trace_id == processing.get_span_context().trace_id
     assert attempt.parent is not None and attempt.parent.span_id == processing.get_span_context().span_id
     assert attempt.attributes["webhook.outcome"] == "success"
+
+
+class Feed:
+    """The event feed as the broker would answer: each ``open`` recorded, or refused while ``down``."""
+
+    def __init__(self, store: MongoWebhooks | None = None):
+        self.opened = 0
+        self.down = False
+        self.endpoints_when_opened: list[int] = []
+        self._store = store
+
+    def open(self) -> None:
+        if self.down:
+            raise BrokerUnavailable("down")
+        self.opened += 1
+        if self._store is not None:
+            self.endpoints_when_opened.append(len(self._store.endpoints()))
+
+
+def test_an_endpoints_creation_subscribes_the_queue_before_it_is_stored_and_not_at_all_without_the_broker(world):
+    feed = Feed(world.store)
+    endpoints = WebhookEndpoints(world.store, world.timers, feed, lambda host, port: None, world.clock)
+    endpoints.create("https://hooks.example.com/in", ["user.*"])
+    assert (feed.opened, feed.endpoints_when_opened) == (1, [0])  # subscribed while not yet stored
+    feed.down = True
+    with pytest.raises(ServiceUnavailable):
+        endpoints.create("https://hooks.example.com/other", ["user.*"])
+    assert [endpoint.url for endpoint in world.store.endpoints()] == ["https://hooks.example.com/in"]
+
+
+def test_the_sweep_keeps_the_queue_subscribed_while_an_endpoint_is_enabled_and_hands_on_deliveries_regardless(world):
+    feed, handed = Feed(), []
+    lanes = type("Lanes", (), {"submit": lambda self, endpoint_id, delivery_id: handed.append(delivery_id)})()
+    ticks = Clock()
+    sweep = Sweep(world.dispatch, lanes, feed, interval=5.0, feed_interval=60.0, clock=ticks)
+    sweep.run_once()
+    assert feed.opened == 0  # no endpoint: nothing reads the events, nothing is subscribed
+    disabled = world.endpoint(enabled=False)
+    sweep.run_once()
+    assert feed.opened == 0
+    world.store.enable(disabled.id)
+    sweep.run_once()
+    sweep.run_once()
+    assert feed.opened == 1  # at most once a feed interval
+    ticks.advance(60.0)
+    feed.down = True
+    world.dispatch.fan_out("user.registered", "evt-1", "{}")
+    sweep.run_once()
+    assert handed == [rules.delivery_id("evt-1", disabled.id)]  # the broker's refusal held back no delivery
+    feed.down = False
+    sweep.run_once()
+    assert feed.opened == 2

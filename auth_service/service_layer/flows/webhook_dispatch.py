@@ -80,6 +80,10 @@ class WebhookDispatch:
             due.append((delivery.id, endpoint_id))
         return due
 
+    def has_subscribers(self) -> bool:
+        """Does any enabled endpoint want events (so the webhooks queue must receive them)?"""
+        return bool(self._store.subscriptions())
+
     def timer_due(self, delivery_id: str, failed_attempts: int | None) -> bool:
         """A scheduled retry's message came back: True if the delivery is due for an attempt now."""
         if failed_attempts is None:

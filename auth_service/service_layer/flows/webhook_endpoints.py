@@ -15,10 +15,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from auth_service.domain import webhooks as rules
-from auth_service.domain.errors import FieldRefused, NotFound
+from auth_service.domain.errors import FieldRefused, NotFound, ServiceUnavailable
 from auth_service.domain.webhook_urls import RefusedAddress, parse_url
 from auth_service.domain.webhooks import Delivery, DeliveryStatus, Endpoint, InvalidEndpoint, Secret
-from auth_service.ports import AddressCheck, BrokerUnavailable, WebhookStore, WebhookTimers
+from auth_service.ports import AddressCheck, BrokerUnavailable, EventFeed, WebhookStore, WebhookTimers
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,13 @@ class WebhookEndpoints:
         self,
         store: WebhookStore,
         timers: WebhookTimers,
+        feed: EventFeed,
         check_address: AddressCheck,
         clock: Callable[[], float] = time.time,
     ):
         self._store = store
         self._timers = timers
+        self._feed = feed
         self._check_address = check_address
         self._clock = clock
 
@@ -63,6 +65,11 @@ class WebhookEndpoints:
             created_at=self._now(),
             description=described,
         )
+        try:
+            # Before the endpoint is stored: every event after the 201 reaches the dispatchers.
+            self._feed.open()
+        except BrokerUnavailable:
+            raise ServiceUnavailable("The broker does not answer: no endpoint was added. Try again shortly.") from None
         self._store.add_endpoint(endpoint)
         log.info("webhook endpoint added", extra={"endpoint_id": endpoint.id, "events": list(patterns)})
         return endpoint, secret

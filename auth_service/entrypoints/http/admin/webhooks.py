@@ -59,6 +59,7 @@ def _delivery(delivery: Delivery) -> dict:
 @webhooks.arguments(schemas.WebhookCreate())
 @webhooks.response(201, schemas.WebhookCreated)
 @webhooks.alt_response(422, schema=ErrorResponse, description="validation_error: a URL refused (scheme, address)")
+@webhooks.alt_response(503, schema=ErrorResponse, description="service_unavailable: the broker does not answer")
 def create_webhook(body):
     """Add an endpoint; its ``secret`` (whsec_...) is shown in this answer only."""
     endpoint, secret = _endpoints().create(body["url"], body["events"], body.get("description"))
