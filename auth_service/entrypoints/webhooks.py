@@ -174,16 +174,20 @@ class Sweep(Periodic):
         feed_interval: float = FEED_CHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ):
-        feed_checked = [-math.inf]
+        self._dispatch = dispatch
+        self._lanes = lanes
+        self._feed = feed
+        self._feed_interval = feed_interval
+        self._clock = clock
+        self._feed_opened_at = -math.inf
+        super().__init__("webhook-sweep", interval, self._sweep, "webhook sweep failed; trying again", at_start=True)
 
-        def sweep() -> None:
-            if clock() - feed_checked[0] >= feed_interval and dispatch.has_subscribers():
-                try:
-                    feed.open()
-                    feed_checked[0] = clock()
-                except BrokerUnavailable:  # the next sweep tries again; the deliveries below need no broker
-                    log.warning("webhooks queue not subscribed to account events: the broker did not answer")
-            for delivery_id, endpoint_id in dispatch.stranded():
-                lanes.submit(endpoint_id, delivery_id)
-
-        super().__init__("webhook-sweep", interval, sweep, "webhook sweep failed; trying again", at_start=True)
+    def _sweep(self) -> None:
+        if self._clock() - self._feed_opened_at >= self._feed_interval and self._dispatch.has_subscribers():
+            try:
+                self._feed.open()
+                self._feed_opened_at = self._clock()
+            except BrokerUnavailable:  # the next sweep tries again; the deliveries below need no broker
+                log.warning("webhooks queue not subscribed to account events: the broker did not answer")
+        for delivery_id, endpoint_id in self._dispatch.stranded():
+            self._lanes.submit(endpoint_id, delivery_id)
