@@ -28,12 +28,29 @@ class MongoOutbox(UsersCollection):
         return [entry_of(raw) for raw in (document or {}).get("outbox", [])]
 
     def outbox_delivered(self, user_id: str, message_id: str) -> None:
-        self._locked(self._users.update_one, {"_id": user_id}, {"$pull": {"outbox": {"message_id": message_id}}})
-        self._locked(
-            self._users.update_one,
-            {"_id": user_id, "outbox": {"$size": 0}, "outbox_due_at": {"$exists": True}},
-            {"$unset": {"outbox_due_at": ""}},
+        """Take the entry out; once the outbox is empty, the relay stops watching the account.
+
+        Most outboxes hold one entry at a time, so the first write assumes it: one
+        write instead of two. Otherwise the entry is pulled and the document read
+        back, and whichever delivery found the outbox empty ends the watch.
+        """
+        pull = {"$pull": {"outbox": {"message_id": message_id}}}
+        only_entry = {"_id": user_id, "outbox": {"$size": 1}, "outbox.message_id": message_id}
+        if self._locked(self._users.update_one, only_entry, {**pull, "$unset": {"outbox_due_at": ""}}).matched_count:
+            return
+        after = self._locked(
+            self._users.find_one_and_update,
+            {"_id": user_id},
+            pull,
+            projection={"outbox.message_id": 1, "outbox_due_at": 1},
+            return_document=pymongo.ReturnDocument.AFTER,
         )
+        if after is not None and not after.get("outbox") and "outbox_due_at" in after:
+            self._locked(
+                self._users.update_one,
+                {"_id": user_id, "outbox": {"$size": 0}, "outbox_due_at": {"$exists": True}},
+                {"$unset": {"outbox_due_at": ""}},
+            )
 
     def claim_due_outbox(self, now: datetime, lease_until: datetime) -> tuple[str, list[OutboxEntry]] | None:
         """Lease one user's due messages, so that another relay leaves them alone meanwhile."""
