@@ -134,8 +134,10 @@ class Started:
     processes: Callable[[], dict[str, psutil.Process]]
     stop: Callable[[], None]
     infra_urls: tuple[str, ...] = ()  # the RabbitMQ and Redis whose CPU counts too
-    # The project's: what its in-process MongoDB stand-in holds ({"documents", "bytes"}), or None.
-    stand_in: Callable[[], dict[str, int] | None] | None = None
+    # The project's: what its in-process MongoDB stand-in holds ({"documents", "bytes", "cpu_seconds"}), or None.
+    stand_in: Callable[[], dict[str, float] | None] | None = None
+    # The project's: the CPU seconds auth spent inside the stand-in so far, or None.
+    stand_in_cpu: Callable[[], float | None] | None = None
 
 
 class SignupSystem:
@@ -312,11 +314,15 @@ class Project(SignupSystem):
             finally:
                 mine.remove()
 
-        def stand_in() -> dict[str, int] | None:
-            return stand_in_size(stack.auth.started.pid, log_dir / STAND_IN_REPORT)
+        def stand_in() -> dict[str, float] | None:
+            return ask_stand_in(stack.auth.started.pid, log_dir / STAND_IN_REPORT, signal.SIGUSR1)
+
+        def stand_in_cpu() -> float | None:
+            figures = ask_stand_in(stack.auth.started.pid, log_dir / STAND_IN_REPORT, signal.SIGUSR2)
+            return None if figures is None else figures["cpu_seconds"]
 
         infra = (self._settings["RABBITMQ_URL"], self._settings["REDIS_URL"])
-        return Started(stack.auth_port, processes, stop, infra_urls=infra, stand_in=stand_in)
+        return Started(stack.auth_port, processes, stop, infra_urls=infra, stand_in=stand_in, stand_in_cpu=stand_in_cpu)
 
     def register(self, client: Client, address: str) -> tuple[int, str | None]:
         return client.post("/auth/register", {"email": address, "password": PASSWORD})[0], None
@@ -516,6 +522,7 @@ class _Burst:
     infra_cpu_seconds: float
     mailed: int
     unexpected: int
+    stand_in_cpu_seconds: float | None
 
 
 def measure_burst(
@@ -557,6 +564,7 @@ def measure_burst(
     for thread in threads:
         thread.start()
     mails_before = sink.count
+    stand_in_before = started.stand_in_cpu() if started.stand_in_cpu else None
     cpu_before, infra_before = cpu_seconds(servers), cpu_by_pid(infra)
     each_before = {label: cpu_seconds([process]) for label, process in by_label.items()}
     window["start"] = time.monotonic()
@@ -572,6 +580,8 @@ def measure_burst(
     cpu, infra_cpu = cpu_seconds(servers) - cpu_before, cpu_change(infra, infra_before)
     infra_cpu = max(0.0, infra_cpu - idle * (time.monotonic() - window["start"]))
     each = {label: cpu_seconds([process]) - each_before[label] for label, process in by_label.items()}
+    stand_in_after = started.stand_in_cpu() if started.stand_in_cpu else None
+    stand_in_cpu = None if stand_in_before is None or stand_in_after is None else stand_in_after - stand_in_before
     return _Burst(
         registrations=len(completions),
         window_seconds=ended - window["start"],
@@ -581,13 +591,15 @@ def measure_burst(
         infra_cpu_seconds=infra_cpu,
         mailed=sink.count - mails_before,
         unexpected=unexpected[0],
+        stand_in_cpu_seconds=stand_in_cpu,
     )
 
 
-def stand_in_size(pid: int, report: Path, timeout: float = 30.0) -> dict[str, int] | None:
-    """Ask the benchmark's auth process what its MongoDB stand-in holds (bench/indexed_mongo.py)."""
+def ask_stand_in(pid: int, report: Path, signum: int, timeout: float = 30.0) -> dict[str, float] | None:
+    """Ask the benchmark's auth process what its MongoDB stand-in holds and has spent (SIGUSR1), or has
+    spent alone (SIGUSR2): bench/indexed_mongo.py."""
     report.unlink(missing_ok=True)
-    os.kill(pid, signal.SIGUSR1)
+    os.kill(pid, signum)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if report.exists():
@@ -666,6 +678,7 @@ def run_system(
         rss_bytes=rss,
         rss_start_bytes=rss_start,
         stand_in=stand_in or {},
+        stand_in_cpu_seconds=burst.stand_in_cpu_seconds,
     )
 
 

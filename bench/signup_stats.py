@@ -40,7 +40,10 @@ class SignupRun:
     rss_start_bytes: dict[str, int] = field(default_factory=dict)
     # The project's: documents its in-process MongoDB stand-in holds after the run, and their bytes with
     # its indexes (a share of auth's resident size that a real MongoDB holds in its own process).
-    stand_in: dict[str, int] = field(default_factory=dict)
+    stand_in: dict[str, float] = field(default_factory=dict)
+    # The project's: CPU seconds auth spent inside that stand-in during the burst (in its server processes'
+    # figure above), which a real MongoDB spends in its own process.
+    stand_in_cpu_seconds: float | None = None
 
     @property
     def rate(self) -> float:
@@ -53,6 +56,12 @@ class SignupRun:
     @property
     def infra_cpu_ms(self) -> float:
         return 1000 * self.infra_cpu_seconds / self.registrations if self.registrations else 0.0
+
+    @property
+    def stand_in_cpu_ms(self) -> float | None:
+        if self.stand_in_cpu_seconds is None or not self.registrations:
+            return None
+        return 1000 * self.stand_in_cpu_seconds / self.registrations
 
 
 def rotated(systems: Sequence[str], repetition: int) -> list[str]:
@@ -131,10 +140,12 @@ def _cpu(runs: Sequence[SignupRun]) -> str:
         f"{label} {_median([1000 * run.cpu_by_process.get(label, 0.0) / run.registrations for run in counted]):.2f}"
         for label in labels
     ]
+    stand_in = _median([ms for run in counted if (ms := run.stand_in_cpu_ms) is not None])
     return (
         f"{own:.2f}"
         + (f" ({', '.join(each)})" if each else "")
         + (f" (+{infra:.2f} RabbitMQ and Redis)" if infra else "")
+        + (f"; of auth's, {stand_in:.2f} in the MongoDB stand-in" if stand_in is not None else "")
     )
 
 
@@ -194,4 +205,5 @@ def medians(runs: Sequence[SignupRun]) -> dict[str, float | None]:
         "rate": _median([run.rate for run in runs if run.registrations]),
         "cpu_ms": _median([run.cpu_ms for run in runs if run.registrations]),
         "infra_cpu_ms": _median([run.infra_cpu_ms for run in runs if run.registrations]),
+        "stand_in_cpu_ms": _median([ms for run in runs if (ms := run.stand_in_cpu_ms) is not None]),
     }

@@ -70,8 +70,12 @@ def test_a_system_registers_mails_confirms_and_leaves_nothing_behind(settings, t
         for run in runs:  # the stand-in holds at least an account for each registration, in bytes auth holds
             assert run.stand_in["documents"] >= run.registrations
             assert 0 < run.stand_in["bytes"] < run.rss_bytes["auth"]
+            # ... and spent a part of auth's CPU in the burst on them
+            assert run.stand_in_cpu_seconds is not None
+            assert 0 < run.stand_in_cpu_seconds < run.cpu_by_process["auth"]
     else:
         assert cheap.stand_in == {} and default.stand_in == {}
+        assert cheap.stand_in_cpu_seconds is None and default.stand_in_cpu_seconds is None
         for run_leftovers in leftovers:
             assert [queue for queue in every_queue_of(run_leftovers.work_queues) if queue_exists(queue)] == []
             assert [exchange for exchange in run_leftovers.exchanges if exchange_exists(exchange)] == []

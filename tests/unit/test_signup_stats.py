@@ -92,3 +92,17 @@ def test_the_table_has_a_column_per_system_that_ran_and_leaves_confirms_out_of_t
         [*runs, SignupRun(system="peer", hash="default", register_to_mail=(0.2,))], ["peer"], "default"
     )
     assert "confirm" not in default and "| register -> code email p50 / p99 ms | 200.0 / 200.0 |" in default
+
+
+def test_the_stand_ins_cpu_is_shown_as_part_of_auths_and_read_as_a_median():
+    runs = [
+        _run("project", 1000, 5.0, cpu_by_process={"auth": 3.0, "worker": 2.0}, stand_in_cpu_seconds=1.0),
+        _run("project", 1000, 5.0, cpu_by_process={"auth": 3.0, "worker": 2.0}, stand_in_cpu_seconds=1.4),
+        _run("project", 1000, 5.0, cpu_by_process={"auth": 3.0, "worker": 2.0}, stand_in_cpu_seconds=1.2),
+    ]
+    assert medians(runs)["stand_in_cpu_ms"] == 1.2
+    assert "5.00 (auth 3.00, worker 2.00); of auth's, 1.20 in the MongoDB stand-in |" in signup_table(
+        runs, ["project"], "cheap"
+    )
+    peer = [_run("peer", 1000, 5.0)]
+    assert medians(peer)["stand_in_cpu_ms"] is None and "stand-in" not in signup_table(peer, ["peer"], "cheap")
