@@ -6,7 +6,7 @@ export PYTHONPATH := $(CURDIR)
 
 COMPOSE ?= docker compose
 
-.PHONY: help install requirements translations test-tools bench-peers lint typecheck format check test unit integration test-cluster run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge bench-abuse bench-scale bench-mail clean up down logs ps
+.PHONY: help install requirements translations test-tools bench-peers lint typecheck format check test unit integration test-cluster run demo demo-lifecycle bench bench-latency bench-login bench-resend bench-edge bench-link bench-abuse bench-scale bench-mail clean up down logs ps
 
 help:
 	@echo "make demo         see the whole flow work (register -> email -> confirm -> login)"
@@ -18,7 +18,7 @@ help:
 	@echo "make translations the emails' new or changed text into every language's catalog (docs/translations.md)"
 	@echo "make test-cluster a private 3-node RabbitMQ cluster, Redis with Sentinel, 2 auth replicas, 2 workers: a node of each killed mid-burst"
 	@echo "make bench-scale  worker and auth throughput with 1/2/4 workers and 1/2 auth replicas, single node and cluster (docs/scaling.md)"
-	@echo "make unit | integration | lint | typecheck | format | bench-latency | bench-login | bench-resend | bench-edge | bench-abuse | bench-mail | requirements | clean"
+	@echo "make unit | integration | lint | typecheck | format | bench-latency | bench-login | bench-resend | bench-edge | bench-link | bench-abuse | bench-mail | requirements | clean"
 	@echo "make up           the whole stack in containers (MongoDB, RabbitMQ, Redis, Mailpit, both services, Prometheus, Grafana)"
 	@echo "make down | logs | ps"
 
@@ -126,6 +126,10 @@ bench-resend: install
 
 bench-edge: install
 	$(PY) -m bench.http_edge
+
+# Publishes/s and CPU per publish through auth's broker link, 8 request threads (docs/decisions/link-confirms.md).
+bench-link: install
+	$(PY) -m bench.link_publishes
 
 bench-abuse: install
 	$(PY) -m bench.abuse_latency

@@ -3,7 +3,10 @@
 pika connections are not thread-safe, so request threads never touch it: they
 hand a publish to the link thread with ``add_callback_threadsafe`` and wait on
 a future, or leave one it does not wait for in a queue the link thread
-drains at its next tick. The link thread also pumps heartbeats. A request that waits for a
+drains at its next tick. Each future is settled by the broker's publisher
+confirm of its message (``LinkConfirms``); the link thread does not wait for
+one confirm before sending the next publish, so publishes from concurrent
+requests are in flight together. The link thread also pumps heartbeats. A request that waits for a
 reply (a code submission) goes out on a connection of its own instead, lent
 to the request thread for the request (``request_links``), so that neither
 the request nor its reply changes threads on the way.
@@ -74,6 +77,81 @@ class ReplyWaits:
             self._changed.notify()
 
 
+class LinkConfirms:
+    """The broker's confirms of the link channel's publishes, several in flight, each settling its future.
+
+    pika's ``BlockingChannel`` offers confirms only as a ``basic_publish`` that
+    blocks until its own confirm, so a link thread using it sends one publish
+    per confirm round trip. Instead confirm mode is switched on on the channel
+    underneath (``BlockingChannel._impl``, as ``request_links.PublisherConfirms``
+    does), whose acks, nacks and returns call back on the link thread in the
+    order their frames arrive: a returned (unroutable) message's return comes
+    before its ack. docs/decisions/link-confirms.md.
+    """
+
+    def __init__(self, channel: pika.adapters.blocking_connection.BlockingChannel):
+        self._published = 0
+        # By delivery tag, in publishing order: each publish's future and its message id.
+        self._waiting: dict[int, tuple[Future, str | None]] = {}
+        self._tag_of: dict[str | None, int] = {}  # a waiting publish's tag by its message id, for its return
+        self._returned: set[int] = set()
+        channel._impl.confirm_delivery(ack_nack_callback=self._on_confirm)
+        channel._impl.add_on_return_callback(self._on_returned)
+        # A channel the broker closed (a publish to an exchange that is gone) confirms nothing more.
+        channel._impl.add_on_close_callback(lambda _channel, reason: self.fail_all(BrokerUnavailable(str(reason))))
+
+    def expect(self, message_id: str | None, done: Future) -> int:
+        """The publish about to be sent on the channel, whose confirm settles ``done``; returns its tag.
+
+        Called before the publish, not after: its confirm can arrive, and be handled, while the publish
+        is still flushing its frames."""
+        self._published += 1
+        self._waiting[self._published] = (done, message_id)
+        self._tag_of[message_id] = self._published
+        return self._published
+
+    def withdraw(self, tag: int) -> None:
+        """The publish expected last did not leave (it failed before its frames were sent)."""
+        if tag == self._published and tag in self._waiting:
+            _, message_id = self._waiting.pop(tag)
+            if self._tag_of.get(message_id) == tag:
+                del self._tag_of[message_id]
+            self._published -= 1
+
+    def fail_all(self, error: Exception) -> None:
+        """The channel is gone: no confirm will come for what still waits."""
+        waiting, self._waiting = self._waiting, {}
+        self._tag_of.clear()
+        self._returned.clear()
+        for done, _ in waiting.values():
+            if not done.done():
+                done.set_exception(error)
+
+    def _on_confirm(self, frame) -> None:
+        method = frame.method
+        if method.multiple:
+            tags = [tag for tag in self._waiting if tag <= method.delivery_tag]
+        else:
+            tags = [method.delivery_tag] if method.delivery_tag in self._waiting else []
+        refused = isinstance(method, pika.spec.Basic.Nack)
+        for tag in tags:
+            done, message_id = self._waiting.pop(tag)
+            if self._tag_of.get(message_id) == tag:
+                del self._tag_of[message_id]
+            if refused:
+                done.set_exception(BrokerUnavailable("the broker refused the message"))
+            elif tag in self._returned:
+                self._returned.discard(tag)
+                done.set_exception(BrokerUnavailable("no queue is bound for the message"))
+            else:
+                done.set_result(None)
+
+    def _on_returned(self, channel, method, properties, body: bytes) -> None:
+        tag = self._tag_of.get(properties.message_id)
+        if tag is not None:
+            self._returned.add(tag)
+
+
 class RabbitMessageBus(ConnectionThread):
     # Publishes left for later (``publish_soon``) wait at most this long.
     tick_seconds = 0.1
@@ -91,12 +169,13 @@ class RabbitMessageBus(ConnectionThread):
         self._waits = ReplyWaits(max_waiting_replies, slow_reply_seconds)
         self._request_links = RequestLinks(url, routes)
         self._channel = None
-        self._later: SimpleQueue[tuple[Callable, Future]] = SimpleQueue()
+        self._confirms: LinkConfirms | None = None
+        self._later: SimpleQueue[tuple[str, Outgoing, Future]] = SimpleQueue()
 
     def publish(self, queue: str, message: Outgoing, timeout: float) -> None:
         # The span is the caller's (a request thread): the link thread only sends what it is handed.
         with publishing(queue, message) as traced:
-            self._run_on_link(lambda channel: publish(channel, self._routes, queue, traced), timeout)
+            self._wait(self._start_on_link(lambda done: self._send(queue, traced, done)), timeout)
 
     def publish_soon(self, queue: str, message: Outgoing) -> Future:
         """Left for the link thread to publish at its next tick (within ``tick_seconds``), or before its
@@ -106,13 +185,13 @@ class RabbitMessageBus(ConnectionThread):
             raise BrokerUnavailable("not connected")
         done: Future = Future()
         with publishing(queue, message) as traced:
-            self._later.put((lambda channel: publish(channel, self._routes, queue, traced), done))
+            self._later.put((queue, traced, done))
         return done
 
     def on_link(self, work: Callable[[Any], object], timeout: float) -> None:
         """Run ``work(channel)`` on the link's channel (a declaration, a binding) and wait for it;
         ``BrokerUnavailable`` if the link is down or it did not finish within ``timeout``."""
-        self._run_on_link(work, timeout)
+        self._wait(self._start_on_link(lambda done: _run(work, self._channel, done)), timeout)
 
     def on_tick(self) -> None:
         self._publish_later()
@@ -121,10 +200,29 @@ class RabbitMessageBus(ConnectionThread):
         """Publish what ``publish_soon`` left, in the order it was left; on the link thread."""
         while True:
             try:
-                work, done = self._later.get_nowait()
+                queue, message, done = self._later.get_nowait()
             except Empty:
                 return
-            _run(work, self._channel, done)
+            self._send(queue, message, done)
+
+    def _send(self, queue: str, message: Outgoing, done: Future) -> None:
+        """Publish on the link thread; ``done`` is settled once the broker confirms it (``LinkConfirms``)."""
+        # The caller gave up waiting (and answered 503): do not publish behind its back.
+        if not done.set_running_or_notify_cancel():
+            return
+        confirms = self._confirms
+        if confirms is None:
+            done.set_exception(BrokerUnavailable("not connected"))
+            return
+        tag = confirms.expect(message.message_id, done)
+        try:
+            publish(self._channel, self._routes, queue, message)
+        except Exception as error:
+            confirms.withdraw(tag)
+            if not done.done():
+                done.set_exception(error)
+            if isinstance(error, CONNECTION_ERRORS):
+                raise
 
     def request(self, queue: str, message: Outgoing, timeout: float) -> dict | None:
         """Publish and wait for the reply; ``None`` if none came within ``timeout`` but the broker
@@ -156,15 +254,17 @@ class RabbitMessageBus(ConnectionThread):
 
     def on_connected(self, connection: pika.BlockingConnection) -> None:
         channel = connection.channel()
-        channel.confirm_delivery()
+        confirms = LinkConfirms(channel)
         topology.declare(channel, self._routes.auth)
-        self._channel = channel
+        self._channel, self._confirms = channel, confirms
 
     def on_disconnected(self) -> None:
         self._channel = None
+        if self._confirms is not None:
+            self._confirms.fail_all(BrokerUnavailable("the broker link was lost before its confirm"))
+            self._confirms = None
 
-    def _run_on_link(self, work: Callable, timeout: float) -> None:
-        done = self._start_on_link(work)
+    def _wait(self, done: Future, timeout: float) -> None:
         try:
             done.result(timeout)
         except FutureTimeout:
@@ -175,8 +275,8 @@ class RabbitMessageBus(ConnectionThread):
         except Exception as error:
             raise BrokerUnavailable(type(error).__name__) from None
 
-    def _start_on_link(self, work: Callable) -> Future:
-        """Hand ``work`` to the link thread; the future is done once it ran (a publish: once confirmed)."""
+    def _start_on_link(self, work: Callable[[Future], None]) -> Future:
+        """Hand ``work`` to the link thread with the future it settles (a publish: once confirmed)."""
         connection = self._connection
         if connection is None or not self.connected:
             raise BrokerUnavailable("not connected")
@@ -185,7 +285,7 @@ class RabbitMessageBus(ConnectionThread):
         def on_link_thread() -> None:
             # Publishes left for later go first: one process's publishes leave in the order they were made.
             self._publish_later()
-            _run(work, self._channel, done)
+            work(done)
 
         try:
             connection.add_callback_threadsafe(on_link_thread)
@@ -195,8 +295,9 @@ class RabbitMessageBus(ConnectionThread):
 
 
 def _run(work: Callable, channel, done: Future) -> None:
-    """Run a publish handed to the link thread and settle its future; a lost connection is raised on."""
-    # The caller gave up waiting (and answered 503): do not publish behind its back.
+    """Run work handed to the link thread (a declaration, a binding) and settle its future; a lost
+    connection is raised on."""
+    # The caller gave up waiting (and answered 503): do not run it behind its back.
     if not done.set_running_or_notify_cancel():
         return
     try:

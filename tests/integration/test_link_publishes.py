@@ -4,6 +4,7 @@ order they were made, those waited for or not."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -65,3 +66,34 @@ def test_publishes_leave_in_the_order_they_were_made_waited_for_or_not(bus_and_l
     bus.publish("user.password_changed", event("user.password_changed"), timeout=5)  # waited for
     assert first.done() and second.done()  # sent before the one waited for
     assert received(channel, listener, 3) == ["user.verified", "user.login_new_device", "user.password_changed"]
+
+
+def test_publishes_of_concurrent_requests_are_in_flight_together_and_each_is_confirmed(bus_and_listener, monkeypatch):
+    """The link thread sends the next publish without waiting for the last one's confirm (LinkConfirms)."""
+    from auth_service.adapters.rabbitmq import LinkConfirms
+
+    bus, channel, listener = bus_and_listener
+    in_flight: list[int] = []
+    record = LinkConfirms.expect
+
+    def counted(self, message_id, done):
+        tag = record(self, message_id, done)
+        in_flight.append(len(self._waiting))
+        return tag
+
+    monkeypatch.setattr(LinkConfirms, "expect", counted)
+    start = threading.Barrier(8)
+
+    def requests() -> None:
+        start.wait()
+        for _ in range(25):
+            bus.publish("user.verified", event("user.verified"), timeout=10)  # returns once confirmed
+
+    threads = [threading.Thread(target=requests) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(in_flight) == 200
+    assert max(in_flight) > 1, "every publish waited for the one before it to be confirmed"
+    assert received(channel, listener, 200) == ["user.verified"] * 200
