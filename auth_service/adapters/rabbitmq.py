@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # A reply normally comes within milliseconds: a wait older than this means the replier is behind.
 SLOW_REPLY_SECONDS = 1.0
+# On a stop, how long the link waits for the confirms of what it has sent before failing their requests.
+STOP_CONFIRMS_SECONDS = 2.0
 
 
 class ReplyWaits:
@@ -93,7 +96,9 @@ class LinkConfirms:
         self._published = 0
         # By delivery tag, in publishing order: each publish's future and its message id.
         self._waiting: dict[int, tuple[Future, str | None]] = {}
-        self._tag_of: dict[str | None, int] = {}  # a waiting publish's tag by its message id, for its return
+        # The waiting publishes' tags by message id, oldest first: a relay's republish can share an id with
+        # a publish still in flight, and a return names the message, not the tag.
+        self._tags_of: dict[str | None, deque[int]] = {}
         self._returned: set[int] = set()
         channel._impl.confirm_delivery(ack_nack_callback=self._on_confirm)
         channel._impl.add_on_return_callback(self._on_returned)
@@ -107,21 +112,23 @@ class LinkConfirms:
         is still flushing its frames."""
         self._published += 1
         self._waiting[self._published] = (done, message_id)
-        self._tag_of[message_id] = self._published
+        self._tags_of.setdefault(message_id, deque()).append(self._published)
         return self._published
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._waiting)
 
     def withdraw(self, tag: int) -> None:
         """The publish expected last did not leave (it failed before its frames were sent)."""
         if tag == self._published and tag in self._waiting:
-            _, message_id = self._waiting.pop(tag)
-            if self._tag_of.get(message_id) == tag:
-                del self._tag_of[message_id]
+            self._settled(tag)
             self._published -= 1
 
     def fail_all(self, error: Exception) -> None:
         """The channel is gone: no confirm will come for what still waits."""
         waiting, self._waiting = self._waiting, {}
-        self._tag_of.clear()
+        self._tags_of.clear()
         self._returned.clear()
         for done, _ in waiting.values():
             if not done.done():
@@ -135,21 +142,32 @@ class LinkConfirms:
             tags = [method.delivery_tag] if method.delivery_tag in self._waiting else []
         refused = isinstance(method, pika.spec.Basic.Nack)
         for tag in tags:
-            done, message_id = self._waiting.pop(tag)
-            if self._tag_of.get(message_id) == tag:
-                del self._tag_of[message_id]
+            returned = tag in self._returned
+            done = self._settled(tag)
             if refused:
                 done.set_exception(BrokerUnavailable("the broker refused the message"))
-            elif tag in self._returned:
-                self._returned.discard(tag)
+            elif returned:
                 done.set_exception(BrokerUnavailable("no queue is bound for the message"))
             else:
                 done.set_result(None)
 
     def _on_returned(self, channel, method, properties, body: bytes) -> None:
-        tag = self._tag_of.get(properties.message_id)
-        if tag is not None:
-            self._returned.add(tag)
+        # Returns come in publishing order, each before its own ack: the oldest of the id's publishes
+        # not returned yet is the one.
+        for tag in self._tags_of.get(properties.message_id, ()):
+            if tag not in self._returned:
+                self._returned.add(tag)
+                return
+
+    def _settled(self, tag: int) -> Future:
+        """Forget a publish (confirmed, refused or withdrawn); its future."""
+        done, message_id = self._waiting.pop(tag)
+        self._returned.discard(tag)
+        tags = self._tags_of[message_id]
+        tags.remove(tag)
+        if not tags:
+            del self._tags_of[message_id]
+        return done
 
 
 class RabbitMessageBus(ConnectionThread):
@@ -259,10 +277,19 @@ class RabbitMessageBus(ConnectionThread):
         self._channel, self._confirms = channel, confirms
 
     def on_disconnected(self) -> None:
-        self._channel = None
-        if self._confirms is not None:
-            self._confirms.fail_all(BrokerUnavailable("the broker link was lost before its confirm"))
-            self._confirms = None
+        confirms, self._confirms, self._channel = self._confirms, None, None
+        if confirms is None:
+            return
+        connection = self._connection
+        if self._stopping.is_set() and connection is not None and connection.is_open:
+            # A stop, not a loss: what was sent is confirmed within moments, so its requests need not fail.
+            deadline = time.monotonic() + STOP_CONFIRMS_SECONDS
+            try:
+                while confirms.waiting and time.monotonic() < deadline:
+                    connection.process_data_events(time_limit=0.05)
+            except Exception:  # whatever ends the wait, what is left fails below and the connection closes
+                log.warning("stopping without every publisher confirm", exc_info=True)
+        confirms.fail_all(BrokerUnavailable("the broker link was lost before its confirm"))
 
     def _wait(self, done: Future, timeout: float) -> None:
         try:

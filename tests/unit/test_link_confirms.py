@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import pika.spec
 import pytest
 
-from auth_service.adapters.rabbitmq import LinkConfirms
+from auth_service.adapters.rabbitmq import LinkConfirms, RabbitMessageBus
 from auth_service.ports import BrokerUnavailable
+from common.messaging.topology import Topology
 
 
 class ChannelUnderneath:
@@ -132,4 +133,79 @@ def test_a_channel_the_broker_closed_fails_what_still_waits(link):
     [waiting] = sent(confirms, "a")
     underneath.on_close(None, "NOT_FOUND - no exchange")
     with pytest.raises(BrokerUnavailable, match="NOT_FOUND"):
+        waiting.result()
+
+
+def test_a_return_is_charged_to_the_oldest_publish_of_its_message_id_in_flight(link):
+    """The relay's republish shares its message id with the request's publish, which may still be in flight."""
+    confirms, underneath = link
+    first, again = sent(confirms, "same", "same")
+    returned(underneath, "same")  # the first copy's return, before its ack
+    ack(underneath, 1)
+    with pytest.raises(BrokerUnavailable, match="no queue"):
+        first.result()
+    ack(underneath, 2)
+    assert again.result() is None
+
+
+def test_a_withdrawn_publish_leaves_the_earlier_one_of_its_id_to_be_returned(link):
+    confirms, underneath = link
+    [first] = sent(confirms, "same")
+    confirms.withdraw(confirms.expect("same", Future()))
+    returned(underneath, "same")
+    ack(underneath, 1)
+    with pytest.raises(BrokerUnavailable, match="no queue"):
+        first.result()
+
+
+def test_a_returned_then_refused_publish_is_forgotten(link):
+    confirms, underneath = link
+    [first] = sent(confirms, "a")
+    returned(underneath, "a")
+    nack(underneath, 1)
+    with pytest.raises(BrokerUnavailable, match="refused"):
+        first.result()
+    assert confirms._returned == set() and not confirms.waiting
+
+
+class DrainingConnection:
+    """An open connection whose next round of events brings the broker's ack of everything sent."""
+
+    is_open = True
+
+    def __init__(self, underneath: ChannelUnderneath, last_tag: int):
+        self._underneath, self._last_tag = underneath, last_tag
+        self.rounds = 0
+
+    def process_data_events(self, time_limit: float) -> None:
+        self.rounds += 1
+        ack(self._underneath, self._last_tag, multiple=True)
+
+
+def stopping_bus(confirms: LinkConfirms, connection) -> RabbitMessageBus:
+    bus = RabbitMessageBus("amqp://guest:guest@127.0.0.1:1/%2F", Topology("a", "b", "c"), max_waiting_replies=1)
+    bus._confirms, bus._connection = confirms, connection
+    return bus
+
+
+def test_on_a_stop_the_link_waits_for_the_confirms_of_what_it_sent(link):
+    confirms, underneath = link
+    futures = sent(confirms, "a", "b")
+    connection = DrainingConnection(underneath, last_tag=2)
+    bus = stopping_bus(confirms, connection)
+    bus._stopping.set()
+    bus.on_disconnected()
+    assert [done.result() for done in futures] == [None, None] and connection.rounds == 1
+
+
+def test_on_a_lost_connection_the_link_fails_what_it_sent_at_once(link):
+    confirms, underneath = link
+    [waiting] = sent(confirms, "a")
+    connection = DrainingConnection(underneath, last_tag=1)
+    connection.is_open = False
+    bus = stopping_bus(confirms, connection)
+    bus._stopping.set()
+    bus.on_disconnected()
+    assert connection.rounds == 0
+    with pytest.raises(BrokerUnavailable, match="lost"):
         waiting.result()
