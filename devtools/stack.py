@@ -25,7 +25,8 @@ from dotenv import dotenv_values
 
 from common.messaging import topology
 from common.messaging.connection import parameters
-from devtools.mailsink import MailSink, free_port, free_ports
+from devtools.mailsink import MailSink, free_ports
+from devtools.mailsink import free_port as free_port  # for the cluster harness and bench/scale.py
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -236,6 +237,14 @@ class Service:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def _another_port(taken: set[int], count: int = 1) -> int:
+    """A port p with p .. p + count - 1 free and none of them in ``taken`` (ports chosen, not yet bound)."""
+    while True:
+        first = free_ports(count)
+        if taken.isdisjoint(range(first, first + count)):
+            return first
+
+
 class LocalStack:
     """Mail sink in this process; auth and worker as children, on private queues and ports."""
 
@@ -251,8 +260,13 @@ class LocalStack:
     ):
         log_dir.mkdir(parents=True, exist_ok=True)
         self.sink = MailSink(port=smtp_port, echo=echo_mail)
-        self.auth_port = auth_port or free_port()
-        self.admin_port = free_port()
+        # Below the kernel's ephemeral range, as free_ports draws them: a port the kernel handed out (bind to
+        # 0) and released can go to the next outgoing connection, such as the worker's to the broker, which
+        # starts before auth binds it.
+        self.auth_port = auth_port or free_ports(1)
+        self.admin_port = _another_port({self.auth_port})
+        metrics_ports = os.cpu_count() or 1
+        metrics_port = _another_port({self.auth_port, self.admin_port}, metrics_ports)
         self.env = {
             **os.environ,
             "APP_ENV": "development",
@@ -264,7 +278,7 @@ class LocalStack:
             "ADMIN_PORT": "0",
             "WORKER_METRICS_HOST": "127.0.0.1",
             # One port for each of the worker's processes (WORKER_PROCESSES, one per CPU by default).
-            "WORKER_METRICS_PORT": str(free_ports(os.cpu_count() or 1)),
+            "WORKER_METRICS_PORT": str(metrics_port),
             "SMTP_HOST": "127.0.0.1",
             # The links in emails point at this stack's own auth service.
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.auth_port}",
