@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import hashlib
 
-import marshmallow as ma
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import fields
 
+from auth_service.entrypoints.http.schemas import Schema
+
 well_known = Blueprint("well_known", __name__, url_prefix="/.well-known", description="Keys to verify tokens with")
 
 
-class PublicKey(ma.Schema):
+class PublicKey(Schema):
     kid = fields.String(required=True)
     kty = fields.String(required=True, metadata={"description": "EC, OKP or RSA"})
     alg = fields.String(
@@ -32,7 +33,7 @@ class PublicKey(ma.Schema):
     e = fields.String()
 
 
-class KeySetResponse(ma.Schema):
+class KeySetResponse(Schema):
     keys = fields.List(fields.Nested(PublicKey), required=True)
 
 

@@ -12,7 +12,22 @@ from auth_service.domain.challenges import CHALLENGE_MAX_LENGTH
 from common.locales import LOCALE_MAX_LENGTH, SHIPPED_LOCALES, is_language_tag
 
 
-class StrictSchema(ma.Schema):
+class Schema(ma.Schema):
+    """The base of every schema of the API.
+
+    flask-smorest deep-copies a view's documentation at each of its decorators and again for each
+    method, the schema instances in it included: about 4 MiB of copies of every field at start, which
+    nothing reads but the OpenAPI document and which stay resident for the life of the process. A
+    schema is not changed once it is built (marshmallow copies the class's fields into the instance
+    then), so a copy of one can be the schema itself; the documents come out byte for byte the same
+    (tests/unit/test_openapi.py).
+    """
+
+    def __deepcopy__(self, memo: dict) -> Schema:
+        return self
+
+
+class StrictSchema(Schema):
     class Meta:
         unknown = ma.RAISE
 
@@ -159,7 +174,7 @@ class EmailConfirmRequest(StrictSchema):
     code = _code()
 
 
-class VerifyLinkArgs(ma.Schema):
+class VerifyLinkArgs(Schema):
     """The link's token. Checked by the view, not here: a bad link gets an HTML page, not a JSON 422."""
 
     class Meta:
@@ -224,11 +239,11 @@ class LoginCodeVerifyRequest(StrictSchema):
     code = _code()
 
 
-class MfaResponse(ma.Schema):
+class MfaResponse(Schema):
     mfa = fields.String(required=True, validate=validate.OneOf(["email", "off"]), metadata={"enum": ["email", "off"]})
 
 
-class MfaChallengeResponse(ma.Schema):
+class MfaChallengeResponse(Schema):
     mfa_required = fields.Boolean(required=True, metadata={"enum": [True]})
     challenge = fields.String(
         required=True,
@@ -236,23 +251,23 @@ class MfaChallengeResponse(ma.Schema):
     )
 
 
-class RegisteredResponse(ma.Schema):
+class RegisteredResponse(Schema):
     id = fields.String(required=True)
     email = fields.String(required=True)
     status = fields.String(required=True)
 
 
-class ConfirmResponse(ma.Schema):
+class ConfirmResponse(Schema):
     # No account id: confirm answers for an address whoever asks, so it gives nothing more away.
     email = fields.String(required=True)
     status = fields.String(required=True, metadata={"description": "verified, or pending_verification on 202"})
 
 
-class StatusResponse(ma.Schema):
+class StatusResponse(Schema):
     status = fields.String(required=True)
 
 
-class MailReportResponse(ma.Schema):
+class MailReportResponse(Schema):
     status = fields.String(
         required=True,
         metadata={"description": "ok (a report read), subscribed (an SNS subscription confirmed) or ignored"},
@@ -260,12 +275,12 @@ class MailReportResponse(ma.Schema):
     suppressed = fields.Integer(metadata={"description": "addresses this report put on the suppression list"})
 
 
-class AcceptedResponse(ma.Schema):
+class AcceptedResponse(Schema):
     status = fields.String(required=True)
     message = fields.String(required=True)
 
 
-class TokenResponse(ma.Schema):
+class TokenResponse(Schema):
     access_token = fields.String(required=True, metadata={"description": "JWT (HS256) for the Bearer header"})
     refresh_token = fields.String(
         required=True, metadata={"description": "opaque; works once, at POST /auth/token/refresh"}
@@ -274,7 +289,7 @@ class TokenResponse(ma.Schema):
     expires_in = fields.Integer(required=True, metadata={"description": "seconds the access token is valid"})
 
 
-class ProfileResponse(ma.Schema):
+class ProfileResponse(Schema):
     id = fields.String(required=True)
     email = fields.String(required=True)
     name = fields.String(allow_none=True)
@@ -287,7 +302,7 @@ class ProfileResponse(ma.Schema):
     )
 
 
-class SessionResponse(ma.Schema):
+class SessionResponse(Schema):
     id = fields.String(required=True, metadata={"description": "the session's id, for DELETE /auth/sessions/{id}"})
     device = fields.String(
         required=True, metadata={"description": "X-Device-Name at login, else read from the User-Agent"}
@@ -298,7 +313,7 @@ class SessionResponse(ma.Schema):
     current = fields.Boolean(required=True, metadata={"description": "the session of the access token used (its sid)"})
 
 
-class SessionsResponse(ma.Schema):
+class SessionsResponse(Schema):
     sessions = fields.List(fields.Nested(SessionResponse), required=True)
 
 
@@ -306,7 +321,7 @@ class PasswordRequest(StrictSchema):
     password = _password_given()
 
 
-class DeletionResponse(ma.Schema):
+class DeletionResponse(Schema):
     status = fields.String(
         required=True,
         metadata={"description": "pending_deletion; deleted when ACCOUNT_DELETION_GRACE_SECONDS is 0; pending on 202"},
@@ -314,7 +329,7 @@ class DeletionResponse(ma.Schema):
     delete_after = fields.DateTime(allow_none=True, metadata={"description": "when the account is erased"})
 
 
-class ExportResponse(ma.Schema):
+class ExportResponse(Schema):
     """The export's top-level groups; each holds the stored fields under readable names."""
 
     class Meta:
@@ -324,7 +339,7 @@ class ExportResponse(ma.Schema):
     exported_at = fields.DateTime(required=True)
 
 
-class ActivityEntryResponse(ma.Schema):
+class ActivityEntryResponse(Schema):
     type = fields.String(
         required=True,
         metadata={
@@ -337,7 +352,7 @@ class ActivityEntryResponse(ma.Schema):
     device = fields.String(allow_none=True)
 
 
-class ActivityResponse(ma.Schema):
+class ActivityResponse(Schema):
     events = fields.List(fields.Nested(ActivityEntryResponse), required=True)
 
 
@@ -345,7 +360,7 @@ class ActivityResponse(ma.Schema):
 HTML_PAGE = {"type": "string", "description": "an HTML page"}
 
 
-class ErrorResponse(ma.Schema):
+class ErrorResponse(Schema):
     error = fields.String(required=True, metadata={"description": "stable snake_case code"})
     message = fields.String(required=True)
     field_errors = fields.Dict(
@@ -357,6 +372,6 @@ class ErrorResponse(ma.Schema):
     attempts_left = fields.Integer(metadata={"description": "only on invalid_code"})
 
 
-class HealthResponse(ma.Schema):
+class HealthResponse(Schema):
     status = fields.String(required=True)
     checks = fields.Dict(keys=fields.String(), values=fields.String())

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import marshmallow as ma
 from marshmallow import fields, validate
 
 from auth_service.domain.accounts import ADMIN_STATUSES
 from auth_service.domain.paging import CURSOR_MAX_LENGTH, DEFAULT_PAGE, MAX_PAGE
-from auth_service.entrypoints.http.schemas import StrictSchema, Text
+from auth_service.entrypoints.http.schemas import Schema, StrictSchema, Text
 from common.messaging.messages import DISABLE_REASON_MAX_LENGTH
 
 ID_MAX_LENGTH = 64
@@ -45,7 +44,7 @@ class AuditArgs(StrictSchema):
     cursor = cursor()
 
 
-class AuditEntry(ma.Schema):
+class AuditEntry(Schema):
     id = fields.String(required=True)
     type = fields.String(
         required=True,
@@ -60,7 +59,7 @@ class AuditEntry(ma.Schema):
     status = fields.Integer(allow_none=True, metadata={"description": "an admin request's HTTP status"})
 
 
-class AuditResponse(ma.Schema):
+class AuditResponse(Schema):
     entries = fields.List(fields.Nested(AuditEntry), required=True)
     next_cursor = fields.String(allow_none=True, required=True, metadata={"description": "null on the last page"})
 
@@ -76,7 +75,7 @@ class UserSearchArgs(StrictSchema):
     cursor = cursor()
 
 
-class UserSummary(ma.Schema):
+class UserSummary(Schema):
     id = fields.String(required=True)
     email = fields.String(required=True)
     name = fields.String(allow_none=True)
@@ -84,12 +83,12 @@ class UserSummary(ma.Schema):
     created_at = fields.DateTime(required=True)
 
 
-class UsersPage(ma.Schema):
+class UsersPage(Schema):
     users = fields.List(fields.Nested(UserSummary), required=True)
     next_cursor = fields.String(allow_none=True, required=True, metadata={"description": "null on the last page"})
 
 
-class AdminSession(ma.Schema):
+class AdminSession(Schema):
     id = fields.String(required=True)
     device = fields.String(allow_none=True)
     ip = fields.String(allow_none=True)
@@ -97,29 +96,29 @@ class AdminSession(ma.Schema):
     last_used_at = fields.DateTime(required=True)
 
 
-class AdminSessions(ma.Schema):
+class AdminSessions(Schema):
     sessions = fields.List(fields.Nested(AdminSession), required=True)
 
 
-class Lock(ma.Schema):
+class Lock(Schema):
     locked = fields.Boolean(required=True)
     until = fields.DateTime(allow_none=True)
     failed_logins = fields.Integer(required=True, metadata={"description": "failed logins in a row"})
 
 
-class SecondFactor(ma.Schema):
+class SecondFactor(Schema):
     mfa = fields.String(required=True, metadata={"description": "email or off"})
     trusted_devices = fields.Integer(required=True)
 
 
-class DisabledState(ma.Schema):
+class DisabledState(Schema):
     reason = fields.String(required=True)
     at = fields.DateTime(required=True)
     by = fields.String(allow_none=True, metadata={"description": "the admin key's name"})
     until = fields.DateTime(allow_none=True)
 
 
-class LastActivity(ma.Schema):
+class LastActivity(Schema):
     type = fields.String(required=True)
     occurred_at = fields.DateTime(required=True)
     ip = fields.String(allow_none=True)
@@ -150,7 +149,7 @@ class IntrospectRequest(StrictSchema):
     token = fields.String(required=True, validate=validate.Length(1, 4096))
 
 
-class IntrospectResponse(ma.Schema):
+class IntrospectResponse(Schema):
     active = fields.Boolean(required=True)
     sub = fields.String()
     sid = fields.String()
@@ -171,7 +170,7 @@ class WebhookCreate(StrictSchema):
     description = Text(load_default=None, validate=validate.Length(0, 500))
 
 
-class Webhook(ma.Schema):
+class Webhook(Schema):
     id = fields.String(required=True)
     url = fields.String(required=True)
     events = fields.List(fields.String(), required=True)
@@ -188,11 +187,11 @@ class WebhookCreated(Webhook):
     secret = fields.String(required=True, metadata={"description": "whsec_...: shown this once"})
 
 
-class WebhookList(ma.Schema):
+class WebhookList(Schema):
     webhooks = fields.List(fields.Nested(Webhook), required=True)
 
 
-class WebhookSecret(ma.Schema):
+class WebhookSecret(Schema):
     secret = fields.String(required=True, metadata={"description": "the new whsec_... secret: shown this once"})
 
 
@@ -203,7 +202,7 @@ class DeliveryArgs(StrictSchema):
     )
 
 
-class DeliveryAttempt(ma.Schema):
+class DeliveryAttempt(Schema):
     at = fields.DateTime(required=True)
     outcome = fields.String(
         required=True, metadata={"description": "success, http_error, redirect, timeout, connection_error, refused"}
@@ -213,7 +212,7 @@ class DeliveryAttempt(ma.Schema):
     error = fields.String(allow_none=True)
 
 
-class Delivery(ma.Schema):
+class Delivery(Schema):
     id = fields.String(required=True)
     event_id = fields.String(required=True, metadata={"description": "also the webhook-id header"})
     event_type = fields.String(required=True)
@@ -223,9 +222,9 @@ class Delivery(ma.Schema):
     attempts = fields.List(fields.Nested(DeliveryAttempt), required=True)
 
 
-class DeliveryList(ma.Schema):
+class DeliveryList(Schema):
     deliveries = fields.List(fields.Nested(Delivery), required=True)
 
 
-class Accepted(ma.Schema):
+class Accepted(Schema):
     status = fields.String(required=True)
