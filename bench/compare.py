@@ -456,6 +456,10 @@ def signup_report(
     return "\n".join(lines)
 
 
+AUTH_RSS_GOAL_MIB = 90
+WORKER_RSS_GOAL_MIB = 60
+
+
 def goal_lines(figures: dict[str, dict[str, float | None]], confirm_ratio_p50: float | None) -> str:
     """Each goal of the comparison with the figure it is read from (medians of the cheap-hash part)."""
     ours = figures[auth_peers.Project.name]
@@ -499,7 +503,36 @@ def goal_lines(figures: dict[str, dict[str, float | None]], confirm_ratio_p50: f
                 f"spends in its own process): {without:.2f} vs {better_auth['cpu_ms']:.2f} ms, "
                 f"{without / better_auth['cpu_ms']:.2f} x: {held(without <= 1.2 * better_auth['cpu_ms'])}"
             )
+    rows += rss_goal_lines(ours)
     return "Goals (medians):\n" + "\n".join(rows)
+
+
+def rss_goal_lines(ours: dict[str, float | None]) -> list[str]:
+    """The resident-size goals, read after the cheap-hash run: auth's with and without what its in-process
+    MongoDB stand-in holds (the documents and indexes a real MongoDB keeps in its own process), and the
+    largest worker process's."""
+    rows = []
+    auth, stand_in, worker = ours.get("auth_rss_mib"), ours.get("stand_in_mib"), ours.get("worker_rss_mib")
+    if auth is not None:
+        line = f"- auth's RSS after the run at most {AUTH_RSS_GOAL_MIB} MiB: {auth:.1f} MiB: "
+        line += _held(auth <= AUTH_RSS_GOAL_MIB)
+        if stand_in is not None:
+            without = auth - stand_in
+            line += (
+                f"; without the MongoDB stand-in's documents and indexes ({stand_in:.1f} MiB): {without:.1f} MiB: "
+                f"{_held(without <= AUTH_RSS_GOAL_MIB)}"
+            )
+        rows.append(line)
+    if worker is not None:
+        rows.append(
+            f"- each worker process's RSS after the run at most {WORKER_RSS_GOAL_MIB} MiB: the largest {worker:.1f} "
+            f"MiB: {_held(worker <= WORKER_RSS_GOAL_MIB)}"
+        )
+    return rows
+
+
+def _held(ok: bool) -> str:
+    return "yes" if ok else "**no**"
 
 
 def _ms(seconds: float | None) -> str:

@@ -23,19 +23,13 @@ import uuid
 
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from bench.stats import percentile
-from bench.workload import code_request, declare_worker_queues
-from common.messaging.topology import Topology
+from bench.workload import code_request, declare_worker_queues, run_topology
 from devtools.stack import delete_run, unique_names
 
 
 def run(url: str, threads: int, messages: int) -> dict:
     names = unique_names("bench-link")
-    routes = Topology(
-        account_creation=names["ACCOUNT_CREATION_QUEUE"],
-        confirm_email_code=names["CONFIRM_EMAIL_CODE_QUEUE"],
-        account_confirmed=names["ACCOUNT_CONFIRMED_QUEUE"],
-        events_exchange=names["ACCOUNT_EVENTS_EXCHANGE"],
-    )
+    routes = run_topology(names)
     bus = RabbitMessageBus(url, routes, max_waiting_replies=2)
     try:
         declare_worker_queues(url, routes)  # the code requests' queue is the worker's to declare

@@ -206,4 +206,13 @@ def medians(runs: Sequence[SignupRun]) -> dict[str, float | None]:
         "cpu_ms": _median([run.cpu_ms for run in runs if run.registrations]),
         "infra_cpu_ms": _median([run.infra_cpu_ms for run in runs if run.registrations]),
         "stand_in_cpu_ms": _median([ms for run in runs if (ms := run.stand_in_cpu_ms) is not None]),
+        "auth_rss_mib": _median([run.rss_bytes["auth"] / MIB for run in runs if "auth" in run.rss_bytes]),
+        "stand_in_mib": _median([run.stand_in["bytes"] / MIB for run in runs if "bytes" in run.stand_in]),
+        "worker_rss_mib": _median([size for run in runs if (size := largest_worker_mib(run)) is not None]),
     }
+
+
+def largest_worker_mib(run: SignupRun) -> float | None:
+    """The resident size of the run's largest worker process (supervisor included), in MiB."""
+    sizes = [size for label, size in run.rss_bytes.items() if label.startswith("worker")]
+    return max(sizes) / MIB if sizes else None

@@ -37,7 +37,10 @@ def code_request(email: str, name: str | None) -> Outgoing:
 def run_topology(names: dict[str, str]) -> topology.Topology:
     """The queues of a run, as the services read them from the names ``unique_names`` handed out."""
     return topology.Topology(
-        names["ACCOUNT_CREATION_QUEUE"], names["CONFIRM_EMAIL_CODE_QUEUE"], names["ACCOUNT_CONFIRMED_QUEUE"]
+        account_creation=names["ACCOUNT_CREATION_QUEUE"],
+        confirm_email_code=names["CONFIRM_EMAIL_CODE_QUEUE"],
+        account_confirmed=names["ACCOUNT_CONFIRMED_QUEUE"],
+        events_exchange=names["ACCOUNT_EVENTS_EXCHANGE"],
     )
 
 

@@ -16,6 +16,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +47,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def free_ports(count: int) -> int:
-    """A port p with p .. p + count - 1 all free now: the worker's processes serve their metrics on them.
+def free_ports(count: int, taken: Collection[int] = ()) -> int:
+    """A port p with p .. p + count - 1 all free now and none of them in ``taken`` (ports chosen for
+    something else, not bound yet): the worker's processes serve their metrics on them.
 
     Drawn below the kernel's ephemeral range: a port the kernel hands out (bind to 0) has neighbours
     the kernel hands out too, to the next outgoing connection, which took them between this check and
@@ -55,7 +57,8 @@ def free_ports(count: int) -> int:
     low = _ephemeral_low()
     for _ in range(100):
         first = random.randrange(max(1024, low - 12000), low - count)
-        if all(_free(first + offset) for offset in range(count)):
+        ports = range(first, first + count)
+        if not any(port in taken for port in ports) and all(_free(port) for port in ports):
             return first
     raise RuntimeError(f"no {count} consecutive free ports")
 

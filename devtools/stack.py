@@ -237,14 +237,6 @@ class Service:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def _another_port(taken: set[int], count: int = 1) -> int:
-    """A port p with p .. p + count - 1 free and none of them in ``taken`` (ports chosen, not yet bound)."""
-    while True:
-        first = free_ports(count)
-        if taken.isdisjoint(range(first, first + count)):
-            return first
-
-
 class LocalStack:
     """Mail sink in this process; auth and worker as children, on private queues and ports."""
 
@@ -264,9 +256,8 @@ class LocalStack:
         # 0) and released can go to the next outgoing connection, such as the worker's to the broker, which
         # starts before auth binds it.
         self.auth_port = auth_port or free_ports(1)
-        self.admin_port = _another_port({self.auth_port})
-        metrics_ports = os.cpu_count() or 1
-        metrics_port = _another_port({self.auth_port, self.admin_port}, metrics_ports)
+        self.admin_port = free_ports(1, taken={self.auth_port})
+        metrics_port = free_ports(os.cpu_count() or 1, taken={self.auth_port, self.admin_port})
         self.env = {
             **os.environ,
             "APP_ENV": "development",

@@ -10,18 +10,12 @@ import time
 import pika
 import pika.exceptions
 
+from bench.workload import run_topology
 from common.messaging import topology
 from common.messaging.topology import REPLIES_EXCHANGE, Topology
 
-
-def routes_of(names: dict[str, str]) -> Topology:
-    """The topology of a run named by ``devtools.stack.unique_names``."""
-    return Topology(
-        account_creation=names["ACCOUNT_CREATION_QUEUE"],
-        confirm_email_code=names["CONFIRM_EMAIL_CODE_QUEUE"],
-        account_confirmed=names["ACCOUNT_CONFIRMED_QUEUE"],
-        events_exchange=names["ACCOUNT_EVENTS_EXCHANGE"],
-    )
+# The topology of a run named by ``devtools.stack.unique_names``, as the benchmark builds it.
+routes_of = run_topology
 
 
 class Replier(threading.Thread):

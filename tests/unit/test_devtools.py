@@ -1,4 +1,7 @@
-from devtools.mailsink import MailSink, free_port
+import random
+
+from devtools import mailsink
+from devtools.mailsink import MailSink, free_port, free_ports
 from devtools.stack import preflight
 
 
@@ -29,3 +32,14 @@ def test_a_mail_sink_stops_once_whatever_is_asked():
     sink = MailSink().start()
     sink.stop()
     sink.stop()
+
+
+def test_free_ports_are_below_the_ephemeral_range_and_never_ones_already_chosen(monkeypatch):
+    low = mailsink._ephemeral_low()
+    first = free_ports(3)
+    assert first + 3 <= low
+    # Every draw lands on the port just chosen until the third try: only that one may be returned.
+    draws = iter([first, first - 1, first + 2])
+    monkeypatch.setattr(random, "randrange", lambda start, stop: next(draws))
+    monkeypatch.setattr(mailsink, "_free", lambda port: True)
+    assert free_ports(2, taken={first}) == first + 2

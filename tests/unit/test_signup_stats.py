@@ -63,8 +63,7 @@ def _run(system: str, rate_registrations: int, cpu: float, **extra) -> SignupRun
         slice_rates=(rate_registrations / 10,),
         cpu_seconds=cpu,
         mailed=rate_registrations,
-        rss_bytes={"server": 64 * 2**20},
-        **extra,
+        **{"rss_bytes": {"server": 64 * 2**20}, **extra},
     )
 
 
@@ -106,3 +105,28 @@ def test_the_stand_ins_cpu_is_shown_as_part_of_auths_and_read_as_a_median():
     )
     peer = [_run("peer", 1000, 5.0)]
     assert medians(peer)["stand_in_cpu_ms"] is None and "stand-in" not in signup_table(peer, ["peer"], "cheap")
+
+
+def test_the_rss_goals_read_auth_with_and_without_the_stand_ins_share_and_the_largest_worker_process():
+    from bench.compare import rss_goal_lines
+
+    def project(auth_mib: float, held_mib: float, worker_mib: float) -> SignupRun:
+        sizes = {"auth": auth_mib, "worker supervisor": 43.0, "worker 1": worker_mib, "worker 2": worker_mib - 1}
+        return _run(
+            "project",
+            1000,
+            5.0,
+            rss_bytes={label: int(mib * 2**20) for label, mib in sizes.items()},
+            stand_in={"documents": 8000, "bytes": held_mib * 2**20},
+        )
+
+    figures = medians([project(96.0, 8.5, 51.0), project(92.0, 4.0, 52.0), project(99.0, 9.0, 61.0)])
+    assert figures["auth_rss_mib"] == 96.0 and figures["stand_in_mib"] == 8.5 and figures["worker_rss_mib"] == 52.0
+    auth, worker = rss_goal_lines(figures)
+    assert auth == (
+        "- auth's RSS after the run at most 90 MiB: 96.0 MiB: **no**; without the MongoDB stand-in's "
+        "documents and indexes (8.5 MiB): 87.5 MiB: yes"
+    )
+    assert worker == "- each worker process's RSS after the run at most 60 MiB: the largest 52.0 MiB: yes"
+    peer = medians([_run("peer", 1000, 5.0)])
+    assert peer["auth_rss_mib"] is None and rss_goal_lines(peer) == []
