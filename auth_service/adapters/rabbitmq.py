@@ -188,6 +188,8 @@ class RabbitMessageBus(ConnectionThread):
         self._request_links = RequestLinks(url, routes)
         self._channel = None
         self._confirms: LinkConfirms | None = None
+        # Why the broker closed the link's channel, if it did; raised on the link thread at its next tick.
+        self._channel_closed: pika.exceptions.ChannelClosedByBroker | None = None
         self._later: SimpleQueue[tuple[str, Outgoing, Future]] = SimpleQueue()
 
     def publish(self, queue: str, message: Outgoing, timeout: float) -> None:
@@ -212,6 +214,12 @@ class RabbitMessageBus(ConnectionThread):
         self._wait(self._start_on_link(lambda done: _run(work, self._channel, done)), timeout)
 
     def on_tick(self) -> None:
+        if self._channel_closed is not None:
+            # The broker closed the channel (a publish to an exchange deleted since auth declared it): the
+            # connection is up, but nothing can be published on it any more. Raised as the channel error it
+            # is, the thread stops and the process exits visibly instead of answering 503 to every publish;
+            # started again, it declares its topology anew.
+            raise self._channel_closed
         self._publish_later()
 
     def _publish_later(self) -> None:
@@ -273,8 +281,13 @@ class RabbitMessageBus(ConnectionThread):
     def on_connected(self, connection: pika.BlockingConnection) -> None:
         channel = connection.channel()
         confirms = LinkConfirms(channel)
+        channel._impl.add_on_close_callback(self._on_channel_closed)
         topology.declare(channel, self._routes.auth)
-        self._channel, self._confirms = channel, confirms
+        self._channel, self._confirms, self._channel_closed = channel, confirms, None
+
+    def _on_channel_closed(self, _channel, reason: Exception) -> None:
+        if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
+            self._channel_closed = reason
 
     def on_disconnected(self) -> None:
         confirms, self._confirms, self._channel = self._confirms, None, None

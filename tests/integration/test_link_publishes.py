@@ -12,6 +12,7 @@ import pika
 import pytest
 
 from auth_service.adapters.rabbitmq import RabbitMessageBus
+from auth_service.ports import BrokerUnavailable
 from common.messaging.envelope import Outgoing
 from devtools.stack import delete_run, unique_names
 from tests.integration.conftest import RABBITMQ_URL
@@ -97,3 +98,19 @@ def test_publishes_of_concurrent_requests_are_in_flight_together_and_each_is_con
     assert len(in_flight) == 200
     assert max(in_flight) > 1, "every publish waited for the one before it to be confirmed"
     assert received(channel, listener, 200) == ["user.verified"] * 200
+
+
+def test_a_channel_the_broker_closes_stops_the_link_visibly_instead_of_failing_every_publish(bus_and_listener):
+    """An exchange deleted under a running auth: the publish to it is refused, and the link thread ends with
+    the channel error (the server's watchdog then exits, and a new process declares the topology again)
+    rather than staying up on a channel that can publish nothing."""
+    bus, channel, _ = bus_and_listener
+    exchange = bus._routes.events_exchange
+    channel.exchange_delete(exchange)
+    with pytest.raises(BrokerUnavailable):
+        bus.publish("user.verified", event("user.verified"), timeout=5)
+    bus.join(5)
+    assert not bus.is_alive()
+    assert isinstance(bus.failure, pika.exceptions.ChannelClosedByBroker)
+    assert bus.failure.reply_code == 404
+    assert not bus.connected
