@@ -63,7 +63,7 @@ from bench.indexed_mongo import REPORT_ENV as STAND_IN_REPORT_ENV
 from bench.processes import cpu_seconds, process_tree
 from bench.signup_stats import SignupRun, code_in, rotated, slice_rates, wrong_code
 from bench.workload import RUN_PREFIX, Leftovers
-from devtools.mailsink import free_port, free_ports
+from devtools.mailsink import free_port
 from devtools.stack import ROOT, LocalStack, unique_names
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 (benchmark accounts)
@@ -286,7 +286,6 @@ class Project(SignupSystem):
             **names,
             "RATELIMIT_ENABLED": "false",
             "RATELIMIT_STORAGE_URI": self._settings["REDIS_URL"],
-            "WORKER_METRICS_PORT": str(free_ports(os.cpu_count() or 1)),
             STAND_IN_REPORT_ENV: str(log_dir / STAND_IN_REPORT),
         }
         if cheap_hash:

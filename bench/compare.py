@@ -513,11 +513,11 @@ def rss_goal_lines(ours: dict[str, float | None]) -> list[str]:
     largest worker process's."""
     rows = []
     auth, stand_in, worker = ours.get("auth_rss_mib"), ours.get("stand_in_mib"), ours.get("worker_rss_mib")
+    without = ours.get("auth_rss_without_stand_in_mib")
     if auth is not None:
         line = f"- auth's RSS after the run at most {AUTH_RSS_GOAL_MIB} MiB: {auth:.1f} MiB: "
         line += _held(auth <= AUTH_RSS_GOAL_MIB)
-        if stand_in is not None:
-            without = auth - stand_in
+        if stand_in is not None and without is not None:
             line += (
                 f"; without the MongoDB stand-in's documents and indexes ({stand_in:.1f} MiB): {without:.1f} MiB: "
                 f"{_held(without <= AUTH_RSS_GOAL_MIB)}"

@@ -208,6 +208,14 @@ def medians(runs: Sequence[SignupRun]) -> dict[str, float | None]:
         "stand_in_cpu_ms": _median([ms for run in runs if (ms := run.stand_in_cpu_ms) is not None]),
         "auth_rss_mib": _median([run.rss_bytes["auth"] / MIB for run in runs if "auth" in run.rss_bytes]),
         "stand_in_mib": _median([run.stand_in["bytes"] / MIB for run in runs if "bytes" in run.stand_in]),
+        # Per run, then the median: a median of each part apart could pair figures of different runs.
+        "auth_rss_without_stand_in_mib": _median(
+            [
+                (run.rss_bytes["auth"] - run.stand_in["bytes"]) / MIB
+                for run in runs
+                if "auth" in run.rss_bytes and "bytes" in run.stand_in
+            ]
+        ),
         "worker_rss_mib": _median([size for run in runs if (size := largest_worker_mib(run)) is not None]),
     }
 

@@ -119,7 +119,7 @@ def configure_logging(service: str, level: str = "INFO", stream: IO[str] | None 
     root.setLevel(level)
     # A line holds none of the caller's file, line, thread or process (JsonLineFormatter), so the records
     # do not look them up (the logging HOWTO's "Optimization" switches; measured in docs/performance.md,
-    # "Latest runs: 2026-12-07 night").
+    # "Earlier runs: 2026-12-07 night").
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False

@@ -214,7 +214,7 @@ class RabbitMessageBus(ConnectionThread):
         self._wait(self._start_on_link(lambda done: _run(work, self._channel, done)), timeout)
 
     def on_tick(self) -> None:
-        if self._channel_closed is not None:
+        if self._channel_closed is not None and not self._stopping.is_set():
             # The broker closed the channel (a publish to an exchange deleted since auth declared it): the
             # connection is up, but nothing can be published on it any more. Raised as the channel error it
             # is, the thread stops and the process exits visibly instead of answering 503 to every publish;

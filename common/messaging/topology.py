@@ -228,7 +228,7 @@ class Topology:
         has bound, as publish-subscribe does; a queue's message must reach its queue.
 
         Asked for every publish: the answer is kept per (topology, destination), as the inboxes it is
-        read from are built anew on each access (docs/performance.md, "Latest runs: 2026-12-07 night")."""
+        read from are built anew on each access (docs/performance.md, "Earlier runs: 2026-12-07 night")."""
         return _route(self, destination)
 
     def _find_route(self, destination: str) -> tuple[str, str, bool]:

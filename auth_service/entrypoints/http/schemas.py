@@ -20,7 +20,7 @@ class Schema(ma.Schema):
     nothing reads but the OpenAPI document and which stay resident for the life of the process. A
     schema is not changed once it is built (marshmallow copies the class's fields into the instance
     then), so a copy of one can be the schema itself; the documents come out byte for byte the same
-    (tests/unit/test_openapi.py).
+    (tests/unit/test_schema_copies.py).
     """
 
     def __deepcopy__(self, memo: dict) -> Schema:
