@@ -469,9 +469,6 @@ def goal_lines(figures: dict[str, dict[str, float | None]], confirm_ratio_p50: f
         values = [value for figures in peers.values() if (value := figures[key]) is not None]
         return min(values) if values else None
 
-    def held(ok: bool | None) -> str:
-        return "n/a" if ok is None else ("yes" if ok else "**no**")
-
     def at_most(key: str) -> str:
         mine, theirs = ours[key], best(key)
         ok = None if mine is None or theirs is None else mine <= theirs
@@ -516,23 +513,24 @@ def rss_goal_lines(ours: dict[str, float | None]) -> list[str]:
     without = ours.get("auth_rss_without_stand_in_mib")
     if auth is not None:
         line = f"- auth's RSS after the run at most {AUTH_RSS_GOAL_MIB} MiB: {auth:.1f} MiB: "
-        line += _held(auth <= AUTH_RSS_GOAL_MIB)
+        line += held(auth <= AUTH_RSS_GOAL_MIB)
         if stand_in is not None and without is not None:
             line += (
                 f"; without the MongoDB stand-in's documents and indexes ({stand_in:.1f} MiB): {without:.1f} MiB: "
-                f"{_held(without <= AUTH_RSS_GOAL_MIB)}"
+                f"{held(without <= AUTH_RSS_GOAL_MIB)}"
             )
         rows.append(line)
     if worker is not None:
         rows.append(
             f"- each worker process's RSS after the run at most {WORKER_RSS_GOAL_MIB} MiB: the largest {worker:.1f} "
-            f"MiB: {_held(worker <= WORKER_RSS_GOAL_MIB)}"
+            f"MiB: {held(worker <= WORKER_RSS_GOAL_MIB)}"
         )
     return rows
 
 
-def _held(ok: bool) -> str:
-    return "yes" if ok else "**no**"
+def held(ok: bool | None) -> str:
+    """A goal's verdict as the report prints it; ``None`` when a figure it needs is missing."""
+    return "n/a" if ok is None else ("yes" if ok else "**no**")
 
 
 def _ms(seconds: float | None) -> str:

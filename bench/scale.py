@@ -42,8 +42,9 @@ from common.messaging.connection import node_urls, parameters
 from common.messaging.consumer import publish
 from common.redis_client import redis_from_uri
 from devtools.cluster import MASTER_NAME, RoundRobinBalancer, start_rabbit_cluster, start_redis_sentinel_group
+from devtools.mailsink import free_port
 from devtools.mongo_wire import MongoWireServer
-from devtools.stack import Service, delete_queues, free_port, http_json, unique_names
+from devtools.stack import Service, delete_queues, http_json, unique_names
 
 WORKER_COUNTS = (1, 2, 4)
 AUTH_REPLICAS = (1, 2)

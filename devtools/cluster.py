@@ -30,7 +30,7 @@ from pathlib import Path
 
 import redis
 
-from devtools.stack import free_port
+from devtools.mailsink import free_port
 from devtools.tcp import ThreadedTcpServer
 
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")

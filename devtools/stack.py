@@ -26,7 +26,6 @@ from dotenv import dotenv_values
 from common.messaging import topology
 from common.messaging.connection import parameters
 from devtools.mailsink import MailSink, free_ports
-from devtools.mailsink import free_port as free_port  # for the cluster harness and bench/scale.py
 
 ROOT = Path(__file__).resolve().parent.parent
 

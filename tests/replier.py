@@ -10,12 +10,8 @@ import time
 import pika
 import pika.exceptions
 
-from bench.workload import run_topology
 from common.messaging import topology
 from common.messaging.topology import REPLIES_EXCHANGE, Topology
-
-# The topology of a run named by ``devtools.stack.unique_names``, as the benchmark builds it.
-routes_of = run_topology
 
 
 class Replier(threading.Thread):

@@ -100,10 +100,11 @@ class LinkConfirms:
         # a publish still in flight, and a return names the message, not the tag.
         self._tags_of: dict[str | None, deque[int]] = {}
         self._returned: set[int] = set()
+        # Why the broker closed the channel, if it did (a publish to an exchange that is gone).
+        self.closed_by_broker: pika.exceptions.ChannelClosedByBroker | None = None
         channel._impl.confirm_delivery(ack_nack_callback=self._on_confirm)
         channel._impl.add_on_return_callback(self._on_returned)
-        # A channel the broker closed (a publish to an exchange that is gone) confirms nothing more.
-        channel._impl.add_on_close_callback(lambda _channel, reason: self.fail_all(BrokerUnavailable(str(reason))))
+        channel._impl.add_on_close_callback(self._on_closed)
 
     def expect(self, message_id: str | None, done: Future) -> int:
         """The publish about to be sent on the channel, whose confirm settles ``done``; returns its tag.
@@ -159,6 +160,12 @@ class LinkConfirms:
                 self._returned.add(tag)
                 return
 
+    def _on_closed(self, _channel, reason: Exception) -> None:
+        # A closed channel confirms nothing more.
+        if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
+            self.closed_by_broker = reason
+        self.fail_all(BrokerUnavailable(str(reason)))
+
     def _settled(self, tag: int) -> Future:
         """Forget a publish (confirmed, refused or withdrawn); its future."""
         done, message_id = self._waiting.pop(tag)
@@ -188,8 +195,6 @@ class RabbitMessageBus(ConnectionThread):
         self._request_links = RequestLinks(url, routes)
         self._channel = None
         self._confirms: LinkConfirms | None = None
-        # Why the broker closed the link's channel, if it did; raised on the link thread at its next tick.
-        self._channel_closed: pika.exceptions.ChannelClosedByBroker | None = None
         self._later: SimpleQueue[tuple[str, Outgoing, Future]] = SimpleQueue()
 
     def publish(self, queue: str, message: Outgoing, timeout: float) -> None:
@@ -214,12 +219,13 @@ class RabbitMessageBus(ConnectionThread):
         self._wait(self._start_on_link(lambda done: _run(work, self._channel, done)), timeout)
 
     def on_tick(self) -> None:
-        if self._channel_closed is not None and not self._stopping.is_set():
+        confirms = self._confirms
+        if confirms is not None and confirms.closed_by_broker is not None and not self._stopping.is_set():
             # The broker closed the channel (a publish to an exchange deleted since auth declared it): the
             # connection is up, but nothing can be published on it any more. Raised as the channel error it
             # is, the thread stops and the process exits visibly instead of answering 503 to every publish;
             # started again, it declares its topology anew.
-            raise self._channel_closed
+            raise confirms.closed_by_broker
         self._publish_later()
 
     def _publish_later(self) -> None:
@@ -281,13 +287,8 @@ class RabbitMessageBus(ConnectionThread):
     def on_connected(self, connection: pika.BlockingConnection) -> None:
         channel = connection.channel()
         confirms = LinkConfirms(channel)
-        channel._impl.add_on_close_callback(self._on_channel_closed)
         topology.declare(channel, self._routes.auth)
-        self._channel, self._confirms, self._channel_closed = channel, confirms, None
-
-    def _on_channel_closed(self, _channel, reason: Exception) -> None:
-        if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
-            self._channel_closed = reason
+        self._channel, self._confirms = channel, confirms
 
     def on_disconnected(self) -> None:
         confirms, self._confirms, self._channel = self._confirms, None, None

@@ -26,9 +26,9 @@ from devtools.cluster import (
     start_rabbit_cluster,
     start_redis_sentinel_group,
 )
-from devtools.mailsink import MailSink
+from devtools.mailsink import MailSink, free_port
 from devtools.mongo_wire import MongoWireServer
-from devtools.stack import LocalStack, Service, delete_queues, free_port, http_json, unique_names
+from devtools.stack import LocalStack, Service, delete_queues, http_json, unique_names
 from tests.faults.harness import PASSWORD, FaultRun, retry_delays
 
 # Asked again for at most this long: a client gives up after that.

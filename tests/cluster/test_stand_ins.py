@@ -15,8 +15,9 @@ import pytest
 from pymongo.errors import DuplicateKeyError
 
 from devtools.cluster import PrivateNetwork, RoundRobinBalancer
+from devtools.mailsink import free_port
 from devtools.mongo_wire import MongoWireServer
-from devtools.stack import free_port, http_json
+from devtools.stack import http_json
 
 
 @pytest.fixture

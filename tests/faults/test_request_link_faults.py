@@ -15,10 +15,11 @@ import pytest
 
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.ports import BrokerUnavailable
+from bench.workload import run_topology
 from common.messaging.envelope import Outgoing
 from common.messaging.topology import Topology
 from devtools.stack import delete_run, unique_names
-from tests.replier import Replier, routes_of
+from tests.replier import Replier
 
 DEADLINE_SECONDS = 1.0
 
@@ -33,7 +34,7 @@ def wait_until_ready(thread, timeout: float = 60.0) -> None:
 
 def test_a_frozen_broker_costs_a_request_its_deadline_and_a_restart_costs_it_nothing(private_rabbitmq):
     names = unique_names("fault")
-    routes = routes_of(names)
+    routes = run_topology(names)
     bus = RabbitMessageBus(private_rabbitmq.url, routes, max_waiting_replies=4)
     replier = Replier(private_rabbitmq.url, routes)
     try:

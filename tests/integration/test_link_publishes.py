@@ -13,10 +13,10 @@ import pytest
 
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.ports import BrokerUnavailable
+from bench.workload import run_topology
 from common.messaging.envelope import Outgoing
 from devtools.stack import delete_run, unique_names
 from tests.integration.conftest import RABBITMQ_URL
-from tests.replier import routes_of
 
 
 def event(name: str) -> Outgoing:
@@ -26,7 +26,7 @@ def event(name: str) -> Outgoing:
 @pytest.fixture
 def bus_and_listener():
     names = unique_names("it")
-    routes = routes_of(names)
+    routes = run_topology(names)
     bus = RabbitMessageBus(RABBITMQ_URL, routes, max_waiting_replies=2)
     bus.start()
     assert bus.ready.wait(15), "the broker link did not come up"

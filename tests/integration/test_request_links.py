@@ -15,12 +15,13 @@ import pytest
 
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.ports import BrokerUnavailable
+from bench.workload import run_topology
 from common.messaging import topology
 from common.messaging.envelope import Outgoing
 from common.messaging.topology import Topology
 from devtools.stack import delete_run, unique_names
 from tests.integration.conftest import RABBITMQ_URL
-from tests.replier import Replier, routes_of
+from tests.replier import Replier
 from tests.waiting import eventually
 
 
@@ -37,7 +38,7 @@ def names():
 
 @pytest.fixture
 def routes(names) -> Topology:
-    return routes_of(names)
+    return run_topology(names)
 
 
 @pytest.fixture
