@@ -148,6 +148,18 @@ def test_the_common_password_list_is_shipped_and_loaded_once():
     assert common_passwords._common.cache_info().misses == 1
 
 
+def test_the_common_password_list_answers_as_a_set_of_its_words_would():
+    words = common_passwords.LIST_PATH.read_text().splitlines()
+    as_set = frozenset(words)
+    listed = common_passwords.SortedWords(words)
+    assert len(listed) == len(as_set)
+    near_misses = [variant for word in words[::7] for variant in (word[:-1], word + "a", word + "\n", "0" + word)]
+    for probe in [*words, *near_misses, "", "\n", " ", "zzzzzzzzzzzzzzzz", "\x00", "é" * 8, 12345678, None]:
+        assert (probe in listed) == (probe in as_set), probe
+    assert "b" not in common_passwords.SortedWords(["a", "c"])
+    assert "a" not in common_passwords.SortedWords([])
+
+
 def test_login_never_fails_on_a_password_bcrypt_would_refuse(system, unique_email):
     email = unique_email()
     verified(system, email)
