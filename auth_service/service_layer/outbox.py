@@ -55,19 +55,20 @@ class Outbox:
     def add(self, user_id: str, entry: OutboxEntry) -> None:
         self._users.add_outbox(user_id, entry, publish_after=self.relay_after())
 
-    def deliver(self, user_id: str, entry: OutboxEntry) -> bool:
-        """Publish with a publisher confirm; False (the entry stays for the relay) if the broker refused."""
+    def deliver(self, user_id: str, entry: OutboxEntry, others_pending: bool = False) -> bool:
+        """Publish with a publisher confirm; False (the entry stays for the relay) if the broker refused.
+        ``others_pending``: entries stored with this one are delivered after it (``outbox_delivered``)."""
         try:
             self._bus.publish(entry.queue, entry.message, timeout=self._publish_timeout)
         except BrokerUnavailable:
             log.warning("broker unavailable, message left in the outbox for the relay")
             return False
-        self._delivered(user_id, entry)
+        self._delivered(user_id, entry, others_pending)
         return True
 
-    def _delivered(self, user_id: str, entry: OutboxEntry) -> None:
+    def _delivered(self, user_id: str, entry: OutboxEntry, others_pending: bool = False) -> None:
         self._on_delivered(user_id, entry)
-        self._users.outbox_delivered(user_id, entry.message.message_id)
+        self._users.outbox_delivered(user_id, entry.message.message_id, others_pending)
 
     def deliver_soon(self, user_id: str, entry: OutboxEntry) -> None:
         """Publish without waiting for the broker's confirm; the entry is marked delivered once it comes
@@ -100,8 +101,8 @@ class Outbox:
             if claimed is None:
                 return delivered
             user_id, entries = claimed
-            for entry in entries:
-                if not self.deliver(user_id, entry):
+            for index, entry in enumerate(entries):
+                if not self.deliver(user_id, entry, others_pending=index < len(entries) - 1):
                     self._users.postpone_outbox(user_id, now)
                     raise BrokerUnavailable(f"{delivered} delivered before the broker refused")
                 delivered += 1

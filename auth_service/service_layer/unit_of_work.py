@@ -74,13 +74,15 @@ class UnitOfWork:
     def deliver_stored(self, user_id: str) -> None:
         """Publish everything still in the account's outbox, each confirmed, before the document that holds
         it goes (an erasure). Raises ``BrokerUnavailable`` at the first refusal."""
-        for entry in self._outbox.stored(user_id):
-            if not self._outbox.deliver(user_id, entry):
+        stored = self._outbox.stored(user_id)
+        for index, entry in enumerate(stored):
+            if not self._outbox.deliver(user_id, entry, others_pending=index < len(stored) - 1):
                 raise BrokerUnavailable("the outbox's messages wait for the broker")
 
     def _deliver(self, user_id: str, entries: Sequence[OutboxEntry]) -> None:
-        for entry in entries:
+        for index, entry in enumerate(entries):
             if not answer_waits(entry):
                 self._outbox.deliver_soon(user_id, entry)
-            elif not self._outbox.deliver(user_id, entry):
+            # The write's later entries are still stored while this one is marked: they leave after it.
+            elif not self._outbox.deliver(user_id, entry, others_pending=index < len(entries) - 1):
                 return  # the broker refused: the rest, in order, is the relay's

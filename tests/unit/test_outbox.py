@@ -62,3 +62,26 @@ def test_a_relay_that_meets_a_dead_broker_puts_the_message_back(system, unique_e
 def test_a_published_registration_leaves_nothing_in_the_outbox(system, unique_email):
     system.client.post("/auth/register", json={"email": unique_email(), "password": "correct horse battery"})
     assert system.auth.users.pending_outbox_count() == 0
+
+
+def test_a_registrations_two_messages_leave_the_outbox_in_two_writes(system, unique_email):
+    users = system.auth.users
+    writes: list[str] = []
+    collection = users._users
+
+    class Counted:
+        def __getattr__(self, name):
+            if name in ("update_one", "find_one_and_update"):
+                writes.append(name)
+            return getattr(collection, name)
+
+    users._users = Counted()
+    try:
+        body = {"email": unique_email(), "password": "correct horse battery"}
+        response = system.client.post("/auth/register", json=body)
+    finally:
+        users._users = collection
+    assert response.status_code == 201
+    # Marking the code request, then the event (which also ends the relay's watch); nothing else updates.
+    assert writes == ["update_one", "update_one"]
+    assert users.pending_outbox_count() == 0

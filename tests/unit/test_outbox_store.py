@@ -96,3 +96,22 @@ def test_a_delivery_for_an_account_that_is_gone_is_ignored(users):
     users._users.delete_one({"_id": "user-1"})
     users.outbox_delivered("user-1", "event-1")
     assert users._users.count_documents({}) == 0
+
+
+def test_an_entry_delivered_before_the_rest_of_its_write_leaves_in_one_write_and_the_watch_stays(users):
+    add(users, "code-request", "event")
+    counted = count_writes(users)
+    users.outbox_delivered("user-1", "code-request", others_pending=True)
+    assert state(users) == (["event"], True)
+    users.outbox_delivered("user-1", "event")
+    assert state(users) == ([], False)
+    assert counted.writes == 2
+
+
+def test_a_wrong_hint_leaves_an_empty_outbox_that_the_relays_next_claim_stops_watching(users):
+    add(users, "first", "second")
+    users.outbox_delivered("user-1", "second")
+    users.outbox_delivered("user-1", "first", others_pending=True)  # the rest had left meanwhile
+    assert state(users) == ([], True)
+    assert users.claim_due_outbox(DUE + timedelta(seconds=1), lease_until=DUE + timedelta(seconds=31)) is None
+    assert state(users) == ([], False)

@@ -27,14 +27,21 @@ class MongoOutbox(UsersCollection):
         document = self._users.find_one({"_id": user_id}, {"outbox": 1})
         return [entry_of(raw) for raw in (document or {}).get("outbox", [])]
 
-    def outbox_delivered(self, user_id: str, message_id: str) -> None:
+    def outbox_delivered(self, user_id: str, message_id: str, others_pending: bool = False) -> None:
         """Take the entry out; once the outbox is empty, the relay stops watching the account.
 
         Most outboxes hold one entry at a time, so the first write assumes it: one
-        write instead of two. Otherwise the entry is pulled and the document read
-        back, and whichever delivery found the outbox empty ends the watch.
+        write instead of two. With ``others_pending`` (the rest of one write is still
+        to be delivered, a registration's event after its code request) the entry is
+        only pulled, also one write. Otherwise the entry is pulled and the document
+        read back, and whichever delivery found the outbox empty ends the watch.
+        A hint that turned out wrong (the rest left meanwhile) leaves an empty
+        outbox watched: the relay's next claim finds it empty and ends the watch.
         """
         pull = {"$pull": {"outbox": {"message_id": message_id}}}
+        if others_pending:
+            self._locked(self._users.update_one, {"_id": user_id}, pull)
+            return
         only_entry = {"_id": user_id, "outbox": {"$size": 1}, "outbox.message_id": message_id}
         if self._locked(self._users.update_one, only_entry, {**pull, "$unset": {"outbox_due_at": ""}}).matched_count:
             return
