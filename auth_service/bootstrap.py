@@ -22,7 +22,6 @@ from auth_service.adapters import disposable_domains, mongo_schema
 from auth_service.adapters.abuse_metrics import AbuseMetrics
 from auth_service.adapters.account_keys import NoAccountKeys, RedisAccountKeys
 from auth_service.adapters.admin_keys_file import AdminKeysFile, NoAdminKeys
-from auth_service.adapters.captcha import SiteverifyCaptcha
 from auth_service.adapters.cooldowns import InMemoryCooldowns, RedisCooldowns
 from auth_service.adapters.keys_file import KeysFile
 from auth_service.adapters.mongo_activity import MongoActivity
@@ -33,12 +32,12 @@ from auth_service.adapters.mongo_signing_keys import MongoSigningKeys
 from auth_service.adapters.mongo_suppressions import MongoSuppressions
 from auth_service.adapters.mongo_users import MongoUserRepository
 from auth_service.adapters.mongo_webhooks import MongoWebhooks
-from auth_service.adapters.pwned_passwords import PwnedPasswordsClient
 from auth_service.adapters.rabbitmq import RabbitMessageBus
 from auth_service.adapters.sns import SnsVerifier
+from auth_service.adapters.webhook_addresses import AddressChecker
 from auth_service.adapters.webhook_feed import BrokerEventFeed, InProcessEventFeed
-from auth_service.adapters.webhook_http import AddressChecker, WebhookClient
 from auth_service.adapters.webhook_metrics import FailingEndpoints, WebhookMetrics
+from auth_service.adapters.webhook_poster import PosterOnFirstUse
 from auth_service.adapters.webhook_timers import BrokerWebhookTimers
 from auth_service.config import Settings
 from auth_service.domain.abuse import CaptchaProvider
@@ -55,7 +54,7 @@ from auth_service.entrypoints.http.admin.app import create_admin_app
 from auth_service.entrypoints.http.app import create_app
 from auth_service.entrypoints.session_ends_listener import SessionEndsListener
 from auth_service.entrypoints.webhooks import Lanes, Sweep, dispatcher_handler
-from auth_service.ports import Cooldowns, EventFeed, MessageBus
+from auth_service.ports import Cooldowns, EventFeed, MessageBus, WebhookPoster
 from auth_service.service_layer.activity import ActivityLog
 from auth_service.service_layer.admin_access import AdminAccess, AdminKeys
 from auth_service.service_layer.code_asks import CodeAsks
@@ -586,9 +585,17 @@ def webhook_dispatcher(
     clock: Callable[[], float] = time.time,
 ) -> list:
     """The dispatcher's threads: the consumer of its queue, the endpoints' lanes, the sweep."""
+
+    def client() -> WebhookPoster:
+        from auth_service.adapters.webhook_http import WebhookClient  # with urllib3, once an attempt comes
+
+        return WebhookClient(
+            settings.webhook_allow_private_urls, connections_per_host=settings.webhook_endpoint_concurrency
+        )
+
     dispatch = WebhookDispatch(
         store,
-        WebhookClient(settings.webhook_allow_private_urls, connections_per_host=settings.webhook_endpoint_concurrency),
+        PosterOnFirstUse(client),
         timers,
         DispatchPolicy(
             timeout_seconds=settings.webhook_timeout_seconds,
@@ -659,9 +666,14 @@ def _admin_key_use_gauge(registry: CollectorRegistry, clock: Callable[[], float]
 
 
 def sign_up_abuse_checks(settings: Settings, metrics: AbuseMetrics) -> AbuseChecks:
-    """The checks the settings turn on, each with its HTTP client (no connection is opened until a check runs)."""
+    """The checks the settings turn on, each with its HTTP client (no connection is opened until a check runs).
+
+    A check's client, and urllib3 with it, is imported only when the check is on
+    (docs/decisions/lazy-http-clients.md)."""
     captcha = None
     if settings.captcha_provider is not None and settings.captcha_secret is not None:
+        from auth_service.adapters.captcha import SiteverifyCaptcha
+
         captcha = SiteverifyCaptcha(
             CaptchaProvider(settings.captcha_provider),
             settings.captcha_secret.get_secret_value(),
@@ -671,6 +683,8 @@ def sign_up_abuse_checks(settings: Settings, metrics: AbuseMetrics) -> AbuseChec
         )
     ranges = None
     if settings.pwned_passwords_url:
+        from auth_service.adapters.pwned_passwords import PwnedPasswordsClient
+
         ranges = PwnedPasswordsClient(
             settings.pwned_passwords_url,
             settings.pwned_passwords_timeout_seconds,

@@ -19,6 +19,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from auth_service.adapters.webhook_addresses import Resolve, resolve_host
 from auth_service.domain.webhook_urls import RefusedAddress, check_addresses
 from auth_service.domain.webhooks import AttemptOutcome, AttemptResult
 
@@ -26,14 +27,7 @@ from auth_service.domain.webhooks import AttemptOutcome, AttemptResult
 MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "auth-service-webhooks/1"
 
-Resolve = Callable[[str, int], list[str]]
 Connect = Callable[[tuple[str, int], float | None], socket.socket]
-
-
-def resolve_host(host: str, port: int) -> list[str]:
-    """Every address ``host`` resolves to (an address resolves to itself, without DNS)."""
-    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(address[4][0]) for address in found))
 
 
 def connect_to(address: tuple[str, int], timeout: float | None) -> socket.socket:
@@ -155,19 +149,3 @@ def _reason(error: Exception) -> str:
         if marker in text:
             return text[text.index(marker) :][:200]
     return type(error).__name__
-
-
-class AddressChecker:
-    """The guard at an endpoint's creation: the addresses its host resolves to now. A name that does not
-    resolve yet passes (it may resolve only where the dispatchers run); every connection checks again."""
-
-    def __init__(self, allow_private: bool, resolve: Resolve = resolve_host):
-        self._allow_private = allow_private
-        self._resolve = resolve
-
-    def __call__(self, host: str, port: int) -> None:
-        try:
-            addresses = self._resolve(host, port)
-        except OSError:
-            return
-        check_addresses(addresses, self._allow_private)

@@ -29,8 +29,9 @@ import pytest
 
 from auth_service.adapters.mongo_webhooks import MongoWebhooks
 from auth_service.adapters.rabbitmq import RabbitMessageBus
+from auth_service.adapters.webhook_addresses import AddressChecker
 from auth_service.adapters.webhook_feed import BrokerEventFeed
-from auth_service.adapters.webhook_http import AddressChecker, WebhookClient
+from auth_service.adapters.webhook_http import WebhookClient
 from auth_service.adapters.webhook_timers import BrokerWebhookTimers
 from auth_service.config import Settings
 from auth_service.domain.sealed_keys import WEBHOOK_SECRETS_INFO, KeySealer

@@ -1,12 +1,14 @@
 """What importing the services' dependencies brings into every process, checked in fresh interpreters.
 
-Each module named here was measured as a cost no service uses (docs/decisions/redis-below-7-2.md): a
-dependency release that starts importing it again fails here instead of growing every process unseen.
+Each module named here was measured as a cost a process does not use (docs/decisions/redis-below-7-2.md,
+lazy-http-clients.md): a change or a dependency release that starts importing it again fails here instead
+of growing every process unseen.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,13 +24,37 @@ for name in sys.argv[1:]:
 print(json.dumps(sorted(sys.modules)))
 """
 
+BUILT = """
+import json, sys
+from auth_service import bootstrap
+from auth_service.config import Settings
+bootstrap.build(Settings.from_env())
+print(json.dumps(sorted(sys.modules)))
+"""
 
-def loaded_after(*imports: str) -> set[str]:
+AUTH_ENV = {
+    "MONGO_URI": "mongomock://",
+    "APP_ENV": "development",
+    "JWT_SECRET": "import-costs-jwt-secret-0123456789abcdef",
+    "CODE_HMAC_KEY": "import-costs-code-key-0123456789abcdef",
+}
+
+
+def loaded(script: str, *args: str, env: dict[str, str] | None = None) -> set[str]:
     done = subprocess.run(
-        [sys.executable, "-c", LOADED, *imports], cwd=ROOT, capture_output=True, timeout=120, check=False
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    return set(json.loads(done.stdout))
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def loaded_after(*imports: str) -> set[str]:
+    return loaded(LOADED, *imports)
 
 
 @pytest.mark.parametrize("entry_point", ["auth_service.__main__", "email_service.__main__"])
@@ -46,3 +72,16 @@ def test_the_benchmark_auth_process_brings_no_benchmark_tooling():
     service = loaded_after("auth_service.__main__", "mongomock")
     benchmark = loaded_after("bench.indexed_mongo")
     assert benchmark - service == {"bench", "bench.indexed_mongo"}
+
+
+def test_auth_loads_no_http_client_until_a_check_or_a_webhook_needs_one():
+    # The defaults: the webhook dispatcher runs in the API process, no CAPTCHA, no breached-password check.
+    assert "urllib3" not in loaded(BUILT, env={**AUTH_ENV, "WEBHOOK_DISPATCHER": "true"})
+    with_checks = {
+        **AUTH_ENV,
+        "PWNED_PASSWORDS_URL": "https://api.pwnedpasswords.com/range/",
+        "CAPTCHA_PROVIDER": "turnstile",
+        "CAPTCHA_SECRET": "import-costs-captcha-secret",
+    }
+    built = loaded(BUILT, env=with_checks)
+    assert {"auth_service.adapters.captcha", "auth_service.adapters.pwned_passwords", "urllib3"} <= built
