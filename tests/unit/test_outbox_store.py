@@ -1,5 +1,7 @@
 """The outbox in the account document: an entry leaves once delivered, and the relay stops watching the
-account (``outbox_due_at``) exactly when nothing is left, in whatever order the entries are delivered."""
+account (``outbox_due_at``) when nothing is left, in whatever order the entries are delivered; never
+while something is. A caller's wrong ``others_pending`` hint can leave an empty outbox watched, which the
+relay's next claim ends."""
 
 from __future__ import annotations
 
