@@ -93,7 +93,7 @@ class DemoStack:
     def stop(self) -> None:
         if self.stack is not None:
             self.exit_codes = self.stack.stop()
-            delete_run(self.rabbitmq_url, self.names)
+            delete_run(self.rabbitmq_url, self.names, redis_url=self.redis_url)
 
     def report(self, ok: bool, success: str) -> int:
         codes = self.exit_codes

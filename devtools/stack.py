@@ -149,8 +149,11 @@ def delete_run(
     names: dict[str, str],
     retry_delays: tuple[int, ...] | None = None,
     webhook_schedule: tuple[int, ...] | None = None,
+    redis_url: str | None = None,
 ) -> None:
-    """Remove what a run named by ``unique_names`` declared on the broker: its queues and its events exchange."""
+    """Remove what a run named by ``unique_names`` declared on the broker (its queues and its events exchange)
+    and, given ``redis_url``, the keys it wrote under its prefixes: the worker's (some without an expiry,
+    such as the code key it keeps) and the rate limiter's."""
     delete_queues(
         rabbitmq_url,
         [value for key, value in names.items() if key.endswith("_QUEUE")],
@@ -158,6 +161,23 @@ def delete_run(
         exchanges=[names["ACCOUNT_EVENTS_EXCHANGE"]] if "ACCOUNT_EVENTS_EXCHANGE" in names else [],
         webhook_schedule=webhook_schedule or topology.WEBHOOK_RETRY_SCHEDULE,
     )
+    if redis_url is not None:
+        delete_keys(redis_url, names)
+
+
+def delete_keys(redis_url: str, names: dict[str, str]) -> None:
+    """Every Redis key of a run named by ``unique_names``: under its worker prefix, and its rate limiter's
+    (flask-limiter puts its own prefix before the run's)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        patterns = [f"{names['REDIS_KEY_PREFIX']}:*"] if "REDIS_KEY_PREFIX" in names else []
+        if "RATELIMIT_KEY_PREFIX" in names:
+            patterns.append(f"*{names['RATELIMIT_KEY_PREFIX']}*")
+        for pattern in patterns:
+            for key in client.scan_iter(match=pattern):
+                client.delete(key)
+    finally:
+        client.close()
 
 
 class Service:

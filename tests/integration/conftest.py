@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import pytest
-import redis
 
 from devtools.stack import LocalStack, delete_run, preflight, unique_names
 
@@ -62,7 +61,6 @@ class Stacks:
         # Every process is stopped before any cleanup, so that a broker too slow to delete a queue leaves none running.
         for stack, _ in self._started:
             stack.stop()
-        client = redis.Redis.from_url(REDIS_URL)
         for stack, names in self._started:
             # A stack with a retry ladder of its own has retry queues of its own to delete.
             delays = stack.env.get("RETRY_DELAYS_SECONDS")
@@ -72,10 +70,8 @@ class Stacks:
                 names,
                 tuple(int(delay) for delay in delays.split(",")) if delays else None,
                 tuple(int(delay) for delay in schedule.split(",")) if schedule else None,
+                redis_url=REDIS_URL,
             )
-            for pattern in (f"{names['REDIS_KEY_PREFIX']}:*", f"*{names['RATELIMIT_KEY_PREFIX']}*"):
-                for key in client.scan_iter(match=pattern):
-                    client.delete(key)
         self._started.clear()
 
 

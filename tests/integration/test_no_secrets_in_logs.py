@@ -52,7 +52,7 @@ def run(tmp_path_factory):
         yield stack, dict(secret_values)
     finally:
         stack.stop()
-        delete_run(RABBITMQ_URL, names)
+        delete_run(RABBITMQ_URL, names, redis_url=REDIS_URL)
 
 
 def walk_the_flow(stack: LocalStack) -> dict[str, list[str]]:

@@ -26,7 +26,7 @@ def stack(tmp_path):
         yield running.start()
     finally:
         running.stop()
-        delete_run(servers["RABBITMQ_URL"], names)
+        delete_run(servers["RABBITMQ_URL"], names, redis_url=servers["REDIS_URL"])
 
 
 def log_lines(path) -> list[dict]:

@@ -43,4 +43,4 @@ def test_sigterm_stops_both_services_with_exit_0_within_10_seconds(tmp_path, uni
         assert "email worker stopped" in stack.worker.log_text()
     finally:
         stack.stop()
-        delete_run(servers["RABBITMQ_URL"], names)
+        delete_run(servers["RABBITMQ_URL"], names, redis_url=servers["REDIS_URL"])
