@@ -7,8 +7,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import redis
-
 from bench import local_servers
 from devtools.stack import LocalStack, delete_run, unique_names
 
@@ -38,8 +36,4 @@ def benchmark_stack(overrides: dict[str, str]) -> Iterator[LocalStack]:
         yield stack
     finally:
         stack.stop()
-        delete_run(rabbitmq_url, names)
-        client = redis.Redis.from_url(redis_url)
-        for prefix in (names["REDIS_KEY_PREFIX"], names["RATELIMIT_KEY_PREFIX"]):
-            for key in client.scan_iter(match=f"{prefix}:*"):
-                client.delete(key)
+        delete_run(rabbitmq_url, names, redis_url=redis_url)

@@ -85,11 +85,7 @@ def run(tmp_path_factory) -> Iterator[Run]:
         system.stop_background(10)
         stack.worker.stop()
         stack.sink.stop()
-        delete_run(RABBITMQ_URL, names)
-        client = redis.Redis.from_url(REDIS_URL)
-        for pattern in (f"{names['REDIS_KEY_PREFIX']}:*", f"*{names['RATELIMIT_KEY_PREFIX']}*"):
-            for key in client.scan_iter(match=pattern):
-                client.delete(key)
+        delete_run(RABBITMQ_URL, names, redis_url=REDIS_URL)
 
 
 @pytest.fixture

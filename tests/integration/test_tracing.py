@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import redis
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -82,10 +81,7 @@ def system() -> Iterator[System]:
         for thread in reversed(threads):
             thread.join(10)
         sink.stop()
-        client = redis.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(match=f"{names['REDIS_KEY_PREFIX']}:*"):
-            client.delete(key)
-        delete_run(RABBITMQ_URL, names)
+        delete_run(RABBITMQ_URL, names, redis_url=REDIS_URL)
 
 
 def trace_of(recorded: InMemorySpanExporter, root: ReadableSpan, until, attempts: int = 100) -> list[ReadableSpan]:
