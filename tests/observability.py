@@ -43,7 +43,7 @@ class FakeChannel:
     acked: list[int] = field(default_factory=list)
     published: list[tuple[str, dict]] = field(default_factory=list)
 
-    def basic_ack(self, delivery_tag: int) -> None:
+    def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
         self.acked.append(delivery_tag)
 
     def basic_publish(self, exchange: str, routing_key: str, body: bytes, properties, mandatory: bool = False):
@@ -55,6 +55,7 @@ def deliver(consumer: Consumer, message: Outgoing, channel: FakeChannel | None =
     channel = channel or FakeChannel()
     method = SimpleNamespace(delivery_tag=len(channel.acked) + 1)
     consumer._on_message(channel, method, message.properties(), message.encoded_body())
+    consumer.on_tick()
     return channel
 
 

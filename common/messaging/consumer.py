@@ -15,6 +15,16 @@ Such a message is not spent on the retry ladder: the consumer keeps it in
 hand, pauses with capped back-off while still serving heartbeats, and runs
 the handler again once the store answers. A short outage therefore costs
 time, never a dead-lettered registration.
+
+Acks are sent per batch: pika hands over the deliveries of one read
+together, and once each of them is settled (handled, parked or
+dead-lettered), one ``multiple`` ack covers them all. A message is still
+acked only after its work is done; what the batch adds is that a worker
+dying after a mail but before the batch's ack has that message redelivered,
+which its handler already answers as done (a code mailed once per message
+id, a verdict remembered). One ack instead of one per message spares a
+socket flush per message here and work in the broker
+(docs/decisions/batched-acks.md).
 """
 
 from __future__ import annotations
@@ -185,6 +195,8 @@ class Consumer(ConnectionThread):
         self._observe = observe or (lambda queue, outcome: None)
         self._bind_request_id = bind_request_id or (lambda request_id: None)
         self._reply_channel = None
+        # The last delivery settled since the batch's ack: every earlier one on the channel is settled too.
+        self._settled: tuple[Any, int] | None = None
 
     def log_context(self) -> dict:
         return {"queue": self._queue.name}
@@ -198,6 +210,19 @@ class Consumer(ConnectionThread):
         # Without confirm mode: the requester's wait is what a reply's delivery is checked by.
         self._reply_channel = connection.channel()
 
+    def on_tick(self) -> None:
+        # Called after each pass over the connection's events, so after each batch of deliveries.
+        self._ack_settled()
+
+    def on_disconnected(self) -> None:
+        # An ack not sent dies with its connection: the broker redelivers those messages.
+        self._settled = None
+
+    def _ack_settled(self) -> None:
+        if self._settled is not None:
+            (channel, delivery_tag), self._settled = self._settled, None
+            channel.basic_ack(delivery_tag, multiple=True)
+
     def _on_message(self, channel, method, properties, body: bytes) -> None:
         with processing(self._queue.name, properties.headers, properties.message_id):
             self._process(channel, method, properties, body)
@@ -206,6 +231,7 @@ class Consumer(ConnectionThread):
         if self._stopping.is_set():
             # pika hands over every prefetched delivery in one go; once asked to
             # stop, finish only the message in hand and give the rest back.
+            self._ack_settled()
             channel.basic_nack(method.delivery_tag, requeue=True)
             return
         try:
@@ -224,6 +250,7 @@ class Consumer(ConnectionThread):
             result = Result.retry(f"unexpected {type(error).__name__}")
         if result is None:
             # Stopping while a store is down: hand the message back untouched.
+            self._ack_settled()
             channel.basic_nack(method.delivery_tag, requeue=True)
         else:
             self._settle(channel, method, properties, body, result)
@@ -246,7 +273,9 @@ class Consumer(ConnectionThread):
 
     def _pause(self, seconds: float) -> None:
         # connection.sleep keeps heartbeats flowing and, inside a delivery
-        # callback, dispatches no other delivery.
+        # callback, dispatches no other delivery. The messages done before this one
+        # are not held with it.
+        self._ack_settled()
         connection = self._connection
         if connection is None:  # no connection whose heartbeats to keep
             self._stopping.wait(seconds)
@@ -276,7 +305,7 @@ class Consumer(ConnectionThread):
             headers[ORIGINAL_QUEUE_HEADER] = self._queue.name
             self._republish(channel, self._queue.dead_letter_queue, properties, body, headers)
             log.error("message dead-lettered", extra={"queue": self._queue.name, "reason": result.reason})
-        channel.basic_ack(method.delivery_tag)
+        self._settled = (channel, method.delivery_tag)
         if outcome is Outcome.ACK:
             log.info(
                 "message handled",

@@ -90,7 +90,7 @@ class JournalingChannel:
         assert isinstance(body, bytes)
         self._journal.note("publish", routing_key)
 
-    def basic_ack(self, delivery_tag):
+    def basic_ack(self, delivery_tag, multiple=False):
         self._journal.note("ack", delivery_tag)
 
 
@@ -222,6 +222,8 @@ def test_any_delivery_is_acked_once_and_only_after_the_work(
 
     consumer._on_message(JournalingChannel(journal), Method(tag), properties, body)
 
+    consumer.on_tick()
+
     assert_acked_last_and_once(journal, tag)
 
 
@@ -239,9 +241,9 @@ def test_a_code_request_writes_the_store_and_sends_before_the_ack(name, message_
     body.update(name=name, requested_at=NOW)
     properties = pika.BasicProperties(message_id=message_id, headers=headers)
 
-    consumer_for(QUEUES["creation"], handlers.code_requests)._on_message(
-        JournalingChannel(journal), Method(7), properties, json.dumps(body).encode()
-    )
+    consumer = consumer_for(QUEUES["creation"], handlers.code_requests)
+    consumer._on_message(JournalingChannel(journal), Method(7), properties, json.dumps(body).encode())
+    consumer.on_tick()
 
     assert_acked_last_and_once(journal, 7)
     kinds = [entry[:2] for entry in journal]
@@ -266,9 +268,9 @@ def test_a_submitted_code_is_judged_and_answered_before_the_ack(code, reply_to, 
     body = json.dumps(submission).encode()
     properties = pika.BasicProperties(message_id="submission-1", reply_to=reply_to, correlation_id=correlation_id)
 
-    consumer_for(QUEUES["confirm"], handlers.code_submissions)._on_message(
-        JournalingChannel(journal), Method(9), properties, body
-    )
+    consumer = consumer_for(QUEUES["confirm"], handlers.code_submissions)
+    consumer._on_message(JournalingChannel(journal), Method(9), properties, body)
+    consumer.on_tick()
 
     assert_acked_last_and_once(journal, 9)
     assert journal[0] == ("store", "attempt")

@@ -139,7 +139,7 @@ class _Channel:
         self.nacked: list[int] = []
         self.published: list[str] = []
 
-    def basic_ack(self, tag):
+    def basic_ack(self, tag, multiple=False):
         self.acked.append(tag)
 
     def basic_nack(self, tag, requeue):
@@ -177,6 +177,7 @@ def _deliver(consumer: Consumer, channel: _Channel, headers: dict | None = None)
     properties = message.properties()
     properties.headers = {**(properties.headers or {}), **(headers or {})}
     consumer._on_message(channel, pika.spec.Basic.Deliver(delivery_tag=7), properties, message.encoded_body())
+    consumer.on_tick()
 
 
 def test_a_message_is_held_while_redis_is_down_and_acked_once_it_is_back(monkeypatch):

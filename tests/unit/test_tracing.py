@@ -187,3 +187,28 @@ def test_the_auth_services_access_lines_carry_the_request_trace_even_for_a_refus
     continued, refused = (line["trace_id"] for line in lines if line["logger"] == "auth_service.access")
     assert continued == INCOMING_TRACE_ID
     assert refused is not None and refused != INCOMING_TRACE_ID
+
+
+def test_where_nothing_is_recorded_the_worker_starts_no_span_and_carries_the_publishers_trace_on(
+    unrecorded, spans, monkeypatch
+):
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: unrecorded)
+    inside: list[trace.Span] = []
+
+    def handler(message, publisher):
+        logging.getLogger("test.tracing").info("handling")
+        with tracing.client_span("smtp send") as span:
+            inside.append(span)
+        return Result.retry("smtp timeout")
+
+    with json_log_lines() as lines:
+        [(_, _, _, properties), _] = deliver(
+            handler, Outgoing(type="t", body={"x": 1}), headers={TRACEPARENT: INCOMING_TRACEPARENT}
+        )
+    [line] = [line for line in lines if line["message"] == "handling"]
+    assert line["trace_id"] == INCOMING_TRACE_ID
+    assert f"{inside[0].get_span_context().trace_id:032x}" == INCOMING_TRACE_ID
+    # The parked copy continues the same trace, so its next attempt's lines carry the same id.
+    assert published_trace_id(properties.headers) == INCOMING_TRACE_ID
+    assert spans.get_finished_spans() == ()
+    assert not trace.get_current_span().get_span_context().is_valid
