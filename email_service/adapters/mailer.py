@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import jinja2
 
+from email_service.adapters.template_shapes import Parts, Shapes
 from email_service.adapters.translations import install_i18n, localized
 from email_service.config import Settings
 from email_service.ports import OutgoingMail, PermanentMailError, RecipientRefused, TransientMailError
@@ -237,6 +238,8 @@ class SmtpMailer:
         self.transport = transport
         self.templates = templates or Templates()
         self.default_locale = default_locale
+        # The built-in templates, rendered once per shape and filled in per mail.
+        self._shapes = Shapes()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpMailer:
@@ -265,25 +268,27 @@ class SmtpMailer:
                     "template override broken, built-in template used",
                     extra={"template": template, "locale": context["locale"], "error": str(error)[:200]},
                 )
-        return self.compose(template, self.templates.pair(template), to, context)
+        pair = self.templates.pair(template)
+        subject, body, html = self._shapes.parts(template, context, functools.partial(render_parts, template, pair))
+        return Mail(subject=subject, sender=self.sender, recipients=[to], body=body, html=html)
 
     def compose(self, template: str, pair: TemplatePair, to: str, context: Mapping[str, Any]) -> Mail:
         """The mail of one template pair, rendered with a ``localized`` context."""
-        text_template, html_template = pair
-        text = text_template.make_module(dict(context))
-        subject = getattr(text, "subject", None)
-        if not subject:
-            raise LookupError(f"template {template}.txt sets no subject")
-        return Mail(
-            subject=str(subject),
-            sender=self.sender,
-            recipients=[to],
-            body=str(text),
-            html=html_template.render(context),
-        )
+        subject, body, html = render_parts(template, pair, context)
+        return Mail(subject=subject, sender=self.sender, recipients=[to], body=body, html=html)
 
     def close(self) -> None:
         self.transport.close()
+
+
+def render_parts(template: str, pair: TemplatePair, context: Mapping[str, Any]) -> Parts:
+    """The subject, text and HTML of one template pair rendered with a ``localized`` context."""
+    text_template, html_template = pair
+    text = text_template.make_module(dict(context))
+    subject = getattr(text, "subject", None)
+    if not subject:
+        raise LookupError(f"template {template}.txt sets no subject")
+    return str(subject), str(text), html_template.render(context)
 
 
 @dataclass
