@@ -11,6 +11,7 @@ line of defence: code must not log secrets in the first place.
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import sys
@@ -37,13 +38,21 @@ def current_request_id() -> str | None:
     return _request_id.get()
 
 
+# Keys are the code's own names for its extras, and a mapping's field names: few, asked on every line.
+@functools.lru_cache(maxsize=1024)
 def is_secret_key(key: str) -> bool:
     word = key.lower().replace("-", "_")
     return word in SECRET_KEYS or word.endswith(SECRET_SUFFIXES)
 
 
+# Most extras are one of these: nothing inside them to blank, and no ABC check to find that out.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def redact(value):
     """``value`` with every secret-looking key of every nested mapping blanked."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, Mapping):
         return {key: REDACTED if is_secret_key(str(key)) else redact(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
