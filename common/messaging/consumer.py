@@ -306,6 +306,10 @@ class Consumer(ConnectionThread):
             self._republish(channel, self._queue.dead_letter_queue, properties, body, headers)
             log.error("message dead-lettered", extra={"queue": self._queue.name, "reason": result.reason})
         self._settled = (channel, method.delivery_tag)
+        if outcome is not Outcome.ACK:
+            # Its copy is on the retry ladder or in the dead letters: acked now, so that a connection lost later
+            # in the batch cannot have the broker deliver the original beside its copy.
+            self._ack_settled()
         if outcome is Outcome.ACK:
             log.info(
                 "message handled",

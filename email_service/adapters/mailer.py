@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import jinja2
 
-from email_service.adapters.template_shapes import Parts, Shapes
+from email_service.adapters.template_shapes import Parts, Shapes, valued_names
 from email_service.adapters.translations import install_i18n, localized
 from email_service.config import Settings
 from email_service.ports import OutgoingMail, PermanentMailError, RecipientRefused, TransientMailError
@@ -147,6 +147,9 @@ def _environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
     return environment
 
 
+_UNREAD = frozenset({"not read yet"})
+
+
 class Templates:
     """Every template pair compiled once, at first use, and kept; ``overrides`` (EMAIL_TEMPLATES_DIR)
     replaces any file of a pair, for one locale (``<locale>/<name>.txt``) or all (``<name>.txt``)."""
@@ -160,6 +163,7 @@ class Templates:
             _environment(jinja2.ChoiceLoader([jinja2.FileSystemLoader(overrides), builtin])) if overrides else None
         )
         self._override_names: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        self._valued: dict[str, frozenset[str] | None] = {}
         self._lock = threading.Lock()
 
     @property
@@ -174,6 +178,14 @@ class Templates:
         """The text and HTML templates of the email named ``template`` (the one place that finds them)."""
         environment = self._environment
         return environment.get_template(f"{template}.txt"), environment.get_template(f"{template}.html")
+
+    def valued_names(self, template: str) -> frozenset[str] | None:
+        """The context names the pair ``template`` uses whole, not only prints (template_shapes.py)."""
+        valued = self._valued.get(template, _UNREAD)
+        if valued is _UNREAD:
+            valued = valued_names(self._environment, (f"{template}.txt", f"{template}.html"))
+            self._valued[template] = valued
+        return valued
 
     def overridden(self, template: str, locale: str) -> TemplatePair | None:
         """The pair with the override's files in place of the built-in ones, or None without an override.
@@ -269,7 +281,9 @@ class SmtpMailer:
                     extra={"template": template, "locale": context["locale"], "error": str(error)[:200]},
                 )
         pair = self.templates.pair(template)
-        subject, body, html = self._shapes.parts(template, context, functools.partial(render_parts, template, pair))
+        subject, body, html = self._shapes.parts(
+            template, context, functools.partial(render_parts, template, pair), self.templates.valued_names(template)
+        )
         return Mail(subject=subject, sender=self.sender, recipients=[to], body=body, html=html)
 
     def compose(self, template: str, pair: TemplatePair, to: str, context: Mapping[str, Any]) -> Mail:
