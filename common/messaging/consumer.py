@@ -310,7 +310,7 @@ class Consumer(ConnectionThread):
             # Its copy is on the retry ladder or in the dead letters: acked now, so that a connection lost later
             # in the batch cannot have the broker deliver the original beside its copy.
             self._ack_settled()
-        if outcome is Outcome.ACK:
+        else:
             log.info(
                 "message handled",
                 extra={"queue": self._queue.name, "message_type": properties.type, "message_id": properties.message_id},

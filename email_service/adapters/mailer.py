@@ -147,9 +147,6 @@ def _environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
     return environment
 
 
-_UNREAD = frozenset({"not read yet"})
-
-
 class Templates:
     """Every template pair compiled once, at first use, and kept; ``overrides`` (EMAIL_TEMPLATES_DIR)
     replaces any file of a pair, for one locale (``<locale>/<name>.txt``) or all (``<name>.txt``)."""
@@ -181,11 +178,10 @@ class Templates:
 
     def valued_names(self, template: str) -> frozenset[str] | None:
         """The context names the pair ``template`` uses whole, not only prints (template_shapes.py)."""
-        valued = self._valued.get(template, _UNREAD)
-        if valued is _UNREAD:
-            valued = valued_names(self._environment, (f"{template}.txt", f"{template}.html"))
-            self._valued[template] = valued
-        return valued
+        if template not in self._valued:
+            # None (an include by a computed name) is an answer too, kept like the others.
+            self._valued[template] = valued_names(self._environment, (f"{template}.txt", f"{template}.html"))
+        return self._valued[template]
 
     def overridden(self, template: str, locale: str) -> TemplatePair | None:
         """The pair with the override's files in place of the built-in ones, or None without an override.
@@ -281,14 +277,17 @@ class SmtpMailer:
                     extra={"template": template, "locale": context["locale"], "error": str(error)[:200]},
                 )
         pair = self.templates.pair(template)
-        subject, body, html = self._shapes.parts(
+        parts = self._shapes.parts(
             template, context, functools.partial(render_parts, template, pair), self.templates.valued_names(template)
         )
-        return Mail(subject=subject, sender=self.sender, recipients=[to], body=body, html=html)
+        return self._mail(to, parts)
 
     def compose(self, template: str, pair: TemplatePair, to: str, context: Mapping[str, Any]) -> Mail:
         """The mail of one template pair, rendered with a ``localized`` context."""
-        subject, body, html = render_parts(template, pair, context)
+        return self._mail(to, render_parts(template, pair, context))
+
+    def _mail(self, to: str, parts: Parts) -> Mail:
+        subject, body, html = parts
         return Mail(subject=subject, sender=self.sender, recipients=[to], body=body, html=html)
 
     def close(self) -> None:
