@@ -130,12 +130,14 @@ class Shapes:
         """The subject, text and HTML of ``template`` for ``context`` (a ``localized`` one), as ``render`` gives
         them; ``valued`` names the values the template uses whole (``valued_names``), None for one that
         cannot be shaped."""
-        key = None if valued is None else _shape_key(template, context, valued)
+        if valued is None:
+            return render(context)
+        key = _shape_key(template, context, valued)
         if key is None:
             return render(context)
         shape = self._shapes.get(key, _UNKNOWN)
         if shape is _UNKNOWN:
-            return self._make(key, context, render, valued or frozenset())
+            return self._make(key, context, render, valued)
         if shape is None:  # this template does more with its text values than its syntax shows
             return render(context)
         return shape.fill(context)
