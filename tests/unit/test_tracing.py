@@ -15,6 +15,7 @@ from common.messaging import topology
 from common.messaging.consumer import Result
 from common.messaging.envelope import Outgoing
 from tests.observability import json_log_lines
+from tests.tracing import exporter as recording_exporter
 from tests.unit.test_consumer import QUEUE, deliver
 
 TRACEPARENT = "traceparent"
@@ -102,7 +103,9 @@ def unrecorded(request, monkeypatch) -> trace.TracerProvider:
     """A provider that records nothing: OpenTelemetry's default one, or what ``configure`` makes without an exporter."""
     if request.param == "unconfigured":
         return trace.ProxyTracerProvider()
-    # A process sets its provider once: the run's must stay free for the recording one of tests/tracing.py.
+    # A process sets its provider once, and it must be the run's recording one (tests/tracing.py): set it now,
+    # before configure's call is stubbed out, or a later test's spans would find no provider that records.
+    recording_exporter()
     monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: None)
     return tracing.configure("auth_service", None)
 
