@@ -58,13 +58,13 @@ from urllib.parse import urlsplit
 import psutil
 
 from bench.code_sink import CodeSink
-from bench.confirm_latency import AUTH_MODULE
+from bench.confirm_latency import CODE_PATTERN, ProjectStack
 from bench.indexed_mongo import REPORT_ENV as STAND_IN_REPORT_ENV
 from bench.processes import cpu_seconds, process_tree
 from bench.signup_stats import SignupRun, code_in, rotated, slice_rates, wrong_code
 from bench.workload import RUN_PREFIX, Leftovers
 from devtools.mailsink import free_port
-from devtools.stack import ROOT, LocalStack, unique_names
+from devtools.stack import ROOT, unique_names
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 (benchmark accounts)
 BETTER_AUTH_DIR = ROOT / "bench" / "peers" / "better_auth"
@@ -242,32 +242,9 @@ def _start_peer(
     return Started(port, lambda: {label: psutil.Process(child.process.pid)}, stop)
 
 
-class _ProjectStack(LocalStack):
-    """The project's stack on the benchmark's sink rather than a sink of its own."""
-
-    def __init__(self, log_dir: Path, overrides: dict[str, str], smtp_port: int):
-        super().__init__(log_dir, overrides)
-        self.auth.module = AUTH_MODULE
-        self.smtp_port = smtp_port
-
-    def start(self, ready_timeout: float = 60.0, worker: bool = True) -> LocalStack:
-        self.env["SMTP_PORT"] = str(self.smtp_port)
-        self.worker.start()
-        self.auth.start()
-        try:
-            self.wait_ready(ready_timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> dict[str, int | None]:
-        return {"auth": self.auth.stop(), "worker": self.worker.stop()}
-
-
 class Project(SignupSystem):
     name = "this project"
-    code_pattern = re.compile(r"\b\d{6}\b")
+    code_pattern = CODE_PATTERN
     alphabet = DIGITS
     registered_status = 201
     confirm_path = "/auth/confirm"
@@ -292,7 +269,7 @@ class Project(SignupSystem):
             overrides["BCRYPT_ROUNDS"] = "4"
         else:
             overrides.pop("ALLOW_WEAK_BCRYPT", None)
-        stack = _ProjectStack(log_dir, overrides, smtp_port)
+        stack = ProjectStack(log_dir, overrides, smtp_port)
         try:
             stack.start()
         except BaseException:
@@ -374,7 +351,7 @@ class Allauth(SignupSystem):
 
 class BetterAuth(SignupSystem):
     name = "better-auth"
-    code_pattern = re.compile(r"\b\d{6}\b")
+    code_pattern = CODE_PATTERN
     alphabet = DIGITS
     registered_status = 200
     confirm_path = "/api/auth/email-otp/verify-email"

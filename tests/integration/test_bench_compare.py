@@ -21,7 +21,7 @@ import pika.exceptions
 import pytest
 import redis
 
-from bench import compare
+from bench import compare, confirm_latency
 from bench import sink as smtp_sink
 from bench.workload import Leftovers
 from common.messaging import topology
@@ -108,6 +108,22 @@ def test_a_drain_delivers_every_message_and_leaves_nothing_behind(bench, sink, s
     assert [name for name in every_queue_of(leftovers.work_queues) if queue_exists(name)] == []
     assert len(leftovers.exchanges) == 1
     assert [name for name in leftovers.exchanges if exchange_exists(name)] == []
+    assert redis_keys(leftovers.redis_prefixes) == []
+
+
+def test_the_confirm_part_answers_every_code_as_it_calls_for_and_leaves_nothing_behind(bench):
+    outcome = confirm_latency.measure_confirm(
+        bench.settings, users=4, wrong_codes=2, log_dir=bench.log_dir / "confirm", leftovers=bench.leftovers
+    )
+
+    run = outcome.run
+    assert run.unexpected == 0
+    assert len(run.confirm) == len(run.healthz) == len(run.rpc) == 4 * 3
+    assert min(run.confirm + run.healthz + run.rpc) > 0
+    assert outcome.auth_peak_rss_bytes > 10 * 2**20 and outcome.worker_peak_rss_bytes > 10 * 2**20
+    [leftovers] = bench.leftovers
+    assert [name for name in every_queue_of(leftovers.work_queues) if queue_exists(name)] == []
+    assert [name for name in leftovers.plain_queues if queue_exists(name)] == []  # the raw RPC's
     assert redis_keys(leftovers.redis_prefixes) == []
 
 
