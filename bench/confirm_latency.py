@@ -17,12 +17,14 @@ that noise on the shared machine falls on all three alike.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,10 +136,23 @@ def _registration(email: str) -> dict[str, str]:
     return {"email": email, "password": PASSWORD}
 
 
-def measure_confirm(
-    settings: dict[str, str], users: int, wrong_codes: int, log_dir: Path, leftovers: list[Leftovers]
-) -> ConfirmOutcome:
-    """One repetition on a fresh stack; ``settings`` are the services' own (LocalStack adds the environment)."""
+@dataclass(frozen=True)
+class Rig:
+    """A fresh stack with its users registered, the raw RPC's echo consumer, and the two clients, warmed up."""
+
+    stack: LocalStack
+    sink: CodeSink
+    echo: Service
+    http: KeptConnection
+    rpc: RawRpcClient
+    rpc_request: bytes
+    accounts: list[tuple[str, str]]  # (address, the code mailed to it)
+
+
+@contextlib.contextmanager
+def rig(settings: dict[str, str], users: int, log_dir: Path, leftovers: list[Leftovers]) -> Iterator[Rig]:
+    """``settings`` are the services' own (LocalStack adds the environment); on the way out every process
+    is stopped and what the run created removed (``leftovers`` gets its record)."""
     rabbitmq_url, redis_url = settings["RABBITMQ_URL"], settings["REDIS_URL"]
     names = unique_names(RUN_PREFIX)
     rpc_queue = names["ACCOUNT_CREATION_QUEUE"].replace("account_creation", "rpc")
@@ -153,7 +168,7 @@ def measure_confirm(
     sink = CodeSink().start()
     stack = echo = http_connection = rpc = None
     try:
-        _declare_quorum_queue(rabbitmq_url, rpc_queue)
+        declare_quorum_queue(rabbitmq_url, rpc_queue)
         stack = start_stack(log_dir, overrides, sink.port)
         echo = Service("bench.rpc_echo", {**stack.env, "BENCH_QUEUE": rpc_queue}, log_dir / "rpc_echo.log").start()
         tag = uuid.uuid4().hex[:8]
@@ -166,20 +181,7 @@ def measure_confirm(
         for _ in range(WARM_UP_REQUESTS):
             http_connection.timed("GET", "/healthz")
             rpc.call(request)
-
-        confirm, healthz, round_trips, unexpected = [], [], [], 0
-        for email, code in zip(emails, codes):
-            for submitted, expected in [(wrong_code(code), 400)] * wrong_codes + [(code, 200)]:
-                status, seconds = http_connection.timed("POST", "/auth/confirm", {"email": email, "code": submitted})
-                confirm.append(seconds)
-                unexpected += status != expected
-                healthz.append(http_connection.timed("GET", "/healthz")[1])
-                round_trips.append(rpc.call(request))
-        return ConfirmOutcome(
-            run=LatencyRun(tuple(confirm), tuple(healthz), tuple(round_trips), unexpected),
-            auth_peak_rss_bytes=peak_rss_bytes(process_tree(stack.auth.started.pid)),
-            worker_peak_rss_bytes=peak_rss_bytes(process_tree(stack.worker.started.pid)),
-        )
+        yield Rig(stack, sink, echo, http_connection, rpc, request, list(zip(emails, codes)))
     finally:
         for client in (rpc, http_connection):
             if client is not None:
@@ -189,6 +191,26 @@ def measure_confirm(
                 process.stop()
         sink.stop()
         mine.remove()
+
+
+def measure_confirm(
+    settings: dict[str, str], users: int, wrong_codes: int, log_dir: Path, leftovers: list[Leftovers]
+) -> ConfirmOutcome:
+    """One repetition on a fresh stack (``rig``)."""
+    with rig(settings, users, log_dir, leftovers) as ready:
+        confirm, healthz, round_trips, unexpected = [], [], [], 0
+        for email, code in ready.accounts:
+            for submitted, expected in [(wrong_code(code), 400)] * wrong_codes + [(code, 200)]:
+                status, seconds = ready.http.timed("POST", "/auth/confirm", {"email": email, "code": submitted})
+                confirm.append(seconds)
+                unexpected += status != expected
+                healthz.append(ready.http.timed("GET", "/healthz")[1])
+                round_trips.append(ready.rpc.call(ready.rpc_request))
+        return ConfirmOutcome(
+            run=LatencyRun(tuple(confirm), tuple(healthz), tuple(round_trips), unexpected),
+            auth_peak_rss_bytes=peak_rss_bytes(process_tree(ready.stack.auth.started.pid)),
+            worker_peak_rss_bytes=peak_rss_bytes(process_tree(ready.stack.worker.started.pid)),
+        )
 
 
 def start_stack(log_dir: Path, overrides: dict[str, str], smtp_port: int, attempts: int = 3) -> LocalStack:
@@ -205,7 +227,7 @@ def start_stack(log_dir: Path, overrides: dict[str, str], smtp_port: int, attemp
     raise AssertionError("unreachable")
 
 
-def _declare_quorum_queue(rabbitmq_url: str, name: str) -> None:
+def declare_quorum_queue(rabbitmq_url: str, name: str) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
     try:
         connection.channel().queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})

@@ -21,7 +21,7 @@ import pika.exceptions
 import pytest
 import redis
 
-from bench import compare, confirm_latency
+from bench import compare, confirm_cpu, confirm_latency
 from bench import sink as smtp_sink
 from bench.workload import Leftovers
 from common.messaging import topology
@@ -124,6 +124,29 @@ def test_the_confirm_part_answers_every_code_as_it_calls_for_and_leaves_nothing_
     [leftovers] = bench.leftovers
     assert [name for name in every_queue_of(leftovers.work_queues) if queue_exists(name)] == []
     assert [name for name in leftovers.plain_queues if queue_exists(name)] == []  # the raw RPC's
+    assert redis_keys(leftovers.redis_prefixes) == []
+
+
+def test_the_confirm_cpu_accounting_reads_every_process_and_leaves_nothing_behind(bench):
+    blocks = confirm_cpu.measure(bench.settings, users=3, rounds=2, log_dir=bench.log_dir, leftovers=bench.leftovers)
+
+    assert {kind: len(block.seconds) for kind, block in blocks.items()} == {
+        "/healthz": 6,
+        "raw RPC": 6,
+        "confirm, wrong code": 12,
+        "confirm, right code": 6,
+    }
+    healthz, rpc = blocks["/healthz"], blocks["raw RPC"]
+    # Each process's CPU is found where its work is: the idle ones' background ticks weigh less.
+    assert rpc.per_request_ms("echo") > healthz.per_request_ms("echo")
+    assert healthz.per_request_ms("auth") > rpc.per_request_ms("auth")
+    for kind in ("confirm, wrong code", "confirm, right code"):
+        assert blocks[kind].per_request_ms("auth") > healthz.per_request_ms("auth")
+        assert blocks[kind].per_request_ms("worker") > healthz.per_request_ms("worker")
+    assert confirm_cpu.report(blocks).count("\n") == 1 + len(blocks)
+    [leftovers] = bench.leftovers
+    assert [name for name in every_queue_of(leftovers.work_queues) if queue_exists(name)] == []
+    assert [name for name in leftovers.plain_queues if queue_exists(name)] == []
     assert redis_keys(leftovers.redis_prefixes) == []
 
 
