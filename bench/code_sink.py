@@ -57,6 +57,9 @@ def _serve(port: int, count, keep, arrivals, state, parent: int) -> None:
     while state.value != STOPPING and os.getppid() == parent:
         time.sleep(0.1)
     controller.stop()
+    # Mails still on their way to a driver that stopped reading (a run that failed while keeping them)
+    # would hold this process's exit until the parent's join gave up and killed it.
+    arrivals.cancel_join_thread()
 
 
 class CodeSink(SinkProcess):

@@ -7,12 +7,12 @@ auth on the indexed stand-in, the worker, mail to the benchmark's sink in a
 process of its own), and the raw RPC's echo consumer beside it. In each round,
 one request at a time on one kept connection, four blocks: ``--users``
 ``/healthz`` requests, ``--users`` raw RPCs, two wrong codes for each of
-``--users`` users, then each user's right code. Around each block the CPU time
+``--users`` users, then each user's right code (the three kinds take turns
+at going first, round by round). Around each block the CPU time
 of every process involved is read per thread (``/proc/<pid>/task/*/schedstat``,
 in nanoseconds); a pause before and after lets the work a request leaves
 behind (a verified confirm's welcome mail and event) finish inside its own
-block. The blocks alternate over the rounds, so a machine whose speed drifts
-weighs on all of them alike.
+block. Over the rounds, a machine whose speed drifts weighs on all of them alike.
 
 The table gives the p50 of each kind of request and the CPU it cost each
 process: auth, the worker (supervisor and processes), the echo consumer,
@@ -23,6 +23,7 @@ this process (the client) and the sink.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -41,7 +42,6 @@ from bench.processes import process_tree
 from bench.workload import Leftovers
 
 PAUSE_SECONDS = 0.3
-WARM_UP_REQUESTS = 50
 
 
 @dataclass
@@ -56,14 +56,18 @@ class Block:
 
 
 def thread_cpu_ns(pids: Iterable[int]) -> int:
-    """CPU time of every thread of the processes, those still running."""
+    """CPU time of every thread of the processes; a thread that ended takes its time with it."""
     total = 0
     for pid in pids:
         try:
-            for task in os.listdir(f"/proc/{pid}/task"):
-                total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except FileNotFoundError:
             continue
+        for task in tasks:
+            try:
+                total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                continue
     return total
 
 
@@ -81,6 +85,9 @@ def measure(
             "client": [os.getpid()],
             "sink": [ready.sink.pid] if ready.sink.pid else [],
         }
+        unseen = [name for name, pids in processes.items() if not pids]
+        if unseen:
+            raise RuntimeError(f"no process found for {', '.join(unseen)}")
         blocks: dict[str, Block] = {}
 
         def run_block(kind: str, requests: list[Callable[[], float]]) -> None:
@@ -102,12 +109,21 @@ def measure(
 
             return submit
 
-        for number in range(rounds):
-            these = ready.accounts[number * users : (number + 1) * users]
+        def healthz() -> None:
             run_block("/healthz", [lambda: ready.http.timed("GET", "/healthz")[1]] * users)
+
+        def round_trips() -> None:
             run_block("raw RPC", [lambda: ready.rpc.call(ready.rpc_request)] * users)
+
+        def confirms(these: list[tuple[str, str]]) -> None:
             run_block("confirm, wrong code", [confirm(email, wrong_code(code), 400) for email, code in these] * 2)
             run_block("confirm, right code", [confirm(email, code, 200) for email, code in these])
+
+        for number in range(rounds):
+            these = ready.accounts[number * users : (number + 1) * users]
+            order: list[Callable[[], None]] = [healthz, round_trips, functools.partial(confirms, these)]
+            for measure_kind in order[number % 3 :] + order[: number % 3]:
+                measure_kind()
         return blocks
 
 

@@ -96,9 +96,10 @@ class ProjectStack(LocalStack):
 
     def start(self, ready_timeout: float = 60.0, worker: bool = True) -> LocalStack:
         self.env["SMTP_PORT"] = str(self.smtp_port)
-        self.worker.start()
-        self.auth.start()
         try:
+            if worker:
+                self.worker.start()
+            self.auth.start()
             self.wait_ready(ready_timeout)
         except BaseException:
             self.stop()
@@ -119,10 +120,13 @@ def register_all(stack: LocalStack, sink: CodeSink, emails: list[str]) -> list[s
             if status != 201:
                 raise RuntimeError(f"registering {email} answered {status}: {body}")
         codes: dict[str, str] = {}
+        awaited = {email.lower() for email in emails}
         deadline = time.monotonic() + MAIL_WAIT_SECONDS
-        while len(codes) < len(emails) and (left := deadline - time.monotonic()) > 0:
+        while awaited - codes.keys() and (left := deadline - time.monotonic()) > 0:
             arrival = sink.next_arrival(left)
-            if arrival is not None and (code := code_in(arrival.raw, CODE_PATTERN)) is not None:
+            if arrival is None or arrival.recipient not in awaited:
+                continue
+            if (code := code_in(arrival.raw, CODE_PATTERN)) is not None:
                 codes[arrival.recipient] = code
     finally:
         sink.keep(False)  # from here on the sink only counts

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pika
 import pika.exceptions
+import psutil
 import pytest
 import redis
 
@@ -111,7 +112,12 @@ def test_a_drain_delivers_every_message_and_leaves_nothing_behind(bench, sink, s
     assert redis_keys(leftovers.redis_prefixes) == []
 
 
+def children() -> set[int]:
+    return {process.pid for process in psutil.Process().children(recursive=True)}
+
+
 def test_the_confirm_part_answers_every_code_as_it_calls_for_and_leaves_nothing_behind(bench):
+    before = children()
     outcome = confirm_latency.measure_confirm(
         bench.settings, users=4, wrong_codes=2, log_dir=bench.log_dir / "confirm", leftovers=bench.leftovers
     )
@@ -119,7 +125,7 @@ def test_the_confirm_part_answers_every_code_as_it_calls_for_and_leaves_nothing_
     run = outcome.run
     assert run.unexpected == 0
     assert len(run.confirm) == len(run.healthz) == len(run.rpc) == 4 * 3
-    assert min(run.confirm + run.healthz + run.rpc) > 0
+    assert children() - before == set()  # the services, the echo consumer and the sink
     assert outcome.auth_peak_rss_bytes > 10 * 2**20 and outcome.worker_peak_rss_bytes > 10 * 2**20
     [leftovers] = bench.leftovers
     assert [name for name in every_queue_of(leftovers.work_queues) if queue_exists(name)] == []
@@ -128,13 +134,14 @@ def test_the_confirm_part_answers_every_code_as_it_calls_for_and_leaves_nothing_
 
 
 def test_the_confirm_cpu_accounting_reads_every_process_and_leaves_nothing_behind(bench):
-    blocks = confirm_cpu.measure(bench.settings, users=3, rounds=2, log_dir=bench.log_dir, leftovers=bench.leftovers)
+    before = children()
+    blocks = confirm_cpu.measure(bench.settings, users=3, rounds=3, log_dir=bench.log_dir, leftovers=bench.leftovers)
 
     assert {kind: len(block.seconds) for kind, block in blocks.items()} == {
-        "/healthz": 6,
-        "raw RPC": 6,
-        "confirm, wrong code": 12,
-        "confirm, right code": 6,
+        "/healthz": 9,
+        "raw RPC": 9,
+        "confirm, wrong code": 18,
+        "confirm, right code": 9,
     }
     healthz, rpc = blocks["/healthz"], blocks["raw RPC"]
     # Each process's CPU is found where its work is: the idle ones' background ticks weigh less.
@@ -144,6 +151,7 @@ def test_the_confirm_cpu_accounting_reads_every_process_and_leaves_nothing_behin
         assert blocks[kind].per_request_ms("auth") > healthz.per_request_ms("auth")
         assert blocks[kind].per_request_ms("worker") > healthz.per_request_ms("worker")
     assert confirm_cpu.report(blocks).count("\n") == 1 + len(blocks)
+    assert children() - before == set()
     [leftovers] = bench.leftovers
     assert [name for name in every_queue_of(leftovers.work_queues) if queue_exists(name)] == []
     assert [name for name in leftovers.plain_queues if queue_exists(name)] == []
