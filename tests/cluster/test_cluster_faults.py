@@ -133,4 +133,10 @@ def test_the_rabbitmq_node_leading_the_work_queue_cut_off_by_a_partition_mid_bur
         pytest.skip(f"this machine cannot cut the cluster's network: {error}")
     finally:
         cut.close()  # healed; pause_minority lets the node resume and rejoin
-        leader.await_startup()
+        try:
+            leader.await_startup()
+        except RuntimeError:
+            # On a starved machine the paused node was seen still booting three minutes after the heal,
+            # once the burst's figures were in: the later tests get it back as a killed node comes back.
+            leader.kill()
+            leader.restart()
